@@ -1,0 +1,39 @@
+# volleyscope — make help lists the targets.
+GO      ?= go
+BIN     ?= volleyscope
+PKGS    := ./...
+CC      ?= gcc
+
+.PHONY: help build generate test test-short bench lint clean vmtest
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build ./volleyscope (no clang needed: eBPF objects are committed)
+	$(GO) build -o $(BIN) ./cmd/volleyscope
+
+generate: ## regenerate bpf/*_bpfel.{go,o} from the C sources (needs clang, libbpf-dev)
+	$(GO) generate ./bpf/...
+
+test: ## all tests; kernel and truth tests need root and skip without it
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 30m $(PKGS)
+
+test-short: ## unit tests only
+	$(GO) test -short -count=1 $(PKGS)
+
+bench/pingpong_client: bench/pingpong_client.c
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+bench/pingpong_server: bench/pingpong_server.c
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+bench: build bench/pingpong_client bench/pingpong_server ## side-by-side ratios, printed as BENCH lines (root for the probe's)
+	VOLLEYSCOPE_BENCH=1 VOLLEYSCOPE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m -run 'TestBench' -v ./bench/ ./probe/ | grep -E '^(BENCH|  |[a-z].*\|)' || true
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet $(PKGS)
+
+clean: ## remove built files
+	rm -f $(BIN) bench/pingpong_client bench/pingpong_server

@@ -1,0 +1,381 @@
+package breakdown
+
+import (
+	"slices"
+	"sort"
+
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/probe"
+)
+
+// Component is one part of a round trip.
+type Component int
+
+// The components, in the order they happen (DESIGN §6).
+const (
+	ClientUser       Component = iota // t0 → client enters the send syscall
+	ClientNet                         // send entry → data ready on the server's socket
+	ServerWakeup                      // data ready → server thread on CPU (0 if it was running)
+	ServerQueue                       // on CPU → the server starts the receive on this connection
+	ServerKernelRecv                  // start of the receive → it returns to userspace
+	ServerUser                        // receive returned → server enters the send syscall
+	ServerNet                         // send entry → data ready on the client's socket
+	ClientWakeup                      // data ready → client thread on CPU (0 if it was running)
+	ClientKernelRecv                  // on CPU → the client's receive returns
+	ClientUserRecv                    // receive returned → t1
+	NumComponents
+)
+
+var names = [NumComponents]string{
+	"client_user", "client_net", "server_wakeup", "server_queue", "server_kernel_recv",
+	"server_user", "server_net", "client_wakeup", "client_kernel_recv", "client_user_recv",
+}
+
+func (c Component) String() string { return names[c] }
+
+// Side is the side of the connection a component's time is spent on. The
+// *_net components are charged to the sender, whose send syscall runs the
+// receiver's network stack on loopback.
+func (c Component) Side() string {
+	if c >= ServerWakeup && c <= ServerNet {
+		return "server"
+	}
+	return "client"
+}
+
+// Names lists the component names in order (the requests.csv columns).
+func Names() []string { return names[:] }
+
+// RoundTrip is one client round trip with its boundaries and components.
+type RoundTrip struct {
+	Conn, Seq int
+	T0, T1    int64
+	// Bounds are b0 … b10 of the package comment, CLOCK_MONOTONIC ns.
+	Bounds [NumComponents + 1]int64
+	// Ns are the components: Bounds[k+1] − Bounds[k], never negative.
+	Ns [NumComponents]int64
+	// Joined is false when the kernel events could not be matched; Reason
+	// then says which step failed.
+	Joined bool
+	Reason string
+	// Consistent is true when the boundaries were in order within the
+	// tolerance, so the components sum to t1 − t0.
+	Consistent bool
+}
+
+// Input is what the join needs.
+type Input struct {
+	Conns        []loadgen.Conn // the client's records, per connection
+	MeasureStart int64          // round trips starting earlier are warm-up and skipped
+	ServerPort   uint16         // the server's listening port
+	Events       []probe.Event  // kernel events; sorted here by time
+}
+
+// Unjoined reasons.
+const (
+	NoClientSend   = "no client send syscall in [t0, t1]"
+	NoServerReady  = "no data ready on the server's socket"
+	NoServerRecv   = "no server receive on the connection"
+	NoServerSend   = "no server send on the connection"
+	NoClientReady  = "no data ready on the client's socket"
+	NoClientRecv   = "no client receive syscall before t1"
+)
+
+// Result is the join of a whole run.
+type Result struct {
+	Trips    []RoundTrip
+	Joined   int
+	Unjoined int
+	Reasons  map[string]int
+	// Consistent counts joined round trips whose components sum to t1−t0
+	// within the tolerance (2% or 1 µs, whichever is larger).
+	Consistent int
+}
+
+type portPair struct{ l, r uint16 }
+
+type swEv struct {
+	ts int64
+	in bool
+}
+
+type index struct {
+	sys    map[uint32][]probe.Event // completed syscalls per thread, by entry time
+	sw     map[uint32][]swEv        // switches in and out per thread
+	ready  map[portPair][]probe.Event
+	recv   map[portPair][]probe.Event // sock_recv_length with data
+	send   map[portPair][]probe.Event // sock_send_length with data
+	wakes  map[uint16][]probe.Event   // sched_waking per waker CPU
+	readyC map[uint16][]int64         // data-ready times per CPU
+}
+
+func buildIndex(evs []probe.Event) *index {
+	ix := &index{
+		sys: map[uint32][]probe.Event{}, sw: map[uint32][]swEv{},
+		ready: map[portPair][]probe.Event{}, recv: map[portPair][]probe.Event{}, send: map[portPair][]probe.Event{},
+		wakes: map[uint16][]probe.Event{}, readyC: map[uint16][]int64{},
+	}
+	for _, e := range evs {
+		ts := int64(e.TS)
+		switch e.Kind {
+		case probe.KindSyscall:
+			ix.sys[e.TID] = append(ix.sys[e.TID], e)
+		case probe.KindSwitch:
+			if prev := uint32(e.Arg0); prev != 0 {
+				ix.sw[prev] = append(ix.sw[prev], swEv{ts, false})
+			}
+			if next := uint32(e.Arg1); next != 0 {
+				ix.sw[next] = append(ix.sw[next], swEv{ts, true})
+			}
+		case probe.KindDataReady:
+			k := portPair{e.Lport, e.Rport}
+			ix.ready[k] = append(ix.ready[k], e)
+			ix.readyC[e.CPU] = append(ix.readyC[e.CPU], ts)
+		case probe.KindSockRecv:
+			if e.Ret > 0 {
+				k := portPair{e.Lport, e.Rport}
+				ix.recv[k] = append(ix.recv[k], e)
+			}
+		case probe.KindSockSend:
+			if e.Ret > 0 {
+				k := portPair{e.Lport, e.Rport}
+				ix.send[k] = append(ix.send[k], e)
+			}
+		case probe.KindWaking:
+			ix.wakes[e.CPU] = append(ix.wakes[e.CPU], e)
+		}
+	}
+	for _, s := range ix.sys {
+		slices.SortFunc(s, func(a, b probe.Event) int { return cmp64(int64(a.Arg0), int64(b.Arg0)) })
+	}
+	return ix
+}
+
+func cmp64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// firstAt returns the first event of s (sorted by TS) with TS ≥ t.
+func firstAt(s []probe.Event, t int64) (probe.Event, bool) {
+	i := sort.Search(len(s), func(i int) bool { return int64(s[i].TS) >= t })
+	if i == len(s) {
+		return probe.Event{}, false
+	}
+	return s[i], true
+}
+
+// enclosing finds tid's syscall that was in progress at t.
+func (ix *index) enclosing(tid uint32, t int64) (probe.Event, bool) {
+	s := ix.sys[tid]
+	i := sort.Search(len(s), func(i int) bool { return int64(s[i].Arg0) > t }) - 1
+	if i < 0 || int64(s[i].TS) < t {
+		return probe.Event{}, false
+	}
+	return s[i], true
+}
+
+// offCPUAt reports whether tid was switched out at t, and when it next
+// switched in.
+func (ix *index) offCPUAt(tid uint32, t int64) (bool, int64) {
+	s := ix.sw[tid]
+	i := sort.Search(len(s), func(i int) bool { return s[i].ts > t })
+	if i == 0 || s[i-1].in {
+		return false, 0
+	}
+	for ; i < len(s); i++ {
+		if s[i].in {
+			return true, s[i].ts
+		}
+	}
+	return true, 0
+}
+
+// switchInAfter is tid's first switch in at or after t.
+func (ix *index) switchInAfter(tid uint32, t int64) (int64, bool) {
+	s := ix.sw[tid]
+	for i := sort.Search(len(s), func(i int) bool { return s[i].ts >= t }); i < len(s); i++ {
+		if s[i].in {
+			return s[i].ts, true
+		}
+	}
+	return 0, false
+}
+
+// wokenBy finds the thread a data-ready event woke: the first sched_waking
+// on the same CPU after it and before that CPU's next data-ready (the wake
+// runs inside sk_data_ready → sock_def_readable, on the CPU that ran it).
+func (ix *index) wokenBy(dr probe.Event, exclude uint32) (uint32, int64, bool) {
+	t := int64(dr.TS)
+	limit := t + 200_000
+	rc := ix.readyC[dr.CPU]
+	if j := sort.Search(len(rc), func(j int) bool { return rc[j] > t }); j < len(rc) && rc[j] < limit {
+		limit = rc[j]
+	}
+	ws := ix.wakes[dr.CPU]
+	for i := sort.Search(len(ws), func(i int) bool { return int64(ws[i].TS) >= t }); i < len(ws) && int64(ws[i].TS) < limit; i++ {
+		if w := uint32(ws[i].Arg0); w != exclude {
+			return w, int64(ws[i].TS), true
+		}
+	}
+	return 0, 0, false
+}
+
+// Join splits every measured round trip of in.Conns.
+func Join(in Input) *Result {
+	evs := in.Events
+	if !slices.IsSortedFunc(evs, byTS) {
+		evs = slices.Clone(evs)
+		slices.SortStableFunc(evs, byTS)
+	}
+	ix := buildIndex(evs)
+	res := &Result{Reasons: map[string]int{}}
+	for _, c := range in.Conns {
+		cport := uint16(c.LocalPort)
+		j := joiner{ix: ix, ctid: uint32(c.TID),
+			csk: portPair{cport, in.ServerPort}, ssk: portPair{in.ServerPort, cport}}
+		for seq, r := range c.Records {
+			if r.T0 < in.MeasureStart {
+				continue
+			}
+			rt := RoundTrip{Conn: c.ID, Seq: seq, T0: r.T0, T1: r.T1}
+			j.split(&rt)
+			if rt.Joined {
+				res.Joined++
+				if rt.Consistent {
+					res.Consistent++
+				}
+			} else {
+				res.Unjoined++
+				res.Reasons[rt.Reason]++
+			}
+			res.Trips = append(res.Trips, rt)
+		}
+	}
+	return res
+}
+
+func byTS(a, b probe.Event) int { return cmp64(int64(a.TS), int64(b.TS)) }
+
+type joiner struct {
+	ix       *index
+	ctid     uint32
+	csk, ssk portPair
+}
+
+// split follows one round trip's critical path; see the package comment
+// for each boundary.
+func (j *joiner) split(rt *RoundTrip) {
+	ix := j.ix
+	b := &rt.Bounds
+	b[0], b[10] = rt.T0, rt.T1
+	fail := func(reason string) { rt.Joined, rt.Reason = false, reason }
+
+	// b1: the client's first syscall entered at or after t0 is its send.
+	cs := ix.sys[j.ctid]
+	i := sort.Search(len(cs), func(i int) bool { return int64(cs[i].Arg0) >= rt.T0 })
+	if i == len(cs) || int64(cs[i].Arg0) > rt.T1 {
+		fail(NoClientSend)
+		return
+	}
+	b[1] = int64(cs[i].Arg0)
+
+	// b2: the request's data is ready on the server's socket.
+	sdr, ok := firstAt(ix.ready[j.ssk], b[1])
+	if !ok || int64(sdr.TS) > rt.T1 {
+		fail(NoServerReady)
+		return
+	}
+	b[2] = int64(sdr.TS)
+
+	// The server's receive of this request: the first sock_recv_length
+	// with data on the server's socket after the data was ready.
+	srv, ok := firstAt(ix.recv[j.ssk], b[2])
+	if !ok || int64(srv.TS) > rt.T1 {
+		fail(NoServerRecv)
+		return
+	}
+	stid := srv.TID
+	recvSys, inSys := ix.enclosing(stid, int64(srv.TS))
+
+	// b3: the server on CPU.
+	b[3] = b[2]
+	if w, wt, ok := ix.wokenBy(sdr, j.ctid); ok {
+		if in, ok := ix.switchInAfter(w, wt); ok && in <= int64(srv.TS) {
+			b[3] = in
+		}
+	} else if off, in := ix.offCPUAt(stid, b[2]); off && in > 0 && in <= int64(srv.TS) {
+		b[3] = in
+	}
+
+	// b4, b5: the receive syscall on this connection.
+	b[4], b[5] = b[3], int64(srv.TS)
+	if inSys {
+		b[4] = max(b[3], int64(recvSys.Arg0))
+		b[5] = int64(recvSys.TS)
+	}
+
+	// b6: the server's send of the reply.
+	ssd, ok := firstAt(ix.send[j.ssk], b[5])
+	if !ok || int64(ssd.TS) > rt.T1 {
+		// A reply sent inside the same syscall (io_uring submits the send
+		// and reaps the receive in one io_uring_enter) is still found by
+		// its sock_send_length after the receive itself.
+		ssd, ok = firstAt(ix.send[j.ssk], int64(srv.TS))
+		if !ok || int64(ssd.TS) > rt.T1 {
+			fail(NoServerSend)
+			return
+		}
+	}
+	b[6] = int64(ssd.TS)
+	if sendSys, ok := ix.enclosing(ssd.TID, int64(ssd.TS)); ok {
+		b[6] = int64(sendSys.Arg0)
+	}
+
+	// b7: the reply's data is ready on the client's socket.
+	cdr, ok := firstAt(ix.ready[j.csk], int64(ssd.TS))
+	if !ok || int64(cdr.TS) > rt.T1 {
+		fail(NoClientReady)
+		return
+	}
+	b[7] = int64(cdr.TS)
+
+	// b8: the client on CPU.
+	b[8] = b[7]
+	if off, in := ix.offCPUAt(j.ctid, b[7]); off && in > 0 && in <= rt.T1 {
+		b[8] = in
+	}
+
+	// b9: the client's last syscall before t1 is the read that completed
+	// the reply.
+	k := sort.Search(len(cs), func(k int) bool { return int64(cs[k].TS) > rt.T1 }) - 1
+	if k < 0 || int64(cs[k].TS) < b[7] {
+		fail(NoClientRecv)
+		return
+	}
+	b[9] = int64(cs[k].TS)
+
+	rt.Joined = true
+	rt.Consistent = true
+	tol := max((rt.T1-rt.T0)/50, 1000)
+	var sum int64
+	for c := range rt.Ns {
+		d := b[c+1] - b[c]
+		if d < 0 {
+			if -d > tol {
+				rt.Consistent = false
+			}
+			d = 0
+		}
+		rt.Ns[c] = d
+		sum += d
+	}
+	if diff := sum - (rt.T1 - rt.T0); diff > tol || -diff > tol {
+		rt.Consistent = false
+	}
+}

@@ -1,0 +1,113 @@
+package loadgen
+
+import (
+	"encoding/binary"
+	"strings"
+	"testing"
+)
+
+func TestPingPongReplyWraps(t *testing.T) {
+	for _, tc := range []struct{ in, want uint32 }{
+		{1, 2}, {0x7FFFFFFF, 0x80000000}, {0xFFFFFFFE, 0xFFFFFFFF}, {0xFFFFFFFF, 0},
+	} {
+		if got := PingPongReply(tc.in); got != tc.want {
+			t.Errorf("PingPongReply(%#x) = %#x, want %#x", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestExchangePingPong(t *testing.T) {
+	x := newExchange(PingPong, 999, 42)
+	if len(x.req) != 4 || len(x.want) != 4 {
+		t.Fatalf("ping-pong request/reply must be 4 bytes, got %d/%d", len(x.req), len(x.want))
+	}
+	seen := map[uint32]bool{}
+	for i := 0; i < 10000; i++ {
+		x.prepare()
+		c := binary.BigEndian.Uint32(x.req)
+		if c == 0 {
+			t.Fatal("challenge 0 would stop the server")
+		}
+		seen[c] = true
+		binary.BigEndian.PutUint32(x.got, c+1)
+		if !x.check() {
+			t.Fatalf("correct reply %#x to %#x rejected", c+1, c)
+		}
+		binary.BigEndian.PutUint32(x.got, c)
+		if x.check() {
+			t.Fatalf("echoed challenge %#x accepted as a reply", c)
+		}
+	}
+	if len(seen) < 9990 {
+		t.Errorf("challenges repeat too often: %d distinct of 10000", len(seen))
+	}
+}
+
+func TestExchangeEcho(t *testing.T) {
+	for _, size := range []int{1, 7, 8, 64, 65536} {
+		x := newExchange(Echo, size, 7)
+		for i := 0; i < 3; i++ {
+			x.prepare()
+			copy(x.got, x.req)
+			if !x.check() {
+				t.Fatalf("size %d: echo of the request rejected", size)
+			}
+			x.got[len(x.got)-1] ^= 0xFF
+			if x.check() {
+				t.Fatalf("size %d: corrupted echo accepted", size)
+			}
+		}
+	}
+}
+
+func TestReplyErrorNamesRequest(t *testing.T) {
+	e := &ReplyError{Conn: 3, Request: 17, Reason: "wrong reply", Want: []byte{0, 0, 0, 2}, Got: []byte{0, 0, 0, 9}}
+	s := e.Error()
+	for _, want := range []string{"connection 3", "request 17", "wrong reply", "0x00000002", "0x00000009"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("error %q lacks %q", s, want)
+		}
+	}
+}
+
+func TestParseProto(t *testing.T) {
+	if _, err := ParseProto("udp"); err == nil {
+		t.Error("unknown protocol accepted")
+	}
+	if p, err := ParseProto("echo"); err != nil || p != Echo {
+		t.Errorf("ParseProto(echo) = %v, %v", p, err)
+	}
+}
+
+func TestRecBufAcrossChunks(t *testing.T) {
+	var b recBuf
+	var c cursor
+	n := firstChunk*7 + 5 // spans several growing chunks
+	got := 0
+	for i := 0; i < n; i++ {
+		if !b.add(Record{T0: int64(i), T1: int64(i) + 1}) {
+			t.Fatal("buffer full too early")
+		}
+		if i%1000 == 0 {
+			c.each(&b, func(r Record) {
+				if r.T0 != int64(got) {
+					t.Fatalf("record %d read as %d", got, r.T0)
+				}
+				got++
+			})
+		}
+	}
+	c.each(&b, func(r Record) { got++ })
+	if got != n || len(b.all()) != n {
+		t.Fatalf("read %d and all() %d records, want %d", got, len(b.all()), n)
+	}
+}
+
+func TestRecBufNoAllocPerRecord(t *testing.T) {
+	var b recBuf
+	b.add(Record{})
+	allocs := testing.AllocsPerRun(500, func() { b.add(Record{T0: 1, T1: 2}) })
+	if allocs > 0.01 {
+		t.Errorf("add allocates %.2f times per record", allocs)
+	}
+}

@@ -1,0 +1,133 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+)
+
+// Dur renders nanoseconds with a unit a person reads at a glance.
+func Dur(ns float64) string {
+	a := math.Abs(ns)
+	switch {
+	case math.IsNaN(ns) || math.IsInf(ns, 0):
+		return "n/a"
+	case a < 1e3:
+		return fmt.Sprintf("%.0f ns", ns)
+	case a < 1e4:
+		return fmt.Sprintf("%.2f µs", ns/1e3)
+	case a < 1e6:
+		return fmt.Sprintf("%.1f µs", ns/1e3)
+	case a < 1e9:
+		return fmt.Sprintf("%.2f ms", ns/1e6)
+	}
+	return fmt.Sprintf("%.2f s", ns/1e9)
+}
+
+var stopText = map[string]string{
+	"ci":          "confidence target reached",
+	"duration":    "duration cap reached before the confidence target",
+	"requests":    "request count reached",
+	"interrupted": "interrupted (results so far)",
+	"error":       "stopped by an error (results so far)",
+}
+
+// WriteText writes the terminal summary of a run.
+func WriteText(w io.Writer, r *Results) error {
+	m := r.Meta
+	b := &strings.Builder{}
+	fmt.Fprintf(b, "volleyscope: %s server, %d client(s), %s", m.Server, m.Clients, m.Proto)
+	if m.Proto == "echo" {
+		fmt.Fprintf(b, " %d B", m.Size)
+	}
+	fmt.Fprintf(b, ", client CPUs %s, server CPUs %s, kernel %s\n", cpuList(m.ClientCPUs), cpuList(m.ServerCPUs), m.Kernel)
+	ru := r.Run
+	fmt.Fprintf(b, "run:        %s; measured %.1f s after %.1f s warm-up (%d discarded, +%d by MSER-5)\n",
+		stopText[ru.StopReason], float64(ru.MeasuredNs)/1e9, float64(ru.WarmupNs)/1e9, ru.WarmupDiscarded, ru.MSERDiscarded)
+	l := r.Latency
+	fmt.Fprintf(b, "round trips %d, throughput %.0f/s\n", l.Count, r.ThroughputRPS)
+	if l.Count > 0 {
+		fmt.Fprintf(b, "latency:    mean %s  [%s, %s] (±%.2f%% at %.0f%%, %d batches)\n",
+			Dur(l.Mean), Dur(l.CILow), Dur(l.CIHigh), 100*ru.CIAchieved, 100*l.CILevel, ru.Batches)
+		fmt.Fprintf(b, "            p50 %s  p90 %s  p99 %s", Dur(l.P50), Dur(l.P90), Dur(l.P99))
+		if l.P99CIHigh > 0 {
+			fmt.Fprintf(b, " [%s, %s]", Dur(l.P99CILow), Dur(l.P99CIHigh))
+		}
+		fmt.Fprintf(b, "  p99.9 %s  p99.99 %s  max %s\n", Dur(l.P999), Dur(l.P9999), Dur(l.Max))
+	}
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+	if len(r.Breakdown) > 0 {
+		if err := WriteBreakdown(w, r); err != nil {
+			return err
+		}
+	}
+	if len(r.Syscalls) > 0 {
+		if err := WriteSyscalls(w, r.Syscalls); err != nil {
+			return err
+		}
+	}
+	for _, e := range r.Errors {
+		if _, err := fmt.Fprintf(w, "error: %s\n", e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteBreakdown writes the component table and one sentence on where the
+// time goes.
+func WriteBreakdown(w io.Writer, r *Results) error {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "component\tside\tmean\tp50\tp99\tshare\t\n")
+	var top Component
+	for _, c := range r.Breakdown {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f%%\t\n", c.Component, c.Side, Dur(c.MeanNs), Dur(c.P50Ns), Dur(c.P99Ns), 100*c.Share)
+		if c.Share > top.Share {
+			top = c
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if bc := r.BreakdownCheck; bc != nil {
+		tot := bc.Joined + bc.Unjoined
+		frac := 0.0
+		if tot > 0 {
+			frac = float64(bc.Joined) / float64(tot)
+		}
+		fmt.Fprintf(w, "joined %d of %d round trips (%.1f%%); %.1f%% of them sum to the client's latency within %s\n",
+			bc.Joined, tot, 100*frac, 100*bc.SumWithinTolerance, bc.Tolerance)
+		for reason, n := range bc.UnjoinedReasons {
+			fmt.Fprintf(w, "  unjoined: %d × %s\n", n, reason)
+		}
+	}
+	if top.Component != "" {
+		fmt.Fprintf(w, "most of the time: %s (%s side), %.0f%% of the mean round trip\n", top.Component, top.Side, 100*top.Share)
+	}
+	return nil
+}
+
+// WriteSyscalls writes the per-syscall latency table.
+func WriteSyscalls(w io.Writer, sc []Syscall) error {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "side\tsyscall\tcount\tp50\tp99\tmax\t\n")
+	for _, s := range sc {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t\n", s.Side, s.Name, s.Count, Dur(s.P50Ns), Dur(s.P99Ns), Dur(s.MaxNs))
+	}
+	return tw.Flush()
+}
+
+func cpuList(c []int) string {
+	if len(c) == 0 {
+		return "any"
+	}
+	s := make([]string, len(c))
+	for i, v := range c {
+		s[i] = fmt.Sprint(v)
+	}
+	return strings.Join(s, ",")
+}

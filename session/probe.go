@@ -1,0 +1,237 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+
+	"github.com/volleyscope/volleyscope/breakdown"
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/probe"
+	"github.com/volleyscope/volleyscope/report"
+)
+
+// probeRun is the probe's part of one measurement: it collects every event
+// while the load runs, then joins them with the client's records.
+type probeRun struct {
+	p      *probe.Probe
+	mu     sync.Mutex
+	events []probe.Event
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// startProbe loads and attaches the probe, follows the server process and
+// port, and starts reading events. The caller must call stop.
+func startProbe(cfg Config, serverPID int, port uint16, note func(string)) (*probeRun, error) {
+	if err := probe.Check(); err != nil {
+		return nil, err
+	}
+	p, err := probe.Open(probe.Config{Mode: probe.Mode(cfg.ProbeMode), Ports: []uint16{port}})
+	if err != nil {
+		return nil, fmt.Errorf("open probe: %w", err)
+	}
+	if serverPID > 0 {
+		if err := p.TrackTGID(uint32(serverPID)); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("follow server pid %d: %w", serverPID, err)
+		}
+	}
+	note("probe: " + hookLine(p))
+	for _, h := range p.Hooks() {
+		if h.Hook == "" {
+			note(fmt.Sprintf("probe: no hook for %s (%v): costs %s", h.Event, h.Err, h.Costs))
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr := &probeRun{p: p, cancel: cancel, done: make(chan error, 1), events: make([]probe.Event, 0, 1<<20)}
+	go func() {
+		pr.done <- p.Run(ctx, func(e *probe.Event) {
+			pr.mu.Lock()
+			pr.events = append(pr.events, *e)
+			pr.mu.Unlock()
+		})
+	}()
+	return pr, nil
+}
+
+func hookLine(p *probe.Probe) string {
+	s := "mode " + p.ModeUsed() + ";"
+	for _, h := range p.Hooks() {
+		if h.Hook != "" {
+			s += " " + h.Event + "=" + h.Hook
+		}
+	}
+	return s
+}
+
+// clientsReady starts following the client threads.
+func (pr *probeRun) clientsReady(conns []loadgen.ConnInfo) error {
+	for _, c := range conns {
+		if err := pr.p.TrackTID(uint32(c.TID)); err != nil {
+			return fmt.Errorf("follow client thread %d: %w", c.TID, err)
+		}
+	}
+	return nil
+}
+
+// stop drains the ring buffer and detaches everything.
+func (pr *probeRun) stop() error {
+	pr.once.Do(func() {
+		pr.cancel()
+		pr.err = <-pr.done
+		if cerr := pr.p.Close(); pr.err == nil {
+			pr.err = cerr
+		}
+	})
+	return pr.err
+}
+
+// finish joins the events with the load result and fills the breakdown
+// sections of res.
+func (pr *probeRun) finish(cfg Config, res *report.Results, load *loadgen.Result, port uint16) *report.PerRequest {
+	res.Meta.ProbeMode = pr.p.ModeUsed()
+	info := &report.ProbeInfo{Missing: map[string]string{}}
+	for _, h := range pr.p.Hooks() {
+		if h.Hook != "" {
+			res.Meta.Hooks[h.Event] = h.Hook
+		} else {
+			res.Meta.Hooks[h.Event] = "none"
+			info.Missing[h.Event] = fmt.Sprintf("%v; costs %s", h.Err, h.Costs)
+		}
+	}
+	res.LostEvents = pr.p.Lost()
+	if res.LostEvents > 0 {
+		res.Errors = append(res.Errors, fmt.Sprintf("probe lost %d events (ring buffer full): round trips missing them are counted as unjoined", res.LostEvents))
+	}
+	pr.mu.Lock()
+	evs := pr.events
+	pr.mu.Unlock()
+	info.Events = uint64(len(evs))
+	if n, ns, err := pr.p.Stats(); err == nil && n > 0 {
+		info.BPFNsPerEvent = float64(ns) / float64(n)
+	}
+	total := 0
+	for _, c := range load.Conns {
+		total += len(c.Records)
+	}
+	if total > 0 {
+		info.EventsPerRTT = float64(len(evs)) / float64(total)
+		info.OverheadNsPerRT = info.EventsPerRTT * info.BPFNsPerEvent
+	}
+	res.Probe = info
+
+	if cfg.Record != "" {
+		if err := writeRecording(cfg.Record, evs, load, port); err != nil {
+			res.Errors = append(res.Errors, err.Error())
+		}
+	}
+	j := breakdown.Join(breakdown.Input{Conns: load.Conns, MeasureStart: load.MeasureStart, ServerPort: port, Events: evs})
+	fillBreakdown(res, j)
+	if cfg.Syscalls {
+		clients := map[uint32]bool{}
+		for _, c := range load.Conns {
+			clients[uint32(c.TID)] = true
+		}
+		for _, s := range breakdown.Syscalls(evs, clients) {
+			res.Syscalls = append(res.Syscalls, report.Syscall{Side: s.Side, Name: s.Name, Count: s.Count, P50Ns: s.P50Ns, P99Ns: s.P99Ns, MaxNs: s.MaxNs})
+		}
+	}
+	return &report.PerRequest{Columns: breakdown.Names(), Row: j.Row()}
+}
+
+func fillBreakdown(res *report.Results, j *breakdown.Result) {
+	for _, c := range j.Summarize() {
+		res.Breakdown = append(res.Breakdown, report.Component{
+			Component: c.Component.String(), Side: c.Component.Side(), MeanNs: c.MeanNs, P50Ns: c.P50Ns, P99Ns: c.P99Ns, Share: c.Share,
+		})
+	}
+	bc := &report.BreakdownCheck{Joined: j.Joined, Unjoined: j.Unjoined, UnjoinedReasons: j.Reasons, Tolerance: "2% or 1 µs"}
+	if j.Joined > 0 {
+		bc.SumWithinTolerance = float64(j.Consistent) / float64(j.Joined)
+	}
+	res.BreakdownCheck = bc
+}
+
+// Recording is the header of a --record file: what the join needs besides
+// the events, so a run can be joined again offline (and in tests).
+type Recording struct {
+	ServerPort   uint16         `json:"server_port"`
+	MeasureStart int64          `json:"measure_start_ns"`
+	Conns        []recordedConn `json:"conns"`
+}
+
+type recordedConn struct {
+	loadgen.ConnInfo
+	Records [][2]int64 `json:"records"` // t0, t1
+}
+
+func writeRecording(path string, evs []probe.Event, load *loadgen.Result, port uint16) error {
+	rec := Recording{ServerPort: port, MeasureStart: load.MeasureStart}
+	for _, c := range load.Conns {
+		rc := recordedConn{ConnInfo: c.ConnInfo}
+		for _, r := range c.Records {
+			rc.Records = append(rc.Records, [2]int64{r.T0, r.T1})
+		}
+		rec.Conns = append(rec.Conns, rc)
+	}
+	meta, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	w, err := probe.NewRecorder(f, meta)
+	if err == nil {
+		for i := range evs {
+			if err = w.Write(&evs[i]); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = w.Flush()
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("record %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadRecording loads a --record file back into the join's input.
+func ReadRecording(path string) (breakdown.Input, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return breakdown.Input{}, fmt.Errorf("read recording: %w", err)
+	}
+	defer f.Close()
+	var in breakdown.Input
+	meta, err := probe.ReadRecording(f, func(e *probe.Event) { in.Events = append(in.Events, *e) })
+	if err != nil {
+		return in, fmt.Errorf("read recording %s: %w", path, err)
+	}
+	var rec Recording
+	if err := json.Unmarshal(meta, &rec); err != nil {
+		return in, fmt.Errorf("read recording %s: header: %w", path, err)
+	}
+	in.ServerPort, in.MeasureStart = rec.ServerPort, rec.MeasureStart
+	for _, rc := range rec.Conns {
+		c := loadgen.Conn{ConnInfo: rc.ConnInfo}
+		for _, r := range rc.Records {
+			c.Records = append(c.Records, loadgen.Record{T0: r[0], T1: r[1]})
+		}
+		in.Conns = append(in.Conns, c)
+	}
+	sort.SliceStable(in.Events, func(i, j int) bool { return in.Events[i].TS < in.Events[j].TS })
+	return in, nil
+}

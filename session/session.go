@@ -1,0 +1,206 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/report"
+	"github.com/volleyscope/volleyscope/servers"
+)
+
+// Config is one measurement. The zero value runs the default server with
+// one client and no probe.
+type Config struct {
+	Server     string        // built-in server name or path to a binary taking -p PORT; default "goroutine"
+	Addr       string        // a running server host:port; overrides Server
+	ServerCPUs []int         // CPUs for the server process; nil: DefaultCPUs
+	ServerSpin time.Duration // busy-work per request in built-in servers
+	Echo       bool          // start built-in servers in echo mode (set from Load.Proto)
+	Load       loadgen.Options
+	Probe      bool   // attach the eBPF probe and join the breakdown
+	ProbeMode  string // hook family: auto, tracepoint, fentry, kprobe
+	Syscalls   bool   // add the per-syscall latency table
+	Record     string // save the raw event stream and client records here
+
+	// Progress receives load progress; Note receives one-line notices
+	// (server started, probe hooks chosen). Both may be nil.
+	Progress func(loadgen.Progress)
+	Note     func(string)
+}
+
+// Outcome is what a measurement produced. It is returned, partly filled,
+// alongside an error whenever anything was measured.
+type Outcome struct {
+	Results *report.Results
+	Load    *loadgen.Result
+	Rows    *report.PerRequest
+}
+
+// DefaultCPUs picks a client/server placement: on a machine with two or
+// more CPUs the server gets CPU 0 and the clients the others, the layout
+// whose cross-CPU wake-ups a breakdown is most often asked about.
+func DefaultCPUs() (client, server []int) {
+	n := runtime.NumCPU()
+	if n < 2 {
+		return nil, nil
+	}
+	for c := 1; c < n; c++ {
+		client = append(client, c)
+	}
+	return client, []int{0}
+}
+
+// Run performs one measurement.
+func Run(ctx context.Context, cfg Config) (*Outcome, error) {
+	note := func(s string) {
+		if cfg.Note != nil {
+			cfg.Note(s)
+		}
+	}
+	if cfg.Server == "" {
+		cfg.Server = "goroutine"
+	}
+	if cfg.Load.Proto == loadgen.Echo {
+		cfg.Echo = true
+	}
+	r := report.HostMeta()
+	res := &report.Results{Meta: r, Errors: []string{}}
+	res.Meta.ServerCPUs = cfg.ServerCPUs
+	res.Meta.ServerSpin = cfg.ServerSpin.Nanoseconds()
+
+	var srv *loadgen.ServerProc
+	if cfg.Addr != "" {
+		res.Meta.Server = cfg.Addr
+		res.Meta.ServerCPUs = nil
+		cfg.Load.Addr = cfg.Addr
+	} else {
+		argv, name, err := ServerArgv(cfg.Server, cfg.Echo, cfg.ServerSpin)
+		if err != nil {
+			return nil, err
+		}
+		res.Meta.Server = name
+		srv, err = loadgen.StartServer(ctx, loadgen.ServerOptions{Argv: argv, CPUs: cfg.ServerCPUs})
+		if err != nil {
+			return nil, err
+		}
+		note(fmt.Sprintf("server %s started: pid %d, port %d, CPUs %v", name, srv.PID(), srv.Port, cfg.ServerCPUs))
+		cfg.Load.Addr = srv.Addr
+	}
+	if cfg.Progress != nil {
+		cfg.Load.Progress = cfg.Progress
+	}
+
+	var pr *probeRun
+	var port uint16
+	if cfg.Probe {
+		pid := 0
+		if srv != nil {
+			pid, port = srv.PID(), uint16(srv.Port)
+		} else {
+			var err error
+			if pid, port, err = findServer(cfg.Addr); err != nil {
+				return nil, err
+			}
+			note(fmt.Sprintf("server at %s is pid %d", cfg.Addr, pid))
+		}
+		var err error
+		pr, err = startProbe(cfg, pid, port, note)
+		if err != nil {
+			if srv != nil {
+				srv.Stop()
+			}
+			return nil, err
+		}
+		defer pr.stop() // idempotent: also on early returns and panics
+		cfg.Load.ClientsReady = pr.clientsReady
+	}
+
+	load, runErr := loadgen.Run(ctx, cfg.Load)
+	var probeErr error
+	if pr != nil {
+		probeErr = pr.stop()
+	}
+	var stopErr error
+	if srv != nil {
+		if dead, how := srv.Exited(); dead {
+			runErr = fmt.Errorf("%w (server %s: %w: %s)", orNil(runErr), res.Meta.Server, loadgen.ErrServerExited, how)
+		}
+		stopErr = srv.Stop()
+	}
+	if load == nil {
+		return nil, runErr
+	}
+	report.FromLoad(res, load)
+	res.Meta.Server = serverLabel(res.Meta.Server)
+	out := &Outcome{Results: res, Load: load}
+	if runErr != nil {
+		res.Errors = append(res.Errors, runErr.Error())
+	}
+	if stopErr != nil {
+		res.Errors = append(res.Errors, stopErr.Error())
+	}
+	if pr != nil {
+		if probeErr != nil {
+			res.Errors = append(res.Errors, "probe: "+probeErr.Error())
+		}
+		out.Rows = pr.finish(cfg, res, load, port)
+	} else {
+		res.Meta.ProbeMode = "none (bench: no kernel breakdown)"
+	}
+	return out, runErr
+}
+
+func orNil(err error) error {
+	if err == nil {
+		return errors.New("run ended")
+	}
+	return err
+}
+
+func serverLabel(s string) string { return s }
+
+// ServerArgv resolves a --server value: a built-in server's name runs this
+// executable's "serve" subcommand; anything else must be an executable file
+// that takes -p PORT.
+func ServerArgv(server string, echo bool, spin time.Duration) (argv []string, label string, err error) {
+	if _, lerr := servers.Lookup(server); lerr == nil {
+		if err := servers.Check(server); err != nil {
+			return nil, "", err
+		}
+		var extra []string
+		if echo {
+			extra = append(extra, "--echo")
+		}
+		if spin > 0 {
+			extra = append(extra, "--spin", spin.String())
+		}
+		argv, err := loadgen.SelfArgv(server, extra...)
+		return argv, server, err
+	} else if !strings.ContainsRune(server, '/') {
+		if p, perr := exec.LookPath(server); perr == nil {
+			server = p
+		} else {
+			return nil, "", fmt.Errorf("server %q: not a built-in server and not an executable in PATH (%v)", server, lerr)
+		}
+	}
+	st, err := os.Stat(server)
+	if err != nil {
+		return nil, "", fmt.Errorf("server %s: %w", server, err)
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return nil, "", fmt.Errorf("server %s: not an executable file", server)
+	}
+	abs, _ := filepath.Abs(server)
+	if spin > 0 {
+		return nil, "", fmt.Errorf("--server-spin works with the built-in servers only, not %s", server)
+	}
+	return []string{abs}, abs, nil
+}

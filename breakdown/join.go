@@ -73,12 +73,12 @@ type Input struct {
 
 // Unjoined reasons.
 const (
-	NoClientSend   = "no client send syscall in [t0, t1]"
-	NoServerReady  = "no data ready on the server's socket"
-	NoServerRecv   = "no server receive on the connection"
-	NoServerSend   = "no server send on the connection"
-	NoClientReady  = "no data ready on the client's socket"
-	NoClientRecv   = "no client receive syscall before t1"
+	NoClientSend  = "no client send syscall in [t0, t1]"
+	NoServerReady = "no data ready on the server's socket"
+	NoServerRecv  = "no server receive on the connection"
+	NoServerSend  = "no server send on the connection"
+	NoClientReady = "no data ready on the client's socket"
+	NoClientRecv  = "no client receive syscall before t1"
 )
 
 // Result is the join of a whole run.

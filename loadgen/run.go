@@ -120,14 +120,14 @@ type Result struct {
 	Conns        []Conn
 	StopReason   string
 
-	Measured        int                      // round trips measured (after all warm-up discards)
-	WarmupDiscarded int                      // round trips discarded by the warm-up time
-	MSERDiscarded   int                      // further round trips discarded by MSER-5 truncation
-	Hist            *hdrhistogram.Histogram  // measured latencies, ns
-	Latency         stats.Latency            // summary of Hist
-	Mean            stats.Interval           // batch-means interval of the mean latency, ns
-	P99             stats.Interval           // batch-quantile interval of p99, ns
-	ThroughputRPS   float64                  // measured round trips per second
+	Measured        int                     // round trips measured (after all warm-up discards)
+	WarmupDiscarded int                     // round trips discarded by the warm-up time
+	MSERDiscarded   int                     // further round trips discarded by MSER-5 truncation
+	Hist            *hdrhistogram.Histogram // measured latencies, ns
+	Latency         stats.Latency           // summary of Hist
+	Mean            stats.Interval          // batch-means interval of the mean latency, ns
+	P99             stats.Interval          // batch-quantile interval of p99, ns
+	ThroughputRPS   float64                 // measured round trips per second
 }
 
 // Run drives the server at opts.Addr until the stopping rule is met, ctx is

@@ -16,16 +16,16 @@ import (
 // results.json and by --json. The JSON names are a contract (DESIGN §2):
 // fields may be added, never renamed.
 type Results struct {
-	Meta           Meta             `json:"meta"`
-	Latency        Latency          `json:"latency_ns"`
-	ThroughputRPS  float64          `json:"throughput_rps"`
-	Run            RunInfo          `json:"run"`
-	Breakdown      []Component      `json:"breakdown"`
-	BreakdownCheck *BreakdownCheck  `json:"breakdown_check,omitempty"`
-	Syscalls       []Syscall        `json:"syscalls,omitempty"`
-	LostEvents     uint64           `json:"lost_events"`
-	Probe          *ProbeInfo       `json:"probe,omitempty"`
-	Errors         []string         `json:"errors"`
+	Meta           Meta            `json:"meta"`
+	Latency        Latency         `json:"latency_ns"`
+	ThroughputRPS  float64         `json:"throughput_rps"`
+	Run            RunInfo         `json:"run"`
+	Breakdown      []Component     `json:"breakdown"`
+	BreakdownCheck *BreakdownCheck `json:"breakdown_check,omitempty"`
+	Syscalls       []Syscall       `json:"syscalls,omitempty"`
+	LostEvents     uint64          `json:"lost_events"`
+	Probe          *ProbeInfo      `json:"probe,omitempty"`
+	Errors         []string        `json:"errors"`
 }
 
 // Meta says what was measured, where and when.

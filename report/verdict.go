@@ -20,6 +20,8 @@ type Verdict struct {
 	Confidence float64       `json:"confidence"`
 	MeanA      []float64     `json:"mean_ns_a"` // per round
 	MeanB      []float64     `json:"mean_ns_b"`
+	P50A       []float64     `json:"p50_ns_a"`
+	P50B       []float64     `json:"p50_ns_b"`
 	P99A       []float64     `json:"p99_ns_a"`
 	P99B       []float64     `json:"p99_ns_b"`
 	RPSA       []float64     `json:"throughput_rps_a"`

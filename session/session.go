@@ -20,8 +20,10 @@ import (
 // one client and no probe.
 type Config struct {
 	Server     string        // built-in server name or path to a binary taking -p PORT; default "goroutine"
+	Self       string        // the volleyscope binary that runs built-in servers; default this executable
 	Addr       string        // a running server host:port; overrides Server
-	ServerCPUs []int         // CPUs for the server process; nil: DefaultCPUs
+	ServerCPUs []int         // CPUs for the server process; nil: not pinned
+	ServerPort int           // port for a started server; 0 picks a free one
 	ServerSpin time.Duration // busy-work per request in built-in servers
 	Echo       bool          // start built-in servers in echo mode (set from Load.Proto)
 	Load       loadgen.Options
@@ -82,12 +84,12 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		res.Meta.ServerCPUs = nil
 		cfg.Load.Addr = cfg.Addr
 	} else {
-		argv, name, err := ServerArgv(cfg.Server, cfg.Echo, cfg.ServerSpin)
+		argv, name, err := ServerArgv(cfg.Self, cfg.Server, cfg.Echo, cfg.ServerSpin)
 		if err != nil {
 			return nil, err
 		}
 		res.Meta.Server = name
-		srv, err = loadgen.StartServer(ctx, loadgen.ServerOptions{Argv: argv, CPUs: cfg.ServerCPUs})
+		srv, err = loadgen.StartServer(ctx, loadgen.ServerOptions{Argv: argv, CPUs: cfg.ServerCPUs, Port: cfg.ServerPort})
 		if err != nil {
 			return nil, err
 		}
@@ -167,10 +169,11 @@ func orNil(err error) error {
 
 func serverLabel(s string) string { return s }
 
-// ServerArgv resolves a --server value: a built-in server's name runs this
+// ServerArgv resolves a --server value (self, if set, is the volleyscope
+// binary to run built-in servers with): a built-in server's name runs this
 // executable's "serve" subcommand; anything else must be an executable file
 // that takes -p PORT.
-func ServerArgv(server string, echo bool, spin time.Duration) (argv []string, label string, err error) {
+func ServerArgv(self, server string, echo bool, spin time.Duration) (argv []string, label string, err error) {
 	if _, lerr := servers.Lookup(server); lerr == nil {
 		if err := servers.Check(server); err != nil {
 			return nil, "", err
@@ -181,6 +184,9 @@ func ServerArgv(server string, echo bool, spin time.Duration) (argv []string, la
 		}
 		if spin > 0 {
 			extra = append(extra, "--spin", spin.String())
+		}
+		if self != "" {
+			return append([]string{self, "serve", server}, extra...), server, nil
 		}
 		argv, err := loadgen.SelfArgv(server, extra...)
 		return argv, server, err

@@ -26,7 +26,7 @@ func Versus(ctx context.Context, cfg Config, a, b string, pairs int) (*report.Ve
 	}
 	// Fail fast on a server name that cannot run, before any round.
 	for _, s := range []string{a, b} {
-		if _, _, err := ServerArgv(s, cfg.Echo, cfg.ServerSpin); err != nil {
+		if _, _, err := ServerArgv(cfg.Self, s, cfg.Echo, cfg.ServerSpin); err != nil {
 			return nil, err
 		}
 	}
@@ -43,7 +43,7 @@ func Versus(ctx context.Context, cfg Config, a, b string, pairs int) (*report.Ve
 			if err != nil {
 				v.Pairs = len(v.MeanB)
 				if v.Pairs >= 2 {
-					v.MeanA, v.P99A, v.RPSA = v.MeanA[:v.Pairs], v.P99A[:v.Pairs], v.RPSA[:v.Pairs]
+					v.MeanA, v.P50A, v.P99A, v.RPSA = v.MeanA[:v.Pairs], v.P50A[:v.Pairs], v.P99A[:v.Pairs], v.RPSA[:v.Pairs]
 					v.Decide()
 				}
 				return v, fmt.Errorf("pair %d, %s: %w", i+1, name, err)
@@ -52,6 +52,11 @@ func Versus(ctx context.Context, cfg Config, a, b string, pairs int) (*report.Ve
 			if v.Meta.Kernel == "" {
 				v.Meta = r.Meta
 				v.Meta.Server = a + " vs " + b
+			}
+			if k == 0 {
+				v.P50A = append(v.P50A, r.Latency.P50)
+			} else {
+				v.P50B = append(v.P50B, r.Latency.P50)
 			}
 			if k == 0 {
 				v.MeanA, v.P99A, v.RPSA = append(v.MeanA, r.Latency.Mean), append(v.P99A, r.Latency.P99), append(v.RPSA, r.ThroughputRPS)

@@ -138,3 +138,16 @@ func newFlagSet(name, synopsis string) *pflag.FlagSet {
 	}
 	return fs
 }
+
+// probeFlags are the flags of the kernel probe (run only).
+type probeFlags struct {
+	mode     string
+	syscalls bool
+	record   string
+}
+
+func (f *probeFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.mode, "probe-mode", "auto", "hook family: auto (best that loads, per event), tracepoint, fentry or kprobe")
+	fs.BoolVar(&f.syscalls, "syscalls", false, "add a per-syscall latency table (client and server side)")
+	fs.StringVar(&f.record, "record", "", "save the raw kernel events and client records to this file, for offline joins")
+}

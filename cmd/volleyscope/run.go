@@ -43,6 +43,10 @@ func cmdRun(ctx context.Context, args []string, withProbe bool) error {
 	fs := newFlagSet(name, syn)
 	var lf loadFlags
 	lf.register(fs)
+	var pf probeFlags
+	if withProbe {
+		pf.register(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, errHelp(err)) {
 			return nil
@@ -57,6 +61,7 @@ func cmdRun(ctx context.Context, args []string, withProbe bool) error {
 		return err
 	}
 	cfg.Probe = withProbe
+	cfg.ProbeMode, cfg.Syscalls, cfg.Record = pf.mode, pf.syscalls, pf.record
 	pr := newProgress(lf.quiet)
 	cfg.Progress = pr.update
 	cfg.Note = pr.note

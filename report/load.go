@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -31,14 +32,14 @@ func FromLoad(r *Results, res *loadgen.Result) {
 		CILevel: o.Confidence,
 	}
 	if res.Mean.Batches > 0 {
-		r.Latency.CILow, r.Latency.CIHigh = res.Mean.Low, res.Mean.High
+		r.Latency.CILow, r.Latency.CIHigh = finite(res.Mean.Low), finite(res.Mean.High)
 	}
 	if res.P99.Batches > 0 {
-		r.Latency.P99CILow, r.Latency.P99CIHigh = res.P99.Low, res.P99.High
+		r.Latency.P99CILow, r.Latency.P99CIHigh = finite(res.P99.Low), finite(res.P99.High)
 	}
 	r.ThroughputRPS = res.ThroughputRPS
 	r.Run = RunInfo{
-		StopReason: res.StopReason, CITarget: o.CI, CIAchieved: res.Mean.RelHalfWidth(),
+		StopReason: res.StopReason, CITarget: o.CI, CIAchieved: finite(res.Mean.RelHalfWidth()),
 		Batches: res.Mean.Batches, BatchSize: res.Mean.BatchSize,
 		WarmupNs: o.Warmup.Nanoseconds(), WarmupDiscarded: res.WarmupDiscarded, MSERDiscarded: res.MSERDiscarded,
 		MeasuredNs: max(0, res.MeasureEnd-res.MeasureStart),
@@ -123,7 +124,7 @@ func WriteHdrLog(w io.Writer, res *loadgen.Result) error {
 		return fmt.Errorf("write hdr log: %w", err)
 	}
 	startMs := res.Started.UnixMilli()
-	lw.SetStartTime(res.Started)
+	lw.SetBaseTime(startMs)
 	if err := lw.OutputStartTime(startMs); err != nil {
 		return err
 	}
@@ -192,4 +193,13 @@ func WriteDir(dir string, r *Results, res *loadgen.Result, pr *PerRequest) error
 		return err
 	}
 	return write("latency.hlog", func(w io.Writer) error { return WriteHdrLog(w, res) })
+}
+
+// finite maps NaN and ±Inf (an interval not yet defined) to 0, which JSON
+// can carry; the batch count says whether an interval exists.
+func finite(x float64) float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return 0
+	}
+	return x
 }

@@ -1,0 +1,492 @@
+//go:build ignore
+
+// The volleyscope probe: socket, syscall, scheduler and io_uring events of
+// the tracked client threads and server process, into one ring buffer.
+//
+// Every event has several programs below, one per hook kind (tp_btf, raw
+// tracepoint, classic tracepoint, and for the socket events fentry/fexit and
+// kprobe on the kernel function). The Go side loads and attaches the first
+// that works on the running kernel and reports the choice.
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "volley.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+// Keeps struct event in the object's BTF for bpf2go -type event.
+const struct event *unused_event __attribute__((unused));
+
+// Wake the reader only every wakeup_every records (the rest are submitted
+// with BPF_RB_NO_WAKEUP; the reader also polls on a short timer). Waking the
+// reader per event costs 1.36× a loopback round trip on a 2-vCPU VM,
+// batching 1.045× (measured).
+volatile const __u32 wakeup_every = 64;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+// Records dropped because the ring buffer was full.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} submitted SEC(".maps");
+
+// Threads followed (value 1: given by user space, 2: learned as a thread
+// of a tracked process).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} tracked_tids SEC(".maps");
+
+// Processes followed (the server), grown on fork.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} tracked_tgids SEC(".maps");
+
+// Ports whose TCP sockets are followed (the server's listening port): a
+// socket is followed when its local or remote port is here.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u16);
+	__type(value, __u8);
+} tracked_ports SEC(".maps");
+
+// A syscall in progress on a tracked thread: entry and exit are merged into
+// one record at exit; the socket it touched is noted by the sock events.
+struct inflight {
+	__u64 enter_ts;
+	__u64 nr;
+	__u64 sk;
+	__u16 lport, rport;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct inflight);
+} inflight SEC(".maps");
+
+static __always_inline bool tid_tracked(__u32 tid)
+{
+	return bpf_map_lookup_elem(&tracked_tids, &tid) != NULL;
+}
+
+// current_tracked: one lookup for the common, untracked case of a thread
+// whose process is not followed either; threads of followed processes are
+// learned into tracked_tids on first sight.
+static __always_inline bool current_tracked(__u32 *tidp, __u32 *tgidp)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id, tgid = id >> 32;
+	*tidp = tid;
+	*tgidp = tgid;
+	if (tid_tracked(tid))
+		return true;
+	if (!bpf_map_lookup_elem(&tracked_tgids, &tgid))
+		return false;
+	__u8 two = 2;
+	bpf_map_update_elem(&tracked_tids, &tid, &two, BPF_ANY);
+	return true;
+}
+
+static __always_inline void submit(struct event *e)
+{
+	__u32 zero = 0;
+	struct event *r = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!r) {
+		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+		if (n)
+			*n += 1;
+		return;
+	}
+	__builtin_memcpy(r, e, sizeof(*e));
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u64 *c = bpf_map_lookup_elem(&submitted, &zero);
+	if (c) {
+		*c += 1;
+		if (wakeup_every <= 1 || *c % wakeup_every == 0)
+			flags = BPF_RB_FORCE_WAKEUP;
+	}
+	bpf_ringbuf_submit(r, flags);
+}
+
+static __always_inline void fill(struct event *e, __u16 kind, __u32 tid, __u32 tgid)
+{
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts = bpf_ktime_get_ns();
+	e->kind = kind;
+	e->tid = tid;
+	e->tgid = tgid;
+	e->cpu = bpf_get_smp_processor_id();
+}
+
+// sock_ports reads a socket's ports and says whether it is followed.
+static __always_inline bool sock_ports(struct sock *sk, __u16 *lport, __u16 *rport)
+{
+	if (!sk)
+		return false;
+	*lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	return bpf_map_lookup_elem(&tracked_ports, lport) || bpf_map_lookup_elem(&tracked_ports, rport);
+}
+
+/* ---- syscalls: raw_syscalls:sys_enter / sys_exit ---- */
+
+static __always_inline void on_sys_enter(long nr)
+{
+	__u32 tid, tgid;
+	if (!current_tracked(&tid, &tgid))
+		return;
+	struct inflight f = { .enter_ts = bpf_ktime_get_ns(), .nr = nr };
+	bpf_map_update_elem(&inflight, &tid, &f, BPF_ANY);
+}
+
+static __always_inline void on_sys_exit(long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct inflight *f = bpf_map_lookup_elem(&inflight, &tid);
+	if (!f)
+		return;
+	struct event e;
+	fill(&e, KIND_SYSCALL, tid, bpf_get_current_pid_tgid() >> 32);
+	e.arg0 = f->enter_ts;
+	e.arg1 = f->nr;
+	e.sk = f->sk;
+	e.lport = f->lport;
+	e.rport = f->rport;
+	e.ret = ret;
+	bpf_map_delete_elem(&inflight, &tid);
+	submit(&e);
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(tpbtf_sys_enter, struct pt_regs *regs, long id) { on_sys_enter(id); return 0; }
+SEC("tp_btf/sys_exit")
+int BPF_PROG(tpbtf_sys_exit, struct pt_regs *regs, long ret) { on_sys_exit(ret); return 0; }
+SEC("raw_tp/sys_enter")
+int rawtp_sys_enter(struct bpf_raw_tracepoint_args *ctx) { on_sys_enter(ctx->args[1]); return 0; }
+SEC("raw_tp/sys_exit")
+int rawtp_sys_exit(struct bpf_raw_tracepoint_args *ctx) { on_sys_exit(ctx->args[1]); return 0; }
+SEC("tracepoint/raw_syscalls/sys_enter")
+int tp_sys_enter(struct trace_event_raw_sys_enter *ctx) { on_sys_enter(ctx->id); return 0; }
+SEC("tracepoint/raw_syscalls/sys_exit")
+int tp_sys_exit(struct trace_event_raw_sys_exit *ctx) { on_sys_exit(ctx->ret); return 0; }
+
+/* ---- socket send/receive return: sock:sock_send_length / sock_recv_length (6.3+) ---- */
+
+// on_sock_len fires when a protocol's sendmsg/recvmsg returned, in the
+// caller's context, also for errors such as -EAGAIN.
+static __always_inline void on_sock_len(__u16 kind, struct sock *sk, int ret)
+{
+	__u32 tid, tgid;
+	if (!current_tracked(&tid, &tgid))
+		return;
+	__u16 lport, rport;
+	if (!sock_ports(sk, &lport, &rport))
+		return;
+	struct inflight *f = bpf_map_lookup_elem(&inflight, &tid);
+	if (f) {
+		f->sk = (__u64)sk;
+		f->lport = lport;
+		f->rport = rport;
+	}
+	struct event e;
+	fill(&e, kind, tid, tgid);
+	e.sk = (__u64)sk;
+	e.lport = lport;
+	e.rport = rport;
+	e.ret = ret;
+	submit(&e);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(tpbtf_sock_send_length, struct sock *sk, int ret, int flags) { on_sock_len(KIND_SOCK_SEND, sk, ret); return 0; }
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(tpbtf_sock_recv_length, struct sock *sk, int ret, int flags) { on_sock_len(KIND_SOCK_RECV, sk, ret); return 0; }
+SEC("raw_tp/sock_send_length")
+int rawtp_sock_send_length(struct bpf_raw_tracepoint_args *ctx) { on_sock_len(KIND_SOCK_SEND, (struct sock *)ctx->args[0], ctx->args[1]); return 0; }
+SEC("raw_tp/sock_recv_length")
+int rawtp_sock_recv_length(struct bpf_raw_tracepoint_args *ctx) { on_sock_len(KIND_SOCK_RECV, (struct sock *)ctx->args[0], ctx->args[1]); return 0; }
+SEC("tracepoint/sock/sock_send_length")
+int tp_sock_send_length(struct trace_event_raw_sock_msg_length *ctx) { on_sock_len(KIND_SOCK_SEND, (struct sock *)ctx->sk, ctx->ret); return 0; }
+SEC("tracepoint/sock/sock_recv_length")
+int tp_sock_recv_length(struct trace_event_raw_sock_msg_length *ctx) { on_sock_len(KIND_SOCK_RECV, (struct sock *)ctx->sk, ctx->ret); return 0; }
+// Kernels without the sock_*_length tracepoints (before 6.3): the TCP
+// functions' return. fexit sees the return value directly.
+SEC("fexit/tcp_sendmsg")
+int BPF_PROG(fexit_tcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t size, int ret) { on_sock_len(KIND_SOCK_SEND, sk, ret); return 0; }
+SEC("fexit/tcp_recvmsg")
+int BPF_PROG(fexit_tcp_recvmsg, struct sock *sk, struct msghdr *msg, size_t len, int flags, int *addr_len, int ret) { on_sock_len(KIND_SOCK_RECV, sk, ret); return 0; }
+
+// kprobe fallback: the socket at entry, the length at return, carried per
+// thread (one TCP send or receive at a time per thread).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u64);
+} kp_sk SEC(".maps");
+
+static __always_inline void kp_enter(struct sock *sk)
+{
+	__u32 tid, tgid;
+	if (!current_tracked(&tid, &tgid))
+		return;
+	__u64 v = (__u64)sk;
+	bpf_map_update_elem(&kp_sk, &tid, &v, BPF_ANY);
+}
+
+static __always_inline void kp_return(__u16 kind, int ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 *v = bpf_map_lookup_elem(&kp_sk, &tid);
+	if (!v)
+		return;
+	struct sock *sk = (struct sock *)*v;
+	bpf_map_delete_elem(&kp_sk, &tid);
+	on_sock_len(kind, sk, ret);
+}
+
+SEC("kprobe/tcp_sendmsg")
+int BPF_KPROBE(kprobe_tcp_sendmsg, struct sock *sk) { kp_enter(sk); return 0; }
+SEC("kretprobe/tcp_sendmsg")
+int BPF_KRETPROBE(kretprobe_tcp_sendmsg, int ret) { kp_return(KIND_SOCK_SEND, ret); return 0; }
+SEC("kprobe/tcp_recvmsg")
+int BPF_KPROBE(kprobe_tcp_recvmsg, struct sock *sk) { kp_enter(sk); return 0; }
+SEC("kretprobe/tcp_recvmsg")
+int BPF_KRETPROBE(kretprobe_tcp_recvmsg, int ret) { kp_return(KIND_SOCK_RECV, ret); return 0; }
+
+/* ---- data ready: sock:sk_data_ready (6.6+), else sock_def_readable ---- */
+
+// Fires for the receiving socket, in softirq: on loopback inside the
+// sender's send syscall, on the sender's CPU. Filtered by socket, not task.
+static __always_inline void on_data_ready(struct sock *sk)
+{
+	__u16 lport, rport;
+	if (!sock_ports(sk, &lport, &rport))
+		return;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct event e;
+	fill(&e, KIND_DATA_READY, (__u32)id, id >> 32);
+	e.sk = (__u64)sk;
+	e.lport = lport;
+	e.rport = rport;
+	submit(&e);
+}
+
+SEC("tp_btf/sk_data_ready")
+int BPF_PROG(tpbtf_sk_data_ready, const struct sock *sk) { on_data_ready((struct sock *)sk); return 0; }
+SEC("raw_tp/sk_data_ready")
+int rawtp_sk_data_ready(struct bpf_raw_tracepoint_args *ctx) { on_data_ready((struct sock *)ctx->args[0]); return 0; }
+SEC("tracepoint/sock/sk_data_ready")
+int tp_sk_data_ready(struct trace_event_raw_sk_data_ready *ctx) { on_data_ready((struct sock *)ctx->skaddr); return 0; }
+SEC("fentry/sock_def_readable")
+int BPF_PROG(fentry_sock_def_readable, struct sock *sk) { on_data_ready(sk); return 0; }
+SEC("kprobe/sock_def_readable")
+int BPF_KPROBE(kprobe_sock_def_readable, struct sock *sk) { on_data_ready(sk); return 0; }
+
+/* ---- scheduler ---- */
+
+static __always_inline void on_wake(__u16 kind, __u32 pid, __u32 tgid, int cpu)
+{
+	if (!tid_tracked(pid))
+		return;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct event e;
+	fill(&e, kind, (__u32)id, id >> 32);
+	e.arg0 = pid;
+	e.arg1 = tgid;
+	e.ret = cpu;
+	submit(&e);
+}
+
+SEC("tp_btf/sched_waking")
+int BPF_PROG(tpbtf_sched_waking, struct task_struct *p) { on_wake(KIND_WAKING, BPF_CORE_READ(p, pid), BPF_CORE_READ(p, tgid), -1); return 0; }
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(tpbtf_sched_wakeup, struct task_struct *p) { on_wake(KIND_WAKEUP, BPF_CORE_READ(p, pid), BPF_CORE_READ(p, tgid), -1); return 0; }
+SEC("raw_tp/sched_waking")
+int rawtp_sched_waking(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *p = (struct task_struct *)ctx->args[0];
+	on_wake(KIND_WAKING, BPF_CORE_READ(p, pid), BPF_CORE_READ(p, tgid), -1);
+	return 0;
+}
+SEC("raw_tp/sched_wakeup")
+int rawtp_sched_wakeup(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *p = (struct task_struct *)ctx->args[0];
+	on_wake(KIND_WAKEUP, BPF_CORE_READ(p, pid), BPF_CORE_READ(p, tgid), -1);
+	return 0;
+}
+SEC("tracepoint/sched/sched_waking")
+int tp_sched_waking(struct trace_event_raw_sched_wakeup_template *ctx) { on_wake(KIND_WAKING, ctx->pid, 0, ctx->target_cpu); return 0; }
+SEC("tracepoint/sched/sched_wakeup")
+int tp_sched_wakeup(struct trace_event_raw_sched_wakeup_template *ctx) { on_wake(KIND_WAKEUP, ctx->pid, 0, ctx->target_cpu); return 0; }
+
+static __always_inline void on_switch(__u32 prev, __u32 next, long prev_state)
+{
+	if (!tid_tracked(prev) && !tid_tracked(next))
+		return;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct event e;
+	fill(&e, KIND_SWITCH, (__u32)id, id >> 32);
+	e.arg0 = prev;
+	e.arg1 = next;
+	e.ret = prev_state;
+	submit(&e);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(tpbtf_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	// prev_state is read from the task (the tracepoint's fourth argument
+	// was added in 5.18); 0 means runnable, i.e. preempted.
+	on_switch(BPF_CORE_READ(prev, pid), BPF_CORE_READ(next, pid), preempt ? 0 : BPF_CORE_READ(prev, __state));
+	return 0;
+}
+SEC("raw_tp/sched_switch")
+int rawtp_sched_switch(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *prev = (struct task_struct *)ctx->args[1];
+	struct task_struct *next = (struct task_struct *)ctx->args[2];
+	on_switch(BPF_CORE_READ(prev, pid), BPF_CORE_READ(next, pid), ctx->args[0] ? 0 : BPF_CORE_READ(prev, __state));
+	return 0;
+}
+SEC("tracepoint/sched/sched_switch")
+int tp_sched_switch(struct trace_event_raw_sched_switch *ctx) { on_switch(ctx->prev_pid, ctx->next_pid, ctx->prev_state); return 0; }
+
+static __always_inline void on_fork(__u32 parent_tgid, __u32 parent, __u32 child)
+{
+	if (!bpf_map_lookup_elem(&tracked_tgids, &parent_tgid))
+		return;
+	// A new process (fork server child) or a new thread: follow both.
+	__u8 one = 1;
+	bpf_map_update_elem(&tracked_tgids, &child, &one, BPF_ANY);
+	bpf_map_update_elem(&tracked_tids, &child, &one, BPF_ANY);
+	struct event e;
+	fill(&e, KIND_FORK, parent, parent_tgid);
+	e.arg0 = parent;
+	e.arg1 = child;
+	submit(&e);
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(tpbtf_sched_process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	on_fork(BPF_CORE_READ(parent, tgid), BPF_CORE_READ(parent, pid), BPF_CORE_READ(child, pid));
+	return 0;
+}
+SEC("raw_tp/sched_process_fork")
+int rawtp_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *parent = (struct task_struct *)ctx->args[0];
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	on_fork(BPF_CORE_READ(parent, tgid), BPF_CORE_READ(parent, pid), BPF_CORE_READ(child, pid));
+	return 0;
+}
+SEC("tracepoint/sched/sched_process_fork")
+int tp_sched_process_fork(struct trace_event_raw_sched_process_fork *ctx)
+{
+	on_fork(bpf_get_current_pid_tgid() >> 32, ctx->parent_pid, ctx->child_pid);
+	return 0;
+}
+
+static __always_inline void on_exit(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id, tgid = id >> 32;
+	if (!tid_tracked(tid))
+		return;
+	bpf_map_delete_elem(&tracked_tids, &tid);
+	bpf_map_delete_elem(&inflight, &tid);
+	if (tid == tgid)
+		bpf_map_delete_elem(&tracked_tgids, &tgid);
+	struct event e;
+	fill(&e, KIND_EXIT, tid, tgid);
+	submit(&e);
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(tpbtf_sched_process_exit, struct task_struct *p) { on_exit(); return 0; }
+SEC("raw_tp/sched_process_exit")
+int rawtp_sched_process_exit(struct bpf_raw_tracepoint_args *ctx) { on_exit(); return 0; }
+SEC("tracepoint/sched/sched_process_exit")
+int tp_sched_process_exit(void *ctx) { on_exit(); return 0; }
+
+/* ---- socket identity: sock:inet_sock_set_state ---- */
+
+static __always_inline void on_set_state(struct sock *sk, int oldstate, int newstate)
+{
+	__u16 lport, rport;
+	if (!sock_ports(sk, &lport, &rport))
+		return;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct event e;
+	fill(&e, KIND_SOCK_STATE, (__u32)id, id >> 32);
+	e.sk = (__u64)sk;
+	e.lport = lport;
+	e.rport = rport;
+	e.arg0 = oldstate;
+	e.arg1 = newstate;
+	submit(&e);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tpbtf_inet_sock_set_state, const struct sock *sk, int oldstate, int newstate) { on_set_state((struct sock *)sk, oldstate, newstate); return 0; }
+SEC("raw_tp/inet_sock_set_state")
+int rawtp_inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx) { on_set_state((struct sock *)ctx->args[0], ctx->args[1], ctx->args[2]); return 0; }
+SEC("tracepoint/sock/inet_sock_set_state")
+int tp_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx) { on_set_state((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate); return 0; }
+
+/* ---- io_uring: submit and complete, keyed by user_data ---- */
+
+SEC("tracepoint/io_uring/io_uring_submit_req")
+int tp_io_uring_submit_req(struct trace_event_raw_io_uring_submit_req *ctx)
+{
+	__u32 tid, tgid;
+	if (!current_tracked(&tid, &tgid))
+		return 0;
+	struct event e;
+	fill(&e, KIND_URING_SUBMIT, tid, tgid);
+	e.arg0 = BPF_CORE_READ(ctx, user_data);
+	e.arg1 = BPF_CORE_READ(ctx, opcode);
+	submit(&e);
+	return 0;
+}
+
+SEC("tracepoint/io_uring/io_uring_complete")
+int tp_io_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
+{
+	__u32 tid, tgid;
+	if (!current_tracked(&tid, &tgid))
+		return 0;
+	struct event e;
+	fill(&e, KIND_URING_COMPLETE, tid, tgid);
+	e.arg0 = BPF_CORE_READ(ctx, user_data);
+	e.ret = BPF_CORE_READ(ctx, res);
+	submit(&e);
+	return 0;
+}

@@ -1,0 +1,99 @@
+package probe
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Kind is the type of a kernel event.
+type Kind uint16
+
+// Event kinds; the fields each one fills are described on Event.
+const (
+	KindSyscall       Kind = 1  // completed syscall of a tracked thread: TS = exit, Arg0 = entry time, Arg1 = nr, Ret, SK/ports of the socket it touched
+	KindSockSend      Kind = 2  // sock_send_length (or fexit/kretprobe tcp_sendmsg): SK, ports, Ret = bytes or -errno
+	KindSockRecv      Kind = 3  // sock_recv_length (or tcp_recvmsg): same
+	KindDataReady     Kind = 4  // sk_data_ready (or sock_def_readable) on the receiving socket; TID = current (softirq: often the sender)
+	KindWaking        Kind = 5  // sched_waking of a tracked thread: TID = waker, Arg0 = woken tid, Arg1 = woken tgid
+	KindWakeup        Kind = 6  // sched_wakeup: same fields
+	KindSwitch        Kind = 7  // sched_switch involving a tracked thread: Arg0 = prev tid, Arg1 = next tid, Ret = prev state (0: preempted)
+	KindFork          Kind = 8  // sched_process_fork of a tracked process: Arg0 = parent tid, Arg1 = child pid
+	KindExit          Kind = 9  // sched_process_exit of a tracked thread
+	KindSockState     Kind = 10 // inet_sock_set_state: SK, ports, Arg0 = old, Arg1 = new TCP state
+	KindUringSubmit   Kind = 11 // io_uring_submit_req: Arg0 = user_data, Arg1 = opcode
+	KindUringComplete Kind = 12 // io_uring_complete: Arg0 = user_data, Ret = res
+)
+
+var kindNames = map[Kind]string{
+	KindSyscall: "syscall", KindSockSend: "sock_send", KindSockRecv: "sock_recv", KindDataReady: "data_ready",
+	KindWaking: "waking", KindWakeup: "wakeup", KindSwitch: "switch", KindFork: "fork", KindExit: "exit",
+	KindSockState: "sock_state", KindUringSubmit: "uring_submit", KindUringComplete: "uring_complete",
+}
+
+func (k Kind) String() string {
+	if s, ok := kindNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("kind_%d", uint16(k))
+}
+
+// Event is one decoded kernel record (struct event in bpf/volley.h). It is
+// fixed-size and pointer-free, so decoding allocates nothing.
+type Event struct {
+	TS    uint64 // bpf_ktime_get_ns(): CLOCK_MONOTONIC ns, the load generator's clock
+	SK    uint64 // struct sock address, 0 if none
+	Arg0  uint64
+	Arg1  uint64
+	TID   uint32 // current task's thread id when the event fired
+	TGID  uint32
+	Ret   int32
+	CPU   uint16
+	Kind  Kind
+	Lport uint16 // socket's local port, host order
+	Rport uint16 // socket's remote port, host order
+	_     uint32
+}
+
+// EventSize is the size of a record in the ring buffer.
+const EventSize = 56
+
+// ErrShortRecord is returned for a record of the wrong size.
+var ErrShortRecord = fmt.Errorf("probe: record is not %d bytes", EventSize)
+
+// Decode fills e from one raw record (little-endian, the layout of struct
+// event).
+func Decode(b []byte, e *Event) error {
+	if len(b) != EventSize {
+		return fmt.Errorf("%w: got %d", ErrShortRecord, len(b))
+	}
+	le := binary.LittleEndian
+	e.TS = le.Uint64(b[0:])
+	e.SK = le.Uint64(b[8:])
+	e.Arg0 = le.Uint64(b[16:])
+	e.Arg1 = le.Uint64(b[24:])
+	e.TID = le.Uint32(b[32:])
+	e.TGID = le.Uint32(b[36:])
+	e.Ret = int32(le.Uint32(b[40:]))
+	e.CPU = le.Uint16(b[44:])
+	e.Kind = Kind(le.Uint16(b[46:]))
+	e.Lport = le.Uint16(b[48:])
+	e.Rport = le.Uint16(b[50:])
+	return nil
+}
+
+// Encode writes e in the record layout; the recorder and tests use it.
+func Encode(b []byte, e *Event) {
+	le := binary.LittleEndian
+	le.PutUint64(b[0:], e.TS)
+	le.PutUint64(b[8:], e.SK)
+	le.PutUint64(b[16:], e.Arg0)
+	le.PutUint64(b[24:], e.Arg1)
+	le.PutUint32(b[32:], e.TID)
+	le.PutUint32(b[36:], e.TGID)
+	le.PutUint32(b[40:], uint32(e.Ret))
+	le.PutUint16(b[44:], e.CPU)
+	le.PutUint16(b[46:], uint16(e.Kind))
+	le.PutUint16(b[48:], e.Lport)
+	le.PutUint16(b[50:], e.Rport)
+	le.PutUint32(b[52:], 0)
+}

@@ -1,0 +1,425 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/volleyscope/volleyscope/bpf"
+)
+
+// Mode forces a hook family.
+type Mode string
+
+// Modes.
+const (
+	ModeAuto       Mode = "auto"       // per event, the first hook that loads and attaches
+	ModeTracepoint Mode = "tracepoint" // tp_btf, raw or classic tracepoints only
+	ModeFentry     Mode = "fentry"     // socket events on fentry/fexit
+	ModeKprobe     Mode = "kprobe"     // socket events on kprobe/kretprobe
+)
+
+// ParseMode checks a --probe-mode value.
+func ParseMode(s string) (Mode, error) {
+	switch Mode(s) {
+	case "", ModeAuto:
+		return ModeAuto, nil
+	case ModeTracepoint, ModeFentry, ModeKprobe:
+		return Mode(s), nil
+	}
+	return "", fmt.Errorf("probe mode %q: want auto, tracepoint, fentry or kprobe", s)
+}
+
+// Config configures a probe. The zero value is usable once Ports is set.
+type Config struct {
+	Mode        Mode     // hook family; "" = auto
+	Ports       []uint16 // TCP ports whose sockets are followed (the server's)
+	WakeupEvery int      // wake the reader every N records; default 64
+	Poll        time.Duration
+}
+
+// Hook is the hook chosen for one event.
+type Hook struct {
+	Event string // e.g. "sock_recv_length"
+	Hook  string // e.g. "tp_btf/sock_recv_length"; "" if none worked
+	Err   error  // why each candidate failed, when none worked
+	Costs string // what the breakdown loses without it
+}
+
+// Probe is a loaded, attached probe.
+type Probe struct {
+	cfg    Config
+	maps   *ebpf.Collection
+	progs  []*ebpf.Collection
+	links  []link.Link
+	hooks  []Hook
+	rd     *ringbuf.Reader
+	stats  io.Closer
+	mu     sync.Mutex
+	closed bool
+}
+
+// Sentinel errors of Check.
+var (
+	ErrPermission = errors.New("the probe needs root or CAP_BPF+CAP_PERFMON; run 'volleyscope bench' to measure without it")
+	ErrNoBTF      = errors.New("the kernel has no BTF (/sys/kernel/btf/vmlinux); the probe needs CONFIG_DEBUG_INFO_BTF; run 'volleyscope bench' to measure without it")
+)
+
+// Check says what, if anything, keeps the probe from running here.
+func Check() error {
+	if !privileged() {
+		return ErrPermission
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return ErrNoBTF
+	}
+	return nil
+}
+
+// privileged: root, or the capabilities BPF (39) and PERFMON (38).
+func privileged() bool {
+	if os.Geteuid() == 0 {
+		return true
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	return has(unix.CAP_BPF) && has(unix.CAP_PERFMON)
+}
+
+// ensureTracefs mounts tracefs if it is missing: classic tracepoints need
+// it (tp_btf and raw tracepoints do not).
+func ensureTracefs() error {
+	if _, err := os.Stat("/sys/kernel/tracing/events"); err == nil {
+		return nil
+	}
+	if _, err := os.Stat("/sys/kernel/debug/tracing/events"); err == nil {
+		return nil
+	}
+	return unix.Mount("nodev", "/sys/kernel/tracing", "tracefs", 0, "")
+}
+
+// Open loads the probe and attaches every event to the first hook that
+// works. Nothing is traced until TrackTID/TrackTGID name what to follow.
+func Open(cfg Config) (p *Probe, err error) {
+	if err := Check(); err != nil {
+		return nil, err
+	}
+	mode, err := ParseMode(string(cfg.Mode))
+	if err != nil {
+		return nil, err
+	}
+	cfg.Mode = mode
+	if cfg.WakeupEvery <= 0 {
+		cfg.WakeupEvery = 64
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 50 * time.Millisecond
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("open probe: %w", err)
+	}
+	tracefsErr := ensureTracefs()
+
+	spec, err := bpf.LoadProbe()
+	if err != nil {
+		return nil, fmt.Errorf("open probe: load spec: %w", err)
+	}
+	if err := spec.Variables["wakeup_every"].Set(uint32(cfg.WakeupEvery)); err != nil {
+		return nil, fmt.Errorf("open probe: set wakeup_every: %w", err)
+	}
+	pr := &Probe{cfg: cfg}
+	defer func() {
+		if err != nil {
+			pr.Close()
+		}
+	}()
+	p = pr
+
+	// Maps first, shared by every program loaded below.
+	ms := spec.Copy()
+	ms.Programs = map[string]*ebpf.ProgramSpec{}
+	if p.maps, err = ebpf.NewCollection(ms); err != nil {
+		return nil, fmt.Errorf("open probe: create maps: %w", err)
+	}
+	// Statistics for the probe's own cost (BENCH probe_bpf_ns_per_event and
+	// results.json probe.bpf_ns_per_event); best effort.
+	if c, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME); err == nil {
+		p.stats = c
+	}
+	cache := btf.NewCache()
+	for _, ev := range hookTable {
+		h := Hook{Event: ev.event, Costs: ev.costs}
+		var errs []string
+		for _, c := range ev.cands {
+			if !allowed(cfg.Mode, ev, c.fam) {
+				continue
+			}
+			err := p.try(spec, c, cache)
+			if err == nil {
+				h.Hook = c.name
+				break
+			}
+			if c.fam == famTracepoint && tracefsErr != nil {
+				err = fmt.Errorf("%w (tracefs: %v)", err, tracefsErr)
+			}
+			errs = append(errs, c.name+": "+err.Error())
+		}
+		if h.Hook == "" {
+			if len(errs) == 0 {
+				errs = append(errs, fmt.Sprintf("no %s hook exists for this event", cfg.Mode))
+			}
+			h.Err = errors.New(strings.Join(errs, "; "))
+		}
+		p.hooks = append(p.hooks, h)
+	}
+	if cfg.Mode == ModeFentry || cfg.Mode == ModeKprobe {
+		// A forced family that attached nothing is an error, not a run
+		// with a silent gap.
+		for _, h := range p.hooks {
+			if (h.Event == "sk_data_ready" || h.Event == "sock_recv_length" || h.Event == "sock_send_length") && h.Hook == "" {
+				return nil, fmt.Errorf("open probe: --probe-mode %s: %s: %v", cfg.Mode, h.Event, h.Err)
+			}
+		}
+	}
+	for _, port := range cfg.Ports {
+		if err := p.AddPort(port); err != nil {
+			return nil, err
+		}
+	}
+	if p.rd, err = ringbuf.NewReader(p.maps.Maps["events"]); err != nil {
+		return nil, fmt.Errorf("open probe: ring buffer reader: %w", err)
+	}
+	return p, nil
+}
+
+// try loads and attaches one candidate; on failure nothing of it remains.
+func (p *Probe) try(spec *ebpf.CollectionSpec, c candidate, cache *btf.Cache) error {
+	var colls []*ebpf.Collection
+	var links []link.Link
+	fail := func(err error) error {
+		for _, l := range links {
+			l.Close()
+		}
+		for _, c := range colls {
+			c.Close()
+		}
+		return err
+	}
+	for _, a := range c.att {
+		ps, ok := spec.Programs[a.prog]
+		if !ok {
+			return fail(fmt.Errorf("no program %s", a.prog))
+		}
+		one := spec.Copy()
+		one.Programs = map[string]*ebpf.ProgramSpec{a.prog: ps.Copy()}
+		coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: p.maps.Maps, Cache: cache})
+		if err != nil {
+			return fail(fmt.Errorf("load: %w", shortErr(err)))
+		}
+		colls = append(colls, coll)
+		prog := coll.Programs[a.prog]
+		var l link.Link
+		switch c.fam {
+		case famTPBTF, famFentry:
+			l, err = link.AttachTracing(link.TracingOptions{Program: prog})
+		case famRawTP:
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: a.target, Program: prog})
+		case famTracepoint:
+			group, name, _ := strings.Cut(a.target, "/")
+			l, err = link.Tracepoint(group, name, prog, nil)
+		case famKprobe:
+			if a.ret {
+				l, err = link.Kretprobe(a.target, prog, nil)
+			} else {
+				l, err = link.Kprobe(a.target, prog, nil)
+			}
+		}
+		if err != nil {
+			return fail(fmt.Errorf("attach: %w", err))
+		}
+		links = append(links, l)
+	}
+	p.progs = append(p.progs, colls...)
+	p.links = append(p.links, links...)
+	return nil
+}
+
+// shortErr keeps the first line of a verifier error: the full log is long.
+func shortErr(err error) error {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i > 0 {
+		s = s[:i]
+	}
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return errors.New(s)
+}
+
+// Hooks reports the hook chosen for every event.
+func (p *Probe) Hooks() []Hook { return p.hooks }
+
+// ModeUsed summarizes the families in use, e.g. "tp_btf" or
+// "tp_btf+tracepoint".
+func (p *Probe) ModeUsed() string {
+	seen := map[string]bool{}
+	var fams []string
+	for _, h := range p.hooks {
+		if h.Hook == "" {
+			continue
+		}
+		f, _, _ := strings.Cut(h.Hook, "/")
+		if !seen[f] {
+			seen[f] = true
+			fams = append(fams, f)
+		}
+	}
+	if len(fams) == 0 {
+		return "none"
+	}
+	return strings.Join(fams, "+")
+}
+
+func (p *Probe) setKey(m string, key any) error {
+	var one uint8 = 1
+	if err := p.maps.Maps[m].Update(key, one, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("probe: update %s: %w", m, err)
+	}
+	return nil
+}
+
+// TrackTID follows one thread (a client thread).
+func (p *Probe) TrackTID(tid uint32) error { return p.setKey("tracked_tids", tid) }
+
+// UntrackTID stops following a thread.
+func (p *Probe) UntrackTID(tid uint32) error {
+	if err := p.maps.Maps["tracked_tids"].Delete(tid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("probe: untrack %d: %w", tid, err)
+	}
+	return nil
+}
+
+// TrackTGID follows a process (the server) and the processes it forks.
+// Its existing threads are followed from their next system call.
+func (p *Probe) TrackTGID(tgid uint32) error {
+	if err := p.setKey("tracked_tgids", tgid); err != nil {
+		return err
+	}
+	// Threads that are asleep right now (blocked in accept or read) make no
+	// syscall before the first request wakes them, so learn them now.
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", tgid))
+	for _, e := range ents {
+		var tid uint32
+		if _, err := fmt.Sscan(e.Name(), &tid); err == nil {
+			if err := p.setKey("tracked_tids", tid); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// AddPort follows the sockets whose local or remote port is port.
+func (p *Probe) AddPort(port uint16) error { return p.setKey("tracked_ports", port) }
+
+// Run reads events until ctx is done, then drains what is left in the ring
+// and returns. fn gets a reused *Event and must not keep it.
+func (p *Probe) Run(ctx context.Context, fn func(*Event)) error {
+	var rec ringbuf.Record
+	var ev Event
+	draining := false
+	for {
+		if !draining && ctx.Err() != nil {
+			draining = true
+		}
+		p.rd.SetDeadline(time.Now().Add(p.cfg.Poll))
+		err := p.rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			if err := Decode(rec.RawSample, &ev); err != nil {
+				return err
+			}
+			fn(&ev)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if draining {
+				return nil
+			}
+		case errors.Is(err, ringbuf.ErrClosed):
+			return nil
+		default:
+			return fmt.Errorf("probe: read ring buffer: %w", err)
+		}
+	}
+}
+
+// Lost is the number of records dropped because the ring buffer was full.
+func (p *Probe) Lost() uint64 {
+	var per []uint64
+	if err := p.maps.Maps["lost"].Lookup(uint32(0), &per); err != nil {
+		return 0
+	}
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	return n
+}
+
+// Stats sums the kernel's run statistics of the probe's programs: how many
+// times they ran and for how long in total (needs BPF_ENABLE_STATS, 5.8+).
+func (p *Probe) Stats() (runs uint64, ns uint64, err error) {
+	for _, c := range p.progs {
+		for _, prog := range c.Programs {
+			s, err := prog.Stats()
+			if err != nil {
+				return 0, 0, fmt.Errorf("probe: program stats: %w", err)
+			}
+			runs += s.RunCount
+			ns += uint64(s.Runtime.Nanoseconds())
+		}
+	}
+	return runs, ns, nil
+}
+
+// Close detaches and unloads everything. It is safe to call twice.
+func (p *Probe) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	var errs []error
+	for _, l := range p.links {
+		errs = append(errs, l.Close())
+	}
+	if p.rd != nil {
+		errs = append(errs, p.rd.Close())
+	}
+	for _, c := range p.progs {
+		c.Close()
+	}
+	if p.maps != nil {
+		p.maps.Close()
+	}
+	if p.stats != nil {
+		errs = append(errs, p.stats.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -47,7 +47,6 @@ const (
 	ProbeMapInflight               = "inflight"
 	ProbeMapKpSk                   = "kp_sk"
 	ProbeMapLost                   = "lost"
-	ProbeMapSubmitted              = "submitted"
 	ProbeMapTrackedPorts           = "tracked_ports"
 	ProbeMapTrackedTgids           = "tracked_tgids"
 	ProbeMapTrackedTids            = "tracked_tids"
@@ -95,7 +94,7 @@ const (
 	ProbeProgTpbtfSysEnter         = "tpbtf_sys_enter"
 	ProbeProgTpbtfSysExit          = "tpbtf_sys_exit"
 	ProbeVarUnusedEvent            = "unused_event"
-	ProbeVarWakeupEvery            = "wakeup_every"
+	ProbeVarWakeupBytes            = "wakeup_bytes"
 )
 
 // LoadProbe returns the embedded CollectionSpec for Probe.
@@ -193,7 +192,6 @@ type ProbeMapSpecs struct {
 	Inflight     *ebpf.MapSpec `ebpf:"inflight"`
 	KpSk         *ebpf.MapSpec `ebpf:"kp_sk"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
-	Submitted    *ebpf.MapSpec `ebpf:"submitted"`
 	TrackedPorts *ebpf.MapSpec `ebpf:"tracked_ports"`
 	TrackedTgids *ebpf.MapSpec `ebpf:"tracked_tgids"`
 	TrackedTids  *ebpf.MapSpec `ebpf:"tracked_tids"`
@@ -204,7 +202,7 @@ type ProbeMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProbeVariableSpecs struct {
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
-	WakeupEvery *ebpf.VariableSpec `ebpf:"wakeup_every"`
+	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // ProbeObjects contains all objects after they have been loaded into the kernel.
@@ -231,7 +229,6 @@ type ProbeMaps struct {
 	Inflight     *ebpf.Map `ebpf:"inflight"`
 	KpSk         *ebpf.Map `ebpf:"kp_sk"`
 	Lost         *ebpf.Map `ebpf:"lost"`
-	Submitted    *ebpf.Map `ebpf:"submitted"`
 	TrackedPorts *ebpf.Map `ebpf:"tracked_ports"`
 	TrackedTgids *ebpf.Map `ebpf:"tracked_tgids"`
 	TrackedTids  *ebpf.Map `ebpf:"tracked_tids"`
@@ -243,7 +240,6 @@ func (m *ProbeMaps) Close() error {
 		m.Inflight,
 		m.KpSk,
 		m.Lost,
-		m.Submitted,
 		m.TrackedPorts,
 		m.TrackedTgids,
 		m.TrackedTids,
@@ -255,7 +251,7 @@ func (m *ProbeMaps) Close() error {
 // It can be passed to LoadProbeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProbeVariables struct {
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
-	WakeupEvery *ebpf.Variable `ebpf:"wakeup_every"`
+	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // ProbePrograms contains all programs after they have been loaded into the kernel.

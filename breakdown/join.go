@@ -337,8 +337,10 @@ func (j *joiner) split(rt *RoundTrip) {
 		b[6] = int64(sendSys.Arg0)
 	}
 
-	// b7: the reply's data is ready on the client's socket.
-	cdr, ok := firstAt(ix.ready[j.csk], int64(ssd.TS))
+	// b7: the reply's data is ready on the client's socket. On loopback
+	// this fires inside the server's send, before sock_send_length (which
+	// fires as the send returns), so search from the send's entry.
+	cdr, ok := firstAt(ix.ready[j.csk], b[6])
 	if !ok || int64(cdr.TS) > rt.T1 {
 		fail(NoClientReady)
 		return

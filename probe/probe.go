@@ -46,8 +46,11 @@ func ParseMode(s string) (Mode, error) {
 type Config struct {
 	Mode        Mode     // hook family; "" = auto
 	Ports       []uint16 // TCP ports whose sockets are followed (the server's)
-	WakeupEvery int      // wake the reader every N records; default 64
-	Poll        time.Duration
+	// WakeupBytes: the kernel wakes the reader only when the ring holds
+	// more than this; otherwise the reader polls every Poll. Default 4 MiB
+	// of the 16 MiB ring.
+	WakeupBytes uint64
+	Poll        time.Duration // reader poll period; default 20ms
 }
 
 // Hook is the hook chosen for one event.
@@ -125,11 +128,11 @@ func Open(cfg Config) (p *Probe, err error) {
 		return nil, err
 	}
 	cfg.Mode = mode
-	if cfg.WakeupEvery <= 0 {
-		cfg.WakeupEvery = 64
+	if cfg.WakeupBytes == 0 {
+		cfg.WakeupBytes = 4 << 20
 	}
 	if cfg.Poll <= 0 {
-		cfg.Poll = 50 * time.Millisecond
+		cfg.Poll = 20 * time.Millisecond
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("open probe: %w", err)
@@ -140,8 +143,8 @@ func Open(cfg Config) (p *Probe, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open probe: load spec: %w", err)
 	}
-	if err := spec.Variables["wakeup_every"].Set(uint32(cfg.WakeupEvery)); err != nil {
-		return nil, fmt.Errorf("open probe: set wakeup_every: %w", err)
+	if err := spec.Variables["wakeup_bytes"].Set(cfg.WakeupBytes); err != nil {
+		return nil, fmt.Errorf("open probe: set wakeup_bytes: %w", err)
 	}
 	pr := &Probe{cfg: cfg}
 	defer func() {

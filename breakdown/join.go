@@ -320,32 +320,40 @@ func (j *joiner) split(rt *RoundTrip) {
 		b[5] = int64(recvSys.TS)
 	}
 
-	// b6: the server's send of the reply.
-	ssd, ok := firstAt(ix.send[j.ssk], b[5])
-	if !ok || int64(ssd.TS) > rt.T1 {
-		// A reply sent inside the same syscall (io_uring submits the send
-		// and reaps the receive in one io_uring_enter) is still found by
-		// its sock_send_length after the receive itself.
-		ssd, ok = firstAt(ix.send[j.ssk], int64(srv.TS))
-		if !ok || int64(ssd.TS) > rt.T1 {
-			fail(NoServerSend)
-			return
-		}
-	}
-	b[6] = int64(ssd.TS)
-	if sendSys, ok := ix.enclosing(ssd.TID, int64(ssd.TS)); ok {
-		b[6] = int64(sendSys.Arg0)
-	}
-
-	// b7: the reply's data is ready on the client's socket. On loopback
-	// this fires inside the server's send, before sock_send_length (which
-	// fires as the send returns), so search from the send's entry.
-	cdr, ok := firstAt(ix.ready[j.csk], b[6])
+	// b7: the reply's data is ready on the client's socket: the first
+	// data-ready there after the server's receive returned.
+	cdr, ok := firstAt(ix.ready[j.csk], b[5])
 	if !ok || int64(cdr.TS) > rt.T1 {
 		fail(NoClientReady)
 		return
 	}
 	b[7] = int64(cdr.TS)
+
+	// b6: the entry of the server's send. On loopback the data-ready above
+	// runs inside that send, so the sender's syscall in progress at b7 is
+	// it (its sock_send_length may even come after t1 if the server was
+	// preempted before the send returned). Elsewhere (veth softirq, io_uring
+	// workers) fall back to the sock_send_length on the server's socket.
+	if sys, ok := ix.enclosing(cdr.TID, b[7]); ok && sys.Lport == j.ssk.l && sys.Rport == j.ssk.r {
+		b[6] = int64(sys.Arg0)
+	} else {
+		ssd, ok := firstAt(ix.send[j.ssk], b[5])
+		if !ok || int64(ssd.TS) > rt.T1 {
+			// io_uring may submit the send and reap the receive in one
+			// io_uring_enter: the send is then found after the receive.
+			if ssd, ok = firstAt(ix.send[j.ssk], int64(srv.TS)); !ok || int64(ssd.TS) > rt.T1 {
+				fail(NoServerSend)
+				return
+			}
+		}
+		b[6] = int64(ssd.TS)
+		if sendSys, ok := ix.enclosing(ssd.TID, int64(ssd.TS)); ok {
+			b[6] = int64(sendSys.Arg0)
+		}
+		if b[6] > b[7] {
+			b[6] = b[7]
+		}
+	}
 
 	// b8: the client on CPU.
 	b[8] = b[7]

@@ -89,22 +89,15 @@ static __always_inline bool tid_tracked(__u32 tid)
 	return bpf_map_lookup_elem(&tracked_tids, &tid) != NULL;
 }
 
-// current_tracked: one lookup for the common, untracked case of a thread
-// whose process is not followed either; threads of followed processes are
-// learned into tracked_tids on first sight.
+// current_tracked: one hash lookup, the whole cost for an untracked task.
+// The server's threads are put in tracked_tids by user space (from
+// /proc/PID/task) and by on_fork as they are created.
 static __always_inline bool current_tracked(__u32 *tidp, __u32 *tgidp)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id, tgid = id >> 32;
-	*tidp = tid;
-	*tgidp = tgid;
-	if (tid_tracked(tid))
-		return true;
-	if (!bpf_map_lookup_elem(&tracked_tgids, &tgid))
-		return false;
-	__u8 two = 2;
-	bpf_map_update_elem(&tracked_tids, &tid, &two, BPF_ANY);
-	return true;
+	*tidp = (__u32)id;
+	*tgidp = id >> 32;
+	return tid_tracked(*tidp);
 }
 
 static __always_inline void submit(struct event *e)
@@ -151,15 +144,26 @@ static __always_inline void on_sys_enter(long nr)
 	__u32 tid, tgid;
 	if (!current_tracked(&tid, &tgid))
 		return;
-	struct inflight f = { .enter_ts = bpf_ktime_get_ns(), .nr = nr };
-	bpf_map_update_elem(&inflight, &tid, &f, BPF_ANY);
+	// Reuse the thread's entry in place: a hash update and delete per
+	// syscall would cost more than the rest of the probe.
+	struct inflight *f = bpf_map_lookup_elem(&inflight, &tid);
+	if (f) {
+		f->enter_ts = bpf_ktime_get_ns();
+		f->nr = nr;
+		f->sk = 0;
+		f->lport = 0;
+		f->rport = 0;
+		return;
+	}
+	struct inflight n = { .enter_ts = bpf_ktime_get_ns(), .nr = nr };
+	bpf_map_update_elem(&inflight, &tid, &n, BPF_ANY);
 }
 
 static __always_inline void on_sys_exit(long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct inflight *f = bpf_map_lookup_elem(&inflight, &tid);
-	if (!f)
+	if (!f || !f->enter_ts)
 		return;
 	struct event e;
 	fill(&e, KIND_SYSCALL, tid, bpf_get_current_pid_tgid() >> 32);
@@ -169,7 +173,7 @@ static __always_inline void on_sys_exit(long ret)
 	e.lport = f->lport;
 	e.rport = f->rport;
 	e.ret = ret;
-	bpf_map_delete_elem(&inflight, &tid);
+	f->enter_ts = 0;
 	submit(&e);
 }
 
@@ -371,7 +375,9 @@ int tp_sched_switch(struct trace_event_raw_sched_switch *ctx) { on_switch(ctx->p
 
 static __always_inline void on_fork(__u32 parent_tgid, __u32 parent, __u32 child)
 {
-	if (!bpf_map_lookup_elem(&tracked_tgids, &parent_tgid))
+	// Fires for new threads as well as new processes (kernel_clone), in
+	// the parent's context.
+	if (!tid_tracked(parent) && !bpf_map_lookup_elem(&tracked_tgids, &parent_tgid))
 		return;
 	// A new process (fork server child) or a new thread: follow both.
 	__u8 one = 1;

@@ -51,6 +51,12 @@ type Config struct {
 	// of the 16 MiB ring.
 	WakeupBytes uint64
 	Poll        time.Duration // reader poll period; default 20ms
+	// Stats turns on the kernel's BPF run-time statistics for the probe's
+	// own cost (Stats method); they add two clock reads per program run.
+	Stats bool
+	// Wakeup also attaches sched_wakeup, which the breakdown does not need
+	// (it measures from sched_waking to the switch in).
+	Wakeup bool
 }
 
 // Hook is the hook chosen for one event.
@@ -162,12 +168,19 @@ func Open(cfg Config) (p *Probe, err error) {
 	}
 	// Statistics for the probe's own cost (BENCH probe_bpf_ns_per_event and
 	// results.json probe.bpf_ns_per_event); best effort.
-	if c, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME); err == nil {
-		p.stats = c
+	if cfg.Stats {
+		if c, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME); err == nil {
+			p.stats = c
+		}
 	}
 	cache := btf.NewCache()
 	for _, ev := range hookTable {
 		h := Hook{Event: ev.event, Costs: ev.costs}
+		if ev.event == "sched_wakeup" && !cfg.Wakeup {
+			h.Hook = "off"
+			p.hooks = append(p.hooks, h)
+			continue
+		}
 		var errs []string
 		for _, c := range ev.cands {
 			if !allowed(cfg.Mode, ev, c.fam) {
@@ -284,7 +297,7 @@ func (p *Probe) ModeUsed() string {
 	seen := map[string]bool{}
 	var fams []string
 	for _, h := range p.hooks {
-		if h.Hook == "" {
+		if h.Hook == "" || h.Hook == "off" {
 			continue
 		}
 		f, _, _ := strings.Cut(h.Hook, "/")

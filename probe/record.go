@@ -66,9 +66,11 @@ func ReadRecording(r io.Reader, fn func(*Event)) ([]byte, error) {
 	if n > 1<<30 {
 		return nil, fmt.Errorf("read recording: header of %d bytes", n)
 	}
-	meta := make([]byte, n)
-	if _, err := io.ReadFull(br, meta); err != nil {
-		return nil, fmt.Errorf("read recording header: %w", err)
+	// Read through a limit rather than preallocating n bytes: a corrupt
+	// length must not allocate a gigabyte.
+	meta, err := io.ReadAll(io.LimitReader(br, int64(n)))
+	if err != nil || len(meta) != int(n) {
+		return nil, fmt.Errorf("read recording header: truncated (%d of %d bytes)", len(meta), n)
 	}
 	var buf [EventSize]byte
 	var e Event

@@ -44,8 +44,8 @@ func ParseMode(s string) (Mode, error) {
 
 // Config configures a probe. The zero value is usable once Ports is set.
 type Config struct {
-	Mode        Mode     // hook family; "" = auto
-	Ports       []uint16 // TCP ports whose sockets are followed (the server's)
+	Mode  Mode     // hook family; "" = auto
+	Ports []uint16 // TCP ports whose sockets are followed (the server's)
 	// WakeupBytes: the kernel wakes the reader only when the ring holds
 	// more than this; otherwise the reader polls every Poll. Default 4 MiB
 	// of the 16 MiB ring.

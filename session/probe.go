@@ -32,7 +32,7 @@ func startProbe(cfg Config, serverPID int, port uint16, note func(string)) (*pro
 	if err := probe.Check(); err != nil {
 		return nil, err
 	}
-	p, err := probe.Open(probe.Config{Mode: probe.Mode(cfg.ProbeMode), Ports: []uint16{port}})
+	p, err := probe.Open(probe.Config{Mode: probe.Mode(cfg.ProbeMode), Ports: []uint16{port}, Stats: true})
 	if err != nil {
 		return nil, fmt.Errorf("open probe: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/probe"
 	"github.com/volleyscope/volleyscope/report"
 	"github.com/volleyscope/volleyscope/servers"
 )
@@ -69,6 +70,12 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	}
 	if cfg.Server == "" {
 		cfg.Server = "goroutine"
+	}
+	if cfg.Probe {
+		// Say what is missing before anything is started.
+		if err := probe.Check(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Load.Proto == loadgen.Echo {
 		cfg.Echo = true

@@ -14,12 +14,13 @@ import (
 	"github.com/volleyscope/volleyscope/report"
 )
 
+const eventChunk = 1 << 16
+
 // probeRun is the probe's part of one measurement: it collects every event
 // while the load runs, then joins them with the client's records.
 type probeRun struct {
 	p      *probe.Probe
-	mu     sync.Mutex
-	events []probe.Event
+	chunks [][]probe.Event // written by the reader goroutine until done
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
@@ -49,12 +50,16 @@ func startProbe(cfg Config, serverPID int, port uint16, note func(string)) (*pro
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	pr := &probeRun{p: p, cancel: cancel, done: make(chan error, 1), events: make([]probe.Event, 0, 1<<20)}
+	pr := &probeRun{p: p, cancel: cancel, done: make(chan error, 1)}
 	go func() {
+		// Events go into fixed-size chunks: a growing slice would copy
+		// hundreds of megabytes while the load runs.
 		pr.done <- p.Run(ctx, func(e *probe.Event) {
-			pr.mu.Lock()
-			pr.events = append(pr.events, *e)
-			pr.mu.Unlock()
+			if len(pr.chunks) == 0 || len(pr.chunks[len(pr.chunks)-1]) == eventChunk {
+				pr.chunks = append(pr.chunks, make([]probe.Event, 0, eventChunk))
+			}
+			c := &pr.chunks[len(pr.chunks)-1]
+			*c = append(*c, *e)
 		})
 	}()
 	return pr, nil
@@ -109,9 +114,16 @@ func (pr *probeRun) finish(cfg Config, res *report.Results, load *loadgen.Result
 	if res.LostEvents > 0 {
 		res.Errors = append(res.Errors, fmt.Sprintf("probe lost %d events (ring buffer full): round trips missing them are counted as unjoined", res.LostEvents))
 	}
-	pr.mu.Lock()
-	evs := pr.events
-	pr.mu.Unlock()
+	// stop has returned, so the reader is done with the chunks.
+	n := 0
+	for _, c := range pr.chunks {
+		n += len(c)
+	}
+	evs := make([]probe.Event, 0, n)
+	for _, c := range pr.chunks {
+		evs = append(evs, c...)
+	}
+	pr.chunks = nil
 	info.Events = uint64(len(evs))
 	if n, ns, err := pr.p.Stats(); err == nil && n > 0 {
 		info.BPFNsPerEvent = float64(ns) / float64(n)

@@ -124,6 +124,7 @@ type Result struct {
 	Measured        int                     // round trips measured (after all warm-up discards)
 	WarmupDiscarded int                     // round trips discarded by the warm-up time
 	MSERDiscarded   int                     // further round trips discarded by MSER-5 truncation
+	WarmupIncluded  bool                    // the run ended during warm-up, so its round trips are what is summarized
 	Hist            *hdrhistogram.Histogram // measured latencies, ns
 	Latency         stats.Latency           // summary of Hist
 	Mean            stats.Interval          // batch-means interval of the mean latency, ns
@@ -301,6 +302,23 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		reason = StopDuration
 	}
 	res.StopReason = reason
+	if len(kept) == 0 && (reason == StopError || reason == StopInterrupted) {
+		// The run ended inside the warm-up: rather than report nothing,
+		// summarize the round trips it did complete, and say so.
+		res.WarmupIncluded = true
+		res.WarmupDiscarded = 0
+		for _, c := range clients {
+			var cur cursor
+			cur.each(&c.recs, func(r Record) { kept = append(kept, r) })
+		}
+		slices.SortFunc(kept, func(a, b Record) int { return int(a.T1 - b.T1) })
+		for _, r := range kept {
+			series = append(series, float64(r.Latency()))
+		}
+		if len(kept) > 0 {
+			res.MeasureStart = kept[0].T0
+		}
+	}
 	res.Conns = make([]Conn, len(clients))
 	for i, c := range clients {
 		res.Conns[i] = Conn{ConnInfo: ConnInfo{ID: i, TID: c.tid, LocalPort: c.lport}, Records: c.recs.all()}
@@ -314,7 +332,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 // allowance (a JIT-less server still fills caches, a new connection's
 // congestion window grows); on a stationary series it removes almost nothing.
 func (res *Result) summarize(kept []Record, series []float64) {
-	if len(series) >= 100 {
+	if len(series) >= 100 && !res.WarmupIncluded {
 		res.MSERDiscarded = stats.MSER5(series)
 		series = series[res.MSERDiscarded:]
 		kept = kept[res.MSERDiscarded:]

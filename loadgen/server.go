@@ -167,6 +167,9 @@ func (s *ServerProc) Stop() error {
 	return fmt.Errorf("server %s ignored the 0 message and SIGTERM; killed", s.cmd.Path)
 }
 
+// WaitExit waits up to d for the server to end and reports whether it did.
+func (s *ServerProc) WaitExit(d time.Duration) bool { return s.wait(d) }
+
 func (s *ServerProc) wait(d time.Duration) bool {
 	select {
 	case <-s.exited:

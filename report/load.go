@@ -41,7 +41,7 @@ func FromLoad(r *Results, res *loadgen.Result) {
 	r.Run = RunInfo{
 		StopReason: res.StopReason, CITarget: o.CI, CIAchieved: finite(res.Mean.RelHalfWidth()),
 		Batches: res.Mean.Batches, BatchSize: res.Mean.BatchSize,
-		WarmupNs: o.Warmup.Nanoseconds(), WarmupDiscarded: res.WarmupDiscarded, MSERDiscarded: res.MSERDiscarded,
+		WarmupNs: o.Warmup.Nanoseconds(), WarmupDiscarded: res.WarmupDiscarded, MSERDiscarded: res.MSERDiscarded, WarmupIncluded: res.WarmupIncluded,
 		MeasuredNs: max(0, res.MeasureEnd-res.MeasureStart),
 	}
 	if r.Errors == nil {

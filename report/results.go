@@ -73,6 +73,7 @@ type RunInfo struct {
 	WarmupNs        int64   `json:"warmup_ns"`
 	WarmupDiscarded int     `json:"warmup_discarded"`
 	MSERDiscarded   int     `json:"mser5_discarded"`
+	WarmupIncluded  bool    `json:"warmup_included,omitempty"` // ended during warm-up: warm-up round trips are summarized
 	MeasuredNs      int64   `json:"measured_ns"`
 }
 

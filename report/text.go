@@ -46,6 +46,9 @@ func WriteText(w io.Writer, r *Results) error {
 	ru := r.Run
 	fmt.Fprintf(b, "run:        %s; measured %.1f s after %.1f s warm-up (%d discarded, +%d by MSER-5)\n",
 		stopText[ru.StopReason], float64(ru.MeasuredNs)/1e9, float64(ru.WarmupNs)/1e9, ru.WarmupDiscarded, ru.MSERDiscarded)
+	if ru.WarmupIncluded {
+		fmt.Fprintf(b, "            (ended during warm-up: the warm-up round trips are summarized)\n")
+	}
 	l := r.Latency
 	fmt.Fprintf(b, "round trips %d, throughput %.0f/s\n", l.Count, r.ThroughputRPS)
 	if l.Count > 0 {

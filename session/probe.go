@@ -247,4 +247,3 @@ func ReadRecording(path string) (breakdown.Input, error) {
 	sort.SliceStable(in.Events, func(i, j int) bool { return in.Events[i].TS < in.Events[j].TS })
 	return in, nil
 }
-

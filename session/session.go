@@ -139,6 +139,9 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	}
 	var stopErr error
 	if srv != nil {
+		if runErr != nil {
+			srv.WaitExit(300 * time.Millisecond) // a dying server is reaped, so its status can be told
+		}
 		if dead, how := srv.Exited(); dead {
 			runErr = fmt.Errorf("%w (server %s: %w: %s)", orNil(runErr), res.Meta.Server, loadgen.ErrServerExited, how)
 		}

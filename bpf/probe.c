@@ -58,14 +58,11 @@ struct {
 	__type(value, __u8);
 } tracked_tgids SEC(".maps");
 
-// Ports whose TCP sockets are followed (the server's listening port): a
-// socket is followed when its local or remote port is here.
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
-	__type(key, __u16);
-	__type(value, __u8);
-} tracked_ports SEC(".maps");
+// Ports whose TCP sockets are followed (the server's listening port, set
+// before load; 0 = unused): a socket is followed when its local or remote
+// port is one of them. Constants, not a map: two compares per socket event.
+volatile const __u16 port0 = 0;
+volatile const __u16 port1 = 0;
 
 // A syscall in progress on a tracked thread: entry and exit are merged into
 // one record at exit; the socket it touched is noted by the sock events.
@@ -127,14 +124,31 @@ static __always_inline void fill(struct event *e, __u16 kind, __u32 tid, __u32 t
 	e->cpu = bpf_get_smp_processor_id();
 }
 
-// sock_ports reads a socket's ports and says whether it is followed.
+static __always_inline bool port_followed(__u16 p)
+{
+	return p && (p == port0 || p == port1);
+}
+
+// sock_ports reads a socket's ports (through bpf_probe_read: for hooks
+// whose socket pointer is untyped) and says whether it is followed.
 static __always_inline bool sock_ports(struct sock *sk, __u16 *lport, __u16 *rport)
 {
 	if (!sk)
 		return false;
 	*lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	return bpf_map_lookup_elem(&tracked_ports, lport) || bpf_map_lookup_elem(&tracked_ports, rport);
+	return port_followed(*lport) || port_followed(*rport);
+}
+
+// sock_ports_btf is sock_ports for typed (tp_btf, fentry) pointers: direct
+// loads, no helper call.
+static __always_inline bool sock_ports_btf(struct sock *sk, __u16 *lport, __u16 *rport)
+{
+	if (!sk)
+		return false;
+	*lport = sk->__sk_common.skc_num;
+	*rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	return port_followed(*lport) || port_followed(*rport);
 }
 
 /* ---- syscalls: raw_syscalls:sys_enter / sys_exit ---- */
@@ -194,13 +208,13 @@ int tp_sys_exit(struct trace_event_raw_sys_exit *ctx) { on_sys_exit(ctx->ret); r
 
 // on_sock_len fires when a protocol's sendmsg/recvmsg returned, in the
 // caller's context, also for errors such as -EAGAIN.
-static __always_inline void on_sock_len(__u16 kind, struct sock *sk, int ret)
+static __always_inline void on_sock_len(__u16 kind, struct sock *sk, int ret, bool typed)
 {
 	__u32 tid, tgid;
 	if (!current_tracked(&tid, &tgid))
 		return;
 	__u16 lport, rport;
-	if (!sock_ports(sk, &lport, &rport))
+	if (typed ? !sock_ports_btf(sk, &lport, &rport) : !sock_ports(sk, &lport, &rport))
 		return;
 	struct inflight *f = bpf_map_lookup_elem(&inflight, &tid);
 	if (f) {
@@ -218,23 +232,23 @@ static __always_inline void on_sock_len(__u16 kind, struct sock *sk, int ret)
 }
 
 SEC("tp_btf/sock_send_length")
-int BPF_PROG(tpbtf_sock_send_length, struct sock *sk, int ret, int flags) { on_sock_len(KIND_SOCK_SEND, sk, ret); return 0; }
+int BPF_PROG(tpbtf_sock_send_length, struct sock *sk, int ret, int flags) { on_sock_len(KIND_SOCK_SEND, sk, ret, true); return 0; }
 SEC("tp_btf/sock_recv_length")
-int BPF_PROG(tpbtf_sock_recv_length, struct sock *sk, int ret, int flags) { on_sock_len(KIND_SOCK_RECV, sk, ret); return 0; }
+int BPF_PROG(tpbtf_sock_recv_length, struct sock *sk, int ret, int flags) { on_sock_len(KIND_SOCK_RECV, sk, ret, true); return 0; }
 SEC("raw_tp/sock_send_length")
-int rawtp_sock_send_length(struct bpf_raw_tracepoint_args *ctx) { on_sock_len(KIND_SOCK_SEND, (struct sock *)ctx->args[0], ctx->args[1]); return 0; }
+int rawtp_sock_send_length(struct bpf_raw_tracepoint_args *ctx) { on_sock_len(KIND_SOCK_SEND, (struct sock *)ctx->args[0], ctx->args[1], false); return 0; }
 SEC("raw_tp/sock_recv_length")
-int rawtp_sock_recv_length(struct bpf_raw_tracepoint_args *ctx) { on_sock_len(KIND_SOCK_RECV, (struct sock *)ctx->args[0], ctx->args[1]); return 0; }
+int rawtp_sock_recv_length(struct bpf_raw_tracepoint_args *ctx) { on_sock_len(KIND_SOCK_RECV, (struct sock *)ctx->args[0], ctx->args[1], false); return 0; }
 SEC("tracepoint/sock/sock_send_length")
-int tp_sock_send_length(struct trace_event_raw_sock_msg_length *ctx) { on_sock_len(KIND_SOCK_SEND, (struct sock *)ctx->sk, ctx->ret); return 0; }
+int tp_sock_send_length(struct trace_event_raw_sock_msg_length *ctx) { on_sock_len(KIND_SOCK_SEND, (struct sock *)ctx->sk, ctx->ret, false); return 0; }
 SEC("tracepoint/sock/sock_recv_length")
-int tp_sock_recv_length(struct trace_event_raw_sock_msg_length *ctx) { on_sock_len(KIND_SOCK_RECV, (struct sock *)ctx->sk, ctx->ret); return 0; }
+int tp_sock_recv_length(struct trace_event_raw_sock_msg_length *ctx) { on_sock_len(KIND_SOCK_RECV, (struct sock *)ctx->sk, ctx->ret, false); return 0; }
 // Kernels without the sock_*_length tracepoints (before 6.3): the TCP
 // functions' return. fexit sees the return value directly.
 SEC("fexit/tcp_sendmsg")
-int BPF_PROG(fexit_tcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t size, int ret) { on_sock_len(KIND_SOCK_SEND, sk, ret); return 0; }
+int BPF_PROG(fexit_tcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t size, int ret) { on_sock_len(KIND_SOCK_SEND, sk, ret, true); return 0; }
 SEC("fexit/tcp_recvmsg")
-int BPF_PROG(fexit_tcp_recvmsg, struct sock *sk, struct msghdr *msg, size_t len, int flags, int *addr_len, int ret) { on_sock_len(KIND_SOCK_RECV, sk, ret); return 0; }
+int BPF_PROG(fexit_tcp_recvmsg, struct sock *sk, struct msghdr *msg, size_t len, int flags, int *addr_len, int ret) { on_sock_len(KIND_SOCK_RECV, sk, ret, true); return 0; }
 
 // kprobe fallback: the socket at entry, the length at return, carried per
 // thread (one TCP send or receive at a time per thread).
@@ -262,7 +276,7 @@ static __always_inline void kp_return(__u16 kind, int ret)
 		return;
 	struct sock *sk = (struct sock *)*v;
 	bpf_map_delete_elem(&kp_sk, &tid);
-	on_sock_len(kind, sk, ret);
+	on_sock_len(kind, sk, ret, false);
 }
 
 SEC("kprobe/tcp_sendmsg")
@@ -278,10 +292,10 @@ int BPF_KRETPROBE(kretprobe_tcp_recvmsg, int ret) { kp_return(KIND_SOCK_RECV, re
 
 // Fires for the receiving socket, in softirq: on loopback inside the
 // sender's send syscall, on the sender's CPU. Filtered by socket, not task.
-static __always_inline void on_data_ready(struct sock *sk)
+static __always_inline void on_data_ready(struct sock *sk, bool typed)
 {
 	__u16 lport, rport;
-	if (!sock_ports(sk, &lport, &rport))
+	if (typed ? !sock_ports_btf(sk, &lport, &rport) : !sock_ports(sk, &lport, &rport))
 		return;
 	__u64 id = bpf_get_current_pid_tgid();
 	struct event e;
@@ -293,15 +307,15 @@ static __always_inline void on_data_ready(struct sock *sk)
 }
 
 SEC("tp_btf/sk_data_ready")
-int BPF_PROG(tpbtf_sk_data_ready, const struct sock *sk) { on_data_ready((struct sock *)sk); return 0; }
+int BPF_PROG(tpbtf_sk_data_ready, const struct sock *sk) { on_data_ready((struct sock *)sk, true); return 0; }
 SEC("raw_tp/sk_data_ready")
-int rawtp_sk_data_ready(struct bpf_raw_tracepoint_args *ctx) { on_data_ready((struct sock *)ctx->args[0]); return 0; }
+int rawtp_sk_data_ready(struct bpf_raw_tracepoint_args *ctx) { on_data_ready((struct sock *)ctx->args[0], false); return 0; }
 SEC("tracepoint/sock/sk_data_ready")
-int tp_sk_data_ready(struct trace_event_raw_sk_data_ready *ctx) { on_data_ready((struct sock *)ctx->skaddr); return 0; }
+int tp_sk_data_ready(struct trace_event_raw_sk_data_ready *ctx) { on_data_ready((struct sock *)ctx->skaddr, false); return 0; }
 SEC("fentry/sock_def_readable")
-int BPF_PROG(fentry_sock_def_readable, struct sock *sk) { on_data_ready(sk); return 0; }
+int BPF_PROG(fentry_sock_def_readable, struct sock *sk) { on_data_ready(sk, true); return 0; }
 SEC("kprobe/sock_def_readable")
-int BPF_KPROBE(kprobe_sock_def_readable, struct sock *sk) { on_data_ready(sk); return 0; }
+int BPF_KPROBE(kprobe_sock_def_readable, struct sock *sk) { on_data_ready(sk, false); return 0; }
 
 /* ---- scheduler ---- */
 
@@ -319,9 +333,9 @@ static __always_inline void on_wake(__u16 kind, __u32 pid, __u32 tgid, int cpu)
 }
 
 SEC("tp_btf/sched_waking")
-int BPF_PROG(tpbtf_sched_waking, struct task_struct *p) { on_wake(KIND_WAKING, BPF_CORE_READ(p, pid), BPF_CORE_READ(p, tgid), -1); return 0; }
+int BPF_PROG(tpbtf_sched_waking, struct task_struct *p) { on_wake(KIND_WAKING, p->pid, p->tgid, -1); return 0; }
 SEC("tp_btf/sched_wakeup")
-int BPF_PROG(tpbtf_sched_wakeup, struct task_struct *p) { on_wake(KIND_WAKEUP, BPF_CORE_READ(p, pid), BPF_CORE_READ(p, tgid), -1); return 0; }
+int BPF_PROG(tpbtf_sched_wakeup, struct task_struct *p) { on_wake(KIND_WAKEUP, p->pid, p->tgid, -1); return 0; }
 SEC("raw_tp/sched_waking")
 int rawtp_sched_waking(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -359,7 +373,7 @@ int BPF_PROG(tpbtf_sched_switch, bool preempt, struct task_struct *prev, struct 
 {
 	// prev_state is read from the task (the tracepoint's fourth argument
 	// was added in 5.18); 0 means runnable, i.e. preempted.
-	on_switch(BPF_CORE_READ(prev, pid), BPF_CORE_READ(next, pid), preempt ? 0 : BPF_CORE_READ(prev, __state));
+	on_switch(prev->pid, next->pid, preempt ? 0 : prev->__state);
 	return 0;
 }
 SEC("raw_tp/sched_switch")
@@ -438,7 +452,7 @@ int tp_sched_process_exit(void *ctx) { on_exit(); return 0; }
 static __always_inline void on_set_state(struct sock *sk, int oldstate, int newstate)
 {
 	__u16 lport, rport;
-	if (!sock_ports(sk, &lport, &rport))
+	if (!sock_ports(sk, &lport, &rport)) // cold path: probe reads are fine
 		return;
 	__u64 id = bpf_get_current_pid_tgid();
 	struct event e;

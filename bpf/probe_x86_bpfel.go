@@ -47,7 +47,6 @@ const (
 	ProbeMapInflight               = "inflight"
 	ProbeMapKpSk                   = "kp_sk"
 	ProbeMapLost                   = "lost"
-	ProbeMapTrackedPorts           = "tracked_ports"
 	ProbeMapTrackedTgids           = "tracked_tgids"
 	ProbeMapTrackedTids            = "tracked_tids"
 	ProbeProgFentrySockDefReadable = "fentry_sock_def_readable"
@@ -93,6 +92,8 @@ const (
 	ProbeProgTpbtfSockSendLength   = "tpbtf_sock_send_length"
 	ProbeProgTpbtfSysEnter         = "tpbtf_sys_enter"
 	ProbeProgTpbtfSysExit          = "tpbtf_sys_exit"
+	ProbeVarPort0                  = "port0"
+	ProbeVarPort1                  = "port1"
 	ProbeVarUnusedEvent            = "unused_event"
 	ProbeVarWakeupBytes            = "wakeup_bytes"
 )
@@ -192,7 +193,6 @@ type ProbeMapSpecs struct {
 	Inflight     *ebpf.MapSpec `ebpf:"inflight"`
 	KpSk         *ebpf.MapSpec `ebpf:"kp_sk"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
-	TrackedPorts *ebpf.MapSpec `ebpf:"tracked_ports"`
 	TrackedTgids *ebpf.MapSpec `ebpf:"tracked_tgids"`
 	TrackedTids  *ebpf.MapSpec `ebpf:"tracked_tids"`
 }
@@ -201,6 +201,8 @@ type ProbeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProbeVariableSpecs struct {
+	Port0       *ebpf.VariableSpec `ebpf:"port0"`
+	Port1       *ebpf.VariableSpec `ebpf:"port1"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -229,7 +231,6 @@ type ProbeMaps struct {
 	Inflight     *ebpf.Map `ebpf:"inflight"`
 	KpSk         *ebpf.Map `ebpf:"kp_sk"`
 	Lost         *ebpf.Map `ebpf:"lost"`
-	TrackedPorts *ebpf.Map `ebpf:"tracked_ports"`
 	TrackedTgids *ebpf.Map `ebpf:"tracked_tgids"`
 	TrackedTids  *ebpf.Map `ebpf:"tracked_tids"`
 }
@@ -240,7 +241,6 @@ func (m *ProbeMaps) Close() error {
 		m.Inflight,
 		m.KpSk,
 		m.Lost,
-		m.TrackedPorts,
 		m.TrackedTgids,
 		m.TrackedTids,
 	)
@@ -250,6 +250,8 @@ func (m *ProbeMaps) Close() error {
 //
 // It can be passed to LoadProbeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProbeVariables struct {
+	Port0       *ebpf.Variable `ebpf:"port0"`
+	Port1       *ebpf.Variable `ebpf:"port1"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

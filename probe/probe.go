@@ -152,6 +152,14 @@ func Open(cfg Config) (p *Probe, err error) {
 	if err := spec.Variables["wakeup_bytes"].Set(cfg.WakeupBytes); err != nil {
 		return nil, fmt.Errorf("open probe: set wakeup_bytes: %w", err)
 	}
+	if len(cfg.Ports) == 0 || len(cfg.Ports) > 2 {
+		return nil, fmt.Errorf("open probe: want 1 or 2 ports to follow, got %d", len(cfg.Ports))
+	}
+	for i, port := range cfg.Ports {
+		if err := spec.Variables[fmt.Sprintf("port%d", i)].Set(port); err != nil {
+			return nil, fmt.Errorf("open probe: set port: %w", err)
+		}
+	}
 	pr := &Probe{cfg: cfg}
 	defer func() {
 		if err != nil {
@@ -211,11 +219,6 @@ func Open(cfg Config) (p *Probe, err error) {
 			if (h.Event == "sk_data_ready" || h.Event == "sock_recv_length" || h.Event == "sock_send_length") && h.Hook == "" {
 				return nil, fmt.Errorf("open probe: --probe-mode %s: %s: %v", cfg.Mode, h.Event, h.Err)
 			}
-		}
-	}
-	for _, port := range cfg.Ports {
-		if err := p.AddPort(port); err != nil {
-			return nil, err
 		}
 	}
 	if p.rd, err = ringbuf.NewReader(p.maps.Maps["events"]); err != nil {
@@ -350,9 +353,6 @@ func (p *Probe) TrackTGID(tgid uint32) error {
 	}
 	return nil
 }
-
-// AddPort follows the sockets whose local or remote port is port.
-func (p *Probe) AddPort(port uint16) error { return p.setKey("tracked_ports", port) }
 
 // Run reads events until ctx is done, then drains what is left in the ring
 // and returns. fn gets a reused *Event and must not keep it.

@@ -1,0 +1,185 @@
+package stats
+
+import (
+	"math"
+	"slices"
+
+	"gonum.org/v1/gonum/stat/distuv"
+)
+
+// Interval is a point estimate with a two-sided confidence interval.
+type Interval struct {
+	Mean      float64 `json:"mean"` // the estimate (a mean, or a quantile for BatchQuantile)
+	Low       float64 `json:"low"`
+	High      float64 `json:"high"`
+	Batches   int     `json:"batches"`    // 0: not enough data for an interval
+	BatchSize int     `json:"batch_size"` // samples per batch
+}
+
+// RelHalfWidth is the interval's half-width relative to the estimate; +Inf
+// when there is no interval yet.
+func (iv Interval) RelHalfWidth() float64 {
+	if iv.Batches == 0 || iv.Mean == 0 {
+		return math.Inf(1)
+	}
+	return (iv.High - iv.Low) / 2 / math.Abs(iv.Mean)
+}
+
+// Batch-means parameters. With a fixed number of batches the batch size
+// grows with n, which is what makes batch means valid for an
+// autocorrelated series: once a batch spans many correlation times, the
+// batch means are nearly independent. The lag-1 check below catches series
+// whose correlation outlasts the batches.
+const (
+	targetBatches = 30
+	minBatches    = 10
+	minBatchSize  = 10
+)
+
+// tQuantile is the two-sided Student-t critical value for conf with df
+// degrees of freedom.
+func tQuantile(conf float64, df int) float64 {
+	return distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(df)}.Quantile(1 - (1-conf)/2)
+}
+
+// BatchMeans estimates the mean of xs (a time-ordered series) with a
+// Student-t confidence interval at level conf over batch means. Batches
+// are contiguous; their number starts at 30 and is halved (batches
+// doubled) while the lag-1 autocorrelation of the batch means exceeds 0.2,
+// down to 10 batches. With fewer than 10 batches of 10 samples there is no
+// interval (Batches = 0).
+func BatchMeans(xs []float64, conf float64) Interval {
+	iv := Interval{Mean: mean(xs)}
+	k := batchCount(len(xs))
+	if k == 0 {
+		return iv
+	}
+	var means []float64
+	for {
+		means = batchStat(xs, k, mean)
+		if k/2 < minBatches || len(xs)/(k/2) < minBatchSize || lag1(means) <= 0.2 {
+			break
+		}
+		k /= 2
+	}
+	return tInterval(iv.Mean, means, len(xs)/k, conf)
+}
+
+// BatchQuantile estimates the q-quantile of xs with an interval from the
+// spread of per-batch quantiles (Student-t across batches). Each batch
+// needs about 100/(1−q) samples for its own quantile to mean something
+// (10,000 for p99), so batches are made that large and there is no
+// interval (Batches = 0) below ten such batches. The estimate itself is the
+// mean of the batch quantiles, which for short batches is biased a little
+// low for upper quantiles; the whole-run quantile is reported separately.
+func BatchQuantile(xs []float64, q, conf float64) Interval {
+	need := int(math.Ceil(100 / (1 - q)))
+	k := min(targetBatches, len(xs)/need)
+	if k < minBatches {
+		return Interval{Mean: quantile(slices.Clone(xs), q)}
+	}
+	qs := batchStat(xs, k, func(b []float64) float64 { return quantile(slices.Clone(b), q) })
+	return tInterval(mean(qs), qs, len(xs)/k, conf)
+}
+
+func batchCount(n int) int {
+	k := targetBatches
+	if n/k < minBatchSize {
+		k = n / minBatchSize
+	}
+	if k < minBatches {
+		return 0
+	}
+	return k
+}
+
+// batchStat applies f to k contiguous batches of equal size (the remainder
+// at the end is left out: it would be a batch of another size).
+func batchStat(xs []float64, k int, f func([]float64) float64) []float64 {
+	size := len(xs) / k
+	out := make([]float64, k)
+	for i := range out {
+		out[i] = f(xs[i*size : (i+1)*size])
+	}
+	return out
+}
+
+func tInterval(center float64, stats []float64, size int, conf float64) Interval {
+	k := len(stats)
+	m := mean(stats)
+	var ss float64
+	for _, v := range stats {
+		ss += (v - m) * (v - m)
+	}
+	se := math.Sqrt(ss / float64(k-1) / float64(k))
+	h := tQuantile(conf, k-1) * se
+	return Interval{Mean: center, Low: center - h, High: center + h, Batches: k, BatchSize: size}
+}
+
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	var s float64
+	for _, v := range xs {
+		s += v
+	}
+	return s / float64(len(xs))
+}
+
+// lag1 is the lag-1 autocorrelation of xs.
+func lag1(xs []float64) float64 {
+	m := mean(xs)
+	var num, den float64
+	for i, v := range xs {
+		den += (v - m) * (v - m)
+		if i > 0 {
+			num += (v - m) * (xs[i-1] - m)
+		}
+	}
+	if den == 0 {
+		return 0
+	}
+	return num / den
+}
+
+// quantile of xs (sorted in place), by the nearest-rank method.
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(xs)
+	i := int(math.Ceil(q*float64(len(xs)))) - 1
+	return xs[max(0, min(i, len(xs)-1))]
+}
+
+// MSER5 returns how many leading samples of xs to discard as warm-up, by
+// the MSER-5 rule (White 1997; Franklin & White): average the series in
+// batches of 5, and choose the truncation point d (over the first half)
+// that minimizes the squared standard error of the mean of what is left,
+// Σ(z−z̄_d)² / (n−d)². A transient at the start inflates that sum, so the
+// minimum falls where it ends; a stationary series gives d ≈ 0.
+func MSER5(xs []float64) int {
+	const b = 5
+	n := len(xs) / b
+	if n < 4 {
+		return 0
+	}
+	z := batchStat(xs[:n*b], n, mean)
+	// Suffix sums make each candidate O(1).
+	sum := make([]float64, n+1)
+	sq := make([]float64, n+1)
+	for i := n - 1; i >= 0; i-- {
+		sum[i] = sum[i+1] + z[i]
+		sq[i] = sq[i+1] + z[i]*z[i]
+	}
+	best, bestD := math.Inf(1), 0
+	for d := 0; d <= n/2; d++ {
+		m := float64(n - d)
+		v := (sq[d] - sum[d]*sum[d]/m) / (m * m)
+		if v < best {
+			best, bestD = v, d
+		}
+	}
+	return bestD * b
+}

@@ -1,9 +1,12 @@
 package session
 
 import (
+	"bufio"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"sync"
@@ -220,15 +223,24 @@ func writeRecording(path string, evs []probe.Event, load *loadgen.Result, port u
 	return nil
 }
 
-// ReadRecording loads a --record file back into the join's input.
+// ReadRecording loads a --record file (optionally gzipped) back into the
+// join's input.
 func ReadRecording(path string) (breakdown.Input, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return breakdown.Input{}, fmt.Errorf("read recording: %w", err)
 	}
 	defer f.Close()
+	var r io.Reader = bufio.NewReader(f)
+	if magic, _ := r.(*bufio.Reader).Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return breakdown.Input{}, fmt.Errorf("read recording %s: %w", path, err)
+		}
+		r = zr
+	}
 	var in breakdown.Input
-	meta, err := probe.ReadRecording(f, func(e *probe.Event) { in.Events = append(in.Events, *e) })
+	meta, err := probe.ReadRecording(r, func(e *probe.Event) { in.Events = append(in.Events, *e) })
 	if err != nil {
 		return in, fmt.Errorf("read recording %s: %w", path, err)
 	}

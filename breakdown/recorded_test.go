@@ -1,0 +1,98 @@
+package breakdown_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/volleyscope/volleyscope/breakdown"
+	"github.com/volleyscope/volleyscope/session"
+)
+
+// TestJoinRecordedStreams joins real event streams recorded on a 2-vCPU
+// 6.18 VM (testdata/streams, made with 'volleyscope run --record') and
+// checks what must hold for each server shape: nearly everything joins,
+// the parts add up, and the shape's signature shows (no wake-up on one
+// CPU's client side when it was only preempted, queueing behind other
+// connections for a one-thread epoll server, …).
+func TestJoinRecordedStreams(t *testing.T) {
+	files, _ := filepath.Glob("../testdata/streams/*.rec.gz")
+	if len(files) == 0 {
+		t.Fatal("no recorded streams in testdata/streams")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			in, err := session.ReadRecording(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := breakdown.Join(in)
+			tot := res.Joined + res.Unjoined
+			if tot == 0 {
+				t.Fatal("no measured round trips in the recording")
+			}
+			if rate := float64(res.Joined) / float64(tot); rate < 0.99 {
+				t.Errorf("joined %d of %d (%.3f), reasons %v", res.Joined, tot, rate, res.Reasons)
+			}
+			if res.Consistent < res.Joined*99/100 {
+				t.Errorf("%d of %d joined round trips sum to t1−t0 within tolerance", res.Consistent, res.Joined)
+			}
+			for _, rt := range res.Trips {
+				if !rt.Joined {
+					continue
+				}
+				var sum int64
+				for _, v := range rt.Ns {
+					if v < 0 {
+						t.Fatalf("negative component in %+v", rt)
+					}
+					sum += v
+				}
+				if rt.Consistent && abs(sum-(rt.T1-rt.T0)) > max((rt.T1-rt.T0)/50, 1000) {
+					t.Fatalf("round trip %d/%d marked consistent but sums to %d of %d", rt.Conn, rt.Seq, sum, rt.T1-rt.T0)
+				}
+			}
+			sum := res.Summarize()
+			comp := map[string]float64{}
+			for _, c := range sum {
+				comp[c.Component.String()] = c.MeanNs
+			}
+			t.Logf("%s: %v", filepath.Base(f), comp)
+			if check, ok := signatures[filepath.Base(f)]; ok {
+				check(t, comp, len(in.Conns))
+			}
+		})
+	}
+}
+
+// signatures: what each recorded shape must show.
+var signatures = map[string]func(t *testing.T, c map[string]float64, conns int){
+	"same_cpu.rec.gz": func(t *testing.T, c map[string]float64, _ int) {
+		// One CPU: nothing sleeps on a halted CPU; the woken side waits
+		// for the sender to get off the CPU instead of an IPI.
+		if c["server_wakeup"] > 30e3 {
+			t.Errorf("same CPU: server_wakeup %.0f ns, want small", c["server_wakeup"])
+		}
+	},
+	"cross_cpu.rec.gz": func(t *testing.T, c map[string]float64, _ int) {
+		// Two CPUs on a VM whose idle CPUs halt: wake-ups cost an IPI.
+		if c["server_wakeup"] < 5e3 || c["client_wakeup"] < 5e3 {
+			t.Errorf("cross CPU: wake-ups %.0f/%.0f ns, want each ≥ 5 µs", c["server_wakeup"], c["client_wakeup"])
+		}
+	},
+	"epoll_4conns.rec.gz": func(t *testing.T, c map[string]float64, conns int) {
+		if conns != 4 {
+			t.Errorf("recording has %d connections, want 4", conns)
+		}
+		if c["server_queue"] < 2e3 {
+			t.Errorf("4 connections on one epoll thread: server_queue %.0f ns, want requests queueing behind each other", c["server_queue"])
+		}
+	},
+}
+
+func abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+

@@ -95,4 +95,3 @@ func abs(x int64) int64 {
 	}
 	return x
 }
-

@@ -216,11 +216,17 @@ static __always_inline void on_sock_len(__u16 kind, struct sock *sk, int ret, bo
 	__u16 lport, rport;
 	if (typed ? !sock_ports_btf(sk, &lport, &rport) : !sock_ports(sk, &lport, &rport))
 		return;
+	// Inside a plain send/receive syscall the event is folded into that
+	// syscall's record (one record instead of two). io_uring_enter (426)
+	// may run several sends and receives, so those stand alone, as do
+	// events outside any syscall (io_uring task work, io-wq workers).
 	struct inflight *f = bpf_map_lookup_elem(&inflight, &tid);
-	if (f) {
+	if (f && f->enter_ts) {
 		f->sk = (__u64)sk;
 		f->lport = lport;
 		f->rport = rport;
+		if (f->nr != 426)
+			return;
 	}
 	struct event e;
 	fill(&e, kind, tid, tgid);

@@ -120,6 +120,17 @@ func buildIndex(evs []probe.Event) *index {
 		switch e.Kind {
 		case probe.KindSyscall:
 			ix.sys[e.TID] = append(ix.sys[e.TID], e)
+			// A send or receive inside a plain syscall is folded into the
+			// syscall's record by the probe: index it as one.
+			if e.SK != 0 && e.Ret > 0 {
+				k := portPair{e.Lport, e.Rport}
+				switch {
+				case isRecv(e.Arg1):
+					ix.recv[k] = append(ix.recv[k], e)
+				case isSend(e.Arg1):
+					ix.send[k] = append(ix.send[k], e)
+				}
+			}
 		case probe.KindSwitch:
 			if prev := uint32(e.Arg0); prev != 0 {
 				ix.sw[prev] = append(ix.sw[prev], swEv{ts, false})
@@ -389,3 +400,8 @@ func (j *joiner) split(rt *RoundTrip) {
 		rt.Consistent = false
 	}
 }
+
+// x86-64 numbers of the receive and send calls whose socket events the
+// probe folds into the syscall record.
+func isRecv(nr uint64) bool { return nr == 0 || nr == 17 || nr == 19 || nr == 45 || nr == 47 || nr == 299 }
+func isSend(nr uint64) bool { return nr == 1 || nr == 18 || nr == 20 || nr == 44 || nr == 46 || nr == 307 }

@@ -403,5 +403,9 @@ func (j *joiner) split(rt *RoundTrip) {
 
 // x86-64 numbers of the receive and send calls whose socket events the
 // probe folds into the syscall record.
-func isRecv(nr uint64) bool { return nr == 0 || nr == 17 || nr == 19 || nr == 45 || nr == 47 || nr == 299 }
-func isSend(nr uint64) bool { return nr == 1 || nr == 18 || nr == 20 || nr == 44 || nr == 46 || nr == 307 }
+func isRecv(nr uint64) bool {
+	return nr == 0 || nr == 17 || nr == 19 || nr == 45 || nr == 47 || nr == 299
+}
+func isSend(nr uint64) bool {
+	return nr == 1 || nr == 18 || nr == 20 || nr == 44 || nr == 46 || nr == 307
+}

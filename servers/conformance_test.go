@@ -1,0 +1,245 @@
+package servers
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	MaybeRunChild() // the fork server re-executes this test binary
+	os.Exit(m.Run())
+}
+
+// running is one server under test.
+type running struct {
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(t *testing.T, s Server, o Options) *running {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- s.Serve(ctx, ln.(*net.TCPListener), o); ln.Close() }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(3 * time.Second):
+			t.Errorf("%s did not stop within 3 s of cancel", s.Name)
+		}
+	})
+	return r
+}
+
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
+func ping(c net.Conn, v uint32) (uint32, error) {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	if _, err := c.Write(b[:]); err != nil {
+		return 0, err
+	}
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint32(b[:]), nil
+}
+
+var conformance = []struct {
+	name string
+	opts Options
+	run  func(t *testing.T, s Server, r *running)
+}{
+	{"pingpong with wrap-around", Options{}, func(t *testing.T, s Server, r *running) {
+		c := dial(t, r.addr)
+		defer c.Close()
+		for _, v := range []uint32{1, 2, 0x7FFFFFFF, 0xFFFFFFFE, 0xFFFFFFFF} {
+			got, err := ping(c, v)
+			if err != nil || got != v+1 {
+				t.Fatalf("ping %#x: got %#x, %v; want %#x", v, got, err, v+1)
+			}
+		}
+	}},
+	{"pingpong in fragments", Options{}, func(t *testing.T, s Server, r *running) {
+		c := dial(t, r.addr)
+		defer c.Close()
+		for i := uint32(1); i <= 20; i++ {
+			var b [4]byte
+			binary.BigEndian.PutUint32(b[:], i*1000)
+			for _, x := range b {
+				c.Write([]byte{x})
+				time.Sleep(200 * time.Microsecond)
+			}
+			if _, err := io.ReadFull(c, b[:]); err != nil || binary.BigEndian.Uint32(b[:]) != i*1000+1 {
+				t.Fatalf("fragmented ping %d: got %x, %v", i*1000, b, err)
+			}
+		}
+	}},
+	{"echo 1 B to 64 KiB in fragments", Options{Echo: true}, func(t *testing.T, s Server, r *running) {
+		c := dial(t, r.addr)
+		defer c.Close()
+		for _, size := range []int{1, 3, 100, 4096, 65536} {
+			msg := make([]byte, size)
+			for i := range msg {
+				msg[i] = byte(i*7 + size)
+			}
+			errc := make(chan error, 1)
+			go func() {
+				for off := 0; off < size; off += 1000 {
+					if _, err := c.Write(msg[off:min(off+1000, size)]); err != nil {
+						errc <- err
+						return
+					}
+				}
+				errc <- nil
+			}()
+			got := make([]byte, size)
+			if _, err := io.ReadFull(c, got); err != nil {
+				t.Fatalf("echo %d B: %v", size, err)
+			}
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, msg) {
+				t.Fatalf("echo %d B: bytes differ", size)
+			}
+		}
+	}},
+	{"100 concurrent connections", Options{}, func(t *testing.T, s Server, r *running) {
+		var wg sync.WaitGroup
+		errs := make(chan error, 100)
+		for i := 0; i < 100; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := net.Dial("tcp", r.addr)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				for k := uint32(1); k <= 20; k++ {
+					v := uint32(i)<<16 | k
+					if got, err := ping(c, v); err != nil || got != v+1 {
+						errs <- fmt.Errorf("conn %d ping %#x: got %#x, %v", i, v, got, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	}},
+	{"client closing mid-request", Options{}, func(t *testing.T, s Server, r *running) {
+		c := dial(t, r.addr)
+		c.Write([]byte{0, 0}) // half a message
+		c.Close()
+		time.Sleep(20 * time.Millisecond)
+		c2 := dial(t, r.addr)
+		defer c2.Close()
+		if got, err := ping(c2, 41); err != nil || got != 42 {
+			t.Fatalf("after a client left mid-request: got %d, %v", got, err)
+		}
+	}},
+	{"spin is busy-work per request", Options{Spin: 2 * time.Millisecond}, func(t *testing.T, s Server, r *running) {
+		c := dial(t, r.addr)
+		defer c.Close()
+		ping(c, 1)
+		start := time.Now()
+		for i := uint32(0); i < 5; i++ {
+			ping(c, 10+i)
+		}
+		if per := time.Since(start) / 5; per < 2*time.Millisecond || per > 4*time.Millisecond {
+			t.Errorf("round trip with 2 ms spin took %v", per)
+		}
+	}},
+	{"0 makes the server exit", Options{}, func(t *testing.T, s Server, r *running) {
+		c := dial(t, r.addr)
+		defer c.Close()
+		ping(c, 5)
+		c.Write([]byte{0, 0, 0, 0})
+		select {
+		case err := <-r.done:
+			r.done <- err // for the cleanup
+			if !errors.Is(err, ErrExitRequested) {
+				t.Errorf("Serve returned %v, want ErrExitRequested", err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("server still running 2 s after the 0 message")
+		}
+	}},
+	{"cancel (SIGTERM) stops it within 1 s while idle", Options{}, func(t *testing.T, s Server, r *running) {
+		c := dial(t, r.addr) // an idle connection must not hold it up
+		defer c.Close()
+		ping(c, 7)
+		time.Sleep(50 * time.Millisecond)
+		t0 := time.Now()
+		r.cancel()
+		select {
+		case err := <-r.done:
+			r.done <- err
+			if err != nil {
+				t.Errorf("Serve returned %v after cancel, want nil", err)
+			}
+			if d := time.Since(t0); d > time.Second {
+				t.Errorf("took %v to stop", d)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("server still running 2 s after cancel")
+		}
+	}},
+}
+
+func TestConformance(t *testing.T) {
+	for _, s := range All() {
+		t.Run(s.Name, func(t *testing.T) {
+			if err := Check(s.Name); err != nil {
+				t.Skipf("kernel lacks it: %v", err)
+			}
+			for _, tc := range conformance {
+				t.Run(tc.name, func(t *testing.T) {
+					tc.run(t, s, start(t, s, tc.opts))
+				})
+			}
+		})
+	}
+}
+
+func TestLookup(t *testing.T) {
+	if _, err := Lookup("nope"); err == nil {
+		t.Error("unknown server found")
+	}
+	if s, err := Lookup("epoll-et"); err != nil || s.Serve == nil {
+		t.Errorf("epoll-et: %v", err)
+	}
+	if All()[0].Name != "goroutine" {
+		t.Error("the default server must come first")
+	}
+}

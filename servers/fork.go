@@ -1,0 +1,119 @@
+package servers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The fork server runs each connection in a process of its own. Go cannot
+// fork without exec (the child would have one thread of a multi-threaded
+// runtime), so the "fork" is a re-exec of this binary with the connection
+// as fd 3; MaybeRunChild, called first thing in main, serves it.
+const (
+	childEnv      = "VOLLEYSCOPE_FORK_CHILD" // "echo,spin-ns" when set
+	childExitCode = 42                       // the child saw the 0 message
+)
+
+// MaybeRunChild serves one connection and exits if this process is a fork
+// server's child; otherwise it returns at once.
+func MaybeRunChild() {
+	v, ok := os.LookupEnv(childEnv)
+	if !ok {
+		return
+	}
+	var o Options
+	var spinNs int64
+	var echo int
+	fmt.Sscanf(v, "%d,%d", &echo, &spinNs)
+	o.Echo, o.Spin = echo == 1, time.Duration(spinNs)
+	unix.SetNonblock(3, false)
+	if serveBlocking(3, o) {
+		os.Exit(childExitCode)
+	}
+	os.Exit(0)
+}
+
+func serveFork(ctx context.Context, ln *net.TCPListener, o Options) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("fork server: find own executable: %w", err)
+	}
+	echo := 0
+	if o.Echo {
+		echo = 1
+	}
+	env := append(os.Environ(), childEnv+"="+strconv.Itoa(echo)+","+strconv.FormatInt(o.Spin.Nanoseconds(), 10))
+	exit := make(chan struct{})
+	var once sync.Once
+	var mu sync.Mutex
+	kids := map[*os.Process]bool{}
+	var wg sync.WaitGroup
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-exit:
+		}
+		ln.Close()
+		mu.Lock()
+		for p := range kids {
+			p.Signal(syscall.SIGTERM)
+		}
+		mu.Unlock()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			break
+		}
+		c.(*net.TCPConn).SetNoDelay(true)
+		f, err := c.(*net.TCPConn).File()
+		c.Close()
+		if err != nil {
+			continue
+		}
+		cmd := exec.Command(exe)
+		cmd.Env = env
+		cmd.ExtraFiles = []*os.File{f}
+		cmd.Stderr = os.Stderr
+		err = cmd.Start()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("fork server: start child: %w", err)
+		}
+		mu.Lock()
+		kids[cmd.Process] = true
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := cmd.Wait()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) && ee.ExitCode() == childExitCode {
+				once.Do(func() { close(exit) })
+			}
+			mu.Lock()
+			delete(kids, cmd.Process)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	select {
+	case <-exit:
+		return ErrExitRequested
+	default:
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.New("fork server: listener closed")
+}

@@ -1,0 +1,117 @@
+package servers
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+	_ "unsafe" // go:linkname
+)
+
+// Options are the behaviour shared by every server.
+type Options struct {
+	Echo bool          // echo mode: write back whatever arrives
+	Spin time.Duration // userspace busy-work per request (0: none)
+}
+
+// Server is one reference server.
+type Server struct {
+	Name     string // as used by --server and 'volleyscope serve'
+	Model    string // the I/O model, one line
+	Requires string // kernel requirement, "" if none beyond Linux
+	// Serve serves ln until ctx is cancelled (returns nil) or a client
+	// sends 0 (returns ErrExitRequested).
+	Serve func(ctx context.Context, ln *net.TCPListener, opts Options) error
+	check func() error // nil: works everywhere
+}
+
+// ErrExitRequested is returned by Serve when a client sent the 0 message.
+var ErrExitRequested = errors.New("server: exit requested by client")
+
+var registry = []Server{
+	{Name: "goroutine", Model: "Go net: one goroutine per connection (netpoller, epoll underneath)", Serve: serveGoroutine},
+	{Name: "threads", Model: "one OS thread per connection, blocking read/write", Serve: serveThreads},
+	{Name: "fork", Model: "one process per connection (re-exec with the socket), blocking read/write", Serve: serveFork},
+	{Name: "epoll-lt", Model: "one thread, non-blocking sockets, level-triggered epoll", Serve: serveEpollLT},
+	{Name: "epoll-et", Model: "one thread, non-blocking sockets, edge-triggered epoll", Serve: serveEpollET},
+	{Name: "iouring", Model: "one thread, one io_uring: accept, recv, send", Requires: "Linux 5.6 (io_uring accept/recv/send)", Serve: serveIOUring, check: checkIOUring},
+	{Name: "iouring-multishot", Model: "one thread, one io_uring: multishot accept and recv, provided-buffer ring", Requires: "Linux 6.0 (multishot recv, buffer rings)", Serve: serveMultishot, check: checkMultishot},
+}
+
+// All lists the servers, the default (goroutine) first.
+func All() []Server { return registry }
+
+// Lookup finds a server by name.
+func Lookup(name string) (Server, error) {
+	var names []string
+	for _, s := range registry {
+		if s.Name == name {
+			return s, nil
+		}
+		names = append(names, s.Name)
+	}
+	return Server{}, fmt.Errorf("unknown server %q (built-in servers: %s)", name, strings.Join(names, ", "))
+}
+
+// Check says whether this kernel can run the server, and if not what it
+// lacks.
+func Check(name string) error {
+	s, err := Lookup(name)
+	if err != nil {
+		return err
+	}
+	if s.check != nil {
+		return s.check()
+	}
+	return nil
+}
+
+//go:linkname nanotime runtime.nanotime
+func nanotime() int64
+
+// spin busy-waits d on the monotonic clock: pure userspace CPU time, no
+// system call, so the breakdown must charge it to server_user.
+func spin(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	end := nanotime() + d.Nanoseconds()
+	for nanotime() < end {
+	}
+}
+
+// conn is the protocol state of one connection for the servers that see
+// raw bytes: a partial ping-pong message survives across reads.
+type conn struct {
+	part [4]byte
+	n    int
+}
+
+// feed handles the bytes in, appending the answer to out (which must have
+// room for len(in)+4 bytes) and returning it; exit is true when a 0
+// message arrived.
+func (c *conn) feed(in []byte, o Options, out []byte) (res []byte, exit bool) {
+	if o.Echo {
+		spin(o.Spin)
+		return append(out, in...), false
+	}
+	for len(in) > 0 {
+		k := copy(c.part[c.n:], in)
+		c.n += k
+		in = in[k:]
+		if c.n < 4 {
+			break
+		}
+		c.n = 0
+		v := binary.BigEndian.Uint32(c.part[:])
+		if v == 0 {
+			return out, true
+		}
+		spin(o.Spin)
+		out = binary.BigEndian.AppendUint32(out, v+1)
+	}
+	return out, false
+}

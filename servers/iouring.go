@@ -278,4 +278,3 @@ func serveIOUring(ctx context.Context, ln *net.TCPListener, o Options) error {
 		}
 	}
 }
-

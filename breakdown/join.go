@@ -348,11 +348,15 @@ func (j *joiner) split(rt *RoundTrip) {
 	if sys, ok := ix.enclosing(cdr.TID, b[7]); ok && sys.Lport == j.ssk.l && sys.Rport == j.ssk.r {
 		b[6] = int64(sys.Arg0)
 	} else {
+		// sock_send_length fires when the send returns, which can be
+		// after t1 when the server was preempted inside its send (the
+		// reply was already delivered), so look a round trip past t1.
+		limit := rt.T1 + (rt.T1 - rt.T0)
 		ssd, ok := firstAt(ix.send[j.ssk], b[5])
-		if !ok || int64(ssd.TS) > rt.T1 {
+		if !ok || int64(ssd.TS) > limit {
 			// io_uring may submit the send and reap the receive in one
 			// io_uring_enter: the send is then found after the receive.
-			if ssd, ok = firstAt(ix.send[j.ssk], int64(srv.TS)); !ok || int64(ssd.TS) > rt.T1 {
+			if ssd, ok = firstAt(ix.send[j.ssk], int64(srv.TS)); !ok || int64(ssd.TS) > limit {
 				fail(NoServerSend)
 				return
 			}

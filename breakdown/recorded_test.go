@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/volleyscope/volleyscope/breakdown"
+	"github.com/volleyscope/volleyscope/probe"
 	"github.com/volleyscope/volleyscope/session"
 )
 
@@ -58,33 +59,64 @@ func TestJoinRecordedStreams(t *testing.T) {
 			}
 			t.Logf("%s: %v", filepath.Base(f), comp)
 			if check, ok := signatures[filepath.Base(f)]; ok {
-				check(t, comp, len(in.Conns))
+				check(t, comp, in)
 			}
 		})
 	}
 }
 
 // signatures: what each recorded shape must show.
-var signatures = map[string]func(t *testing.T, c map[string]float64, conns int){
-	"same_cpu.rec.gz": func(t *testing.T, c map[string]float64, _ int) {
+var signatures = map[string]func(t *testing.T, c map[string]float64, in breakdown.Input){
+	"same_cpu.rec.gz": func(t *testing.T, c map[string]float64, _ breakdown.Input) {
 		// One CPU: nothing sleeps on a halted CPU; the woken side waits
 		// for the sender to get off the CPU instead of an IPI.
 		if c["server_wakeup"] > 30e3 {
 			t.Errorf("same CPU: server_wakeup %.0f ns, want small", c["server_wakeup"])
 		}
 	},
-	"cross_cpu.rec.gz": func(t *testing.T, c map[string]float64, _ int) {
+	"cross_cpu.rec.gz": func(t *testing.T, c map[string]float64, _ breakdown.Input) {
 		// Two CPUs on a VM whose idle CPUs halt: wake-ups cost an IPI.
 		if c["server_wakeup"] < 5e3 || c["client_wakeup"] < 5e3 {
 			t.Errorf("cross CPU: wake-ups %.0f/%.0f ns, want each ≥ 5 µs", c["server_wakeup"], c["client_wakeup"])
 		}
 	},
-	"epoll_4conns.rec.gz": func(t *testing.T, c map[string]float64, conns int) {
-		if conns != 4 {
-			t.Errorf("recording has %d connections, want 4", conns)
+	"epoll_4conns.rec.gz": func(t *testing.T, c map[string]float64, in breakdown.Input) {
+		if len(in.Conns) != 4 {
+			t.Errorf("recording has %d connections, want 4", len(in.Conns))
 		}
 		if c["server_queue"] < 2e3 {
 			t.Errorf("4 connections on one epoll thread: server_queue %.0f ns, want requests queueing behind each other", c["server_queue"])
+		}
+	},
+	"fork.rec.gz": func(t *testing.T, c map[string]float64, in breakdown.Input) {
+		// The probe followed the children: the receives were done by
+		// processes the server forked, not by the server itself.
+		children := map[uint32]bool{}
+		for _, e := range in.Events {
+			if e.Kind == probe.KindFork {
+				children[uint32(e.Arg1)] = true
+			}
+		}
+		served := 0
+		for _, e := range in.Events {
+			if e.Kind == probe.KindSyscall && e.Lport == in.ServerPort && e.Ret > 0 && children[e.TGID] {
+				served++
+			}
+		}
+		if len(children) < len(in.Conns) || served == 0 {
+			t.Errorf("%d forked children, %d of their socket syscalls seen; want a child per connection doing the work", len(children), served)
+		}
+	},
+	"iouring.rec.gz": func(t *testing.T, c map[string]float64, in breakdown.Input) {
+		n := map[probe.Kind]int{}
+		for _, e := range in.Events {
+			n[e.Kind]++
+		}
+		if n[probe.KindUringSubmit] == 0 || n[probe.KindUringComplete] == 0 {
+			t.Errorf("no io_uring submissions/completions in the stream: %v", n)
+		}
+		if c["server_kernel_recv"] <= 0 {
+			t.Error("no server receive time: the completion reaped by io_uring_enter must be found")
 		}
 	},
 }

@@ -1,0 +1,108 @@
+// A minimal blocking ping-pong client: the floor volleyscope's own client
+// is compared with in 'make bench'. One pinned thread, one TCP connection
+// with TCP_NODELAY, write 4 bytes, read 4 bytes, CLOCK_MONOTONIC around
+// each round trip.
+//
+// usage: pingpong_client HOST PORT COUNT CPU [WARMUP]
+// prints: p50_ns=<v> mean_ns=<v> count=<n>
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static int full(int fd, unsigned char *b, int n, int rd)
+{
+	int got = 0;
+	while (got < n) {
+		ssize_t k = rd ? read(fd, b + got, n - got) : write(fd, b + got, n - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		got += k;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 5) {
+		fprintf(stderr, "usage: %s HOST PORT COUNT CPU [WARMUP]\n", argv[0]);
+		return 1;
+	}
+	long count = atol(argv[3]), warm = argc > 5 ? atol(argv[5]) : 1000;
+	int cpu = atoi(argv[4]);
+	if (count <= warm) {
+		fprintf(stderr, "COUNT must exceed WARMUP\n");
+		return 1;
+	}
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+		perror("sched_setaffinity");
+		return 1;
+	}
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[2])) };
+	if (inet_pton(AF_INET, argv[1], &sa.sin_addr) != 1) {
+		fprintf(stderr, "bad address %s\n", argv[1]);
+		return 1;
+	}
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		perror("connect");
+		return 1;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	int64_t *lat = malloc(sizeof(int64_t) * count);
+	if (!lat)
+		return 1;
+	uint32_t x = 2463534242u;
+	for (long i = 0; i < count; i++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		uint32_t c = x ? x : 1; // never 0: that stops the server
+		unsigned char b[4];
+		uint32_t be = htonl(c);
+		memcpy(b, &be, 4);
+		int64_t t0 = now_ns();
+		if (full(fd, b, 4, 0) || full(fd, b, 4, 1)) {
+			fprintf(stderr, "round trip %ld failed\n", i);
+			return 1;
+		}
+		lat[i] = now_ns() - t0;
+		memcpy(&be, b, 4);
+		if (ntohl(be) != c + 1) {
+			fprintf(stderr, "round trip %ld: wrong reply\n", i);
+			return 1;
+		}
+	}
+	long n = count - warm;
+	double sum = 0;
+	for (long i = warm; i < count; i++)
+		sum += lat[i];
+	qsort(lat + warm, n, sizeof(int64_t), cmp);
+	printf("p50_ns=%lld mean_ns=%.0f count=%ld\n", (long long)lat[warm + n / 2], sum / n, n);
+	return 0;
+}

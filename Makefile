@@ -22,14 +22,14 @@ test: ## all tests; kernel and truth tests need root and skip without it
 test-short: ## unit tests only
 	$(GO) test -short -count=1 $(PKGS)
 
-bench/pingpong_client: bench/pingpong_client.c
+bench/pingpong_client: bench/c/pingpong_client.c
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
-bench/pingpong_server: bench/pingpong_server.c
+bench/pingpong_server: bench/c/pingpong_server.c
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
 bench: build bench/pingpong_client bench/pingpong_server ## side-by-side ratios, printed as BENCH lines (root for the probe's)
-	VOLLEYSCOPE_BENCH=1 VOLLEYSCOPE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m -run 'TestBench' -v ./bench/ ./probe/ | grep -E '^(BENCH|  |[a-z].*\|)' || true
+	VOLLEYSCOPE_BENCH=1 VOLLEYSCOPE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m -run 'TestBench' -v ./bench/ ./probe/ 2>&1 | grep -E '^(BENCH|  |--- FAIL|FAIL)'
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

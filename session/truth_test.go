@@ -118,6 +118,14 @@ func TestTruthCPUHog(t *testing.T) {
 			t.Error(err)
 			return
 		}
+		// A hog of equal weight barely delays a woken server: the
+		// scheduler lets the waker's lag win at once. At nice -15 it
+		// outweighs the server ~30×, so the server waits for its turn
+		// after its data is ready, as on a busy host.
+		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, -15); err != nil {
+			t.Error(err)
+			return
+		}
 		for !stop.Load() {
 		}
 	}()
@@ -128,7 +136,7 @@ func TestTruthCPUHog(t *testing.T) {
 	wait := func(r *report.Results) float64 {
 		return comp(t, r, "server_wakeup").MeanNs + comp(t, r, "server_queue").MeanNs
 	}
-	if wait(hog) < wait(base)+20e3 {
+	if wait(hog) < 2*wait(base)+20e3 {
 		t.Errorf("server_wakeup+server_queue mean %.1f µs with a hog vs %.1f µs without: want clearly higher", wait(hog)/1e3, wait(base)/1e3)
 	}
 }

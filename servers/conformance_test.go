@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -180,6 +181,38 @@ var conformance = []struct {
 			t.Errorf("round trip with 2 ms spin took %v", per)
 		}
 	}},
+	{"pipelined messages answered in order, then 0", Options{}, func(t *testing.T, s Server, r *running) {
+		c := dial(t, r.addr)
+		defer c.Close()
+		// Five messages and the 0 in one write: the server must answer
+		// every message before the 0, in order, and only then exit.
+		var b []byte
+		for v := uint32(0xFFFFFFFB); v != 0; v++ {
+			b = binary.BigEndian.AppendUint32(b, v)
+		}
+		b = binary.BigEndian.AppendUint32(b, 0)
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 20)
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatalf("pipelined replies: %v (got % x)", err, got)
+		}
+		for i := 0; i < 5; i++ {
+			if v, want := binary.BigEndian.Uint32(got[4*i:]), uint32(0xFFFFFFFB+i+1); v != want {
+				t.Errorf("reply %d: %#x, want %#x", i, v, want)
+			}
+		}
+		select {
+		case err := <-r.done:
+			r.done <- err
+			if !errors.Is(err, ErrExitRequested) {
+				t.Errorf("Serve returned %v, want ErrExitRequested", err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("server still running 2 s after the 0 message")
+		}
+	}},
 	{"0 makes the server exit", Options{}, func(t *testing.T, s Server, r *running) {
 		c := dial(t, r.addr)
 		defer c.Close()
@@ -241,5 +274,28 @@ func TestLookup(t *testing.T) {
 	}
 	if All()[0].Name != "goroutine" {
 		t.Error("the default server must come first")
+	}
+}
+
+// TestCheckErrors: a server this kernel cannot run is refused with its name
+// and the kernel release it needs; unknown names list the known ones.
+func TestCheckErrors(t *testing.T) {
+	for _, s := range All() {
+		t.Run(s.Name, func(t *testing.T) {
+			err := Check(s.Name)
+			if err == nil {
+				return
+			}
+			if s.Requires == "" {
+				t.Errorf("%s has no requirement but Check says %v", s.Name, err)
+			}
+			if msg := err.Error(); !strings.HasPrefix(msg, s.Name+": ") || !strings.Contains(msg, "Linux") {
+				t.Errorf("Check(%q) = %q, want it to name the server and a Linux release", s.Name, msg)
+			}
+		})
+	}
+	err := Check("nope")
+	if err == nil || !strings.Contains(err.Error(), "goroutine") {
+		t.Errorf("Check(unknown) = %v, want the known names listed", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -185,6 +186,9 @@ func serveEpoll(ctx context.Context, ln *net.TCPListener, o Options, et bool) er
 				var exit bool
 				out, exit = c.feed(in[:k], o, out[:0])
 				if exit {
+					// Answer the messages that came before the 0, after
+					// whatever is still pending, then stop.
+					finalWrite(fd, c.pending, out)
 					return ErrExitRequested
 				}
 				if len(c.pending) == 0 {
@@ -207,6 +211,27 @@ func serveEpoll(ctx context.Context, ln *net.TCPListener, o Options, et bool) er
 					break // level-triggered: epoll reports the rest
 				}
 			}
+		}
+	}
+}
+
+// finalWrite writes a and then b to fd on the way out: the socket is made
+// blocking, and a send timeout bounds the wait for a client that does not
+// read.
+func finalWrite(fd int, a, b []byte) {
+	unix.SetNonblock(fd, false)
+	tv := unix.NsecToTimeval(int64(time.Second))
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	for _, p := range [][]byte{a, b} {
+		for len(p) > 0 {
+			n, err := unix.Write(fd, p)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return
+			}
+			p = p[n:]
 		}
 	}
 }

@@ -31,6 +31,8 @@ type uconn struct {
 	sent    int    // bytes of out the kernel took
 	sending bool
 	pending []byte // replies produced while a send was in flight
+	armed   bool   // a receive is in flight
+	closing bool   // closed or reset: dropped once nothing is in flight
 }
 
 func checkOps(ops ...struct {
@@ -75,6 +77,39 @@ type uringLoop struct {
 	conns []*uconn
 	free  []int
 	o     Options
+
+	// A client sent 0: the loop stops once exitID's replies to the
+	// messages before the 0 are sent.
+	exiting bool
+	exitID  int
+}
+
+// exitDone reports whether a requested exit can happen now.
+func (l *uringLoop) exitDone() bool {
+	if !l.exiting {
+		return false
+	}
+	c := l.conns[l.exitID]
+	return c == nil || !c.sending
+}
+
+// closeConn retires connection id. Closing the fd alone would not end a
+// receive in flight (the request holds its own reference to the file), so
+// shutdown(2) ends it, and the slot is freed only when no request of the
+// connection is left: a completion never finds a new connection in the
+// slot of the one it belonged to.
+func (l *uringLoop) closeConn(id int) {
+	c := l.conns[id]
+	if c == nil {
+		return
+	}
+	if !c.closing {
+		c.closing = true
+		unix.Shutdown(c.fd, unix.SHUT_RDWR)
+	}
+	if !c.armed && !c.sending {
+		l.drop(id)
+	}
 }
 
 // sqe returns a free submission entry, submitting what is queued if the
@@ -124,10 +159,11 @@ func (l *uringLoop) reply(id int, data []byte) (exit bool, err error) {
 	}
 	c.out, exit = c.feed(data, l.o, c.out[:0])
 	c.sent = 0
-	if exit || len(c.out) == 0 {
+	if len(c.out) == 0 {
 		return exit, nil
 	}
-	return false, l.send(id)
+	// Replies to messages before a 0 are still sent.
+	return exit, l.send(id)
 }
 
 func (l *uringLoop) send(id int) error {
@@ -148,15 +184,15 @@ func (l *uringLoop) sent(id int, res int32) (idle bool, err error) {
 	if c == nil {
 		return false, nil
 	}
-	if res < 0 {
-		l.drop(id)
+	c.sending = false
+	if res < 0 || c.closing {
+		l.closeConn(id) // EPIPE, ECONNRESET: the client left
 		return false, nil
 	}
 	c.sent += int(res)
 	if c.sent < len(c.out) {
 		return false, l.send(id)
 	}
-	c.sending = false
 	if len(c.pending) > 0 {
 		c.out, c.pending = append(c.out[:0], c.pending...), c.pending[:0]
 		c.sent = 0
@@ -185,8 +221,11 @@ func newUringLoop(ctx context.Context, ln *net.TCPListener, o Options) (*uringLo
 	s, _ := l.sqe()
 	s.PrepPollAdd(efd, unix.POLLIN, ud(opCancel, 0))
 	cleanup := func() {
-		for id := range l.conns {
-			l.drop(id)
+		for id, c := range l.conns {
+			if c != nil {
+				unix.Shutdown(c.fd, unix.SHUT_RDWR) // ends receives in flight
+				l.drop(id)
+			}
 		}
 		r.Close()
 		stopCancel()
@@ -215,6 +254,7 @@ func serveIOUring(ctx context.Context, ln *net.TCPListener, o Options) error {
 		}
 		c := l.conns[id]
 		s.PrepRecv(c.fd, c.in, 0, ud(opRecv, id))
+		c.armed = true
 		return nil
 	}
 	accept := func() error {
@@ -239,7 +279,9 @@ func serveIOUring(ctx context.Context, ln *net.TCPListener, o Options) error {
 			case opCancel:
 				return nil
 			case opAccept:
-				if res >= 0 {
+				if res >= 0 && l.exiting {
+					unix.Close(int(res))
+				} else if res >= 0 {
 					if err := recv(l.add(int(res), 64<<10)); err != nil {
 						return err
 					}
@@ -248,18 +290,25 @@ func serveIOUring(ctx context.Context, ln *net.TCPListener, o Options) error {
 					return err
 				}
 			case opRecv:
-				if res <= 0 {
-					l.drop(id) // closed or reset: normal
-					continue
+				c := l.conns[id]
+				if c == nil {
+					break
 				}
-				exit, err := l.reply(id, l.conns[id].in[:res])
-				if exit {
-					return ErrExitRequested
+				c.armed = false
+				if res <= 0 || c.closing {
+					l.closeConn(id) // closed or reset: normal
+					break
 				}
+				if l.exiting {
+					break
+				}
+				exit, err := l.reply(id, c.in[:res])
 				if err != nil {
 					return err
 				}
-				if !l.conns[id].sending {
+				if exit {
+					l.exiting, l.exitID = true, id
+				} else if !c.sending {
 					if err := recv(id); err != nil {
 						return err
 					}
@@ -269,11 +318,14 @@ func serveIOUring(ctx context.Context, ln *net.TCPListener, o Options) error {
 				if err != nil {
 					return err
 				}
-				if idle {
+				if idle && !l.exiting {
 					if err := recv(id); err != nil {
 						return err
 					}
 				}
+			}
+			if l.exitDone() {
+				return ErrExitRequested
 			}
 		}
 	}

@@ -5,86 +5,30 @@ import (
 	"fmt"
 	"net"
 	"runtime"
-	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/volleyscope/volleyscope/servers/internal/uring"
 )
 
-// Provided-buffer ring (IORING_REGISTER_PBUF_RING, Linux 5.19): the
-// kernel picks a buffer for each multishot receive and says which in the
-// completion; the server hands it back once done with it.
+// Provided-buffer ring (IORING_REGISTER_PBUF_RING, Linux 5.19): the kernel
+// picks a buffer for each multishot receive and names it in the completion;
+// the server copies the reply out and hands the buffer straight back.
 const (
-	registerPbufRing   = 22
-	unregisterPbufRing = 23
-	bufGroup           = 1
-	bufCount           = 256 // a power of two
-	bufSize            = 16 << 10
+	bufGroup = 1
+	bufCount = 256 // a power of two
+	bufSize  = 16 << 10
 )
 
-type bufRing struct {
-	mem  []byte // bufCount × struct io_uring_buf (16 bytes), page aligned
-	data []byte // bufCount × bufSize
-	tail uint16
-}
-
-var fence atomic.Uint32
-
-func newBufRing(r *uring.Ring) (*bufRing, error) {
-	mem, err := unix.Mmap(-1, 0, bufCount*16, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANONYMOUS|unix.MAP_PRIVATE)
-	if err != nil {
-		return nil, fmt.Errorf("map buffer ring: %w", err)
-	}
-	br := &bufRing{mem: mem, data: make([]byte, bufCount*bufSize)}
-	// struct io_uring_buf_reg: ring_addr, ring_entries, bgid, flags, resv[3].
-	var reg [40]byte
-	*(*uint64)(unsafe.Pointer(&reg[0])) = uint64(uintptr(unsafe.Pointer(&mem[0])))
-	*(*uint32)(unsafe.Pointer(&reg[8])) = bufCount
-	*(*uint16)(unsafe.Pointer(&reg[12])) = bufGroup
-	err = r.Register(registerPbufRing, unsafe.Pointer(&reg[0]), 1)
-	runtime.KeepAlive(&reg)
-	if err != nil {
-		unix.Munmap(mem)
-		return nil, fmt.Errorf("register provided-buffer ring: %w (needs Linux 5.19+)", err)
-	}
-	for i := 0; i < bufCount; i++ {
-		br.put(uint16(i))
-	}
-	br.publish()
-	return br, nil
-}
-
-// put queues buffer bid for the kernel (visible after publish).
-func (b *bufRing) put(bid uint16) {
-	e := unsafe.Pointer(&b.mem[int(b.tail&(bufCount-1))*16])
-	*(*uint64)(e) = uint64(uintptr(unsafe.Pointer(&b.data[int(bid)*bufSize])))
-	*(*uint32)(unsafe.Add(e, 8)) = bufSize
-	*(*uint16)(unsafe.Add(e, 12)) = bid
-	b.tail++
-}
-
-// publish stores the new tail (the u16 at offset 14 of the ring) after
-// the entries: a locked instruction orders the stores before it on x86.
-func (b *bufRing) publish() {
-	fence.Add(1)
-	*(*uint16)(unsafe.Pointer(&b.mem[14])) = b.tail
-}
-
-func (b *bufRing) buf(bid uint16, n int) []byte { return b.data[int(bid)*bufSize : int(bid)*bufSize+n] }
-
-func (b *bufRing) close(r *uring.Ring) {
-	var reg [40]byte
-	*(*uint16)(unsafe.Pointer(&reg[12])) = bufGroup
-	r.Register(unregisterPbufRing, unsafe.Pointer(&reg[0]), 1)
-	unix.Munmap(b.mem)
-}
-
+// checkMultishot detects what iouring-multishot needs. Multishot accept
+// and multishot recv are flags of existing opcodes, which the opcode probe
+// cannot see, so each is detected by an opcode from the same release:
+// IORING_OP_SOCKET came with multishot accept (5.19), IORING_OP_SEND_ZC with
+// multishot recv (6.0). The provided-buffer ring is tried for real.
 func checkMultishot() error {
 	if err := checkOps(opReq{uring.OpAccept, "IORING_OP_ACCEPT", "5.5"}, opReq{uring.OpRecv, "IORING_OP_RECV", "5.6"},
-		opReq{uring.OpSocket, "multishot accept (marked by IORING_OP_SOCKET)", "5.19"},
-		opReq{uring.OpSendZC, "multishot recv (marked by IORING_OP_SEND_ZC)", "6.0"}); err != nil {
+		opReq{uring.OpSocket, "multishot accept", "5.19"},
+		opReq{uring.OpSendZC, "multishot recv", "6.0"}); err != nil {
 		return err
 	}
 	r, err := uring.New(8, 0)
@@ -92,11 +36,12 @@ func checkMultishot() error {
 		return err
 	}
 	defer r.Close()
-	br, err := newBufRing(r)
+	br, err := r.NewBufRing(bufGroup, 2, 64)
 	if err != nil {
-		return err
+		return fmt.Errorf("kernel lacks provided-buffer rings (needs Linux 5.19+): %w", err)
 	}
-	br.close(r)
+	r.Close()
+	br.Free()
 	return nil
 }
 
@@ -114,12 +59,14 @@ func serveMultishot(ctx context.Context, ln *net.TCPListener, o Options) error {
 	if err != nil {
 		return err
 	}
-	defer cleanup()
-	br, err := newBufRing(l.r)
+	br, err := l.r.NewBufRing(bufGroup, bufCount, bufSize)
 	if err != nil {
-		return err
+		cleanup()
+		return fmt.Errorf("iouring-multishot: %w", err)
 	}
-	defer br.close(l.r)
+	// The buffers go only after the ring and every socket are closed, so
+	// no receive can still land in them.
+	defer func() { cleanup(); br.Free() }()
 	accept := func() error {
 		s, err := l.sqe()
 		if err != nil {
@@ -134,10 +81,12 @@ func serveMultishot(ctx context.Context, ln *net.TCPListener, o Options) error {
 		if err != nil {
 			return err
 		}
-		s.PrepRecv(l.conns[id].fd, nil, 0, ud(opRecv, id))
+		c := l.conns[id]
+		s.PrepRecv(c.fd, nil, 0, ud(opRecv, id))
 		s.Flags |= uring.SQEBufferSelect
-		s.BufIndex = bufGroup
+		s.BufIndex = br.Group()
 		s.Ioprio = uring.RecvMultishot
+		c.armed = true
 		return nil
 	}
 	if err := accept(); err != nil {
@@ -155,7 +104,13 @@ func serveMultishot(ctx context.Context, ln *net.TCPListener, o Options) error {
 			case opCancel:
 				return nil
 			case opAccept:
-				if res >= 0 {
+				if res == -int32(unix.EINVAL) && !more {
+					// Older kernels refuse the multishot flag.
+					return fmt.Errorf("iouring-multishot: multishot accept refused (needs Linux 5.19+): %w", uring.Errno(res))
+				}
+				if res >= 0 && l.exiting {
+					unix.Close(int(res))
+				} else if res >= 0 {
 					if err := recv(l.add(int(res), 0)); err != nil {
 						return err
 					}
@@ -166,27 +121,35 @@ func serveMultishot(ctx context.Context, ln *net.TCPListener, o Options) error {
 					}
 				}
 			case opRecv:
-				if l.conns[id] == nil {
-					continue
-				}
+				c := l.conns[id]
 				if res > 0 && flags&uring.CQEFBuffer != 0 {
 					bid := uint16(flags >> uring.CQEBufferShift)
-					exit, err := l.reply(id, br.buf(bid, int(res)))
-					br.put(bid)
-					br.publish()
-					if exit {
-						return ErrExitRequested
+					if c != nil && !c.closing && !l.exiting {
+						// reply copies what it needs, so the buffer goes
+						// back at once.
+						exit, err := l.reply(id, br.Buf(bid)[:res])
+						if err != nil {
+							br.Recycle(bid)
+							return err
+						}
+						if exit {
+							l.exiting, l.exitID = true, id
+						}
 					}
-					if err != nil {
-						return err
-					}
+					br.Recycle(bid)
 				}
+				if c == nil || more {
+					break
+				}
+				c.armed = false
 				switch {
-				case res == 0 || (res < 0 && res != -int32(unix.ENOBUFS)):
-					l.drop(id) // closed or reset: normal
-				case !more:
-					// Out of buffers, or the kernel ended the multishot:
-					// arm it again.
+				case res == -int32(unix.EINVAL):
+					return fmt.Errorf("iouring-multishot: multishot recv refused (needs Linux 6.0+): %w", uring.Errno(res))
+				case c.closing || res == 0 || (res < 0 && res != -int32(unix.ENOBUFS)):
+					l.closeConn(id) // closed or reset: normal
+				default:
+					// Out of buffers, or the kernel ended the multishot
+					// (e.g. a full CQ ring): arm it again.
 					if err := recv(id); err != nil {
 						return err
 					}
@@ -195,6 +158,9 @@ func serveMultishot(ctx context.Context, ln *net.TCPListener, o Options) error {
 				if _, err := l.sent(id, res); err != nil {
 					return err
 				}
+			}
+			if l.exitDone() {
+				return ErrExitRequested
 			}
 		}
 	}

@@ -64,7 +64,11 @@ func Check(name string) error {
 		return err
 	}
 	if s.check != nil {
-		return s.check()
+		if err := s.check(); err != nil {
+			// e.g. "iouring-multishot: kernel lacks multishot recv
+			// (needs Linux 6.0+)"
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
 	}
 	return nil
 }

@@ -129,6 +129,40 @@ var conformance = []struct {
 			}
 		}
 	}},
+	{"echo under backpressure (8 MiB before reading)", Options{Echo: true}, func(t *testing.T, s Server, r *running) {
+		// The client does not read until it has written far more than the
+		// socket buffers hold, so the server meets short writes and EAGAIN
+		// (or short io_uring sends) and must keep every byte in order.
+		c := dial(t, r.addr)
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		const size = 8 << 20
+		msg := make([]byte, size)
+		for i := range msg {
+			msg[i] = byte(i ^ i>>8 ^ i>>16)
+		}
+		errc := make(chan error, 1)
+		go func() {
+			for off := 0; off < size; off += 64 << 10 {
+				if _, err := c.Write(msg[off : off+64<<10]); err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+		time.Sleep(200 * time.Millisecond)
+		got := make([]byte, size)
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatalf("echo %d B: %v", size, err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, msg) {
+			t.Fatal("echoed bytes differ")
+		}
+	}},
 	{"100 concurrent connections", Options{}, func(t *testing.T, s Server, r *running) {
 		var wg sync.WaitGroup
 		errs := make(chan error, 100)
@@ -297,5 +331,27 @@ func TestCheckErrors(t *testing.T) {
 	err := Check("nope")
 	if err == nil || !strings.Contains(err.Error(), "goroutine") {
 		t.Errorf("Check(unknown) = %v, want the known names listed", err)
+	}
+}
+
+// TestSpinAccuracy: Options.Spin is the truth tests' injected delay, so a
+// spin must last what was asked, within 2%. The fastest of several tries is
+// taken: preemption can only make a try longer.
+func TestSpinAccuracy(t *testing.T) {
+	for _, d := range []time.Duration{20 * time.Microsecond, 200 * time.Microsecond, 2 * time.Millisecond} {
+		t.Run(d.String(), func(t *testing.T) {
+			best := time.Duration(1 << 62)
+			for i := 0; i < 20; i++ {
+				t0 := time.Now()
+				spin(d)
+				if e := time.Since(t0); e < best {
+					best = e
+				}
+			}
+			// 2% plus 1 µs for the clock reads around it.
+			if best < d || best > d+d/50+time.Microsecond {
+				t.Errorf("spin(%v) took %v", d, best)
+			}
+		})
 	}
 }

@@ -344,7 +344,15 @@ func (res *Result) summarize(kept []Record, series []float64) {
 	res.Latency = stats.Summarize(res.Hist)
 	if len(series) >= 2 {
 		res.Mean = stats.BatchMeans(series, res.Options.Confidence)
-		res.P99 = stats.BatchQuantile(series, 0.99, res.Options.Confidence)
+		// The interval's width comes from the spread of per-batch p99s;
+		// it is centred on the whole run's p99, the figure reported (the
+		// mean of short batches' p99s runs a little low).
+		iv := stats.BatchQuantile(series, 0.99, res.Options.Confidence)
+		if iv.Batches > 0 {
+			p := res.Latency.P99
+			iv.Low, iv.High, iv.Mean = p-(iv.Mean-iv.Low), p+(iv.High-iv.Mean), p
+		}
+		res.P99 = iv
 	}
 	if len(kept) > 0 {
 		span := float64(res.MeasureEnd - max(res.MeasureStart, kept[0].T0))

@@ -121,7 +121,9 @@ func TestRunLoopback(t *testing.T) {
 func TestRunStopsOnCI(t *testing.T) {
 	f := startFake(t, nil)
 	o := quick(f.addr())
-	o.CI = 0.05
+	// A loose target: this checks the rule stops the run, not how fast a
+	// noisy machine converges (stats tests cover the interval itself).
+	o.CI = 0.25
 	o.Duration = 20 * time.Second
 	o.MinSamples = 500
 	res, err := Run(context.Background(), o)
@@ -131,8 +133,8 @@ func TestRunStopsOnCI(t *testing.T) {
 	// The final interval also counts the round trips in flight at the
 	// stop and MSER-5's truncation, so it may differ a little from the one
 	// the rule saw.
-	if res.StopReason != StopCI || res.Mean.RelHalfWidth() > 0.065 {
-		t.Errorf("stop %q at ±%.3f, want ci at ≈0.05", res.StopReason, res.Mean.RelHalfWidth())
+	if res.StopReason != StopCI || res.Mean.RelHalfWidth() > 0.3 {
+		t.Errorf("stop %q at ±%.3f, want ci at ≈0.25", res.StopReason, res.Mean.RelHalfWidth())
 	}
 }
 

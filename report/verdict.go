@@ -52,16 +52,20 @@ func (v *Verdict) Decide() {
 }
 
 func sentence(a, b, what string, r stats.Ratio, conf float64) string {
+	basis := fmt.Sprintf("%d pairs", r.N)
+	if r.N == 2 {
+		basis = "two runs' own intervals"
+	}
 	if !r.Significant {
-		return fmt.Sprintf("no significant difference in %s: %s/%s = %.3f [%.3f, %.3f] (%.0f%% CI, %d pairs)",
-			what, b, a, r.Ratio, r.Low, r.High, 100*conf, r.N)
+		return fmt.Sprintf("no significant difference in %s: %s/%s = %.3f [%.3f, %.3f] (%.0f%% CI, %s)",
+			what, b, a, r.Ratio, r.Low, r.High, 100*conf, basis)
 	}
 	faster, slower, pct := b, a, 100*(1-r.Ratio)
 	if r.Ratio > 1 {
 		faster, slower, pct = a, b, 100*(1-1/r.Ratio)
 	}
-	return fmt.Sprintf("%s beats %s on %s by %.1f%%: %s/%s = %.3f [%.3f, %.3f] (%.0f%% CI, %d pairs)",
-		faster, slower, what, pct, b, a, r.Ratio, r.Low, r.High, 100*conf, r.N)
+	return fmt.Sprintf("%s beats %s on %s by %.1f%%: %s/%s = %.3f [%.3f, %.3f] (%.0f%% CI, %s)",
+		faster, slower, what, pct, b, a, r.Ratio, r.Low, r.High, 100*conf, basis)
 }
 
 // WriteVerdict writes the rounds and the verdict for a person.

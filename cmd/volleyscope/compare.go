@@ -1,13 +1,9 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"os"
-	"text/tabwriter"
 
 	"github.com/volleyscope/volleyscope/report"
-	"github.com/volleyscope/volleyscope/stats"
 )
 
 const compareSynopsis = `volleyscope compare A.json B.json
@@ -18,15 +14,8 @@ percentiles and breakdown components side by side.`
 
 func cmdCompare(args []string) error {
 	fs := newFlagSet("compare", compareSynopsis)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, errHelp(err)) {
-			return nil
-		}
+	if help, err := parseArgs(fs, args, 2, "two results.json files"); help || err != nil {
 		return err
-	}
-	if fs.NArg() != 2 {
-		fs.Usage()
-		return fmt.Errorf("compare: want two results.json files")
 	}
 	a, err := report.ReadJSON(fs.Arg(0))
 	if err != nil {
@@ -38,6 +27,3 @@ func cmdCompare(args []string) error {
 	}
 	return report.WriteComparison(os.Stdout, fs.Arg(0), a, fs.Arg(1), b)
 }
-
-var _ = stats.Interval{}
-var _ = tabwriter.AlignRight

@@ -47,14 +47,8 @@ func cmdRun(ctx context.Context, args []string, withProbe bool) error {
 	if withProbe {
 		pf.register(fs)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, errHelp(err)) {
-			return nil
-		}
+	if help, err := parseArgs(fs, args, 0, "no arguments, only flags"); help || err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
 	}
 	cfg, err := lf.config()
 	if err != nil {

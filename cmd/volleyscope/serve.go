@@ -27,15 +27,8 @@ func cmdServe(ctx context.Context, args []string) error {
 	echo := fs.Bool("echo", false, "echo mode: return the bytes received")
 	spin := fs.Duration("spin", 0, "busy-work this long per request")
 	cpus := fs.String("cpus", "", "pin the server to these CPUs, e.g. 0 or 0-1")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, errHelp(err)) {
-			return nil
-		}
+	if help, err := parseArgs(fs, args, 1, "one server name (see 'volleyscope servers')"); help || err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return fmt.Errorf("serve: want one server name (see 'volleyscope servers')")
 	}
 	srv, err := servers.Lookup(fs.Arg(0))
 	if err != nil {

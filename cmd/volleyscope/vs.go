@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 
@@ -28,15 +27,8 @@ func cmdVs(ctx context.Context, args []string) error {
 	lf.register(fs)
 	pairs := fs.Int("pairs", 5, "interleaved A/B pairs (at least 5)")
 	withProbe := fs.Bool("probe", false, "attach the eBPF probe and compare the breakdowns (root)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, errHelp(err)) {
-			return nil
-		}
+	if help, err := parseArgs(fs, args, 2, "two servers"); help || err != nil {
 		return err
-	}
-	if fs.NArg() != 2 {
-		fs.Usage()
-		return fmt.Errorf("vs: want two servers")
 	}
 	if *pairs < 5 {
 		return fmt.Errorf("vs: --pairs %d: at least 5 pairs are needed for an interval", *pairs)

@@ -68,6 +68,13 @@ func WriteText(w io.Writer, r *Results) error {
 			return err
 		}
 	}
+	if p := r.Probe; p != nil {
+		fmt.Fprintf(w, "probe cost: %.1f records and %.1f BPF program runs per round trip at %.0f ns each ≈ %s per round trip (%.1f%% of the mean); %d events lost\n",
+			p.EventsPerRTT, p.ProgramRunsPerRTT, p.BPFNsPerEvent, Dur(p.OverheadNsPerRT), 100*safeDiv(p.OverheadNsPerRT, r.Latency.Mean), r.LostEvents)
+		for ev, why := range p.Missing {
+			fmt.Fprintf(w, "probe: no hook for %s: %s\n", ev, why)
+		}
+	}
 	if len(r.Syscalls) > 0 {
 		if err := WriteSyscalls(w, r.Syscalls); err != nil {
 			return err

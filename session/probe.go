@@ -28,6 +28,10 @@ type probeRun struct {
 	done   chan error
 	once   sync.Once
 	err    error
+	// Read from the kernel before the probe is closed.
+	lost        uint64
+	runs, bpfNs uint64
+	statsErr    error
 }
 
 // startProbe loads and attaches the probe, follows the server process and
@@ -93,6 +97,8 @@ func (pr *probeRun) stop() error {
 	pr.once.Do(func() {
 		pr.cancel()
 		pr.err = <-pr.done
+		pr.lost = pr.p.Lost()
+		pr.runs, pr.bpfNs, pr.statsErr = pr.p.Stats()
 		if cerr := pr.p.Close(); pr.err == nil {
 			pr.err = cerr
 		}
@@ -113,7 +119,7 @@ func (pr *probeRun) finish(cfg Config, res *report.Results, load *loadgen.Result
 			info.Missing[h.Event] = fmt.Sprintf("%v; costs %s", h.Err, h.Costs)
 		}
 	}
-	res.LostEvents = pr.p.Lost()
+	res.LostEvents = pr.lost
 	if res.LostEvents > 0 {
 		res.Errors = append(res.Errors, fmt.Sprintf("probe lost %d events (ring buffer full): round trips missing them are counted as unjoined", res.LostEvents))
 	}
@@ -128,8 +134,9 @@ func (pr *probeRun) finish(cfg Config, res *report.Results, load *loadgen.Result
 	}
 	pr.chunks = nil
 	info.Events = uint64(len(evs))
-	if n, ns, err := pr.p.Stats(); err == nil && n > 0 {
-		info.BPFNsPerEvent = float64(ns) / float64(n)
+	if pr.statsErr == nil && pr.runs > 0 {
+		info.BPFNsPerEvent = float64(pr.bpfNs) / float64(pr.runs)
+		info.ProgramRunsPerRTT = float64(pr.runs)
 	}
 	total := 0
 	for _, c := range load.Conns {
@@ -137,7 +144,8 @@ func (pr *probeRun) finish(cfg Config, res *report.Results, load *loadgen.Result
 	}
 	if total > 0 {
 		info.EventsPerRTT = float64(len(evs)) / float64(total)
-		info.OverheadNsPerRT = info.EventsPerRTT * info.BPFNsPerEvent
+		info.ProgramRunsPerRTT /= float64(total)
+		info.OverheadNsPerRT = info.ProgramRunsPerRTT * info.BPFNsPerEvent
 	}
 	res.Probe = info
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"text/tabwriter"
 
 	"github.com/volleyscope/volleyscope/stats"
@@ -90,6 +91,14 @@ func WriteVerdict(w io.Writer, v *Verdict) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		big := v.Breakdown[0]
+		for _, c := range v.Breakdown {
+			if math.Abs(c.MeanNsB-c.MeanNsA) > math.Abs(big.MeanNsB-big.MeanNsA) {
+				big = c
+			}
+		}
+		fmt.Fprintf(w, "largest difference: %s (%s side), %s in %s vs %s in %s\n",
+			big.Component, big.Side, Dur(big.MeanNsB), v.B, Dur(big.MeanNsA), v.A)
 	}
 	_, err := fmt.Fprintf(w, "verdict: %s\n", v.Summary)
 	return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/volleyscope/volleyscope/probe"
 	"github.com/volleyscope/volleyscope/report"
 	"github.com/volleyscope/volleyscope/session"
 )
@@ -26,7 +27,7 @@ func cmdVs(ctx context.Context, args []string) error {
 	var lf loadFlags
 	lf.register(fs)
 	pairs := fs.Int("pairs", 5, "interleaved A/B pairs (at least 5)")
-	withProbe := fs.Bool("probe", false, "attach the eBPF probe and compare the breakdowns (root)")
+	withProbe := fs.Bool("probe", probe.Check() == nil, "attach the eBPF probe and compare the breakdowns (default: when permitted)")
 	if help, err := parseArgs(fs, args, 2, "two servers"); help || err != nil {
 		return err
 	}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// guestConfig is written to /vmtest.json for the guest's init
+// (vmtest/init's config: the JSON names are the contract).
+type guestConfig struct {
+	Run         string   `json:"run"`
+	Modes       []string `json:"modes"`
+	TestTimeout string   `json:"test_timeout"`
+	Env         []string `json:"env,omitempty"`
+}
+
+// buildInitramfs compiles the guest's /init and the test binary, both
+// static, and packs them with the config into work/initrd.cpio.gz.
+func buildInitramfs(ctx context.Context, work string, o *options) (string, error) {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return "", err
+	}
+	initBin := filepath.Join(work, "init")
+	testBin := filepath.Join(work, "probe.test")
+	if err := goCmd(ctx, root, "build", "-trimpath", "-o", initBin, "./vmtest/init"); err != nil {
+		return "", fmt.Errorf("build guest init: %w", err)
+	}
+	if err := goCmd(ctx, root, "test", "-c", "-o", testBin, o.Pkg); err != nil {
+		return "", fmt.Errorf("build test binary of %s: %w", o.Pkg, err)
+	}
+	if _, err := os.Stat(testBin); err != nil {
+		// 'go test -c' writes nothing for a package without tests.
+		return "", fmt.Errorf("build test binary of %s: %w", o.Pkg, err)
+	}
+	cfg, err := json.Marshal(guestConfig{
+		Run:         o.Run,
+		Modes:       o.Modes,
+		TestTimeout: o.TestTimeout.String(),
+	})
+	if err != nil {
+		return "", fmt.Errorf("encode guest config: %w", err)
+	}
+
+	path := filepath.Join(work, "initrd.cpio.gz")
+	f, err := os.Create(path)
+	if err != nil {
+		return "", fmt.Errorf("create initramfs: %w", err)
+	}
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	// BestSpeed: the archive is rebuilt every run and unpacked once; the
+	// kernel's gunzip does not care about the level.
+	gz, err := gzip.NewWriterLevel(bw, gzip.BestSpeed)
+	if err != nil {
+		return "", err
+	}
+	w := newCpioWriter(gz)
+	entries := []func() error{
+		func() error { return w.dir("dev", 0o755) },
+		// The kernel opens /dev/console as init's stdin, stdout and stderr
+		// before running it; without the node init has no output.
+		func() error { return w.charDev("dev/console", 0o600, 5, 1) },
+		func() error { return w.dir("proc", 0o755) },
+		func() error { return w.dir("sys", 0o755) },
+		func() error { return w.dir("tmp", 0o1777) },
+		func() error { return w.file("vmtest.json", 0o644, cfg) },
+		func() error { return w.fileFrom("init", 0o755, initBin) },
+		func() error { return w.fileFrom("probe.test", 0o755, testBin) },
+		w.close,
+	}
+	for _, e := range entries {
+		if err := e(); err != nil {
+			return "", fmt.Errorf("write initramfs: %w", err)
+		}
+	}
+	if err := gz.Close(); err != nil {
+		return "", fmt.Errorf("write initramfs: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return "", fmt.Errorf("write initramfs: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("write initramfs: %w", err)
+	}
+	return path, nil
+}
+
+// moduleRoot is the directory of the main module's go.mod, so that the
+// command works from any directory inside the repository.
+func moduleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, goTool(), "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("find module root: go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("find module root: not inside the volleyscope module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// goTool honours $GO like the Makefile does.
+func goTool() string {
+	if g := os.Getenv("GO"); g != "" {
+		return g
+	}
+	return "go"
+}
+
+// goCmd runs the go tool with CGO_ENABLED=0: the initramfs has no C
+// library, so every binary in it must be static.
+func goCmd(ctx context.Context, dir string, args ...string) error {
+	cmd := exec.CommandContext(ctx, goTool(), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	cmd.Stdout = os.Stderr
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// cpioWriter writes the "newc" cpio format, the one the kernel unpacks
+// into its initial rootfs (Documentation/driver-api/early-userspace/
+// buffer-format.rst): per entry a 110-byte ASCII header of "070701" and
+// thirteen 8-digit hex fields, the NUL-terminated name, padding to a
+// multiple of 4, the data, padding to a multiple of 4; the archive ends
+// with an entry named "TRAILER!!!".
+type cpioWriter struct {
+	w   io.Writer
+	ino uint32
+}
+
+func newCpioWriter(w io.Writer) *cpioWriter { return &cpioWriter{w: w, ino: 1} }
+
+// File type bits of st_mode (linux/stat.h).
+const (
+	modeDir  = 0o040000
+	modeReg  = 0o100000
+	modeChar = 0o020000
+)
+
+func (c *cpioWriter) header(name string, mode uint32, size int, rdevMajor, rdevMinor uint32) error {
+	nlink := uint32(1)
+	if mode&0o170000 == modeDir {
+		nlink = 2
+	}
+	hdr := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+		c.ino, mode, 0, 0, nlink, 0, size, 0, 0, rdevMajor, rdevMinor, len(name)+1, 0)
+	c.ino++
+	if _, err := io.WriteString(c.w, hdr+name+"\x00"); err != nil {
+		return err
+	}
+	return c.pad(len(hdr) + len(name) + 1)
+}
+
+func (c *cpioWriter) pad(n int) error {
+	if r := n % 4; r != 0 {
+		_, err := c.w.Write(make([]byte, 4-r))
+		return err
+	}
+	return nil
+}
+
+func (c *cpioWriter) dir(name string, perm uint32) error {
+	return c.header(name, modeDir|perm, 0, 0, 0)
+}
+
+func (c *cpioWriter) charDev(name string, perm, major, minor uint32) error {
+	return c.header(name, modeChar|perm, 0, major, minor)
+}
+
+func (c *cpioWriter) file(name string, perm uint32, data []byte) error {
+	if err := c.header(name, modeReg|perm, len(data), 0, 0); err != nil {
+		return err
+	}
+	if _, err := c.w.Write(data); err != nil {
+		return err
+	}
+	return c.pad(len(data))
+}
+
+func (c *cpioWriter) fileFrom(name string, perm uint32, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return c.file(name, perm, data)
+}
+
+func (c *cpioWriter) close() error {
+	return c.header("TRAILER!!!", 0, 0, 0, 0)
+}

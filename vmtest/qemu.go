@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// kvmUsable reports whether /dev/kvm can create a VM. The node can exist
+// in a guest without nested virtualisation, where KVM_CREATE_VM fails;
+// qemu would then refuse -accel kvm.
+func kvmUsable() bool {
+	fd, err := unix.Open("/dev/kvm", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	const kvmCreateVM = 0xAE01 // _IO(KVMIO=0xAE, 0x01), linux/kvm.h
+	vm, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvmCreateVM, 0)
+	if errno != 0 {
+		return false
+	}
+	unix.Close(int(vm))
+	return true
+}
+
+// bootConfig describes one qemu run.
+type bootConfig struct {
+	Kernel  kernel
+	Initrd  string
+	Accel   string // kvm or tcg
+	MemMiB  int
+	CPUs    int
+	Timeout time.Duration // from qemu's start to its exit
+	LogPath string        // the whole serial console goes here
+	Verbose bool          // also copy the console to stdout
+}
+
+// bootResult is what the console said.
+type bootResult struct {
+	Verdicts map[string]string // mode → PASS, FAIL or SKIP
+	Lines    int               // VMTEST verdict lines seen
+	Done     bool              // init reached its end (VMTEST-DONE)
+	Panic    string            // first "Kernel panic" line, if any
+	Elapsed  time.Duration
+	TimedOut bool
+	LogPath  string
+}
+
+// verdictLine matches the guest init's per-mode line.
+var verdictLine = regexp.MustCompile(`^VMTEST kernel=(\S+) mode=(\S+) (PASS|FAIL|SKIP)\b`)
+
+// alarming console lines are copied to stdout even without --verbose.
+var alarming = regexp.MustCompile(`Kernel panic|BUG:|Oops|WARNING: CPU|VMTEST-ERROR|vmtest-init: `)
+
+// boot runs qemu until the guest powers off, the timeout passes or ctx is
+// cancelled, and reads the console as it goes.
+func boot(ctx context.Context, bc bootConfig) (*bootResult, error) {
+	log, err := os.Create(bc.LogPath)
+	if err != nil {
+		return nil, fmt.Errorf("create console log: %w", err)
+	}
+	defer log.Close()
+
+	cpu := "max" // every feature TCG can emulate
+	if bc.Accel == "kvm" {
+		cpu = "host"
+	}
+	args := []string{
+		"-accel", bc.Accel,
+		"-cpu", cpu,
+		"-m", strconv.Itoa(bc.MemMiB),
+		"-smp", strconv.Itoa(bc.CPUs),
+		"-nographic", "-no-reboot",
+		"-nic", "none", // loopback only: no emulated NIC, no option ROM
+		"-kernel", bc.Kernel.Vmlinuz,
+		"-initrd", bc.Initrd,
+		// panic=-1: reboot at once on a panic, which -no-reboot turns into
+		// qemu's exit instead of a hang until the timeout.
+		"-append", "console=ttyS0 panic=-1 quiet",
+	}
+	fmt.Printf("vmtest: booting %s (%s, %d CPUs, %d MiB, timeout %s), console log %s\n",
+		bc.Kernel.Name, bc.Accel, bc.CPUs, bc.MemMiB, bc.Timeout, bc.LogPath)
+
+	tctx, cancel := context.WithTimeout(ctx, bc.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(tctx, "qemu-system-x86_64", args...)
+	cmd.Stdin = nil // /dev/null: nothing to type, and no terminal to upset
+	pr, pw := io.Pipe()
+	cmd.Stdout = pw
+	cmd.Stderr = pw
+	cmd.WaitDelay = 5 * time.Second
+
+	res := &bootResult{Verdicts: map[string]string{}, LogPath: bc.LogPath}
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		readConsole(pr, log, bc.Verbose, res)
+	}()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		<-readDone
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	werr := cmd.Wait()
+	pw.Close()
+	<-readDone
+	res.Elapsed = time.Since(start)
+	res.TimedOut = errors.Is(tctx.Err(), context.DeadlineExceeded)
+	fmt.Printf("vmtest: %s: qemu ran %s\n", bc.Kernel.Name, res.Elapsed.Round(100*time.Millisecond))
+	switch {
+	case ctx.Err() != nil:
+		return res, fmt.Errorf("boot %s: %w", bc.Kernel.Name, ctx.Err())
+	case res.TimedOut:
+		return res, fmt.Errorf("boot %s: no power-off within %s (console log: %s)", bc.Kernel.Name, bc.Timeout, bc.LogPath)
+	case werr != nil:
+		return res, fmt.Errorf("qemu: %w (console log: %s)", werr, bc.LogPath)
+	}
+	return res, nil
+}
+
+// readConsole copies the serial console to the log and picks out the
+// guest's verdicts.
+func readConsole(r io.Reader, log io.Writer, verbose bool, res *bootResult) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		fmt.Fprintln(log, line)
+		if verbose {
+			fmt.Println(line)
+		}
+		parseLine(line, res, verbose)
+	}
+	// Keep draining on a scanner error (an overlong line) so qemu never
+	// blocks on a full pipe.
+	io.Copy(log, r)
+}
+
+// parseLine updates res from one console line and echoes the lines worth
+// showing without --verbose.
+func parseLine(line string, res *bootResult, verbose bool) {
+	// Kernel messages can land in the middle of a line of ours; the
+	// marker is searched for, not required at the start.
+	i := strings.Index(line, "VMTEST")
+	switch {
+	case i >= 0:
+		tail := line[i:]
+		if !verbose {
+			fmt.Println(tail)
+		}
+		if m := verdictLine.FindStringSubmatch(tail); m != nil {
+			res.Verdicts[m[2]] = m[3]
+			res.Lines++
+		}
+		if strings.HasPrefix(tail, "VMTEST-DONE") {
+			res.Done = true
+		}
+	case alarming.MatchString(line):
+		if !verbose {
+			fmt.Println("vmtest: console: " + line)
+		}
+		if res.Panic == "" && strings.Contains(line, "Kernel panic") {
+			res.Panic = line
+		}
+	}
+}
+
+// check lists what went wrong with the modes asked for.
+func (r *bootResult) check(modes []string) []string {
+	var bad []string
+	if r.Lines == 0 {
+		bad = append(bad, "no VMTEST line on the console")
+	}
+	for _, m := range modes {
+		switch v, ok := r.Verdicts[m]; {
+		case !ok && r.Lines > 0:
+			bad = append(bad, "mode "+m+": no verdict (guest hung, crashed or timed out)")
+		case v == "FAIL":
+			bad = append(bad, "mode "+m+": FAIL")
+		}
+	}
+	if r.Panic != "" {
+		bad = append(bad, "kernel: "+r.Panic)
+	}
+	return bad
+}

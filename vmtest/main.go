@@ -152,10 +152,11 @@ func run(ctx context.Context, args []string) error {
 	fmt.Printf("vmtest: built %s in %s\n", initrd, time.Since(start).Round(100*time.Millisecond))
 
 	accel := o.Accel
+	tryKVM := false // auto mode, KVM not yet proven to run a guest
 	if accel == "auto" {
 		accel = "tcg"
 		if kvmUsable() {
-			accel = "kvm"
+			accel, tryKVM = "kvm", true
 		}
 	}
 	var failed []string
@@ -163,7 +164,7 @@ func run(ctx context.Context, args []string) error {
 		for _, w := range k.Warnings {
 			fmt.Printf("vmtest: %s: warning: %s\n", k.Name, w)
 		}
-		res, err := boot(ctx, bootConfig{
+		bc := bootConfig{
 			Kernel:  k,
 			Initrd:  initrd,
 			Accel:   accel,
@@ -172,7 +173,20 @@ func run(ctx context.Context, args []string) error {
 			Timeout: o.Timeout,
 			LogPath: filepath.Join(o.CacheDir, "console-"+k.Name+".log"),
 			Verbose: o.Verbose,
-		})
+		}
+		if tryKVM {
+			// Under TCG the guest's init starts within seconds; a
+			// KVM guest silent for a minute is not running.
+			bc.StartTimeout = time.Minute
+		}
+		res, err := boot(ctx, bc)
+		if tryKVM && errors.Is(err, errNotStarted) {
+			fmt.Printf("vmtest: %v\nvmtest: falling back to TCG (software emulation)\n", err)
+			accel, tryKVM = "tcg", false
+			bc.Accel, bc.StartTimeout = accel, 0
+			res, err = boot(ctx, bc)
+		}
+		tryKVM = false
 		if err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", k.Name, err))
 			continue

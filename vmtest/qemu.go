@@ -44,10 +44,19 @@ type bootConfig struct {
 	Timeout time.Duration // from qemu's start to its exit
 	LogPath string        // the whole serial console goes here
 	Verbose bool          // also copy the console to stdout
+	// StartTimeout, when set, stops qemu if the guest's init has printed
+	// nothing by then: a nested KVM can accept a VM and then never run
+	// it, and auto mode falls back to TCG on errNotStarted.
+	StartTimeout time.Duration
 }
+
+// errNotStarted: qemu ended, or was stopped, before the guest's init
+// printed a line.
+var errNotStarted = errors.New("guest init never started")
 
 // bootResult is what the console said.
 type bootResult struct {
+	Started  bool              // the guest's init printed something
 	Verdicts map[string]string // mode → PASS, FAIL or SKIP
 	Lines    int               // VMTEST verdict lines seen
 	Done     bool              // init reached its end (VMTEST-DONE)
@@ -60,8 +69,11 @@ type bootResult struct {
 // verdictLine matches the guest init's per-mode line.
 var verdictLine = regexp.MustCompile(`^VMTEST kernel=(\S+) mode=(\S+) (PASS|FAIL|SKIP)\b`)
 
+// ansiEscape matches CSI sequences and two-byte escapes.
+var ansiEscape = regexp.MustCompile(`\x1b(\[[0-9;?]*[A-Za-z]|[A-Za-z])`)
+
 // alarming console lines are copied to stdout even without --verbose.
-var alarming = regexp.MustCompile(`Kernel panic|BUG:|Oops|WARNING: CPU|VMTEST-ERROR|vmtest-init: `)
+var alarming = regexp.MustCompile(`Kernel panic|BUG:|Oops|WARNING: CPU`)
 
 // boot runs qemu until the guest powers off, the timeout passes or ctx is
 // cancelled, and reads the console as it goes.
@@ -103,15 +115,26 @@ func boot(ctx context.Context, bc bootConfig) (*bootResult, error) {
 
 	res := &bootResult{Verdicts: map[string]string{}, LogPath: bc.LogPath}
 	readDone := make(chan struct{})
+	started := make(chan struct{})
 	go func() {
 		defer close(readDone)
-		readConsole(pr, log, bc.Verbose, res)
+		readConsole(pr, log, bc.Verbose, res, started)
 	}()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		pw.Close()
 		<-readDone
 		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	if bc.StartTimeout > 0 {
+		go func() {
+			select {
+			case <-started:
+			case <-tctx.Done():
+			case <-time.After(bc.StartTimeout):
+				cancel()
+			}
+		}()
 	}
 	werr := cmd.Wait()
 	pw.Close()
@@ -122,6 +145,8 @@ func boot(ctx context.Context, bc bootConfig) (*bootResult, error) {
 	switch {
 	case ctx.Err() != nil:
 		return res, fmt.Errorf("boot %s: %w", bc.Kernel.Name, ctx.Err())
+	case !res.Started:
+		return res, fmt.Errorf("boot %s with %s: %w (qemu: %v; console log: %s)", bc.Kernel.Name, bc.Accel, errNotStarted, werr, bc.LogPath)
 	case res.TimedOut:
 		return res, fmt.Errorf("boot %s: no power-off within %s (console log: %s)", bc.Kernel.Name, bc.Timeout, bc.LogPath)
 	case werr != nil:
@@ -132,16 +157,24 @@ func boot(ctx context.Context, bc bootConfig) (*bootResult, error) {
 
 // readConsole copies the serial console to the log and picks out the
 // guest's verdicts.
-func readConsole(r io.Reader, log io.Writer, verbose bool, res *bootResult) {
+// started is closed at the first line from the guest's init.
+func readConsole(r io.Reader, log io.Writer, verbose bool, res *bootResult, started chan<- struct{}) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
+		// SeaBIOS and the serial console emit terminal escapes (clear
+		// screen, line wrap off) that would garble the log and the
+		// markers.
+		line := ansiEscape.ReplaceAllString(strings.TrimRight(sc.Text(), "\r"), "")
 		fmt.Fprintln(log, line)
 		if verbose {
 			fmt.Println(line)
 		}
 		parseLine(line, res, verbose)
+		if res.Started && started != nil {
+			close(started)
+			started = nil
+		}
 	}
 	// Keep draining on a scanner error (an overlong line) so qemu never
 	// blocks on a full pipe.
@@ -154,7 +187,15 @@ func parseLine(line string, res *bootResult, verbose bool) {
 	// Kernel messages can land in the middle of a line of ours; the
 	// marker is searched for, not required at the start.
 	i := strings.Index(line, "VMTEST")
+	j := strings.Index(line, "vmtest-init: ")
+	if i >= 0 || j >= 0 {
+		res.Started = true
+	}
 	switch {
+	case j >= 0:
+		if !verbose {
+			fmt.Println(line[j:])
+		}
 	case i >= 0:
 		tail := line[i:]
 		if !verbose {

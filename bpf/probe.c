@@ -41,14 +41,17 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
-// Threads followed (value 1: given by user space, 2: learned as a thread
-// of a tracked process).
+// Threads followed: one bit per thread id, in an array, because array
+// lookups are inlined by the JIT (no helper call): the check that every
+// untracked event pays is a load and a test. 65536 words cover every tid
+// below PID_MAX_LIMIT (4,194,304 on 64-bit).
+#define TID_WORDS 65536
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TID_WORDS);
 	__type(key, __u32);
-	__type(value, __u8);
-} tracked_tids SEC(".maps");
+	__type(value, __u64);
+} tracked_bits SEC(".maps");
 
 // Processes followed (the server), grown on fork.
 struct {
@@ -83,12 +86,26 @@ struct {
 
 static __always_inline bool tid_tracked(__u32 tid)
 {
-	return bpf_map_lookup_elem(&tracked_tids, &tid) != NULL;
+	__u32 w = tid / 64;
+	__u64 *v = bpf_map_lookup_elem(&tracked_bits, &w);
+	return v && (*v & (1ULL << (tid % 64)));
 }
 
-// current_tracked: one hash lookup, the whole cost for an untracked task.
-// The server's threads are put in tracked_tids by user space (from
-// /proc/PID/task) and by on_fork as they are created.
+static __always_inline void set_tracked(__u32 tid, bool on)
+{
+	__u32 w = tid / 64;
+	__u64 *v = bpf_map_lookup_elem(&tracked_bits, &w);
+	if (!v)
+		return;
+	if (on)
+		__sync_fetch_and_or(v, 1ULL << (tid % 64));
+	else
+		__sync_fetch_and_and(v, ~(1ULL << (tid % 64)));
+}
+
+// current_tracked: the whole cost for an untracked task. The server's
+// threads are marked by user space (from /proc/PID/task) and by on_fork as
+// they are created.
 static __always_inline bool current_tracked(__u32 *tidp, __u32 *tgidp)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -402,7 +419,7 @@ static __always_inline void on_fork(__u32 parent_tgid, __u32 parent, __u32 child
 	// A new process (fork server child) or a new thread: follow both.
 	__u8 one = 1;
 	bpf_map_update_elem(&tracked_tgids, &child, &one, BPF_ANY);
-	bpf_map_update_elem(&tracked_tids, &child, &one, BPF_ANY);
+	set_tracked(child, true);
 	struct event e;
 	fill(&e, KIND_FORK, parent, parent_tgid);
 	e.arg0 = parent;
@@ -437,7 +454,7 @@ static __always_inline void on_exit(void)
 	__u32 tid = (__u32)id, tgid = id >> 32;
 	if (!tid_tracked(tid))
 		return;
-	bpf_map_delete_elem(&tracked_tids, &tid);
+	set_tracked(tid, false);
 	bpf_map_delete_elem(&inflight, &tid);
 	if (tid == tgid)
 		bpf_map_delete_elem(&tracked_tgids, &tgid);

@@ -47,8 +47,8 @@ const (
 	ProbeMapInflight               = "inflight"
 	ProbeMapKpSk                   = "kp_sk"
 	ProbeMapLost                   = "lost"
+	ProbeMapTrackedBits            = "tracked_bits"
 	ProbeMapTrackedTgids           = "tracked_tgids"
-	ProbeMapTrackedTids            = "tracked_tids"
 	ProbeProgFentrySockDefReadable = "fentry_sock_def_readable"
 	ProbeProgFexitTcpRecvmsg       = "fexit_tcp_recvmsg"
 	ProbeProgFexitTcpSendmsg       = "fexit_tcp_sendmsg"
@@ -193,8 +193,8 @@ type ProbeMapSpecs struct {
 	Inflight     *ebpf.MapSpec `ebpf:"inflight"`
 	KpSk         *ebpf.MapSpec `ebpf:"kp_sk"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
+	TrackedBits  *ebpf.MapSpec `ebpf:"tracked_bits"`
 	TrackedTgids *ebpf.MapSpec `ebpf:"tracked_tgids"`
-	TrackedTids  *ebpf.MapSpec `ebpf:"tracked_tids"`
 }
 
 // ProbeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -231,8 +231,8 @@ type ProbeMaps struct {
 	Inflight     *ebpf.Map `ebpf:"inflight"`
 	KpSk         *ebpf.Map `ebpf:"kp_sk"`
 	Lost         *ebpf.Map `ebpf:"lost"`
+	TrackedBits  *ebpf.Map `ebpf:"tracked_bits"`
 	TrackedTgids *ebpf.Map `ebpf:"tracked_tgids"`
-	TrackedTids  *ebpf.Map `ebpf:"tracked_tids"`
 }
 
 func (m *ProbeMaps) Close() error {
@@ -241,8 +241,8 @@ func (m *ProbeMaps) Close() error {
 		m.Inflight,
 		m.KpSk,
 		m.Lost,
+		m.TrackedBits,
 		m.TrackedTgids,
-		m.TrackedTids,
 	)
 }
 

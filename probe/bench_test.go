@@ -41,7 +41,7 @@ func TestBenchOverhead(t *testing.T) {
 		for i := 0; i < pairs; i++ {
 			run(n)
 			off := p50()
-			p, err := Open(Config{Ports: []uint16{r.sport}, Stats: true})
+			p, err := Open(Config{Ports: []uint16{r.sport}, Stats: os.Getenv("VS_NOSTATS") != "1"})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -184,8 +185,8 @@ func checkEvents(t *testing.T, r *pp, evs []Event, n int, cross bool) {
 			t.Errorf("%v per round trip = %.3f, want [%v, %v]", c.k, v, c.min, c.max)
 		}
 	}
-	if cross && (perRT(KindSwitch) < 3 || perRT(KindWaking) < 1.9) {
-		t.Errorf("cross-CPU: %.2f switches and %.2f wakings per round trip, want ≥ 3 (each side sleeps and wakes) and ≈ 2", perRT(KindSwitch), perRT(KindWaking))
+	if cross && (perRT(KindSwitch) < 3 || perRT(KindWaking) < 1.5) {
+		t.Errorf("cross-CPU: %.2f switches and %.2f wakings per round trip, want ≥ 3 (each side sleeps and wakes) and most of 2", perRT(KindSwitch), perRT(KindWaking))
 	}
 	// Order within each round trip: client send syscall entry < data
 	// ready on the server socket < server recv return < server send <
@@ -229,28 +230,48 @@ func checkEvents(t *testing.T, r *pp, evs []Event, n int, cross bool) {
 	}
 }
 
-// TestNothingLeftAttached: after Close, none of our programs is loaded.
+// TestNothingLeftAttached: after Close, none of the programs this probe
+// loaded is in the kernel (by id: other tests may load probes meanwhile).
 func TestNothingLeftAttached(t *testing.T) {
 	requireRoot(t)
 	if _, err := exec.LookPath("bpftool"); err != nil {
 		t.Skip("bpftool not installed")
 	}
-	count := func() int {
-		out, _ := exec.Command("bpftool", "prog", "show").Output()
-		return strings.Count(string(out), "name tpbtf_") + strings.Count(string(out), "name rawtp_") + strings.Count(string(out), "name tp_sys_")
+	loaded := func() string {
+		out, err := exec.Command("bpftool", "prog", "show").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
 	}
-	before := count()
 	p, err := Open(Config{Mode: testMode(), Ports: []uint16{1}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if count() <= before {
-		t.Error("no programs of ours visible while open")
+	var ids []string
+	for _, c := range p.progs {
+		for _, prog := range c.Programs {
+			info, err := prog.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, _ := info.ID()
+			ids = append(ids, fmt.Sprintf("%d: ", id))
+		}
+	}
+	now := loaded()
+	for _, id := range ids {
+		if !strings.Contains(now, "\n"+id) && !strings.HasPrefix(now, id) {
+			t.Fatalf("program %s not listed by bpftool while open", id)
+		}
 	}
 	p.Close()
 	p.Close()
-	if after := count(); after != before {
-		t.Errorf("%d programs of ours remain after Close (before: %d)", after, before)
+	after := loaded()
+	for _, id := range ids {
+		if strings.Contains(after, "\n"+id) || strings.HasPrefix(after, id) {
+			t.Errorf("program %s still loaded after Close", id)
+		}
 	}
 }
 

@@ -323,16 +323,39 @@ func (p *Probe) setKey(m string, key any) error {
 	return nil
 }
 
-// TrackTID follows one thread (a client thread).
-func (p *Probe) TrackTID(tid uint32) error { return p.setKey("tracked_tids", tid) }
+// tidWords matches TID_WORDS in probe.c: one bit per thread id.
+const tidWords = 65536
 
-// UntrackTID stops following a thread.
-func (p *Probe) UntrackTID(tid uint32) error {
-	if err := p.maps.Maps["tracked_tids"].Delete(tid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("probe: untrack %d: %w", tid, err)
+// setTracked sets or clears tid's bit. The read-modify-write races only
+// with the kernel marking a newly forked thread whose id shares the word;
+// TrackTGID scans twice to close that window for the server's threads.
+func (p *Probe) setTracked(tid uint32, on bool) error {
+	if tid/64 >= tidWords {
+		return fmt.Errorf("probe: thread id %d above the %d the probe can follow", tid, tidWords*64)
+	}
+	m := p.maps.Maps["tracked_bits"]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var w uint64
+	if err := m.Lookup(tid/64, &w); err != nil {
+		return fmt.Errorf("probe: read tracked threads: %w", err)
+	}
+	if on {
+		w |= 1 << (tid % 64)
+	} else {
+		w &^= 1 << (tid % 64)
+	}
+	if err := m.Update(tid/64, w, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("probe: track thread %d: %w", tid, err)
 	}
 	return nil
 }
+
+// TrackTID follows one thread (a client thread).
+func (p *Probe) TrackTID(tid uint32) error { return p.setTracked(tid, true) }
+
+// UntrackTID stops following a thread.
+func (p *Probe) UntrackTID(tid uint32) error { return p.setTracked(tid, false) }
 
 // TrackTGID follows a process (the server) and the processes it forks.
 // Its existing threads are followed from their next system call.
@@ -342,12 +365,14 @@ func (p *Probe) TrackTGID(tgid uint32) error {
 	}
 	// Threads that are asleep right now (blocked in accept or read) make no
 	// syscall before the first request wakes them, so learn them now.
-	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", tgid))
-	for _, e := range ents {
-		var tid uint32
-		if _, err := fmt.Sscan(e.Name(), &tid); err == nil {
-			if err := p.setKey("tracked_tids", tid); err != nil {
-				return err
+	for pass := 0; pass < 2; pass++ {
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", tgid))
+		for _, e := range ents {
+			var tid uint32
+			if _, err := fmt.Sscan(e.Name(), &tid); err == nil {
+				if err := p.TrackTID(tid); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -411,6 +436,18 @@ func (p *Probe) Stats() (runs uint64, ns uint64, err error) {
 		}
 	}
 	return runs, ns, nil
+}
+
+// StopStats turns the kernel's run statistics off (they cost two clock
+// reads per program run: measured here, 13% of a one-CPU round trip). The
+// counts gathered so far stay readable through Stats.
+func (p *Probe) StopStats() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stats != nil {
+		p.stats.Close()
+		p.stats = nil
+	}
 }
 
 // Close detaches and unloads everything. It is safe to call twice.

@@ -110,7 +110,7 @@ type Syscall struct {
 type ProbeInfo struct {
 	Events            uint64            `json:"events"`               // records received
 	EventsPerRTT      float64           `json:"events_per_rtt"`       // records per round trip
-	ProgramRunsPerRTT float64           `json:"program_runs_per_rtt"` // BPF program runs per round trip (most return after one lookup)
+	ProgramRunsPerRTT float64           `json:"program_runs_per_rtt"` // BPF program runs per round trip, machine-wide, measured during the warm-up (most return after one lookup)
 	BPFNsPerEvent     float64           `json:"bpf_ns_per_event"`     // mean BPF run time per program run (BPF_ENABLE_STATS)
 	OverheadNsPerRT   float64           `json:"overhead_ns_per_rtt"`  // program runs per round trip × ns per run: the probe's own estimate of its cost
 	Missing           map[string]string `json:"missing,omitempty"`    // event → why, and what it costs

@@ -144,7 +144,13 @@ func (pr *probeRun) finish(cfg Config, res *report.Results, load *loadgen.Result
 	}
 	if total > 0 {
 		info.EventsPerRTT = float64(len(evs)) / float64(total)
-		info.ProgramRunsPerRTT /= float64(total)
+		// Statistics ran during the warm-up (see Run), so per round trip
+		// of the warm-up.
+		if w := load.WarmupDiscarded; w > 0 && !load.WarmupIncluded {
+			info.ProgramRunsPerRTT /= float64(w)
+		} else {
+			info.ProgramRunsPerRTT /= float64(total)
+		}
 		info.OverheadNsPerRT = info.ProgramRunsPerRTT * info.BPFNsPerEvent
 	}
 	res.Probe = info

@@ -130,6 +130,17 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		}
 		defer pr.stop() // idempotent: also on early returns and panics
 		cfg.Load.ClientsReady = pr.clientsReady
+		// The probe measures its own cost during the warm-up only: the
+		// kernel's run statistics would slow the measured round trips.
+		progress := cfg.Load.Progress
+		cfg.Load.Progress = func(g loadgen.Progress) {
+			if !g.Warmup {
+				pr.p.StopStats()
+			}
+			if progress != nil {
+				progress(g)
+			}
+		}
 	}
 
 	load, runErr := loadgen.Run(ctx, cfg.Load)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -132,6 +133,10 @@ func TestKernelHooksAndEvents(t *testing.T) {
 			}
 			r, run, stop := startPingPong(t, layout.ccpu, layout.sc)
 			defer stop()
+			// A second, untracked ping-pong on its own port runs at the
+			// same time: none of its threads or sockets may show up.
+			u, urun, ustop := startPingPong(t, layout.sc, layout.ccpu)
+			defer ustop()
 			p, err := Open(Config{Mode: testMode(), Ports: []uint16{r.sport}})
 			if err != nil {
 				t.Fatal(err)
@@ -140,14 +145,25 @@ func TestKernelHooksAndEvents(t *testing.T) {
 			for _, h := range p.Hooks() {
 				t.Logf("%-20s %s %v", h.Event, h.Hook, h.Err)
 			}
-			p.TrackTID(uint32(r.ctid))
-			p.TrackTID(uint32(r.stid))
+			if err := p.TrackTID(uint32(r.ctid)); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.TrackTID(uint32(r.stid)); err != nil {
+				t.Fatal(err)
+			}
 			var evs []Event
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error)
 			go func() { done <- p.Run(ctx, func(e *Event) { evs = append(evs, *e) }) }()
+			// A few round trips first, so the server's blocking read that
+			// began before it was tracked has completed.
+			run(20)
+			base := len(r.t0)
 			const n = 2000
+			udone := make(chan struct{})
+			go func() { urun(n); close(udone) }()
 			run(n)
+			<-udone
 			cancel()
 			if err := <-done; err != nil {
 				t.Fatal(err)
@@ -155,79 +171,228 @@ func TestKernelHooksAndEvents(t *testing.T) {
 			if lost := p.Lost(); lost != 0 {
 				t.Errorf("lost %d events", lost)
 			}
-			checkEvents(t, r, evs, n, layout.ccpu != layout.sc)
+			checkUntracked(t, r, u, evs)
+			checkEvents(t, r, evs, base, n, layout.ccpu != layout.sc)
 		})
 	}
 }
 
-func checkEvents(t *testing.T, r *pp, evs []Event, n int, cross bool) {
+// checkUntracked: nothing of the untracked pair u appears; a switch names a
+// tracked thread on one side.
+func checkUntracked(t *testing.T, r, u *pp, evs []Event) {
 	t.Helper()
-	count := map[Kind]int{}
-	for _, e := range evs {
-		if e.Kind == KindSyscall && e.Arg1 > 1 {
-			continue // the Go runtime's own calls (futex, …) on the test threads
-		}
-		count[e.Kind]++
-		if e.TID != 0 && e.Kind == KindSyscall && e.TID != uint32(r.ctid) && e.TID != uint32(r.stid) {
-			t.Fatalf("syscall event from untracked thread %d", e.TID)
-		}
-	}
-	t.Logf("%d events for %d round trips: %v", len(evs), n, count)
-	perRT := func(k Kind) float64 { return float64(count[k]) / float64(n) }
-	// Each round trip: two data ready (one per socket) and 4 read/write
-	// syscalls (one each per side), which carry their socket: the sends and
-	// receives inside them are folded in, so no separate socket events.
-	for _, c := range []struct {
-		k        Kind
-		min, max float64
-	}{{KindSockSend, 0, 0}, {KindSockRecv, 0, 0.001}, {KindDataReady, 2, 2.02}, {KindSyscall, 3.99, 4.05}} {
-		if v := perRT(c.k); v < c.min || v > c.max {
-			t.Errorf("%v per round trip = %.3f, want [%v, %v]", c.k, v, c.min, c.max)
-		}
-	}
-	if cross && (perRT(KindSwitch) < 3 || perRT(KindWaking) < 1.5) {
-		t.Errorf("cross-CPU: %.2f switches and %.2f wakings per round trip, want ≥ 3 (each side sleeps and wakes) and most of 2", perRT(KindSwitch), perRT(KindWaking))
-	}
-	// Order within each round trip: client send syscall entry < data
-	// ready on the server socket < server recv return < server send <
-	// data ready on the client socket < client read exit ≤ t1.
-	var clientSys, srvReady, cliReady, srvRecv []Event
-	for _, e := range evs {
-		switch {
-		case e.Kind == KindSyscall && e.TID == uint32(r.ctid) && e.Arg1 <= 1:
-			clientSys = append(clientSys, e)
-		case e.Kind == KindSyscall && e.TID == uint32(r.stid) && e.Arg1 == 0 && e.Ret > 0 && e.Lport == r.sport,
-			// the server's first read began before it was tracked, so
-			// its receive is not inside a syscall record
-			e.Kind == KindSockRecv && e.Lport == r.sport && e.Ret > 0:
-			srvRecv = append(srvRecv, e)
-		case e.Kind == KindDataReady && e.Lport == r.sport:
-			srvReady = append(srvReady, e)
-		case e.Kind == KindDataReady && e.Lport == r.cport:
-			cliReady = append(cliReady, e)
-		}
-	}
-	if len(clientSys) < 2*n || len(srvReady) < n || len(cliReady) < n || len(srvRecv) < n {
-		t.Fatalf("too few events: %d client syscalls, %d/%d data ready, %d server receives", len(clientSys), len(srvReady), len(cliReady), len(srvRecv))
-	}
+	tracked := func(tid uint64) bool { return tid == uint64(r.ctid) || tid == uint64(r.stid) }
 	bad := 0
-	for i := 0; i < n; i++ {
-		w, rd := clientSys[2*i], clientSys[2*i+1]
-		ok := w.Arg1 == 1 && rd.Arg1 == 0 && // write then read
-			int64(w.Arg0) >= r.t0[i] && int64(rd.TS) <= r.t1[i] &&
-			srvReady[i].TS > w.Arg0 && srvRecv[i].TS > srvReady[i].TS &&
-			cliReady[i].TS > srvRecv[i].TS && cliReady[i].TS < rd.TS &&
-			w.SK != 0 && w.Lport == r.cport && w.Rport == r.sport
+	for _, e := range evs {
+		ok := true
+		switch {
+		case e.Lport == u.sport || e.Rport == u.sport || e.Lport == u.cport || e.Rport == u.cport:
+			ok = false
+		case e.Kind == KindSwitch:
+			ok = tracked(e.Arg0) || tracked(e.Arg1)
+		case e.Kind == KindWaking || e.Kind == KindWakeup:
+			ok = tracked(e.Arg0)
+		case e.Kind == KindDataReady:
+			ok = e.Lport == r.sport || e.Rport == r.sport
+		default:
+			ok = tracked(uint64(e.TID))
+		}
 		if !ok {
 			bad++
-			if bad < 3 {
-				t.Logf("round trip %d out of order: write %+v read %+v srvReady %+v srvRecv %+v cliReady %+v", i, w, rd, srvReady[i], srvRecv[i], cliReady[i])
+			if bad <= 3 {
+				t.Errorf("event of an untracked thread or socket: %+v", e)
 			}
 		}
 	}
 	if bad > 0 {
-		t.Errorf("%d of %d round trips have events out of the expected order", bad, n)
+		t.Errorf("%d events of untracked threads or sockets", bad)
 	}
+}
+
+// rtEvents are the events of one round trip that the join relies on.
+type rtEvents struct {
+	cw, cr, sr, sw []Event // client write/read, server read/write syscalls (4 bytes each)
+	drS, drC       []Event // data ready on the server's / the client's socket
+	wakeC, wakeS   []Event // sched_waking of the client / the server thread
+	swIn, swOut    []Event // switches in this window
+}
+
+// checkEvents asserts, for each of the n round trips from index base of the
+// client's timestamps, that the events the join needs are there, exactly
+// once, carry the right sockets and come in the order a loopback round
+// trip imposes (DESIGN.md §5):
+//
+//	t0 ≤ client write entry < data ready(server sk) < client write exit
+//	data ready(server sk) < server read exit ≤ server write entry
+//	< data ready(client sk) < server write exit, client read exit ≤ t1
+//
+// and, where a side slept in its read, that it was woken (sched_waking by
+// the sender, inside the sender's write) and switched in before its read
+// returned.
+func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross bool) {
+	t.Helper()
+	t0, t1 := r.t0[base:base+n], r.t1[base:base+n]
+	rts := make([]rtEvents, n)
+	ctid, stid := uint32(r.ctid), uint32(r.stid)
+	count := map[Kind]int{}
+	interrupted := 0
+	for _, e := range evs {
+		// The round trip whose client window holds the event.
+		i := sort.Search(n, func(i int) bool { return uint64(t1[i]) >= e.TS })
+		if i == n || e.TS < uint64(t0[i]) {
+			continue
+		}
+		rt := &rts[i]
+		switch e.Kind {
+		case KindSyscall:
+			if e.Arg1 > 1 {
+				continue // the Go runtime's own calls (futex, …) on the test threads
+			}
+			count[e.Kind]++
+			if e.Ret != 4 {
+				// A signal to the thread (the Go runtime's) interrupts
+				// the blocking read with -ERESTARTSYS; it restarts.
+				interrupted++
+				continue
+			}
+			switch {
+			case e.TID == ctid && e.Arg1 == 1:
+				rt.cw = append(rt.cw, e)
+			case e.TID == ctid:
+				rt.cr = append(rt.cr, e)
+			case e.TID == stid && e.Arg1 == 1:
+				rt.sw = append(rt.sw, e)
+			case e.TID == stid:
+				rt.sr = append(rt.sr, e)
+			}
+		case KindDataReady:
+			count[e.Kind]++
+			if e.Lport == r.sport {
+				rt.drS = append(rt.drS, e)
+			} else if e.Lport == r.cport {
+				rt.drC = append(rt.drC, e)
+			}
+		case KindWaking:
+			count[e.Kind]++
+			if e.Arg0 == uint64(ctid) {
+				rt.wakeC = append(rt.wakeC, e)
+			} else if e.Arg0 == uint64(stid) {
+				rt.wakeS = append(rt.wakeS, e)
+			}
+		case KindSwitch:
+			count[e.Kind]++
+			rt.swIn = append(rt.swIn, e)
+		default:
+			count[e.Kind]++
+		}
+	}
+	t.Logf("%d events, %d in %d round trips: %v; %d interrupted syscalls", len(evs), sumCounts(count), n, count, interrupted)
+	perRT := func(k Kind) float64 { return float64(count[k]) / float64(n) }
+	// Sends and receives inside read/write are folded into the syscall's
+	// record (which then carries the socket), so no separate records.
+	for _, c := range []struct {
+		k        Kind
+		min, max float64
+	}{{KindSockSend, 0, 0}, {KindSockRecv, 0, 0}, {KindDataReady, 2, 2}, {KindSyscall, 4, 4.02}, {KindSwitch, 0, 6}, {KindWaking, 0, 2}} {
+		if v := perRT(c.k); v < c.min || v > c.max {
+			t.Errorf("%v per round trip = %.3f, want [%v, %v]", c.k, v, c.min, c.max)
+		}
+	}
+	bad, cSlept, sSlept := 0, 0, 0
+	var cSK, sSK uint64
+	for i := range rts {
+		rt := &rts[i]
+		fail := func(why string) {
+			bad++
+			if bad <= 3 {
+				t.Errorf("round trip %d: %s: %+v", i, why, *rt)
+			}
+		}
+		if len(rt.cw) != 1 || len(rt.cr) != 1 || len(rt.sr) != 1 || len(rt.sw) != 1 || len(rt.drS) != 1 || len(rt.drC) != 1 {
+			fail(fmt.Sprintf("want one of each, got %d/%d client write/read, %d/%d server read/write, %d/%d data ready",
+				len(rt.cw), len(rt.cr), len(rt.sr), len(rt.sw), len(rt.drS), len(rt.drC)))
+			continue
+		}
+		cw, cr, sr, sw, drS, drC := rt.cw[0], rt.cr[0], rt.sr[0], rt.sw[0], rt.drS[0], rt.drC[0]
+		if i == 0 {
+			cSK, sSK = cw.SK, sr.SK
+		}
+		switch {
+		case cw.SK == 0 || cw.SK != cSK || cr.SK != cSK || drC.SK != cSK:
+			fail("client socket missing or inconsistent")
+		case sr.SK == 0 || sr.SK != sSK || sw.SK != sSK || drS.SK != sSK || sSK == cSK:
+			fail("server socket missing or inconsistent")
+		case cw.Lport != r.cport || cw.Rport != r.sport || sw.Lport != r.sport || sw.Rport != r.cport:
+			fail("ports")
+		case cw.Arg0 < uint64(t0[i]) || cr.TS > uint64(t1[i]):
+			fail("client syscalls outside the client's timestamps")
+		case !(cw.Arg0 < drS.TS && drS.TS < cw.TS):
+			fail("server data ready not inside the client's write")
+		case !(drS.TS < sr.TS && sr.TS <= sw.Arg0):
+			fail("server read returned before its data was ready, or after its write")
+		case !(sw.Arg0 < drC.TS && drC.TS < sw.TS && drC.TS < cr.TS):
+			fail("client data ready not inside the server's write, or after the client's read")
+		case drS.TID != ctid || drC.TID != stid:
+			fail("data ready not raised in the sender's context")
+		}
+		// Did a side sleep in its read? Then it must have been woken by
+		// the sender inside the sender's write and switched in after.
+		slept := func(tid uint32, rd Event) (out, in *Event) {
+			for j := range rt.swIn {
+				s := &rt.swIn[j]
+				if s.Arg0 == uint64(tid) && s.Ret != 0 && s.TS > rd.Arg0 && s.TS < rd.TS && out == nil {
+					out = s
+				}
+				if s.Arg1 == uint64(tid) && out != nil && s.TS > out.TS && s.TS < rd.TS && in == nil {
+					in = s
+				}
+			}
+			return out, in
+		}
+		checkWake := func(side string, tid uint32, rd, sender Event, wakes []Event) bool {
+			out, in := slept(tid, rd)
+			if out == nil {
+				return false
+			}
+			if in == nil {
+				fail(side + " slept in its read but was not switched in before it returned")
+				return true
+			}
+			var w *Event
+			for j := range wakes {
+				if wakes[j].TS > out.TS && wakes[j].TS < in.TS {
+					w = &wakes[j]
+				}
+			}
+			if w == nil {
+				fail(side + " slept and was switched in without a sched_waking")
+			} else if w.TID != sender.TID || w.TS < sender.Arg0 || w.TS > sender.TS {
+				fail(side + " woken outside the sender's write")
+			}
+			return true
+		}
+		if checkWake("client", ctid, cr, sw, rt.wakeC) {
+			cSlept++
+		}
+		if checkWake("server", stid, sr, cw, rt.wakeS) {
+			sSlept++
+		}
+	}
+	t.Logf("client slept in %d, server in %d of %d round trips", cSlept, sSlept, n)
+	if bad > 0 {
+		t.Errorf("%d of %d round trips fail the checks", bad, n)
+	}
+	if cross && (cSlept < n/2 || sSlept < n/2) {
+		t.Errorf("cross-CPU: the client slept in %d and the server in %d of %d reads; want most (else wake-ups go unchecked)", cSlept, sSlept, n)
+	}
+}
+
+func sumCounts(m map[Kind]int) int {
+	s := 0
+	for _, v := range m {
+		s += v
+	}
+	return s
 }
 
 // TestNothingLeftAttached: after Close, none of the programs this probe

@@ -31,6 +31,9 @@ bench/pingpong_server: bench/c/pingpong_server.c
 bench: build bench/pingpong_client bench/pingpong_server ## side-by-side ratios, printed as BENCH lines (root for the probe's)
 	VOLLEYSCOPE_BENCH=1 VOLLEYSCOPE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m -run 'TestBench' -v ./bench/ ./probe/ 2>&1 | grep -E '^(BENCH|  |--- FAIL|FAIL)'
 
+vmtest: ## boot Debian's 6.1 kernel under qemu and run the probe's kernel tests in each hook mode (root, slow)
+	$(GO) run ./vmtest
+
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet $(PKGS)

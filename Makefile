@@ -13,7 +13,7 @@ build: ## build ./volleyscope (no clang needed: eBPF objects are committed)
 	$(GO) build -o $(BIN) ./cmd/volleyscope
 
 generate: ## regenerate bpf/*_bpfel.{go,o} from the C sources (needs clang, libbpf-dev)
-	$(GO) generate ./bpf/...
+	$(GO) generate ./bpf/ ./internal/delay/
 
 test: ## all tests; kernel and truth tests need root and skip without it
 	$(GO) vet $(PKGS)

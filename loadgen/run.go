@@ -336,6 +336,10 @@ func (res *Result) summarize(kept []Record, series []float64) {
 		res.MSERDiscarded = stats.MSER5(series)
 		series = series[res.MSERDiscarded:]
 		kept = kept[res.MSERDiscarded:]
+		if res.MSERDiscarded > 0 && len(kept) > 0 {
+			// What MSER-5 cut is warm-up too, for the join and the CSV.
+			res.MeasureStart = max(res.MeasureStart, kept[0].T0)
+		}
 	}
 	res.Measured = len(series)
 	for _, v := range series {

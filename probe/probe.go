@@ -189,7 +189,7 @@ func Open(cfg Config) (p *Probe, err error) {
 			p.hooks = append(p.hooks, h)
 			continue
 		}
-		var errs []string
+		var errs errList
 		for _, c := range ev.cands {
 			if !allowed(cfg.Mode, ev, c.fam) {
 				continue
@@ -202,23 +202,29 @@ func Open(cfg Config) (p *Probe, err error) {
 			if c.fam == famTracepoint && tracefsErr != nil {
 				err = fmt.Errorf("%w (tracefs: %v)", err, tracefsErr)
 			}
-			errs = append(errs, c.name+": "+err.Error())
+			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
 		}
 		if h.Hook == "" {
 			if len(errs) == 0 {
-				errs = append(errs, fmt.Sprintf("no %s hook exists for this event", cfg.Mode))
+				errs = append(errs, fmt.Errorf("no %s hook exists for this event", cfg.Mode))
 			}
-			h.Err = errors.New(strings.Join(errs, "; "))
+			h.Err = errs
 		}
 		p.hooks = append(p.hooks, h)
 	}
 	if cfg.Mode == ModeFentry || cfg.Mode == ModeKprobe {
 		// A forced family that attached nothing is an error, not a run
 		// with a silent gap.
+		var missing []string
+		var errs errList
 		for _, h := range p.hooks {
 			if (h.Event == "sk_data_ready" || h.Event == "sock_recv_length" || h.Event == "sock_send_length") && h.Hook == "" {
-				return nil, fmt.Errorf("open probe: --probe-mode %s: %s: %v", cfg.Mode, h.Event, h.Err)
+				missing = append(missing, h.Event)
+				errs = append(errs, fmt.Errorf("%s: %w", h.Event, h.Err))
 			}
+		}
+		if len(missing) > 0 {
+			return nil, fmt.Errorf("open probe: --probe-mode %s: no hook for %s: %w", cfg.Mode, strings.Join(missing, ", "), errs)
 		}
 	}
 	if p.rd, err = ringbuf.NewReader(p.maps.Maps["events"]); err != nil {
@@ -279,17 +285,47 @@ func (p *Probe) try(spec *ebpf.CollectionSpec, c candidate, cache *btf.Cache) er
 	return nil
 }
 
-// shortErr keeps the first line of a verifier error: the full log is long.
+// shortErr keeps the first line of a verifier error (the full log is
+// long) and the error chain, so errors.Is(err, unix.EPERM) still holds.
+// A refused program type is named as such: the library's hint about
+// MEMLOCK does not apply, Open removed that limit.
 func shortErr(err error) error {
 	s := err.Error()
 	if i := strings.IndexByte(s, '\n'); i > 0 {
 		s = s[:i]
 	}
+	s = strings.TrimSuffix(s, " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)")
 	if len(s) > 300 {
 		s = s[:300] + "…"
 	}
-	return errors.New(s)
+	if errors.Is(err, unix.EPERM) {
+		s += " (EPERM: the kernel refuses this program type here, e.g. lockdown or a BPF LSM)"
+	}
+	return &shortError{s, err}
 }
+
+// errList is several errors on one line, each still reachable by
+// errors.Is (a hook's candidates, the events a forced mode misses).
+type errList []error
+
+func (l errList) Error() string {
+	s := make([]string, len(l))
+	for i, e := range l {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+func (l errList) Unwrap() []error { return l }
+
+// shortError is an error with a shorter message than the one it wraps.
+type shortError struct {
+	msg string
+	err error
+}
+
+func (e *shortError) Error() string { return e.msg }
+func (e *shortError) Unwrap() error { return e.err }
 
 // Hooks reports the hook chosen for every event.
 func (p *Probe) Hooks() []Hook { return p.hooks }

@@ -211,7 +211,7 @@ var conformance = []struct {
 		for i := uint32(0); i < 5; i++ {
 			ping(c, 10+i)
 		}
-		if per := time.Since(start) / 5; per < 2*time.Millisecond || per > 4*time.Millisecond {
+		if per := time.Since(start) / 5; per < 2*time.Millisecond { // no upper bound: a loaded machine stretches it (accuracy: see the spin test)
 			t.Errorf("round trip with 2 ms spin took %v", per)
 		}
 	}},

@@ -37,13 +37,18 @@ func TestBenchOverhead(t *testing.T) {
 			return lat[len(lat)/2]
 		}
 		run(2000) // warm-up
-		var ratios []float64
+		var ratios, offs, ons []float64
 		// The last round only measures the BPF run time: the kernel's
-		// statistics would slow the probed rounds themselves.
+		// statistics would slow the probed rounds themselves. Which half
+		// of a pair runs first alternates, so a drift of the machine
+		// does not favour either.
 		for i := 0; i <= pairs; i++ {
 			stats := i == pairs
-			run(n)
-			off := p50()
+			var off float64
+			if i%2 == 0 {
+				run(n)
+				off = p50()
+			}
 			p, err := Open(Config{Ports: []uint16{r.sport}, Stats: stats})
 			if err != nil {
 				t.Fatal(err)
@@ -63,15 +68,26 @@ func TestBenchOverhead(t *testing.T) {
 					runs, runNs = runs+rn, runNs+ns
 				}
 			}
+			if lost := p.Lost(); lost > 0 {
+				t.Errorf("%s: %d events lost", layout.name, lost)
+			}
 			p.Close()
+			if i%2 == 1 {
+				run(n)
+				off = p50()
+			}
 			if !stats {
 				events, rtts = events+got, rtts+n
 				ratios = append(ratios, on/off)
+				offs, ons = append(offs, off), append(ons, on)
 			}
 		}
 		stop()
 		slices.Sort(ratios)
-		fmt.Printf("  probe overhead %-9s p50 ratios (with/without) %v\n", layout.name, round3(ratios))
+		slices.Sort(offs)
+		slices.Sort(ons)
+		fmt.Printf("  probe overhead %-9s p50 without %.1f µs, with %.1f µs (medians of %d rounds of %d); ratios %v\n",
+			layout.name, offs[len(offs)/2]/1e3, ons[len(ons)/2]/1e3, pairs, n, round3(ratios))
 		fmt.Printf("BENCH probe_overhead_p50_ratio_%s %.3f\n", layout.name, ratios[len(ratios)/2])
 	}
 	fmt.Printf("BENCH probe_events_per_rtt %.1f\n", float64(events)/float64(rtts))

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -58,6 +59,25 @@ func serveFork(ctx context.Context, ln *net.TCPListener, o Options) error {
 	var mu sync.Mutex
 	kids := map[*os.Process]bool{}
 	var wg sync.WaitGroup
+	var startErr error
+
+	// Children die with the server even if it is killed outright
+	// (PR_SET_PDEATHSIG). The kernel sends that signal when the *thread*
+	// that forked exits, not the process, and Go reuses and ends threads at
+	// will, so every child is started from one goroutine locked to its
+	// thread for the whole of Serve. When Serve returns that goroutine
+	// exits still locked, which ends the thread; by then every child has
+	// been reaped.
+	spawn := make(chan *exec.Cmd)
+	spawned := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		for cmd := range spawn {
+			spawned <- cmd.Start()
+		}
+	}()
+	defer close(spawn)
+
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -85,10 +105,15 @@ func serveFork(ctx context.Context, ln *net.TCPListener, o Options) error {
 		cmd.Env = env
 		cmd.ExtraFiles = []*os.File{f}
 		cmd.Stderr = os.Stderr
-		err = cmd.Start()
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		spawn <- cmd
+		err = <-spawned
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("fork server: start child: %w", err)
+			// Stop the children already running and reap them first.
+			startErr = fmt.Errorf("fork server: start child: %w", err)
+			once.Do(func() { close(exit) })
+			break
 		}
 		mu.Lock()
 		kids[cmd.Process] = true
@@ -107,6 +132,9 @@ func serveFork(ctx context.Context, ln *net.TCPListener, o Options) error {
 		}()
 	}
 	wg.Wait()
+	if startErr != nil {
+		return startErr
+	}
 	select {
 	case <-exit:
 		return ErrExitRequested

@@ -181,6 +181,49 @@ func TestKernelHooksAndEvents(t *testing.T) {
 	}
 }
 
+// TestKernelFallbackFamilies runs the same checks with the preferred
+// families taken away, so that the raw tracepoint and the classic
+// tracepoint paths (what a kernel without tp_btf for an event gets) are
+// proven end to end here too, not only on another kernel.
+func TestKernelFallbackFamilies(t *testing.T) {
+	requireRoot(t)
+	if testMode() != ModeAuto {
+		t.Skip("mode forced by the environment")
+	}
+	full := hookTable
+	defer func() { hookTable = full }()
+	for _, fb := range []struct {
+		name string
+		drop []family
+	}{{"raw_tp", []family{famTPBTF}}, {"tracepoint", []family{famTPBTF, famRawTP}}} {
+		t.Run(fb.name, func(t *testing.T) {
+			hookTable = nil
+			for _, h := range full {
+				var cands []candidate
+				for _, c := range h.cands {
+					if !slices.Contains(fb.drop, c.fam) {
+						cands = append(cands, c)
+					}
+				}
+				h.cands = cands
+				hookTable = append(hookTable, h)
+			}
+			defer func() { hookTable = full }()
+			p, err := Open(Config{Ports: []uint16{1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range p.Hooks() {
+				if h.Hook != "off" && !strings.HasPrefix(h.Hook, fb.name+"/") && !strings.HasPrefix(h.Hook, "tracepoint/") {
+					t.Errorf("%s: hook %q (%v), want %s", h.Event, h.Hook, h.Err, fb.name)
+				}
+			}
+			p.Close()
+			TestKernelHooksAndEvents(t)
+		})
+	}
+}
+
 // checkUntracked: nothing of the untracked pair u appears; a switch names a
 // tracked thread on one side.
 func checkUntracked(t *testing.T, r, u *pp, evs []Event) {

@@ -14,7 +14,8 @@ type Ratio struct {
 // PairedRatio compares a with b from interleaved pairs (a[i] and b[i] were
 // measured side by side): the geometric mean of a[i]/b[i] with a Student-t
 // interval on the log ratios, which cancels drift that hits both members
-// of a pair. Significant when the interval excludes 1. Needs 2+ pairs.
+// of a pair. Significant when the interval excludes 1. Needs 2+ pairs of
+// positive values (latencies, rates); a non-positive one makes it NaN.
 func PairedRatio(a, b []float64, conf float64) Ratio {
 	n := min(len(a), len(b))
 	if n < 2 {

@@ -3,7 +3,6 @@ package stats
 import (
 	"fmt"
 	"io"
-	"math"
 	"math/bits"
 	"strings"
 
@@ -40,21 +39,25 @@ func Summarize(h *hdrhistogram.Histogram) Latency {
 }
 
 // WriteLog2Hist writes h as power-of-two buckets with bars, the classic
-// terminal latency histogram; values are in ns and shown in unit ("ns" or
-// "us").
+// terminal latency histogram (bcc's "lo -> hi : count |***|" layout). h
+// holds nanoseconds; unit ("ns", "us", "ms" or "s") is the scale the
+// buckets are drawn in, so bucket k > 0 holds values in [2^(k-1), 2^k−1]
+// of that unit and bucket 0 holds values below one unit. Rows run from the
+// lowest to the highest non-empty bucket, empty ones between included.
 func WriteLog2Hist(w io.Writer, h *hdrhistogram.Histogram, unit string) error {
-	div := 1.0
-	if unit == "us" {
-		div = 1e3
+	div, ok := unitNs[unit]
+	if !ok {
+		return fmt.Errorf("write log2 histogram: unknown unit %q (want ns, us, ms or s)", unit)
 	}
-	var counts [64]int64
-	top, low := 0, 64
+	var counts [65]int64 // bits.Len64 is 0..64
+	top, low := 0, len(counts)
 	for _, b := range h.Distribution() {
 		if b.Count == 0 {
 			continue
 		}
-		v := uint64(math.Max(float64(b.From)/div, 0))
-		k := bits.Len64(v)
+		// An HDR bar never straddles a power of two in ns (its width is a
+		// power of two and aligned), so its lower edge places it.
+		k := bits.Len64(uint64(max(b.From, 0)) / div)
 		counts[k] += b.Count
 		top, low = max(top, k), min(low, k)
 	}
@@ -66,15 +69,22 @@ func WriteLog2Hist(w io.Writer, h *hdrhistogram.Histogram, unit string) error {
 		_, err := fmt.Fprintln(w, "(empty)")
 		return err
 	}
+	if _, err := fmt.Fprintf(w, "%24s : %-10s |%-40s|\n", unit, "count", "distribution"); err != nil {
+		return err
+	}
 	for k := low; k <= top; k++ {
-		lo, hi := uint64(0), uint64(1)
+		lo, hi := uint64(0), uint64(0)
 		if k > 0 {
-			lo, hi = 1<<(k-1), 1<<k-1
+			lo = 1 << (k - 1)
+			hi = lo + (lo - 1) // 2^k−1 without overflow at k = 64
 		}
 		bar := strings.Repeat("*", int(counts[k]*40/peak))
-		if _, err := fmt.Fprintf(w, "%10d -> %-10d %s : %-10d |%-40s|\n", lo, hi, unit, counts[k], bar); err != nil {
+		if _, err := fmt.Fprintf(w, "%10d -> %-10d : %-10d |%-40s|\n", lo, hi, counts[k], bar); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// unitNs is the length of each display unit of WriteLog2Hist in ns.
+var unitNs = map[string]uint64{"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}

@@ -2,6 +2,7 @@ package stats
 
 import (
 	"bytes"
+	"io"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -65,6 +66,8 @@ func TestBatchMeansCoverage(t *testing.T) {
 					t.Errorf("naive iid interval covers %.3f: the test series is not autocorrelated enough to tell", n)
 				}
 				t.Logf("coverage: batch means %.3f, naive iid %.3f", c, n)
+			} else {
+				t.Logf("coverage: batch means %.3f", c)
 			}
 		})
 	}
@@ -80,6 +83,23 @@ func TestBatchMeansShrinks(t *testing.T) {
 	if iv := BatchMeans([]float64{1, 2, 3}, 0.99); iv.Batches != 0 || !math.IsInf(iv.RelHalfWidth(), 1) {
 		t.Errorf("3 samples gave an interval %+v", iv)
 	}
+}
+
+// TestBatchMeansLag1 checks the doubling rule: when the correlation time
+// outlasts 30 batches, the batch means are correlated and the batches must
+// grow (fewer of them) so that the interval stays honest.
+func TestBatchMeansLag1(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	if iv := BatchMeans(ar1(r, 30000, 0, 0, 1), 0.99); iv.Batches != 30 || iv.BatchSize != 1000 {
+		t.Errorf("iid series: %d batches of %d, want 30 of 1000", iv.Batches, iv.BatchSize)
+	}
+	// φ = 0.9995: correlation time ≈ 2000 samples, batches of 1000 are not
+	// enough, so the means of neighbouring batches are correlated.
+	iv := BatchMeans(ar1(r, 30000, 0, 0.9995, 1), 0.99)
+	if iv.Batches >= 30 || iv.Batches < minBatches {
+		t.Errorf("slowly mixing series: %d batches of %d, want fewer than 30 (and ≥ %d)", iv.Batches, iv.BatchSize, minBatches)
+	}
+	t.Logf("slowly mixing series: %d batches of %d", iv.Batches, iv.BatchSize)
 }
 
 func TestMSER5(t *testing.T) {
@@ -107,6 +127,7 @@ func TestBatchQuantileCoversP99(t *testing.T) {
 		return xs
 	}
 	c := coverage(100, gen, func(xs []float64) Interval { return BatchQuantile(xs, 0.99, 0.99) }, truth)
+	t.Logf("p99 coverage %.2f", c)
 	if c < 0.9 {
 		t.Errorf("p99 interval covers the true p99 in %.2f of runs, want ≥ 0.9", c)
 	}
@@ -141,6 +162,43 @@ func TestCompareMeans(t *testing.T) {
 	wide := Interval{Mean: 105, Low: 80, High: 130}
 	if r := CompareMeans(wide, b, 0.99); r.Significant {
 		t.Errorf("overlapping wide intervals called significant: %+v", r)
+	}
+}
+
+func TestWriteLog2Hist(t *testing.T) {
+	h := NewHistogram()
+	for _, v := range []int64{0, 1, 2, 3, 4, 7, 8, 1000, 1500, 2047} {
+		h.RecordValue(v)
+	}
+	for _, tc := range []struct {
+		unit string
+		rows []string // "lo -> hi : count" prefixes, in order
+	}{
+		{"ns", []string{"0 -> 0 : 1", "1 -> 1 : 1", "2 -> 3 : 2", "4 -> 7 : 2", "8 -> 15 : 1"}},
+		{"us", []string{"0 -> 0 : 7", "1 -> 1 : 2", "2 -> 3 : 1"}}, // 2047 ns is 2 us
+	} {
+		t.Run(tc.unit, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := WriteLog2Hist(&buf, h, tc.unit); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n")[1:] {
+				f := strings.Fields(line)
+				got = append(got, strings.Join(f[:5], " "))
+			}
+			if len(got) < len(tc.rows) {
+				t.Fatalf("got rows %q, want prefixes %q", got, tc.rows)
+			}
+			for i, want := range tc.rows {
+				if got[i] != want {
+					t.Errorf("row %d: %q, want %q\n%s", i, got[i], want, buf.String())
+				}
+			}
+		})
+	}
+	if err := WriteLog2Hist(io.Discard, h, "fortnights"); err == nil {
+		t.Error("unknown unit accepted")
 	}
 }
 

@@ -4,6 +4,7 @@
 // each round trip.
 //
 // usage: pingpong_client HOST PORT COUNT CPU [WARMUP]
+// COUNT round trips are made; the first WARMUP (default 1000) are dropped.
 // prints: p50_ns=<v> mean_ns=<v> count=<n>
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -39,6 +40,8 @@ static int full(int fd, unsigned char *b, int n, int rd)
 		ssize_t k = rd ? read(fd, b + got, n - got) : write(fd, b + got, n - got);
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (k == 0)
+			errno = 0; // EOF: the peer closed
 		if (k <= 0)
 			return -1;
 		got += k;
@@ -75,7 +78,10 @@ int main(int argc, char **argv)
 		perror("connect");
 		return 1;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
+		perror("setsockopt TCP_NODELAY");
+		return 1;
+	}
 	int64_t *lat = malloc(sizeof(int64_t) * count);
 	if (!lat)
 		return 1;
@@ -87,14 +93,18 @@ int main(int argc, char **argv)
 		uint32_t be = htonl(c);
 		memcpy(b, &be, 4);
 		int64_t t0 = now_ns();
-		if (full(fd, b, 4, 0) || full(fd, b, 4, 1)) {
-			fprintf(stderr, "round trip %ld failed\n", i);
+		if (full(fd, b, 4, 0)) {
+			fprintf(stderr, "round trip %ld: write: %s\n", i, strerror(errno));
+			return 1;
+		}
+		if (full(fd, b, 4, 1)) {
+			fprintf(stderr, "round trip %ld: read: %s\n", i, errno ? strerror(errno) : "connection closed");
 			return 1;
 		}
 		lat[i] = now_ns() - t0;
 		memcpy(&be, b, 4);
 		if (ntohl(be) != c + 1) {
-			fprintf(stderr, "round trip %ld: wrong reply\n", i);
+			fprintf(stderr, "round trip %ld: sent %u, got %u, want %u\n", i, c, ntohl(be), c + 1);
 			return 1;
 		}
 	}

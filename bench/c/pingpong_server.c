@@ -21,6 +21,10 @@ int main(int argc, char **argv)
 	}
 	signal(SIGCHLD, SIG_IGN);
 	int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	if (ls < 0) {
+		perror("socket");
+		return 1;
+	}
 	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[2])), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	if (bind(ls, (struct sockaddr *)&sa, sizeof(sa)) || listen(ls, 128)) {
@@ -31,11 +35,17 @@ int main(int argc, char **argv)
 	for (;;) {
 		int fd = accept(ls, NULL, NULL);
 		if (fd < 0) {
-			if (errno == EINTR)
+			// A connection reset before accept, or a full fd table, is
+			// that client's problem, not the end of the server.
+			if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE)
 				continue;
+			perror("accept");
 			return 1;
 		}
-		if (fork() == 0) {
+		pid_t pid = fork();
+		if (pid < 0)
+			perror("fork");
+		if (pid == 0) {
 			close(ls);
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			unsigned char b[4];

@@ -19,6 +19,7 @@ import (
 
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/session"
+	"github.com/volleyscope/volleyscope/stats"
 )
 
 func gate(t *testing.T) {
@@ -77,6 +78,10 @@ func TestBenchClientFloor(t *testing.T) {
 		srv.Stop()
 		slices.Sort(ratios)
 		fmt.Printf("  client floor %-9s p50 ours %v, C %v (per round, ns)\n", layout.name, ints(ours), ints(theirs))
+		// The geometric mean over rounds with its 99% interval says whether
+		// the median ratio below is distinguishable from noise.
+		pr := stats.PairedRatio(ours, theirs, 0.99)
+		fmt.Printf("  client floor %-9s geometric mean ratio %.3f, 99%% CI [%.3f, %.3f], significant %v\n", layout.name, pr.Ratio, pr.Low, pr.High, pr.Significant)
 		fmt.Printf("BENCH client_floor_p50_ratio_%s %.3f\n", layout.name, ratios[len(ratios)/2])
 	}
 }

@@ -98,8 +98,9 @@ func boot(ctx context.Context, bc bootConfig) (*bootResult, error) {
 		"-kernel", bc.Kernel.Vmlinuz,
 		"-initrd", bc.Initrd,
 		// panic=-1: reboot at once on a panic, which -no-reboot turns into
-		// qemu's exit instead of a hang until the timeout.
-		"-append", "console=ttyS0 panic=-1 quiet",
+		// qemu's exit instead of a hang until the timeout; softlockup_panic=1
+		// turns a CPU stuck in the kernel (a looping probe) into such a panic.
+		"-append", "console=ttyS0 panic=-1 softlockup_panic=1 quiet",
 	}
 	fmt.Printf("vmtest: booting %s (%s, %d CPUs, %d MiB, timeout %s), console log %s\n",
 		bc.Kernel.Name, bc.Accel, bc.CPUs, bc.MemMiB, bc.Timeout, bc.LogPath)

@@ -146,8 +146,23 @@ func TestKernelHooksAndEvents(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.Close()
+			var missing []string
+			needed := map[string]bool{"sys_enter": true, "sys_exit": true, "sock_send_length": true,
+				"sock_recv_length": true, "sk_data_ready": true, "sched_waking": true, "sched_switch": true}
 			for _, h := range p.Hooks() {
 				t.Logf("%-20s %s %v", h.Event, h.Hook, h.Err)
+				if h.Hook == "" && needed[h.Event] {
+					missing = append(missing, h.Event)
+				}
+			}
+			if len(missing) > 0 && testMode() == ModeTracepoint {
+				// A kernel before 6.3/6.6 has no sock:* tracepoints; in
+				// tracepoint mode the probe names them (logged above) and
+				// this test has nothing to check them with.
+				t.Skipf("kernel lacks tracepoints for %v in mode tracepoint (reported by the probe, as it must be)", missing)
+			}
+			if len(missing) > 0 {
+				t.Fatalf("no hook for %v", missing)
 			}
 			if err := p.TrackTID(uint32(r.ctid)); err != nil {
 				t.Fatal(err)
@@ -340,7 +355,7 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross bool) {
 			t.Errorf("%v per round trip = %.3f, want [%v, %v]", c.k, v, c.min, c.max)
 		}
 	}
-	bad, cSlept, sSlept, readyInSend, wokenInSend, noSwitchIn := 0, 0, 0, 0, 0, 0
+	bad, cSlept, sSlept, readyInSend, wokenInSend, noSwitchIn, wokenElsewhere := 0, 0, 0, 0, 0, 0, 0
 	var switches, wakings []Event
 	for _, e := range evs {
 		switch e.Kind {
@@ -420,8 +435,14 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross bool) {
 				fail(side + " slept and was switched in without a sched_waking after the sender's write began")
 			case w.TID != sender.TID || w.TS > sender.TS:
 				// Loopback: the receiver's stack, and so its wake-up,
-				// runs in the sender's write (DESIGN.md §5).
-				fail(fmt.Sprintf("%s woken by thread %d at %d, not inside the sender's write [%d, %d]", side, w.TID, w.TS, sender.Arg0, sender.TS))
+				// normally runs in the sender's write (DESIGN.md §5).
+				// Seen on Debian 6.1 under qemu: now and then the softirq
+				// is left to ksoftirqd, or the receiver's own
+				// release_sock runs the backlog; counted and bounded.
+				wokenElsewhere++
+				if wokenElsewhere <= 3 {
+					t.Logf("round trip %d: %s woken by thread %d at %d, not inside the sender's write [%d, %d]", i, side, w.TID, w.TS, sender.Arg0, sender.TS)
+				}
 			default:
 				wokenInSend++
 			}
@@ -438,6 +459,9 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross bool) {
 		cSlept, sSlept, n, readyInSend, 2*n, wokenInSend, cSlept+sSlept, noSwitchIn)
 	if bad > 0 {
 		t.Errorf("%d of %d round trips fail the checks", bad, n)
+	}
+	if wokenElsewhere*200 > cSlept+sSlept {
+		t.Errorf("%d of %d sleeps were woken outside the sender's write; want under 0.5%%", wokenElsewhere, cSlept+sSlept)
 	}
 	if noSwitchIn*200 > cSlept+sSlept {
 		t.Errorf("%d of %d sleeps in a read end with no switch in before the read returns; want under 0.5%%", noSwitchIn, cSlept+sSlept)

@@ -135,13 +135,5 @@ func serveFork(ctx context.Context, ln *net.TCPListener, o Options) error {
 	if startErr != nil {
 		return startErr
 	}
-	select {
-	case <-exit:
-		return ErrExitRequested
-	default:
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return errors.New("fork server: listener closed")
+	return ended(ctx, exit, "fork")
 }

@@ -2,7 +2,6 @@ package servers
 
 import (
 	"context"
-	"errors"
 	"net"
 	"sync"
 )
@@ -66,13 +65,5 @@ func serveGoroutine(ctx context.Context, ln *net.TCPListener, o Options) error {
 		}()
 	}
 	wg.Wait()
-	select {
-	case <-exit:
-		return ErrExitRequested
-	default:
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return errors.New("goroutine server: listener closed")
+	return ended(ctx, exit, "goroutine")
 }

@@ -73,6 +73,21 @@ func Check(name string) error {
 	return nil
 }
 
+// ended is what a server that accepts in a loop returns once its
+// connections are done: ErrExitRequested after a 0 message (exit closed),
+// nil after cancellation, else an error (the listener went away).
+func ended(ctx context.Context, exit <-chan struct{}, name string) error {
+	select {
+	case <-exit:
+		return ErrExitRequested
+	default:
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("%s server: listener closed", name)
+}
+
 //go:linkname nanotime runtime.nanotime
 func nanotime() int64
 

@@ -2,7 +2,6 @@ package servers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"runtime"
@@ -109,13 +108,5 @@ func serveThreads(ctx context.Context, ln *net.TCPListener, o Options) error {
 		}()
 	}
 	wg.Wait()
-	select {
-	case <-exit:
-		return ErrExitRequested
-	default:
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return errors.New("threads server: listener closed")
+	return ended(ctx, exit, "threads")
 }

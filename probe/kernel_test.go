@@ -19,18 +19,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/volleyscope/volleyscope/internal/testenv"
 	"github.com/volleyscope/volleyscope/loadgen"
 )
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("requires root (loads eBPF programs)")
-	}
-	if testing.Short() {
-		t.Skip("kernel test; skipped with -short")
-	}
-}
+func requireRoot(t *testing.T) { testenv.RequireRoot(t) }
 
 // testMode lets 'make vmtest' force a hook family on another kernel.
 func testMode() Mode {

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"net"
-	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -12,19 +11,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/volleyscope/volleyscope/internal/delay"
+	"github.com/volleyscope/volleyscope/internal/testenv"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/report"
 )
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("requires root (loads eBPF programs)")
-	}
-	if testing.Short() {
-		t.Skip("kernel test; skipped with -short")
-	}
-}
+func requireRoot(t *testing.T) { testenv.RequireRoot(t) }
 
 // measure runs one probed measurement with a fixed length, so that runs
 // compared with each other have the same shape.

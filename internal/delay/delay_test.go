@@ -2,15 +2,14 @@ package delay
 
 import (
 	"net"
-	"os"
 	"testing"
 	"time"
+
+	"github.com/volleyscope/volleyscope/internal/testenv"
 )
 
 func TestDelayInjected(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("requires root")
-	}
+	testenv.RequireRoot(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -54,11 +53,6 @@ func serveFork(ctx context.Context, ln *net.TCPListener, o Options) error {
 		echo = 1
 	}
 	env := append(os.Environ(), childEnv+"="+strconv.Itoa(echo)+","+strconv.FormatInt(o.Spin.Nanoseconds(), 10))
-	exit := make(chan struct{})
-	var once sync.Once
-	var mu sync.Mutex
-	kids := map[*os.Process]bool{}
-	var wg sync.WaitGroup
 	var startErr error
 
 	// Children die with the server even if it is killed outright
@@ -78,18 +72,7 @@ func serveFork(ctx context.Context, ln *net.TCPListener, o Options) error {
 	}()
 	defer close(spawn)
 
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-exit:
-		}
-		ln.Close()
-		mu.Lock()
-		for p := range kids {
-			p.Signal(syscall.SIGTERM)
-		}
-		mu.Unlock()
-	}()
+	g := newGroup(ctx, ln, func(p *os.Process) { p.Signal(syscall.SIGTERM) })
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -112,28 +95,22 @@ func serveFork(ctx context.Context, ln *net.TCPListener, o Options) error {
 		if err != nil {
 			// Stop the children already running and reap them first.
 			startErr = fmt.Errorf("fork server: start child: %w", err)
-			once.Do(func() { close(exit) })
+			g.requestExit()
 			break
 		}
-		mu.Lock()
-		kids[cmd.Process] = true
-		mu.Unlock()
-		wg.Add(1)
+		g.add(cmd.Process)
 		go func() {
-			defer wg.Done()
 			err := cmd.Wait()
 			var ee *exec.ExitError
 			if errors.As(err, &ee) && ee.ExitCode() == childExitCode {
-				once.Do(func() { close(exit) })
+				g.requestExit()
 			}
-			mu.Lock()
-			delete(kids, cmd.Process)
-			mu.Unlock()
+			g.done(cmd.Process, nil)
 		}()
 	}
-	wg.Wait()
+	err = g.wait(ctx, "fork")
 	if startErr != nil {
 		return startErr
 	}
-	return ended(ctx, exit, "fork")
+	return err
 }

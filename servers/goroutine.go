@@ -3,43 +3,22 @@ package servers
 import (
 	"context"
 	"net"
-	"sync"
 )
 
 // serveGoroutine is the idiomatic Go server: one goroutine per connection,
 // blocking-looking reads that Go's netpoller turns into epoll and futex
 // hand-offs between OS threads.
 func serveGoroutine(ctx context.Context, ln *net.TCPListener, o Options) error {
-	exit := make(chan struct{})
-	var once sync.Once
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-exit:
-		}
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
+	g := newGroup(ctx, ln, func(c net.Conn) { c.Close() })
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			break
 		}
 		c.(*net.TCPConn).SetNoDelay(true)
-		mu.Lock()
-		conns[c] = true
-		mu.Unlock()
-		wg.Add(1)
+		g.add(c)
 		go func() {
-			defer wg.Done()
-			defer func() { mu.Lock(); delete(conns, c); mu.Unlock(); c.Close() }()
+			defer g.done(c, func(c net.Conn) { c.Close() })
 			var st conn
 			in := make([]byte, 64<<10)
 			out := make([]byte, 0, len(in)+4)
@@ -54,7 +33,7 @@ func serveGoroutine(ctx context.Context, ln *net.TCPListener, o Options) error {
 						}
 					}
 					if ex {
-						once.Do(func() { close(exit) })
+						g.requestExit()
 						return
 					}
 				}
@@ -64,6 +43,5 @@ func serveGoroutine(ctx context.Context, ln *net.TCPListener, o Options) error {
 			}
 		}()
 	}
-	wg.Wait()
-	return ended(ctx, exit, "goroutine")
+	return g.wait(ctx, "goroutine")
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"runtime"
-	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -65,23 +64,9 @@ func serveBlocking(fd int, o Options) (exit bool) {
 // serveThreads gives every connection an OS thread of its own doing
 // blocking system calls: the classic thread-per-connection server.
 func serveThreads(ctx context.Context, ln *net.TCPListener, o Options) error {
-	exit := make(chan struct{})
-	var once sync.Once
-	var mu sync.Mutex
-	fds := map[int]bool{}
-	var wg sync.WaitGroup
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-exit:
-		}
-		ln.Close()
-		mu.Lock()
-		for fd := range fds {
-			unix.Shutdown(fd, unix.SHUT_RDWR) // wakes the blocked read
-		}
-		mu.Unlock()
-	}()
+	g := newGroup(ctx, ln, func(fd int) {
+		unix.Shutdown(fd, unix.SHUT_RDWR) // wakes the blocked read
+	})
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -91,22 +76,14 @@ func serveThreads(ctx context.Context, ln *net.TCPListener, o Options) error {
 		if err != nil {
 			continue
 		}
-		mu.Lock()
-		fds[fd] = true
-		mu.Unlock()
-		wg.Add(1)
+		g.add(fd)
 		go func() {
-			defer wg.Done()
 			runtime.LockOSThread() // never unlocked: the thread ends with the connection
 			if serveBlocking(fd, o) {
-				once.Do(func() { close(exit) })
+				g.requestExit()
 			}
-			mu.Lock()
-			delete(fds, fd)
-			mu.Unlock()
-			unix.Close(fd)
+			g.done(fd, func(fd int) { unix.Close(fd) })
 		}()
 	}
-	wg.Wait()
-	return ended(ctx, exit, "threads")
+	return g.wait(ctx, "threads")
 }

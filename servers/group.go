@@ -1,0 +1,67 @@
+package servers
+
+import (
+	"context"
+	"net"
+	"sync"
+)
+
+// group is what the accept-loop servers (goroutine, threads, fork) share:
+// the live connections or children, a way to end them all, and the exit
+// that a 0 message asks for.
+type group[K comparable] struct {
+	mu   sync.Mutex
+	live map[K]bool
+	exit chan struct{}
+	once sync.Once
+	wg   sync.WaitGroup
+}
+
+// newGroup starts watching: once ctx is done or an exit is requested, the
+// listener is closed (ending the accept loop) and end is called for every
+// live member.
+func newGroup[K comparable](ctx context.Context, ln *net.TCPListener, end func(K)) *group[K] {
+	g := &group[K]{live: map[K]bool{}, exit: make(chan struct{})}
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-g.exit:
+		}
+		ln.Close()
+		g.mu.Lock()
+		for k := range g.live {
+			end(k)
+		}
+		g.mu.Unlock()
+	}()
+	return g
+}
+
+// add registers a live member; its goroutine must call done when it ends.
+func (g *group[K]) add(k K) {
+	g.mu.Lock()
+	g.live[k] = true
+	g.mu.Unlock()
+	g.wg.Add(1)
+}
+
+// done unregisters a member, then releases it (closes its fd, …): in that
+// order, so the watcher never ends a released, possibly reused, fd.
+func (g *group[K]) done(k K, release func(K)) {
+	g.mu.Lock()
+	delete(g.live, k)
+	g.mu.Unlock()
+	if release != nil {
+		release(k)
+	}
+	g.wg.Done()
+}
+
+// requestExit records a 0 message.
+func (g *group[K]) requestExit() { g.once.Do(func() { close(g.exit) }) }
+
+// wait waits for every member and says how the server ended.
+func (g *group[K]) wait(ctx context.Context, name string) error {
+	g.wg.Wait()
+	return ended(ctx, g.exit, name)
+}

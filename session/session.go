@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -154,7 +153,11 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 			srv.WaitExit(300 * time.Millisecond) // a dying server is reaped, so its status can be told
 		}
 		if dead, how := srv.Exited(); dead {
-			runErr = fmt.Errorf("%w (server %s: %w: %s)", orNil(runErr), res.Meta.Server, loadgen.ErrServerExited, how)
+			died := fmt.Errorf("server %s: %w: %s", res.Meta.Server, loadgen.ErrServerExited, how)
+			if runErr != nil {
+				died = fmt.Errorf("%w (%w)", runErr, died)
+			}
+			runErr = died
 		}
 		stopErr = srv.Stop()
 	}
@@ -162,7 +165,6 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		return nil, runErr
 	}
 	report.FromLoad(res, load)
-	res.Meta.Server = serverLabel(res.Meta.Server)
 	out := &Outcome{Results: res, Load: load}
 	if runErr != nil {
 		res.Errors = append(res.Errors, runErr.Error())
@@ -180,15 +182,6 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	}
 	return out, runErr
 }
-
-func orNil(err error) error {
-	if err == nil {
-		return errors.New("run ended")
-	}
-	return err
-}
-
-func serverLabel(s string) string { return s }
 
 // ServerArgv resolves a --server value (self, if set, is the volleyscope
 // binary to run built-in servers with): a built-in server's name runs this

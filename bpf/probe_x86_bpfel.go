@@ -50,11 +50,13 @@ const (
 	ProbeMapTrackedBits            = "tracked_bits"
 	ProbeMapTrackedTgids           = "tracked_tgids"
 	ProbeProgFentrySockDefReadable = "fentry_sock_def_readable"
+	ProbeProgFentryTcpSendmsg      = "fentry_tcp_sendmsg"
 	ProbeProgFexitTcpRecvmsg       = "fexit_tcp_recvmsg"
 	ProbeProgFexitTcpSendmsg       = "fexit_tcp_sendmsg"
 	ProbeProgKprobeSockDefReadable = "kprobe_sock_def_readable"
 	ProbeProgKprobeTcpRecvmsg      = "kprobe_tcp_recvmsg"
 	ProbeProgKprobeTcpSendmsg      = "kprobe_tcp_sendmsg"
+	ProbeProgKprobeTcpSendmsgStart = "kprobe_tcp_sendmsg_start"
 	ProbeProgKretprobeTcpRecvmsg   = "kretprobe_tcp_recvmsg"
 	ProbeProgKretprobeTcpSendmsg   = "kretprobe_tcp_sendmsg"
 	ProbeProgRawtpInetSockSetState = "rawtp_inet_sock_set_state"
@@ -68,6 +70,7 @@ const (
 	ProbeProgRawtpSockSendLength   = "rawtp_sock_send_length"
 	ProbeProgRawtpSysEnter         = "rawtp_sys_enter"
 	ProbeProgRawtpSysExit          = "rawtp_sys_exit"
+	ProbeProgRawtpTcpSendmsgLocked = "rawtp_tcp_sendmsg_locked"
 	ProbeProgTpInetSockSetState    = "tp_inet_sock_set_state"
 	ProbeProgTpIoUringComplete     = "tp_io_uring_complete"
 	ProbeProgTpIoUringSubmitReq    = "tp_io_uring_submit_req"
@@ -92,10 +95,13 @@ const (
 	ProbeProgTpbtfSockSendLength   = "tpbtf_sock_send_length"
 	ProbeProgTpbtfSysEnter         = "tpbtf_sys_enter"
 	ProbeProgTpbtfSysExit          = "tpbtf_sys_exit"
+	ProbeProgTpbtfTcpSendmsgLocked = "tpbtf_tcp_sendmsg_locked"
+	ProbeVarHooksOnly              = "hooks_only"
 	ProbeVarPort0                  = "port0"
 	ProbeVarPort1                  = "port1"
+	ProbeVarSyscalls               = "syscalls"
 	ProbeVarUnusedEvent            = "unused_event"
-	ProbeVarWakeupBytes            = "wakeup_bytes"
+	ProbeVarWakeupRecords          = "wakeup_records"
 )
 
 // LoadProbe returns the embedded CollectionSpec for Probe.
@@ -141,11 +147,13 @@ type ProbeSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProbeProgramSpecs struct {
 	FentrySockDefReadable *ebpf.ProgramSpec `ebpf:"fentry_sock_def_readable"`
+	FentryTcpSendmsg      *ebpf.ProgramSpec `ebpf:"fentry_tcp_sendmsg"`
 	FexitTcpRecvmsg       *ebpf.ProgramSpec `ebpf:"fexit_tcp_recvmsg"`
 	FexitTcpSendmsg       *ebpf.ProgramSpec `ebpf:"fexit_tcp_sendmsg"`
 	KprobeSockDefReadable *ebpf.ProgramSpec `ebpf:"kprobe_sock_def_readable"`
 	KprobeTcpRecvmsg      *ebpf.ProgramSpec `ebpf:"kprobe_tcp_recvmsg"`
 	KprobeTcpSendmsg      *ebpf.ProgramSpec `ebpf:"kprobe_tcp_sendmsg"`
+	KprobeTcpSendmsgStart *ebpf.ProgramSpec `ebpf:"kprobe_tcp_sendmsg_start"`
 	KretprobeTcpRecvmsg   *ebpf.ProgramSpec `ebpf:"kretprobe_tcp_recvmsg"`
 	KretprobeTcpSendmsg   *ebpf.ProgramSpec `ebpf:"kretprobe_tcp_sendmsg"`
 	RawtpInetSockSetState *ebpf.ProgramSpec `ebpf:"rawtp_inet_sock_set_state"`
@@ -159,6 +167,7 @@ type ProbeProgramSpecs struct {
 	RawtpSockSendLength   *ebpf.ProgramSpec `ebpf:"rawtp_sock_send_length"`
 	RawtpSysEnter         *ebpf.ProgramSpec `ebpf:"rawtp_sys_enter"`
 	RawtpSysExit          *ebpf.ProgramSpec `ebpf:"rawtp_sys_exit"`
+	RawtpTcpSendmsgLocked *ebpf.ProgramSpec `ebpf:"rawtp_tcp_sendmsg_locked"`
 	TpInetSockSetState    *ebpf.ProgramSpec `ebpf:"tp_inet_sock_set_state"`
 	TpIoUringComplete     *ebpf.ProgramSpec `ebpf:"tp_io_uring_complete"`
 	TpIoUringSubmitReq    *ebpf.ProgramSpec `ebpf:"tp_io_uring_submit_req"`
@@ -183,6 +192,7 @@ type ProbeProgramSpecs struct {
 	TpbtfSockSendLength   *ebpf.ProgramSpec `ebpf:"tpbtf_sock_send_length"`
 	TpbtfSysEnter         *ebpf.ProgramSpec `ebpf:"tpbtf_sys_enter"`
 	TpbtfSysExit          *ebpf.ProgramSpec `ebpf:"tpbtf_sys_exit"`
+	TpbtfTcpSendmsgLocked *ebpf.ProgramSpec `ebpf:"tpbtf_tcp_sendmsg_locked"`
 }
 
 // ProbeMapSpecs contains maps before they are loaded into the kernel.
@@ -201,10 +211,12 @@ type ProbeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProbeVariableSpecs struct {
-	Port0       *ebpf.VariableSpec `ebpf:"port0"`
-	Port1       *ebpf.VariableSpec `ebpf:"port1"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
-	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	HooksOnly     *ebpf.VariableSpec `ebpf:"hooks_only"`
+	Port0         *ebpf.VariableSpec `ebpf:"port0"`
+	Port1         *ebpf.VariableSpec `ebpf:"port1"`
+	Syscalls      *ebpf.VariableSpec `ebpf:"syscalls"`
+	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
+	WakeupRecords *ebpf.VariableSpec `ebpf:"wakeup_records"`
 }
 
 // ProbeObjects contains all objects after they have been loaded into the kernel.
@@ -250,10 +262,12 @@ func (m *ProbeMaps) Close() error {
 //
 // It can be passed to LoadProbeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProbeVariables struct {
-	Port0       *ebpf.Variable `ebpf:"port0"`
-	Port1       *ebpf.Variable `ebpf:"port1"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
-	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
+	HooksOnly     *ebpf.Variable `ebpf:"hooks_only"`
+	Port0         *ebpf.Variable `ebpf:"port0"`
+	Port1         *ebpf.Variable `ebpf:"port1"`
+	Syscalls      *ebpf.Variable `ebpf:"syscalls"`
+	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
+	WakeupRecords *ebpf.Variable `ebpf:"wakeup_records"`
 }
 
 // ProbePrograms contains all programs after they have been loaded into the kernel.
@@ -261,11 +275,13 @@ type ProbeVariables struct {
 // It can be passed to LoadProbeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProbePrograms struct {
 	FentrySockDefReadable *ebpf.Program `ebpf:"fentry_sock_def_readable"`
+	FentryTcpSendmsg      *ebpf.Program `ebpf:"fentry_tcp_sendmsg"`
 	FexitTcpRecvmsg       *ebpf.Program `ebpf:"fexit_tcp_recvmsg"`
 	FexitTcpSendmsg       *ebpf.Program `ebpf:"fexit_tcp_sendmsg"`
 	KprobeSockDefReadable *ebpf.Program `ebpf:"kprobe_sock_def_readable"`
 	KprobeTcpRecvmsg      *ebpf.Program `ebpf:"kprobe_tcp_recvmsg"`
 	KprobeTcpSendmsg      *ebpf.Program `ebpf:"kprobe_tcp_sendmsg"`
+	KprobeTcpSendmsgStart *ebpf.Program `ebpf:"kprobe_tcp_sendmsg_start"`
 	KretprobeTcpRecvmsg   *ebpf.Program `ebpf:"kretprobe_tcp_recvmsg"`
 	KretprobeTcpSendmsg   *ebpf.Program `ebpf:"kretprobe_tcp_sendmsg"`
 	RawtpInetSockSetState *ebpf.Program `ebpf:"rawtp_inet_sock_set_state"`
@@ -279,6 +295,7 @@ type ProbePrograms struct {
 	RawtpSockSendLength   *ebpf.Program `ebpf:"rawtp_sock_send_length"`
 	RawtpSysEnter         *ebpf.Program `ebpf:"rawtp_sys_enter"`
 	RawtpSysExit          *ebpf.Program `ebpf:"rawtp_sys_exit"`
+	RawtpTcpSendmsgLocked *ebpf.Program `ebpf:"rawtp_tcp_sendmsg_locked"`
 	TpInetSockSetState    *ebpf.Program `ebpf:"tp_inet_sock_set_state"`
 	TpIoUringComplete     *ebpf.Program `ebpf:"tp_io_uring_complete"`
 	TpIoUringSubmitReq    *ebpf.Program `ebpf:"tp_io_uring_submit_req"`
@@ -303,16 +320,19 @@ type ProbePrograms struct {
 	TpbtfSockSendLength   *ebpf.Program `ebpf:"tpbtf_sock_send_length"`
 	TpbtfSysEnter         *ebpf.Program `ebpf:"tpbtf_sys_enter"`
 	TpbtfSysExit          *ebpf.Program `ebpf:"tpbtf_sys_exit"`
+	TpbtfTcpSendmsgLocked *ebpf.Program `ebpf:"tpbtf_tcp_sendmsg_locked"`
 }
 
 func (p *ProbePrograms) Close() error {
 	return _ProbeClose(
 		p.FentrySockDefReadable,
+		p.FentryTcpSendmsg,
 		p.FexitTcpRecvmsg,
 		p.FexitTcpSendmsg,
 		p.KprobeSockDefReadable,
 		p.KprobeTcpRecvmsg,
 		p.KprobeTcpSendmsg,
+		p.KprobeTcpSendmsgStart,
 		p.KretprobeTcpRecvmsg,
 		p.KretprobeTcpSendmsg,
 		p.RawtpInetSockSetState,
@@ -326,6 +346,7 @@ func (p *ProbePrograms) Close() error {
 		p.RawtpSockSendLength,
 		p.RawtpSysEnter,
 		p.RawtpSysExit,
+		p.RawtpTcpSendmsgLocked,
 		p.TpInetSockSetState,
 		p.TpIoUringComplete,
 		p.TpIoUringSubmitReq,
@@ -350,6 +371,7 @@ func (p *ProbePrograms) Close() error {
 		p.TpbtfSockSendLength,
 		p.TpbtfSysEnter,
 		p.TpbtfSysExit,
+		p.TpbtfTcpSendmsgLocked,
 	)
 }
 

@@ -17,6 +17,7 @@ enum event_kind {
 	KIND_SOCK_STATE = 10,    // inet_sock_set_state: arg0 = old, arg1 = new state
 	KIND_URING_SUBMIT = 11,  // io_uring_submit_req: arg0 = user_data, arg1 = opcode
 	KIND_URING_COMPLETE = 12,// io_uring_complete: arg0 = user_data, ret = res
+	KIND_SEND_START = 13,    // TCP send starts (tcp_sendmsg_locked or tcp_sendmsg entry): sk
 };
 
 struct event {

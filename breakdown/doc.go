@@ -7,26 +7,42 @@
 // on loopback the receiver's network stack runs inside the sender's send
 // system call (softirq on the sender's CPU), and a Go server may be woken on
 // one thread and read on another. Every boundary is a kernel event or a
-// client timestamp:
+// client timestamp. The probe runs at two levels: by default it sees send
+// starts, data ready, receive returns and context switches; with --syscalls
+// it adds every system call's entry and exit and sched_waking. Where the
+// two differ, the boundary is given as "syscalls: … / default: …":
 //
 //	b0  t0                      client timestamp before the send
-//	b1  client send entry       raw_syscalls:sys_enter of the client's write
+//	b1  client send             syscalls: entry of the client's write /
+//	                            default: the TCP send start on its socket
+//	                            (tcp_sendmsg_locked, or tcp_sendmsg entry)
 //	b2  server data ready       sock:sk_data_ready on the server's socket
-//	b3  server on CPU           sched_switch in of the thread woken for b2
-//	                            (sched_waking right after b2 on that CPU), or
-//	                            of the reading thread if it was preempted; b2
-//	                            if the server was running
-//	b4  server starts receive   entry of the syscall whose sock_recv_length
-//	                            returned the request (if it started after b3)
-//	b5  server receive returns  exit of that syscall (io_uring: of the
-//	                            io_uring_enter that reaped the completion)
-//	b6  server send entry       entry of the syscall whose sock_send_length
-//	                            sent the reply
+//	b3  server on CPU           syscalls: sched_switch in of the thread
+//	                            woken for b2 (sched_waking right after b2 on
+//	                            that CPU); both: the reading thread's switch
+//	                            in if it was off CPU at b2; b2 if the server
+//	                            was running
+//	b4  server starts receive   syscalls: entry of the syscall whose receive
+//	                            returned the request, if after b3 / default:
+//	                            b3 (server_queue is then 0 and its time is
+//	                            in server_kernel_recv: no tracepoint marks a
+//	                            receive's start)
+//	b5  server receive returns  syscalls: exit of that syscall (io_uring: of
+//	                            the io_uring_enter that reaped it) /
+//	                            default: sock:sock_recv_length
+//	b6  server send             syscalls: entry of the syscall that sent the
+//	                            reply / default: the TCP send start on the
+//	                            server's socket (on kernels with neither, the
+//	                            send's return)
 //	b7  client data ready       sock:sk_data_ready on the client's socket
 //	b8  client on CPU           sched_switch in of the client thread if it
 //	                            was off CPU at b7, else b7
-//	b9  client receive returns  exit of the client's last read before t1
+//	b9  client receive returns  syscalls: exit of the client's last read
+//	                            before t1 / default: its last receive return
 //	b10 t1                      client timestamp after the reply
 //
-// and the components are the ten gaps between consecutive boundaries.
+// and the components are the ten gaps between consecutive boundaries. By
+// default client_user therefore includes the send syscall's entry up to
+// TCP (a few hundred ns), and client_user_recv the receive's return to
+// user space.
 package breakdown

@@ -105,6 +105,7 @@ type index struct {
 	ready  map[portPair][]probe.Event
 	recv   map[portPair][]probe.Event // sock_recv_length with data
 	send   map[portPair][]probe.Event // sock_send_length with data
+	start  map[portPair][]probe.Event // TCP send starts outside a traced syscall
 	wakes  map[uint16][]probe.Event   // sched_waking per waker CPU
 	readyC map[uint16][]int64         // data-ready times per CPU
 }
@@ -113,6 +114,7 @@ func buildIndex(evs []probe.Event) *index {
 	ix := &index{
 		sys: map[uint32][]probe.Event{}, sw: map[uint32][]swEv{},
 		ready: map[portPair][]probe.Event{}, recv: map[portPair][]probe.Event{}, send: map[portPair][]probe.Event{},
+		start: map[portPair][]probe.Event{},
 		wakes: map[uint16][]probe.Event{}, readyC: map[uint16][]int64{},
 	}
 	for _, e := range evs {
@@ -152,6 +154,9 @@ func buildIndex(evs []probe.Event) *index {
 				k := portPair{e.Lport, e.Rport}
 				ix.send[k] = append(ix.send[k], e)
 			}
+		case probe.KindSendStart:
+			k := portPair{e.Lport, e.Rport}
+			ix.start[k] = append(ix.start[k], e)
 		case probe.KindWaking:
 			ix.wakes[e.CPU] = append(ix.wakes[e.CPU], e)
 		}
@@ -287,14 +292,18 @@ func (j *joiner) split(rt *RoundTrip) {
 	b[0], b[10] = rt.T0, rt.T1
 	fail := func(reason string) { rt.Joined, rt.Reason = false, reason }
 
-	// b1: the client's first syscall entered at or after t0 is its send.
+	// b1: the client's first syscall entered at or after t0 is its send;
+	// without syscall events, the first send start on its socket.
 	cs := ix.sys[j.ctid]
 	i := sort.Search(len(cs), func(i int) bool { return int64(cs[i].Arg0) >= rt.T0 })
-	if i == len(cs) || int64(cs[i].Arg0) > rt.T1 {
+	if i < len(cs) && int64(cs[i].Arg0) <= rt.T1 {
+		b[1] = int64(cs[i].Arg0)
+	} else if st, ok := firstAt(ix.start[j.csk], rt.T0); ok && int64(st.TS) <= rt.T1 {
+		b[1] = int64(st.TS)
+	} else {
 		fail(NoClientSend)
 		return
 	}
-	b[1] = int64(cs[i].Arg0)
 
 	// b2: the request's data is ready on the server's socket.
 	sdr, ok := firstAt(ix.ready[j.ssk], b[1])
@@ -347,6 +356,14 @@ func (j *joiner) split(rt *RoundTrip) {
 	// workers) fall back to the sock_send_length on the server's socket.
 	if sys, ok := ix.enclosing(cdr.TID, b[7]); ok && sys.Lport == j.ssk.l && sys.Rport == j.ssk.r {
 		b[6] = int64(sys.Arg0)
+	} else if st, ok := firstAt(ix.start[j.ssk], min(b[5], int64(srv.TS))); ok && int64(st.TS) <= b[7] {
+		// The send start on the server's socket (io_uring may submit the
+		// send in the same io_uring_enter that reaps the receive, so it
+		// is looked for from the receive's own event).
+		b[6] = int64(st.TS)
+		if b[6] < b[5] {
+			b[6] = b[5]
+		}
 	} else {
 		// sock_send_length fires when the send returns, which can be
 		// after t1 when the server was preempted inside its send (the
@@ -377,13 +394,19 @@ func (j *joiner) split(rt *RoundTrip) {
 	}
 
 	// b9: the client's last syscall before t1 is the read that completed
-	// the reply.
+	// the reply; without syscall events, its last receive on the socket.
 	k := sort.Search(len(cs), func(k int) bool { return int64(cs[k].TS) > rt.T1 }) - 1
-	if k < 0 || int64(cs[k].TS) < b[7] {
-		fail(NoClientRecv)
-		return
+	if k >= 0 && int64(cs[k].TS) >= b[7] {
+		b[9] = int64(cs[k].TS)
+	} else {
+		rs := ix.recv[j.csk]
+		k = sort.Search(len(rs), func(k int) bool { return int64(rs[k].TS) > rt.T1 }) - 1
+		if k < 0 || int64(rs[k].TS) < b[7] {
+			fail(NoClientRecv)
+			return
+		}
+		b[9] = int64(rs[k].TS)
 	}
-	b[9] = int64(cs[k].TS)
 
 	rt.Joined = true
 	rt.Consistent = true

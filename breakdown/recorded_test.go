@@ -2,6 +2,7 @@ package breakdown_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/volleyscope/volleyscope/breakdown"
@@ -61,6 +62,9 @@ func TestJoinRecordedStreams(t *testing.T) {
 			if check, ok := signatures[filepath.Base(f)]; ok {
 				check(t, comp, in)
 			}
+			if strings.HasPrefix(filepath.Base(f), "default_") {
+				defaultLevel(t, comp, in)
+			}
 		})
 	}
 }
@@ -107,6 +111,18 @@ var signatures = map[string]func(t *testing.T, c map[string]float64, in breakdow
 			t.Errorf("%d forked children, %d of their socket syscalls seen; want a child per connection doing the work", len(children), served)
 		}
 	},
+	"default_epoll_4conns.rec.gz": func(t *testing.T, c map[string]float64, in breakdown.Input) {
+		// Without a receive start, the queueing behind the other
+		// connections shows in server_kernel_recv.
+		if c["server_kernel_recv"] < 2e3 {
+			t.Errorf("4 connections on one epoll thread, default level: server_kernel_recv %.0f ns, want the queueing there", c["server_kernel_recv"])
+		}
+	},
+	"default_cross_cpu.rec.gz": func(t *testing.T, c map[string]float64, _ breakdown.Input) {
+		if c["server_wakeup"] < 5e3 || c["client_wakeup"] < 5e3 {
+			t.Errorf("cross CPU: wake-ups %.0f/%.0f ns, want each ≥ 5 µs", c["server_wakeup"], c["client_wakeup"])
+		}
+	},
 	"iouring.rec.gz": func(t *testing.T, c map[string]float64, in breakdown.Input) {
 		n := map[probe.Kind]int{}
 		for _, e := range in.Events {
@@ -119,6 +135,25 @@ var signatures = map[string]func(t *testing.T, c map[string]float64, in breakdow
 			t.Error("no server receive time: the completion reaped by io_uring_enter must be found")
 		}
 	},
+}
+
+// defaultLevel: a stream recorded without --syscalls has no syscall
+// records; its send boundaries come from send starts, and server_queue is
+// 0 (no receive start is known), its time being in server_kernel_recv.
+func defaultLevel(t *testing.T, c map[string]float64, in breakdown.Input) {
+	n := map[probe.Kind]int{}
+	for _, e := range in.Events {
+		n[e.Kind]++
+	}
+	if n[probe.KindSyscall] != 0 || n[probe.KindWaking] != 0 || n[probe.KindSendStart] == 0 {
+		t.Errorf("default level: %v; want send starts and no syscall or waking records", n)
+	}
+	if c["server_queue"] != 0 {
+		t.Errorf("default level: server_queue %.0f ns, want 0", c["server_queue"])
+	}
+	if c["server_user"] <= 0 || c["client_net"] <= 0 || c["server_net"] <= 0 {
+		t.Errorf("default level: server_user/client_net/server_net %.0f/%.0f/%.0f ns, want each > 0", c["server_user"], c["client_net"], c["server_net"])
+	}
 }
 
 func abs(x int64) int64 {

@@ -11,8 +11,8 @@ type Kind uint16
 // Event kinds; the fields each one fills are described on Event.
 const (
 	KindSyscall       Kind = 1  // completed syscall of a tracked thread: TS = exit, Arg0 = entry time, Arg1 = nr, Ret, SK/ports of the socket it touched
-	KindSockSend      Kind = 2  // sock_send_length (or fexit/kretprobe tcp_sendmsg): SK, ports, Ret = bytes or -errno
-	KindSockRecv      Kind = 3  // sock_recv_length (or tcp_recvmsg): same
+	KindSockSend      Kind = 2  // sock_send_length (or fexit/kretprobe tcp_sendmsg), where no send-start hook works: SK, ports, Ret = bytes
+	KindSockRecv      Kind = 3  // sock_recv_length (or tcp_recvmsg) that moved data, outside a traced syscall: same
 	KindDataReady     Kind = 4  // sk_data_ready (or sock_def_readable) on the receiving socket; TID = current (softirq: often the sender)
 	KindWaking        Kind = 5  // sched_waking of a tracked thread: TID = waker, Arg0 = woken tid, Arg1 = woken tgid
 	KindWakeup        Kind = 6  // sched_wakeup: same fields
@@ -22,12 +22,14 @@ const (
 	KindSockState     Kind = 10 // inet_sock_set_state: SK, ports, Arg0 = old, Arg1 = new TCP state
 	KindUringSubmit   Kind = 11 // io_uring_submit_req: Arg0 = user_data, Arg1 = opcode
 	KindUringComplete Kind = 12 // io_uring_complete: Arg0 = user_data, Ret = res
+	KindSendStart     Kind = 13 // a TCP send starts (tcp_sendmsg_locked, or tcp_sendmsg entry): SK, ports; TID = sender
 )
 
 var kindNames = map[Kind]string{
 	KindSyscall: "syscall", KindSockSend: "sock_send", KindSockRecv: "sock_recv", KindDataReady: "data_ready",
 	KindWaking: "waking", KindWakeup: "wakeup", KindSwitch: "switch", KindFork: "fork", KindExit: "exit",
 	KindSockState: "sock_state", KindUringSubmit: "uring_submit", KindUringComplete: "uring_complete",
+	KindSendStart: "send_start",
 }
 
 func (k Kind) String() string {

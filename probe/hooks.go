@@ -31,6 +31,11 @@ type eventHooks struct {
 	event string
 	costs string // what the breakdown loses without it
 	cands []candidate
+	// detail: attached only with Config.Syscalls (the hooks that fire on
+	// every system call and wake-up of the machine).
+	detail bool
+	// fallbackFor: attached only when that event found no hook.
+	fallbackFor string
 }
 
 func tpCands(event, group string) []candidate {
@@ -52,26 +57,35 @@ func sysCands(event string) []candidate {
 }
 
 var hookTable = []eventHooks{
-	{"sys_enter", "syscall boundaries: client_user, server_queue, server_kernel_recv, server_user, client_kernel_recv", sysCands("sys_enter")},
-	{"sys_exit", "syscall boundaries (as sys_enter)", sysCands("sys_exit")},
-	{"sock_send_length", "the server's send (server_user/server_net split)", append(tpCands("sock_send_length", "sock"),
+	{event: "sys_enter", costs: "syscall boundaries: the per-syscall table, server_queue vs server_kernel_recv", cands: sysCands("sys_enter"), detail: true},
+	{event: "sys_exit", costs: "syscall boundaries (as sys_enter)", cands: sysCands("sys_exit"), detail: true},
+	{event: "send_start", costs: "the start of each send: client_user/client_net and server_user/server_net splits", cands: []candidate{
+		{famTPBTF, []attachment{{prog: "tpbtf_tcp_sendmsg_locked", target: "tcp_sendmsg_locked"}}, "tp_btf/tcp_sendmsg_locked"},
+		{famRawTP, []attachment{{prog: "rawtp_tcp_sendmsg_locked", target: "tcp_sendmsg_locked"}}, "raw_tp/tcp_sendmsg_locked"},
+		{famFentry, []attachment{{prog: "fentry_tcp_sendmsg", target: "tcp_sendmsg"}}, "fentry/tcp_sendmsg"},
+		{famKprobe, []attachment{{prog: "kprobe_tcp_sendmsg_start", target: "tcp_sendmsg"}}, "kprobe/tcp_sendmsg"},
+	}},
+	// Kernels with no send-start hook: the send's return, which the join
+	// uses as the send boundary (the send's own kernel time then counts as
+	// the sender's user time).
+	{event: "sock_send_length", costs: "the server's send (server_user/server_net split)", fallbackFor: "send_start", cands: append(tpCands("sock_send_length", "sock"),
 		candidate{famFentry, []attachment{{prog: "fexit_tcp_sendmsg", target: "tcp_sendmsg"}}, "fexit/tcp_sendmsg"},
 		candidate{famKprobe, []attachment{{prog: "kprobe_tcp_sendmsg", target: "tcp_sendmsg"}, {prog: "kretprobe_tcp_sendmsg", target: "tcp_sendmsg", ret: true}}, "kprobe+kretprobe/tcp_sendmsg"})},
-	{"sock_recv_length", "the server's receive (server_wakeup/queue/kernel_recv)", append(tpCands("sock_recv_length", "sock"),
+	{event: "sock_recv_length", costs: "every receive's return (server_wakeup/queue/kernel_recv, client_kernel_recv)", cands: append(tpCands("sock_recv_length", "sock"),
 		candidate{famFentry, []attachment{{prog: "fexit_tcp_recvmsg", target: "tcp_recvmsg"}}, "fexit/tcp_recvmsg"},
 		candidate{famKprobe, []attachment{{prog: "kprobe_tcp_recvmsg", target: "tcp_recvmsg"}, {prog: "kretprobe_tcp_recvmsg", target: "tcp_recvmsg", ret: true}}, "kprobe+kretprobe/tcp_recvmsg"})},
-	{"sk_data_ready", "data-ready boundaries: client_net, server_net and both wake-ups", append(tpCands("sk_data_ready", "sock"),
+	{event: "sk_data_ready", costs: "data-ready boundaries: client_net, server_net and both wake-ups", cands: append(tpCands("sk_data_ready", "sock"),
 		candidate{famFentry, []attachment{{prog: "fentry_sock_def_readable", target: "sock_def_readable"}}, "fentry/sock_def_readable"},
 		candidate{famKprobe, []attachment{{prog: "kprobe_sock_def_readable", target: "sock_def_readable"}}, "kprobe/sock_def_readable"})},
-	{"sched_waking", "which server thread a request woke (server_wakeup vs server_queue)", tpCands("sched_waking", "sched")},
-	{"sched_wakeup", "nothing in the breakdown (reported only)", tpCands("sched_wakeup", "sched")},
-	{"sched_switch", "server_wakeup and client_wakeup (folded into the next component)", tpCands("sched_switch", "sched")},
-	{"sched_process_fork", "following a forking server's children", tpCands("sched_process_fork", "sched")},
-	{"sched_process_exit", "pruning exited threads (none for the breakdown)", tpCands("sched_process_exit", "sched")},
-	{"inet_sock_set_state", "socket identity events (none for the breakdown)", tpCands("inet_sock_set_state", "sock")},
-	{"io_uring_submit_req", "io_uring submission times (reported only)", []candidate{
+	{event: "sched_waking", costs: "which server thread a request woke, when another thread reads it", cands: tpCands("sched_waking", "sched"), detail: true},
+	{event: "sched_wakeup", costs: "nothing in the breakdown (reported only)", cands: tpCands("sched_wakeup", "sched")},
+	{event: "sched_switch", costs: "server_wakeup and client_wakeup (folded into the next component)", cands: tpCands("sched_switch", "sched")},
+	{event: "sched_process_fork", costs: "following a forking server's children", cands: tpCands("sched_process_fork", "sched")},
+	{event: "sched_process_exit", costs: "pruning exited threads (none for the breakdown)", cands: tpCands("sched_process_exit", "sched")},
+	{event: "inet_sock_set_state", costs: "socket identity events (none for the breakdown)", cands: tpCands("inet_sock_set_state", "sock")},
+	{event: "io_uring_submit_req", costs: "io_uring submission times (reported only)", cands: []candidate{
 		{famTracepoint, []attachment{{prog: "tp_io_uring_submit_req", target: "io_uring/io_uring_submit_req"}}, "tracepoint/io_uring/io_uring_submit_req"}}},
-	{"io_uring_complete", "io_uring completion times (reported only)", []candidate{
+	{event: "io_uring_complete", costs: "io_uring completion times (reported only)", cands: []candidate{
 		{famTracepoint, []attachment{{prog: "tp_io_uring_complete", target: "io_uring/io_uring_complete"}}, "tracepoint/io_uring/io_uring_complete"}}},
 }
 

@@ -120,73 +120,102 @@ func startPingPong(t *testing.T, clientCPU, serverCPU int) (*pp, func(n int), fu
 
 func TestKernelHooksAndEvents(t *testing.T) {
 	requireRoot(t)
-	for _, layout := range []struct {
-		name     string
-		ccpu, sc int
-	}{{"cross_cpu", 1, 0}, {"same_cpu", 0, 0}} {
-		t.Run(layout.name, func(t *testing.T) {
-			if runtime.NumCPU() < 2 && layout.ccpu == 1 {
-				t.Skip("needs 2 CPUs")
-			}
-			r, run, stop := startPingPong(t, layout.ccpu, layout.sc)
-			defer stop()
-			// A second, untracked ping-pong on its own port runs at the
-			// same time: none of its threads or sockets may show up.
-			u, urun, ustop := startPingPong(t, layout.sc, layout.ccpu)
-			defer ustop()
-			p, err := Open(Config{Mode: testMode(), Ports: []uint16{r.sport}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
-			var missing []string
-			needed := map[string]bool{"sys_enter": true, "sys_exit": true, "sock_send_length": true,
-				"sock_recv_length": true, "sk_data_ready": true, "sched_waking": true, "sched_switch": true}
-			for _, h := range p.Hooks() {
-				t.Logf("%-20s %s %v", h.Event, h.Hook, h.Err)
-				if h.Hook == "" && needed[h.Event] {
-					missing = append(missing, h.Event)
+	kernelEvents(t, false, true)
+}
+
+// kernelEvents runs testEvents without and with the syscall hooks, as
+// asked, on one CPU and across two.
+func kernelEvents(t *testing.T, levels ...bool) {
+	for _, syscalls := range levels {
+		level := "default"
+		if syscalls {
+			level = "syscalls"
+		}
+		for _, layout := range []struct {
+			name     string
+			ccpu, sc int
+		}{{"cross_cpu", 1, 0}, {"same_cpu", 0, 0}} {
+			t.Run(level+"/"+layout.name, func(t *testing.T) {
+				if runtime.NumCPU() < 2 && layout.ccpu == 1 {
+					t.Skip("needs 2 CPUs")
 				}
-			}
-			if len(missing) > 0 && testMode() == ModeTracepoint {
-				// A kernel before 6.3/6.6 has no sock:* tracepoints; in
-				// tracepoint mode the probe names them (logged above) and
-				// this test has nothing to check them with.
-				t.Skipf("kernel lacks tracepoints for %v in mode tracepoint (reported by the probe, as it must be)", missing)
-			}
-			if len(missing) > 0 {
-				t.Fatalf("no hook for %v", missing)
-			}
-			if err := p.TrackTID(uint32(r.ctid)); err != nil {
-				t.Fatal(err)
-			}
-			if err := p.TrackTID(uint32(r.stid)); err != nil {
-				t.Fatal(err)
-			}
-			var evs []Event
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error)
-			go func() { done <- p.Run(ctx, func(e *Event) { evs = append(evs, *e) }) }()
-			// A few round trips first, so the server's blocking read that
-			// began before it was tracked has completed.
-			run(20)
-			base := len(r.t0)
-			const n = 2000
-			udone := make(chan struct{})
-			go func() { urun(n); close(udone) }()
-			run(n)
-			<-udone
-			cancel()
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-			if lost := p.Lost(); lost != 0 {
-				t.Errorf("lost %d events", lost)
-			}
-			checkUntracked(t, r, u, evs)
-			checkEvents(t, r, evs, base, n, layout.ccpu != layout.sc)
-		})
+				testEvents(t, syscalls, layout.ccpu, layout.sc)
+			})
+		}
 	}
+}
+
+// testEvents drives a tracked ping-pong next to an untracked one and
+// checks the events of every round trip.
+func testEvents(t *testing.T, syscalls bool, ccpu, scpu int) {
+	r, run, stop := startPingPong(t, ccpu, scpu)
+	defer stop()
+	// A second, untracked ping-pong on its own port runs at the same
+	// time: none of its threads or sockets may show up.
+	u, urun, ustop := startPingPong(t, scpu, ccpu)
+	defer ustop()
+	p, err := Open(Config{Mode: testMode(), Ports: []uint16{r.sport}, Syscalls: syscalls})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var missing []string
+	needed := map[string]bool{"send_start": true, "sock_recv_length": true, "sk_data_ready": true, "sched_switch": true}
+	if syscalls {
+		needed["sys_enter"], needed["sys_exit"], needed["sched_waking"] = true, true, true
+	}
+	hooks := map[string]string{}
+	for _, h := range p.Hooks() {
+		t.Logf("%-20s %s %v", h.Event, h.Hook, h.Err)
+		hooks[h.Event] = h.Hook
+	}
+	if syscalls && hooks["send_start"] == "" && hooks["sock_send_length"] != "" {
+		// With the syscall hooks the send's return is enough: it names
+		// the socket of the write whose entry is the send's start.
+		delete(needed, "send_start")
+	}
+	for ev := range needed {
+		if hooks[ev] == "" {
+			missing = append(missing, ev)
+		}
+	}
+	if len(missing) > 0 && testMode() == ModeTracepoint {
+		// A kernel before 6.3/6.6/6.11 lacks some sock:*/tcp:*
+		// tracepoints; in tracepoint mode the probe names them (logged
+		// above) and this test has nothing to check them with.
+		t.Skipf("kernel lacks tracepoints for %v in mode tracepoint (reported by the probe, as it must be)", missing)
+	}
+	if len(missing) > 0 {
+		t.Fatalf("no hook for %v", missing)
+	}
+	if err := p.TrackTID(uint32(r.ctid)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.TrackTID(uint32(r.stid)); err != nil {
+		t.Fatal(err)
+	}
+	var evs []Event
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx, func(e *Event) { evs = append(evs, *e) }) }()
+	// A few round trips first, so the server's blocking read that began
+	// before it was tracked has completed.
+	run(20)
+	base := len(r.t0)
+	const n = 2000
+	udone := make(chan struct{})
+	go func() { urun(n); close(udone) }()
+	run(n)
+	<-udone
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if lost := p.Lost(); lost != 0 {
+		t.Errorf("lost %d events", lost)
+	}
+	checkUntracked(t, r, u, evs)
+	checkEvents(t, r, evs, base, n, ccpu != scpu, syscalls)
 }
 
 // TestKernelFallbackFamilies runs the same checks with the preferred
@@ -222,12 +251,22 @@ func TestKernelFallbackFamilies(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, h := range p.Hooks() {
-				if h.Hook != "off" && !strings.HasPrefix(h.Hook, fb.name+"/") && !strings.HasPrefix(h.Hook, "tracepoint/") {
+				if h.Event == "send_start" && fb.name == "tracepoint" && h.Hook == "" {
+					continue // no classic tracepoint carries the socket (below)
+				}
+				if !strings.HasPrefix(h.Hook, "off") && !strings.HasPrefix(h.Hook, fb.name+"/") && !strings.HasPrefix(h.Hook, "tracepoint/") {
 					t.Errorf("%s: hook %q (%v), want %s", h.Event, h.Hook, h.Err, fb.name)
 				}
 			}
 			p.Close()
-			TestKernelHooksAndEvents(t)
+			if fb.name == "tracepoint" {
+				// The classic tcp_sendmsg_locked tracepoint carries no
+				// socket: a kernel with nothing better has the send's
+				// return, which needs the syscall hooks for its start.
+				kernelEvents(t, true)
+				return
+			}
+			kernelEvents(t, false, true)
 		})
 	}
 }
@@ -266,8 +305,19 @@ func checkUntracked(t *testing.T, r, u *pp, evs []Event) {
 
 // rtEvents are the events of one round trip that the join relies on.
 type rtEvents struct {
-	cw, cr, sr, sw []Event // client write/read, server read/write syscalls (4 bytes each)
+	// client write/read, server read/write: syscall records (4 bytes each)
+	// with the syscall hooks, else send starts and receive returns.
+	cw, cr, sr, sw []Event
 	drS, drC       []Event // data ready on the server's / the client's socket
+}
+
+// start is when a send or receive began: the syscall's entry, or for a
+// send start (no syscall hooks) the event itself.
+func start(e Event) uint64 {
+	if e.Kind == KindSyscall {
+		return e.Arg0
+	}
+	return e.TS
 }
 
 // checkEvents asserts, for each of the n round trips from index base of the
@@ -282,7 +332,7 @@ type rtEvents struct {
 // and, where a side slept in its read, that it was woken (sched_waking by
 // the sender, inside the sender's write) and switched in before its read
 // returned.
-func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross bool) {
+func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross, syscalls bool) {
 	t.Helper()
 	t0, t1 := r.t0[base:base+n], r.t1[base:base+n]
 	rts := make([]rtEvents, n)
@@ -295,8 +345,8 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross bool) {
 		// return after the client already has the answer (the server
 		// preempted in it). A read belongs to the one it returned in.
 		ts := e.TS
-		if e.Kind == KindSyscall && e.Arg1 == 1 {
-			ts = e.Arg0
+		if (e.Kind == KindSyscall && e.Arg1 == 1) || e.Kind == KindSendStart {
+			ts = start(e)
 		}
 		i := sort.Search(n, func(i int) bool { return uint64(t1[i]) >= ts })
 		if i == n || ts < uint64(t0[i]) {
@@ -325,6 +375,22 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross bool) {
 			case e.TID == stid:
 				rt.sr = append(rt.sr, e)
 			}
+		case KindSendStart, KindSockRecv:
+			count[e.Kind]++
+			send := e.Kind == KindSendStart
+			if !send && e.Ret != 4 {
+				continue // counted: the per-round-trip bounds catch extras
+			}
+			switch {
+			case e.TID == ctid && send:
+				rt.cw = append(rt.cw, e)
+			case e.TID == ctid:
+				rt.cr = append(rt.cr, e)
+			case e.TID == stid && send:
+				rt.sw = append(rt.sw, e)
+			case e.TID == stid:
+				rt.sr = append(rt.sr, e)
+			}
 		case KindDataReady:
 			count[e.Kind]++
 			if e.Lport == r.sport {
@@ -338,12 +404,20 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross bool) {
 	}
 	t.Logf("%d events, %d in %d round trips: %v; %d interrupted syscalls", len(evs), sumCounts(count), n, count, interrupted)
 	perRT := func(k Kind) float64 { return float64(count[k]) / float64(n) }
-	// Sends and receives inside read/write are folded into the syscall's
-	// record (which then carries the socket), so no separate records.
-	for _, c := range []struct {
+	// With the syscall hooks, sends and receives inside read/write are
+	// folded into the syscall's record (which then carries the socket);
+	// without them, one send start and one receive per side.
+	want := []struct {
 		k        Kind
 		min, max float64
-	}{{KindSockSend, 0, 0}, {KindSockRecv, 0, 0}, {KindDataReady, 2, 2}, {KindSyscall, 4, 4.02}, {KindSwitch, 0, 6}, {KindWaking, 0, 2}} {
+	}{{KindSockSend, 0, 0}, {KindSockRecv, 2, 2}, {KindSendStart, 2, 2}, {KindDataReady, 2, 2}, {KindSyscall, 0, 0}, {KindSwitch, 0, 6}, {KindWaking, 0, 0}}
+	if syscalls {
+		want[1].max, want[2].max = 0, 0
+		want[1].min, want[2].min = 0, 0
+		want[4].min, want[4].max = 4, 4.02
+		want[6].max = 2
+	}
+	for _, c := range want {
 		if v := perRT(c.k); v < c.min || v > c.max {
 			t.Errorf("%v per round trip = %.3f, want [%v, %v]", c.k, v, c.min, c.max)
 		}
@@ -386,19 +460,19 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross bool) {
 			fail("server socket missing or inconsistent")
 		case cw.Lport != r.cport || cw.Rport != r.sport || sw.Lport != r.sport || sw.Rport != r.cport:
 			fail("ports")
-		case cw.Arg0 < uint64(t0[i]) || cr.TS > uint64(t1[i]):
-			fail("client syscalls outside the client's timestamps")
-		case !(cw.Arg0 < drS.TS && drS.TS < sr.TS && sr.TS <= sw.Arg0):
-			fail("server data ready not between the client's write entry and the server's read exit")
-		case !(sw.Arg0 < drC.TS && drC.TS < cr.TS):
-			fail("client data ready not between the server's write entry and the client's read exit")
+		case start(cw) < uint64(t0[i]) || cr.TS > uint64(t1[i]):
+			fail("client send/receive outside the client's timestamps")
+		case !(start(cw) < drS.TS && drS.TS < sr.TS && sr.TS <= start(sw)):
+			fail("server data ready not between the client's send start and the server's receive return")
+		case !(start(sw) < drC.TS && drC.TS < cr.TS):
+			fail("client data ready not between the server's send start and the client's receive return")
 		}
 		// On loopback the receiver's stack usually runs in the sender's
 		// write (softirq on the sender's CPU); when the receiver holds its
 		// socket lock (still in its own write) the segment waits in the
 		// backlog and data ready fires at release_sock, in the receiver.
 		for _, x := range []struct{ dr, snd Event }{{drS, cw}, {drC, sw}} {
-			if x.dr.TID == x.snd.TID && x.dr.TS < x.snd.TS {
+			if x.dr.TID == x.snd.TID && x.dr.TS > start(x.snd) && (!syscalls || x.dr.TS < x.snd.TS) {
 				readyInSend++
 			}
 		}
@@ -407,8 +481,13 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross bool) {
 		// sender began its write. The waking may precede the switch out:
 		// try_to_wake_up fires sched_waking before it waits for the
 		// sleeper to finish leaving its CPU.
-		checkWake := func(side string, tid uint32, rd, sender Event) bool {
-			out := firstEvent(switches, rd.Arg0, rd.TS, func(s *Event) bool { return s.Arg0 == uint64(tid) && s.Ret != 0 })
+		// from: a time the side was surely running before it read (its
+		// read's entry, or its own previous send).
+		checkWake := func(side string, tid uint32, from uint64, rd, sender Event) bool {
+			// The last sleep before the read returned: a signal (the Go
+			// runtime's) may have woken the thread from an earlier one,
+			// and the read restarted.
+			out := lastEvent(switches, from, rd.TS, func(s *Event) bool { return s.Arg0 == uint64(tid) && s.Ret != 0 })
 			if out == nil {
 				return false
 			}
@@ -422,7 +501,17 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross bool) {
 				noSwitchIn++
 				return true
 			}
-			w := firstEvent(wakings, sender.Arg0, in.TS, func(s *Event) bool { return s.Arg0 == uint64(tid) })
+			dr := drS
+			if tid == ctid {
+				dr = drC
+			}
+			if in.TS < dr.TS {
+				fail(side + " slept and was switched in before its data was ready")
+			}
+			if !syscalls {
+				return true
+			}
+			w := firstEvent(wakings, start(sender), in.TS, func(s *Event) bool { return s.Arg0 == uint64(tid) })
 			switch {
 			case w == nil:
 				fail(side + " slept and was switched in without a sched_waking after the sender's write began")
@@ -441,10 +530,20 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross bool) {
 			}
 			return true
 		}
-		if checkWake("client", ctid, cr, sw) {
+		cFrom, sFrom := start(cw), start(sr)
+		if !syscalls {
+			// The server's previous send; none for the first round trip.
+			sFrom = 0
+			if i > 0 && len(rts[i-1].sw) > 0 {
+				sFrom = rts[i-1].sw[0].TS
+			}
+		} else {
+			cFrom = cr.Arg0
+		}
+		if checkWake("client", ctid, cFrom, cr, sw) {
 			cSlept++
 		}
-		if checkWake("server", stid, sr, cw) {
+		if sFrom > 0 && checkWake("server", stid, sFrom, sr, cw) {
 			sSlept++
 		}
 	}
@@ -469,6 +568,18 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross bool) {
 func firstEvent(evs []Event, from, to uint64, ok func(*Event) bool) *Event {
 	i := sort.Search(len(evs), func(i int) bool { return evs[i].TS > from })
 	for ; i < len(evs) && evs[i].TS < to; i++ {
+		if ok(&evs[i]) {
+			return &evs[i]
+		}
+	}
+	return nil
+}
+
+// lastEvent is the last of the time-sorted evs in (from, to) that ok
+// accepts.
+func lastEvent(evs []Event, from, to uint64, ok func(*Event) bool) *Event {
+	i := sort.Search(len(evs), func(i int) bool { return evs[i].TS >= to }) - 1
+	for ; i >= 0 && evs[i].TS > from; i-- {
 		if ok(&evs[i]) {
 			return &evs[i]
 		}
@@ -515,8 +626,14 @@ func TestNothingLeftAttached(t *testing.T) {
 		id, _ := info.ID()
 		maps = append(maps, fmt.Sprint(id))
 	}
-	if len(progs) < len(hookTable)-1 {
-		t.Fatalf("%d programs loaded for %d events", len(progs), len(hookTable))
+	attached := 0
+	for _, h := range p.Hooks() {
+		if h.Hook != "" && !strings.HasPrefix(h.Hook, "off") {
+			attached++
+		}
+	}
+	if attached < 8 || len(progs) < attached {
+		t.Fatalf("%d programs loaded for %d events attached", len(progs), attached)
 	}
 	shown := func(kind, id string) bool {
 		return exec.Command("bpftool", kind, "show", "id", id).Run() == nil
@@ -571,7 +688,7 @@ func TestForcedModeFailsClearly(t *testing.T) {
 			continue
 		}
 		msg := err.Error()
-		for _, want := range []string{string(m), "sock_send_length", "sock_recv_length", "sk_data_ready"} {
+		for _, want := range []string{string(m), "send_start", "sock_recv_length", "sk_data_ready"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("mode %s: error %q should name %s", m, err, want)
 			}

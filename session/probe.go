@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/volleyscope/volleyscope/breakdown"
@@ -40,7 +41,7 @@ func startProbe(cfg Config, serverPID int, port uint16, note func(string)) (*pro
 	if err := probe.Check(); err != nil {
 		return nil, err
 	}
-	p, err := probe.Open(probe.Config{Mode: probe.Mode(cfg.ProbeMode), Ports: []uint16{port}, Stats: true})
+	p, err := probe.Open(probe.Config{Mode: probe.Mode(cfg.ProbeMode), Ports: []uint16{port}, Stats: true, Syscalls: cfg.Syscalls})
 	if err != nil {
 		return nil, fmt.Errorf("open probe: %w", err)
 	}
@@ -74,10 +75,17 @@ func startProbe(cfg Config, serverPID int, port uint16, note func(string)) (*pro
 
 func hookLine(p *probe.Probe) string {
 	s := "mode " + p.ModeUsed() + ";"
+	var off []string
 	for _, h := range p.Hooks() {
-		if h.Hook != "" {
+		switch {
+		case strings.HasPrefix(h.Hook, "off"):
+			off = append(off, h.Event)
+		case h.Hook != "":
 			s += " " + h.Event + "=" + h.Hook
 		}
+	}
+	if len(off) > 0 {
+		s += "; off: " + strings.Join(off, ", ")
 	}
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -161,24 +162,43 @@ func TestTruthNetworkDelay(t *testing.T) {
 	landsIn(t, base, withDelay, "client_net", 100e3, 10e3, 30e3)
 }
 
-// TestBreakdownSumsAndJoins: at 2 clients on the default server, ≥ 99% of
-// round trips join and ≥ 99% of those sum to the client's latency.
+// TestBreakdownSumsAndJoins: at 2 clients on the default server, at both
+// probe levels, ≥ 99% of round trips join and ≥ 99% of those sum to the
+// client's latency; the syscall table comes with --syscalls only, and
+// then holds the client's reads and writes.
 func TestBreakdownSumsAndJoins(t *testing.T) {
 	requireRoot(t)
-	r := measure(t, Config{Server: "goroutine", Load: loadgen.Options{Clients: 2}})
-	bc := r.BreakdownCheck
-	rate := float64(bc.Joined) / float64(bc.Joined+bc.Unjoined)
-	if rate < 0.99 {
-		t.Errorf("join rate %.4f (%d of %d), want ≥ 0.99; reasons %v", rate, bc.Joined, bc.Joined+bc.Unjoined, bc.UnjoinedReasons)
-	}
-	if bc.SumWithinTolerance < 0.99 {
-		t.Errorf("sum within tolerance %.4f, want ≥ 0.99", bc.SumWithinTolerance)
-	}
-	if r.LostEvents != 0 {
-		t.Errorf("lost %d events", r.LostEvents)
-	}
-	if r.Meta.ProbeMode == "" || len(r.Meta.Hooks) == 0 {
-		t.Errorf("probe mode %q, hooks %v: want both reported", r.Meta.ProbeMode, r.Meta.Hooks)
+	for _, syscalls := range []bool{false, true} {
+		r := measure(t, Config{Server: "goroutine", Load: loadgen.Options{Clients: 2}, Syscalls: syscalls})
+		bc := r.BreakdownCheck
+		rate := float64(bc.Joined) / float64(bc.Joined+bc.Unjoined)
+		if rate < 0.99 {
+			t.Errorf("syscalls=%v: join rate %.4f (%d of %d), want ≥ 0.99; reasons %v", syscalls, rate, bc.Joined, bc.Joined+bc.Unjoined, bc.UnjoinedReasons)
+		}
+		if bc.SumWithinTolerance < 0.99 {
+			t.Errorf("syscalls=%v: sum within tolerance %.4f, want ≥ 0.99", syscalls, bc.SumWithinTolerance)
+		}
+		if r.LostEvents != 0 {
+			t.Errorf("syscalls=%v: lost %d events", syscalls, r.LostEvents)
+		}
+		if r.Meta.ProbeMode == "" || len(r.Meta.Hooks) == 0 {
+			t.Errorf("probe mode %q, hooks %v: want both reported", r.Meta.ProbeMode, r.Meta.Hooks)
+		}
+		var clientRW int64
+		for _, s := range r.Syscalls {
+			if s.Side == "client" && (s.Name == "read" || s.Name == "write") {
+				clientRW += s.Count
+			}
+		}
+		switch {
+		case !syscalls && len(r.Syscalls) > 0:
+			t.Errorf("a syscall table without --syscalls: %v", r.Syscalls)
+		case syscalls && clientRW < 2*int64(bc.Joined):
+			t.Errorf("--syscalls: %d client reads and writes for %d round trips", clientRW, bc.Joined)
+		}
+		if got := r.Meta.Hooks["sys_enter"]; syscalls == strings.HasPrefix(got, "off") {
+			t.Errorf("syscalls=%v: sys_enter hook %q", syscalls, got)
+		}
 	}
 }
 

@@ -128,19 +128,82 @@ static __always_inline bool current_tracked(__u32 *tidp, __u32 *tgidp)
 	return tid_tracked(*tidp);
 }
 
-// Per CPU: [0] records dropped, [1] records since the reader was last
-// woken from this CPU.
+// Per-CPU record rings (the default): one mmapable array holds every
+// CPU's ring, CPU c owning slots [c*ring_slots, (c+1)*ring_slots). A
+// program reserves a slot with an atomic add on its CPU's head (programs
+// on one CPU may nest: softirq and hardirq hooks interrupt others), writes
+// the record, and commits it by writing seq last. The reader maps both
+// arrays, takes committed records from tail to head on a timer and
+// advances tail. No lock, no helper call, no wake-up: measured on a 2-vCPU
+// VM this costs ~50 ns less per record than bpf_ringbuf_output, about 3%
+// of a one-CPU loopback round trip at 9 records per round trip.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1); // ncpu * ring_slots, set before load
+	__type(key, __u32);
+	__type(value, struct event);
+} ring_slots_map SEC(".maps");
+
+struct cursor {
+	__u64 head;    // next slot to reserve (written by the programs)
+	__u64 lost;    // records dropped because the ring was full
+	__u64 pad0[6];
+	__u64 tail;    // next slot to read (written by the reader)
+	__u64 pad1[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1); // ncpu, set before load
+	__type(key, __u32);
+	__type(value, struct cursor);
+} ring_cursors SEC(".maps");
+
+// ring_slots: slots per CPU, a power of two; 0 selects the BPF ring
+// buffer below instead (for comparison, and for kernels that refuse the
+// atomic fetch-add, before 5.12).
+volatile const __u32 ring_slots = 0;
+
+// Slots kept free for programs that nest between the fullness check and
+// the reservation (process, softirq, hardirq, NMI).
+#define RING_SLACK 8
+
+// Per CPU, for the BPF ring buffer: [0] records dropped, [1] records since
+// the reader was last woken from this CPU.
 static __always_inline void submit(struct event *e)
 {
+	if (ring_slots) {
+		__u32 cpu = bpf_get_smp_processor_id();
+		struct cursor *c = bpf_map_lookup_elem(&ring_cursors, &cpu);
+		if (!c)
+			return;
+		if (c->head - c->tail >= ring_slots - RING_SLACK) {
+			__sync_fetch_and_add(&c->lost, 1);
+			return;
+		}
+		__u64 idx = __sync_fetch_and_add(&c->head, 1);
+		__u32 k = cpu * ring_slots + ((__u32)idx & (ring_slots - 1));
+		struct event *r = bpf_map_lookup_elem(&ring_slots_map, &k);
+		if (!r)
+			return; // cannot happen: k < ncpu * ring_slots
+		e->seq = 0;
+		__builtin_memcpy(r, e, sizeof(*e));
+		// The commit: after the record's stores (x86 keeps stores in
+		// order; the barrier keeps the compiler from moving them).
+		asm volatile("" ::: "memory");
+		*(volatile __u32 *)&r->seq = (__u32)idx + 1;
+		return;
+	}
 	__u32 zero = 0;
 	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
 	if (!n)
 		return;
 	// One helper call (copy and commit) rather than reserve + submit, and
-	// no ring query: on this VM every helper call costs (retpolines, safe
-	// returns). The reader is woken only after wakeup_records records
-	// from one CPU since its last forced wake-up; otherwise its timer
-	// finds them.
+	// no ring query. The reader is woken only after wakeup_records
+	// records from one CPU since its last forced wake-up; otherwise its
+	// timer finds them.
 	__u64 flags = BPF_RB_NO_WAKEUP;
 	if (++n[1] >= wakeup_records) {
 		n[1] = 0;

@@ -13,6 +13,15 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type ProbeCursor struct {
+	_    structs.HostLayout
+	Head uint64
+	Lost uint64
+	Pad0 [6]uint64
+	Tail uint64
+	Pad1 [7]uint64
+}
+
 type ProbeEvent struct {
 	_     structs.HostLayout
 	Ts    uint64
@@ -26,7 +35,7 @@ type ProbeEvent struct {
 	Kind  uint16
 	Lport uint16
 	Rport uint16
-	Pad   uint32
+	Seq   uint32
 }
 
 type ProbeInflight struct {
@@ -47,6 +56,8 @@ const (
 	ProbeMapInflight               = "inflight"
 	ProbeMapKpSk                   = "kp_sk"
 	ProbeMapLost                   = "lost"
+	ProbeMapRingCursors            = "ring_cursors"
+	ProbeMapRingSlotsMap           = "ring_slots_map"
 	ProbeMapTrackedBits            = "tracked_bits"
 	ProbeMapTrackedTgids           = "tracked_tgids"
 	ProbeProgFentrySockDefReadable = "fentry_sock_def_readable"
@@ -99,6 +110,7 @@ const (
 	ProbeVarHooksOnly              = "hooks_only"
 	ProbeVarPort0                  = "port0"
 	ProbeVarPort1                  = "port1"
+	ProbeVarRingSlots              = "ring_slots"
 	ProbeVarSyscalls               = "syscalls"
 	ProbeVarUnusedEvent            = "unused_event"
 	ProbeVarWakeupRecords          = "wakeup_records"
@@ -203,6 +215,8 @@ type ProbeMapSpecs struct {
 	Inflight     *ebpf.MapSpec `ebpf:"inflight"`
 	KpSk         *ebpf.MapSpec `ebpf:"kp_sk"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
+	RingCursors  *ebpf.MapSpec `ebpf:"ring_cursors"`
+	RingSlotsMap *ebpf.MapSpec `ebpf:"ring_slots_map"`
 	TrackedBits  *ebpf.MapSpec `ebpf:"tracked_bits"`
 	TrackedTgids *ebpf.MapSpec `ebpf:"tracked_tgids"`
 }
@@ -214,6 +228,7 @@ type ProbeVariableSpecs struct {
 	HooksOnly     *ebpf.VariableSpec `ebpf:"hooks_only"`
 	Port0         *ebpf.VariableSpec `ebpf:"port0"`
 	Port1         *ebpf.VariableSpec `ebpf:"port1"`
+	RingSlots     *ebpf.VariableSpec `ebpf:"ring_slots"`
 	Syscalls      *ebpf.VariableSpec `ebpf:"syscalls"`
 	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
 	WakeupRecords *ebpf.VariableSpec `ebpf:"wakeup_records"`
@@ -243,6 +258,8 @@ type ProbeMaps struct {
 	Inflight     *ebpf.Map `ebpf:"inflight"`
 	KpSk         *ebpf.Map `ebpf:"kp_sk"`
 	Lost         *ebpf.Map `ebpf:"lost"`
+	RingCursors  *ebpf.Map `ebpf:"ring_cursors"`
+	RingSlotsMap *ebpf.Map `ebpf:"ring_slots_map"`
 	TrackedBits  *ebpf.Map `ebpf:"tracked_bits"`
 	TrackedTgids *ebpf.Map `ebpf:"tracked_tgids"`
 }
@@ -253,6 +270,8 @@ func (m *ProbeMaps) Close() error {
 		m.Inflight,
 		m.KpSk,
 		m.Lost,
+		m.RingCursors,
+		m.RingSlotsMap,
 		m.TrackedBits,
 		m.TrackedTgids,
 	)
@@ -265,6 +284,7 @@ type ProbeVariables struct {
 	HooksOnly     *ebpf.Variable `ebpf:"hooks_only"`
 	Port0         *ebpf.Variable `ebpf:"port0"`
 	Port1         *ebpf.Variable `ebpf:"port1"`
+	RingSlots     *ebpf.Variable `ebpf:"ring_slots"`
 	Syscalls      *ebpf.Variable `ebpf:"syscalls"`
 	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
 	WakeupRecords *ebpf.Variable `ebpf:"wakeup_records"`

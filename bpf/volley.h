@@ -32,7 +32,7 @@ struct event {
 	__u16 kind;
 	__u16 lport; // socket's local port, host order
 	__u16 rport; // socket's remote port, host order
-	__u32 pad;
+	__u32 seq;   // per-CPU rings: commit marker (low 32 bits of the slot's sequence + 1)
 };
 
 #endif

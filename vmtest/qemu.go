@@ -88,8 +88,17 @@ func boot(ctx context.Context, bc bootConfig) (*bootResult, error) {
 	if bc.Accel == "kvm" {
 		cpu = "host"
 	}
+	accel := bc.Accel
+	if accel == "tcg" {
+		// One host thread for all vCPUs: with a thread per vCPU
+		// (MTTCG) the guest froze now and then (no soft-lockup report,
+		// timers stopped) while fentry or kprobe programs were being
+		// attached to a function the other vCPU was running: live text
+		// patching across vCPUs. Slower, but the guest runs through.
+		accel = "tcg,thread=single"
+	}
 	args := []string{
-		"-accel", bc.Accel,
+		"-accel", accel,
 		"-cpu", cpu,
 		"-m", strconv.Itoa(bc.MemMiB),
 		"-smp", strconv.Itoa(bc.CPUs),

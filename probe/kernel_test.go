@@ -484,11 +484,12 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross, syscalls 
 		// from: a time the side was surely running before it read (its
 		// read's entry, or its own previous send).
 		checkWake := func(side string, tid uint32, from uint64, rd, sender Event) bool {
-			// The last sleep before the read returned: a signal (the Go
-			// runtime's) may have woken the thread from an earlier one,
-			// and the read restarted.
-			out := lastEvent(switches, from, rd.TS, func(s *Event) bool { return s.Arg0 == uint64(tid) && s.Ret != 0 })
-			if out == nil {
+			// The last time the thread left the CPU before its read
+			// returned. A sleep then (not a preemption: a thread woken
+			// early by a signal may be preempted and run again later)
+			// must end in a switch in after the data was ready.
+			out := lastEvent(switches, from, rd.TS, func(s *Event) bool { return s.Arg0 == uint64(tid) })
+			if out == nil || out.Ret == 0 {
 				return false
 			}
 			in := firstEvent(switches, out.TS, rd.TS, func(s *Event) bool { return s.Arg1 == uint64(tid) })
@@ -506,7 +507,12 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross, syscalls 
 				dr = drC
 			}
 			if in.TS < dr.TS {
-				fail(side + " slept and was switched in before its data was ready")
+				// Woken early (the reader shares its socket's wait queue
+				// with write-space wake-ups, e.g. on the ACK of its own
+				// send) and still on CPU when the data came: it did not
+				// sleep through the round trip, and the join sees it on
+				// CPU at data ready, as it was. Seen here ~1 in 10,000.
+				return false
 			}
 			if !syscalls {
 				return true

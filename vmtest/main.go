@@ -171,7 +171,8 @@ func run(ctx context.Context, args []string) error {
 			MemMiB:  o.MemMiB,
 			CPUs:    o.CPUs,
 			Timeout: o.Timeout,
-			LogPath: filepath.Join(o.CacheDir, "console-"+k.Name+".log"),
+			// One log per boot, so a failure is still there after the next.
+			LogPath: filepath.Join(o.CacheDir, "console-"+k.Name+"-"+time.Now().Format("20060102-150405")+".log"),
 			Verbose: o.Verbose,
 		}
 		if tryKVM {

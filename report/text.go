@@ -69,7 +69,7 @@ func WriteText(w io.Writer, r *Results) error {
 		}
 	}
 	if p := r.Probe; p != nil {
-		fmt.Fprintf(w, "probe cost: %.1f records per round trip; during the warm-up its programs ran %.1f times per round trip machine-wide (other processes' syscalls and switches included) at %.0f ns: %s of CPU per round trip; %d events lost\n",
+		fmt.Fprintf(w, "probe cost: %.1f records per round trip; during the warm-up its programs ran %.1f times per round trip machine-wide (other processes' events included) at %.0f ns: %s of CPU per round trip; %d events lost\n",
 			p.EventsPerRTT, p.ProgramRunsPerRTT, p.BPFNsPerEvent, Dur(p.OverheadNsPerRT), r.LostEvents)
 		for ev, why := range p.Missing {
 			fmt.Fprintf(w, "probe: no hook for %s: %s\n", ev, why)

@@ -118,6 +118,9 @@ func WriteBreakdown(w io.Writer, r *Results) error {
 	if top.Component != "" {
 		fmt.Fprintf(w, "most of the time: %s (%s side), %.0f%% of the mean round trip\n", top.Component, top.Side, 100*top.Share)
 	}
+	if strings.HasPrefix(r.Meta.Hooks["sys_enter"], "off") {
+		fmt.Fprintf(w, "note: without --syscalls no receive start is seen: server_queue is 0 and a server's wait for its turn (epoll, a Go hand-off) is in server_kernel_recv\n")
+	}
 	return nil
 }
 

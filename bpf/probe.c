@@ -308,7 +308,8 @@ int tp_sys_exit(struct trace_event_raw_sys_exit *ctx) { on_sys_exit(ctx->ret); r
 /* ---- socket send/receive return: sock:sock_send_length / sock_recv_length (6.3+) ---- */
 
 // on_sock_len fires when a protocol's sendmsg/recvmsg returned, in the
-// caller's context, also for errors such as -EAGAIN.
+// caller's context, also for errors such as -EAGAIN (and, with kind
+// KIND_SEND_START, when a send starts).
 static __always_inline void on_sock_len(__u16 kind, struct sock *sk, int ret, bool typed)
 {
 	__u32 tid, tgid;
@@ -410,28 +411,8 @@ int BPF_KRETPROBE(kretprobe_tcp_recvmsg, int ret) { kp_return(KIND_SOCK_RECV, re
 // only the socket is noted there.
 static __always_inline void on_send_start(struct sock *sk, bool typed)
 {
-	__u32 tid, tgid;
-	if (!current_tracked(&tid, &tgid))
-		return;
-	__u16 lport, rport;
-	if (typed ? !sock_ports_btf(sk, &lport, &rport) : !sock_ports(sk, &lport, &rport))
-		return;
-	if (syscalls) {
-		struct inflight *f = bpf_map_lookup_elem(&inflight, &tid);
-		if (f && f->enter_ts) {
-			f->sk = (__u64)sk;
-			f->lport = lport;
-			f->rport = rport;
-			if (f->nr != 426)
-				return;
-		}
-	}
-	struct event e;
-	fill(&e, KIND_SEND_START, tid, tgid);
-	e.sk = (__u64)sk;
-	e.lport = lport;
-	e.rport = rport;
-	submit(&e);
+	// Same filtering and folding as a send's return; ret 1: always kept.
+	on_sock_len(KIND_SEND_START, sk, 1, typed);
 }
 
 SEC("tp_btf/tcp_sendmsg_locked")

@@ -756,3 +756,32 @@ func TestForcedModeFailsClearly(t *testing.T) {
 		t.Logf("mode %s here: %v", m, err)
 	}
 }
+
+// TestRingFallback: when nothing loads with the per-CPU rings (a kernel
+// before 5.12 refuses their atomics in every program), Open retries on the
+// BPF ring buffer and says why. Simulated by a scheduler event whose only
+// candidate cannot load.
+func TestRingFallback(t *testing.T) {
+	requireRoot(t)
+	full := hookTable
+	defer func() { hookTable = full }()
+	hookTable = []eventHooks{{event: "sched_switch", cands: []candidate{
+		{famTPBTF, []attachment{{prog: "no_such_program", target: "sched_switch"}}, "tp_btf/sched_switch"}}}}
+	p, err := Open(Config{Ports: []uint16{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if got := p.RingUsed(); !strings.HasPrefix(got, "BPF ring buffer (per-CPU rings refused: ") || p.rd == nil || p.rings != nil {
+		t.Errorf("RingUsed %q, reader %v, rings %v: want the BPF ring buffer with the reason", got, p.rd != nil, p.rings != nil)
+	}
+	hookTable = full
+	q, err := Open(Config{Ports: []uint16{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if got := q.RingUsed(); got != "per-CPU rings" {
+		t.Errorf("RingUsed %q on this kernel, want per-CPU rings", got)
+	}
+}

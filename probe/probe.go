@@ -67,10 +67,11 @@ type Config struct {
 	// Skip names events not to attach (shown as "off"): for measuring
 	// what each costs.
 	Skip []string
-	// Ring chooses where records go: "percpu" (default), lock-free per-CPU
-	// rings mapped into this process, or "bpf", the kernel's BPF ring
-	// buffer (~50 ns more per record on a 2-vCPU VM; kept for comparison
-	// and for kernels before 5.12, which refuse the rings' atomics).
+	// Ring chooses where records go: "percpu", lock-free per-CPU rings
+	// mapped into this process, or "bpf", the kernel's BPF ring buffer
+	// (~50 ns more per record on a 2-vCPU VM; kept for comparison and for
+	// kernels before 5.12, which refuse the rings' atomics). "" tries
+	// percpu and falls back to bpf when no program loads with the rings.
 	Ring string
 	// RingSlots overrides the records per CPU of the per-CPU rings (a
 	// power of two ≥ 64); 0 sizes them by the number of CPUs.
@@ -102,6 +103,7 @@ type Probe struct {
 	closed bool
 	// lostAtClose keeps the rings' drop count once they are unmapped.
 	lostAtClose uint64
+	ringNote    string // why the BPF ring buffer is used, when Open fell back
 }
 
 // Sentinel errors of Check.
@@ -149,7 +151,58 @@ func ensureTracefs() error {
 
 // Open loads the probe and attaches every event to the first hook that
 // works. Nothing is traced until TrackTID/TrackTGID name what to follow.
-func Open(cfg Config) (p *Probe, err error) {
+func Open(cfg Config) (*Probe, error) {
+	if cfg.Ring != "" {
+		return open(cfg)
+	}
+	cfg.Ring = "percpu"
+	p, err := open(cfg)
+	if err != nil || p.hookFor("sched_switch") != "" {
+		return p, err
+	}
+	// Nothing loaded with the per-CPU rings: a kernel before 5.12 refuses
+	// their atomic fetch-add in every program. Use the BPF ring buffer,
+	// and say why (RingUsed).
+	why := p.hookErr("sched_switch")
+	p.Close()
+	cfg.Ring = "bpf"
+	if p, err = open(cfg); err == nil {
+		p.ringNote = fmt.Sprintf("BPF ring buffer (per-CPU rings refused: %v)", why)
+	}
+	return p, err
+}
+
+func (p *Probe) hookFor(event string) string {
+	for _, h := range p.hooks {
+		if h.Event == event {
+			return h.Hook
+		}
+	}
+	return ""
+}
+
+func (p *Probe) hookErr(event string) error {
+	for _, h := range p.hooks {
+		if h.Event == event {
+			return h.Err
+		}
+	}
+	return nil
+}
+
+// RingUsed says where the records go: "per-CPU rings" or the BPF ring
+// buffer, with the reason when the rings were refused.
+func (p *Probe) RingUsed() string {
+	switch {
+	case p.ringNote != "":
+		return p.ringNote
+	case p.rings != nil:
+		return "per-CPU rings"
+	}
+	return "BPF ring buffer"
+}
+
+func open(cfg Config) (p *Probe, err error) {
 	if err := Check(); err != nil {
 		return nil, err
 	}
@@ -179,8 +232,7 @@ func Open(cfg Config) (p *Probe, err error) {
 	var ncpu int
 	var slots uint32
 	switch cfg.Ring {
-	case "", "percpu":
-		cfg.Ring = "percpu"
+	case "percpu":
 		if ncpu, err = ebpf.PossibleCPU(); err != nil {
 			return nil, fmt.Errorf("open probe: %w", err)
 		}

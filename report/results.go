@@ -114,6 +114,8 @@ type ProbeInfo struct {
 	BPFNsPerEvent     float64           `json:"bpf_ns_per_event"`     // mean BPF run time per program run (BPF_ENABLE_STATS)
 	OverheadNsPerRT   float64           `json:"overhead_ns_per_rtt"`  // program runs per round trip × ns per run: the probe's own estimate of its cost
 	Missing           map[string]string `json:"missing,omitempty"`    // event → why, and what it costs
+	Ring              string            `json:"ring,omitempty"`       // where records went: per-CPU rings or the BPF ring buffer (and why)
+	Syscalls          bool              `json:"syscalls"`             // the syscall hooks were on (--syscalls)
 }
 
 // HostMeta fills the fields of Meta that describe this machine.

@@ -74,7 +74,7 @@ func startProbe(cfg Config, serverPID int, port uint16, note func(string)) (*pro
 }
 
 func hookLine(p *probe.Probe) string {
-	s := "mode " + p.ModeUsed() + ";"
+	s := "mode " + p.ModeUsed() + ", records on " + p.RingUsed() + ";"
 	var off []string
 	for _, h := range p.Hooks() {
 		switch {
@@ -118,7 +118,7 @@ func (pr *probeRun) stop() error {
 // sections of res.
 func (pr *probeRun) finish(cfg Config, res *report.Results, load *loadgen.Result, port uint16) *report.PerRequest {
 	res.Meta.ProbeMode = pr.p.ModeUsed()
-	info := &report.ProbeInfo{Missing: map[string]string{}}
+	info := &report.ProbeInfo{Missing: map[string]string{}, Ring: pr.p.RingUsed(), Syscalls: cfg.Syscalls}
 	for _, h := range pr.p.Hooks() {
 		if h.Hook != "" {
 			res.Meta.Hooks[h.Event] = h.Hook

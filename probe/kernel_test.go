@@ -511,7 +511,8 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross, syscalls 
 				// with write-space wake-ups, e.g. on the ACK of its own
 				// send) and still on CPU when the data came: it did not
 				// sleep through the round trip, and the join sees it on
-				// CPU at data ready, as it was. Seen here ~1 in 10,000.
+				// CPU at data ready, as it was. Seen here once in about a
+				// dozen runs of this test.
 				return false
 			}
 			if !syscalls {

@@ -157,13 +157,13 @@ func Open(cfg Config) (*Probe, error) {
 	}
 	cfg.Ring = "percpu"
 	p, err := open(cfg)
-	if err != nil || p.hookFor("sched_switch") != "" {
+	if err != nil || p.hook("sched_switch").Hook != "" {
 		return p, err
 	}
 	// Nothing loaded with the per-CPU rings: a kernel before 5.12 refuses
 	// their atomic fetch-add in every program. Use the BPF ring buffer,
 	// and say why (RingUsed).
-	why := p.hookErr("sched_switch")
+	why := p.hook("sched_switch").Err
 	p.Close()
 	cfg.Ring = "bpf"
 	if p, err = open(cfg); err == nil {
@@ -172,22 +172,14 @@ func Open(cfg Config) (*Probe, error) {
 	return p, err
 }
 
-func (p *Probe) hookFor(event string) string {
+// hook is the Hook reported for event (zero if the event is unknown).
+func (p *Probe) hook(event string) Hook {
 	for _, h := range p.hooks {
 		if h.Event == event {
-			return h.Hook
+			return h
 		}
 	}
-	return ""
-}
-
-func (p *Probe) hookErr(event string) error {
-	for _, h := range p.hooks {
-		if h.Event == event {
-			return h.Err
-		}
-	}
-	return nil
+	return Hook{}
 }
 
 // RingUsed says where the records go: "per-CPU rings" or the BPF ring

@@ -10,10 +10,21 @@ import (
 type Record struct {
 	T0 int64 `json:"t0_ns"`
 	T1 int64 `json:"t1_ns"`
+	// Intended is when an open-loop schedule (--rate) meant this request
+	// to be sent; 0 in closed loop. A server that stalls delays every
+	// later send, and measuring from the intended time keeps that delay
+	// in the latency instead of hiding it (coordinated omission).
+	Intended int64 `json:"intended_ns,omitempty"`
 }
 
-// Latency is T1 − T0 in nanoseconds.
-func (r Record) Latency() int64 { return r.T1 - r.T0 }
+// Latency is the client-observed round-trip time in nanoseconds: T1 − T0
+// in closed loop, T1 − Intended in open loop.
+func (r Record) Latency() int64 {
+	if r.Intended != 0 && r.Intended < r.T0 {
+		return r.T1 - r.Intended
+	}
+	return r.T1 - r.T0
+}
 
 const (
 	firstChunk = 1 << 10 // records in the first chunk; later chunks double

@@ -2,13 +2,9 @@ package loadgen
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -142,81 +138,24 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("resolve server address %q: %w", opts.Addr, err)
 	}
 
-	// Each client thread gives up its P while blocked in read; when the
-	// reply arrives it must get a P back before it can take its timestamp.
-	// With fewer Ps than busy threads it parks on a futex for that
-	// (measured: stalls of up to 258 ms with 2 Ps), so keep a P free for
-	// every client on top of the machine's CPUs.
-	if want := opts.Clients + runtime.NumCPU(); runtime.GOMAXPROCS(0) < want {
-		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(want))
+	set, err := startClients(ctx, &opts, addr)
+	if err != nil {
+		return nil, err
 	}
-	clients := make([]*client, opts.Clients)
-	var stop atomic.Bool
-	start := make(chan struct{})
-	ready := make(chan error, opts.Clients)
-	var wg sync.WaitGroup
-	for i := range clients {
-		c := &client{id: i, cpu: -1, fd: -1, x: newExchange(opts.Proto, opts.Size, uint64(i+1)*0x9E3779B97F4A7C15)}
-		if len(opts.ClientCPUs) > 0 {
-			c.cpu = opts.ClientCPUs[i%len(opts.ClientCPUs)]
-		}
-		clients[i] = c
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := c.pin()
-			if err == nil {
-				err = c.dial(addr, opts.Timeout)
-			}
-			ready <- err
-			if err != nil {
-				return
-			}
-			<-start
-			if stop.Load() {
-				return
-			}
-			c.loop(&stop, opts.Requests)
-		}()
-	}
-	closeAll := func() {
-		for _, c := range clients {
-			if c.fd >= 0 {
-				closeFd(c.fd)
-			}
+	if opts.ClientsReady != nil {
+		if err := opts.ClientsReady(set.info()); err != nil {
+			set.abort()
+			return nil, fmt.Errorf("prepare clients: %w", err)
 		}
 	}
-	var setupErr error
-	for range clients {
-		if err := <-ready; err != nil && setupErr == nil {
-			setupErr = err
-		}
-	}
-	if setupErr == nil && opts.ClientsReady != nil {
-		info := make([]ConnInfo, len(clients))
-		for i, c := range clients {
-			info[i] = ConnInfo{ID: i, TID: c.tid, LocalPort: c.lport}
-		}
-		if err := opts.ClientsReady(info); err != nil {
-			setupErr = fmt.Errorf("prepare clients: %w", err)
-		}
-	}
-	if setupErr != nil {
-		stop.Store(true)
-		close(start)
-		wg.Wait()
-		closeAll()
-		return nil, setupErr
-	}
+	clients := set.conns
 
 	res := &Result{Options: opts, Started: time.Now(), Hist: stats.NewHistogram()}
 	t0 := nanotime()
 	res.MeasureStart = t0 + opts.Warmup.Nanoseconds()
 	deadline := res.MeasureStart + opts.Duration.Nanoseconds()
-	close(start)
-
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	set.begin()
+	done := set.done()
 
 	var (
 		curs    = make([]cursor, len(clients))
@@ -282,19 +221,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			reason, stopped = StopDuration, true
 		}
 	}
-	stop.Store(true)
+	set.halt()
 	res.MeasureEnd = nanotime()
 	// Clients finish the round trip in flight; a silent server is bounded
 	// by the socket timeouts.
 	<-done
-	closeAll()
+	set.close()
 	collect()
 
-	for _, c := range clients {
-		if c.err != nil {
-			runErr = errors.Join(runErr, c.err)
-		}
-	}
+	runErr = set.err()
 	if runErr != nil {
 		reason = StopError
 	}

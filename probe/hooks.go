@@ -1,5 +1,7 @@
 package probe
 
+import "fmt"
+
 // family is a kind of hook.
 type family string
 
@@ -114,4 +116,56 @@ func allowed(m Mode, ev eventHooks, f family) bool {
 		return f == want
 	}
 	return f == famTPBTF || f == famRawTP || f == famTracepoint
+}
+
+// HookState says whether an event is observed.
+type HookState int
+
+// Hook states. The zero value is HookMissing: an event is unobserved
+// until a hook attaches.
+const (
+	HookMissing  HookState = iota // wanted, but no candidate loaded and attached (Hook.Err says why)
+	HookAttached                  // attached to Hook.Hook
+	HookOff                       // not attached, by choice (Hook.OffReason says why)
+)
+
+func (s HookState) String() string {
+	switch s {
+	case HookMissing:
+		return "missing"
+	case HookAttached:
+		return "attached"
+	case HookOff:
+		return "off"
+	}
+	return fmt.Sprintf("hook_state_%d", int(s))
+}
+
+// Hook is what Open decided for one event.
+type Hook struct {
+	Event string    // e.g. "sock_recv_length"
+	State HookState // attached, off by choice, or missing
+	Hook  string    // HookAttached: the hook, e.g. "tp_btf/sock_recv_length"
+	// OffReason, for HookOff: "--syscalls" (attached only with
+	// Config.Syscalls), "<event> has a hook" (a fallback not needed), or ""
+	// (left out by Config.Skip, or sched_wakeup without Config.Wakeup).
+	OffReason string
+	Err       error  // HookMissing: why each candidate failed
+	Costs     string // what the breakdown loses without the event
+}
+
+// String is the hook as results.json and the terminal show it: the hook
+// attached ("tp_btf/sched_switch"), "off", "off (--syscalls)", or "none"
+// when no hook worked.
+func (h Hook) String() string {
+	switch h.State {
+	case HookAttached:
+		return h.Hook
+	case HookOff:
+		if h.OffReason == "" {
+			return "off"
+		}
+		return "off (" + h.OffReason + ")"
+	}
+	return "none"
 }

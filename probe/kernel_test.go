@@ -164,18 +164,18 @@ func testEvents(t *testing.T, syscalls bool, ccpu, scpu int) {
 	if syscalls {
 		needed["sys_enter"], needed["sys_exit"], needed["sched_waking"] = true, true, true
 	}
-	hooks := map[string]string{}
+	hooks := map[string]bool{}
 	for _, h := range p.Hooks() {
-		t.Logf("%-20s %s %v", h.Event, h.Hook, h.Err)
-		hooks[h.Event] = h.Hook
+		t.Logf("%-20s %s %v", h.Event, h, h.Err)
+		hooks[h.Event] = h.State == HookAttached
 	}
-	if syscalls && hooks["send_start"] == "" && hooks["sock_send_length"] != "" {
+	if syscalls && !hooks["send_start"] && hooks["sock_send_length"] {
 		// With the syscall hooks the send's return is enough: it names
 		// the socket of the write whose entry is the send's start.
 		delete(needed, "send_start")
 	}
 	for ev := range needed {
-		if hooks[ev] == "" {
+		if !hooks[ev] {
 			missing = append(missing, ev)
 		}
 	}
@@ -251,11 +251,11 @@ func TestKernelFallbackFamilies(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, h := range p.Hooks() {
-				if h.Event == "send_start" && fb.name == "tracepoint" && h.Hook == "" {
+				if h.Event == "send_start" && fb.name == "tracepoint" && h.State == HookMissing {
 					continue // no classic tracepoint carries the socket (below)
 				}
-				if !strings.HasPrefix(h.Hook, "off") && !strings.HasPrefix(h.Hook, fb.name+"/") && !strings.HasPrefix(h.Hook, "tracepoint/") {
-					t.Errorf("%s: hook %q (%v), want %s", h.Event, h.Hook, h.Err, fb.name)
+				if h.State != HookOff && !strings.HasPrefix(h.Hook, fb.name+"/") && !strings.HasPrefix(h.Hook, "tracepoint/") {
+					t.Errorf("%s: hook %q (%v), want %s", h.Event, h, h.Err, fb.name)
 				}
 			}
 			p.Close()
@@ -642,7 +642,7 @@ func TestNothingLeftAttached(t *testing.T) {
 	}
 	attached := 0
 	for _, h := range p.Hooks() {
-		if h.Hook != "" && !strings.HasPrefix(h.Hook, "off") {
+		if h.State == HookAttached {
 			attached++
 		}
 	}
@@ -773,8 +773,8 @@ func TestRingFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if got := p.RingUsed(); !strings.HasPrefix(got, "BPF ring buffer (per-CPU rings refused: ") || p.rd == nil || p.rings != nil {
-		t.Errorf("RingUsed %q, reader %v, rings %v: want the BPF ring buffer with the reason", got, p.rd != nil, p.rings != nil)
+	if got := p.Ring(); got.Kind != RingBPF || !strings.HasPrefix(got.String(), "BPF ring buffer (per-CPU rings refused: ") || p.rd == nil || p.rings != nil {
+		t.Errorf("Ring %q, reader %v, rings %v: want the BPF ring buffer with the reason", got, p.rd != nil, p.rings != nil)
 	}
 	hookTable = full
 	q, err := Open(Config{Ports: []uint16{1}})
@@ -782,7 +782,7 @@ func TestRingFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	if got := q.RingUsed(); got != "per-CPU rings" {
-		t.Errorf("RingUsed %q on this kernel, want per-CPU rings", got)
+	if got := q.Ring(); got.Kind != RingPerCPU || got.String() != "per-CPU rings" {
+		t.Errorf("Ring %q on this kernel, want per-CPU rings", got)
 	}
 }

@@ -43,6 +43,43 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("probe mode %q: want auto, tracepoint, fentry or kprobe", s)
 }
 
+// RingKind is where the programs put their records.
+type RingKind string
+
+// Ring kinds. The zero value ("") lets Open choose: per-CPU rings, or the
+// BPF ring buffer when no program loads with them.
+const (
+	// RingPerCPU: lock-free per-CPU rings in a mapped array, read
+	// without a system call. They need the atomic fetch-add in programs
+	// (Linux 5.12).
+	RingPerCPU RingKind = "percpu"
+	// RingBPF: the kernel's BPF ring buffer (Linux 5.8), one helper call
+	// per record: measured ~50 ns more per record than RingPerCPU on a
+	// 2-vCPU VM. Kept for comparison and for kernels before 5.12.
+	RingBPF RingKind = "bpf"
+)
+
+// Ring says where a probe's records go, and why.
+type Ring struct {
+	Kind RingKind
+	// Why, for RingBPF chosen by Open: the per-CPU rings' refusal.
+	// Empty when the kind was asked for or is the first choice.
+	Why string
+}
+
+// String is "per-CPU rings", "BPF ring buffer", or "BPF ring buffer
+// (per-CPU rings refused: …)" as the terminal and results.json show it.
+func (r Ring) String() string {
+	s := "BPF ring buffer"
+	if r.Kind == RingPerCPU {
+		s = "per-CPU rings"
+	}
+	if r.Why != "" {
+		s += " (" + r.Why + ")"
+	}
+	return s
+}
+
 // Config configures a probe. The zero value is usable once Ports is set.
 type Config struct {
 	Mode  Mode     // hook family; "" = auto
@@ -67,26 +104,16 @@ type Config struct {
 	// Skip names events not to attach (shown as "off"): for measuring
 	// what each costs.
 	Skip []string
-	// Ring chooses where records go: "percpu", lock-free per-CPU rings
-	// mapped into this process, or "bpf", the kernel's BPF ring buffer
-	// (~50 ns more per record on a 2-vCPU VM; kept for comparison and for
-	// kernels before 5.12, which refuse the rings' atomics). "" tries
-	// percpu and falls back to bpf when no program loads with the rings.
-	Ring string
+	// Ring chooses where records go (RingPerCPU or RingBPF). The zero
+	// value tries the per-CPU rings and falls back to the BPF ring buffer
+	// when no program loads with them.
+	Ring RingKind
 	// RingSlots overrides the records per CPU of the per-CPU rings (a
 	// power of two ≥ 64); 0 sizes them by the number of CPUs.
 	RingSlots uint32
 	// HooksOnly makes every program return at its first test: what the
 	// kernel charges for running the hooks at all (benchmarks only).
 	HooksOnly bool
-}
-
-// Hook is the hook chosen for one event.
-type Hook struct {
-	Event string // e.g. "sock_recv_length"
-	Hook  string // e.g. "tp_btf/sock_recv_length"; "" if none worked
-	Err   error  // why each candidate failed, when none worked
-	Costs string // what the breakdown loses without it
 }
 
 // Probe is a loaded, attached probe.
@@ -96,14 +123,14 @@ type Probe struct {
 	progs  []*ebpf.Collection
 	links  []link.Link
 	hooks  []Hook
-	rd     *ringbuf.Reader // Ring "bpf"
-	rings  *rings          // Ring "percpu"
+	rd     *ringbuf.Reader // RingBPF
+	rings  *rings          // RingPerCPU
 	stats  io.Closer
 	mu     sync.Mutex
 	closed bool
 	// lostAtClose keeps the rings' drop count once they are unmapped.
 	lostAtClose uint64
-	ringNote    string // why the BPF ring buffer is used, when Open fell back
+	ringWhy     string // why the BPF ring buffer is used, when Open fell back
 }
 
 // Sentinel errors of Check.
@@ -155,19 +182,19 @@ func Open(cfg Config) (*Probe, error) {
 	if cfg.Ring != "" {
 		return open(cfg)
 	}
-	cfg.Ring = "percpu"
+	cfg.Ring = RingPerCPU
 	p, err := open(cfg)
-	if err != nil || p.hook("sched_switch").Hook != "" {
+	if err != nil || p.hook("sched_switch").State != HookMissing {
 		return p, err
 	}
 	// Nothing loaded with the per-CPU rings: a kernel before 5.12 refuses
 	// their atomic fetch-add in every program. Use the BPF ring buffer,
-	// and say why (RingUsed).
+	// and say why (Ring).
 	why := p.hook("sched_switch").Err
 	p.Close()
-	cfg.Ring = "bpf"
+	cfg.Ring = RingBPF
 	if p, err = open(cfg); err == nil {
-		p.ringNote = fmt.Sprintf("BPF ring buffer (per-CPU rings refused: %v)", why)
+		p.ringWhy = fmt.Sprintf("per-CPU rings refused: %v", why)
 	}
 	return p, err
 }
@@ -182,16 +209,13 @@ func (p *Probe) hook(event string) Hook {
 	return Hook{}
 }
 
-// RingUsed says where the records go: "per-CPU rings" or the BPF ring
-// buffer, with the reason when the rings were refused.
-func (p *Probe) RingUsed() string {
-	switch {
-	case p.ringNote != "":
-		return p.ringNote
-	case p.rings != nil:
-		return "per-CPU rings"
+// Ring says where the records go, and why when Open fell back to the BPF
+// ring buffer.
+func (p *Probe) Ring() Ring {
+	if p.rings != nil {
+		return Ring{Kind: RingPerCPU}
 	}
-	return "BPF ring buffer"
+	return Ring{Kind: RingBPF, Why: p.ringWhy}
 }
 
 func open(cfg Config) (p *Probe, err error) {
@@ -224,7 +248,7 @@ func open(cfg Config) (p *Probe, err error) {
 	var ncpu int
 	var slots uint32
 	switch cfg.Ring {
-	case "percpu":
+	case RingPerCPU:
 		if ncpu, err = ebpf.PossibleCPU(); err != nil {
 			return nil, fmt.Errorf("open probe: %w", err)
 		}
@@ -238,7 +262,7 @@ func open(cfg Config) (p *Probe, err error) {
 		spec.Maps["ring_slots_map"].MaxEntries = uint32(ncpu) * slots
 		spec.Maps["ring_cursors"].MaxEntries = uint32(ncpu)
 		spec.Maps["events"].MaxEntries = uint32(os.Getpagesize()) // unused
-	case "bpf":
+	case RingBPF:
 	default:
 		return nil, fmt.Errorf("open probe: ring %q: want percpu or bpf", cfg.Ring)
 	}
@@ -280,18 +304,19 @@ func open(cfg Config) (p *Probe, err error) {
 		}
 	}
 	cache := btf.NewCache()
-	chosen := map[string]string{}
+	chosen := map[string]bool{}
 	for _, ev := range hookTable {
-		h := Hook{Event: ev.event, Costs: ev.costs}
+		h := Hook{Event: ev.event, Costs: ev.costs, State: HookOff}
 		switch {
 		case ev.event == "sched_wakeup" && !cfg.Wakeup, slices.Contains(cfg.Skip, ev.event):
-			h.Hook = "off"
 		case ev.detail && !cfg.Syscalls:
-			h.Hook = "off (--syscalls)"
-		case ev.fallbackFor != "" && chosen[ev.fallbackFor] != "":
-			h.Hook = "off (" + ev.fallbackFor + " has a hook)"
+			h.OffReason = "--syscalls"
+		case ev.fallbackFor != "" && chosen[ev.fallbackFor]:
+			h.OffReason = ev.fallbackFor + " has a hook"
+		default:
+			h.State = HookMissing
 		}
-		if h.Hook != "" {
+		if h.State == HookOff {
 			p.hooks = append(p.hooks, h)
 			continue
 		}
@@ -302,7 +327,7 @@ func open(cfg Config) (p *Probe, err error) {
 			}
 			err := p.try(spec, c, cache)
 			if err == nil {
-				h.Hook = c.name
+				h.State, h.Hook = HookAttached, c.name
 				break
 			}
 			if c.fam == famTracepoint && tracefsErr != nil {
@@ -310,8 +335,8 @@ func open(cfg Config) (p *Probe, err error) {
 			}
 			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
 		}
-		chosen[ev.event] = h.Hook
-		if h.Hook == "" {
+		chosen[ev.event] = h.State == HookAttached
+		if h.State == HookMissing {
 			if len(errs) == 0 {
 				errs = append(errs, fmt.Errorf("no %s hook exists for this event", cfg.Mode))
 			}
@@ -325,7 +350,7 @@ func open(cfg Config) (p *Probe, err error) {
 		var missing []string
 		var errs errList
 		for _, h := range p.hooks {
-			if (h.Event == "sk_data_ready" || h.Event == "sock_recv_length" || h.Event == "send_start") && h.Hook == "" {
+			if (h.Event == "sk_data_ready" || h.Event == "sock_recv_length" || h.Event == "send_start") && h.State == HookMissing {
 				missing = append(missing, h.Event)
 				errs = append(errs, fmt.Errorf("%s: %w", h.Event, h.Err))
 			}
@@ -334,7 +359,7 @@ func open(cfg Config) (p *Probe, err error) {
 			return nil, fmt.Errorf("open probe: --probe-mode %s: no hook for %s: %w", cfg.Mode, strings.Join(missing, ", "), errs)
 		}
 	}
-	if cfg.Ring == "percpu" {
+	if cfg.Ring == RingPerCPU {
 		if p.rings, err = mapRings(p.maps.Maps["ring_slots_map"], p.maps.Maps["ring_cursors"], ncpu, slots); err != nil {
 			return nil, fmt.Errorf("open probe: %w", err)
 		}
@@ -447,7 +472,7 @@ func (p *Probe) ModeUsed() string {
 	seen := map[string]bool{}
 	var fams []string
 	for _, h := range p.hooks {
-		if h.Hook == "" || strings.HasPrefix(h.Hook, "off") {
+		if h.State != HookAttached {
 			continue
 		}
 		f, _, _ := strings.Cut(h.Hook, "/")

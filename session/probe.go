@@ -53,7 +53,7 @@ func startProbe(cfg Config, serverPID int, port uint16, note func(string)) (*pro
 	}
 	note("probe: " + hookLine(p))
 	for _, h := range p.Hooks() {
-		if h.Hook == "" {
+		if h.State == probe.HookMissing {
 			note(fmt.Sprintf("probe: no hook for %s (%v): costs %s", h.Event, h.Err, h.Costs))
 		}
 	}
@@ -74,13 +74,13 @@ func startProbe(cfg Config, serverPID int, port uint16, note func(string)) (*pro
 }
 
 func hookLine(p *probe.Probe) string {
-	s := "mode " + p.ModeUsed() + ", records on " + p.RingUsed() + ";"
+	s := "mode " + p.ModeUsed() + ", records on " + p.Ring().String() + ";"
 	var off []string
 	for _, h := range p.Hooks() {
-		switch {
-		case strings.HasPrefix(h.Hook, "off"):
+		switch h.State {
+		case probe.HookOff:
 			off = append(off, h.Event)
-		case h.Hook != "":
+		case probe.HookAttached:
 			s += " " + h.Event + "=" + h.Hook
 		}
 	}
@@ -118,12 +118,10 @@ func (pr *probeRun) stop() error {
 // sections of res.
 func (pr *probeRun) finish(cfg Config, res *report.Results, load *loadgen.Result, port uint16) *report.PerRequest {
 	res.Meta.ProbeMode = pr.p.ModeUsed()
-	info := &report.ProbeInfo{Missing: map[string]string{}, Ring: pr.p.RingUsed(), Syscalls: cfg.Syscalls}
+	info := &report.ProbeInfo{Missing: map[string]string{}, Ring: pr.p.Ring().String(), Syscalls: cfg.Syscalls}
 	for _, h := range pr.p.Hooks() {
-		if h.Hook != "" {
-			res.Meta.Hooks[h.Event] = h.Hook
-		} else {
-			res.Meta.Hooks[h.Event] = "none"
+		res.Meta.Hooks[h.Event] = h.String()
+		if h.State == probe.HookMissing {
 			info.Missing[h.Event] = fmt.Sprintf("%v; costs %s", h.Err, h.Costs)
 		}
 	}

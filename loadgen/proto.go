@@ -1,9 +1,10 @@
 package loadgen
 
 import (
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+
+	"github.com/volleyscope/volleyscope/internal/wire"
 )
 
 // Proto names a wire protocol.
@@ -11,7 +12,8 @@ type Proto string
 
 const (
 	// PingPong sends a 4-byte big-endian integer and expects integer+1 back
-	// (wrapping at 2^32). The integer 0 asks the server to exit.
+	// (wrapping at 2^32); the integer 0 asks the server to exit. The rule
+	// is coded in package internal/wire, shared with the servers.
 	PingPong Proto = "pingpong"
 	// Echo sends Size bytes and expects the same bytes back.
 	Echo Proto = "echo"
@@ -72,7 +74,7 @@ type exchange struct {
 
 func newExchange(proto Proto, size int, seed uint64) *exchange {
 	if proto == PingPong {
-		size = 4
+		size = wire.Size
 	}
 	x := &exchange{
 		proto: proto,
@@ -103,11 +105,11 @@ func (x *exchange) next() uint64 {
 func (x *exchange) prepare() {
 	if x.proto == PingPong {
 		c := uint32(x.next())
-		if c == 0 {
+		if c == wire.Exit {
 			c = 1
 		}
-		binary.BigEndian.PutUint32(x.req, c)
-		binary.BigEndian.PutUint32(x.want, c+1)
+		wire.Put(x.req, c)
+		wire.Put(x.want, wire.Reply(c))
 		return
 	}
 	n := min(8, len(x.req))
@@ -127,6 +129,3 @@ func (x *exchange) check() bool {
 	}
 	return true
 }
-
-// PingPongReply is the server's answer to challenge c: c+1, wrapping.
-func PingPongReply(c uint32) uint32 { return c + 1 }

@@ -1,20 +1,11 @@
 package loadgen
 
 import (
-	"encoding/binary"
 	"strings"
 	"testing"
-)
 
-func TestPingPongReplyWraps(t *testing.T) {
-	for _, tc := range []struct{ in, want uint32 }{
-		{1, 2}, {0x7FFFFFFF, 0x80000000}, {0xFFFFFFFE, 0xFFFFFFFF}, {0xFFFFFFFF, 0},
-	} {
-		if got := PingPongReply(tc.in); got != tc.want {
-			t.Errorf("PingPongReply(%#x) = %#x, want %#x", tc.in, got, tc.want)
-		}
-	}
-}
+	"github.com/volleyscope/volleyscope/internal/wire"
+)
 
 func TestExchangePingPong(t *testing.T) {
 	x := newExchange(PingPong, 999, 42)
@@ -24,16 +15,16 @@ func TestExchangePingPong(t *testing.T) {
 	seen := map[uint32]bool{}
 	for i := 0; i < 10000; i++ {
 		x.prepare()
-		c := binary.BigEndian.Uint32(x.req)
-		if c == 0 {
+		c := wire.Get(x.req)
+		if c == wire.Exit {
 			t.Fatal("challenge 0 would stop the server")
 		}
 		seen[c] = true
-		binary.BigEndian.PutUint32(x.got, c+1)
+		wire.Put(x.got, wire.Reply(c))
 		if !x.check() {
-			t.Fatalf("correct reply %#x to %#x rejected", c+1, c)
+			t.Fatalf("correct reply %#x to %#x rejected", wire.Reply(c), c)
 		}
-		binary.BigEndian.PutUint32(x.got, c)
+		wire.Put(x.got, c)
 		if x.check() {
 			t.Fatalf("echoed challenge %#x accepted as a reply", c)
 		}

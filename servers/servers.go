@@ -2,13 +2,14 @@ package servers
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"time"
 	_ "unsafe" // go:linkname
+
+	"github.com/volleyscope/volleyscope/internal/wire"
 )
 
 // Options are the behaviour shared by every server.
@@ -105,8 +106,7 @@ func spin(d time.Duration) {
 // conn is the protocol state of one connection for the servers that see
 // raw bytes: a partial ping-pong message survives across reads.
 type conn struct {
-	part [4]byte
-	n    int
+	asm wire.Assembler
 }
 
 // feed handles the bytes in, appending the answer to out (which must have
@@ -118,19 +118,16 @@ func (c *conn) feed(in []byte, o Options, out []byte) (res []byte, exit bool) {
 		return append(out, in...), false
 	}
 	for len(in) > 0 {
-		k := copy(c.part[c.n:], in)
-		c.n += k
-		in = in[k:]
-		if c.n < 4 {
+		v, rest, ok := c.asm.Next(in)
+		if !ok {
 			break
 		}
-		c.n = 0
-		v := binary.BigEndian.Uint32(c.part[:])
-		if v == 0 {
+		in = rest
+		if v == wire.Exit {
 			return out, true
 		}
 		spin(o.Spin)
-		out = binary.BigEndian.AppendUint32(out, v+1)
+		out = wire.AppendReply(out, v)
 	}
 	return out, false
 }

@@ -41,8 +41,27 @@
 //	                            before t1 / default: its last receive return
 //	b10 t1                      client timestamp after the reply
 //
-// and the components are the ten gaps between consecutive boundaries. By
-// default client_user therefore includes the send syscall's entry up to
-// TCP (a few hundred ns), and client_user_recv the receive's return to
-// user space.
+// The first ten components are the gaps between consecutive boundaries,
+// less the time the thread carrying the request was preempted in them;
+// two more components hold that time, so the twelve still partition
+// [t0, t1]:
+//
+//	client_preempted  the client thread switched out by sched_switch with
+//	                  prev_state 0 (runnable) until its next switch in,
+//	                  within [b0, b2) and [b8, b10): out of client_user,
+//	                  client_net, client_kernel_recv, client_user_recv
+//	server_preempted  the same for the server within [b3, b7): the thread
+//	                  of the receive until it sleeps, then the thread of
+//	                  the send: out of server_queue, server_kernel_recv,
+//	                  server_user, server_net
+//
+// The wake-ups [b2, b3) and [b7, b8) are not carved: a woken thread's wait
+// for its first switch in is the wake-up, whatever kept it waiting. A
+// side's preemption while the other side carries the request is not on
+// the critical path and is in no component. The two come last in Names()
+// so the ten gaps keep their requests.csv columns.
+//
+// By default client_user includes the send syscall's entry up to TCP (a
+// few hundred ns), and client_user_recv the receive's return to user
+// space.
 package breakdown

@@ -11,7 +11,11 @@ import (
 // Component is one part of a round trip.
 type Component int
 
-// The components, in the order they happen (DESIGN §6).
+// The components. The first ten are the gaps between consecutive
+// boundaries, in the order they happen (DESIGN §6), less the time the side
+// on the critical path spent runnable but off its CPU; the last two are
+// that time, per side. They are last so that the ten gaps keep their
+// requests.csv columns.
 const (
 	ClientUser       Component = iota // t0 → client enters the send syscall
 	ClientNet                         // send entry → data ready on the server's socket
@@ -23,12 +27,19 @@ const (
 	ClientWakeup                      // data ready → client thread on CPU (0 if it was running)
 	ClientKernelRecv                  // on CPU → the client's receive returns
 	ClientUserRecv                    // receive returned → t1
+	ClientPreempted                   // client thread preempted (runnable, off CPU) in client_user, client_net, client_kernel_recv or client_user_recv
+	ServerPreempted                   // server thread preempted in server_queue, server_kernel_recv, server_user or server_net
 	NumComponents
 )
+
+// NumBounds is the number of boundaries b0 … b10; the components before
+// ClientPreempted are the gaps between consecutive ones.
+const NumBounds = int(ClientPreempted) + 1
 
 var names = [NumComponents]string{
 	"client_user", "client_net", "server_wakeup", "server_queue", "server_kernel_recv",
 	"server_user", "server_net", "client_wakeup", "client_kernel_recv", "client_user_recv",
+	"client_preempted", "server_preempted",
 }
 
 func (c Component) String() string { return names[c] }
@@ -37,7 +48,7 @@ func (c Component) String() string { return names[c] }
 // *_net components are charged to the sender, whose send syscall runs the
 // receiver's network stack on loopback.
 func (c Component) Side() string {
-	if c >= ServerWakeup && c <= ServerNet {
+	if c >= ServerWakeup && c <= ServerNet || c == ServerPreempted {
 		return "server"
 	}
 	return "client"
@@ -51,8 +62,12 @@ type RoundTrip struct {
 	Conn, Seq int
 	T0, T1    int64
 	// Bounds are b0 … b10 of the package comment, CLOCK_MONOTONIC ns.
-	Bounds [NumComponents + 1]int64
-	// Ns are the components: Bounds[k+1] − Bounds[k], never negative.
+	Bounds [NumBounds]int64
+	// Ns are the components, never negative. Ns[k] for k < ClientPreempted
+	// is Bounds[k+1] − Bounds[k] less the time the side on the critical
+	// path was preempted within it; Ns[ClientPreempted] and
+	// Ns[ServerPreempted] sum what was taken out, so Ns sums to what the
+	// gaps sum to.
 	Ns [NumComponents]int64
 	// Joined is false when the kernel events could not be matched; Reason
 	// then says which step failed.
@@ -94,9 +109,13 @@ type Result struct {
 
 type portPair struct{ l, r uint16 }
 
+// swEv is one sched_switch of a thread: in, or out; preempt marks a
+// switch out with prev_state 0 (TASK_RUNNING): the thread stays runnable
+// and waits for a CPU.
 type swEv struct {
-	ts int64
-	in bool
+	ts      int64
+	in      bool
+	preempt bool
 }
 
 type index struct {
@@ -135,10 +154,10 @@ func buildIndex(evs []probe.Event) *index {
 			}
 		case probe.KindSwitch:
 			if prev := uint32(e.Arg0); prev != 0 {
-				ix.sw[prev] = append(ix.sw[prev], swEv{ts, false})
+				ix.sw[prev] = append(ix.sw[prev], swEv{ts: ts, preempt: e.Ret == 0})
 			}
 			if next := uint32(e.Arg1); next != 0 {
-				ix.sw[next] = append(ix.sw[next], swEv{ts, true})
+				ix.sw[next] = append(ix.sw[next], swEv{ts: ts, in: true})
 			}
 		case probe.KindDataReady:
 			k := portPair{e.Lport, e.Rport}
@@ -217,6 +236,50 @@ func (ix *index) switchInAfter(tid uint32, t int64) (int64, bool) {
 	s := ix.sw[tid]
 	for i := sort.Search(len(s), func(i int) bool { return s[i].ts >= t }); i < len(s); i++ {
 		if s[i].in {
+			return s[i].ts, true
+		}
+	}
+	return 0, false
+}
+
+// preemptedIn is how long tid was preempted within [a, b): from each
+// switch out while runnable to its next switch in, clipped to [a, b). A
+// preemption whose switch in is missing lasts to b.
+func (ix *index) preemptedIn(tid uint32, a, b int64) int64 {
+	if b <= a {
+		return 0
+	}
+	s := ix.sw[tid]
+	i := max(sort.Search(len(s), func(i int) bool { return s[i].ts > a })-1, 0)
+	var total int64
+	from := int64(-1) // start of the preemption in progress, -1 if none
+	for ; i < len(s) && s[i].ts < b; i++ {
+		switch e := s[i]; {
+		case e.in:
+			if from >= 0 {
+				total += max(min(e.ts, b)-max(from, a), 0)
+				from = -1
+			}
+		case e.preempt:
+			if from < 0 {
+				from = e.ts
+			}
+		default:
+			from = -1
+		}
+	}
+	if from >= 0 {
+		total += b - max(from, a)
+	}
+	return total
+}
+
+// blockedIn is tid's first switch out in [a, b) while not runnable (it
+// went to sleep), if any.
+func (ix *index) blockedIn(tid uint32, a, b int64) (int64, bool) {
+	s := ix.sw[tid]
+	for i := sort.Search(len(s), func(i int) bool { return s[i].ts >= a }); i < len(s) && s[i].ts < b; i++ {
+		if !s[i].in && !s[i].preempt {
 			return s[i].ts, true
 		}
 	}
@@ -354,13 +417,14 @@ func (j *joiner) split(rt *RoundTrip) {
 	// it (its sock_send_length may even come after t1 if the server was
 	// preempted before the send returned). Elsewhere (veth softirq, io_uring
 	// workers) fall back to the sock_send_length on the server's socket.
+	var sendTID uint32
 	if sys, ok := ix.enclosing(cdr.TID, b[7]); ok && sys.Lport == j.ssk.l && sys.Rport == j.ssk.r {
-		b[6] = int64(sys.Arg0)
+		b[6], sendTID = int64(sys.Arg0), cdr.TID
 	} else if st, ok := firstAt(ix.start[j.ssk], min(b[5], int64(srv.TS))); ok && int64(st.TS) <= b[7] {
 		// The send start on the server's socket (io_uring may submit the
 		// send in the same io_uring_enter that reaps the receive, so it
 		// is looked for from the receive's own event).
-		b[6] = int64(st.TS)
+		b[6], sendTID = int64(st.TS), st.TID
 		if b[6] < b[5] {
 			b[6] = b[5]
 		}
@@ -378,7 +442,7 @@ func (j *joiner) split(rt *RoundTrip) {
 				return
 			}
 		}
-		b[6] = int64(ssd.TS)
+		b[6], sendTID = int64(ssd.TS), ssd.TID
 		if sendSys, ok := ix.enclosing(ssd.TID, int64(ssd.TS)); ok {
 			b[6] = int64(sendSys.Arg0)
 		}
@@ -412,7 +476,8 @@ func (j *joiner) split(rt *RoundTrip) {
 	rt.Consistent = true
 	tol := max((rt.T1-rt.T0)/50, 1000)
 	var sum int64
-	for c := range rt.Ns {
+	rt.Ns = [NumComponents]int64{}
+	for c := range NumBounds - 1 {
 		d := b[c+1] - b[c]
 		if d < 0 {
 			if -d > tol {
@@ -423,9 +488,53 @@ func (j *joiner) split(rt *RoundTrip) {
 		rt.Ns[c] = d
 		sum += d
 	}
+	j.carvePreempted(rt, stid, sendTID)
 	if diff := sum - (rt.T1 - rt.T0); diff > tol || -diff > tol {
 		rt.Consistent = false
 	}
+}
+
+// carvePreempted moves the time the thread carrying the request was
+// preempted (switched out while runnable, until its next switch in) out of
+// the gap it interrupts and into ClientPreempted or ServerPreempted. The
+// client thread carries it in [b0, b2) and [b8, b10); the server's
+// receiving thread in [b3, b5) and on into server_user until it goes to
+// sleep, the sending thread from then to b7. The wake-ups [b2, b3) and
+// [b7, b8) are left whole: a woken thread's wait for its first switch in
+// is the wake-up, whatever the scheduler's reason. Only positive gaps are
+// carved, and never by more than their length, so the sum is unchanged.
+func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
+	b := &rt.Bounds
+	carve := func(c Component, tid uint32, from, to int64) {
+		from, to = max(from, b[c]), min(to, b[c+1])
+		if tid == 0 || to <= from {
+			return
+		}
+		p := j.ix.preemptedIn(tid, from, to)
+		rt.Ns[c] -= p
+		if c.Side() == "server" {
+			rt.Ns[ServerPreempted] += p
+		} else {
+			rt.Ns[ClientPreempted] += p
+		}
+	}
+	for _, c := range []Component{ClientUser, ClientNet, ClientKernelRecv, ClientUserRecv} {
+		carve(c, j.ctid, b[c], b[c+1])
+	}
+	carve(ServerQueue, recvTID, b[3], b[4])
+	carve(ServerKernelRecv, recvTID, b[4], b[5])
+	if sendTID == 0 {
+		sendTID = recvTID
+	}
+	handoff := b[6]
+	if sendTID != recvTID {
+		if t, ok := j.ix.blockedIn(recvTID, b[5], b[6]); ok {
+			handoff = t
+		}
+	}
+	carve(ServerUser, recvTID, b[5], handoff)
+	carve(ServerUser, sendTID, handoff, b[6])
+	carve(ServerNet, sendTID, b[6], b[7])
 }
 
 // x86-64 numbers of the receive and send calls whose socket events the

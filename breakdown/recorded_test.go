@@ -7,7 +7,6 @@ import (
 
 	"github.com/volleyscope/volleyscope/breakdown"
 	"github.com/volleyscope/volleyscope/probe"
-	"github.com/volleyscope/volleyscope/session"
 )
 
 // TestJoinRecordedStreams joins real event streams recorded on a 2-vCPU
@@ -23,7 +22,7 @@ func TestJoinRecordedStreams(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			in, err := session.ReadRecording(f)
+			in, err := breakdown.ReadRecording(f)
 			if err != nil {
 				t.Fatal(err)
 			}

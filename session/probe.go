@@ -1,14 +1,8 @@
 package session
 
 import (
-	"bufio"
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"os"
-	"sort"
 	"strings"
 	"sync"
 
@@ -162,7 +156,7 @@ func (pr *probeRun) finish(cfg Config, res *report.Results, load *loadgen.Result
 	res.Probe = info
 
 	if cfg.Record != "" {
-		if err := writeRecording(cfg.Record, evs, load, port); err != nil {
+		if err := breakdown.WriteRecording(cfg.Record, breakdown.Input{Conns: load.Conns, MeasureStart: load.MeasureStart, ServerPort: port, Events: evs}); err != nil {
 			res.Errors = append(res.Errors, err.Error())
 		}
 	}
@@ -191,91 +185,4 @@ func fillBreakdown(res *report.Results, j *breakdown.Result) {
 		bc.SumWithinTolerance = float64(j.Consistent) / float64(j.Joined)
 	}
 	res.BreakdownCheck = bc
-}
-
-// Recording is the header of a --record file: what the join needs besides
-// the events, so a run can be joined again offline (and in tests).
-type Recording struct {
-	ServerPort   uint16         `json:"server_port"`
-	MeasureStart int64          `json:"measure_start_ns"`
-	Conns        []recordedConn `json:"conns"`
-}
-
-type recordedConn struct {
-	loadgen.ConnInfo
-	Records [][2]int64 `json:"records"` // t0, t1
-}
-
-func writeRecording(path string, evs []probe.Event, load *loadgen.Result, port uint16) error {
-	rec := Recording{ServerPort: port, MeasureStart: load.MeasureStart}
-	for _, c := range load.Conns {
-		rc := recordedConn{ConnInfo: c.ConnInfo}
-		for _, r := range c.Records {
-			rc.Records = append(rc.Records, [2]int64{r.T0, r.T1})
-		}
-		rec.Conns = append(rec.Conns, rc)
-	}
-	meta, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("record: %w", err)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("record: %w", err)
-	}
-	w, err := probe.NewRecorder(f, meta)
-	if err == nil {
-		for i := range evs {
-			if err = w.Write(&evs[i]); err != nil {
-				break
-			}
-		}
-		if err == nil {
-			err = w.Flush()
-		}
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("record %s: %w", path, err)
-	}
-	return nil
-}
-
-// ReadRecording loads a --record file (optionally gzipped) back into the
-// join's input.
-func ReadRecording(path string) (breakdown.Input, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return breakdown.Input{}, fmt.Errorf("read recording: %w", err)
-	}
-	defer f.Close()
-	var r io.Reader = bufio.NewReader(f)
-	if magic, _ := r.(*bufio.Reader).Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			return breakdown.Input{}, fmt.Errorf("read recording %s: %w", path, err)
-		}
-		r = zr
-	}
-	var in breakdown.Input
-	meta, err := probe.ReadRecording(r, func(e *probe.Event) { in.Events = append(in.Events, *e) })
-	if err != nil {
-		return in, fmt.Errorf("read recording %s: %w", path, err)
-	}
-	var rec Recording
-	if err := json.Unmarshal(meta, &rec); err != nil {
-		return in, fmt.Errorf("read recording %s: header: %w", path, err)
-	}
-	in.ServerPort, in.MeasureStart = rec.ServerPort, rec.MeasureStart
-	for _, rc := range rec.Conns {
-		c := loadgen.Conn{ConnInfo: rc.ConnInfo}
-		for _, r := range rc.Records {
-			c.Records = append(c.Records, loadgen.Record{T0: r[0], T1: r[1]})
-		}
-		in.Conns = append(in.Conns, c)
-	}
-	sort.SliceStable(in.Events, func(i, j int) bool { return in.Events[i].TS < in.Events[j].TS })
-	return in, nil
 }

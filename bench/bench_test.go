@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/serverproc"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/session"
 	"github.com/volleyscope/volleyscope/stats"
@@ -50,7 +51,7 @@ func TestBenchClientFloor(t *testing.T) {
 		name      string
 		clientCPU int
 	}{{"same_cpu", 0}, {"cross_cpu", 1}} {
-		srv, err := loadgen.StartServer(context.Background(), loadgen.ServerOptions{Argv: []string{cserver}, CPUs: []int{0}})
+		srv, err := serverproc.Start(context.Background(), serverproc.Options{Argv: []string{cserver}, CPUs: []int{0}})
 		if err != nil {
 			t.Fatal(err)
 		}

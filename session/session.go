@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/affinity"
+	"github.com/volleyscope/volleyscope/internal/serverproc"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
 	"github.com/volleyscope/volleyscope/report"
@@ -84,7 +86,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	res.Meta.ServerCPUs = cfg.ServerCPUs
 	res.Meta.ServerSpin = cfg.ServerSpin.Nanoseconds()
 
-	var srv *loadgen.ServerProc
+	var srv *serverproc.Proc
 	if cfg.Addr != "" {
 		res.Meta.Server = cfg.Addr
 		res.Meta.ServerCPUs = nil
@@ -95,13 +97,24 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 			return nil, err
 		}
 		res.Meta.Server = name
-		srv, err = loadgen.StartServer(ctx, loadgen.ServerOptions{Argv: argv, CPUs: cfg.ServerCPUs, Port: cfg.ServerPort})
+		srv, err = serverproc.Start(ctx, serverproc.Options{Argv: argv, CPUs: cfg.ServerCPUs, Port: cfg.ServerPort})
 		if err != nil {
 			return nil, err
 		}
 		note(fmt.Sprintf("server %s started: pid %d, port %d, CPUs %v", name, srv.PID(), srv.Port, cfg.ServerCPUs))
 		cfg.Load.Addr = srv.Addr
 	}
+	// Everything of ours but the server (the runtime, the probe reader,
+	// progress, post-processing) stays on the client CPUs from here on;
+	// the server was forked from a thread pinned to its own.
+	undoConfine, err := affinity.ConfineProcess(cfg.Load.ClientCPUs)
+	if err != nil {
+		if srv != nil {
+			srv.Stop()
+		}
+		return nil, err
+	}
+	defer undoConfine()
 	if cfg.Progress != nil {
 		cfg.Load.Progress = cfg.Progress
 	}
@@ -114,7 +127,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 			pid, port = srv.PID(), uint16(srv.Port)
 		} else {
 			var err error
-			if pid, port, err = findServer(cfg.Addr); err != nil {
+			if pid, port, err = serverproc.Find(cfg.Addr); err != nil {
 				return nil, err
 			}
 			note(fmt.Sprintf("server at %s is pid %d", cfg.Addr, pid))
@@ -153,7 +166,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 			srv.WaitExit(300 * time.Millisecond) // a dying server is reaped, so its status can be told
 		}
 		if dead, how := srv.Exited(); dead {
-			died := fmt.Errorf("server %s: %w: %s", res.Meta.Server, loadgen.ErrServerExited, how)
+			died := fmt.Errorf("server %s: %w: %s", res.Meta.Server, serverproc.ErrExited, how)
 			if runErr != nil {
 				died = fmt.Errorf("%w (%w)", runErr, died)
 			}
@@ -202,7 +215,7 @@ func ServerArgv(self, server string, echo bool, spin time.Duration) (argv []stri
 		if self != "" {
 			return append([]string{self, "serve", server}, extra...), server, nil
 		}
-		argv, err := loadgen.SelfArgv(server, extra...)
+		argv, err := serverproc.SelfArgv(server, extra...)
 		return argv, server, err
 	} else if !strings.ContainsRune(server, '/') {
 		if p, perr := exec.LookPath(server); perr == nil {

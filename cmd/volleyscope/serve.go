@@ -7,8 +7,7 @@ import (
 	"net"
 	"strconv"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/volleyscope/volleyscope/internal/affinity"
 	"github.com/volleyscope/volleyscope/servers"
 )
 
@@ -43,10 +42,9 @@ func cmdServe(ctx context.Context, args []string) error {
 	if set, err := parseCPUs(*cpus); err != nil {
 		return fmt.Errorf("--cpus: %w", err)
 	} else if len(set) > 0 {
-		// Pin the whole process: every thread of it, present and future,
-		// inherits from the main thread if we pin before the servers start
-		// theirs; threads Go already made are pinned one by one.
-		if err := pinProcess(set); err != nil {
+		// Pin the whole process before the server starts its threads,
+		// which inherit the mask of the thread that creates them.
+		if _, err := affinity.ConfineProcess(set); err != nil {
 			return err
 		}
 	}
@@ -61,22 +59,4 @@ func cmdServe(ctx context.Context, args []string) error {
 		return nil
 	}
 	return err
-}
-
-// pinProcess sets the affinity of every thread of this process.
-func pinProcess(cpus []int) error {
-	var set unix.CPUSet
-	for _, c := range cpus {
-		set.Set(c)
-	}
-	tids, err := threadIDs()
-	if err != nil {
-		return err
-	}
-	for _, t := range tids {
-		if err := unix.SchedSetaffinity(t, &set); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("pin thread %d to CPUs %v: %w", t, cpus, err)
-		}
-	}
-	return nil
 }

@@ -1,0 +1,209 @@
+// Package affinity sets the CPUs that this process's threads may run on.
+//
+// Linux keeps an affinity mask per thread, not per process
+// (sched_setaffinity(2) on a thread ID), and a new thread starts with the
+// mask of the thread that created it (clone(2)), as does a child process
+// with the mask of the thread that forked it. Confining a whole Go process
+// therefore means setting the mask of every thread listed in
+// /proc/self/task; the threads the runtime creates afterwards inherit it.
+package affinity
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// cpuSet turns a CPU list into a mask.
+func cpuSet(cpus []int) (unix.CPUSet, error) {
+	var set unix.CPUSet
+	for _, c := range cpus {
+		if c < 0 || c >= 1024 {
+			return set, fmt.Errorf("CPU %d: out of range 0-1023", c)
+		}
+		set.Set(c)
+	}
+	return set, nil
+}
+
+// PinThread restricts the calling OS thread to cpus. The caller must hold
+// the thread with runtime.LockOSThread and never unlock it, so that the
+// thread ends with its goroutine instead of going back to Go's pool with a
+// changed mask.
+func PinThread(cpus []int) error {
+	set, err := cpuSet(cpus)
+	if err != nil {
+		return fmt.Errorf("pin thread to CPUs %v: %w", cpus, err)
+	}
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return fmt.Errorf("pin thread to CPUs %v: %w", cpus, err)
+	}
+	return nil
+}
+
+// Threads lists the thread IDs of this process, from /proc/self/task.
+func Threads() ([]int, error) {
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil, fmt.Errorf("list own threads: %w", err)
+	}
+	tids := make([]int, 0, len(ents))
+	for _, e := range ents {
+		if t, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, t)
+		}
+	}
+	return tids, nil
+}
+
+// maxPasses bounds ConfineProcess's re-reads of the thread list: the Go
+// runtime starts threads in bursts of a few, so a second pass finds
+// nothing new in practice.
+const maxPasses = 20
+
+// ConfineProcess restricts every thread of this process to cpus, and with
+// them every thread and child process created afterwards, except children
+// forked from a thread pinned elsewhere on purpose (a server started by
+// package serverproc). Threads pinned earlier to a subset of other CPUs
+// are moved too. A thread created while the list is read would escape if
+// its creator was already past, so the list is read again until a pass
+// finds no thread it has not set. An empty cpus does nothing.
+//
+// undo puts every thread back on the mask the process's main thread had
+// before; it is never nil.
+func ConfineProcess(cpus []int) (undo func() error, err error) {
+	undo = func() error { return nil }
+	if len(cpus) == 0 {
+		return undo, nil
+	}
+	set, err := cpuSet(cpus)
+	if err != nil {
+		return undo, fmt.Errorf("confine process to CPUs %v: %w", cpus, err)
+	}
+	var before unix.CPUSet
+	if err := unix.SchedGetaffinity(os.Getpid(), &before); err != nil {
+		return undo, fmt.Errorf("confine process to CPUs %v: read main thread's CPUs: %w", cpus, err)
+	}
+	if err := setAll(set); err != nil {
+		return undo, fmt.Errorf("confine process to CPUs %v: %w", cpus, err)
+	}
+	return func() error {
+		if err := setAll(before); err != nil {
+			return fmt.Errorf("restore process CPUs: %w", err)
+		}
+		return nil
+	}, nil
+}
+
+// setAll gives every thread of this process the mask set.
+func setAll(set unix.CPUSet) error {
+	done := map[int]bool{}
+	for pass := 0; pass < maxPasses; pass++ {
+		tids, err := Threads()
+		if err != nil {
+			return err
+		}
+		fresh := 0
+		for _, t := range tids {
+			if done[t] {
+				continue
+			}
+			fresh++
+			done[t] = true
+			// ESRCH: the thread ended after the list was read.
+			if err := unix.SchedSetaffinity(t, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("set CPUs of thread %d: %w", t, err)
+			}
+		}
+		if fresh == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("threads kept appearing after %d passes over /proc/self/task", maxPasses)
+}
+
+// ThreadCPUs is where one thread may run.
+type ThreadCPUs struct {
+	TID  int
+	CPUs []int // ascending
+}
+
+// Placement reads the allowed CPUs of every thread of process pid from
+// /proc/PID/task/*/status (Cpus_allowed_list), in thread ID order. A
+// thread that ends while it is read is left out.
+func Placement(pid int) ([]ThreadCPUs, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list threads of process %d: %w", pid, err)
+	}
+	var out []ThreadCPUs
+	for _, e := range ents { // ReadDir sorts by name; thread IDs are compared as numbers below
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/status")
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read CPUs of thread %d: %w", tid, err)
+		}
+		_, rest, ok := strings.Cut(string(b), "\nCpus_allowed_list:")
+		if !ok {
+			return nil, fmt.Errorf("read CPUs of thread %d: no Cpus_allowed_list in its status", tid)
+		}
+		line, _, _ := strings.Cut(rest, "\n")
+		cpus, err := ParseList(strings.TrimSpace(line))
+		if err != nil {
+			return nil, fmt.Errorf("read CPUs of thread %d: %w", tid, err)
+		}
+		out = append(out, ThreadCPUs{TID: tid, CPUs: cpus})
+	}
+	slices.SortFunc(out, func(a, b ThreadCPUs) int { return a.TID - b.TID })
+	return out, nil
+}
+
+// ParseList reads the kernel's CPU list format ("0-3,7"), as in
+// Cpus_allowed_list and /sys/devices/system/cpu/online, into ascending CPU
+// numbers. The empty string is no CPU.
+func ParseList(s string) ([]int, error) {
+	var cpus []int
+	if s == "" {
+		return nil, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, fmt.Errorf("CPU list %q: %q is not a CPU number", s, lo)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("CPU list %q: bad range %q", s, part)
+			}
+		}
+		for c := a; c <= b; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	slices.Sort(cpus)
+	return slices.Compact(cpus), nil
+}
+
+// Within reports whether every CPU of cpus is in allowed.
+func Within(cpus, allowed []int) bool {
+	for _, c := range cpus {
+		if !slices.Contains(allowed, c) {
+			return false
+		}
+	}
+	return true
+}

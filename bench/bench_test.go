@@ -1,11 +1,18 @@
 // Package bench holds the side-by-side benchmarks behind 'make bench'. They
-// run only with VOLLEYSCOPE_BENCH=1 and print "BENCH name value" lines:
-// ratios measured in one run, so that a noisy machine's drift cancels.
+// run only with VOLLEYSCOPE_BENCH=1 and print "BENCH name value" lines.
+// Every ratio is measured in interleaved rounds, so that a noisy machine's
+// drift cancels, and printed with its interval ("BENCH name_ci low high")
+// and, against a target, a verdict (package internal/benchstat). The
+// volleyscope side always runs as the built binary (VOLLEYSCOPE_BIN), in a
+// process of its own, as users run it.
 package bench
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,10 +24,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/benchstat"
 	"github.com/volleyscope/volleyscope/internal/serverproc"
-	"github.com/volleyscope/volleyscope/loadgen"
-	"github.com/volleyscope/volleyscope/session"
-	"github.com/volleyscope/volleyscope/stats"
 )
 
 func gate(t *testing.T) {
@@ -37,53 +42,115 @@ func bin(t *testing.T, name string) string {
 	return p
 }
 
-// TestBenchClientFloor compares our client with a minimal blocking C client
-// (bench/pingpong_client.c) against the same C server, one pinned
-// connection, interleaved rounds, on one CPU and across CPUs.
+func self(t *testing.T) string {
+	p := os.Getenv("VOLLEYSCOPE_BIN")
+	if p == "" {
+		t.Skip("VOLLEYSCOPE_BIN not set: run 'make bench'")
+	}
+	return p
+}
+
+// results is the part of results.json the benchmarks read.
+type results struct {
+	Latency struct {
+		P50 float64 `json:"p50"`
+		P99 float64 `json:"p99"`
+	} `json:"latency_ns"`
+	ThroughputRPS float64 `json:"throughput_rps"`
+	Run           struct {
+		StopReason string `json:"stop_reason"`
+		MeasuredNs int64  `json:"measured_ns"`
+	} `json:"run"`
+	Errors []string `json:"errors"`
+}
+
+// bench runs 'volleyscope bench --json -q' with args and decodes what it
+// printed. A run that printed results but exited non-zero returns both.
+func bench(ctx context.Context, exe string, args ...string) (*results, error) {
+	cmd := exec.CommandContext(ctx, exe, append([]string{"bench", "--json", "-q"}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	var r results
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		return nil, fmt.Errorf("volleyscope bench %s: %v; no results (%w): %s", strings.Join(args, " "), runErr, err, strings.TrimSpace(stderr.String()))
+	}
+	if runErr != nil {
+		return &r, fmt.Errorf("volleyscope bench %s: %w: %s", strings.Join(args, " "), runErr, strings.TrimSpace(stderr.String()))
+	}
+	return &r, nil
+}
+
+// TestBenchClientFloor compares volleyscope's client with a minimal
+// blocking C client (bench/c/pingpong_client.c, a single-threaded process
+// of its own) against the same C server on CPU 0, one connection, the
+// same number of round trips, in interleaved rounds whose order
+// alternates: on one CPU (both clients on the server's CPU) and across
+// CPUs (clients on CPU 1). volleyscope runs as 'bench --addr', so every
+// thread of it is confined to the client CPU as in real use. The ratio is
+// our p50 over the C client's.
 func TestBenchClientFloor(t *testing.T) {
 	gate(t)
+	exe := self(t)
 	if runtime.NumCPU() < 2 {
 		t.Skip("needs 2 CPUs")
 	}
 	cclient, cserver := bin(t, "pingpong_client"), bin(t, "pingpong_server")
-	const rounds, n, warm = 9, 20000, 2000
+	const n, warm = 20000, 2000
+	ctx := context.Background()
 	for _, layout := range []struct {
 		name      string
 		clientCPU int
 	}{{"same_cpu", 0}, {"cross_cpu", 1}} {
-		srv, err := serverproc.Start(context.Background(), serverproc.Options{Argv: []string{cserver}, CPUs: []int{0}})
+		srv, err := serverproc.Start(ctx, serverproc.Options{Argv: []string{cserver}, CPUs: []int{0}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var ratios, ours, theirs []float64
-		for r := 0; r < rounds; r++ {
-			res, err := loadgen.Run(context.Background(), loadgen.Options{
-				Addr: srv.Addr, Clients: 1, ClientCPUs: []int{layout.clientCPU}, Requests: n, Warmup: -1, CI: -1, Duration: time.Minute,
-			})
+		cpu := strconv.Itoa(layout.clientCPU)
+		ours := func() float64 {
+			// The C client drops its first warm round trips; ours drops
+			// its first 50 ms, about as many.
+			r, err := bench(ctx, exe, "--addr", srv.Addr, "--clients", "1", "--client-cpus", cpu,
+				"--requests", strconv.Itoa(n), "--warmup", "50ms", "--duration", "60s")
 			if err != nil {
+				srv.Stop()
 				t.Fatal(err)
 			}
-			lat := make([]float64, 0, n)
-			for _, rec := range res.Conns[0].Records[warm:] {
-				lat = append(lat, float64(rec.Latency()))
-			}
-			slices.Sort(lat)
-			our := lat[len(lat)/2]
-			out, err := exec.Command(cclient, "127.0.0.1", strconv.Itoa(srv.Port), strconv.Itoa(n), strconv.Itoa(layout.clientCPU), strconv.Itoa(warm)).Output()
+			return r.Latency.P50
+		}
+		theirs := func() float64 {
+			out, err := exec.Command(cclient, "127.0.0.1", strconv.Itoa(srv.Port), strconv.Itoa(n), cpu, strconv.Itoa(warm)).Output()
 			if err != nil {
+				srv.Stop()
 				t.Fatalf("C client: %v", err)
 			}
-			c := field(t, string(out), "p50_ns")
-			ours, theirs, ratios = append(ours, our), append(theirs, c), append(ratios, our/c)
+			return field(t, string(out), "p50_ns")
+		}
+		ratio := &benchstat.Ratio{Name: "client_floor_p50_ratio_" + layout.name, Target: 1.03}
+		budget := benchstat.Budget{MinRounds: 6, MaxRounds: 40, Time: 2 * time.Minute}
+		budget.Start()
+		for round := 0; ; round++ {
+			var a, b float64
+			if round%2 == 0 {
+				a = ours()
+				b = theirs()
+			} else {
+				b = theirs()
+				a = ours()
+			}
+			ratio.Add(a, b)
+			done, why := budget.Done(round+1, ratio)
+			if (round+1)%5 == 0 || done {
+				fmt.Printf("  client floor %s: %d rounds, %.0fs, ±%.1f%%\n", layout.name, round+1, budget.Elapsed().Seconds(), 100*ratio.RelHalfWidth())
+			}
+			if done {
+				fmt.Printf("  client floor %s: stopped: %s\n", layout.name, why)
+				break
+			}
 		}
 		srv.Stop()
-		slices.Sort(ratios)
-		fmt.Printf("  client floor %-9s p50 ours %v, C %v (per round, ns)\n", layout.name, ints(ours), ints(theirs))
-		// The geometric mean over rounds with its 99% interval says whether
-		// the median ratio below is distinguishable from noise.
-		pr := stats.PairedRatio(ours, theirs, 0.99)
-		fmt.Printf("  client floor %-9s geometric mean ratio %.3f, 99%% CI [%.3f, %.3f], significant %v\n", layout.name, pr.Ratio, pr.Low, pr.High, pr.Significant)
-		fmt.Printf("BENCH client_floor_p50_ratio_%s %.3f\n", layout.name, ratios[len(ratios)/2])
+		fmt.Printf("  client floor %-9s p50 ours %v, C %v (per round, ns)\n", layout.name, ints(ratio.Num), ints(ratio.Den))
+		ratio.Print(os.Stdout)
 	}
 }
 
@@ -108,51 +175,92 @@ func ints(v []float64) []int {
 	return o
 }
 
-// TestBenchServers tabulates every reference server at 1 and 64 clients and
-// gives the io_uring-over-epoll verdict ratios.
+// TestBenchServers tabulates every reference server at 1 and 64 clients
+// (one run each, default CPUs), then measures the io_uring over epoll
+// p50 ratio in interleaved rounds.
 func TestBenchServers(t *testing.T) {
 	gate(t)
-	self := os.Getenv("VOLLEYSCOPE_BIN")
-	if self == "" {
-		t.Skip("VOLLEYSCOPE_BIN not set: run 'make bench'")
-	}
-	ccpu, scpu := session.DefaultCPUs()
+	exe := self(t)
+	ctx := context.Background()
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "  server\tclients\tp50\tp99\tthroughput/s\t\n")
 	for _, name := range []string{"goroutine", "threads", "fork", "epoll-lt", "epoll-et", "iouring", "iouring-multishot"} {
 		for _, clients := range []int{1, 64} {
-			out, err := session.Run(context.Background(), session.Config{
-				Server: name, Self: self, ServerCPUs: scpu,
-				Load: loadgen.Options{Clients: clients, ClientCPUs: ccpu, Duration: 3 * time.Second, Warmup: 500 * time.Millisecond},
-			})
+			r, err := bench(ctx, exe, "--server", name, "--clients", strconv.Itoa(clients), "--duration", "3s", "--warmup", "500ms")
 			if err != nil {
 				fmt.Fprintf(tw, "  %s\t%d\terror: %v\t\t\t\n", name, clients, err)
 				continue
 			}
-			l := out.Results.Latency
-			fmt.Fprintf(tw, "  %s\t%d\t%.1f µs\t%.1f µs\t%.0f\t\n", name, clients, l.P50/1e3, l.P99/1e3, out.Results.ThroughputRPS)
+			fmt.Fprintf(tw, "  %s\t%d\t%.1f µs\t%.1f µs\t%.0f\t\n", name, clients, r.Latency.P50/1e3, r.Latency.P99/1e3, r.ThroughputRPS)
 		}
 	}
 	tw.Flush()
 	for _, clients := range []int{1, 64} {
-		v, err := session.Versus(context.Background(), session.Config{
-			Self: self, ServerCPUs: scpu,
-			Load: loadgen.Options{Clients: clients, ClientCPUs: ccpu, Duration: 2 * time.Second, Warmup: 300 * time.Millisecond},
-		}, "epoll-lt", "iouring", 5)
-		if err != nil {
-			t.Fatal(err)
+		ratio := &benchstat.Ratio{Name: fmt.Sprintf("vs_iouring_over_epoll_p50_ratio_c%d", clients)}
+		budget := benchstat.Budget{MinRounds: 4, MaxRounds: 12, Time: 75 * time.Second}
+		budget.Start()
+		run := func(server string) float64 {
+			r, err := bench(ctx, exe, "--server", server, "--clients", strconv.Itoa(clients), "--duration", "2s", "--warmup", "300ms")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r.Latency.P50
 		}
-		p50 := pairedMedianRatio(v.P50B, v.P50A)
-		fmt.Printf("  vs c%d: %s\n", clients, v.Summary)
-		fmt.Printf("BENCH vs_iouring_over_epoll_p50_ratio_c%d %.3f\n", clients, p50)
+		for round := 0; ; round++ {
+			var epoll, uring float64
+			if round%2 == 0 {
+				epoll = run("epoll-lt")
+				uring = run("iouring")
+			} else {
+				uring = run("iouring")
+				epoll = run("epoll-lt")
+			}
+			ratio.Add(uring, epoll)
+			if done, why := budget.Done(round+1, ratio); done {
+				fmt.Printf("  vs c%d: %d rounds, %.0fs, stopped: %s\n", clients, round+1, budget.Elapsed().Seconds(), why)
+				break
+			}
+		}
+		ratio.Print(os.Stdout)
 	}
 }
 
-func pairedMedianRatio(b, a []float64) float64 {
-	r := make([]float64, len(a))
-	for i := range a {
-		r[i] = b[i] / a[i]
+// TestBenchTimeToTarget runs the default 'volleyscope bench' (one client,
+// server and client on different CPUs, the default stopping targets) five
+// times and gives the median of the measured seconds until the targets
+// held. A run that stopped for another reason (the duration cap) counts
+// as never: +Inf.
+func TestBenchTimeToTarget(t *testing.T) {
+	gate(t)
+	exe := self(t)
+	const runs = 5
+	var secs []float64
+	for i := 0; i < runs; i++ {
+		r, err := bench(context.Background(), exe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := math.Inf(1)
+		if r.Run.StopReason == "target" || r.Run.StopReason == "ci" {
+			s = float64(r.Run.MeasuredNs) / 1e9
+		}
+		secs = append(secs, s)
+		fmt.Printf("  time to target: run %d/%d stopped on %q after %.1f s measured\n", i+1, runs, r.Run.StopReason, float64(r.Run.MeasuredNs)/1e9)
 	}
-	slices.Sort(r)
-	return r[len(r)/2]
+	sorted := slices.Clone(secs)
+	slices.Sort(sorted)
+	// The smallest and largest of 5 runs bracket the median with
+	// probability 1 - 2·0.5^5 = 93.75% (an order-statistic interval).
+	const target = 10
+	lo, med, hi := sorted[0], sorted[len(sorted)/2], sorted[len(sorted)-1]
+	verdict := "unresolved"
+	if hi <= target {
+		verdict = "pass"
+	} else if lo > target {
+		verdict = "fail"
+	}
+	fmt.Printf("BENCH time_to_target_s %.1f\n", med)
+	fmt.Printf("BENCH time_to_target_s_ci %.1f %.1f\n", lo, hi)
+	fmt.Printf("BENCH time_to_target_s_verdict %s\n", verdict)
+	fmt.Printf("  time_to_target_s: median of %d default runs, 93.75%% order-statistic interval [min, max], target ≤ %d s; the runs: %.1f\n", runs, target, secs)
 }

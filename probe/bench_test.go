@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/volleyscope/volleyscope/internal/benchstat"
 )
 
 // TestBenchOverhead measures what the probe costs the round trip it
@@ -18,9 +21,13 @@ import (
 // once (the floor: what the kernel charges for running hooks on these
 // events at all, which no program can go below) and the probe with the
 // syscall hooks (--syscalls), and the probe writing to the kernel's BPF
-// ring buffer instead of its per-CPU rings. Run by 'make bench' (VOLLEYSCOPE_BENCH=1,
-// root). VOLLEYSCOPE_BENCH_PAIRS sets the rounds, VOLLEYSCOPE_BENCH_SKIP
-// names events to leave out (to measure what each costs).
+// ring buffer instead of its per-CPU rings. Each ratio to no probe is the
+// geometric mean over rounds with its interval (internal/benchstat);
+// rounds go on until every interval is within ±2% or the budget is spent.
+// The probe as run by default has a target: ≤ 1.05 on one CPU, ≤ 1.03
+// across CPUs. Run by 'make bench' (VOLLEYSCOPE_BENCH=1, root).
+// VOLLEYSCOPE_BENCH_PAIRS caps the rounds, VOLLEYSCOPE_BENCH_SKIP names
+// events to leave out (to measure what each costs).
 func TestBenchOverhead(t *testing.T) {
 	if os.Getenv("VOLLEYSCOPE_BENCH") != "1" {
 		t.Skip("benchmark: run with 'make bench'")
@@ -29,9 +36,9 @@ func TestBenchOverhead(t *testing.T) {
 	if runtime.NumCPU() < 2 {
 		t.Skip("needs 2 CPUs")
 	}
-	rounds, n := 25, 10000
+	maxRounds, n := 80, 10000
 	if v := os.Getenv("VOLLEYSCOPE_BENCH_PAIRS"); v != "" {
-		fmt.Sscan(v, &rounds)
+		fmt.Sscan(v, &maxRounds)
 	}
 	var skip []string
 	if v := os.Getenv("VOLLEYSCOPE_BENCH_SKIP"); v != "" {
@@ -51,7 +58,8 @@ func TestBenchOverhead(t *testing.T) {
 	for _, layout := range []struct {
 		name       string
 		ccpu, scpu int
-	}{{"same_cpu", 0, 0}, {"cross_cpu", 1, 0}} {
+		target     float64
+	}{{"same_cpu", 0, 0, 1.05}, {"cross_cpu", 1, 0, 1.03}} {
 		r, run, stop := startPingPong(t, layout.ccpu, layout.scpu)
 		p50 := func() float64 {
 			lat := make([]float64, 0, n)
@@ -101,8 +109,14 @@ func TestBenchOverhead(t *testing.T) {
 		// rotates, so a drift of the machine favours none; the ratios are
 		// within a round.
 		p50s := make([][]float64, len(variants))
-		ratios := make([][]float64, len(variants))
-		for i := 0; i < rounds; i++ {
+		ratios := make([]*benchstat.Ratio, len(variants)) // [0], off over off, unused
+		for v := 1; v < len(variants); v++ {
+			ratios[v] = &benchstat.Ratio{Name: "probe_" + variants[v].name + "_p50_ratio_" + layout.name}
+		}
+		ratios[1].Name, ratios[1].Target = "probe_overhead_p50_ratio_"+layout.name, layout.target
+		budget := benchstat.Budget{MinRounds: 8, MaxRounds: maxRounds, Time: 150 * time.Second}
+		budget.Start()
+		for i := 0; ; i++ {
 			got := make([]float64, len(variants))
 			for k := range variants {
 				v := (i + k) % len(variants)
@@ -114,9 +128,20 @@ func TestBenchOverhead(t *testing.T) {
 			}
 			for v := range variants {
 				p50s[v] = append(p50s[v], got[v])
-				ratios[v] = append(ratios[v], got[v]/got[0])
+				if v > 0 {
+					ratios[v].Add(got[v], got[0])
+				}
+			}
+			done, why := budget.Done(i+1, ratios[1:]...)
+			if (i+1)%10 == 0 || done {
+				fmt.Printf("  probe overhead %s: %d rounds, %.0fs, probe ±%.1f%%\n", layout.name, i+1, budget.Elapsed().Seconds(), 100*ratios[1].RelHalfWidth())
+			}
+			if done {
+				fmt.Printf("  probe overhead %s: stopped: %s\n", layout.name, why)
+				break
 			}
 		}
+		rounds := len(p50s[0])
 		// The BPF run time, in a round of its own: the kernel's
 		// statistics slow the rounds they are on.
 		measure(&Config{Skip: skip, Stats: true})
@@ -124,13 +149,15 @@ func TestBenchOverhead(t *testing.T) {
 		med := func(v []float64) float64 { v = slices.Clone(v); slices.Sort(v); return v[len(v)/2] }
 		fmt.Printf("  probe overhead %-9s p50 µs (medians of %d rounds of %d): off %.1f, probe %.1f, hooks only %.1f, with --syscalls %.1f, on the BPF ring buffer %.1f\n",
 			layout.name, rounds, n, med(p50s[0])/1e3, med(p50s[1])/1e3, med(p50s[2])/1e3, med(p50s[3])/1e3, med(p50s[4])/1e3)
-		sorted := slices.Clone(ratios[1])
+		sorted := make([]float64, rounds)
+		for i := range sorted {
+			sorted[i] = ratios[1].Num[i] / ratios[1].Den[i]
+		}
 		slices.Sort(sorted)
 		fmt.Printf("  probe overhead %-9s ratios of the rounds: %v\n", layout.name, round3(sorted))
-		fmt.Printf("BENCH probe_overhead_p50_ratio_%s %.3f\n", layout.name, med(ratios[1]))
-		fmt.Printf("BENCH probe_floor_p50_ratio_%s %.3f\n", layout.name, med(ratios[2]))
-		fmt.Printf("BENCH probe_syscalls_p50_ratio_%s %.3f\n", layout.name, med(ratios[3]))
-		fmt.Printf("BENCH probe_bpfring_p50_ratio_%s %.3f\n", layout.name, med(ratios[4]))
+		for _, r := range ratios[1:] {
+			r.Print(os.Stdout)
+		}
 	}
 	fmt.Printf("BENCH probe_events_per_rtt %.1f\n", float64(events)/float64(rtts))
 	if runs > 0 {

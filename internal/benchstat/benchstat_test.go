@@ -1,0 +1,83 @@
+package benchstat
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ratios []float64 // num/den per round, den = 100
+		target float64
+		want   string
+	}{
+		{"tight below", []float64{1.00, 1.01, 0.99, 1.00, 1.01}, 1.03, "pass"},
+		{"tight above", []float64{1.10, 1.11, 1.09, 1.10, 1.12}, 1.03, "fail"},
+		{"straddles", []float64{0.90, 1.20, 0.95, 1.15, 1.00}, 1.03, "unresolved"},
+		{"one round", []float64{1.00}, 1.03, "unresolved"},
+		{"no target", []float64{1.00, 1.01}, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Ratio{Name: "x", Target: tc.target}
+			for _, v := range tc.ratios {
+				r.Add(100*v, 100)
+			}
+			if got := r.Verdict(); got != tc.want {
+				iv := r.Interval()
+				t.Errorf("verdict %q, want %q (ratio %.3f [%.3f, %.3f])", got, tc.want, iv.Ratio, iv.Low, iv.High)
+			}
+		})
+	}
+}
+
+func TestPrint(t *testing.T) {
+	r := &Ratio{Name: "floor", Target: 1.03}
+	for _, v := range []float64{1.00, 1.01, 0.99, 1.00} {
+		r.Add(100*v, 100)
+	}
+	var b bytes.Buffer
+	r.Print(&b)
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	want := []string{"BENCH floor 1.000", "BENCH floor_ci ", "BENCH floor_verdict pass", "  floor: geometric mean of 4 paired rounds"}
+	if len(lines) != len(want) {
+		t.Fatalf("printed %q", b.String())
+	}
+	for i := range want {
+		if !strings.HasPrefix(lines[i], want[i]) {
+			t.Errorf("line %d = %q, want prefix %q", i, lines[i], want[i])
+		}
+	}
+}
+
+func TestBudget(t *testing.T) {
+	narrow, wide := &Ratio{}, &Ratio{}
+	for i := 0; i < 6; i++ {
+		narrow.Add(100+float64(i%2), 100)
+		wide.Add(100+float64(40*(i%2)), 100)
+	}
+	b := Budget{MinRounds: 5, MaxRounds: 10, Time: time.Hour}
+	b.Start()
+	for _, tc := range []struct {
+		rounds int
+		ratios []*Ratio
+		want   bool
+	}{
+		{4, []*Ratio{narrow}, false}, // below MinRounds
+		{6, []*Ratio{narrow}, true},
+		{6, []*Ratio{narrow, wide}, false},
+		{10, []*Ratio{wide}, true}, // MaxRounds
+	} {
+		if got, why := b.Done(tc.rounds, tc.ratios...); got != tc.want {
+			t.Errorf("Done(%d, %d ratios) = %v (%s), want %v", tc.rounds, len(tc.ratios), got, why, tc.want)
+		}
+	}
+	short := Budget{Time: time.Nanosecond}
+	short.Start()
+	time.Sleep(time.Millisecond)
+	if done, why := short.Done(0); !done || !strings.Contains(why, "time") {
+		t.Errorf("spent time budget: Done = %v, %q", done, why)
+	}
+}

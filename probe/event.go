@@ -3,6 +3,9 @@ package probe
 import (
 	"encoding/binary"
 	"fmt"
+	"unsafe"
+
+	"github.com/volleyscope/volleyscope/bpf"
 )
 
 // Kind is the type of a kernel event.
@@ -56,8 +59,26 @@ type Event struct {
 	_     uint32
 }
 
-// EventSize is the size of a record in the ring buffer.
-const EventSize = 56
+// EventSize is the size of a record: sizeof(struct event), from the type
+// bpf2go generated (bpf.ProbeEvent).
+const EventSize = int(unsafe.Sizeof(bpf.ProbeEvent{}))
+
+// Offsets of struct event's fields, from bpf.ProbeEvent. The last field,
+// seq, is the per-CPU rings' commit marker (offSeq, rings.go); Event has
+// no use for it.
+const (
+	offTS    = unsafe.Offsetof(bpf.ProbeEvent{}.Ts)
+	offSK    = unsafe.Offsetof(bpf.ProbeEvent{}.Sk)
+	offArg0  = unsafe.Offsetof(bpf.ProbeEvent{}.Arg0)
+	offArg1  = unsafe.Offsetof(bpf.ProbeEvent{}.Arg1)
+	offTID   = unsafe.Offsetof(bpf.ProbeEvent{}.Tid)
+	offTGID  = unsafe.Offsetof(bpf.ProbeEvent{}.Tgid)
+	offRet   = unsafe.Offsetof(bpf.ProbeEvent{}.Ret)
+	offCPU   = unsafe.Offsetof(bpf.ProbeEvent{}.Cpu)
+	offKind  = unsafe.Offsetof(bpf.ProbeEvent{}.Kind)
+	offLport = unsafe.Offsetof(bpf.ProbeEvent{}.Lport)
+	offRport = unsafe.Offsetof(bpf.ProbeEvent{}.Rport)
+)
 
 // ErrShortRecord is returned for a record of the wrong size.
 var ErrShortRecord = fmt.Errorf("probe: record is not %d bytes", EventSize)
@@ -69,33 +90,34 @@ func Decode(b []byte, e *Event) error {
 		return fmt.Errorf("%w: got %d", ErrShortRecord, len(b))
 	}
 	le := binary.LittleEndian
-	e.TS = le.Uint64(b[0:])
-	e.SK = le.Uint64(b[8:])
-	e.Arg0 = le.Uint64(b[16:])
-	e.Arg1 = le.Uint64(b[24:])
-	e.TID = le.Uint32(b[32:])
-	e.TGID = le.Uint32(b[36:])
-	e.Ret = int32(le.Uint32(b[40:]))
-	e.CPU = le.Uint16(b[44:])
-	e.Kind = Kind(le.Uint16(b[46:]))
-	e.Lport = le.Uint16(b[48:])
-	e.Rport = le.Uint16(b[50:])
+	e.TS = le.Uint64(b[offTS:])
+	e.SK = le.Uint64(b[offSK:])
+	e.Arg0 = le.Uint64(b[offArg0:])
+	e.Arg1 = le.Uint64(b[offArg1:])
+	e.TID = le.Uint32(b[offTID:])
+	e.TGID = le.Uint32(b[offTGID:])
+	e.Ret = int32(le.Uint32(b[offRet:]))
+	e.CPU = le.Uint16(b[offCPU:])
+	e.Kind = Kind(le.Uint16(b[offKind:]))
+	e.Lport = le.Uint16(b[offLport:])
+	e.Rport = le.Uint16(b[offRport:])
 	return nil
 }
 
-// Encode writes e in the record layout; the recorder and tests use it.
+// Encode writes e in the record layout (seq 0); the recorder and tests use
+// it. b must hold EventSize bytes.
 func Encode(b []byte, e *Event) {
 	le := binary.LittleEndian
-	le.PutUint64(b[0:], e.TS)
-	le.PutUint64(b[8:], e.SK)
-	le.PutUint64(b[16:], e.Arg0)
-	le.PutUint64(b[24:], e.Arg1)
-	le.PutUint32(b[32:], e.TID)
-	le.PutUint32(b[36:], e.TGID)
-	le.PutUint32(b[40:], uint32(e.Ret))
-	le.PutUint16(b[44:], e.CPU)
-	le.PutUint16(b[46:], uint16(e.Kind))
-	le.PutUint16(b[48:], e.Lport)
-	le.PutUint16(b[50:], e.Rport)
-	le.PutUint32(b[52:], 0)
+	le.PutUint64(b[offTS:], e.TS)
+	le.PutUint64(b[offSK:], e.SK)
+	le.PutUint64(b[offArg0:], e.Arg0)
+	le.PutUint64(b[offArg1:], e.Arg1)
+	le.PutUint32(b[offTID:], e.TID)
+	le.PutUint32(b[offTGID:], e.TGID)
+	le.PutUint32(b[offRet:], uint32(e.Ret))
+	le.PutUint16(b[offCPU:], e.CPU)
+	le.PutUint16(b[offKind:], uint16(e.Kind))
+	le.PutUint16(b[offLport:], e.Lport)
+	le.PutUint16(b[offRport:], e.Rport)
+	le.PutUint32(b[offSeq:], 0)
 }

@@ -2,7 +2,10 @@ package probe
 
 import (
 	"errors"
+	"reflect"
 	"testing"
+
+	"github.com/volleyscope/volleyscope/bpf"
 )
 
 // TestHookString: the strings results.json and the terminal show for each
@@ -40,6 +43,33 @@ func TestRingString(t *testing.T) {
 	} {
 		if got := tc.r.String(); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.r, got, tc.want)
+		}
+	}
+}
+
+// TestHookTablePrograms: every program the hook table names is in the
+// object (bpf2go's ProbeProgramSpecs), and every program of the object
+// has a place in the table.
+func TestHookTablePrograms(t *testing.T) {
+	spec, err := bpf.LoadProbe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	for _, ev := range hookTable {
+		for _, c := range ev.cands {
+			for _, a := range c.att {
+				if _, ok := spec.Programs[a.prog]; !ok {
+					t.Errorf("%s: candidate %s names program %s, not in probe.c", ev.event, c.name, a.prog)
+				}
+				used[a.prog] = true
+			}
+		}
+	}
+	st := reflect.TypeFor[bpf.ProbeProgramSpecs]()
+	for i := 0; i < st.NumField(); i++ {
+		if name := st.Field(i).Tag.Get("ebpf"); !used[name] {
+			t.Errorf("program %s of probe.c is in no candidate of the hook table", name)
 		}
 	}
 }

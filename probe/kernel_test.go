@@ -632,7 +632,7 @@ func TestNothingLeftAttached(t *testing.T) {
 			progs = append(progs, fmt.Sprint(id))
 		}
 	}
-	for _, m := range p.maps.Maps {
+	for _, m := range p.mapsByName {
 		info, err := m.Info()
 		if err != nil {
 			t.Fatal(err)
@@ -784,5 +784,43 @@ func TestRingFallback(t *testing.T) {
 	defer q.Close()
 	if got := q.Ring(); got.Kind != RingPerCPU || got.String() != "per-CPU rings" {
 		t.Errorf("Ring %q on this kernel, want per-CPU rings", got)
+	}
+}
+
+// TestReaderKeepsUp: with small rings (16384 records per CPU, ~50 ms of
+// a one-CPU ping-pong's records) and a poll period of 1 s, the reader
+// shortens its wait as the rings fill, so a second of load loses little.
+// A reader that kept the 1 s period would lose most records.
+func TestReaderKeepsUp(t *testing.T) {
+	requireRoot(t)
+	r, run, stop := startPingPong(t, 0, 0)
+	defer stop()
+	p, err := Open(Config{Mode: testMode(), Ports: []uint16{r.sport}, RingSlots: 16384, Poll: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.TrackTID(uint32(r.ctid))
+	p.TrackTID(uint32(r.stid))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx, func(*Event) {}) }()
+	start := time.Now()
+	trips := 0
+	for time.Since(start) < time.Second && trips < 500_000 {
+		run(500)
+		trips += 500
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	read, lost := p.Records(), p.Lost()
+	t.Logf("%d round trips in %v: %d records read, %d lost, per CPU %v", trips, time.Since(start).Round(time.Millisecond), read, lost, p.LostPerCPU())
+	if read < uint64(trips) {
+		t.Fatalf("%d records for %d round trips", read, trips)
+	}
+	if lost*4 > read {
+		t.Errorf("lost %d of %d records: the reader did not keep up", lost, read+lost)
 	}
 }

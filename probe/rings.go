@@ -8,6 +8,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/volleyscope/volleyscope/bpf"
 )
 
 // rings reads the per-CPU record rings of probe.c (ring_slots_map and
@@ -19,26 +21,74 @@ type rings struct {
 	cursors []byte // ncpu cursors of cursorSize bytes
 }
 
-// Layout of struct cursor in probe.c.
+// Layout of struct cursor and of struct event's commit marker, from the
+// types bpf2go generated from probe.c and volley.h.
 const (
-	cursorSize = 128
-	offHead    = 0
-	offLost    = 8
-	offTail    = 64
-	offSeq     = 52 // struct event's seq: the commit marker
+	cursorSize = int(unsafe.Sizeof(bpf.ProbeCursor{}))
+	offHead    = int(unsafe.Offsetof(bpf.ProbeCursor{}.Head))
+	offLost    = int(unsafe.Offsetof(bpf.ProbeCursor{}.Lost))
+	offTail    = int(unsafe.Offsetof(bpf.ProbeCursor{}.Tail))
+	offSeq     = int(unsafe.Offsetof(bpf.ProbeEvent{}.Seq))
 )
 
-// ringSlots picks the slots per CPU: 2^18 (14 MiB of records per CPU;
-// at the 92,000 round trips/s a 2-vCPU VM reached with 64 clients, ~10
-// records each over 2 CPUs, about half a second of records against a 20
-// ms poll), fewer on machines with many CPUs so that all rings stay within
-// 256 MiB.
-func ringSlots(ncpu int) uint32 {
-	slots := uint32(1 << 18)
-	for slots > 4096 && uint64(slots)*EventSize*uint64(ncpu) > 256<<20 {
+// Ring sizing.
+const (
+	// defaultSlots per CPU: 2^18 records, 14 MiB. At the 92,000 round
+	// trips/s a 2-vCPU VM reached with 64 clients, ~10 records each over
+	// 2 CPUs, that is half a second of records against a 20 ms poll.
+	defaultSlots = 1 << 18
+	minSlots     = 4096
+	// defaultRingBytes bounds all CPUs' rings together when only the CPU
+	// count sizes them, maxRingBytes when an expected rate does.
+	defaultRingBytes = 256 << 20
+	maxRingBytes     = 1 << 30
+	// holdSeconds of records at the expected rate fit in a ring.
+	holdSeconds = 0.25
+)
+
+// recordsPerRoundTrip is about what one round trip writes: measured ~9
+// at the default level on loopback; the syscall hooks add the entry and
+// exit of every system call of both sides (counted high).
+func recordsPerRoundTrip(syscalls bool) float64 {
+	if syscalls {
+		return 20
+	}
+	return 10
+}
+
+// ringSlots picks the slots per CPU: defaultSlots, fewer on machines with
+// many CPUs so that all rings stay within defaultRingBytes; with an
+// expected rate of round trips per second, enough for holdSeconds of
+// their records even if half of them land on one CPU (all of them on a
+// one-CPU machine), within maxRingBytes in all.
+func ringSlots(ncpu int, rate, perRoundTrip float64) uint32 {
+	slots := uint32(defaultSlots)
+	for slots > minSlots && uint64(slots)*uint64(EventSize)*uint64(ncpu) > defaultRingBytes {
 		slots /= 2
 	}
+	if rate <= 0 {
+		return slots
+	}
+	share := 0.5
+	if ncpu == 1 {
+		share = 1
+	}
+	need := rate * perRoundTrip * holdSeconds * share
+	for float64(slots) < need && uint64(slots)*2*uint64(EventSize)*uint64(ncpu) <= maxRingBytes {
+		slots *= 2
+	}
 	return slots
+}
+
+// bpfRingBytes sizes the BPF ring buffer (RingBPF): 16 MiB, or with an
+// expected rate, holdSeconds of its records (each with the buffer's
+// 8-byte header) rounded up to a power of two, within maxRingBytes.
+func bpfRingBytes(rate, perRoundTrip float64) uint32 {
+	size := uint32(16 << 20)
+	for float64(size) < rate*perRoundTrip*holdSeconds*float64(EventSize+8) && size < maxRingBytes {
+		size *= 2
+	}
+	return size
 }
 
 func mapRings(data, cursors *ebpf.Map, ncpu int, slots uint32) (*rings, error) {
@@ -66,14 +116,15 @@ func (r *rings) word(b []byte, off int) *uint64 {
 
 // drain hands every committed record to fn, CPU by CPU, and frees their
 // slots. A reserved but not yet committed record (its program is still
-// writing it) ends that CPU's batch; the next drain takes it.
-func (r *rings) drain(ev *Event, fn func(*Event)) (int, error) {
-	n := 0
+// writing it) ends that CPU's batch; the next drain takes it. It returns
+// the records read and the most that one CPU's ring held when drained.
+func (r *rings) drain(ev *Event, fn func(*Event)) (n int, peak uint64, err error) {
 	for cpu := 0; cpu < r.ncpu; cpu++ {
 		c := cpu * cursorSize
 		head := atomic.LoadUint64(r.word(r.cursors, c+offHead))
 		tailp := r.word(r.cursors, c+offTail)
 		tail := atomic.LoadUint64(tailp)
+		peak = max(peak, head-tail)
 		for ; tail < head; tail++ {
 			off := (cpu*int(r.slots) + int(tail&(r.slots-1))) * EventSize
 			rec := r.data[off : off+EventSize]
@@ -82,21 +133,22 @@ func (r *rings) drain(ev *Event, fn func(*Event)) (int, error) {
 				break
 			}
 			if err := Decode(rec, ev); err != nil {
-				return n, err
+				return n, peak, err
 			}
 			fn(ev)
 			n++
 		}
 		atomic.StoreUint64(tailp, tail)
 	}
-	return n, nil
+	return n, peak, nil
 }
 
-// lost sums the records the programs dropped because a ring was full.
-func (r *rings) lost() uint64 {
-	var n uint64
-	for cpu := 0; cpu < r.ncpu; cpu++ {
-		n += atomic.LoadUint64(r.word(r.cursors, cpu*cursorSize+offLost))
+// lost is, per CPU, the records the programs dropped because its ring
+// was full.
+func (r *rings) lost() []uint64 {
+	n := make([]uint64, r.ncpu)
+	for cpu := range n {
+		n[cpu] = atomic.LoadUint64(r.word(r.cursors, cpu*cursorSize+offLost))
 	}
 	return n
 }

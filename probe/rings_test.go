@@ -3,6 +3,7 @@ package probe
 import (
 	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -33,7 +34,7 @@ func TestRingsDrain(t *testing.T) {
 	var ev Event
 	drain := func() int {
 		t.Helper()
-		n, err := r.drain(&ev, collect)
+		n, _, err := r.drain(&ev, collect)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +88,71 @@ func TestRingsDrain(t *testing.T) {
 		}
 	}
 	atomic.AddUint64(r.word(r.cursors, cursorSize+offLost), 3)
-	if r.lost() != 3 {
-		t.Errorf("lost %d, want 3", r.lost())
+	if l := r.lost(); len(l) != 2 || l[0] != 0 || l[1] != 3 {
+		t.Errorf("lost %v, want [0 3]", l)
+	}
+	// The peak is the fullest CPU's backlog at the drain.
+	for i := 0; i < 5; i++ {
+		r.commit(0, r.reserve(0), uint64(5000+i))
+	}
+	r.commit(1, r.reserve(1), 6000)
+	if _, peak, _ := r.drain(&ev, collect); peak != 5 {
+		t.Errorf("peak %d, want 5", peak)
+	}
+}
+
+func TestRingSlots(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ncpu  int
+		rate  float64
+		perRT float64
+		want  uint32
+	}{
+		{"2 CPUs, no rate: the default", 2, 0, 10, 1 << 18},
+		{"64 CPUs, no rate: within 256 MiB", 64, 0, 10, 1 << 16},
+		{"2 CPUs, a rate the default holds", 2, 50_000, 10, 1 << 18},
+		// 400k round trips/s × 20 records × 0.25 s × half = 1M records.
+		{"2 CPUs, 400k/s with syscalls", 2, 400_000, 20, 1 << 20},
+		{"1 CPU takes all the records", 1, 400_000, 20, 1 << 21},
+		// 2^22 × 56 B × 4 CPUs = 896 MiB, the most within 1 GiB.
+		{"capped at 1 GiB", 4, 1e9, 20, 1 << 22},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ringSlots(tc.ncpu, tc.rate, tc.perRT); got != tc.want {
+				t.Errorf("ringSlots(%d, %g, %g) = %d, want %d", tc.ncpu, tc.rate, tc.perRT, got, tc.want)
+			}
+		})
+	}
+	if got := bpfRingBytes(0, 10); got != 16<<20 {
+		t.Errorf("BPF ring buffer without a rate: %d bytes, want 16 MiB", got)
+	}
+	if got := bpfRingBytes(400_000, 20); got != 128<<20 {
+		t.Errorf("BPF ring buffer at 400k/s: %d bytes, want 128 MiB", got)
+	}
+}
+
+func TestNextWait(t *testing.T) {
+	const poll = 20 * time.Millisecond
+	const slots = 1 << 16
+	for _, tc := range []struct {
+		name string
+		prev time.Duration
+		peak uint64
+		want time.Duration
+	}{
+		{"empty: doubles", 2 * time.Millisecond, 0, 4 * time.Millisecond},
+		{"empty: up to the poll period", 16 * time.Millisecond, 0, poll},
+		{"half full: at once", 10 * time.Millisecond, slots / 2, minPoll},
+		{"a quarter full: half the time to reach an eighth", 8 * time.Millisecond, slots / 4, 4 * time.Millisecond},
+		{"a sixteenth: twice as long, no more than double", 4 * time.Millisecond, slots / 16, 8 * time.Millisecond},
+		{"a little: capped by doubling", 2 * time.Millisecond, 10, 4 * time.Millisecond},
+		{"never below the floor", minPoll, slots / 3, minPoll},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := nextWait(tc.prev, tc.peak, slots, poll); got != tc.want {
+				t.Errorf("nextWait(%v, %d) = %v, want %v", tc.prev, tc.peak, got, tc.want)
+			}
+		})
 	}
 }

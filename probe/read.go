@@ -1,0 +1,103 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// Run reads events until ctx is done, then drains what is left and
+// returns. fn gets a reused *Event and must not keep it.
+func (p *Probe) Run(ctx context.Context, fn func(*Event)) error {
+	if p.rings != nil {
+		return p.runRings(ctx, fn)
+	}
+	var rec ringbuf.Record
+	var ev Event
+	draining := false
+	for {
+		if !draining && ctx.Err() != nil {
+			draining = true
+		}
+		p.rd.SetDeadline(time.Now().Add(p.cfg.Poll))
+		err := p.rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			if err := Decode(rec.RawSample, &ev); err != nil {
+				return err
+			}
+			p.records.Add(1)
+			fn(&ev)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if draining {
+				return nil
+			}
+		case errors.Is(err, ringbuf.ErrClosed):
+			return nil
+		default:
+			return fmt.Errorf("probe: read ring buffer: %w", err)
+		}
+	}
+}
+
+// minPoll is the shortest wait between two drains of the per-CPU rings.
+const minPoll = time.Millisecond
+
+// runRings is Run for the per-CPU rings. The programs never wake the
+// reader, so it polls; the wait adapts to how full the rings were (see
+// nextWait). Once ctx is done it drains until a drain finds nothing.
+func (p *Probe) runRings(ctx context.Context, fn func(*Event)) error {
+	var ev Event
+	wait := minPoll
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		draining := ctx.Err() != nil
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil
+		}
+		n, peak, err := p.rings.drain(&ev, fn)
+		p.mu.Unlock()
+		p.records.Add(uint64(n))
+		if err != nil {
+			return err
+		}
+		if draining {
+			if n == 0 {
+				return nil
+			}
+			continue
+		}
+		wait = nextWait(wait, peak, p.rings.slots, p.cfg.Poll)
+		timer.Reset(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// nextWait is the wait before the next drain, given the last wait and the
+// most records one CPU's ring held when drained (peak, of slots). It aims
+// to drain each ring before it is an eighth full, at the rate the last
+// wait showed: a ring half full or more means the reader fell behind, and
+// it drains again after minPoll. The wait grows at most twofold per drain,
+// up to poll, so that a quiet start does not leave a burst unread for a
+// whole poll period.
+func nextWait(prev time.Duration, peak, slots uint64, poll time.Duration) time.Duration {
+	hi := min(poll, 2*prev)
+	switch {
+	case peak*2 >= slots:
+		return minPoll
+	case peak == 0:
+		return max(hi, minPoll)
+	}
+	w := time.Duration(float64(prev) * float64(slots/8) / float64(peak))
+	return max(min(w, hi), minPoll)
+}

@@ -1,7 +1,8 @@
 //go:build ignore
 
 // The volleyscope probe: socket, syscall, scheduler and io_uring events of
-// the tracked client threads and server process, into one ring buffer.
+// the tracked client threads and server process, into per-CPU record rings
+// (or, on kernels that refuse the rings' atomics, the BPF ring buffer).
 //
 // Every event has several programs below, one per hook kind (tp_btf, raw
 // tracepoint, classic tracepoint, and for the socket events fentry/fexit and
@@ -20,21 +21,24 @@ char LICENSE[] SEC("license") = "GPL";
 // Keeps struct event in the object's BTF for bpf2go -type event.
 const struct event *unused_event __attribute__((unused));
 
-// Records are submitted with BPF_RB_NO_WAKEUP and the reader polls on a
-// short timer; only after wakeup_records records from one CPU is the
-// reader woken at once, so a burst cannot overflow the ring. Waking the
-// reader per event costs 1.36× a loopback round trip on a 2-vCPU VM,
-// batching 1.045× (measured); a timer alone costs no wake-ups on the round
-// trip's path at all.
+// BPF ring buffer only (ring_slots == 0): records are submitted with
+// BPF_RB_NO_WAKEUP and the reader polls on a short timer; only after
+// wakeup_records records from one CPU is the reader woken at once, so a
+// burst cannot overflow the buffer. Waking the reader per event costs 1.36×
+// a loopback round trip on a 2-vCPU VM, batching 1.045× (measured); a
+// timer alone costs no wake-ups on the round trip's path at all.
 volatile const __u64 wakeup_records = 65536;
 
+// The BPF ring buffer (ring_slots == 0); user space sizes it before load
+// (16 MiB, more for a high expected rate) and shrinks it to one page when
+// the per-CPU rings are used.
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
-// Per CPU: records dropped because the ring buffer was full, and records
-// since the last forced wake-up of the reader.
+// BPF ring buffer only, per CPU: records dropped because the buffer was
+// full, and records since the last forced wake-up of the reader.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -170,8 +174,8 @@ volatile const __u32 ring_slots = 0;
 // the reservation (process, softirq, hardirq, NMI).
 #define RING_SLACK 8
 
-// Per CPU, for the BPF ring buffer: [0] records dropped, [1] records since
-// the reader was last woken from this CPU.
+// submit puts one record in this CPU's ring (ring_slots != 0) or the BPF
+// ring buffer, or counts it as lost when there is no room.
 static __always_inline void submit(struct event *e)
 {
 	if (ring_slots) {

@@ -1,6 +1,8 @@
-// Shared layouts of the volleyscope probe. struct event is mirrored in Go
-// (probe.Event, generated as bpfEvent by bpf2go -type event); keep the
-// fields 8-byte aligned with explicit padding so both sides agree.
+// Shared layouts of the volleyscope probe. bpf2go generates struct event
+// as bpf.ProbeEvent (-type event); probe.Event decodes it at the offsets
+// of that type, and probe's TestEventLayout fails when a field here has
+// no counterpart there. Keep the fields naturally aligned with explicit
+// padding, so the layout is the same on every architecture.
 #ifndef VOLLEY_H
 #define VOLLEY_H
 

@@ -11,7 +11,20 @@
 // Filtering happens in the kernel: only tracked threads (the client's, by
 // thread id, so the probe's own reader is never traced) and tracked
 // processes (the server, followed across fork) produce events, and socket
-// events only for sockets on tracked ports. Records go through one ring
-// buffer, submitted without waking the reader except every Nth record; the
-// reader polls on a short timer for the tail.
+// events only for sockets on tracked ports.
+//
+// Records go into per-CPU rings, one per CPU in a memory-mapped array: a
+// program reserves a slot with an atomic add on its CPU's head and commits
+// the record by writing its sequence number last; nothing wakes the
+// reader, which polls, waiting less while the rings fill fast. Kernels
+// that refuse the atomics (before 5.12) get the BPF ring buffer instead,
+// which wakes the reader only every Config.WakeupRecords records. Records
+// dropped because a ring was full are counted per CPU (LostPerCPU).
+//
+// The package's files follow its jobs: config.go (Config and its
+// defaults), env.go (what the machine must allow), hooks.go (the events
+// and their candidate hooks), load.go (Open: load and attach), track.go
+// (whom to follow), read.go and rings.go (reading the records), event.go
+// (their layout, from the type bpf2go generates), stats.go (drops, cost,
+// Close) and neighbours.go (other programs on the same hooks).
 package probe

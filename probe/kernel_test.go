@@ -323,7 +323,9 @@ func start(e Event) uint64 {
 // checkEvents asserts, for each of the n round trips from index base of the
 // client's timestamps, that the events the join needs are there, exactly
 // once, carry the right sockets and come in the order a loopback round
-// trip imposes (DESIGN.md §5):
+// trip imposes (the receiver's network stack runs in softirq inside the
+// sender's send, on the sender's CPU, so data ready precedes the send's
+// return):
 //
 //	t0 ≤ client write entry < data ready(server sk) < client write exit
 //	data ready(server sk) < server read exit ≤ server write entry
@@ -531,7 +533,8 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross, syscalls 
 				fail(side + " slept and was switched in without a sched_waking")
 			case w.TID != sender.TID || w.TS > sender.TS:
 				// Loopback: the receiver's stack, and so its wake-up,
-				// normally runs in the sender's write (DESIGN.md §5).
+				// normally runs in the sender's write (softirq on the
+				// sender's CPU, inside its send).
 				// Seen on Debian 6.1 under qemu: now and then the softirq
 				// is left to ksoftirqd, or the receiver's own
 				// release_sock runs the backlog; counted and bounded.
@@ -745,9 +748,9 @@ func TestForcedModeFailsClearly(t *testing.T) {
 				t.Errorf("mode %s: error %q should name %s", m, err, want)
 			}
 		}
-		// Here (see DESIGN.md §10) fentry is refused with EPERM and
-		// kprobes are compiled out (no kprobe_events): the cause must
-		// stay reachable, not be flattened into text.
+		// On the 6.18 VM these tests were written on, fentry is refused
+		// with EPERM and kprobes are compiled out (no kprobe_events):
+		// the cause must stay reachable, not be flattened into text.
 		if m == ModeFentry && strings.Contains(msg, "operation not permitted") && !errors.Is(err, unix.EPERM) {
 			t.Errorf("mode %s: EPERM in the text but not in the chain: %v", m, err)
 		}

@@ -237,7 +237,7 @@ func (p *Probe) openReader() error {
 		return nil
 	}
 	if p.rd, err = ringbuf.NewReader(p.objs.Events); err != nil {
-		return fmt.Errorf("ring buffer reader: %w", err)
+		return fmt.Errorf("open BPF ring buffer reader: %w", err)
 	}
 	return nil
 }

@@ -39,7 +39,7 @@ func (p *Probe) Run(ctx context.Context, fn func(*Event)) error {
 		case errors.Is(err, ringbuf.ErrClosed):
 			return nil
 		default:
-			return fmt.Errorf("probe: read ring buffer: %w", err)
+			return fmt.Errorf("probe: read BPF ring buffer: %w", err)
 		}
 	}
 }

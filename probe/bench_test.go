@@ -22,7 +22,7 @@ import (
 // events at all, which no program can go below) and the probe with the
 // syscall hooks (--syscalls), and the probe writing to the kernel's BPF
 // ring buffer instead of its per-CPU rings. Each ratio to no probe is the
-// geometric mean over rounds with its interval (internal/benchstat);
+// median over rounds with its order-statistic interval (internal/benchstat);
 // rounds go on until every interval is within ±2% or the budget is spent.
 // The probe as run by default has a target: ≤ 1.05 on one CPU, ≤ 1.03
 // across CPUs. Run by 'make bench' (VOLLEYSCOPE_BENCH=1, root).

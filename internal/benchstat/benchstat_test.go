@@ -2,6 +2,8 @@ package benchstat
 
 import (
 	"bytes"
+	"math"
+	"math/rand"
 	"strings"
 	"testing"
 	"time"
@@ -14,10 +16,13 @@ func TestVerdict(t *testing.T) {
 		target float64
 		want   string
 	}{
-		{"tight below", []float64{1.00, 1.01, 0.99, 1.00, 1.01}, 1.03, "pass"},
-		{"tight above", []float64{1.10, 1.11, 1.09, 1.10, 1.12}, 1.03, "fail"},
-		{"straddles", []float64{0.90, 1.20, 0.95, 1.15, 1.00}, 1.03, "unresolved"},
-		{"one round", []float64{1.00}, 1.03, "unresolved"},
+		{"tight below", []float64{1.00, 1.01, 0.99, 1.00, 1.01, 1.00}, 1.03, "pass"},
+		{"tight above", []float64{1.10, 1.11, 1.09, 1.10, 1.12, 1.10}, 1.03, "fail"},
+		{"straddles", []float64{0.90, 1.20, 0.95, 1.15, 1.00, 1.05}, 1.03, "unresolved"},
+		{"too few rounds", []float64{1.00, 1.00, 1.00, 1.00, 1.00}, 1.03, "unresolved"},
+		// One round in ten hit by a neighbour (3×) moves the median by a
+		// rank; a mean would be dragged past the target.
+		{"outliers", []float64{1.00, 1.01, 3.0, 0.99, 1.00, 1.01, 1.00, 0.99, 1.01, 1.00, 3.0, 1.00, 1.01, 0.99, 1.00, 1.00, 1.01, 0.99, 1.00, 1.01}, 1.03, "pass"},
 		{"no target", []float64{1.00, 1.01}, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -35,13 +40,13 @@ func TestVerdict(t *testing.T) {
 
 func TestPrint(t *testing.T) {
 	r := &Ratio{Name: "floor", Target: 1.03}
-	for _, v := range []float64{1.00, 1.01, 0.99, 1.00} {
+	for _, v := range []float64{1.00, 1.01, 0.99, 1.00, 1.00, 1.00} {
 		r.Add(100*v, 100)
 	}
 	var b bytes.Buffer
 	r.Print(&b)
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	want := []string{"BENCH floor 1.000", "BENCH floor_ci ", "BENCH floor_verdict pass", "  floor: geometric mean of 4 paired rounds"}
+	want := []string{"BENCH floor 1.000", "BENCH floor_ci ", "BENCH floor_verdict pass", "  floor: median of 6 paired rounds, order-statistic interval (96.9%)"}
 	if len(lines) != len(want) {
 		t.Fatalf("printed %q", b.String())
 	}
@@ -79,5 +84,32 @@ func TestBudget(t *testing.T) {
 	time.Sleep(time.Millisecond)
 	if done, why := short.Done(0); !done || !strings.Contains(why, "time") {
 		t.Errorf("spent time budget: Done = %v, %q", done, why)
+	}
+}
+
+// TestMedianIntervalCoverage: on skewed iid round ratios (lognormal, true
+// median 1.05) the interval covers the median at least as often as it
+// claims, at every round count the budgets use.
+func TestMedianIntervalCoverage(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for _, n := range []int{6, 10, 25, 40, 80} {
+		const reps = 4000
+		hit := 0
+		var claimed float64
+		x := make([]float64, n)
+		for r := 0; r < reps; r++ {
+			for i := range x {
+				x[i] = 1.05 * math.Exp(0.1*rng.NormFloat64())
+			}
+			iv := medianInterval(x, Confidence)
+			claimed = iv.Coverage
+			if iv.Low <= 1.05 && 1.05 <= iv.High {
+				hit++
+			}
+		}
+		got := float64(hit) / reps
+		if claimed < Confidence || got < claimed-0.015 {
+			t.Errorf("n=%d: covered %.3f of the time, claims %.3f (level %.2f)", n, got, claimed, Confidence)
+		}
 	}
 }

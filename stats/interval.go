@@ -9,11 +9,14 @@ import (
 
 // Interval is a point estimate with a two-sided confidence interval.
 type Interval struct {
-	Mean      float64 `json:"mean"` // the estimate (a mean, or a quantile for BatchQuantile)
-	Low       float64 `json:"low"`
-	High      float64 `json:"high"`
-	Batches   int     `json:"batches"`    // 0: not enough data for an interval
-	BatchSize int     `json:"batch_size"` // samples per batch
+	Mean float64 `json:"mean"` // the estimate (a mean, or a quantile for Quantile and BatchQuantile)
+	Low  float64 `json:"low"`
+	High float64 `json:"high"`
+	// Batches is the number of batches the interval came from. 0 means
+	// there is no interval: not enough round trips (samples) for one.
+	// Low and High are then 0 and RelHalfWidth is +Inf.
+	Batches   int `json:"batches"`
+	BatchSize int `json:"batch_size"` // samples per batch
 }
 
 // RelHalfWidth is the interval's half-width relative to the estimate; +Inf
@@ -33,7 +36,7 @@ func (iv Interval) RelHalfWidth() float64 {
 const (
 	targetBatches = 30
 	minBatches    = 10
-	minBatchSize  = 10
+	maxLag1       = 0.2 // batches are lengthened while their lag-1 exceeds this
 )
 
 // tQuantile is the two-sided Student-t critical value for conf with df
@@ -47,7 +50,7 @@ func tQuantile(conf float64, df int) float64 {
 // are contiguous; their number starts at 30 and is halved (batches
 // doubled) while the lag-1 autocorrelation of the batch means exceeds 0.2,
 // down to 10 batches. With fewer than 10 batches of 10 samples there is no
-// interval (Batches = 0).
+// interval (Batches = 0). When no x is negative, Low is not either.
 func BatchMeans(xs []float64, conf float64) Interval {
 	iv := Interval{Mean: mean(xs)}
 	k := batchCount(len(xs))
@@ -57,29 +60,40 @@ func BatchMeans(xs []float64, conf float64) Interval {
 	var means []float64
 	for {
 		means = batchStat(xs, k, mean)
-		if k/2 < minBatches || len(xs)/(k/2) < minBatchSize || lag1(means) <= 0.2 {
+		if k/2 < minBatches || len(xs)/(k/2) < minBatchSize || lag1(means) <= maxLag1 {
 			break
 		}
 		k /= 2
 	}
-	return tInterval(iv.Mean, means, len(xs)/k, conf)
+	return clampLow(tInterval(iv.Mean, means, len(xs)/k, conf), xs)
 }
 
 // BatchQuantile estimates the q-quantile of xs with an interval from the
 // spread of per-batch quantiles (Student-t across batches). Each batch
-// needs about 100/(1−q) samples for its own quantile to mean something
-// (10,000 for p99), so batches are made that large and there is no
-// interval (Batches = 0) below ten such batches. The estimate itself is the
-// mean of the batch quantiles, which for short batches is biased a little
-// low for upper quantiles; the whole-run quantile is reported separately.
+// needs about 40/min(q, 1−q) samples for its own quantile to mean
+// something (4000 for p99; quantileTail says why), so batches are made at
+// least that large and there is no interval (Batches = 0) below ten such
+// batches. The estimate itself is the mean of the batch quantiles, which
+// for short batches is biased a little low for upper quantiles; the
+// whole-run quantile is reported separately. When no x is negative, Low is
+// not either. Batcher.Quantile is the streaming, whole-run-centred form.
 func BatchQuantile(xs []float64, q, conf float64) Interval {
-	need := int(math.Ceil(100 / (1 - q)))
+	need := max(minBatchSize, int(math.Ceil(quantileTail/min(q, 1-q))))
 	k := min(targetBatches, len(xs)/need)
 	if k < minBatches {
 		return Interval{Mean: quantile(slices.Clone(xs), q)}
 	}
 	qs := batchStat(xs, k, func(b []float64) float64 { return quantile(slices.Clone(b), q) })
-	return tInterval(mean(qs), qs, len(xs)/k, conf)
+	return clampLow(tInterval(mean(qs), qs, len(xs)/k, conf), xs)
+}
+
+// clampLow raises iv.Low to 0 when xs has no negative value: neither the
+// mean nor a quantile of such data can be negative.
+func clampLow(iv Interval, xs []float64) Interval {
+	if iv.Low < 0 && slices.Min(xs) >= 0 {
+		iv.Low = 0
+	}
+	return iv
 }
 
 func batchCount(n int) int {

@@ -120,7 +120,7 @@ func TestBatchQuantileCoversP99(t *testing.T) {
 	const rate = 1.0 / 50
 	truth := -math.Log(0.01) / rate // p99 of an exponential
 	gen := func(r *rand.Rand) []float64 {
-		xs := make([]float64, 200000)
+		xs := make([]float64, 80000)
 		for i := range xs {
 			xs[i] = r.ExpFloat64() / rate
 		}

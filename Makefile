@@ -15,9 +15,17 @@ build: ## build ./volleyscope (no clang needed: eBPF objects are committed)
 generate: ## regenerate bpf/*_bpfel.{go,o} from the C sources (needs clang, libbpf-dev)
 	$(GO) generate ./bpf/ ./internal/delay/
 
-test: ## all tests; kernel and truth tests need root and skip without it
+# The kernel-test packages are those whose tests import internal/testenv:
+# they run after the others and one at a time, so that no unit test's load
+# is in their timing (testenv's flock also keeps them apart from another
+# 'make test' running beside).
+KERNEL_PKGS = $(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' $(PKGS) | awk '{ for (i = 2; i <= NF; i++) if ($$i ~ /\/internal\/testenv$$/) { print $$1; break } }'
+
+test: ## all tests; kernel and truth tests need root, skip without it, and run one package at a time
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 30m $(PKGS)
+	k="$$($(KERNEL_PKGS))"; \
+	$(GO) test -count=1 -timeout 10m $$($(GO) list $(PKGS) | grep -vxF "$$k") && \
+	$(GO) test -count=1 -p 1 -timeout 30m $$k
 
 test-short: ## unit tests only
 	$(GO) test -short -count=1 $(PKGS)

@@ -202,6 +202,26 @@ func (b *Batcher) groupFor(need int64) int {
 	return g
 }
 
+// firstCount is the smallest stream length at which 10 groups of full
+// batches hold need samples each. At size s > 1 there are 32 to 63 full
+// batches, so the first length that works is s·max(10g, 32) at the first
+// size s whose group count g (the least power of two with g·s ≥ need)
+// allows 10g ≤ 63.
+func firstCount(need int64) int64 {
+	for s := int64(1); ; s *= 2 {
+		g := int64(1)
+		for g*s < need {
+			g *= 2
+		}
+		if minBatches*g < 2*lowBatches {
+			if s == 1 {
+				return minBatches * g
+			}
+			return s * max(minBatches*g, lowBatches)
+		}
+	}
+}
+
 // Mean is the stream's mean (ns) with a batch-means Student-t interval at
 // level conf (0 < conf < 1) over groups of full batches: groups of at
 // least 10 samples, merged pairwise while the lag-1 autocorrelation of

@@ -65,8 +65,8 @@ func (b *Batcher) Validity() Validity {
 	if k < minBatches {
 		return Validity{
 			Warnings: []string{},
-			Note: fmt.Sprintf("not enough round trips for the validity checks: %d, want %d batches of at least %d",
-				b.n, minBatches, 2*quantileTail),
+			Note: fmt.Sprintf("not enough round trips for the validity checks: %d of the %d they need (10 batches of %d or more)",
+				b.n, firstCount(2*quantileTail), 2*quantileTail),
 		}
 	}
 	medians, means := b.stat[:k], b.aux[:k]

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"runtime"
 	"sync/atomic"
@@ -11,62 +12,68 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// client is one connection driven by one locked OS thread with blocking
-// system calls on a raw fd: nothing of Go's netpoller sits between it and
-// the kernel, so the kernel events of this thread are the round trip's.
+// client is one connection. In the threads model one locked OS thread
+// drives it with blocking system calls on a raw fd; in the epoll model a
+// worker thread drives it among others with non-blocking calls. Either way
+// nothing of Go's netpoller sits between it and the kernel, so the kernel
+// events of its thread are its round trips'.
 type client struct {
 	id    int
 	cpu   int // CPU to pin to, -1 for none
 	fd    int
-	tid   int
+	tid   int // thread driving the connection
 	lport int // local port, to find this connection in kernel events
 	x     *exchange
 	recs  recBuf
 	err   error
+	errAt int64 // CLOCK_MONOTONIC ns when err was set, to name the first failure
+
+	// A round trip in flight (non-blocking drivers).
+	wr, rd   int   // request bytes written, reply bytes read
+	t0       int64 // right before the first send system call
+	ref      int64 // what latency counts from: t0, or the intended time in open loop
+	intended int64 // open loop: when the schedule meant the request to go; 0 in closed loop
+	seq      int64 // round trips started on this connection
+	busy     bool  // a round trip is in flight
+	wantOut  bool  // registered for EPOLLOUT: the request is not all written
+	big      bool  // threads model: request too big to write before reading
+	pfd      [1]unix.PollFd
+
+	// Open-loop schedule.
+	gapNs float64 // mean gap between intended sends, ns
+	rng   uint64
+	hpos  int // index in the worker's heap of waiting connections
 }
 
-// dial connects the calling thread's client to addr with TCP_NODELAY and
-// receive/send timeouts, so a silent server turns into an error, not a hang.
-func (c *client) dial(addr *net.TCPAddr, timeout time.Duration) error {
-	sa, family, err := sockaddr(addr)
+// bigRequest is the request size above which the threads model stops
+// writing the whole request before reading: a request that does not fit
+// in the socket buffers (16 KiB at first on Linux, tcp_wmem) blocks the
+// writer while the server, its reply unread, blocks too.
+const bigRequest = 8 << 10
+
+// tcpSocket opens a non-blocking TCP socket for addr's family.
+func tcpSocket(family int) (int, error) {
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.IPPROTO_TCP)
 	if err != nil {
-		return err
-	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
-	if err != nil {
-		return fmt.Errorf("socket: %w", err)
-	}
-	c.fd = fd
-	tv := unix.NsecToTimeval(timeout.Nanoseconds())
-	for _, o := range []struct {
-		level, opt int
-	}{{unix.SOL_SOCKET, unix.SO_RCVTIMEO}, {unix.SOL_SOCKET, unix.SO_SNDTIMEO}} {
-		if err := unix.SetsockoptTimeval(fd, o.level, o.opt, &tv); err != nil {
-			return fmt.Errorf("set socket timeout: %w", err)
-		}
-	}
-	// Connect is bounded by SO_SNDTIMEO.
-	for {
-		err = unix.Connect(fd, sa)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("connect %s: %w", addr, err)
+		return -1, fmt.Errorf("socket: %w", err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
-		return fmt.Errorf("set TCP_NODELAY: %w", err)
+		closeFd(fd)
+		return -1, fmt.Errorf("set TCP_NODELAY: %w", err)
 	}
+	return fd, nil
+}
+
+func localPort(fd int) int {
 	if la, err := unix.Getsockname(fd); err == nil {
 		switch a := la.(type) {
 		case *unix.SockaddrInet4:
-			c.lport = a.Port
+			return a.Port
 		case *unix.SockaddrInet6:
-			c.lport = a.Port
+			return a.Port
 		}
 	}
-	return nil
+	return 0
 }
 
 func sockaddr(a *net.TCPAddr) (unix.Sockaddr, int, error) {
@@ -83,71 +90,266 @@ func sockaddr(a *net.TCPAddr) (unix.Sockaddr, int, error) {
 	return nil, 0, fmt.Errorf("address %s: not an IP address", a)
 }
 
-// pin locks the goroutine to its thread and the thread to c.cpu. The
-// goroutine never unlocks, so the thread exits with it instead of going
-// back to Go's pool with a changed affinity.
-func (c *client) pin() error {
+// pinThread locks the goroutine to its thread and the thread to cpu (-1:
+// none), and returns the thread's id. The goroutine never unlocks, so the
+// thread exits with it instead of going back to Go's pool with a changed
+// affinity.
+func pinThread(cpu int) (int, error) {
 	runtime.LockOSThread()
-	c.tid = unix.Gettid()
-	if c.cpu < 0 {
-		return nil
+	tid := unix.Gettid()
+	if cpu < 0 {
+		return tid, nil
 	}
 	var set unix.CPUSet
-	set.Set(c.cpu)
+	set.Set(cpu)
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		return fmt.Errorf("pin client %d to CPU %d: %w", c.id, c.cpu, err)
+		return tid, fmt.Errorf("pin client thread to CPU %d: %w", cpu, err)
+	}
+	return tid, nil
+}
+
+// blocking readies a connected non-blocking socket for the threads model:
+// blocking calls bounded by SO_SNDTIMEO and SO_RCVTIMEO, unless the request
+// is big, which is then written and read together through poll.
+func (c *client) blocking(timeout time.Duration) error {
+	c.big = len(c.x.req) > bigRequest
+	if c.big {
+		return nil
+	}
+	if err := unix.SetNonblock(c.fd, false); err != nil {
+		return fmt.Errorf("connection %d: make socket blocking: %w", c.id, err)
+	}
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
+	for _, opt := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} {
+		if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, opt, &tv); err != nil {
+			return fmt.Errorf("connection %d: set socket timeout: %w", c.id, err)
+		}
 	}
 	return nil
 }
 
-// loop runs round trips until stop is set, limit round trips are done (if
-// limit > 0), a reply is wrong or the buffer is full. It allocates nothing per round trip.
-func (c *client) loop(stop *atomic.Bool, limit int64) {
-	x := c.x
-	for seq := int64(0); !stop.Load() && (limit <= 0 || seq < limit); seq++ {
-		x.prepare()
+// schedule sets up an open-loop schedule of ratePerConn round trips per
+// second on this connection: Poisson, so that the connections' schedules
+// together are a Poisson process at the total rate.
+func (c *client) schedule(ratePerConn float64, seed uint64) {
+	if ratePerConn > 0 {
+		c.gapNs = 1e9 / ratePerConn
+	}
+	c.rng = seed | 1
+}
+
+// nextIntended advances the open-loop schedule from the previous intended
+// time prev by an exponentially distributed gap.
+func (c *client) nextIntended(prev int64) int64 {
+	c.rng ^= c.rng << 13
+	c.rng ^= c.rng >> 7
+	c.rng ^= c.rng << 17
+	u := (float64(c.rng>>11) + 0.5) / (1 << 53) // in (0, 1)
+	return prev + int64(-math.Log(u)*c.gapNs)
+}
+
+// fail records the connection's first error.
+func (c *client) fail(err error) {
+	if c.err == nil {
+		c.err, c.errAt = err, nanotime()
+	}
+}
+
+// runThread is the threads model: round trips until stop is set, limit
+// round trips are done (limit > 0), or one fails. In open loop it sleeps
+// until each intended time, from start. It allocates nothing per round
+// trip.
+func (c *client) runThread(stop *atomic.Bool, limit int64, timeout time.Duration, start int64) {
+	to := timeout.Nanoseconds()
+	next := start
+	if c.gapNs > 0 {
+		next = c.nextIntended(start)
+	}
+	for ; !stop.Load() && (limit <= 0 || c.seq < limit); c.seq++ {
+		if c.gapNs > 0 {
+			// Sleep in slices, so that a halt is seen while waiting.
+			for now := nanotime(); now < next; now = nanotime() {
+				if stop.Load() {
+					return
+				}
+				sleepUntil(min(next, now+50*int64(time.Millisecond)))
+			}
+			c.intended = next
+			next = c.nextIntended(next)
+		}
+		c.x.prepare()
+		c.wr, c.rd = 0, 0
 		t0 := nanotime()
-		if err := writeFull(c.fd, x.req); err != nil {
-			c.err = &ReplyError{Conn: c.id, Request: seq, Reason: "send failed", Want: x.want, Err: err}
-			return
+		c.t0, c.ref = t0, t0
+		if c.intended != 0 {
+			c.ref = c.intended
 		}
-		got, err := readFull(c.fd, x.got)
+		var err error
+		if c.big {
+			err = c.pollRoundTrip(to)
+		} else {
+			err = c.blockingRoundTrip(to)
+		}
 		t1 := nanotime()
+		if err == nil && t1-c.ref > to {
+			err = errLate
+		}
 		if err != nil {
-			c.err = &ReplyError{Conn: c.id, Request: seq, Reason: readReason(err, got), Want: x.want, Got: x.got[:got], Err: errOrNil(err)}
+			c.fail(c.replyError(err, timeout))
 			return
 		}
-		if !x.check() {
-			c.err = &ReplyError{Conn: c.id, Request: seq, Reason: "wrong reply", Want: x.want, Got: x.got}
+		if !c.x.check() {
+			c.fail(&ReplyError{Conn: c.id, Request: c.seq, Reason: "wrong reply", Want: c.x.want, Got: c.x.got})
 			return
 		}
-		if !c.recs.add(Record{T0: t0, T1: t1}) {
-			c.err = fmt.Errorf("connection %d: record buffer full after %d round trips", c.id, seq)
-			return
+		c.recs.add(Record{T0: t0, T1: t1, Intended: c.intended})
+	}
+}
+
+// blockingRoundTrip writes the request and reads the reply with blocking
+// calls. The first read waits at most the timeout (SO_RCVTIMEO, set once);
+// a reply that takes several reads re-arms it with what is left of the
+// round trip's budget, and restores it after.
+func (c *client) blockingRoundTrip(to int64) error {
+	if err := writeFull(c.fd, c.x.req); err != nil {
+		return sendError{err}
+	}
+	rearmed := false
+	for c.rd < len(c.x.got) {
+		if c.rd > 0 {
+			left := c.ref + to - nanotime()
+			if left <= 0 {
+				return unix.EAGAIN
+			}
+			if err := setRcvTimeout(c.fd, left); err != nil {
+				return err
+			}
+			rearmed = true
+		}
+		n, err := unix.Read(c.fd, c.x.got[c.rd:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errEOF
+		}
+		c.rd += n
+	}
+	if rearmed {
+		return setRcvTimeout(c.fd, to)
+	}
+	return nil
+}
+
+// pollRoundTrip writes the request and reads the reply together on a
+// non-blocking socket, waiting in poll when neither can progress, so a
+// request larger than the socket buffers cannot deadlock against a server
+// that echoes as it reads.
+func (c *client) pollRoundTrip(to int64) error {
+	c.pfd[0].Fd = int32(c.fd)
+	for {
+		if err := c.send(); err != nil {
+			return err
+		}
+		done, err := c.recv()
+		if err != nil || done {
+			return err
+		}
+		left := c.ref + to - nanotime()
+		if left <= 0 {
+			return unix.EAGAIN
+		}
+		c.pfd[0].Events = unix.POLLIN
+		if c.wr < len(c.x.req) {
+			c.pfd[0].Events |= unix.POLLOUT
+		}
+		if _, err := unix.Poll(c.pfd[:], int((left+999_999)/1_000_000)); err != nil && err != unix.EINTR {
+			return err
 		}
 	}
 }
 
-// errEOF marks a connection the peer closed before the reply was complete.
-var errEOF = errors.New("connection closed by peer")
+// send writes as much of the request as the socket takes now.
+func (c *client) send() error {
+	for c.wr < len(c.x.req) {
+		n, err := unix.Write(c.fd, c.x.req[c.wr:])
+		switch err {
+		case nil:
+			c.wr += n
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return nil
+		default:
+			return sendError{err}
+		}
+	}
+	return nil
+}
 
-func readReason(err error, got int) string {
+// recv reads what has arrived of the reply; done when it is complete.
+func (c *client) recv() (done bool, err error) {
+	for c.rd < len(c.x.got) {
+		n, err := unix.Read(c.fd, c.x.got[c.rd:])
+		switch {
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			return false, nil
+		case err != nil:
+			return false, err
+		case n == 0:
+			return false, errEOF
+		default:
+			c.rd += n
+		}
+	}
+	return true, nil
+}
+
+var (
+	// errEOF marks a connection the peer closed before the reply was complete.
+	errEOF = errors.New("connection closed by peer")
+	// errLate marks a reply that completed after the round trip's timeout.
+	errLate = errors.New("reply complete after the timeout")
+)
+
+// sendError marks a failure of the send side.
+type sendError struct{ err error }
+
+func (e sendError) Error() string { return e.err.Error() }
+func (e sendError) Unwrap() error { return e.err }
+
+// replyError describes the round trip in flight that failed with err.
+func (c *client) replyError(err error, timeout time.Duration) *ReplyError {
+	e := &ReplyError{Conn: c.id, Request: c.seq, Want: c.x.want, Got: c.x.got[:c.rd]}
+	var se sendError
 	switch {
+	case errors.As(err, &se) && errors.Is(se.err, unix.EAGAIN):
+		e.Reason = timeoutReason(timeout)
+		e.Err = errors.New("request not accepted by the server in time")
+	case errors.As(err, &se):
+		e.Reason, e.Err = "send failed", se.err
+	case err == errLate:
+		e.Reason = timeoutReason(timeout)
+		e.Err = fmt.Errorf("reply complete after %v", time.Duration(nanotime()-c.ref).Round(time.Millisecond))
 	case err == errEOF:
-		return "short reply (connection closed)"
+		e.Reason = "short reply (connection closed)"
 	case errors.Is(err, unix.EAGAIN):
-		return "timeout (no complete reply in time)"
+		e.Reason = timeoutReason(timeout)
 	case errors.Is(err, unix.ECONNRESET):
-		return "connection reset"
+		e.Reason = "connection reset"
+	default:
+		e.Reason, e.Err = "receive failed", err
 	}
-	return "receive failed"
+	return e
 }
 
-func errOrNil(err error) error {
-	if err == errEOF || errors.Is(err, unix.EAGAIN) {
-		return nil
-	}
-	return err
+// timeoutReason is the Reason of a round trip over the timeout; it is the
+// same string for every such failure, so failures can be counted by it.
+func timeoutReason(timeout time.Duration) string {
+	return "timeout (no complete reply within " + timeout.String() + ")"
 }
 
 func writeFull(fd int, b []byte) error {
@@ -162,24 +364,4 @@ func writeFull(fd int, b []byte) error {
 		b = b[n:]
 	}
 	return nil
-}
-
-// readFull reads len(b) bytes; it returns how many arrived and errEOF if the
-// peer closed first.
-func readFull(fd int, b []byte) (int, error) {
-	got := 0
-	for got < len(b) {
-		n, err := unix.Read(fd, b[got:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return got, err
-		}
-		if n == 0 {
-			return got, errEOF
-		}
-		got += n
-	}
-	return got, nil
 }

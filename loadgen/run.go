@@ -37,6 +37,28 @@ type Options struct {
 	// connection). An error aborts the run. The probe uses it to start
 	// following the client threads.
 	ClientsReady func(conns []ConnInfo) error
+
+	// ClientModel is how connections are driven: ClientThreads (a locked
+	// thread each), ClientEpoll (one thread per client CPU, epoll), or
+	// ClientAuto, the zero value: threads below AutoEpollFrom connections.
+	ClientModel ClientModel
+	// ConnectTimeout bounds each connection's set-up: the handshake and
+	// one priming round trip, which a forking server answers once it has
+	// forked. It does not count against Timeout. Default
+	// DefaultConnectTimeout (10s).
+	ConnectTimeout time.Duration
+	// ConnectRate paces the set-up at this many new connections per
+	// second; zero: as fast as the server takes them, at most 100 being
+	// set up at once.
+	ConnectRate float64
+	// Rate, if positive, makes the run open-loop: this many round trips
+	// per second in total, each connection on its own Poisson schedule at
+	// Rate/Clients (together a Poisson process at Rate), latency counted
+	// from the intended send time (Record.Intended). A connection never
+	// has two requests in flight: a late reply delays its next sends,
+	// and that delay is counted. Zero: closed loop, each connection sends
+	// as soon as its previous reply is in.
+	Rate float64
 }
 
 func (o *Options) defaults() {

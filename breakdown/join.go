@@ -129,13 +129,24 @@ type index struct {
 	readyC map[uint16][]int64         // data-ready times per CPU
 }
 
-func buildIndex(evs []probe.Event) *index {
+func buildIndex(evs ...[]probe.Event) *index {
 	ix := &index{
 		sys: map[uint32][]probe.Event{}, sw: map[uint32][]swEv{},
 		ready: map[portPair][]probe.Event{}, recv: map[portPair][]probe.Event{}, send: map[portPair][]probe.Event{},
 		start: map[portPair][]probe.Event{},
 		wakes: map[uint16][]probe.Event{}, readyC: map[uint16][]int64{},
 	}
+	for _, part := range evs {
+		ix.add(part)
+	}
+	for _, s := range ix.sys {
+		slices.SortFunc(s, func(a, b probe.Event) int { return cmp64(int64(a.Arg0), int64(b.Arg0)) })
+	}
+	return ix
+}
+
+// add indexes evs, which follow (in time) what was added before.
+func (ix *index) add(evs []probe.Event) {
 	for _, e := range evs {
 		ts := int64(e.TS)
 		switch e.Kind {
@@ -180,10 +191,6 @@ func buildIndex(evs []probe.Event) *index {
 			ix.wakes[e.CPU] = append(ix.wakes[e.CPU], e)
 		}
 	}
-	for _, s := range ix.sys {
-		slices.SortFunc(s, func(a, b probe.Event) int { return cmp64(int64(a.Arg0), int64(b.Arg0)) })
-	}
-	return ix
 }
 
 func cmp64(a, b int64) int {

@@ -1,9 +1,5 @@
 package breakdown
 
-import (
-	"github.com/volleyscope/volleyscope/stats"
-)
-
 // ComponentSummary is one component over all joined round trips.
 type ComponentSummary struct {
 	Component Component
@@ -15,34 +11,13 @@ type ComponentSummary struct {
 
 // Summarize the components of the joined round trips.
 func (r *Result) Summarize() []ComponentSummary {
-	var hs [NumComponents]*hdrHist
-	for c := range hs {
-		hs[c] = newHdr()
-	}
-	var latSum float64
-	n := 0
+	a := NewAccumulator()
 	for i := range r.Trips {
-		t := &r.Trips[i]
-		if !t.Joined {
-			continue
-		}
-		n++
-		latSum += float64(t.T1 - t.T0)
-		for c, v := range t.Ns {
-			hs[c].add(v)
+		if r.Trips[i].Joined {
+			a.Add(&r.Trips[i])
 		}
 	}
-	if n == 0 {
-		return nil
-	}
-	meanLat := latSum / float64(n)
-	out := make([]ComponentSummary, NumComponents)
-	for c := range out {
-		l := stats.Summarize(hs[c].h)
-		out[c] = ComponentSummary{Component: Component(c), MeanNs: hs[c].sum / float64(n), P50Ns: l.P50, P99Ns: l.P99}
-		out[c].Share = out[c].MeanNs / meanLat
-	}
-	return out
+	return a.Components()
 }
 
 // Row returns the components of round trip seq on connection conn, for

@@ -23,27 +23,49 @@ type SyscallStat struct {
 // (threads in clientTIDs are the client; every other tracked thread is the
 // server) and name, busiest first.
 func Syscalls(events []probe.Event, clientTIDs map[uint32]bool) []SyscallStat {
-	type key struct {
-		side string
-		nr   uint64
-	}
-	m := map[key]*hdrHist{}
+	t := NewSyscallTable(clientTIDs)
 	for i := range events {
-		e := &events[i]
-		if e.Kind != probe.KindSyscall {
-			continue
-		}
-		k := key{"server", e.Arg1}
-		if clientTIDs[e.TID] {
-			k.side = "client"
-		}
-		h := m[k]
-		if h == nil {
-			h = newHdr()
-			m[k] = h
-		}
-		h.add(int64(e.TS) - int64(e.Arg0))
+		t.Add(&events[i])
 	}
+	return t.Stats()
+}
+
+type syscallKey struct {
+	side string
+	nr   uint64
+}
+
+// SyscallTable tallies completed system calls one event at a time.
+type SyscallTable struct {
+	clients map[uint32]bool
+	m       map[syscallKey]*hdrHist
+}
+
+// NewSyscallTable starts a table; threads in clientTIDs are the client's.
+func NewSyscallTable(clientTIDs map[uint32]bool) *SyscallTable {
+	return &SyscallTable{clients: clientTIDs, m: map[syscallKey]*hdrHist{}}
+}
+
+// Add counts e if it is a completed system call.
+func (t *SyscallTable) Add(e *probe.Event) {
+	if e.Kind != probe.KindSyscall {
+		return
+	}
+	k := syscallKey{"server", e.Arg1}
+	if t.clients[e.TID] {
+		k.side = "client"
+	}
+	h := t.m[k]
+	if h == nil {
+		h = newHdr()
+		t.m[k] = h
+	}
+	h.add(int64(e.TS) - int64(e.Arg0))
+}
+
+// Stats summarizes the table per side and name, busiest first.
+func (t *SyscallTable) Stats() []SyscallStat {
+	m := t.m
 	out := make([]SyscallStat, 0, len(m))
 	for k, h := range m {
 		l := stats.Summarize(h.h)

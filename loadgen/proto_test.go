@@ -69,36 +69,3 @@ func TestParseProto(t *testing.T) {
 		t.Errorf("ParseProto(echo) = %v, %v", p, err)
 	}
 }
-
-func TestRecBufAcrossChunks(t *testing.T) {
-	var b recBuf
-	var c cursor
-	n := firstChunk*7 + 5 // spans several growing chunks
-	got := 0
-	for i := 0; i < n; i++ {
-		if !b.add(Record{T0: int64(i), T1: int64(i) + 1}) {
-			t.Fatal("buffer full too early")
-		}
-		if i%1000 == 0 {
-			c.each(&b, func(r Record) {
-				if r.T0 != int64(got) {
-					t.Fatalf("record %d read as %d", got, r.T0)
-				}
-				got++
-			})
-		}
-	}
-	c.each(&b, func(r Record) { got++ })
-	if got != n || len(b.all()) != n {
-		t.Fatalf("read %d and all() %d records, want %d", got, len(b.all()), n)
-	}
-}
-
-func TestRecBufNoAllocPerRecord(t *testing.T) {
-	var b recBuf
-	b.add(Record{})
-	allocs := testing.AllocsPerRun(500, func() { b.add(Record{T0: 1, T1: 2}) })
-	if allocs > 0.01 {
-		t.Errorf("add allocates %.2f times per record", allocs)
-	}
-}

@@ -26,76 +26,68 @@ func (r Record) Latency() int64 {
 	return r.T1 - r.T0
 }
 
+// Chunk sizes of a recBuf: the first chunk is small so that ten thousand
+// mostly idle connections cost little; later chunks double up to maxChunk,
+// so a busy connection allocates once per thousands of round trips.
 const (
-	firstChunk = 1 << 10 // records in the first chunk; later chunks double
-	maxChunk   = 1 << 20 // largest chunk (16 MiB of records)
-	numChunks  = 64      // ≈ 55 M records per connection at most
+	firstChunk = 64
+	maxChunk   = 4096
 )
 
-// recBuf is an append-only record buffer written by one client thread and
-// read concurrently by the run loop. Chunks are allocated as it grows (one
-// allocation per chunk, never per round trip) and start small so that
-// thousands of idle connections cost little. The writer publishes a record
-// by storing the count; readers load the count first, which orders their
-// reads after the writer's.
-type recBuf struct {
-	chunks [numChunks][]Record
-	n      atomic.Int64 // records published
-	ck, i  int          // writer's position: chunk index and offset
+type recChunk struct {
+	recs []Record
+	next atomic.Pointer[recChunk]
 }
 
-// add appends r and reports false when the buffer is full.
-func (b *recBuf) add(r Record) bool {
-	if b.chunks[b.ck] == nil {
-		b.chunks[b.ck] = make([]Record, chunkLen(b.ck))
+// recBuf is a single-producer, single-consumer stream of records: one
+// client thread appends, the run loop drains. Chunks the reader has passed
+// are dropped, so memory is flat in run length: it holds only what was
+// published since the last drain. The writer links a new chunk before it
+// publishes the first record in it, and publishes a record by storing the
+// count; the reader loads the count first, which orders its reads after
+// the writer's.
+type recBuf struct {
+	// writer side
+	tail *recChunk
+	i    int
+	n    atomic.Int64 // records published
+	// reader side
+	head *recChunk
+	j    int
+	seen int64
+}
+
+// add appends r. It allocates only when a chunk is full.
+func (b *recBuf) add(r Record) {
+	if b.tail == nil {
+		b.tail = &recChunk{recs: make([]Record, firstChunk)}
+		b.head = b.tail // published by the n.Add below before any read
 	}
-	if b.i == len(b.chunks[b.ck]) {
-		if b.ck+1 == numChunks {
-			return false
-		}
-		b.ck++
-		b.i = 0
-		b.chunks[b.ck] = make([]Record, chunkLen(b.ck))
+	if b.i == len(b.tail.recs) {
+		c := &recChunk{recs: make([]Record, min(2*len(b.tail.recs), maxChunk))}
+		b.tail.next.Store(c)
+		b.tail, b.i = c, 0
 	}
-	b.chunks[b.ck][b.i] = r
+	b.tail.recs[b.i] = r
 	b.i++
 	b.n.Add(1)
-	return true
 }
 
-func chunkLen(k int) int {
-	if k >= 10 {
-		return maxChunk
-	}
-	return firstChunk << k
-}
-
-// cursor reads a recBuf from where it last stopped.
-type cursor struct {
-	ck, i int
-	seen  int64
-}
-
-// each calls fn for every record published since the last call.
-func (c *cursor) each(b *recBuf, fn func(Record)) {
+// drain calls fn for every record published since the last drain, with
+// its index on the connection (0 for the first round trip), and lets go
+// of the chunks it finished. Only one goroutine may drain a recBuf.
+func (b *recBuf) drain(fn func(seq int64, r Record)) {
 	n := b.n.Load()
-	for c.seen < n {
-		ch := b.chunks[c.ck]
-		if c.i == len(ch) {
-			c.ck++
-			c.i = 0
+	for b.seen < n {
+		if b.j == len(b.head.recs) {
+			b.head, b.j = b.head.next.Load(), 0
 			continue
 		}
-		fn(ch[c.i])
-		c.i++
-		c.seen++
+		fn(b.seen, b.head.recs[b.j])
+		b.j++
+		b.seen++
 	}
 }
 
-// all returns a copy of every published record.
-func (b *recBuf) all() []Record {
-	out := make([]Record, 0, b.n.Load())
-	var c cursor
-	c.each(b, func(r Record) { out = append(out, r) })
-	return out
-}
+// published is the number of records added so far.
+func (b *recBuf) published() int64 { return b.n.Load() }

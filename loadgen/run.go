@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"slices"
+	"runtime"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -15,14 +15,24 @@ import (
 // Options configure a load run. The zero value of every field but Addr is a
 // usable default.
 type Options struct {
-	Addr       string        // server address host:port (required)
-	Clients    int           // concurrent connections, one OS thread each; default 1
-	Proto      Proto         // wire protocol; default PingPong
-	Size       int           // echo payload in bytes; default 64 (ping-pong is always 4)
-	Duration   time.Duration // cap on the measured run (after warm-up); default 60s
-	CI         float64       // stop when the mean's CI relative half-width is below this; default 0.01; negative: run for Duration
-	Confidence float64       // confidence level of the intervals; default 0.99
-	Warmup     time.Duration // discarded at the start, by time; default 1s; negative: none
+	Addr     string        // server address host:port (required)
+	Clients  int           // concurrent connections, one OS thread each; default 1
+	Proto    Proto         // wire protocol; default PingPong
+	Size     int           // echo payload in bytes; default 64 (ping-pong is always 4)
+	Duration time.Duration // cap on the measured run (after warm-up); default DefaultDuration
+	// CI is the target relative half-width of the p50's interval: the run
+	// stops once the p50 and p99 targets both hold. Default DefaultCI;
+	// negative: no p50 target.
+	CI float64
+	// P99CI is the target relative half-width of the p99's interval.
+	// Default DefaultP99CI; negative: no p99 target. With neither target
+	// the run lasts Duration.
+	P99CI      float64
+	Confidence float64       // confidence level of the intervals; default DefaultConfidence
+	Warmup     time.Duration // discarded at the start, by time; default DefaultWarmup; negative: none
+	// NoMSER turns off the MSER-5 check of the pilot stretch after the
+	// warm-up (see Window.Start); the window then starts at the warm-up's end.
+	NoMSER     bool
 	ClientCPUs []int         // CPUs for the client threads, round-robin; empty: not pinned
 	Timeout    time.Duration // a reply slower than this is an error; default 2s
 	Requests   int64         // stop each connection after this many measured-or-not round trips; 0: no limit
@@ -32,6 +42,15 @@ type Options struct {
 	CheckEvery time.Duration
 	// Progress, if set, is called from the run loop after every check.
 	Progress func(Progress)
+	// Sink, if set, receives every completed round trip, warm-up
+	// included, on the run loop's goroutine, in completion order within
+	// each check (round trips of the pilot stretch arrive once the window
+	// is decided). It must be quick: the run loop waits for it.
+	Sink func(Delivery)
+	// Began, if set, is called once as the first requests are released,
+	// with the wall-clock and CLOCK_MONOTONIC times of that moment
+	// (Window.FirstT0).
+	Began func(wall time.Time, firstT0 int64)
 	// ClientsReady, if set, is called once every connection is up and
 	// before any request is sent, with the client threads' TIDs (index =
 	// connection). An error aborts the run. The probe uses it to start
@@ -61,6 +80,18 @@ type Options struct {
 	Rate float64
 }
 
+// Defaults of Options, in one place: the command line's flag defaults
+// are these too.
+const (
+	DefaultDuration   = 60 * time.Second
+	DefaultCI         = 0.01 // p50 within ±1%
+	DefaultP99CI      = 0.05 // p99 within ±5%
+	DefaultConfidence = 0.99
+	DefaultWarmup     = time.Second
+	DefaultTimeout    = 2 * time.Second
+	DefaultCheckEvery = 250 * time.Millisecond
+)
+
 func (o *Options) defaults() {
 	if o.Clients <= 0 {
 		o.Clients = 1
@@ -72,28 +103,31 @@ func (o *Options) defaults() {
 		o.Size = 64
 	}
 	if o.Duration <= 0 {
-		o.Duration = 60 * time.Second
+		o.Duration = DefaultDuration
 	}
 	if o.CI == 0 {
-		o.CI = 0.01
+		o.CI = DefaultCI
+	}
+	if o.P99CI == 0 {
+		o.P99CI = DefaultP99CI
 	}
 	if o.Confidence <= 0 || o.Confidence >= 1 {
-		o.Confidence = 0.99
+		o.Confidence = DefaultConfidence
 	}
 	if o.Warmup == 0 {
-		o.Warmup = time.Second
+		o.Warmup = DefaultWarmup
 	}
 	if o.Warmup < 0 {
 		o.Warmup = 0
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 2 * time.Second
+		o.Timeout = DefaultTimeout
 	}
 	if o.MinSamples <= 0 {
 		o.MinSamples = 2000
 	}
 	if o.CheckEvery <= 0 {
-		o.CheckEvery = 250 * time.Millisecond
+		o.CheckEvery = DefaultCheckEvery
 	}
 }
 
@@ -104,25 +138,37 @@ type ConnInfo struct {
 	LocalPort int `json:"local_port"` // the connection's client-side port
 }
 
-// Conn is one connection's identity and every round trip it completed,
-// warm-up included (see Result.MeasureStart).
+// Conn is one connection's identity and round trips, as an offline join
+// (a --record file) holds them; a live run streams them through
+// Options.Sink instead.
 type Conn struct {
 	ConnInfo
 	Records []Record
 }
 
+// Delivery is one completed round trip handed to Options.Sink.
+type Delivery struct {
+	Conn     int   // connection id
+	Seq      int64 // index of the round trip on its connection, from 0
+	Record   Record
+	Measured bool // inside the measured window (Window.Measured)
+}
+
 // Progress is a snapshot of a run in progress.
 type Progress struct {
 	Elapsed  time.Duration // since the first request
-	Warmup   bool          // still in warm-up
+	Warmup   bool          // the window's start is not decided yet (warm-up or pilot)
 	Measured int           // round trips measured so far
 	Mean     float64       // ns
-	RelCI    float64       // relative half-width of the mean's CI (Inf if undefined yet)
+	P50      float64       // ns
+	P99      float64       // ns
+	RelCI    float64       // relative half-width of the p50's interval (Inf if undefined yet)
+	P99RelCI float64       // relative half-width of the p99's interval (Inf if undefined yet)
 }
 
 // Stop reasons.
 const (
-	StopCI          = "ci"          // the confidence target was reached
+	StopTarget      = "target"      // every interval target was met
 	StopDuration    = "duration"    // the duration cap was reached first
 	StopRequests    = "requests"    // every connection completed Options.Requests
 	StopInterrupted = "interrupted" // the context was cancelled (Ctrl-C)
@@ -132,22 +178,34 @@ const (
 // Result is everything a run measured. It is returned even when the run
 // ended with an error, holding what was measured before the fault.
 type Result struct {
-	Options      Options
-	Started      time.Time // wall clock at the first request
-	MeasureStart int64     // CLOCK_MONOTONIC ns: round trips starting before this were warm-up
-	MeasureEnd   int64     // CLOCK_MONOTONIC ns: when the run was stopped
-	Conns        []Conn
-	StopReason   string
+	Options    Options
+	Started    time.Time  // wall clock at the first request (Window.FirstT0)
+	Setup      SetupStats // how the connections were set up, and by which client model
+	Window     Window     // the measured window
+	Conns      []ConnInfo // every connection, index = id
+	StopReason string
+	// Limiting names the target (TargetP50, TargetP99) that held the run
+	// up longest; empty when no target was set.
+	Limiting string
+	// TargetAfter is the measured time until every target held; 0 if
+	// they never did.
+	TargetAfter time.Duration
+	// Overshoot is how long the run went on past its duration cap
+	// (finishing the round trips in flight); 0 when it stopped earlier.
+	Overshoot time.Duration
 
-	Measured        int                     // round trips measured (after all warm-up discards)
-	WarmupDiscarded int                     // round trips discarded by the warm-up time
-	MSERDiscarded   int                     // further round trips discarded by MSER-5 truncation
-	WarmupIncluded  bool                    // the run ended during warm-up, so its round trips are what is summarized
-	Hist            *hdrhistogram.Histogram // measured latencies, ns
-	Latency         stats.Latency           // summary of Hist
-	Mean            stats.Interval          // batch-means interval of the mean latency, ns
-	P99             stats.Interval          // batch-quantile interval of p99, ns
-	ThroughputRPS   float64                 // measured round trips per second
+	Measured       int64                   // round trips in the window
+	Outside        int64                   // round trips outside it: warm-up by time, the MSER-5 cut, or begun after the stop
+	MSERDiscarded  int                     // of Outside, the round trips MSER-5 cut after the time warm-up
+	WarmupIncluded bool                    // nothing was measured and the run ended early: Hist summarizes the warm-up instead
+	Hist           *hdrhistogram.Histogram // latencies of the measured round trips, ns
+	Latency        stats.Latency           // summary of Hist
+	Mean           stats.Interval          // interval of the mean latency, ns
+	P50            stats.Interval          // interval of the p50, ns
+	P99            stats.Interval          // interval of the p99, ns
+	Validity       stats.Validity          // stationarity and autocorrelation of the batches
+	ThroughputRPS  float64                 // measured round trips per second of the window
+	ClientLoad     ClientLoad              // what the client threads cost over the window
 }
 
 // Run drives the server at opts.Addr until the stopping rule is met, ctx is
@@ -170,155 +228,96 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("prepare clients: %w", err)
 		}
 	}
-	clients := set.conns
-
-	res := &Result{Options: opts, Started: time.Now(), Hist: stats.NewHistogram()}
-	t0 := nanotime()
-	res.MeasureStart = t0 + opts.Warmup.Nanoseconds()
-	deadline := res.MeasureStart + opts.Duration.Nanoseconds()
-	set.begin()
-	done := set.done()
-
-	var (
-		curs    = make([]cursor, len(clients))
-		kept    []Record // measured round trips, ordered by completion per check
-		series  []float64
-		chunk   []Record
-		tick    = time.NewTicker(opts.CheckEvery)
-		reason  string
-		runErr  error
-		stopped bool
-	)
-	defer tick.Stop()
-	collect := func() {
-		chunk = chunk[:0]
-		for i, c := range clients {
-			curs[i].each(&c.recs, func(r Record) {
-				if r.T0 < res.MeasureStart {
-					res.WarmupDiscarded++
-					return
-				}
-				chunk = append(chunk, r)
-			})
-		}
-		// Within one check period the clients' records interleave in time;
-		// ordering them by completion keeps batch means over contiguous time.
-		slices.SortFunc(chunk, func(a, b Record) int { return int(a.T1 - b.T1) })
-		for _, r := range chunk {
-			kept = append(kept, r)
-			series = append(series, float64(r.Latency()))
-		}
+	res := &Result{Options: opts, Started: time.Now(), Conns: set.info(), Setup: set.stats()}
+	m := newMeasurer(&opts, set.conns, nanotime())
+	if opts.Began != nil {
+		opts.Began(res.Started, m.win.FirstT0)
 	}
-	for !stopped {
+	deadline := m.win.WarmupEnd + opts.Duration.Nanoseconds()
+	set.begin()
+	load := newClientLoad(set.conns)
+
+	tick := time.NewTicker(opts.CheckEvery)
+	defer tick.Stop()
+	reason := ""
+	for reason == "" {
 		select {
 		case <-ctx.Done():
-			reason, stopped = StopInterrupted, true
-		case <-done:
+			reason = StopInterrupted
+		case <-set.done():
 			// Every client ended by itself: its request count, or an error.
-			reason, stopped = StopRequests, true
+			reason = StopRequests
 		case <-tick.C:
 		}
-		collect()
 		now := nanotime()
-		var iv stats.Interval
-		if len(series) >= 2 {
-			iv = stats.BatchMeans(series, opts.Confidence)
+		wasDecided := m.decided
+		m.collect(now)
+		if m.decided && !wasDecided {
+			load.start(now)
 		}
+		met := m.check(now)
 		if opts.Progress != nil {
 			opts.Progress(Progress{
-				Elapsed:  time.Duration(now - t0),
-				Warmup:   now < res.MeasureStart,
-				Measured: len(series),
-				Mean:     iv.Mean,
-				RelCI:    iv.RelHalfWidth(),
+				Elapsed: time.Duration(now - m.win.FirstT0), Warmup: !m.decided, Measured: int(m.measured),
+				Mean: m.mean.Mean, P50: m.p50.Mean, P99: m.p99.Mean,
+				RelCI: m.p50.RelHalfWidth(), P99RelCI: m.p99.RelHalfWidth(),
 			})
 		}
-		if stopped {
-			break
-		}
 		switch {
-		case opts.CI > 0 && len(series) >= opts.MinSamples && iv.RelHalfWidth() <= opts.CI:
-			reason, stopped = StopCI, true
+		case reason != "":
+		case met:
+			reason = StopTarget
 		case now >= deadline:
-			reason, stopped = StopDuration, true
+			reason = StopDuration
 		}
 	}
 	set.halt()
-	res.MeasureEnd = nanotime()
-	// Clients finish the round trip in flight; a silent server is bounded
-	// by the socket timeouts.
-	<-done
+	end := nanotime()
+	ncpu := len(opts.ClientCPUs)
+	if ncpu == 0 {
+		ncpu = runtime.NumCPU()
+	}
+	if m.decided {
+		res.ClientLoad = load.stop(end, ncpu, m.measured)
+	}
+	// Clients finish the round trip in flight, bounded by the timeout.
+	<-set.done()
 	set.close()
-	collect()
+	m.collect(nanotime())
+	m.finish(end)
+	if reason == StopDuration {
+		res.Overshoot = time.Duration(max(0, nanotime()-deadline))
+	}
 
-	runErr = set.err()
+	runErr := set.err()
 	if runErr != nil {
 		reason = StopError
 	}
-	if reason == "" {
-		reason = StopDuration
-	}
 	res.StopReason = reason
-	if len(kept) == 0 && (reason == StopError || reason == StopInterrupted) {
-		// The run ended inside the warm-up: rather than report nothing,
-		// summarize the round trips it did complete, and say so.
-		res.WarmupIncluded = true
-		res.WarmupDiscarded = 0
-		for _, c := range clients {
-			var cur cursor
-			cur.each(&c.recs, func(r Record) { kept = append(kept, r) })
-		}
-		slices.SortFunc(kept, func(a, b Record) int { return int(a.T1 - b.T1) })
-		for _, r := range kept {
-			series = append(series, float64(r.Latency()))
-		}
-		if len(kept) > 0 {
-			res.MeasureStart = kept[0].T0
-		}
-	}
-	res.Conns = make([]Conn, len(clients))
-	for i, c := range clients {
-		res.Conns[i] = Conn{ConnInfo: ConnInfo{ID: i, TID: c.tid, LocalPort: c.lport}, Records: c.recs.all()}
-	}
-	res.summarize(kept, series)
+	m.check(end)
+	res.fill(m)
 	return res, runErr
 }
 
-// summarize applies MSER-5 truncation to the measured series and fills the
-// summary fields. MSER-5 guards against a warm-up longer than the time
-// allowance (a JIT-less server still fills caches, a new connection's
-// congestion window grows); on a stationary series it removes almost nothing.
-func (res *Result) summarize(kept []Record, series []float64) {
-	if len(series) >= 100 && !res.WarmupIncluded {
-		res.MSERDiscarded = stats.MSER5(series)
-		series = series[res.MSERDiscarded:]
-		kept = kept[res.MSERDiscarded:]
-		if res.MSERDiscarded > 0 && len(kept) > 0 {
-			// What MSER-5 cut is warm-up too, for the join and the CSV.
-			res.MeasureStart = max(res.MeasureStart, kept[0].T0)
-		}
-	}
-	res.Measured = len(series)
-	for _, v := range series {
-		_ = res.Hist.RecordValue(int64(v))
+// fill copies the measurer's summaries into the result.
+func (res *Result) fill(m *measurer) {
+	res.Window = m.win
+	res.Measured, res.Outside, res.MSERDiscarded = m.measured, m.warmCount, m.mserCut
+	res.Hist = m.bat.Hist()
+	if m.measured == 0 && m.warmCount > 0 && (res.StopReason == StopError || res.StopReason == StopInterrupted) {
+		// The run ended inside the warm-up: rather than report nothing,
+		// summarize the round trips it did complete, and say so.
+		res.WarmupIncluded = true
+		res.Hist = m.warm
 	}
 	res.Latency = stats.Summarize(res.Hist)
-	if len(series) >= 2 {
-		res.Mean = stats.BatchMeans(series, res.Options.Confidence)
-		// The interval's width comes from the spread of per-batch p99s;
-		// it is centred on the whole run's p99, the figure reported (the
-		// mean of short batches' p99s runs a little low).
-		iv := stats.BatchQuantile(series, 0.99, res.Options.Confidence)
-		if iv.Batches > 0 {
-			p := res.Latency.P99
-			iv.Low, iv.High, iv.Mean = p-(iv.Mean-iv.Low), p+(iv.High-iv.Mean), p
-		}
-		res.P99 = iv
+	res.Mean, res.P50, res.P99 = m.mean, m.p50, m.p99
+	res.Validity = m.bat.Validity()
+	res.Limiting = m.limiting()
+	if m.metAt > 0 {
+		res.TargetAfter = time.Duration(m.metAt - m.win.Start)
 	}
-	if len(kept) > 0 {
-		span := float64(res.MeasureEnd - max(res.MeasureStart, kept[0].T0))
-		if span > 0 {
-			res.ThroughputRPS = float64(len(kept)) / span * 1e9
-		}
+	if span := m.win.Span(); span > 0 && m.measured > 0 {
+		res.ThroughputRPS = float64(m.measured) / span.Seconds()
 	}
 }

@@ -2,6 +2,7 @@ package report
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,12 +11,16 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/stats"
 )
 
 // Results is the machine-readable summary of one run, written as
 // results.json and by --json. The JSON names are a contract (DESIGN §2):
 // fields may be added, never renamed.
 type Results struct {
+	Schema         int             `json:"schema"` // ResultsSchema when written by WriteJSON
 	Meta           Meta            `json:"meta"`
 	Latency        Latency         `json:"latency_ns"`
 	ThroughputRPS  float64         `json:"throughput_rps"`
@@ -26,6 +31,10 @@ type Results struct {
 	LostEvents     uint64          `json:"lost_events"`
 	Probe          *ProbeInfo      `json:"probe,omitempty"`
 	Errors         []string        `json:"errors"`
+	// Warnings are the run's own checks that failed (validity, client
+	// saturation, other tracers on our hooks, a large MSER-5 cut): the
+	// numbers stand, but read them with the warning in mind.
+	Warnings []string `json:"warnings"`
 }
 
 // Meta says what was measured, where and when.
@@ -55,6 +64,8 @@ type Latency struct {
 	CILevel   float64 `json:"ci_level"`
 	P50       float64 `json:"p50"`
 	P90       float64 `json:"p90"`
+	P50CILow  float64 `json:"p50_ci_low"`
+	P50CIHigh float64 `json:"p50_ci_high"`
 	P99       float64 `json:"p99"`
 	P99CILow  float64 `json:"p99_ci_low"`
 	P99CIHigh float64 `json:"p99_ci_high"`
@@ -63,18 +74,34 @@ type Latency struct {
 	Max       float64 `json:"max"`
 }
 
-// RunInfo says how the run went: why it stopped and what was discarded.
+// RunInfo says how the run went: why it stopped, the measured window and
+// what fell outside it, and whether the run's own checks held.
 type RunInfo struct {
-	StopReason      string  `json:"stop_reason"` // ci, duration, requests, interrupted, error
-	CITarget        float64 `json:"ci_target"`
-	CIAchieved      float64 `json:"ci_achieved"` // relative half-width of the mean's interval
-	Batches         int     `json:"batches"`
-	BatchSize       int     `json:"batch_size"`
-	WarmupNs        int64   `json:"warmup_ns"`
-	WarmupDiscarded int     `json:"warmup_discarded"`
-	MSERDiscarded   int     `json:"mser5_discarded"`
-	WarmupIncluded  bool    `json:"warmup_included,omitempty"` // ended during warm-up: warm-up round trips are summarized
-	MeasuredNs      int64   `json:"measured_ns"`
+	StopReason string `json:"stop_reason"` // target, duration, requests, interrupted, error
+	// Limiting is the target that held the run up longest (p50 or p99).
+	Limiting       string  `json:"limiting_target,omitempty"`
+	TimeToTargetNs int64   `json:"time_to_target_ns"` // measured time until every target held; 0 if never
+	P50CITarget    float64 `json:"p50_ci_target"`     // relative half-width asked of the p50's interval (≤ 0: none)
+	P50CIAchieved  float64 `json:"p50_ci_achieved"`
+	P99CITarget    float64 `json:"p99_ci_target"`
+	P99CIAchieved  float64 `json:"p99_ci_achieved"`
+	MeanCIAchieved float64 `json:"mean_ci_achieved"`
+	Batches        int     `json:"batches"`    // batches behind the mean's interval
+	BatchSize      int     `json:"batch_size"` // round trips per batch
+	// The measured window, CLOCK_MONOTONIC ns: a round trip is measured
+	// when window_start_ns ≤ t0 < window_end_ns.
+	FirstT0Ns      int64              `json:"first_t0_ns"`
+	WindowStartNs  int64              `json:"window_start_ns"`
+	WindowEndNs    int64              `json:"window_end_ns"`
+	WarmupNs       int64              `json:"warmup_ns"`
+	Outside        int64              `json:"outside_window"`  // round trips outside the window (warm-up, MSER-5 cut, begun after the stop)
+	MSERDiscarded  int                `json:"mser5_discarded"` // of those, cut by MSER-5 after the time warm-up
+	MSEROff        bool               `json:"mser5_off,omitempty"`
+	WarmupIncluded bool               `json:"warmup_included,omitempty"` // ended during warm-up: warm-up round trips are summarized
+	MeasuredNs     int64              `json:"measured_ns"`
+	OvershootNs    int64              `json:"overshoot_ns"` // wall time past the duration cap, finishing round trips in flight
+	Validity       stats.Validity     `json:"validity"`
+	ClientLoad     loadgen.ClientLoad `json:"client_load"`
 }
 
 // Component is one part of the round trip (DESIGN §6).
@@ -136,25 +163,51 @@ func HostMeta() Meta {
 	return m
 }
 
-// WriteJSON writes r as indented JSON.
+// ResultsSchema is the version of the results.json layout that WriteJSON
+// writes and ReadJSON reads. It changes only when a field changes meaning
+// or is removed; added fields keep it.
+const ResultsSchema = 1
+
+// WriteJSON writes r as indented JSON, stamped with ResultsSchema.
 func WriteJSON(w io.Writer, r *Results) error {
+	c := *r
+	c.Schema = ResultsSchema
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
+	if err := enc.Encode(&c); err != nil {
 		return fmt.Errorf("write results json: %w", err)
 	}
 	return nil
 }
 
-// ReadJSON reads a results.json file.
+// ErrNotResults is returned by ReadJSON for a file that is not a
+// results.json written by volleyscope.
+var ErrNotResults = errors.New("not a volleyscope results.json")
+
+// ReadJSON reads a results.json file and checks that it is one: a JSON
+// object with the meta, latency_ns and run sections, and a schema no newer
+// than ResultsSchema (files written before schemas existed have none and
+// are read as schema 0).
 func ReadJSON(path string) (*Results, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read results: %w", err)
 	}
+	var sections map[string]json.RawMessage
+	if err := json.Unmarshal(b, &sections); err != nil {
+		return nil, fmt.Errorf("read results %s: %w: %w", path, ErrNotResults, err)
+	}
+	for _, k := range []string{"meta", "latency_ns", "run"} {
+		if _, ok := sections[k]; !ok {
+			return nil, fmt.Errorf("read results %s: %w: no %q section", path, ErrNotResults, k)
+		}
+	}
 	var r Results
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("parse results %s: %w", path, err)
+		return nil, fmt.Errorf("read results %s: %w: %w", path, ErrNotResults, err)
+	}
+	if r.Schema > ResultsSchema {
+		return nil, fmt.Errorf("read results %s: schema %d is newer than this volleyscope reads (%d): use a newer volleyscope", path, r.Schema, ResultsSchema)
 	}
 	return &r, nil
 }

@@ -3,8 +3,14 @@ package session
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/volleyscope/volleyscope/breakdown"
 	"github.com/volleyscope/volleyscope/loadgen"
@@ -12,17 +18,36 @@ import (
 	"github.com/volleyscope/volleyscope/report"
 )
 
-const eventChunk = 1 << 16
+// Timing of the streaming join. The probe's reader drains the rings every
+// few tens of milliseconds, so every event stamped more than joinLag ago
+// has been read; round trips are joined every joinEvery.
+const (
+	joinEvery = 100 * time.Millisecond
+	joinLag   = 250 * time.Millisecond
+	joinNice  = 5
+	keepSlack = 250 * time.Millisecond
+)
 
-// probeRun is the probe's part of one measurement: it collects every event
-// while the load runs, then joins them with the client's records.
+// probeRun is the probe's part of one measurement: it reads events while
+// the load runs and joins them with the client's round trips as they
+// complete, so nothing grows with the run's length.
 type probeRun struct {
 	p      *probe.Probe
-	chunks [][]probe.Event // written by the reader goroutine until done
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
-	err    error
+	port   uint16
+	stream *breakdown.Stream
+	rec    *recording // nil without --record
+	// neighbours warn of other BPF programs on our hooks, found at start.
+	neighbours []string
+
+	cancel    context.CancelFunc
+	readDone  chan error
+	joinStop  chan struct{}
+	joinDone  chan struct{}
+	once      sync.Once
+	err       error
+	statsOff  atomic.Bool
+	warmTrips atomic.Int64 // round trips completed while the kernel's statistics ran
+
 	// Read from the kernel before the probe is closed.
 	lost        uint64
 	runs, bpfNs uint64
@@ -30,12 +55,15 @@ type probeRun struct {
 }
 
 // startProbe loads and attaches the probe, follows the server process and
-// port, and starts reading events. The caller must call stop.
-func startProbe(cfg Config, serverPID int, port uint16, note func(string)) (*probeRun, error) {
-	if err := probe.Check(); err != nil {
-		return nil, err
-	}
-	p, err := probe.Open(probe.Config{Mode: probe.Mode(cfg.ProbeMode), Ports: []uint16{port}, Stats: true, Syscalls: cfg.Syscalls})
+// port, and starts reading and joining. onTrip receives every joined or
+// unjoined round trip. The caller must call stop.
+func startProbe(cfg Config, serverPID int, port uint16, note func(string), onTrip func(*breakdown.RoundTrip, loadgen.Record)) (*probeRun, error) {
+	// Rings are sized for the rate the clients can drive: about 20,000
+	// round trips/s per connection on loopback at most, and never more
+	// than this machine has been seen to reach in all (~100,000 with 64
+	// connections on 2 CPUs), with room to spare.
+	rate := min(20_000*float64(max(cfg.Load.Clients, 1)), 400_000)
+	p, err := probe.Open(probe.Config{Mode: probe.Mode(cfg.ProbeMode), Ports: []uint16{port}, Stats: true, Syscalls: cfg.Syscalls, RoundTripsPerSec: rate})
 	if err != nil {
 		return nil, fmt.Errorf("open probe: %w", err)
 	}
@@ -46,25 +74,77 @@ func startProbe(cfg Config, serverPID int, port uint16, note func(string)) (*pro
 		}
 	}
 	note("probe: " + hookLine(p))
+	neighbours := probe.NeighbourWarnings(p.Neighbours())
+	for _, w := range neighbours {
+		note("warning: " + w)
+	}
+	for _, w := range probe.NeighbourWarnings(p.Neighbours()) {
+		note("probe: warning: " + w)
+	}
 	for _, h := range p.Hooks() {
 		if h.State == probe.HookMissing {
 			note(fmt.Sprintf("probe: no hook for %s (%v): costs %s", h.Event, h.Err, h.Costs))
 		}
 	}
+	pr := &probeRun{p: p, port: port, neighbours: neighbours, readDone: make(chan error, 1), joinStop: make(chan struct{}), joinDone: make(chan struct{})}
+	if cfg.Record != "" {
+		if pr.rec, err = createRecording(cfg.Record, port); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	// Events are kept for round trips the run loop has not handed over:
+	// it does so once per check, and most round trips last far less than
+	// that. A round trip in flight for longer than the margin may lose its
+	// earliest events and then counts as unjoined, with its reason. Until
+	// the window's start is decided (the pilot stretch), everything is kept.
+	check := cfg.Load.CheckEvery
+	if check <= 0 {
+		check = loadgen.DefaultCheckEvery
+	}
+	pr.stream = breakdown.NewStream(port, nil, cfg.Syscalls, 2*check+joinLag+keepSlack, onTrip)
+	pr.stream.Hold(1)
 	ctx, cancel := context.WithCancel(context.Background())
-	pr := &probeRun{p: p, cancel: cancel, done: make(chan error, 1)}
+	pr.cancel = cancel
 	go func() {
-		// Events go into fixed-size chunks: a growing slice would copy
-		// hundreds of megabytes while the load runs.
-		pr.done <- p.Run(ctx, func(e *probe.Event) {
-			if len(pr.chunks) == 0 || len(pr.chunks[len(pr.chunks)-1]) == eventChunk {
-				pr.chunks = append(pr.chunks, make([]probe.Event, 0, eventChunk))
+		pr.readDone <- p.Run(ctx, func(e *probe.Event) {
+			pr.stream.Event(e)
+			if pr.rec != nil {
+				pr.rec.event(e)
 			}
-			c := &pr.chunks[len(pr.chunks)-1]
-			*c = append(*c, *e)
 		})
 	}()
+	go pr.joinLoop()
 	return pr, nil
+}
+
+// joinLoop advances the streaming join until stop, then flushes it. It
+// runs on a thread of its own at a lower priority, so the work seldom
+// delays a client thread that shares its CPU.
+func (pr *probeRun) joinLoop() {
+	defer close(pr.joinDone)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	idle := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: 5} // SCHED_IDLE
+	_ = unix.SchedSetAttr(0, &idle, 0)                            // best effort: only the join's priority
+	t := time.NewTicker(joinEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-pr.joinStop:
+			pr.stream.Flush()
+			// The thread's policy is changed: let it exit with the goroutine.
+			return
+		case <-t.C:
+			pr.stream.Advance(monotonicNow() - joinLag.Nanoseconds())
+		}
+	}
+}
+
+func monotonicNow() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
 }
 
 func hookLine(p *probe.Probe) string {
@@ -86,103 +166,139 @@ func hookLine(p *probe.Probe) string {
 
 // clientsReady starts following the client threads.
 func (pr *probeRun) clientsReady(conns []loadgen.ConnInfo) error {
+	pr.stream.AddConns(conns)
+	seen := map[int]bool{}
 	for _, c := range conns {
+		if seen[c.TID] {
+			continue // an event-loop thread drives many connections
+		}
+		seen[c.TID] = true
 		if err := pr.p.TrackTID(uint32(c.TID)); err != nil {
 			return fmt.Errorf("follow client thread %d: %w", c.TID, err)
 		}
 	}
+	if pr.rec != nil {
+		pr.rec.conns(conns)
+	}
 	return nil
 }
 
-// stop drains the ring buffer and detaches everything.
+// delivered takes one completed round trip from the load generator.
+func (pr *probeRun) delivered(d loadgen.Delivery) {
+	if !pr.statsOff.Load() {
+		pr.warmTrips.Add(1)
+	}
+	if d.Measured {
+		pr.stream.Trip(d.Conn, d.Seq, d.Record)
+	}
+	if pr.rec != nil {
+		pr.rec.trip(d)
+	}
+}
+
+// stopStats ends the kernel's run statistics (they slow every program
+// run); the counts so far stay readable.
+func (pr *probeRun) stopStats() {
+	if !pr.statsOff.Swap(true) {
+		pr.p.StopStats()
+		pr.stream.Release() // the window is decided: the pilot is handed over
+	}
+}
+
+// stop drains the rings, detaches everything and finishes the join.
 func (pr *probeRun) stop() error {
 	pr.once.Do(func() {
+		pr.stopStats()
 		pr.cancel()
-		pr.err = <-pr.done
+		pr.err = <-pr.readDone
 		pr.lost = pr.p.Lost()
-		pr.runs, pr.bpfNs, pr.statsErr = pr.p.Stats()
+		pr.runs, pr.bpfNs, pr.statsErr = pr.p.MachineRuns()
 		if cerr := pr.p.Close(); pr.err == nil {
 			pr.err = cerr
 		}
+		close(pr.joinStop)
+		<-pr.joinDone
 	})
 	return pr.err
 }
 
-// finish joins the events with the load result and fills the breakdown
-// sections of res.
-func (pr *probeRun) finish(cfg Config, res *report.Results, load *loadgen.Result, port uint16) *report.PerRequest {
-	res.Meta.ProbeMode = pr.p.ModeUsed()
-	info := &report.ProbeInfo{Missing: map[string]string{}, Ring: pr.p.Ring().String(), Syscalls: cfg.Syscalls}
+// parts describes the probe's run for the results; stop must have
+// returned.
+func (pr *probeRun) parts(cfg Config) *report.ProbeParts {
+	pp := &report.ProbeParts{
+		Mode: pr.p.ModeUsed(), Hooks: map[string]string{}, Missing: map[string]string{},
+		Ring: pr.p.Ring().String(), Syscalls: cfg.Syscalls,
+		Records: pr.p.Records(), Lost: pr.lost, Late: pr.stream.Late(),
+	}
 	for _, h := range pr.p.Hooks() {
-		res.Meta.Hooks[h.Event] = h.String()
+		pp.Hooks[h.Event] = h.String()
 		if h.State == probe.HookMissing {
-			info.Missing[h.Event] = fmt.Sprintf("%v; costs %s", h.Err, h.Costs)
+			pp.Missing[h.Event] = fmt.Sprintf("%v; costs %s", h.Err, h.Costs)
 		}
 	}
-	res.LostEvents = pr.lost
-	if res.LostEvents > 0 {
-		res.Errors = append(res.Errors, fmt.Sprintf("probe lost %d events (ring buffer full): round trips missing them are counted as unjoined", res.LostEvents))
+	if pr.statsErr == nil {
+		pp.WarmupRuns, pp.WarmupBPFNs, pp.WarmupTrips = pr.runs, pr.bpfNs, pr.warmTrips.Load()
 	}
-	// stop has returned, so the reader is done with the chunks.
-	n := 0
-	for _, c := range pr.chunks {
-		n += len(c)
-	}
-	evs := make([]probe.Event, 0, n)
-	for _, c := range pr.chunks {
-		evs = append(evs, c...)
-	}
-	pr.chunks = nil
-	info.Events = uint64(len(evs))
-	if pr.statsErr == nil && pr.runs > 0 {
-		info.BPFNsPerEvent = float64(pr.bpfNs) / float64(pr.runs)
-		info.ProgramRunsPerRTT = float64(pr.runs)
-	}
-	total := 0
-	for _, c := range load.Conns {
-		total += len(c.Records)
-	}
-	if total > 0 {
-		info.EventsPerRTT = float64(len(evs)) / float64(total)
-		// Statistics ran during the warm-up (see Run), so per round trip
-		// of the warm-up.
-		if w := load.WarmupDiscarded; w > 0 && !load.WarmupIncluded {
-			info.ProgramRunsPerRTT /= float64(w)
-		} else {
-			info.ProgramRunsPerRTT /= float64(total)
-		}
-		info.OverheadNsPerRT = info.ProgramRunsPerRTT * info.BPFNsPerEvent
-	}
-	res.Probe = info
-
-	if cfg.Record != "" {
-		if err := breakdown.WriteRecording(cfg.Record, breakdown.Input{Conns: load.Conns, MeasureStart: load.MeasureStart, ServerPort: port, Events: evs}); err != nil {
-			res.Errors = append(res.Errors, err.Error())
-		}
-	}
-	j := breakdown.Join(breakdown.Input{Conns: load.Conns, MeasureStart: load.MeasureStart, ServerPort: port, Events: evs})
-	fillBreakdown(res, j)
-	if cfg.Syscalls {
-		clients := map[uint32]bool{}
-		for _, c := range load.Conns {
-			clients[uint32(c.TID)] = true
-		}
-		for _, s := range breakdown.Syscalls(evs, clients) {
-			res.Syscalls = append(res.Syscalls, report.Syscall{Side: s.Side, Name: s.Name, Count: s.Count, P50Ns: s.P50Ns, P99Ns: s.P99Ns, MaxNs: s.MaxNs})
-		}
-	}
-	return &report.PerRequest{Columns: breakdown.Names(), Row: j.Row()}
+	return pp
 }
 
-func fillBreakdown(res *report.Results, j *breakdown.Result) {
-	for _, c := range j.Summarize() {
-		res.Breakdown = append(res.Breakdown, report.Component{
-			Component: c.Component.String(), Side: c.Component.Side(), MeanNs: c.MeanNs, P50Ns: c.P50Ns, P99Ns: c.P99Ns, Share: c.Share,
-		})
+// recording is a --record file written as the run goes. Events come from
+// the probe's reader and round trips from the run loop, so a lock keeps
+// them apart; round trips are batched per connection.
+type recording struct {
+	mu    sync.Mutex
+	w     *breakdown.RecordingWriter
+	info  map[int]loadgen.ConnInfo
+	batch map[int][]loadgen.Record
+}
+
+// recordBatch is how many round trips of a connection are written at once.
+const recordBatch = 4096
+
+func createRecording(path string, port uint16) (*recording, error) {
+	w, err := breakdown.CreateRecording(path, breakdown.RecordingHeader{ServerPort: port})
+	if err != nil {
+		return nil, err
 	}
-	bc := &report.BreakdownCheck{Joined: j.Joined, Unjoined: j.Unjoined, UnjoinedReasons: j.Reasons, Tolerance: "2% or 1 µs"}
-	if j.Joined > 0 {
-		bc.SumWithinTolerance = float64(j.Consistent) / float64(j.Joined)
+	return &recording{w: w, info: map[int]loadgen.ConnInfo{}, batch: map[int][]loadgen.Record{}}, nil
+}
+
+func (r *recording) event(e *probe.Event) {
+	r.mu.Lock()
+	r.w.WriteEvent(e)
+	r.mu.Unlock()
+}
+
+func (r *recording) conns(cs []loadgen.ConnInfo) {
+	r.mu.Lock()
+	for _, c := range cs {
+		r.info[c.ID] = c
 	}
-	res.BreakdownCheck = bc
+	r.mu.Unlock()
+}
+
+func (r *recording) trip(d loadgen.Delivery) {
+	r.mu.Lock()
+	b := append(r.batch[d.Conn], d.Record)
+	if len(b) >= recordBatch {
+		r.w.WriteConn(loadgen.Conn{ConnInfo: r.info[d.Conn], Records: b})
+		b = b[:0]
+	}
+	r.batch[d.Conn] = b
+	r.mu.Unlock()
+}
+
+// close writes what is batched and the trailer.
+func (r *recording) close(w loadgen.Window) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]int, 0, len(r.info))
+	for id := range r.info {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		r.w.WriteConn(loadgen.Conn{ConnInfo: r.info[id], Records: r.batch[id]})
+	}
+	return r.w.Close(breakdown.RecordingTrailer{MeasureStart: w.Start})
 }

@@ -2,14 +2,17 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/volleyscope/volleyscope/breakdown"
 	"github.com/volleyscope/volleyscope/internal/affinity"
 	"github.com/volleyscope/volleyscope/internal/serverproc"
 	"github.com/volleyscope/volleyscope/loadgen"
@@ -33,6 +36,7 @@ type Config struct {
 	ProbeMode  string // hook family: auto, tracepoint, fentry, kprobe
 	Syscalls   bool   // add the per-syscall latency table
 	Record     string // save the raw event stream and client records here
+	Out        string // write results.json, requests.csv and latency.hlog into this directory
 
 	// Progress receives load progress; Note receives one-line notices
 	// (server started, probe hooks chosen). Both may be nil.
@@ -43,9 +47,8 @@ type Config struct {
 // Outcome is what a measurement produced. It is returned, partly filled,
 // alongside an error whenever anything was measured.
 type Outcome struct {
-	Results *report.Results
+	Results *report.Results // also written to Config.Out
 	Load    *loadgen.Result
-	Rows    *report.PerRequest
 }
 
 // DefaultCPUs picks a client/server placement: on a machine with two or
@@ -62,7 +65,9 @@ func DefaultCPUs() (client, server []int) {
 	return client, []int{0}
 }
 
-// Run performs one measurement.
+// Run performs one measurement. Round trips stream from the load
+// generator through the join (with the probe) into the output files as
+// they complete; the summary is built once at the end.
 func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	note := func(s string) {
 		if cfg.Note != nil {
@@ -72,31 +77,47 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if cfg.Server == "" {
 		cfg.Server = "goroutine"
 	}
+	// Say what is missing, or cannot be written, before anything starts.
 	if cfg.Probe {
-		// Say what is missing before anything is started.
 		if err := probe.Check(); err != nil {
 			return nil, err
 		}
 	}
+	if cfg.Record != "" {
+		if err := report.PrepareFile(cfg.Record); err != nil {
+			return nil, fmt.Errorf("--record: %w", err)
+		}
+	}
+	var out *report.Out
+	if cfg.Out != "" {
+		var cols []string
+		if cfg.Probe {
+			cols = breakdown.Names()
+		}
+		var err error
+		if out, err = report.OpenOut(cfg.Out, cols); err != nil {
+			return nil, err
+		}
+		defer out.Abort() // after Commit, nothing is left to remove
+	}
 	if cfg.Load.Proto == loadgen.Echo {
 		cfg.Echo = true
 	}
-	r := report.HostMeta()
-	res := &report.Results{Meta: r, Errors: []string{}}
-	res.Meta.ServerCPUs = cfg.ServerCPUs
-	res.Meta.ServerSpin = cfg.ServerSpin.Nanoseconds()
+	parts := report.Parts{Meta: report.HostMeta()}
+	parts.Meta.ServerCPUs = cfg.ServerCPUs
+	parts.Meta.ServerSpin = cfg.ServerSpin.Nanoseconds()
 
 	var srv *serverproc.Proc
 	if cfg.Addr != "" {
-		res.Meta.Server = cfg.Addr
-		res.Meta.ServerCPUs = nil
+		parts.Meta.Server = cfg.Addr
+		parts.Meta.ServerCPUs = nil
 		cfg.Load.Addr = cfg.Addr
 	} else {
 		argv, name, err := ServerArgv(cfg.Self, cfg.Server, cfg.Echo, cfg.ServerSpin)
 		if err != nil {
 			return nil, err
 		}
-		res.Meta.Server = name
+		parts.Meta.Server = name
 		srv, err = serverproc.Start(ctx, serverproc.Options{Argv: argv, CPUs: cfg.ServerCPUs, Port: cfg.ServerPort})
 		if err != nil {
 			return nil, err
@@ -104,14 +125,17 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		note(fmt.Sprintf("server %s started: pid %d, port %d, CPUs %v", name, srv.PID(), srv.Port, cfg.ServerCPUs))
 		cfg.Load.Addr = srv.Addr
 	}
-	// Everything of ours but the server (the runtime, the probe reader,
-	// progress, post-processing) stays on the client CPUs from here on;
-	// the server was forked from a thread pinned to its own.
-	undoConfine, err := affinity.ConfineProcess(cfg.Load.ClientCPUs)
-	if err != nil {
+	stopServer := func() {
 		if srv != nil {
 			srv.Stop()
 		}
+	}
+	// Everything of ours but the server (the runtime, the probe reader,
+	// progress, the join) stays on the client CPUs from here on; the
+	// server was forked from a thread pinned to its own.
+	undoConfine, err := affinity.ConfineProcess(cfg.Load.ClientCPUs)
+	if err != nil {
+		stopServer()
 		return nil, err
 	}
 	defer undoConfine()
@@ -119,25 +143,37 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		cfg.Load.Progress = cfg.Progress
 	}
 
+	// Round trips outside the measured window go to requests.csv at once;
+	// measured ones too without the probe, or once joined with it.
+	var csvMu sync.Mutex
+	row := func(conn int, seq int64, r loadgen.Record, measured bool, ns []int64) {
+		csvMu.Lock()
+		out.Requests.Row(conn, seq, r, measured, ns)
+		csvMu.Unlock()
+	}
 	var pr *probeRun
-	var port uint16
 	if cfg.Probe {
-		pid := 0
+		pid, port := 0, uint16(0)
 		if srv != nil {
 			pid, port = srv.PID(), uint16(srv.Port)
+		} else if pid, port, err = serverproc.Find(cfg.Addr); err != nil {
+			return nil, err
 		} else {
-			var err error
-			if pid, port, err = serverproc.Find(cfg.Addr); err != nil {
-				return nil, err
-			}
 			note(fmt.Sprintf("server at %s is pid %d", cfg.Addr, pid))
 		}
-		var err error
-		pr, err = startProbe(cfg, pid, port, note)
-		if err != nil {
-			if srv != nil {
-				srv.Stop()
+		var onTrip func(*breakdown.RoundTrip, loadgen.Record)
+		if out != nil {
+			onTrip = func(rt *breakdown.RoundTrip, r loadgen.Record) {
+				var ns []int64
+				if rt.Joined {
+					ns = rt.Ns[:]
+				}
+				row(rt.Conn, int64(rt.Seq), r, true, ns)
 			}
+		}
+		pr, err = startProbe(cfg, pid, port, note, onTrip)
+		if err != nil {
+			stopServer()
 			return nil, err
 		}
 		defer pr.stop() // idempotent: also on early returns and panics
@@ -147,12 +183,31 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		progress := cfg.Load.Progress
 		cfg.Load.Progress = func(g loadgen.Progress) {
 			if !g.Warmup {
-				pr.p.StopStats()
+				pr.stopStats()
 			}
 			if progress != nil {
 				progress(g)
 			}
 		}
+	}
+	if out != nil || pr != nil {
+		cfg.Load.Sink = func(d loadgen.Delivery) {
+			if pr != nil {
+				pr.delivered(d)
+			}
+			if out == nil {
+				return
+			}
+			if d.Measured {
+				out.Log.Add(d.Record)
+			}
+			if pr == nil || !d.Measured {
+				row(d.Conn, d.Seq, d.Record, d.Measured, nil)
+			}
+		}
+	}
+	if out != nil {
+		cfg.Load.Began = out.Log.Begin
 	}
 
 	load, runErr := loadgen.Run(ctx, cfg.Load)
@@ -166,7 +221,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 			srv.WaitExit(300 * time.Millisecond) // a dying server is reaped, so its status can be told
 		}
 		if dead, how := srv.Exited(); dead {
-			died := fmt.Errorf("server %s: %w: %s", res.Meta.Server, serverproc.ErrExited, how)
+			died := fmt.Errorf("server %s: %w: %s", parts.Meta.Server, serverproc.ErrExited, how)
 			if runErr != nil {
 				died = fmt.Errorf("%w (%w)", runErr, died)
 			}
@@ -177,23 +232,43 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if load == nil {
 		return nil, runErr
 	}
-	report.FromLoad(res, load)
-	out := &Outcome{Results: res, Load: load}
-	if runErr != nil {
-		res.Errors = append(res.Errors, runErr.Error())
+	parts.Load = load
+	for _, e := range []error{runErr, stopErr} {
+		if e != nil {
+			parts.Errors = append(parts.Errors, e.Error())
+		}
 	}
-	if stopErr != nil {
-		res.Errors = append(res.Errors, stopErr.Error())
-	}
+	var recErr error
 	if pr != nil {
 		if probeErr != nil {
-			res.Errors = append(res.Errors, "probe: "+probeErr.Error())
+			parts.Errors = append(parts.Errors, "probe: "+probeErr.Error())
 		}
-		out.Rows = pr.finish(cfg, res, load, port)
-	} else {
-		res.Meta.ProbeMode = "none (bench: no kernel breakdown)"
+		parts.Probe = pr.parts(cfg)
+		parts.Warnings = append(parts.Warnings, pr.neighbours...)
+		parts.Join = pr.stream.Summary()
+		if t := pr.stream.Syscalls(); t != nil {
+			parts.Syscalls = t.Stats()
+		}
+		if pr.rec != nil {
+			if recErr = pr.rec.close(load.Window); recErr != nil {
+				parts.Errors = append(parts.Errors, recErr.Error())
+			}
+		}
 	}
-	return out, runErr
+	res := report.Build(parts)
+	o := &Outcome{Results: res, Load: load}
+	if out != nil {
+		if err := out.Commit(res); err != nil {
+			return o, errors.Join(runErr, err)
+		}
+	}
+	if runErr == nil && recErr != nil {
+		runErr = recErr
+	}
+	if runErr == nil && pr != nil {
+		runErr = LostEvents(pr.lost)
+	}
+	return o, runErr
 }
 
 // ServerArgv resolves a --server value (self, if set, is the volleyscope

@@ -1,0 +1,254 @@
+package loadgen
+
+import (
+	"slices"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/volleyscope/volleyscope/stats"
+)
+
+// Window is a run's measured window, decided once by the run loop and
+// used by everything downstream (statistics, the join, requests.csv, the
+// interval log): a round trip is measured exactly when Start ≤ T0 < End.
+type Window struct {
+	FirstT0 int64 // CLOCK_MONOTONIC ns of the first request of the run
+	// WarmupEnd is FirstT0 + Options.Warmup: round trips started earlier
+	// are warm-up by time.
+	WarmupEnd int64
+	// Start is where measuring begins: WarmupEnd, or later when MSER-5
+	// found the pilot stretch after the warm-up still settling.
+	Start int64
+	// End is when the run loop stopped the clients; 0 while running.
+	End int64
+}
+
+// Measured reports whether a round trip that started at t0 is measured.
+func (w Window) Measured(t0 int64) bool {
+	return t0 >= w.Start && (w.End == 0 || t0 < w.End)
+}
+
+// Span is the measured time, End − Start.
+func (w Window) Span() time.Duration {
+	if w.End <= w.Start {
+		return 0
+	}
+	return time.Duration(w.End - w.Start)
+}
+
+// Targets of the stopping rule, as named in Result.Limiting.
+const (
+	TargetP50 = "p50"
+	TargetP99 = "p99"
+)
+
+// pilot is how long after the warm-up the run watches the latency before
+// it fixes the window's start: MSER-5 looks for a transient only in this
+// stretch, so its cut is at most about half of it. A longer transient is
+// the stationarity check's to report.
+const (
+	pilotSpan    = time.Second
+	pilotMinTrip = 100
+)
+
+// measurer is the run loop's state: it drains the clients' records, keeps
+// the window, feeds the statistics and the sink, and applies the stopping
+// rule. It holds no round trip beyond the pilot stretch, so its memory is
+// flat in run length.
+type measurer struct {
+	opts  *Options
+	conns []*client
+	win   Window
+
+	decided bool      // the window's start is fixed
+	pilot   []pending // round trips of the pilot, held until decided
+	chunk   []pending // this check's records, sorted by completion
+
+	bat       *stats.Batcher
+	warm      *hdrhistogram.Histogram // outside the window, for a run that ends in warm-up
+	warmCount int64
+	measured  int64
+	mserCut   int
+	lastT1    int64 // latest completion among measured round trips
+	firstT1   int64
+
+	// stopping rule
+	unmetAt  map[string]int64 // last check at which each target was unmet
+	metAt    int64            // first check at which every target held
+	p50, p99 stats.Interval
+	mean     stats.Interval
+}
+
+type pending struct {
+	conn int
+	seq  int64
+	r    Record
+}
+
+func newMeasurer(opts *Options, conns []*client, firstT0 int64) *measurer {
+	m := &measurer{
+		opts: opts, conns: conns,
+		bat: stats.NewBatcher(), warm: stats.NewHistogram(),
+		unmetAt: map[string]int64{},
+	}
+	m.win.FirstT0 = firstT0
+	m.win.WarmupEnd = firstT0 + opts.Warmup.Nanoseconds()
+	m.win.Start = m.win.WarmupEnd
+	m.decided = opts.NoMSER
+	return m
+}
+
+// collect drains every connection's new records, in completion order.
+func (m *measurer) collect(now int64) {
+	m.chunk = m.chunk[:0]
+	for _, c := range m.conns {
+		id := c.id
+		c.recs.drain(func(seq int64, r Record) {
+			m.chunk = append(m.chunk, pending{id, seq, r})
+		})
+	}
+	// Within one check the clients' records interleave in time; ordering
+	// them by completion keeps batches over contiguous time.
+	slices.SortFunc(m.chunk, func(a, b pending) int { return cmpInt64(a.r.T1, b.r.T1) })
+	for _, p := range m.chunk {
+		if !m.decided && p.r.T0 >= m.win.WarmupEnd {
+			m.pilot = append(m.pilot, p)
+			continue
+		}
+		m.deliver(p)
+	}
+	if !m.decided && now >= m.win.WarmupEnd+pilotSpan.Nanoseconds() && len(m.pilot) >= pilotMinTrip {
+		m.decide()
+	}
+}
+
+// decide fixes the window's start: MSER-5 over the pilot stretch, whose
+// cut is a transient the time warm-up did not cover.
+func (m *measurer) decide() {
+	xs := make([]float64, len(m.pilot))
+	for i, p := range m.pilot {
+		xs[i] = float64(p.r.Latency())
+	}
+	if d := stats.MSER5(xs); d > 0 {
+		for _, p := range m.pilot[:d] {
+			m.win.Start = max(m.win.Start, p.r.T0+1)
+		}
+	}
+	m.decided = true
+	for _, p := range m.pilot {
+		if p.r.T0 < m.win.Start {
+			m.mserCut++
+		}
+		m.deliver(p)
+	}
+	m.pilot = nil
+}
+
+// finish closes the window at end and delivers what is still held.
+func (m *measurer) finish(end int64) {
+	m.win.End = end
+	if !m.decided {
+		if len(m.pilot) >= pilotMinTrip {
+			m.decide()
+		} else {
+			m.decided = true
+			for _, p := range m.pilot {
+				m.deliver(p)
+			}
+			m.pilot = nil
+		}
+	}
+}
+
+// deliver classifies one round trip by the window and hands it on.
+func (m *measurer) deliver(p pending) {
+	in := m.decided && m.win.Measured(p.r.T0)
+	if in {
+		m.measured++
+		m.bat.Add(p.r.Latency())
+		if m.firstT1 == 0 {
+			m.firstT1 = p.r.T1
+		}
+		m.lastT1 = max(m.lastT1, p.r.T1)
+	} else {
+		m.warmCount++
+		_ = m.warm.RecordValue(p.r.Latency())
+	}
+	if m.opts.Sink != nil {
+		m.opts.Sink(Delivery{Conn: p.conn, Seq: p.seq, Record: p.r, Measured: in})
+	}
+}
+
+// check evaluates the stopping rule at now and reports whether every
+// target holds.
+func (m *measurer) check(now int64) bool {
+	if !m.decided {
+		return false
+	}
+	conf := m.opts.Confidence
+	m.mean = m.bat.Mean(conf)
+	m.p50 = m.bat.Quantile(0.5, conf)
+	m.p99 = m.bat.Quantile(0.99, conf)
+	met := true
+	for _, t := range []struct {
+		name   string
+		target float64
+		iv     stats.Interval
+	}{{TargetP50, m.opts.CI, m.p50}, {TargetP99, m.opts.P99CI, m.p99}} {
+		if t.target <= 0 {
+			continue
+		}
+		if t.iv.RelHalfWidth() > t.target {
+			m.unmetAt[t.name] = now
+			met = false
+		}
+	}
+	if m.opts.CI <= 0 && m.opts.P99CI <= 0 {
+		return false // no target: run for the duration
+	}
+	if met && m.measured >= int64(m.opts.MinSamples) {
+		if m.metAt == 0 {
+			m.metAt = now
+		}
+		return true
+	}
+	return false
+}
+
+// limiting names the target that held the run up longest: the one met
+// last, or, when the run stopped before all were met, the one furthest
+// from its target.
+func (m *measurer) limiting() string {
+	best, at := "", int64(-1)
+	for _, name := range []string{TargetP50, TargetP99} {
+		if t, ok := m.unmetAt[name]; ok && t > at {
+			best, at = name, t
+		}
+	}
+	if m.metAt == 0 {
+		worst := 0.0
+		for _, t := range []struct {
+			name   string
+			target float64
+			iv     stats.Interval
+		}{{TargetP50, m.opts.CI, m.p50}, {TargetP99, m.opts.P99CI, m.p99}} {
+			if t.target > 0 {
+				if r := t.iv.RelHalfWidth() / t.target; r > worst {
+					best, worst = t.name, r
+				}
+			}
+		}
+	}
+	return best
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,204 @@
+package report
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/volleyscope/volleyscope/breakdown"
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/stats"
+)
+
+// Parts are the typed outputs of one run's stages, from which Build makes
+// its results.json. Only Meta and Load are required.
+type Parts struct {
+	// Meta describes the machine (HostMeta) and what was asked (server,
+	// server CPUs, spin); Build fills clients, protocol, client CPUs and
+	// the start time from Load.
+	Meta Meta
+	Load *loadgen.Result
+	// Join is the breakdown of the measured round trips; nil without the probe.
+	Join *breakdown.Accumulator
+	// Syscalls is the per-syscall table (--syscalls).
+	Syscalls []breakdown.SyscallStat
+	Probe    *ProbeParts
+	Errors   []string // what went wrong, in order
+	Warnings []string // checks made elsewhere (e.g. other tracers on our hooks)
+}
+
+// ProbeParts is what the probe says of itself after a run.
+type ProbeParts struct {
+	Mode     string            // hook families used
+	Hooks    map[string]string // event → hook, "none", or "off (why)"
+	Missing  map[string]string // event → why it has no hook, and what that costs
+	Ring     string            // where records went, and why
+	Syscalls bool              // the syscall hooks were on
+	Records  uint64            // records received from the tracked threads
+	Lost     uint64            // records dropped because a ring was full
+	Late     int64             // records that arrived after their round trips were joined
+	// Program runs and their BPF time, machine-wide, counted during the
+	// warm-up only (the kernel's statistics slow every run); WarmupTrips
+	// round trips completed meanwhile.
+	WarmupRuns, WarmupBPFNs uint64
+	WarmupTrips             int64
+}
+
+// BreakdownTolerance is how far a joined round trip's components may sum
+// from t1 − t0 and still count as consistent.
+const BreakdownTolerance = "2% or 1 µs"
+
+// Client saturation thresholds: over these, the client, not the server,
+// may set what was measured.
+const (
+	saturatedOnCPU    = 0.8  // client threads' share of their CPUs
+	saturatedRunDelay = 0.10 // client threads' run-queue wait per round trip, as a share of the mean latency
+	mserWarnShare     = 0.05 // MSER-5 cut over this share of the measured round trips
+)
+
+// Build makes the results of one run from its parts: the one place where
+// results.json is assembled.
+func Build(p Parts) *Results {
+	r := &Results{Schema: ResultsSchema, Meta: p.Meta, Errors: append([]string{}, p.Errors...), Warnings: append([]string{}, p.Warnings...)}
+	if r.Meta.Hooks == nil {
+		r.Meta.Hooks = map[string]string{}
+	}
+	if res := p.Load; res != nil {
+		buildLoad(r, res)
+	}
+	if p.Probe != nil {
+		buildProbe(r, p)
+	} else {
+		r.Meta.ProbeMode = "none (bench: no kernel breakdown)"
+	}
+	if j := p.Join; j != nil {
+		for _, c := range j.Components() {
+			r.Breakdown = append(r.Breakdown, Component{
+				Component: c.Component.String(), Side: c.Component.Side(), MeanNs: c.MeanNs, P50Ns: c.P50Ns, P99Ns: c.P99Ns, Share: c.Share,
+			})
+		}
+		bc := &BreakdownCheck{Joined: j.Joined, Unjoined: j.Unjoined, UnjoinedReasons: j.Reasons, Tolerance: BreakdownTolerance}
+		if j.Joined > 0 {
+			bc.SumWithinTolerance = float64(j.Consistent) / float64(j.Joined)
+		}
+		r.BreakdownCheck = bc
+	}
+	for _, s := range p.Syscalls {
+		r.Syscalls = append(r.Syscalls, Syscall{Side: s.Side, Name: s.Name, Count: s.Count, P50Ns: s.P50Ns, P99Ns: s.P99Ns, MaxNs: s.MaxNs})
+	}
+	if p.Load != nil {
+		r.Warnings = append(r.Warnings, saturation(r, p.Load)...)
+	}
+	return r
+}
+
+func buildLoad(r *Results, res *loadgen.Result) {
+	o := res.Options
+	r.Meta.Clients = o.Clients
+	r.Meta.Proto = string(o.Proto)
+	if o.Proto == loadgen.Echo {
+		r.Meta.Size = o.Size
+	}
+	r.Meta.ClientCPUs = o.ClientCPUs
+	r.Meta.StartedAt = res.Started.UTC()
+	l := res.Latency
+	r.Latency = Latency{
+		Count: l.Count, Mean: l.Mean, P50: l.P50, P90: l.P90, P99: l.P99, P999: l.P999, P9999: l.P9999, Max: l.Max,
+		CILevel: o.Confidence,
+	}
+	if !res.WarmupIncluded {
+		r.Latency.CILow, r.Latency.CIHigh = bounds(res.Mean)
+		r.Latency.P50CILow, r.Latency.P50CIHigh = bounds(res.P50)
+		r.Latency.P99CILow, r.Latency.P99CIHigh = bounds(res.P99)
+	}
+	r.ThroughputRPS = res.ThroughputRPS
+	w := res.Window
+	r.Run = RunInfo{
+		StopReason: res.StopReason, Limiting: res.Limiting, TimeToTargetNs: res.TargetAfter.Nanoseconds(),
+		P50CITarget: o.CI, P50CIAchieved: finite(res.P50.RelHalfWidth()),
+		P99CITarget: o.P99CI, P99CIAchieved: finite(res.P99.RelHalfWidth()),
+		MeanCIAchieved: finite(res.Mean.RelHalfWidth()),
+		Batches:        res.Mean.Batches, BatchSize: res.Mean.BatchSize,
+		FirstT0Ns: w.FirstT0, WindowStartNs: w.Start, WindowEndNs: w.End,
+		WarmupNs: o.Warmup.Nanoseconds(), Outside: res.Outside, MSERDiscarded: res.MSERDiscarded, MSEROff: o.NoMSER,
+		WarmupIncluded: res.WarmupIncluded, MeasuredNs: w.Span().Nanoseconds(), OvershootNs: res.Overshoot.Nanoseconds(),
+		Validity: res.Validity, ClientLoad: res.ClientLoad,
+	}
+	r.Warnings = append(r.Warnings, res.Validity.Warnings...)
+	if n := res.Measured; n > 0 && float64(res.MSERDiscarded) > mserWarnShare*float64(n) {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("MSER-5 cut %d round trips after the warm-up (%.0f%% of those measured): the server was still settling; lengthen --warmup, or turn the cut off with --no-mser",
+			res.MSERDiscarded, 100*float64(res.MSERDiscarded)/float64(n)))
+	}
+}
+
+// bounds are an interval's ends, or zeros when there is none.
+func bounds(iv stats.Interval) (lo, hi float64) {
+	if iv.Batches == 0 {
+		return 0, 0
+	}
+	return max(0, finite(iv.Low)), finite(iv.High)
+}
+
+func buildProbe(r *Results, p Parts) {
+	pp := p.Probe
+	r.Meta.ProbeMode = pp.Mode
+	for _, ev := range sortedKeys(pp.Hooks) {
+		r.Meta.Hooks[ev] = pp.Hooks[ev]
+	}
+	info := &ProbeInfo{Missing: pp.Missing, Ring: pp.Ring, Syscalls: pp.Syscalls, Events: pp.Records}
+	if pp.WarmupRuns > 0 {
+		info.BPFNsPerEvent = float64(pp.WarmupBPFNs) / float64(pp.WarmupRuns)
+	}
+	if pp.WarmupTrips > 0 {
+		info.ProgramRunsPerRTT = float64(pp.WarmupRuns) / float64(pp.WarmupTrips)
+		info.OverheadNsPerRT = info.ProgramRunsPerRTT * info.BPFNsPerEvent
+	}
+	if p.Load != nil {
+		if total := p.Load.Measured + p.Load.Outside; total > 0 {
+			info.EventsPerRTT = float64(pp.Records) / float64(total)
+		}
+	}
+	r.Probe = info
+	r.LostEvents = pp.Lost
+	if pp.Lost > 0 {
+		r.Errors = append(r.Errors, fmt.Sprintf("probe lost %d events (a ring was full): round trips missing them are counted as unjoined", pp.Lost))
+	}
+	if pp.Late > 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("%d probe records arrived after their round trips were joined (the reader fell behind): those round trips may be unjoined", pp.Late))
+	}
+}
+
+// saturation warns when the client, not the server, may have set what
+// was measured.
+func saturation(r *Results, res *loadgen.Result) []string {
+	cl := res.ClientLoad
+	if !cl.Known || res.Latency.Count == 0 {
+		return nil
+	}
+	var out []string
+	delayShare := cl.RunDelayPerTripNs / res.Latency.Mean
+	if cl.OnCPU >= saturatedOnCPU || delayShare >= saturatedRunDelay {
+		s := fmt.Sprintf("the client may limit this measurement: its threads kept %.0f%% of their CPUs busy and waited %s for a CPU per round trip (%.0f%% of the mean latency)",
+			100*cl.OnCPU, Dur(cl.RunDelayPerTripNs), 100*delayShare)
+		var share float64
+		for _, c := range r.Breakdown {
+			if c.Side == "client" && c.Component != "client_net" {
+				share += c.Share
+			}
+		}
+		if share > 0 {
+			s += fmt.Sprintf("; the client's side is %.0f%% of the round trip", 100*share)
+		}
+		s += "; give the clients more CPUs (--client-cpus), fewer threads (--client-model epoll), or keep other work off their CPUs"
+		out = append(out, s)
+	}
+	return out
+}
+
+// finite maps NaN and ±Inf (an interval not yet defined) to 0, which JSON
+// can carry; the batch count says whether an interval exists.
+func finite(x float64) float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return 0
+	}
+	return x
+}

@@ -2,9 +2,11 @@ package session
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 
@@ -16,6 +18,10 @@ import (
 var selfBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(hogEnv) != "" {
+		runHog()
+		return
+	}
 	raisePriority()
 	dir, err := os.MkdirTemp("", "volleyscope-test")
 	if err != nil {
@@ -55,5 +61,37 @@ func raisePriority() {
 				fmt.Fprintf(os.Stderr, "raise priority of thread %d: %v\n", tid, err)
 			}
 		}
+	}
+}
+
+// hogEnv makes the test binary a CPU hog (see hog in truth_test.go): a
+// process of its own, since Run confines every thread of this one to the
+// client CPUs.
+const hogEnv = "VOLLEYSCOPE_TEST_HOG"
+
+// runHog spins on CPU 0 at nice -20 after saying "ready", until its stdin
+// closes.
+func runHog() {
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	set.Set(0)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		fmt.Fprintln(os.Stderr, "hog: pin to CPU 0:", err)
+		os.Exit(1)
+	}
+	// A hog of equal weight barely delays a woken server: the scheduler
+	// lets the waker's lag win at once. At nice -20 it outweighs the
+	// server (nice -10, see raisePriority) ~9×, so the server waits for
+	// its turn after its data is ready, as on a busy host.
+	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, -20); err != nil {
+		fmt.Fprintln(os.Stderr, "hog: nice -20:", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	for {
 	}
 }

@@ -153,7 +153,7 @@ func TestRunStopsOnTarget(t *testing.T) {
 	o := quick(f.addr())
 	// Loose targets: this checks the rule stops the run, not how fast a
 	// noisy machine converges (stats tests cover the intervals).
-	o.CI, o.P99CI = 0.05, 0.25
+	o.CI, o.P99CI = 0.3, 0.6
 	o.Duration = 20 * time.Second
 	o.MinSamples = 500
 	res, err := Run(context.Background(), o)
@@ -162,8 +162,8 @@ func TestRunStopsOnTarget(t *testing.T) {
 	}
 	// The final intervals also count the round trips in flight at the
 	// stop, so they may differ a little from the ones the rule saw.
-	if res.StopReason != StopTarget || res.P50.RelHalfWidth() > 0.06 || res.P99.RelHalfWidth() > 0.3 {
-		t.Errorf("stop %q at p50 ±%.3f p99 ±%.3f, want target at ≈0.05 and 0.25", res.StopReason, res.P50.RelHalfWidth(), res.P99.RelHalfWidth())
+	if res.StopReason != StopTarget || res.P50.RelHalfWidth() > 0.36 || res.P99.RelHalfWidth() > 0.72 {
+		t.Errorf("stop %q at p50 ±%.3f p99 ±%.3f, want target at ≈0.3 and 0.6", res.StopReason, res.P50.RelHalfWidth(), res.P99.RelHalfWidth())
 	}
 	if res.Limiting != TargetP50 && res.Limiting != TargetP99 {
 		t.Errorf("limiting target %q", res.Limiting)

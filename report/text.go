@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sort"
 	"strings"
 	"text/tabwriter"
 )
@@ -27,8 +28,9 @@ func Dur(ns float64) string {
 }
 
 var stopText = map[string]string{
-	"ci":          "confidence target reached",
-	"duration":    "duration cap reached before the confidence target",
+	"target":      "every interval target reached",
+	"ci":          "confidence target reached", // results.json before schema 1
+	"duration":    "duration cap reached before the interval targets",
 	"requests":    "request count reached",
 	"interrupted": "interrupted (results so far)",
 	"error":       "stopped by an error (results so far)",
@@ -44,21 +46,27 @@ func WriteText(w io.Writer, r *Results) error {
 	}
 	fmt.Fprintf(b, ", client CPUs %s, server CPUs %s, kernel %s\n", cpuList(m.ClientCPUs), cpuList(m.ServerCPUs), m.Kernel)
 	ru := r.Run
-	fmt.Fprintf(b, "run:        %s; measured %.1f s after %.1f s warm-up (%d discarded, +%d by MSER-5)\n",
-		stopText[ru.StopReason], float64(ru.MeasuredNs)/1e9, float64(ru.WarmupNs)/1e9, ru.WarmupDiscarded, ru.MSERDiscarded)
+	stop, ok := stopText[ru.StopReason]
+	if !ok {
+		stop = "stopped: " + ru.StopReason
+	}
+	fmt.Fprintf(b, "run:        %s%s; measured %.1f s after %.1f s warm-up (%d round trips outside the window, %d of them cut by MSER-5)\n",
+		stop, targets(ru), float64(ru.MeasuredNs)/1e9, float64(ru.WarmupNs)/1e9, ru.Outside, ru.MSERDiscarded)
 	if ru.WarmupIncluded {
 		fmt.Fprintf(b, "            (ended during warm-up: the warm-up round trips are summarized)\n")
 	}
 	l := r.Latency
 	fmt.Fprintf(b, "round trips %d, throughput %.0f/s\n", l.Count, r.ThroughputRPS)
-	if l.Count > 0 {
-		fmt.Fprintf(b, "latency:    mean %s  [%s, %s] (±%.2f%% at %.0f%%, %d batches)\n",
-			Dur(l.Mean), Dur(l.CILow), Dur(l.CIHigh), 100*ru.CIAchieved, 100*l.CILevel, ru.Batches)
-		fmt.Fprintf(b, "            p50 %s  p90 %s  p99 %s", Dur(l.P50), Dur(l.P90), Dur(l.P99))
-		if l.P99CIHigh > 0 {
-			fmt.Fprintf(b, " [%s, %s]", Dur(l.P99CILow), Dur(l.P99CIHigh))
+	if l.Count == 0 {
+		fmt.Fprintf(b, "latency:    none measured\n")
+	} else {
+		fmt.Fprintf(b, "latency:    mean %s%s", Dur(l.Mean), interval(l.CILow, l.CIHigh))
+		if ru.Batches > 0 {
+			fmt.Fprintf(b, " (±%.2f%% at %.0f%%, %d batches)", 100*ru.MeanCIAchieved, 100*l.CILevel, ru.Batches)
 		}
-		fmt.Fprintf(b, "  p99.9 %s  p99.99 %s  max %s\n", Dur(l.P999), Dur(l.P9999), Dur(l.Max))
+		fmt.Fprintf(b, "\n            p50 %s%s  p90 %s  p99 %s%s  p99.9 %s  p99.99 %s  max %s\n",
+			Dur(l.P50), interval(l.P50CILow, l.P50CIHigh), Dur(l.P90), Dur(l.P99), interval(l.P99CILow, l.P99CIHigh),
+			Dur(l.P999), Dur(l.P9999), Dur(l.Max))
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return err
@@ -71,12 +79,17 @@ func WriteText(w io.Writer, r *Results) error {
 	if p := r.Probe; p != nil {
 		fmt.Fprintf(w, "probe cost: %.1f records per round trip; during the warm-up its programs ran %.1f times per round trip machine-wide (other processes' events included) at %.0f ns: %s of CPU per round trip; %d events lost\n",
 			p.EventsPerRTT, p.ProgramRunsPerRTT, p.BPFNsPerEvent, Dur(p.OverheadNsPerRT), r.LostEvents)
-		for ev, why := range p.Missing {
-			fmt.Fprintf(w, "probe: no hook for %s: %s\n", ev, why)
+		for _, ev := range sortedKeys(p.Missing) {
+			fmt.Fprintf(w, "probe: no hook for %s: %s\n", ev, p.Missing[ev])
 		}
 	}
 	if len(r.Syscalls) > 0 {
 		if err := WriteSyscalls(w, r.Syscalls); err != nil {
+			return err
+		}
+	}
+	for _, e := range r.Warnings {
+		if _, err := fmt.Fprintf(w, "warning: %s\n", e); err != nil {
 			return err
 		}
 	}
@@ -111,8 +124,11 @@ func WriteBreakdown(w io.Writer, r *Results) error {
 		}
 		fmt.Fprintf(w, "joined %d of %d round trips (%.1f%%); %.1f%% of them sum to the client's latency within %s\n",
 			bc.Joined, tot, 100*frac, 100*bc.SumWithinTolerance, bc.Tolerance)
-		for reason, n := range bc.UnjoinedReasons {
-			fmt.Fprintf(w, "  unjoined: %d × %s\n", n, reason)
+		// Most frequent reason first; ties in name order.
+		reasons := sortedKeys(bc.UnjoinedReasons)
+		sort.SliceStable(reasons, func(i, j int) bool { return bc.UnjoinedReasons[reasons[i]] > bc.UnjoinedReasons[reasons[j]] })
+		for _, reason := range reasons {
+			fmt.Fprintf(w, "  unjoined: %d × %s\n", bc.UnjoinedReasons[reason], reason)
 		}
 	}
 	if top.Component != "" {
@@ -132,6 +148,42 @@ func WriteSyscalls(w io.Writer, sc []Syscall) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t\n", s.Side, s.Name, s.Count, Dur(s.P50Ns), Dur(s.P99Ns), Dur(s.MaxNs))
 	}
 	return tw.Flush()
+}
+
+// sortedKeys returns m's keys in order, so that what is printed from a map
+// reads the same from run to run.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// targets says, in parentheses, how close each interval target came.
+func targets(ru RunInfo) string {
+	var parts []string
+	for _, t := range []struct {
+		name             string
+		target, achieved float64
+	}{{"p50", ru.P50CITarget, ru.P50CIAchieved}, {"p99", ru.P99CITarget, ru.P99CIAchieved}} {
+		if t.target > 0 && t.achieved > 0 {
+			parts = append(parts, fmt.Sprintf("%s ±%.2f%% of ±%.2f%%", t.name, 100*t.achieved, 100*t.target))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// interval renders " [low, high]", or nothing when there is no interval.
+func interval(low, high float64) string {
+	if !(high > low) {
+		return ""
+	}
+	return fmt.Sprintf(" [%s, %s]", Dur(low), Dur(high))
 }
 
 func cpuList(c []int) string {

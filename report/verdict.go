@@ -2,9 +2,11 @@ package report
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/volleyscope/volleyscope/stats"
@@ -13,27 +15,35 @@ import (
 // Verdict is the outcome of interleaved A/B rounds ('volleyscope vs').
 // Ratios are B over A: below 1 means B is faster.
 type Verdict struct {
-	A          string        `json:"a"`
-	B          string        `json:"b"`
-	Clients    int           `json:"clients"`
-	Proto      string        `json:"proto"`
-	Pairs      int           `json:"pairs"`
-	Confidence float64       `json:"confidence"`
-	MeanA      []float64     `json:"mean_ns_a"` // per round
-	MeanB      []float64     `json:"mean_ns_b"`
-	P50A       []float64     `json:"p50_ns_a"`
-	P50B       []float64     `json:"p50_ns_b"`
-	P99A       []float64     `json:"p99_ns_a"`
-	P99B       []float64     `json:"p99_ns_b"`
-	RPSA       []float64     `json:"throughput_rps_a"`
-	RPSB       []float64     `json:"throughput_rps_b"`
-	Mean       stats.Ratio   `json:"mean_ratio"`
-	P99        stats.Ratio   `json:"p99_ratio"`
-	Throughput stats.Ratio   `json:"throughput_ratio"`
-	Breakdown  []ComponentVs `json:"breakdown,omitempty"`
-	Summary    string        `json:"verdict"`
-	Meta       Meta          `json:"meta"`
+	A           string        `json:"a"`        // A's label in tables and sentences
+	B           string        `json:"b"`        // B's label
+	ServerA     string        `json:"server_a"` // what A ran: a built-in server's name or an executable's path
+	ServerB     string        `json:"server_b"`
+	Clients     int           `json:"clients"`
+	Proto       string        `json:"proto"`
+	Pairs       int           `json:"pairs"`        // complete pairs the verdict is drawn from
+	PairsWanted int           `json:"pairs_wanted"` // pairs asked for; more than Pairs when the rounds stopped early
+	Confidence  float64       `json:"confidence"`
+	MeanA       []float64     `json:"mean_ns_a"` // per round
+	MeanB       []float64     `json:"mean_ns_b"`
+	P50A        []float64     `json:"p50_ns_a"`
+	P50B        []float64     `json:"p50_ns_b"`
+	P99A        []float64     `json:"p99_ns_a"`
+	P99B        []float64     `json:"p99_ns_b"`
+	RPSA        []float64     `json:"throughput_rps_a"`
+	RPSB        []float64     `json:"throughput_rps_b"`
+	Mean        stats.Ratio   `json:"mean_ratio"`
+	P99         stats.Ratio   `json:"p99_ratio"`
+	Throughput  stats.Ratio   `json:"throughput_ratio"`
+	Breakdown   []ComponentVs `json:"breakdown,omitempty"`
+	Summary     string        `json:"verdict"`
+	Meta        Meta          `json:"meta"`
 }
+
+// ErrNoVerdict is returned by Verdict.Decide when the rounds cannot carry a
+// verdict: fewer than two complete pairs, or a round without a positive
+// mean, p99 or throughput.
+var ErrNoVerdict = errors.New("no verdict")
 
 // ComponentVs is one breakdown component's mean in A and B (averaged over
 // the rounds).
@@ -44,12 +54,35 @@ type ComponentVs struct {
 	MeanNsB   float64 `json:"mean_ns_b"`
 }
 
-// Decide fills Mean, P99, Throughput and Summary from the per-round values.
-func (v *Verdict) Decide() {
-	v.Mean = stats.PairedRatio(v.MeanB, v.MeanA, v.Confidence)
-	v.P99 = stats.PairedRatio(v.P99B, v.P99A, v.Confidence)
-	v.Throughput = stats.PairedRatio(v.RPSB, v.RPSA, v.Confidence)
+// Decide fills Mean, P99, Throughput and Summary from the per-round values
+// of the first Pairs pairs. It refuses (ErrNoVerdict) rather than decide
+// from fewer than two pairs or from a round that measured nothing.
+func (v *Verdict) Decide() error {
+	n := v.Pairs
+	if n < 2 {
+		return fmt.Errorf("%w: %d complete pair(s), at least 2 are needed", ErrNoVerdict, n)
+	}
+	for _, c := range []struct {
+		label, what string
+		xs          []float64
+	}{
+		{v.A, "mean", v.MeanA}, {v.B, "mean", v.MeanB}, {v.A, "p99", v.P99A}, {v.B, "p99", v.P99B},
+		{v.A, "throughput", v.RPSA}, {v.B, "throughput", v.RPSB},
+	} {
+		if len(c.xs) < n {
+			return fmt.Errorf("%w: %s has %d %s values for %d pairs", ErrNoVerdict, c.label, len(c.xs), c.what, n)
+		}
+		for i, x := range c.xs[:n] {
+			if !(x > 0) || math.IsInf(x, 0) {
+				return fmt.Errorf("%w: pair %d: %s's %s is %v: that round measured nothing", ErrNoVerdict, i+1, c.label, c.what, x)
+			}
+		}
+	}
+	v.Mean = stats.PairedRatio(v.MeanB[:n], v.MeanA[:n], v.Confidence)
+	v.P99 = stats.PairedRatio(v.P99B[:n], v.P99A[:n], v.Confidence)
+	v.Throughput = stats.PairedRatio(v.RPSB[:n], v.RPSA[:n], v.Confidence)
 	v.Summary = sentence(v.A, v.B, "mean latency", v.Mean, v.Confidence)
+	return nil
 }
 
 func sentence(a, b, what string, r stats.Ratio, conf float64) string {
@@ -71,13 +104,26 @@ func sentence(a, b, what string, r stats.Ratio, conf float64) string {
 
 // WriteVerdict writes the rounds and the verdict for a person.
 func WriteVerdict(w io.Writer, v *Verdict) error {
-	fmt.Fprintf(w, "%s vs %s: %d client(s), %s, %d interleaved pairs\n", v.A, v.B, v.Clients, v.Proto, v.Pairs)
+	fmt.Fprintf(w, "%s vs %s: %d client(s), %s, %d interleaved pairs", v.A, v.B, v.Clients, v.Proto, v.Pairs)
+	if v.PairsWanted > v.Pairs {
+		fmt.Fprintf(w, " (partial: %d of %d)", v.Pairs, v.PairsWanted)
+	}
+	fmt.Fprintln(w)
+	for _, s := range []struct{ label, server string }{{v.A, v.ServerA}, {v.B, v.ServerB}} {
+		if s.server != "" && s.server != s.label {
+			fmt.Fprintf(w, "  %s: %s\n", s.label, s.server)
+		}
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "pair\tmean %s\tmean %s\tp99 %s\tp99 %s\t\n", v.A, v.B, v.A, v.B)
-	for i := range v.MeanA {
+	for i := range min(len(v.MeanA), len(v.MeanB), len(v.P99A), len(v.P99B)) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t\n", i+1, Dur(v.MeanA[i]), Dur(v.MeanB[i]), Dur(v.P99A[i]), Dur(v.P99B[i]))
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if v.Summary == "" {
+		_, err := fmt.Fprintf(w, "verdict: none (%d complete pairs)\n", v.Pairs)
 		return err
 	}
 	fmt.Fprintf(w, "p99:        %s\n", sentence(v.A, v.B, "p99", v.P99, v.Confidence))
@@ -111,29 +157,122 @@ func WriteJSONAny(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// WriteComparison compares two recorded runs: the mean's ratio B/A with an
-// interval from the two runs' own intervals, percentiles, and breakdown.
+// ErrNothingToCompare is returned by WriteComparison when a run has no
+// mean latency or no interval for it to compare.
+var ErrNothingToCompare = errors.New("nothing to compare")
+
+// Differences lists, in a fixed order, what makes two runs not like for
+// like: each run's own status (stopped early, errors, ended during warm-up,
+// lost probe events), then every difference in how and where they were
+// measured (probe on or off and its settings, stop reason, kernel, CPU,
+// server, load, pinning, confidence level, volleyscope version). Each entry
+// is one sentence without a trailing newline.
+func Differences(a, b *Results) []string {
+	var out []string
+	for _, s := range []struct {
+		name string
+		r    *Results
+	}{{"A", a}, {"B", b}} {
+		switch s.r.Run.StopReason {
+		case "interrupted", "error":
+			out = append(out, fmt.Sprintf("%s stopped early (%s): its numbers cover what was measured before", s.name, s.r.Run.StopReason))
+		}
+		if n := len(s.r.Errors); n > 0 {
+			out = append(out, fmt.Sprintf("%s ended with %d error(s), the first: %s", s.name, n, s.r.Errors[0]))
+		}
+		if s.r.Run.WarmupIncluded {
+			out = append(out, fmt.Sprintf("%s ended during its warm-up: its warm-up round trips are what is summarized", s.name))
+		}
+		if s.r.LostEvents > 0 {
+			out = append(out, fmt.Sprintf("%s's probe lost %d events: its breakdown is incomplete", s.name, s.r.LostEvents))
+		}
+	}
+	diff := func(what string, x, y any) {
+		if fmt.Sprint(x) != fmt.Sprint(y) {
+			out = append(out, fmt.Sprintf("%s differs: A %v, B %v", what, x, y))
+		}
+	}
+	diff("probe", onOff(probed(a)), onOff(probed(b)))
+	if probed(a) && probed(b) {
+		diff("probe mode", a.Meta.ProbeMode, b.Meta.ProbeMode)
+		diff("probe --syscalls", onOff(a.Probe != nil && a.Probe.Syscalls), onOff(b.Probe != nil && b.Probe.Syscalls))
+		for _, ev := range sortedKeys(union(a.Meta.Hooks, b.Meta.Hooks)) {
+			diff("hook for "+ev, orNone(a.Meta.Hooks[ev]), orNone(b.Meta.Hooks[ev]))
+		}
+	}
+	diff("stop reason", a.Run.StopReason, b.Run.StopReason)
+	diff("kernel", a.Meta.Kernel, b.Meta.Kernel)
+	diff("CPU model", a.Meta.CPUModel, b.Meta.CPUModel)
+	diff("CPU count", a.Meta.NCPU, b.Meta.NCPU)
+	diff("server", a.Meta.Server, b.Meta.Server)
+	diff("server spin", Dur(float64(a.Meta.ServerSpin)), Dur(float64(b.Meta.ServerSpin)))
+	diff("clients", a.Meta.Clients, b.Meta.Clients)
+	diff("proto", a.Meta.Proto, b.Meta.Proto)
+	diff("payload size (bytes)", a.Meta.Size, b.Meta.Size)
+	diff("client CPUs", cpuList(a.Meta.ClientCPUs), cpuList(b.Meta.ClientCPUs))
+	diff("server CPUs", cpuList(a.Meta.ServerCPUs), cpuList(b.Meta.ServerCPUs))
+	diff("confidence level", a.Latency.CILevel, b.Latency.CILevel)
+	diff("volleyscope version", orNone(a.Meta.Version), orNone(b.Meta.Version))
+	return out
+}
+
+// probed says whether the eBPF probe was attached during the run.
+func probed(r *Results) bool {
+	return r.Probe != nil || len(r.Breakdown) > 0 || (r.Meta.ProbeMode != "" && !strings.HasPrefix(r.Meta.ProbeMode, "none"))
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func union(a, b map[string]string) map[string]string {
+	u := make(map[string]string, len(a)+len(b))
+	for k, v := range a {
+		u[k] = v
+	}
+	for k, v := range b {
+		u[k] = v
+	}
+	return u
+}
+
+// WriteComparison compares two recorded runs: every difference between
+// them (Differences) as a warning, the mean's ratio B/A with an interval
+// from the two runs' own intervals, percentiles, and the breakdown
+// components both have. It writes nothing and returns ErrNothingToCompare
+// when a run has no positive mean latency.
 func WriteComparison(w io.Writer, nameA string, a *Results, nameB string, b *Results) error {
+	for _, s := range []struct {
+		name, path string
+		r          *Results
+	}{{"A", nameA, a}, {"B", nameB, b}} {
+		if s.r.Latency.Count <= 0 || !(s.r.Latency.Mean > 0) {
+			return fmt.Errorf("compare: %s (%s) measured no round trips: %w", s.name, s.path, ErrNothingToCompare)
+		}
+	}
 	conf := a.Latency.CILevel
 	if conf == 0 {
 		conf = 0.99
 	}
-	ia := stats.Interval{Mean: a.Latency.Mean, Low: a.Latency.CILow, High: a.Latency.CIHigh}
-	ib := stats.Interval{Mean: b.Latency.Mean, Low: b.Latency.CILow, High: b.Latency.CIHigh}
-	r := stats.CompareMeans(ib, ia, conf)
 	fmt.Fprintf(w, "A: %s  (%s, kernel %s, %d clients)\nB: %s  (%s, kernel %s, %d clients)\n",
 		nameA, a.Meta.Server, a.Meta.Kernel, a.Meta.Clients, nameB, b.Meta.Server, b.Meta.Kernel, b.Meta.Clients)
-	if a.Meta.Clients != b.Meta.Clients || a.Meta.Proto != b.Meta.Proto {
-		fmt.Fprintf(w, "warning: the runs differ in load (clients %d vs %d, proto %s vs %s)\n", a.Meta.Clients, b.Meta.Clients, a.Meta.Proto, b.Meta.Proto)
+	for _, d := range Differences(a, b) {
+		fmt.Fprintf(w, "warning: %s\n", d)
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "\tA\tB\tB/A\t\n")
 	row := func(name string, x, y float64) {
-		ratio := 0.0
-		if x > 0 {
-			ratio = y / x
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f\t\n", name, Dur(x), Dur(y), ratio)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f\t\n", name, Dur(x), Dur(y), safeDiv(y, x))
 	}
 	row("mean", a.Latency.Mean, b.Latency.Mean)
 	row("p50", a.Latency.P50, b.Latency.P50)
@@ -146,7 +285,7 @@ func WriteComparison(w io.Writer, nameA string, a *Results, nameB string, b *Res
 	for _, c := range a.Breakdown {
 		comps[c.Side+"/"+c.Component] = c
 	}
-	for _, c := range b.Breakdown {
+	for _, c := range b.Breakdown { // B's order: the component order of the breakdown
 		if ca, ok := comps[c.Side+"/"+c.Component]; ok {
 			row(c.Component, ca.MeanNs, c.MeanNs)
 		}
@@ -154,8 +293,25 @@ func WriteComparison(w io.Writer, nameA string, a *Results, nameB string, b *Res
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, s := range []struct {
+		name string
+		l    Latency
+	}{{"A", a.Latency}, {"B", b.Latency}} {
+		if !(s.l.CIHigh > s.l.CILow) {
+			_, err := fmt.Fprintf(w, "verdict: none: %s has no confidence interval for its mean (too few round trips for batches); rerun it longer\n", s.name)
+			return err
+		}
+	}
+	ia := Interval(a.Latency)
+	ib := Interval(b.Latency)
+	r := stats.CompareMeans(ib, ia, conf)
 	_, err := fmt.Fprintf(w, "verdict: %s\n", sentence("A", "B", "mean latency", r, conf))
 	return err
+}
+
+// Interval is the mean latency's confidence interval of a results.json.
+func Interval(l Latency) stats.Interval {
+	return stats.Interval{Mean: l.Mean, Low: l.CILow, High: l.CIHigh}
 }
 
 func safeDiv(a, b float64) float64 {

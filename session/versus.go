@@ -2,87 +2,176 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/report"
 )
 
-// Versus runs servers a and b in interleaved rounds (a b a b …), each round
-// to the confidence target of cfg.Load, and returns the verdict. The same
-// clients, payload and pinning are used for both. Interleaving makes slow
-// drift of a shared machine (thermal, noisy neighbours) hit both equally,
-// and the pairs give an interval for the ratio that accounts for it.
-func Versus(ctx context.Context, cfg Config, a, b string, pairs int) (*report.Verdict, error) {
+// DefaultRoundDuration caps each round of Versus when cfg.Load.Duration is
+// zero: rounds usually stop earlier, at the confidence target.
+const DefaultRoundDuration = 10 * time.Second
+
+// ErrNothingMeasured is wrapped by Versus's error when a round ended
+// without an error but with no measured round trip (a run too short for
+// its warm-up, for instance): no verdict is drawn from such a round.
+var ErrNothingMeasured = errors.New("no round trips measured")
+
+// Contender is one side of Versus.
+type Contender struct {
+	Label  string // short name in tables and sentences
+	Server string // built-in server name or path to an executable taking -p PORT
+}
+
+// ParseContender reads a 'vs' argument: "label=server", or a server alone,
+// labelled by its base name (a built-in server by its name).
+func ParseContender(arg string) (Contender, error) {
+	if label, server, ok := strings.Cut(arg, "="); ok && label != "" && !strings.ContainsRune(label, '/') {
+		if server == "" {
+			return Contender{}, fmt.Errorf("server %q: no server after %q", arg, label+"=")
+		}
+		return Contender{Label: label, Server: server}, nil
+	}
+	if arg == "" {
+		return Contender{}, errors.New("empty server name")
+	}
+	return Contender{Label: filepath.Base(arg), Server: arg}, nil
+}
+
+// Round is one measured round of Versus, handed to its callback as soon as
+// it ends.
+type Round struct {
+	Pair int    // 1-based
+	Side string // "a" or "b"
+	Contender
+	Outcome *Outcome // what the round measured; nil when nothing was
+	Err     error    // why the round failed; nil for a complete round
+}
+
+// Versus runs a and b in interleaved rounds (a b a b …), each round to the
+// confidence target of cfg.Load (capped by cfg.Load.Duration, or
+// DefaultRoundDuration when that is zero), and returns the verdict. The
+// same clients, payload and pinning are used for both. Interleaving makes
+// slow drift of a shared machine (thermal, noisy neighbours) hit both
+// equally, and the pairs give an interval for the ratio that accounts for
+// it.
+//
+// onRound, if not nil, is called after every round, failed ones included;
+// an error from it stops the rounds. A round that fails, or measures
+// nothing (ErrNothingMeasured), stops the rounds too: Versus then returns
+// the verdict of the complete pairs before it if there are at least two
+// (Verdict.Pairs < Verdict.PairsWanted), or a nil verdict, with the
+// round's error. Cancelling ctx stops the same way, with ctx's error.
+func Versus(ctx context.Context, cfg Config, a, b Contender, pairs int, onRound func(Round) error) (*report.Verdict, error) {
+	if a.Label == b.Label {
+		return nil, fmt.Errorf("both servers are labelled %q: name them, e.g. 'a=%s b=%s'", a.Label, a.Server, b.Server)
+	}
+	if pairs < 2 {
+		return nil, fmt.Errorf("vs: %d pairs: at least 2 are needed for an interval", pairs)
+	}
 	if cfg.Load.Duration == 0 {
-		cfg.Load.Duration = 10 * time.Second
+		cfg.Load.Duration = DefaultRoundDuration
 	}
-	v := &report.Verdict{A: a, B: b, Clients: max(cfg.Load.Clients, 1), Proto: string(cfg.Load.Proto), Confidence: cfg.Load.Confidence}
-	if v.Proto == "" {
-		v.Proto = "pingpong"
+	if cfg.Load.Proto == "" {
+		cfg.Load.Proto = loadgen.PingPong
 	}
-	if v.Confidence == 0 {
-		v.Confidence = 0.99
+	if cfg.Load.Confidence == 0 {
+		cfg.Load.Confidence = loadgen.DefaultConfidence
 	}
-	// Fail fast on a server name that cannot run, before any round.
-	for _, s := range []string{a, b} {
-		if _, _, err := ServerArgv(cfg.Self, s, cfg.Echo, cfg.ServerSpin); err != nil {
+	v := &report.Verdict{
+		A: a.Label, B: b.Label, ServerA: a.Server, ServerB: b.Server,
+		Clients: max(cfg.Load.Clients, 1), Proto: string(cfg.Load.Proto), Confidence: cfg.Load.Confidence, PairsWanted: pairs,
+	}
+	// Fail fast on a server that cannot run, before any round.
+	for _, c := range []Contender{a, b} {
+		if _, _, err := ServerArgv(cfg.Self, c.Server, cfg.Load.Proto == loadgen.Echo, cfg.ServerSpin); err != nil {
 			return nil, err
 		}
 	}
-	sums := map[string]*report.ComponentVs{}
-	var order []string
-	for i := 0; i < pairs; i++ {
-		for k, name := range []string{a, b} {
-			c := cfg
-			c.Server = name
-			if c.Note != nil {
-				c.Note(fmt.Sprintf("pair %d/%d: %s", i+1, pairs, name))
+	var comps [2][][]report.Component // per side, per round
+	for i := 1; i <= pairs; i++ {
+		for k, c := range []Contender{a, b} {
+			rc := cfg
+			rc.Server = c.Server
+			if rc.Note != nil {
+				rc.Note(fmt.Sprintf("pair %d/%d: %s", i, pairs, c.Label))
 			}
-			out, err := Run(ctx, c)
-			if err != nil {
-				v.Pairs = len(v.MeanB)
-				if v.Pairs >= 2 {
-					v.MeanA, v.P50A, v.P99A, v.RPSA = v.MeanA[:v.Pairs], v.P50A[:v.Pairs], v.P99A[:v.Pairs], v.RPSA[:v.Pairs]
-					v.Decide()
+			out, err := Run(ctx, rc)
+			if err == nil && ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			if err == nil && (out == nil || out.Results.Latency.Count == 0) {
+				err = fmt.Errorf("%w (the round ended before its warm-up did: lengthen --duration, shorten --warmup, or raise --requests)", ErrNothingMeasured)
+			}
+			round := Round{Pair: i, Side: string("ab"[k]), Contender: c, Outcome: out, Err: err}
+			if onRound != nil {
+				if cerr := onRound(round); cerr != nil {
+					err = errors.Join(err, cerr)
 				}
-				return v, fmt.Errorf("pair %d, %s: %w", i+1, name, err)
+			}
+			if err != nil {
+				return finish(v, comps, fmt.Errorf("pair %d, %s (%s): %w", i, c.Label, c.Server, err))
 			}
 			r := out.Results
 			if v.Meta.Kernel == "" {
 				v.Meta = r.Meta
-				v.Meta.Server = a + " vs " + b
+				v.Meta.Server = a.Label + " vs " + b.Label
 			}
+			comps[k] = append(comps[k], r.Breakdown)
 			if k == 0 {
-				v.P50A = append(v.P50A, r.Latency.P50)
+				v.MeanA, v.P50A, v.P99A, v.RPSA = append(v.MeanA, r.Latency.Mean), append(v.P50A, r.Latency.P50), append(v.P99A, r.Latency.P99), append(v.RPSA, r.ThroughputRPS)
 			} else {
-				v.P50B = append(v.P50B, r.Latency.P50)
+				v.MeanB, v.P50B, v.P99B, v.RPSB = append(v.MeanB, r.Latency.Mean), append(v.P50B, r.Latency.P50), append(v.P99B, r.Latency.P99), append(v.RPSB, r.ThroughputRPS)
 			}
-			if k == 0 {
-				v.MeanA, v.P99A, v.RPSA = append(v.MeanA, r.Latency.Mean), append(v.P99A, r.Latency.P99), append(v.RPSA, r.ThroughputRPS)
-			} else {
-				v.MeanB, v.P99B, v.RPSB = append(v.MeanB, r.Latency.Mean), append(v.P99B, r.Latency.P99), append(v.RPSB, r.ThroughputRPS)
-			}
-			for _, comp := range r.Breakdown {
-				key := comp.Side + "/" + comp.Component
-				cv := sums[key]
-				if cv == nil {
-					cv = &report.ComponentVs{Component: comp.Component, Side: comp.Side}
-					sums[key] = cv
-					order = append(order, key)
+		}
+	}
+	return finish(v, comps, nil)
+}
+
+// finish keeps v's complete pairs, averages their breakdowns and decides.
+// With fewer than two complete pairs there is no verdict: it returns nil
+// and runErr, or the reason there is none.
+func finish(v *report.Verdict, comps [2][][]report.Component, runErr error) (*report.Verdict, error) {
+	n := min(len(v.MeanA), len(v.MeanB))
+	v.Pairs = n
+	v.MeanA, v.P50A, v.P99A, v.RPSA = v.MeanA[:n], v.P50A[:n], v.P99A[:n], v.RPSA[:n]
+	v.MeanB, v.P50B, v.P99B, v.RPSB = v.MeanB[:n], v.P50B[:n], v.P99B[:n], v.RPSB[:n]
+	v.Breakdown = averageBreakdowns(comps[0][:n], comps[1][:n])
+	if err := v.Decide(); err != nil {
+		if runErr != nil {
+			return nil, runErr
+		}
+		return nil, err
+	}
+	return v, runErr
+}
+
+// averageBreakdowns averages each component's mean over the rounds of
+// each side, in the order the components first appear.
+func averageBreakdowns(a, b [][]report.Component) []report.ComponentVs {
+	idx := map[string]int{}
+	var out []report.ComponentVs
+	for side, rounds := range [][][]report.Component{a, b} {
+		for _, round := range rounds {
+			for _, c := range round {
+				key := c.Side + "/" + c.Component
+				i, ok := idx[key]
+				if !ok {
+					i = len(out)
+					idx[key] = i
+					out = append(out, report.ComponentVs{Component: c.Component, Side: c.Side})
 				}
-				if k == 0 {
-					cv.MeanNsA += comp.MeanNs / float64(pairs)
+				if side == 0 {
+					out[i].MeanNsA += c.MeanNs / float64(len(a))
 				} else {
-					cv.MeanNsB += comp.MeanNs / float64(pairs)
+					out[i].MeanNsB += c.MeanNs / float64(len(b))
 				}
 			}
 		}
 	}
-	v.Pairs = pairs
-	for _, key := range order {
-		v.Breakdown = append(v.Breakdown, *sums[key])
-	}
-	v.Decide()
-	return v, nil
+	return out
 }

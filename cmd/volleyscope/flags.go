@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -10,85 +9,151 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/probe"
 	"github.com/volleyscope/volleyscope/session"
 )
 
-// loadFlags are the flags shared by run, bench and vs.
+// Flag defaults that loadgen does not export. They are loadgen.Options'
+// documented defaults (what its zero values mean); TestFlagDefaultsAreLoadgens
+// holds the two together.
+const (
+	defaultClients = 1
+	defaultSize    = 64
+)
+
+// loadFlags are the flags shared by run, bench and vs, grouped as the
+// help lists them: the server, the load, the stopping rule, the output.
 type loadFlags struct {
 	server     string
 	addr       string
+	serverCPUs string
+	serverSpin time.Duration
+
 	clients    int
 	proto      string
 	size       int
+	clientCPUs string
+	timeout    time.Duration
+	requests   int64
+
+	clientModel    string
+	connectTimeout time.Duration
+	connectRate    float64
+	rate           float64
+
 	duration   time.Duration
 	ci         float64
+	p99CI      float64
 	confidence float64
 	warmup     time.Duration
-	timeout    time.Duration
-	clientCPUs string
-	serverCPUs string
-	serverSpin time.Duration
-	requests   int64
-	json       bool
-	out        string
-	quiet      bool
+
+	json  bool
+	out   string
+	quiet bool
+
+	fs *pflag.FlagSet // to tell a flag given from a default
 }
 
-func (f *loadFlags) register(fs *pflag.FlagSet) {
+// register adds the flags to fs. withTarget adds --server and --addr, which
+// vs does not take (its servers are its arguments); duration is the
+// default of --duration.
+func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.Duration) {
+	f.fs = fs
 	client, server := session.DefaultCPUs()
-	fs.StringVar(&f.server, "server", "goroutine", "built-in server name (see 'volleyscope servers') or path to a binary taking -p PORT")
-	fs.StringVar(&f.addr, "addr", "", "benchmark a running server at HOST:PORT instead of starting one")
-	fs.IntVar(&f.clients, "clients", 1, "concurrent connections, one OS thread each")
-	fs.StringVar(&f.proto, "proto", "pingpong", "wire protocol: pingpong or echo")
-	fs.IntVar(&f.size, "size", 64, "echo payload in bytes")
-	fs.DurationVar(&f.duration, "duration", 60*time.Second, "cap on the measured time; the run usually stops earlier at the --ci target")
-	fs.Float64Var(&f.ci, "ci", 0.01, "stop when the mean's confidence interval is within ±this fraction (0: run for --duration)")
-	fs.Float64Var(&f.confidence, "confidence", 0.99, "confidence level of the intervals")
-	fs.DurationVar(&f.warmup, "warmup", time.Second, "discard round trips started in this first stretch")
-	fs.DurationVar(&f.timeout, "timeout", 2*time.Second, "a reply slower than this stops the run with an error")
-	fs.StringVar(&f.clientCPUs, "client-cpus", cpuString(client), "CPUs for the client threads, e.g. 1 or 0,2-3 ('' = not pinned)")
-	fs.StringVar(&f.serverCPUs, "server-cpus", cpuString(server), "CPUs for the server process ('' = not pinned)")
+	if withTarget {
+		fs.StringVar(&f.server, "server", "goroutine", "built-in server name (see 'volleyscope servers') or path to a binary taking -p PORT")
+		fs.StringVar(&f.addr, "addr", "", "benchmark a running server at HOST:PORT instead of starting one")
+	}
+	fs.StringVar(&f.serverCPUs, "server-cpus", cpuString(server), "CPUs for a started server process ('' = not pinned)")
 	fs.DurationVar(&f.serverSpin, "server-spin", 0, "built-in servers busy-work this long per request (an injected delay)")
-	fs.Int64Var(&f.requests, "requests", 0, "stop each connection after this many round trips (0: no limit)")
+	fs.IntVar(&f.clients, "clients", defaultClients, "concurrent connections, one OS thread each")
+	fs.StringVar(&f.proto, "proto", string(loadgen.PingPong), "wire protocol: pingpong or echo")
+	fs.IntVar(&f.size, "size", defaultSize, "echo payload in bytes (--proto echo only)")
+	fs.StringVar(&f.clientCPUs, "client-cpus", cpuString(client), "CPUs for the client threads, e.g. 1 or 0,2-3 ('' = not pinned)")
+	fs.DurationVar(&f.timeout, "timeout", loadgen.DefaultTimeout, "a reply slower than this stops the run with an error")
+	fs.Int64Var(&f.requests, "requests", 0, "stop each connection after this many round trips, warm-up included (0: no limit)")
+	fs.StringVar(&f.clientModel, "client-model", "auto", fmt.Sprintf("threads (a thread per connection), epoll (a thread per client CPU) or auto (epoll from %d connections)", loadgen.AutoEpollFrom))
+	fs.DurationVar(&f.connectTimeout, "connect-timeout", loadgen.DefaultConnectTimeout, "budget of each connection's set-up (handshake and one priming round trip), apart from --timeout")
+	fs.Float64Var(&f.connectRate, "connect-rate", 0, "open at most this many connections per second (0: as fast as the server accepts them)")
+	fs.Float64Var(&f.rate, "rate", 0, "open loop: this many round trips per second in total, Poisson, latency counted from the intended send (0: closed loop)")
+	fs.DurationVar(&f.duration, "duration", duration, "cap on the measured time; the run usually stops earlier, at the --ci and --p99-ci targets")
+	fs.Float64Var(&f.ci, "ci", loadgen.DefaultCI, "stop once the p50's confidence interval is within ±this fraction of it, and p99's within --p99-ci (0: no p50 target)")
+	fs.Float64Var(&f.p99CI, "p99-ci", loadgen.DefaultP99CI, "the same target for p99 (0: no p99 target; both 0: run for --duration)")
+	fs.Float64Var(&f.confidence, "confidence", loadgen.DefaultConfidence, "confidence level of the intervals, between 0 and 1")
+	fs.DurationVar(&f.warmup, "warmup", loadgen.DefaultWarmup, "discard round trips started in this first stretch (0: no warm-up)")
 	fs.BoolVar(&f.json, "json", false, "print the results.json summary on stdout instead of the table")
-	fs.StringVar(&f.out, "out", "", "write results.json, requests.csv and latency.hlog into this directory")
-	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress on stderr")
+	fs.StringVar(&f.out, "out", "", "write results.json, requests.csv and latency.hlog into this directory (checked before measuring)")
+	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress or notices on stderr")
 }
 
+// config validates every load flag, once, and turns them into a session
+// configuration. Each value that loadgen would replace silently (a zero, a
+// negative, a level outside (0,1)) is refused here with the flag's name, or
+// has a meaning stated in its help (--ci 0, --p99-ci 0, --warmup 0, --requests 0).
 func (f *loadFlags) config() (session.Config, error) {
 	proto, err := loadgen.ParseProto(f.proto)
 	if err != nil {
-		return session.Config{}, err
+		return session.Config{}, usagef("--proto: %v", err)
 	}
 	ccpus, err := parseCPUs(f.clientCPUs)
 	if err != nil {
-		return session.Config{}, fmt.Errorf("--client-cpus: %w", err)
+		return session.Config{}, usagef("--client-cpus: %v", err)
 	}
 	scpus, err := parseCPUs(f.serverCPUs)
 	if err != nil {
-		return session.Config{}, fmt.Errorf("--server-cpus: %w", err)
+		return session.Config{}, usagef("--server-cpus: %v", err)
 	}
-	if f.clients < 1 {
-		return session.Config{}, fmt.Errorf("--clients must be at least 1")
+	checks := []struct {
+		bad bool
+		msg string
+	}{
+		{f.addr != "" && f.fs.Changed("server"), "--addr and --server exclude each other: benchmark a running server or start one"},
+		{f.addr != "" && f.fs.Changed("server-cpus"), "--server-cpus pins a started server; with --addr pin the running server yourself (taskset)"},
+		{f.addr != "" && f.serverSpin != 0, "--server-spin works with a started built-in server, not with --addr"},
+		{f.serverSpin < 0, fmt.Sprintf("--server-spin %v: want 0 or a positive duration", f.serverSpin)},
+		{f.clients < 1, fmt.Sprintf("--clients %d: want at least 1", f.clients)},
+		{f.size < 1, fmt.Sprintf("--size %d: want at least 1 byte", f.size)},
+		{proto != loadgen.Echo && f.fs.Changed("size"), "--size sets the echo payload: use it with --proto echo (a ping-pong message is always 4 bytes)"},
+		{f.timeout <= 0, fmt.Sprintf("--timeout %v: want a positive duration, e.g. 2s", f.timeout)},
+		{f.requests < 0, fmt.Sprintf("--requests %d: want 0 (no limit) or more", f.requests)},
+		{f.connectTimeout <= 0, fmt.Sprintf("--connect-timeout %v: want a positive duration, e.g. 10s", f.connectTimeout)},
+		{f.connectRate < 0, fmt.Sprintf("--connect-rate %v: want 0 (unpaced) or a positive rate", f.connectRate)},
+		{f.rate < 0, fmt.Sprintf("--rate %v: want 0 (closed loop) or a positive rate", f.rate)},
+		{f.duration <= 0, fmt.Sprintf("--duration %v: want a positive duration, e.g. 10s", f.duration)},
+		{!(f.ci >= 0 && f.ci < 1), fmt.Sprintf("--ci %v: want a fraction such as 0.01, or 0 for no p50 target", f.ci)},
+		{!(f.p99CI >= 0 && f.p99CI < 1), fmt.Sprintf("--p99-ci %v: want a fraction such as 0.05, or 0 for no p99 target", f.p99CI)},
+		{!(f.confidence > 0 && f.confidence < 1), fmt.Sprintf("--confidence %v: want a level between 0 and 1, e.g. 0.99", f.confidence)},
+		{f.warmup < 0, fmt.Sprintf("--warmup %v: want 0 (no warm-up) or a positive duration", f.warmup)},
 	}
-	if f.ci < 0 || f.ci >= 1 {
-		return session.Config{}, fmt.Errorf("--ci %v: want a fraction such as 0.01", f.ci)
+	for _, c := range checks {
+		if c.bad {
+			return session.Config{}, usagef("%s", c.msg)
+		}
 	}
-	ci := f.ci
-	if ci == 0 {
-		ci = -1 // run for the whole duration
+	model, err := loadgen.ParseClientModel(f.clientModel)
+	if err != nil {
+		return session.Config{}, usagef("--client-model: %v", err)
 	}
-	warm := f.warmup
-	if warm == 0 {
-		warm = -1
+	opts := loadgen.Options{
+		Clients: f.clients, Proto: proto, Size: f.size, Duration: f.duration, CI: f.ci, P99CI: f.p99CI,
+		Confidence: f.confidence, Warmup: f.warmup, ClientCPUs: ccpus, Timeout: f.timeout, Requests: f.requests,
+		ClientModel: model, ConnectTimeout: f.connectTimeout, ConnectRate: f.connectRate, Rate: f.rate,
 	}
-	return session.Config{
-		Server: f.server, Addr: f.addr, ServerCPUs: scpus, ServerSpin: f.serverSpin,
-		Load: loadgen.Options{
-			Clients: f.clients, Proto: proto, Size: f.size, Duration: f.duration, CI: ci,
-			Confidence: f.confidence, Warmup: warm, ClientCPUs: ccpus, Timeout: f.timeout, Requests: f.requests,
-		},
-	}, nil
+	// loadgen.Options reads zero as "default": its "none" is negative.
+	if f.ci == 0 {
+		opts.CI = -1
+	}
+	if f.p99CI == 0 {
+		opts.P99CI = -1
+	}
+	if f.warmup == 0 {
+		opts.Warmup = -1
+	}
+	cfg := session.Config{Server: f.server, Addr: f.addr, ServerCPUs: scpus, ServerSpin: f.serverSpin, Load: opts}
+	if f.addr != "" {
+		cfg.ServerCPUs = nil
+	}
+	return cfg, nil
 }
 
 func cpuString(c []int) string {
@@ -101,42 +166,40 @@ func cpuString(c []int) string {
 
 // parseCPUs reads a list such as "0,2-3"; an empty string means no pinning.
 func parseCPUs(s string) ([]int, error) {
+	return parseCPUList(s, numCPU())
+}
+
+// parseCPUList reads a CPU list for a machine with ncpu CPUs.
+func parseCPUList(s string, ncpu int) ([]int, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, nil
 	}
-	ncpu := numCPU()
 	var out []int
+	seen := map[int]bool{}
 	for _, part := range strings.Split(s, ",") {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := strconv.Atoi(strings.TrimSpace(lo))
 		if err != nil {
-			return nil, fmt.Errorf("bad CPU %q", part)
+			return nil, fmt.Errorf("bad CPU %q: want a number or a range such as 2-3", part)
 		}
 		b := a
 		if isRange {
 			if b, err = strconv.Atoi(strings.TrimSpace(hi)); err != nil || b < a {
-				return nil, fmt.Errorf("bad CPU range %q", part)
+				return nil, fmt.Errorf("bad CPU range %q: want LOW-HIGH with LOW <= HIGH", part)
 			}
 		}
 		for c := a; c <= b; c++ {
 			if c < 0 || c >= ncpu {
 				return nil, fmt.Errorf("CPU %d does not exist (this machine has CPUs 0-%d)", c, ncpu-1)
 			}
-			out = append(out, c)
+			if !seen[c] {
+				seen[c] = true
+				out = append(out, c)
+			}
 		}
 	}
 	return out, nil
-}
-
-func newFlagSet(name, synopsis string) *pflag.FlagSet {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SortFlags = false
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: %s\n\nflags:\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
 }
 
 // probeFlags are the flags of the kernel probe (run only).
@@ -149,5 +212,12 @@ type probeFlags struct {
 func (f *probeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.mode, "probe-mode", "auto", "hook family: auto (best that loads, per event), tracepoint, fentry or kprobe")
 	fs.BoolVar(&f.syscalls, "syscalls", false, "also trace every syscall and wake-up: per-syscall latency table, server_queue split from server_kernel_recv (costs ~10% more of a one-CPU round trip)")
-	fs.StringVar(&f.record, "record", "", "save the raw kernel events and client records to this file, for offline joins")
+	fs.StringVar(&f.record, "record", "", "save the raw kernel events and client records to this file, for offline joins (checked before measuring)")
+}
+
+func (f *probeFlags) validate() error {
+	if _, err := probe.ParseMode(f.mode); err != nil {
+		return usagef("--probe-mode: %v", err)
+	}
+	return nil
 }

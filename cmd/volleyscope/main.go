@@ -11,7 +11,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/servers"
+	"github.com/volleyscope/volleyscope/session"
 )
 
 const usage = `volleyscope: where does the time of a network round trip go?
@@ -22,10 +24,25 @@ usage:
   volleyscope serve NAME -p PORT       run one reference server on its own
   volleyscope servers                  list the reference servers
   volleyscope compare A.json B.json    compare two results.json, with significance
-  volleyscope vs SERVER_A SERVER_B     interleaved A/B runs, one verdict
+  volleyscope vs A B [flags]           interleaved A/B runs of two servers, one verdict
+  volleyscope help COMMAND             a command's flags and examples
 
-'volleyscope COMMAND --help' shows a command's flags.
+exit status:
+  0    done
+  1    error; what was measured is still printed and written to --out
+  2    bad command line (flag, value, arguments), or a file compare cannot read
+  3    the probe lost events: results written, the breakdown misses round trips
+  130  interrupted (Ctrl-C, SIGTERM); the results so far are written
 `
+
+// Exit statuses, as the usage states them.
+const (
+	statusOK          = 0
+	statusError       = 1
+	statusUsage       = 2
+	statusLostEvents  = 3
+	statusInterrupted = 130
+)
 
 // exitError carries an exit status for errors that have already been
 // reported in full (the results were written; only the status remains).
@@ -40,20 +57,62 @@ func main() {
 
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
+		os.Exit(statusUsage)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	err := run(ctx, os.Args[1], os.Args[2:])
 	stop()
-	if err != nil {
-		var ee exitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.code)
-		}
+	code := exitStatus(err)
+	var ee exitError
+	if err != nil && !errors.As(err, &ee) {
 		fmt.Fprintf(os.Stderr, "volleyscope: %v\n", err)
-		os.Exit(1)
 	}
+	os.Exit(code)
+}
+
+// exitStatus maps what a command returned to the process's exit status.
+func exitStatus(err error) int {
+	var ee exitError
+	var ue usageError
+	switch {
+	case err == nil:
+		return statusOK
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ue):
+		return statusUsage
+	case errors.Is(err, context.Canceled):
+		return statusInterrupted
+	}
+	return statusError
+}
+
+// runStatus is the exit status of a run that measured something: it
+// stopped on Ctrl-C, or failed, or only lost probe events, or none of these.
+func runStatus(stopReason string, runErr error) int {
+	switch {
+	case stopReason == loadgen.StopInterrupted || errors.Is(runErr, context.Canceled):
+		return statusInterrupted
+	case runErr == nil:
+		return statusOK
+	case onlyLostEvents(runErr):
+		return statusLostEvents
+	}
+	return statusError
+}
+
+// onlyLostEvents says whether err is session.ErrLostEvents, alone or
+// joined with errors that all are.
+func onlyLostEvents(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !onlyLostEvents(e) {
+				return false
+			}
+		}
+		return len(j.Unwrap()) > 0
+	}
+	return errors.Is(err, session.ErrLostEvents)
 }
 
 func run(ctx context.Context, cmd string, args []string) error {
@@ -71,9 +130,19 @@ func run(ctx context.Context, cmd string, args []string) error {
 	case "vs":
 		return cmdVs(ctx, args)
 	case "help", "-h", "--help":
-		fmt.Print(usage)
-		return nil
+		switch len(args) {
+		case 0:
+			fmt.Print(usage)
+			return nil
+		case 1:
+			if args[0] == "help" {
+				fmt.Print(usage)
+				return nil
+			}
+			return run(ctx, args[0], []string{"--help"})
+		}
+		return usagef("help: want one command name, got %q", args)
 	}
 	fmt.Fprint(os.Stderr, usage)
-	return fmt.Errorf("unknown command %q", cmd)
+	return usagef("unknown command %q", cmd)
 }

@@ -2,61 +2,51 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/report"
 	"github.com/volleyscope/volleyscope/session"
 )
 
-const runSynopsis = `volleyscope run [flags]
+const runHelp = `volleyscope run [flags]
 
-Benchmarks a server with ping-pong (or echo) clients until the mean latency
-is known to ±--ci, and splits every round trip into client, kernel/network
-and server time with the eBPF probe (needs root or CAP_BPF+CAP_PERFMON).
+Benchmarks a server with ping-pong (or echo) clients until p50 and p99 are
+known to ±--ci and ±--p99-ci (or for --duration), and splits every round
+trip into client, kernel/network and server time with the eBPF probe
+(needs root or CAP_BPF+CAP_PERFMON). --out and --record are checked before
+anything is measured; their files are written whole or not at all.
 
 examples:
   volleyscope run                                   default server, 1 client
   volleyscope run --clients 4 --out results/        also write results.json, requests.csv, latency.hlog
   volleyscope run --server epoll-lt --server-spin 200us
-  volleyscope run --addr 127.0.0.1:9000 --proto echo --size 512`
+  volleyscope run --addr 127.0.0.1:9000 --proto echo --size 512
+` + exitText
 
-const benchSynopsis = `volleyscope bench [flags]
+const benchHelp = `volleyscope bench [flags]
 
 Like 'volleyscope run' without the eBPF probe: client-observed latency and
-throughput only, no root needed.
+throughput only, no root needed. --out is checked before anything is
+measured; its files are written whole or not at all.
 
 examples:
   volleyscope bench --clients 4 --duration 5s --json
-  volleyscope bench --server ./myserver --clients 8 --out results/`
+  volleyscope bench --server ./myserver --clients 8 --out results/
+  volleyscope bench --ci 0 --p99-ci 0 --duration 30s   no stopping target: measure 30 s
+` + exitText
 
 func cmdRun(ctx context.Context, args []string, withProbe bool) error {
-	name, syn := "bench", benchSynopsis
-	if withProbe {
-		name, syn = "run", runSynopsis
-	}
-	fs := newFlagSet(name, syn)
-	var lf loadFlags
-	lf.register(fs)
-	var pf probeFlags
-	if withProbe {
-		pf.register(fs)
-	}
-	if help, err := parseArgs(fs, args, 0, "no arguments, only flags"); help || err != nil {
+	lf, cfg, help, err := parseRun(args, withProbe)
+	if help || err != nil {
 		return err
 	}
-	cfg, err := lf.config()
-	if err != nil {
-		return err
-	}
-	cfg.Probe = withProbe
-	cfg.ProbeMode, cfg.Syscalls, cfg.Record = pf.mode, pf.syscalls, pf.record
-	pr := newProgress(lf.quiet)
+	// session.Run checks --out and --record before it starts anything.
+	started := time.Now()
+	pr := newProgress(os.Stderr, lf.quiet)
 	cfg.Progress = pr.update
 	cfg.Note = pr.note
 	out, runErr := session.Run(ctx, cfg)
@@ -64,87 +54,79 @@ func cmdRun(ctx context.Context, args []string, withProbe bool) error {
 	if out == nil {
 		return runErr
 	}
-	return emit(out, &lf, runErr)
+	return emit(out, lf, runErr, started)
 }
 
-// emit writes what a run measured: --out first (so nothing is lost if the
-// terminal is gone), then the summary, then the run's error as the exit
-// status.
-func emit(out *session.Outcome, lf *loadFlags, runErr error) error {
-	if lf.out != "" {
-		if err := report.WriteDir(lf.out, out.Results, out.Load, out.Rows); err != nil {
-			return errors.Join(runErr, err)
+// parseRun parses and validates the command line of run (withProbe) or
+// bench. help is true when --help was asked and printed.
+func parseRun(args []string, withProbe bool) (lf *loadFlags, cfg session.Config, help bool, err error) {
+	name, text := "bench", benchHelp
+	if withProbe {
+		name, text = "run", runHelp
+	}
+	fs := newFlagSet(name, text)
+	lf = &loadFlags{}
+	lf.register(fs, true, loadgen.DefaultDuration)
+	var pf probeFlags
+	if withProbe {
+		pf.register(fs)
+	}
+	if help, err := parseArgs(fs, args, 0, "no arguments, only flags"); help || err != nil {
+		return nil, cfg, help, err
+	}
+	if cfg, err = lf.config(); err != nil {
+		return nil, cfg, false, err
+	}
+	if withProbe {
+		if err := pf.validate(); err != nil {
+			return nil, cfg, false, err
 		}
 	}
+	cfg.Probe = withProbe
+	cfg.ProbeMode, cfg.Syscalls, cfg.Record = pf.mode, pf.syscalls, pf.record
+	cfg.Out = lf.out
+	return lf, cfg, false, nil
+}
+
+// emit prints what a run measured (session.Run has written --out), then
+// the run's error on stderr, and returns the exit status (runStatus; 1 if
+// the summary could not be printed).
+func emit(out *session.Outcome, lf *loadFlags, runErr error, started time.Time) error {
 	var err error
 	if lf.json {
 		err = report.WriteJSON(os.Stdout, out.Results)
 	} else {
 		err = report.WriteText(os.Stdout, out.Results)
-	}
-	if lf.out != "" && !lf.json {
-		fmt.Fprintf(os.Stdout, "wrote %s/{results.json,requests.csv,latency.hlog}\n", lf.out)
+		if lf.out != "" && writtenSince(filepath.Join(lf.out, report.ResultsFile), started) {
+			fmt.Fprintf(os.Stdout, "wrote %s/{%s,%s,%s}\n", lf.out, report.ResultsFile, report.RequestsFile, report.HdrLogFile)
+		}
 	}
 	if err != nil {
-		return err
+		fmt.Fprintf(os.Stderr, "volleyscope: %v\n", err)
 	}
 	if runErr != nil {
 		fmt.Fprintf(os.Stderr, "volleyscope: %v\n", runErr)
-		if out.Load != nil && out.Load.StopReason == loadgen.StopInterrupted {
-			return exitError{130}
-		}
-		return exitError{1}
 	}
-	if out.Load != nil && out.Load.StopReason == loadgen.StopInterrupted {
-		return exitError{130}
+	stop := ""
+	if out.Load != nil {
+		stop = out.Load.StopReason
 	}
-	return nil
+	if runErr == nil && out.Results.Latency.Count == 0 && stop != loadgen.StopInterrupted {
+		fmt.Fprintf(os.Stderr, "volleyscope: no round trip was measured: lengthen --duration, shorten --warmup, or raise --requests\n")
+		return exitError{statusError}
+	}
+	code := runStatus(stop, runErr)
+	if err != nil && code != statusInterrupted {
+		code = statusError
+	}
+	if code == statusOK {
+		return nil
+	}
+	return exitError{code}
 }
 
-// progress shows a one-line status on a terminal's stderr, and nothing
-// when stderr is a file or pipe (logs stay clean).
-type progress struct {
-	tty   bool
-	quiet bool
-	last  time.Time
-	shown bool
+// writtenSince says whether path was written at or after t.
+func writtenSince(path string, t time.Time) bool {
+	st, err := os.Stat(path)
+	return err == nil && !st.ModTime().Before(t.Add(-time.Second)) // file systems round times
 }
-
-func newProgress(quiet bool) *progress {
-	_, err := unix.IoctlGetTermios(2, unix.TCGETS)
-	return &progress{tty: err == nil, quiet: quiet}
-}
-
-func (p *progress) update(g loadgen.Progress) {
-	if p.quiet || !p.tty || time.Since(p.last) < 200*time.Millisecond {
-		return
-	}
-	p.last = time.Now()
-	phase := "measuring"
-	if g.Warmup {
-		phase = "warming up"
-	}
-	ci := "—"
-	if g.RelCI > 0 && g.RelCI < 10 {
-		ci = fmt.Sprintf("±%.2f%%", 100*g.RelCI)
-	}
-	fmt.Fprintf(os.Stderr, "\r\033[K%5.1fs %s: %d round trips, mean %s %s", g.Elapsed.Seconds(), phase, g.Measured, report.Dur(g.Mean), ci)
-	p.shown = true
-}
-
-func (p *progress) note(s string) {
-	if p.quiet {
-		return
-	}
-	p.clear()
-	fmt.Fprintf(os.Stderr, "%s\n", s)
-}
-
-func (p *progress) clear() {
-	if p.shown {
-		fmt.Fprint(os.Stderr, "\r\033[K")
-		p.shown = false
-	}
-}
-
-func (p *progress) done() { p.clear() }

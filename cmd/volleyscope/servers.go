@@ -8,9 +8,21 @@ import (
 	"github.com/volleyscope/volleyscope/servers"
 )
 
+const serversHelp = `volleyscope servers
+
+Lists the built-in reference servers: each one's I/O model, what it needs
+from the kernel, and whether it runs on this one. Any of them can be
+benchmarked with --server NAME, run alone with 'volleyscope serve NAME',
+or set against another with 'volleyscope vs A B'.
+
+examples:
+  volleyscope servers
+  volleyscope bench --server iouring`
+
 func cmdServers(args []string) error {
-	if len(args) > 0 {
-		return fmt.Errorf("servers: takes no arguments")
+	fs := newFlagSet("servers", serversHelp)
+	if help, err := parseArgs(fs, args, 0, "no arguments"); help || err != nil {
+		return err
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tI/O MODEL\tNEEDS\tON THIS KERNEL")

@@ -2,67 +2,125 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/volleyscope/volleyscope/probe"
 	"github.com/volleyscope/volleyscope/report"
 	"github.com/volleyscope/volleyscope/session"
 )
 
-const vsSynopsis = `volleyscope vs SERVER_A SERVER_B [flags]
+// minPairs is the fewest pairs vs accepts: fewer give intervals too wide
+// to conclude anything on a noisy machine.
+const minPairs = 5
 
-Runs A and B in interleaved rounds (A B A B …), each round to the --ci
-target, with the same clients, payload and pinning, so that the drift of a
-noisy machine cancels; then gives one verdict: the ratio B/A of the mean
-and of p99 with a confidence interval across the pairs, or "no significant
-difference".
+const vsHelp = `volleyscope vs A B [flags]
+
+Runs servers A and B in interleaved rounds (A B A B …), each round to the
+--ci and --p99-ci targets (capped by --duration), with the same clients,
+payload and pinning, so that the drift of a noisy machine cancels; then
+gives one verdict: the ratio B/A of the mean and of p99 with a confidence
+interval across the pairs, or "no significant difference". A and B are
+built-in server names or executables taking -p PORT, labelled by their
+base name or by LABEL=SERVER. A round that fails or measures nothing stops
+the rounds: no verdict is drawn from it (a partial one from the complete
+pairs before it, if there are two). With --out, each round's results.json
+is written as soon as it ends (pairNN-a.json, pairNN-b.json) and the
+verdict as verdict.json.
 
 examples:
   volleyscope vs epoll-lt iouring --clients 8
-  volleyscope vs goroutine ./myserver --pairs 10 --json`
+  volleyscope vs goroutine ./myserver --pairs 10 --json
+  volleyscope vs old=/opt/v1/server new=/opt/v2/server --out vs-results/
+` + exitText
 
 func cmdVs(ctx context.Context, args []string) error {
-	fs := newFlagSet("vs", vsSynopsis)
+	fs := newFlagSet("vs", vsHelp)
 	var lf loadFlags
-	lf.register(fs)
-	pairs := fs.Int("pairs", 5, "interleaved A/B pairs (at least 5)")
-	withProbe := fs.Bool("probe", probe.Check() == nil, "attach the eBPF probe and compare the breakdowns (default: when permitted)")
-	if help, err := parseArgs(fs, args, 2, "two servers"); help || err != nil {
+	lf.register(fs, false, session.DefaultRoundDuration)
+	fs.Lookup("duration").Usage = "cap on each round's measured time; a round usually stops earlier at the --ci and --p99-ci targets"
+	fs.Lookup("out").Usage = "write each round's results.json and the verdict (verdict.json) into this directory (checked before measuring)"
+	pairs := fs.Int("pairs", minPairs, fmt.Sprintf("interleaved A/B pairs (at least %d)", minPairs))
+	withProbe := fs.Bool("probe", probe.Check() == nil, "attach the eBPF probe and compare the breakdowns (the default is whether this process may)")
+	if help, err := parseArgs(fs, args, 2, "two servers, A and B"); help || err != nil {
 		return err
 	}
-	if *pairs < 5 {
-		return fmt.Errorf("vs: --pairs %d: at least 5 pairs are needed for an interval", *pairs)
+	if *pairs < minPairs {
+		return usagef("vs: --pairs %d: at least %d pairs are needed for an interval", *pairs, minPairs)
 	}
-	if lf.addr != "" {
-		return fmt.Errorf("vs: --addr cannot be used; name two servers")
+	var who [2]session.Contender
+	for i := range who {
+		c, err := session.ParseContender(fs.Arg(i))
+		if err != nil {
+			return usagef("vs: %v", err)
+		}
+		who[i] = c
+	}
+	if who[0].Label == who[1].Label {
+		return usagef("vs: both servers are labelled %q: name them, e.g. 'volleyscope vs a=%s b=%s'", who[0].Label, who[0].Server, who[1].Server)
 	}
 	cfg, err := lf.config()
 	if err != nil {
 		return err
 	}
 	cfg.Probe = *withProbe
-	if !fs.Changed("duration") {
-		cfg.Load.Duration = 0 // session.Versus picks a per-round cap
+	var onRound func(session.Round) error
+	if lf.out != "" {
+		if err := report.PrepareDir(lf.out); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		onRound = func(r session.Round) error {
+			if r.Outcome == nil {
+				return nil
+			}
+			return report.WriteFileAtomic(filepath.Join(lf.out, roundFile(r)), func(w io.Writer) error {
+				return report.WriteJSON(w, r.Outcome.Results)
+			})
+		}
 	}
-	pr := newProgress(lf.quiet)
+	pr := newProgress(os.Stderr, lf.quiet)
 	cfg.Progress = pr.update
 	cfg.Note = pr.note
-	v, err := session.Versus(ctx, cfg, fs.Arg(0), fs.Arg(1), *pairs)
+	v, runErr := session.Versus(ctx, cfg, who[0], who[1], *pairs, onRound)
 	pr.done()
-	if v == nil {
-		return err
-	}
-	if lf.json {
-		if werr := report.WriteJSONAny(os.Stdout, v); werr != nil {
-			return werr
+	var werr error
+	if v != nil {
+		if lf.out != "" {
+			werr = report.WriteFileAtomic(filepath.Join(lf.out, "verdict.json"), func(w io.Writer) error { return report.WriteJSONAny(w, v) })
 		}
-	} else if werr := report.WriteVerdict(os.Stdout, v); werr != nil {
-		return werr
+		if lf.json {
+			werr = errors.Join(werr, report.WriteJSONAny(os.Stdout, v))
+		} else {
+			werr = errors.Join(werr, report.WriteVerdict(os.Stdout, v))
+		}
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "volleyscope: %v\n", err)
-		return exitError{1}
+	if werr != nil {
+		fmt.Fprintf(os.Stderr, "volleyscope: %v\n", werr)
 	}
-	return nil
+	if runErr != nil {
+		if v == nil {
+			fmt.Fprintf(os.Stderr, "volleyscope: no verdict: %v\n", runErr)
+		} else {
+			fmt.Fprintf(os.Stderr, "volleyscope: partial verdict (%d of %d pairs): %v\n", v.Pairs, v.PairsWanted, runErr)
+		}
+	}
+	code := runStatus("", runErr)
+	if runErr != nil && code == statusLostEvents {
+		code = statusError // a verdict's rounds must all be whole
+	}
+	if werr != nil && code != statusInterrupted {
+		code = statusError
+	}
+	if code == statusOK {
+		return nil
+	}
+	return exitError{code}
+}
+
+// roundFile names a round's results.json in vs --out.
+func roundFile(r session.Round) string {
+	return fmt.Sprintf("pair%02d-%s.json", r.Pair, r.Side)
 }

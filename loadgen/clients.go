@@ -36,9 +36,13 @@ const (
 )
 
 // AutoEpollFrom is the connection count from which ClientAuto uses the
-// epoll model. Measured on a 2-vCPU VM against the epoll-lt server with
-// one client CPU: see the crossover table in the README.
-const AutoEpollFrom = 16
+// epoll model. Measured on a 2-vCPU VM, epoll-lt server on CPU 0, client
+// on CPU 1, 2 s runs: at 1 connection threads were ahead (21k vs 19k
+// round trips/s, p50 37 vs 39-58 µs); at 4, epoll was (p50 39-43 vs
+// 59-72 µs in four of four runs, throughput higher in three of four),
+// because the threads then share the client CPU and pay a context switch
+// per reply; from 16 on epoll carried up to 2.7x the throughput.
+const AutoEpollFrom = 4
 
 // ParseClientModel checks a client model name given on the command line;
 // "auto" and "" are ClientAuto.

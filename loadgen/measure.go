@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"math"
 	"slices"
 	"time"
 
@@ -226,21 +227,30 @@ func (m *measurer) limiting() string {
 			best, at = name, t
 		}
 	}
-	if m.metAt == 0 {
-		worst := 0.0
+	if m.metAt == 0 || best == "" {
+		// Stopped before every target held, or every target held at the
+		// first check: the one closest to its limit.
+		worst := -1.0
 		for _, t := range []struct {
 			name   string
 			target float64
 			iv     stats.Interval
 		}{{TargetP50, m.opts.CI, m.p50}, {TargetP99, m.opts.P99CI, m.p99}} {
 			if t.target > 0 {
-				if r := t.iv.RelHalfWidth() / t.target; r > worst {
+				if r := finiteOr(t.iv.RelHalfWidth(), math.MaxFloat64) / t.target; r > worst {
 					best, worst = t.name, r
 				}
 			}
 		}
 	}
 	return best
+}
+
+func finiteOr(x, alt float64) float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return alt
+	}
+	return x
 }
 
 func cmpInt64(a, b int64) int {

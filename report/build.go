@@ -121,7 +121,7 @@ func buildLoad(r *Results, res *loadgen.Result) {
 		FirstT0Ns: w.FirstT0, WindowStartNs: w.Start, WindowEndNs: w.End,
 		WarmupNs: o.Warmup.Nanoseconds(), Outside: res.Outside, MSERDiscarded: res.MSERDiscarded, MSEROff: o.NoMSER,
 		WarmupIncluded: res.WarmupIncluded, MeasuredNs: w.Span().Nanoseconds(), OvershootNs: res.Overshoot.Nanoseconds(),
-		Validity: res.Validity, ClientLoad: res.ClientLoad,
+		Validity: res.Validity, ClientLoad: res.ClientLoad, Setup: res.Setup,
 	}
 	r.Warnings = append(r.Warnings, res.Validity.Warnings...)
 	if n := res.Measured; n > 0 && float64(res.MSERDiscarded) > mserWarnShare*float64(n) {

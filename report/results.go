@@ -102,6 +102,10 @@ type RunInfo struct {
 	OvershootNs    int64              `json:"overshoot_ns"` // wall time past the duration cap, finishing round trips in flight
 	Validity       stats.Validity     `json:"validity"`
 	ClientLoad     loadgen.ClientLoad `json:"client_load"`
+	// Setup is the connection set-up: how many, how fast (the SXE
+	// figures: connections/s and the time to connect them all), failures
+	// by reason, and the client model.
+	Setup loadgen.SetupStats `json:"setup"`
 }
 
 // Component is one part of the round trip (DESIGN §6).

@@ -50,6 +50,9 @@ func WriteText(w io.Writer, r *Results) error {
 	if !ok {
 		stop = "stopped: " + ru.StopReason
 	}
+	if ru.StopReason == "duration" && ru.P50CITarget <= 0 && ru.P99CITarget <= 0 {
+		stop = "ran for the duration (no interval target)"
+	}
 	fmt.Fprintf(b, "run:        %s%s; measured %.1f s after %.1f s warm-up (%d round trips outside the window, %d of them cut by MSER-5)\n",
 		stop, targets(ru), float64(ru.MeasuredNs)/1e9, float64(ru.WarmupNs)/1e9, ru.Outside, ru.MSERDiscarded)
 	if ru.WarmupIncluded {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,7 @@ type loadFlags struct {
 	p99CI      float64
 	confidence float64
 	warmup     time.Duration
+	noMSER     bool
 
 	json  bool
 	out   string
@@ -66,7 +68,7 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 	}
 	fs.StringVar(&f.serverCPUs, "server-cpus", cpuString(server), "CPUs for a started server process ('' = not pinned)")
 	fs.DurationVar(&f.serverSpin, "server-spin", 0, "built-in servers busy-work this long per request (an injected delay)")
-	fs.IntVar(&f.clients, "clients", defaultClients, "concurrent connections, one OS thread each")
+	fs.IntVar(&f.clients, "clients", defaultClients, "concurrent connections (see --client-model)")
 	fs.StringVar(&f.proto, "proto", string(loadgen.PingPong), "wire protocol: pingpong or echo")
 	fs.IntVar(&f.size, "size", defaultSize, "echo payload in bytes (--proto echo only)")
 	fs.StringVar(&f.clientCPUs, "client-cpus", cpuString(client), "CPUs for the client threads, e.g. 1 or 0,2-3 ('' = not pinned)")
@@ -81,6 +83,7 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 	fs.Float64Var(&f.p99CI, "p99-ci", loadgen.DefaultP99CI, "the same target for p99 (0: no p99 target; both 0: run for --duration)")
 	fs.Float64Var(&f.confidence, "confidence", loadgen.DefaultConfidence, "confidence level of the intervals, between 0 and 1")
 	fs.DurationVar(&f.warmup, "warmup", loadgen.DefaultWarmup, "discard round trips started in this first stretch (0: no warm-up)")
+	fs.BoolVar(&f.noMSER, "no-mser", false, "start measuring at the warm-up's end, without the MSER-5 cut of a still-settling start")
 	fs.BoolVar(&f.json, "json", false, "print the results.json summary on stdout instead of the table")
 	fs.StringVar(&f.out, "out", "", "write results.json, requests.csv and latency.hlog into this directory (checked before measuring)")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress or notices on stderr")
@@ -117,8 +120,8 @@ func (f *loadFlags) config() (session.Config, error) {
 		{f.timeout <= 0, fmt.Sprintf("--timeout %v: want a positive duration, e.g. 2s", f.timeout)},
 		{f.requests < 0, fmt.Sprintf("--requests %d: want 0 (no limit) or more", f.requests)},
 		{f.connectTimeout <= 0, fmt.Sprintf("--connect-timeout %v: want a positive duration, e.g. 10s", f.connectTimeout)},
-		{f.connectRate < 0, fmt.Sprintf("--connect-rate %v: want 0 (unpaced) or a positive rate", f.connectRate)},
-		{f.rate < 0, fmt.Sprintf("--rate %v: want 0 (closed loop) or a positive rate", f.rate)},
+		{!(f.connectRate >= 0) || math.IsInf(f.connectRate, 0), fmt.Sprintf("--connect-rate %v: want 0 (unpaced) or a positive rate", f.connectRate)},
+		{!(f.rate >= 0) || math.IsInf(f.rate, 0), fmt.Sprintf("--rate %v: want 0 (closed loop) or a positive rate", f.rate)},
 		{f.duration <= 0, fmt.Sprintf("--duration %v: want a positive duration, e.g. 10s", f.duration)},
 		{!(f.ci >= 0 && f.ci < 1), fmt.Sprintf("--ci %v: want a fraction such as 0.01, or 0 for no p50 target", f.ci)},
 		{!(f.p99CI >= 0 && f.p99CI < 1), fmt.Sprintf("--p99-ci %v: want a fraction such as 0.05, or 0 for no p99 target", f.p99CI)},
@@ -136,7 +139,7 @@ func (f *loadFlags) config() (session.Config, error) {
 	}
 	opts := loadgen.Options{
 		Clients: f.clients, Proto: proto, Size: f.size, Duration: f.duration, CI: f.ci, P99CI: f.p99CI,
-		Confidence: f.confidence, Warmup: f.warmup, ClientCPUs: ccpus, Timeout: f.timeout, Requests: f.requests,
+		Confidence: f.confidence, Warmup: f.warmup, NoMSER: f.noMSER, ClientCPUs: ccpus, Timeout: f.timeout, Requests: f.requests,
 		ClientModel: model, ConnectTimeout: f.connectTimeout, ConnectRate: f.connectRate, Rate: f.rate,
 	}
 	// loadgen.Options reads zero as "default": its "none" is negative.

@@ -64,6 +64,14 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--p99-ci", "-1"}, "--p99-ci -1"},
 		{[]string{"--p99-ci", "0"}, ""},
 		{[]string{"--clients", "0"}, "--clients 0"},
+		{[]string{"--client-model", "fibers"}, "--client-model"},
+		{[]string{"--client-model", "epoll"}, ""},
+		{[]string{"--rate", "-1"}, "--rate -1"},
+		{[]string{"--rate", "NaN"}, "--rate NaN"},
+		{[]string{"--rate", "5000"}, ""},
+		{[]string{"--connect-rate", "-1"}, "--connect-rate -1"},
+		{[]string{"--connect-timeout", "0"}, "--connect-timeout 0s"},
+		{[]string{"--no-mser"}, ""},
 		{[]string{"--proto", "http"}, "--proto"},
 		{[]string{"--client-cpus", "99"}, "--client-cpus"},
 		{[]string{"--server-spin", "-1us"}, "--server-spin"},
@@ -156,6 +164,11 @@ func TestFlagDefaultsAreLoadgens(t *testing.T) {
 		{"confidence", lf.confidence, o.Confidence},
 		{"warmup", lf.warmup, o.Warmup},
 		{"timeout", lf.timeout, o.Timeout},
+		{"client-model", lf.clientModel, "auto"}, // loadgen.ClientAuto is "", its name "auto"
+		{"connect-timeout", lf.connectTimeout, loadgen.DefaultConnectTimeout}, // applied at set-up, not kept in Result.Options
+		{"connect-rate", lf.connectRate, o.ConnectRate},
+		{"rate", lf.rate, o.Rate},
+		{"no-mser", lf.noMSER, o.NoMSER},
 		{"requests", lf.requests, int64(0)},
 	} {
 		if fmt.Sprint(c.flagv) != fmt.Sprint(c.lib) {

@@ -164,7 +164,7 @@ func TestFlagDefaultsAreLoadgens(t *testing.T) {
 		{"confidence", lf.confidence, o.Confidence},
 		{"warmup", lf.warmup, o.Warmup},
 		{"timeout", lf.timeout, o.Timeout},
-		{"client-model", lf.clientModel, "auto"}, // loadgen.ClientAuto is "", its name "auto"
+		{"client-model", lf.clientModel, "auto"},                              // loadgen.ClientAuto is "", its name "auto"
 		{"connect-timeout", lf.connectTimeout, loadgen.DefaultConnectTimeout}, // applied at set-up, not kept in Result.Options
 		{"connect-rate", lf.connectRate, o.ConnectRate},
 		{"rate", lf.rate, o.Rate},

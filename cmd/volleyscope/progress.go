@@ -56,11 +56,8 @@ func (p *progress) update(g loadgen.Progress) {
 	if g.Warmup {
 		phase = "warming up"
 	}
-	ci := "—"
-	if g.RelCI > 0 && g.RelCI < 10 {
-		ci = fmt.Sprintf("±%.2f%%", 100*g.RelCI)
-	}
-	line := fmt.Sprintf("%5.1fs %s: %d round trips, mean %s %s", g.Elapsed.Seconds(), phase, g.Measured, report.Dur(g.Mean), ci)
+	line := fmt.Sprintf("%5.1fs %s: %d round trips, p50 %s %s, p99 %s %s", g.Elapsed.Seconds(), phase, g.Measured,
+		report.Dur(g.P50), relCI(g.RelCI), report.Dur(g.P99), relCI(g.P99RelCI))
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 		p.shown = true
@@ -85,3 +82,12 @@ func (p *progress) clear() {
 }
 
 func (p *progress) done() { p.clear() }
+
+// relCI renders an interval's relative half-width, or a dash while there
+// is none yet.
+func relCI(r float64) string {
+	if r > 0 && r < 10 {
+		return fmt.Sprintf("±%.2f%%", 100*r)
+	}
+	return "±—"
+}

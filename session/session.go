@@ -96,7 +96,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		}
 		var err error
 		if out, err = report.OpenOut(cfg.Out, cols); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--out: %w", err)
 		}
 		defer out.Abort() // after Commit, nothing is left to remove
 	}

@@ -117,6 +117,16 @@ var signatures = map[string]func(t *testing.T, c map[string]float64, in breakdow
 			t.Errorf("4 connections on one epoll thread, default level: server_kernel_recv %.0f ns, want the queueing there", c["server_kernel_recv"])
 		}
 	},
+	"default_hog_threads.rec.gz": func(t *testing.T, c map[string]float64, _ breakdown.Input) {
+		// A nice -15 busy loop on the server's CPU: the server waits for
+		// its CPU after its data is ready (server_wakeup) and when the
+		// hog takes it back mid-request (server_preempted), which the
+		// work it does (server_user) must not absorb.
+		if c["server_preempted"] < 50e3 || c["server_user"] > c["server_preempted"]/10 {
+			t.Errorf("hog on the server's CPU: server_preempted %.0f ns, server_user %.0f ns; want the preemptions out of server_user",
+				c["server_preempted"], c["server_user"])
+		}
+	},
 	"default_cross_cpu.rec.gz": func(t *testing.T, c map[string]float64, _ breakdown.Input) {
 		if c["server_wakeup"] < 5e3 || c["client_wakeup"] < 5e3 {
 			t.Errorf("cross CPU: wake-ups %.0f/%.0f ns, want each ≥ 5 µs", c["server_wakeup"], c["client_wakeup"])

@@ -269,9 +269,12 @@ func TestTruthCPUHog(t *testing.T) {
 	bMed, bMAD := medianMAD(bw)
 	iMed, iMAD := medianMAD(iw)
 	wait := iMed - bMed
-	if wait <= 3*(bMAD+iMAD) {
-		t.Errorf("server_wakeup+server_queue+server_preempted mean grew by %.1f µs with a hog (medians of the rounds), within 3 × the rounds' median deviations %.1f + %.1f µs: want a clear wait for the CPU",
-			wait/1e3, bMAD/1e3, iMAD/1e3)
+	// The hog's own effect varies from round to round (iMAD), which says
+	// nothing against it: the wait must stand clear of the baseline's
+	// spread, by 5 µs at least.
+	if wait <= 3*bMAD+5e3 {
+		t.Errorf("server_wakeup+server_queue+server_preempted mean grew by %.1f µs with a hog (medians of the rounds; hog rounds spread %.1f µs), within 3 × the baseline rounds' median deviation %.1f µs + 5 µs: want a clear wait for the CPU",
+			wait/1e3, iMAD/1e3, bMAD/1e3)
 	}
 	// A Go server's own scheduler still adds to server_user under the hog
 	// (a thread back from a long read finds its P taken and sleeps until

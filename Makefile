@@ -23,9 +23,10 @@ KERNEL_PKGS = $(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .X
 
 test: ## all tests; kernel and truth tests need root, skip without it, and run one package at a time
 	$(GO) vet $(PKGS)
-	k="$$($(KERNEL_PKGS))"; \
-	$(GO) test -count=1 -timeout 10m $$($(GO) list $(PKGS) | grep -vxF "$$k") && \
-	$(GO) test -count=1 -p 1 -timeout 30m $$k
+	k="$$($(KERNEL_PKGS))"; rc=0; \
+	$(GO) test -count=1 -timeout 10m $$($(GO) list $(PKGS) | grep -vxF "$$k") || rc=1; \
+	$(GO) test -count=1 -p 1 -timeout 30m $$k || rc=1; \
+	exit $$rc
 
 test-short: ## unit tests only
 	$(GO) test -short -count=1 $(PKGS)

@@ -44,6 +44,15 @@ func measure(t *testing.T, cfg Config, d time.Duration) *report.Results {
 	if err != nil {
 		t.Fatalf("run %s: %v", cfg.Server, err)
 	}
+	if bc := out.Results.BreakdownCheck; (bc == nil || bc.Joined == 0) && out.Load.Measured < 100 {
+		// Seen once under a nice -15 hog with other test processes
+		// beside it: the round completed almost nothing. Run it again
+		// rather than judge an empty round.
+		t.Logf("run %s: only %d round trips measured; running the round again", cfg.Server, out.Load.Measured)
+		if out, err = Run(context.Background(), cfg); err != nil {
+			t.Fatalf("run %s: %v", cfg.Server, err)
+		}
+	}
 	r := out.Results
 	bc := r.BreakdownCheck
 	if bc == nil || bc.Joined == 0 {

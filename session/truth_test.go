@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,8 +85,10 @@ func p50(c report.Component) float64  { return c.P50Ns }
 func mean(c report.Component) float64 { return c.MeanNs }
 
 // interleave runs truthPairs baseline and injected rounds, alternating;
-// inject sets up the injection for one round and returns its undo.
-func interleave(t *testing.T, base, inj Config, inject func(t *testing.T) func()) *truth {
+// inject sets up the injection for one round, possibly through the
+// round's Config, and returns its undo, which runs once, at the latest
+// when t ends.
+func interleave(t *testing.T, base, inj Config, inject func(t *testing.T, cfg *Config) (undo func())) *truth {
 	t.Helper()
 	tr := &truth{}
 	check := func(r *report.Results) []report.Component {
@@ -105,11 +109,13 @@ func interleave(t *testing.T, base, inj Config, inject func(t *testing.T) func()
 	}
 	for range truthPairs {
 		tr.base = append(tr.base, check(measure(t, base, truthRound)))
+		cfg := inj
 		undo := func() {}
 		if inject != nil {
-			undo = inject(t)
+			undo = sync.OnceFunc(inject(t, &cfg))
+			t.Cleanup(undo)
 		}
-		r := measure(t, inj, truthRound)
+		r := measure(t, cfg, truthRound)
 		undo()
 		tr.inj = append(tr.inj, check(r))
 	}
@@ -218,35 +224,51 @@ func TestTruthServerSpin(t *testing.T) {
 	}
 }
 
-// hog runs a CPU-bound process on CPU 0 (the server's) at nice -20 (this
-// test binary, see runHog) until the returned stop is called.
-func hog(t *testing.T) (stop func()) {
-	t.Helper()
+// hog makes the round start a CPU-bound process on CPU 0 (the server's)
+// at nice -20 (this test binary, see runHog) once its load is running:
+// at the round's first progress report, 50 ms into the warm-up. A server
+// started under the hog took over 5 s to accept.
+func hog(t *testing.T, cfg *Config) (undo func()) {
+	var once sync.Once
+	var stop func()
+	cfg.Load.CheckEvery = 50 * time.Millisecond
+	cfg.Progress = func(loadgen.Progress) { once.Do(func() { stop = startHog(t) }) }
+	return func() {
+		once.Do(func() { t.Error("the hog never started: no progress report in the round") })
+		if stop != nil {
+			stop()
+		}
+	}
+}
+
+// startHog starts the hog process; it runs on the load generator's
+// goroutine, so it reports with t.Error and returns nil on failure.
+func startHog(t *testing.T) (stop func()) {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), hogEnv+"=1")
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start hog: %v", err)
-	}
-	stop = func() {
-		in.Close()
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("hog: %v", err)
+	if err == nil {
+		var out io.Reader
+		if out, err = cmd.StdoutPipe(); err == nil {
+			if err = cmd.Start(); err == nil {
+				stop = func() {
+					in.Close()
+					if err := cmd.Wait(); err != nil {
+						t.Errorf("hog: %v", err)
+					}
+				}
+				if line, rerr := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+					stop()
+					t.Errorf("hog said %q (%v), want ready", line, rerr)
+					return nil
+				}
+				return stop
+			}
 		}
 	}
-	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
-		stop()
-		t.Fatalf("hog said %q (%v), want ready", line, err)
-	}
-	return stop
+	t.Errorf("start hog: %v", err)
+	return nil
 }
 
 // TestTruthCPUHog: a CPU-bound thread on the server's CPU makes the server
@@ -305,7 +327,7 @@ func TestTruthNetworkDelay(t *testing.T) {
 	port := freePort(t)
 	cfg := Config{Server: "threads", ServerPort: port}
 	var delayed uint64
-	tr := interleave(t, cfg, cfg, func(t *testing.T) func() {
+	tr := interleave(t, cfg, cfg, func(t *testing.T, _ *Config) func() {
 		inj, err := delay.Attach("lo", delay.Match{DstPort: uint16(port)}, 100*time.Microsecond)
 		if err != nil {
 			t.Fatal(err)

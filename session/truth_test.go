@@ -3,6 +3,7 @@ package session
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -42,18 +43,27 @@ func measure(t *testing.T, cfg Config, d time.Duration) *report.Results {
 	// truth test is about where time lands, not about timeouts.
 	cfg.Load.Timeout = 30 * time.Second
 	cfg.Load.CI, cfg.Load.P99CI = -1, -1 // no stopping target: every round runs d
-	out, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("run %s: %v", cfg.Server, err)
+	run := func() *Outcome {
+		out, err := Run(context.Background(), cfg)
+		// Records the probe dropped leave round trips unjoined, not
+		// misattributed: a truth round judges the ones that joined.
+		// TestBreakdownSumsAndJoins is the test that fails on losses.
+		if errors.Is(err, ErrLostEvents) && out != nil && out.Results != nil {
+			t.Logf("run %s: %v; judging the joined round trips", cfg.Server, err)
+			err = nil
+		}
+		if err != nil {
+			t.Fatalf("run %s: %v", cfg.Server, err)
+		}
+		return out
 	}
+	out := run()
 	if bc := out.Results.BreakdownCheck; (bc == nil || bc.Joined == 0) && out.Load.Measured < 100 {
 		// Seen once under a nice -15 hog with other test processes
 		// beside it: the round completed almost nothing. Run it again
 		// rather than judge an empty round.
 		t.Logf("run %s: only %d round trips measured; running the round again", cfg.Server, out.Load.Measured)
-		if out, err = Run(context.Background(), cfg); err != nil {
-			t.Fatalf("run %s: %v", cfg.Server, err)
-		}
+		out = run()
 	}
 	r := out.Results
 	bc := r.BreakdownCheck

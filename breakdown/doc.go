@@ -1,6 +1,6 @@
 // Package breakdown joins the client's own round-trip records with the
 // kernel events the probe saw and splits every round trip into components
-// that partition [t0, t1] (DESIGN §6). It is pure code: it reads a loadgen
+// that partition [t0, t1] exactly. It is pure code: it reads a loadgen
 // result and an event slice and can be tested on recorded streams.
 //
 // The join follows the round trip's critical path by socket, not by thread:

@@ -12,7 +12,7 @@ import (
 type Component int
 
 // The components. The first ten are the gaps between consecutive
-// boundaries, in the order they happen (DESIGN §6), less the time the side
+// boundaries, in the order they happen on the critical path, less the time the side
 // on the critical path spent runnable but off its CPU; the last two are
 // that time, per side. They are last so that the ten gaps keep their
 // requests.csv columns.

@@ -17,7 +17,8 @@ const (
 
 // stream builds a synthetic event stream for one round trip from t0 = 1000
 // with the boundaries b1..b9 given; it is the shape traced on a 6.18 VM
-// with client and server on different CPUs (DESIGN §5).
+// with client and server on different CPUs (the sender's send runs the
+// receiver's softirq and the wake-up IPI on loopback).
 func crossCPU(t0 int64, b [11]int64) []probe.Event {
 	u := func(v int64) uint64 { return uint64(v) }
 	return []probe.Event{

@@ -17,7 +17,7 @@ import (
 )
 
 // Results is the machine-readable summary of one run, written as
-// results.json and by --json. The JSON names are a contract (DESIGN §2):
+// results.json and by --json. The JSON names are a contract with the tools that read them:
 // fields may be added, never renamed.
 type Results struct {
 	Schema         int             `json:"schema"` // ResultsSchema when written by WriteJSON
@@ -108,7 +108,8 @@ type RunInfo struct {
 	Setup loadgen.SetupStats `json:"setup"`
 }
 
-// Component is one part of the round trip (DESIGN §6).
+// Component is one part of the round trip, summarized over the joined
+// round trips (breakdown.Names gives the order).
 type Component struct {
 	Component string  `json:"component"`
 	Side      string  `json:"side"`

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// TestResultsJSONContract: the names DESIGN §2 promises to checks and
+// TestResultsJSONContract: the names results.json promises to checks and
 // scripts are present (more may be added, none renamed).
 func TestResultsJSONContract(t *testing.T) {
 	r := &Results{Meta: HostMeta(), BreakdownCheck: &BreakdownCheck{}, Breakdown: []Component{{Component: "client_user"}},

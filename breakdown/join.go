@@ -1,6 +1,7 @@
 package breakdown
 
 import (
+	"cmp"
 	"slices"
 	"sort"
 
@@ -140,7 +141,8 @@ func buildIndex(evs ...[]probe.Event) *index {
 		ix.add(part)
 	}
 	for _, s := range ix.sys {
-		slices.SortFunc(s, func(a, b probe.Event) int { return cmp64(int64(a.Arg0), int64(b.Arg0)) })
+		// Entry times, compared as the signed clock values they are.
+		slices.SortFunc(s, func(a, b probe.Event) int { return cmp.Compare(int64(a.Arg0), int64(b.Arg0)) })
 	}
 	return ix
 }
@@ -191,16 +193,6 @@ func (ix *index) add(evs []probe.Event) {
 			ix.wakes[e.CPU] = append(ix.wakes[e.CPU], e)
 		}
 	}
-}
-
-func cmp64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // firstAt returns the first event of s (sorted by TS) with TS ≥ t.
@@ -346,7 +338,7 @@ func Join(in Input) *Result {
 	return res
 }
 
-func byTS(a, b probe.Event) int { return cmp64(int64(a.TS), int64(b.TS)) }
+func byTS(a, b probe.Event) int { return cmp.Compare(a.TS, b.TS) }
 
 type joiner struct {
 	ix       *index

@@ -299,15 +299,7 @@ func decodeRecording(r io.Reader) (Input, error) {
 	if err != nil {
 		return Input{}, err
 	}
-	slices.SortStableFunc(in.Events, func(a, b probe.Event) int {
-		switch {
-		case a.TS < b.TS:
-			return -1
-		case a.TS > b.TS:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(in.Events, byTS)
 	return in, nil
 }
 

@@ -1,6 +1,7 @@
 package breakdown
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"sync"
@@ -214,7 +215,7 @@ func (s *Stream) join(ready []waiting, watermark int64, all bool) {
 
 // search is the index of the first retained event at or after t.
 func (s *Stream) search(t int64) int {
-	i, _ := slices.BinarySearchFunc(s.evs, t, func(e probe.Event, t int64) int { return cmp64(int64(e.TS), t) })
+	i, _ := slices.BinarySearchFunc(s.evs, t, func(e probe.Event, t int64) int { return cmp.Compare(int64(e.TS), t) })
 	return i
 }
 

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -232,19 +233,35 @@ func (s *clientSet) startThreads(opts *Options) error {
 	// every client on top of the machine's CPUs.
 	s.growRuntime(opts.Clients)
 	s.setup.Threads = opts.Clients
-	ready := make(chan error, opts.Clients)
 	for i, c := range s.conns {
 		if len(opts.ClientCPUs) > 0 {
 			c.cpu = opts.ClientCPUs[i%len(opts.ClientCPUs)]
 		}
+	}
+	return s.launch(len(s.conns), func(i int) error {
+		c := s.conns[i]
+		tid, err := pinThread(c.cpu)
+		c.tid = tid
+		if err == nil {
+			err = c.blocking(opts.Timeout)
+		}
+		return err
+	}, func(i int) {
+		s.conns[i].runThread(&s.stop, opts.Requests, opts.Timeout, s.startNs.Load())
+	})
+}
+
+// launch starts n client threads: each runs prepare(i) and, once begin
+// releases the barrier and unless the set was halted first, run(i). It
+// returns when every prepare has, with the first error; the set's done
+// channel closes when every thread has returned.
+func (s *clientSet) launch(n int, prepare func(i int) error, run func(i int)) error {
+	ready := make(chan error, n)
+	for i := range n {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			tid, err := pinThread(c.cpu)
-			c.tid = tid
-			if err == nil {
-				err = c.blocking(opts.Timeout)
-			}
+			err := prepare(i)
 			ready <- err
 			if err != nil {
 				return
@@ -253,12 +270,12 @@ func (s *clientSet) startThreads(opts *Options) error {
 			if s.stop.Load() {
 				return
 			}
-			c.runThread(&s.stop, opts.Requests, opts.Timeout, s.startNs.Load())
+			run(i)
 		}()
 	}
 	go func() { s.wg.Wait(); close(s.fin) }()
 	var first error
-	for range s.conns {
+	for range n {
 		if err := <-ready; err != nil && first == nil {
 			first = err
 		}
@@ -566,15 +583,7 @@ func (s *clientSet) err() error {
 	case 1:
 		return failed[0].err
 	}
-	slices.SortStableFunc(failed, func(a, b *client) int {
-		switch {
-		case a.errAt < b.errAt:
-			return -1
-		case a.errAt > b.errAt:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(failed, func(a, b *client) int { return cmp.Compare(a.errAt, b.errAt) })
 	counts := map[string]int{}
 	e := &ClientErrors{Errs: make([]error, len(failed))}
 	for i, c := range failed {

@@ -48,31 +48,7 @@ func (s *clientSet) startEpoll(opts *Options) error {
 		w := s.workers[i%n]
 		w.conns = append(w.conns, c)
 	}
-	ready := make(chan error, n)
-	for _, w := range s.workers {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			err := w.prepare()
-			ready <- err
-			if err != nil {
-				return
-			}
-			<-s.start
-			if s.stop.Load() {
-				return
-			}
-			w.run(opts)
-		}()
-	}
-	go func() { s.wg.Wait(); close(s.fin) }()
-	var first error
-	for range s.workers {
-		if err := <-ready; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return s.launch(n, func(i int) error { return s.workers[i].prepare() }, func(i int) { s.workers[i].run(opts) })
 }
 
 // prepare pins the worker's thread and watches its connections.

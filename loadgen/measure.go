@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
@@ -111,7 +112,7 @@ func (m *measurer) collect(now int64) {
 	}
 	// Within one check the clients' records interleave in time; ordering
 	// them by completion keeps batches over contiguous time.
-	slices.SortFunc(m.chunk, func(a, b pending) int { return cmpInt64(a.r.T1, b.r.T1) })
+	slices.SortFunc(m.chunk, func(a, b pending) int { return cmp.Compare(a.r.T1, b.r.T1) })
 	for _, p := range m.chunk {
 		if !m.decided && p.r.T0 >= m.win.WarmupEnd {
 			m.pilot = append(m.pilot, p)
@@ -251,14 +252,4 @@ func finiteOr(x, alt float64) float64 {
 		return alt
 	}
 	return x
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -239,21 +239,14 @@ func (b *Batcher) Mean(conf float64) Interval {
 	if k < minBatches {
 		return iv
 	}
-	for {
-		k = b.m / g
-		for i := 0; i < k; i++ {
-			var n, s int64
-			for _, c := range b.bs[i*g : (i+1)*g] {
-				n += c.n
-				s += c.sum
-			}
-			b.stat[i] = float64(s) / float64(n)
+	g, k = b.grouped(g, func(lo, hi int) float64 {
+		var n, s int64
+		for _, c := range b.bs[lo:hi] {
+			n += c.n
+			s += c.sum
 		}
-		if k/2 < minBatches || lag1(b.stat[:k]) <= maxLag1 {
-			break
-		}
-		g *= 2
-	}
+		return float64(s) / float64(n)
+	})
 	means := b.stat[:k]
 	m := mean(means)
 	var ss float64
@@ -296,16 +289,7 @@ func (b *Batcher) Quantile(q, conf float64) Interval {
 	if k < minBatches {
 		return iv
 	}
-	for {
-		k = b.m / g
-		for i := 0; i < k; i++ {
-			b.stat[i] = float64(b.quantileOf(i*g, (i+1)*g, q))
-		}
-		if k/2 < minBatches || lag1(b.stat[:k]) <= maxLag1 {
-			break
-		}
-		g *= 2
-	}
+	g, k = b.grouped(g, func(lo, hi int) float64 { return float64(b.quantileOf(lo, hi, q)) })
 	var ss float64
 	for _, v := range b.stat[:k] {
 		ss += (v - center) * (v - center)
@@ -314,6 +298,23 @@ func (b *Batcher) Quantile(q, conf float64) Interval {
 	iv.Low, iv.High = max(center-h, 0), center+h
 	iv.Batches, iv.BatchSize = k, int(int64(g)*b.size)
 	return iv
+}
+
+// grouped fills b.stat with f over the k groups of g contiguous full
+// batches, doubling g while the lag-1 autocorrelation of the group
+// statistics exceeds maxLag1 and halving k would leave minBatches or more.
+// It returns the group size and count used.
+func (b *Batcher) grouped(g int, f func(lo, hi int) float64) (int, int) {
+	for {
+		k := b.m / g
+		for i := 0; i < k; i++ {
+			b.stat[i] = f(i*g, (i+1)*g)
+		}
+		if k/2 < minBatches || lag1(b.stat[:k]) <= maxLag1 {
+			return g, k
+		}
+		g *= 2
+	}
 }
 
 // quantileOf is the q-quantile of batches bs[lo:hi] together, by

@@ -1,7 +1,6 @@
 package report
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -59,41 +58,14 @@ func probeWrite(dir string) error {
 // directory, flushed to disk, then renamed over path. A reader sees the old
 // file or the complete new one, never a part; on any error the temporary
 // file is removed and path is left as it was.
-func WriteFileAtomic(path string, fn func(io.Writer) error) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "." // os.CreateTemp("") would pick the system's temporary directory
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+func WriteFileAtomic(path string, fn func(io.Writer) error) error {
+	a, err := createAtomic(path)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
+		return err
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<16)
-	if err := fn(bw); err != nil {
+	if err := fn(a.w); err != nil {
+		a.abort()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// os.CreateTemp makes the file 0600; results are meant to be shared.
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return a.commit()
 }

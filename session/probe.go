@@ -25,7 +25,9 @@ const (
 	joinEvery = 100 * time.Millisecond
 	joinLag   = 250 * time.Millisecond
 	joinNice  = 5
-	keepSlack = 250 * time.Millisecond
+	// readerNice is the probe reader's priority (root only; best effort).
+	readerNice = -10
+	keepSlack  = 250 * time.Millisecond
 )
 
 // probeRun is the probe's part of one measurement: it reads events while
@@ -107,6 +109,13 @@ func startProbe(cfg Config, serverPID int, port uint16, note func(string), onTri
 	ctx, cancel := context.WithCancel(context.Background())
 	pr.cancel = cancel
 	go func() {
+		// The reader drains the rings on a thread of its own at a higher
+		// priority than the clients it shares a CPU with: starved for half
+		// a second (another test run beside ours), it lost records with
+		// --syscalls. It wakes briefly, every millisecond at the most. The
+		// thread exits with the goroutine, its priority with it.
+		runtime.LockOSThread()
+		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), readerNice)
 		pr.readDone <- p.Run(ctx, func(e *probe.Event) {
 			pr.stream.Event(e)
 			if pr.rec != nil {

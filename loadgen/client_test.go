@@ -62,12 +62,17 @@ func serveTest(t *testing.T, proto Proto, size int, s *testServer) string {
 							if err != nil {
 								return
 							}
+							got += n
+							if got == size {
+								// Counted before the reply's last bytes go
+								// out, so the count is complete when the
+								// client has its reply.
+								s.requests.Add(1)
+							}
 							if _, err := c.Write(buf[:n]); err != nil {
 								return
 							}
-							got += n
 						}
-						s.requests.Add(1)
 						continue
 					}
 					if _, err := io.ReadFull(c, buf); err != nil {

@@ -29,7 +29,9 @@ type Stream struct {
 	out   func(*RoundTrip, loadgen.Record)
 
 	mu      sync.Mutex
-	inEvs   []probe.Event // arrived since the last Advance, unsorted
+	clients map[uint32]bool // the client threads; replaced, never changed, by AddConns
+	inEvs   []probe.Event   // arrived since the last Advance, unsorted
+	spare   []probe.Event   // the previous hand-over's buffer, for reuse
 	inTrips []waiting
 
 	evs     []probe.Event          // the retained window, sorted by time
@@ -71,7 +73,7 @@ func NewStream(port uint16, conns []loadgen.ConnInfo, syscalls bool, keep time.D
 		s.conns[c.ID] = c
 	}
 	if syscalls {
-		s.sys = NewSyscallTable(map[uint32]bool{})
+		s.sys = NewSyscallTable()
 	}
 	s.AddConns(conns)
 	return s
@@ -81,12 +83,15 @@ func NewStream(port uint16, conns []loadgen.ConnInfo, syscalls bool, keep time.D
 func (s *Stream) AddConns(conns []loadgen.ConnInfo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	clients := make(map[uint32]bool, len(s.clients)+len(conns))
+	for tid := range s.clients {
+		clients[tid] = true
+	}
 	for _, c := range conns {
 		s.conns[c.ID] = c
-		if s.sys != nil {
-			s.sys.clients[uint32(c.TID)] = true
-		}
+		clients[uint32(c.TID)] = true
 	}
+	s.clients = clients
 }
 
 // Hold keeps every event stamped at or after t until Release: the run
@@ -135,20 +140,26 @@ func (s *Stream) Summary() *Accumulator { return s.acc }
 func (s *Stream) Syscalls() *SyscallTable { return s.sys }
 
 func (s *Stream) advance(watermark int64, all bool) {
+	// Only the hand-over holds the lock: the probe's reader, at a higher
+	// priority, must never wait for this lower-priority work.
 	s.mu.Lock()
 	in, trips := s.inEvs, s.inTrips
-	s.inEvs, s.inTrips = nil, nil
+	s.inEvs, s.inTrips = s.spare[:0], nil
+	clients := s.clients
+	s.mu.Unlock()
 	for i := range in {
 		if int64(in[i].TS) < s.mark {
 			s.late++
 		}
 		if s.sys != nil {
-			s.sys.Add(&in[i]) // under mu: AddConns changes who the client is
+			s.sys.Add(&in[i], clients)
 		}
 	}
-	s.mu.Unlock()
 	slices.SortFunc(in, byTS)
 	s.evs = mergeSorted(s.evs, in)
+	s.mu.Lock()
+	s.spare = in // copied into evs: the reader may fill it again
+	s.mu.Unlock()
 	s.waiting = append(s.waiting, trips...)
 	if !all {
 		s.mark = max(s.mark, watermark)

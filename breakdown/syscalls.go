@@ -23,9 +23,9 @@ type SyscallStat struct {
 // (threads in clientTIDs are the client; every other tracked thread is the
 // server) and name, busiest first.
 func Syscalls(events []probe.Event, clientTIDs map[uint32]bool) []SyscallStat {
-	t := NewSyscallTable(clientTIDs)
+	t := NewSyscallTable()
 	for i := range events {
-		t.Add(&events[i])
+		t.Add(&events[i], clientTIDs)
 	}
 	return t.Stats()
 }
@@ -37,22 +37,22 @@ type syscallKey struct {
 
 // SyscallTable tallies completed system calls one event at a time.
 type SyscallTable struct {
-	clients map[uint32]bool
-	m       map[syscallKey]*hdrHist
+	m map[syscallKey]*hdrHist
 }
 
-// NewSyscallTable starts a table; threads in clientTIDs are the client's.
-func NewSyscallTable(clientTIDs map[uint32]bool) *SyscallTable {
-	return &SyscallTable{clients: clientTIDs, m: map[syscallKey]*hdrHist{}}
+// NewSyscallTable starts an empty table.
+func NewSyscallTable() *SyscallTable {
+	return &SyscallTable{m: map[syscallKey]*hdrHist{}}
 }
 
-// Add counts e if it is a completed system call.
-func (t *SyscallTable) Add(e *probe.Event) {
+// Add counts e if it is a completed system call; threads in clientTIDs
+// are the client's, every other tracked thread the server's.
+func (t *SyscallTable) Add(e *probe.Event, clientTIDs map[uint32]bool) {
 	if e.Kind != probe.KindSyscall {
 		return
 	}
 	k := syscallKey{"server", e.Arg1}
-	if t.clients[e.TID] {
+	if clientTIDs[e.TID] {
 		k.side = "client"
 	}
 	h := t.m[k]

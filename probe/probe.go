@@ -36,6 +36,7 @@ type Probe struct {
 	rings      *rings          // RingPerCPU
 	stats      io.Closer
 	records    atomic.Uint64 // records Run handed to its callback
+	drained    atomic.Int64  // CLOCK_MONOTONIC ns when the last complete read began (Drained)
 	mu         sync.Mutex
 	closed     bool
 	// lostAtClose keeps the rings' drop counts once they are unmapped.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 )
 
 // Run reads events until ctx is done, then drains what is left and
@@ -23,6 +24,7 @@ func (p *Probe) Run(ctx context.Context, fn func(*Event)) error {
 		if !draining && ctx.Err() != nil {
 			draining = true
 		}
+		began := monotonicNs()
 		p.rd.SetDeadline(time.Now().Add(p.cfg.Poll))
 		err := p.rd.ReadInto(&rec)
 		switch {
@@ -33,6 +35,7 @@ func (p *Probe) Run(ctx context.Context, fn func(*Event)) error {
 			p.records.Add(1)
 			fn(&ev)
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			p.drained.Store(began) // the buffer was empty from then on
 			if draining {
 				return nil
 			}
@@ -42,6 +45,19 @@ func (p *Probe) Run(ctx context.Context, fn func(*Event)) error {
 			return fmt.Errorf("probe: read BPF ring buffer: %w", err)
 		}
 	}
+}
+
+// Drained is the CLOCK_MONOTONIC time (ns) at which the last complete
+// read of the rings began: every record stamped more than a program's run
+// time before it has been handed to Run's callback. 0 before the first.
+// A consumer that joins events by time waits for this to pass a moment
+// before it treats that moment as complete.
+func (p *Probe) Drained() int64 { return p.drained.Load() }
+
+func monotonicNs() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
 }
 
 // minPoll is the shortest wait between two drains of the per-CPU rings.
@@ -62,12 +78,14 @@ func (p *Probe) runRings(ctx context.Context, fn func(*Event)) error {
 			p.mu.Unlock()
 			return nil
 		}
+		began := monotonicNs()
 		n, peak, err := p.rings.drain(&ev, fn)
 		p.mu.Unlock()
 		p.records.Add(uint64(n))
 		if err != nil {
 			return err
 		}
+		p.drained.Store(began)
 		if draining {
 			if n == 0 {
 				return nil

@@ -27,7 +27,10 @@ const (
 	joinNice  = 5
 	// readerNice is the probe reader's priority (root only; best effort).
 	readerNice = -10
-	keepSlack  = 250 * time.Millisecond
+	// readerSlack covers a program that stamped its record just before a
+	// read began and committed it just after.
+	readerSlack = time.Millisecond
+	keepSlack   = 250 * time.Millisecond
 )
 
 // probeRun is the probe's part of one measurement: it reads events while
@@ -145,7 +148,11 @@ func (pr *probeRun) joinLoop() {
 			// The thread's policy is changed: let it exit with the goroutine.
 			return
 		case <-t.C:
-			pr.stream.Advance(monotonicNow() - joinLag.Nanoseconds())
+			// Join up to what the reader has surely handed over: a
+			// reader held up (a busy CPU) holds the join back rather than
+			// let round trips be judged without their events.
+			mark := min(monotonicNow()-joinLag.Nanoseconds(), pr.p.Drained()-readerSlack.Nanoseconds())
+			pr.stream.Advance(mark)
 		}
 	}
 }

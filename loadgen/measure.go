@@ -253,3 +253,35 @@ func finiteOr(x, alt float64) float64 {
 	}
 	return x
 }
+
+// Summarize builds the result that Run would have given for recorded
+// round trips (a --record file's connections) measured in window w: the
+// same classification, statistics and checks, without a load. End 0 means
+// the window is open at the end. The stop reason is StopReplay.
+func Summarize(opts Options, conns []Conn, w Window) *Result {
+	opts.defaults()
+	var all []pending
+	for _, c := range conns {
+		for i, r := range c.Records {
+			all = append(all, pending{c.ID, int64(i), r})
+		}
+	}
+	slices.SortFunc(all, func(a, b pending) int { return cmp.Compare(a.r.T1, b.r.T1) })
+	m := newMeasurer(&opts, nil, w.FirstT0)
+	m.win, m.decided = w, true
+	for _, p := range all {
+		m.deliver(p)
+	}
+	res := &Result{Options: opts, StopReason: StopReplay}
+	for _, c := range conns {
+		res.Conns = append(res.Conns, c.ConnInfo)
+	}
+	if len(all) > 0 {
+		m.check(all[len(all)-1].r.T1)
+		if w.End == 0 {
+			m.win.End = all[len(all)-1].r.T0 + 1
+		}
+	}
+	res.fill(m)
+	return res
+}

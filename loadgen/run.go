@@ -173,6 +173,7 @@ const (
 	StopRequests    = "requests"    // every connection completed Options.Requests
 	StopInterrupted = "interrupted" // the context was cancelled (Ctrl-C)
 	StopError       = "error"       // a connection failed
+	StopReplay      = "replay"      // summarized from recorded round trips (Summarize)
 )
 
 // Result is everything a run measured. It is returned even when the run

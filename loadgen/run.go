@@ -83,6 +83,8 @@ type Options struct {
 // Defaults of Options, in one place: the command line's flag defaults
 // are these too.
 const (
+	DefaultClients    = 1
+	DefaultSize       = 64 // echo payload, bytes
 	DefaultDuration   = 60 * time.Second
 	DefaultCI         = 0.01 // p50 within ±1%
 	DefaultP99CI      = 0.05 // p99 within ±5%
@@ -94,13 +96,13 @@ const (
 
 func (o *Options) defaults() {
 	if o.Clients <= 0 {
-		o.Clients = 1
+		o.Clients = DefaultClients
 	}
 	if o.Proto == "" {
 		o.Proto = PingPong
 	}
 	if o.Size <= 0 {
-		o.Size = 64
+		o.Size = DefaultSize
 	}
 	if o.Duration <= 0 {
 		o.Duration = DefaultDuration

@@ -14,14 +14,6 @@ import (
 	"github.com/volleyscope/volleyscope/session"
 )
 
-// Flag defaults that loadgen does not export. They are loadgen.Options'
-// documented defaults (what its zero values mean); TestFlagDefaultsAreLoadgens
-// holds the two together.
-const (
-	defaultClients = 1
-	defaultSize    = 64
-)
-
 // loadFlags are the flags shared by run, bench and vs, grouped as the
 // help lists them: the server, the load, the stopping rule, the output.
 type loadFlags struct {
@@ -68,9 +60,9 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 	}
 	fs.StringVar(&f.serverCPUs, "server-cpus", cpuString(server), "CPUs for a started server process ('' = not pinned)")
 	fs.DurationVar(&f.serverSpin, "server-spin", 0, "built-in servers busy-work this long per request (an injected delay)")
-	fs.IntVar(&f.clients, "clients", defaultClients, "concurrent connections (see --client-model)")
+	fs.IntVar(&f.clients, "clients", loadgen.DefaultClients, "concurrent connections (see --client-model)")
 	fs.StringVar(&f.proto, "proto", string(loadgen.PingPong), "wire protocol: pingpong or echo")
-	fs.IntVar(&f.size, "size", defaultSize, "echo payload in bytes (--proto echo only)")
+	fs.IntVar(&f.size, "size", loadgen.DefaultSize, "echo payload in bytes (--proto echo only)")
 	fs.StringVar(&f.clientCPUs, "client-cpus", cpuString(client), "CPUs for the client threads, e.g. 1 or 0,2-3 ('' = not pinned)")
 	fs.DurationVar(&f.timeout, "timeout", loadgen.DefaultTimeout, "a reply slower than this stops the run with an error")
 	fs.Int64Var(&f.requests, "requests", 0, "stop each connection after this many round trips, warm-up included (0: no limit)")

@@ -3,6 +3,9 @@ package loadgen
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 )
 
 // clientLoad measures what the client threads themselves cost over the
@@ -12,7 +15,9 @@ import (
 // instead of the server.
 type clientLoad struct {
 	tids        []int
+	cpus        []int // the client CPUs; nil: every CPU
 	run0, wait0 int64
+	busy0, all0 uint64
 	startNs     int64
 	started     bool
 }
@@ -26,11 +31,15 @@ type ClientLoad struct {
 	// waiting for a CPU, per measured round trip: time the server's
 	// latency did not cause.
 	RunDelayPerTripNs float64 `json:"run_delay_per_trip_ns"`
-	Known             bool    `json:"known"`
+	// CPUsBusy is the share of the client CPUs' time spent on anything
+	// but idle (0–1), from /proc/stat: other work there, ours included,
+	// competes with the client threads.
+	CPUsBusy float64 `json:"cpus_busy_fraction"`
+	Known    bool    `json:"known"`
 }
 
-func newClientLoad(conns []*client) *clientLoad {
-	l := &clientLoad{}
+func newClientLoad(conns []*client, cpus []int) *clientLoad {
+	l := &clientLoad{cpus: cpus}
 	seen := map[int]bool{}
 	for _, c := range conns {
 		if c.tid > 0 && !seen[c.tid] {
@@ -44,6 +53,7 @@ func newClientLoad(conns []*client) *clientLoad {
 func (l *clientLoad) start(now int64) {
 	var ok bool
 	l.run0, l.wait0, ok = l.read()
+	l.busy0, l.all0, _ = cpuTimes(l.cpus)
 	l.startNs, l.started = now, ok
 }
 
@@ -57,6 +67,9 @@ func (l *clientLoad) stop(now int64, ncpu int, trips int64) ClientLoad {
 	out := ClientLoad{Known: true, OnCPU: float64(run-l.run0) / float64(now-l.startNs) / float64(ncpu)}
 	if trips > 0 {
 		out.RunDelayPerTripNs = float64(wait-l.wait0) / float64(trips)
+	}
+	if busy, all, ok := cpuTimes(l.cpus); ok && all > l.all0 {
+		out.CPUsBusy = float64(busy-l.busy0) / float64(all-l.all0)
 	}
 	return out
 }
@@ -75,4 +88,35 @@ func (l *clientLoad) read() (run, wait int64, ok bool) {
 		}
 	}
 	return run, wait, ok
+}
+
+// cpuTimes sums the jiffies of the given CPUs (every CPU when nil) from
+// /proc/stat: all of them, and those neither idle nor waiting for I/O.
+func cpuTimes(cpus []int) (busy, all uint64, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		n, err := strconv.Atoi(f[0][3:])
+		if err != nil || (cpus != nil && !slices.Contains(cpus, n)) {
+			continue
+		}
+		for i, v := range f[1:] {
+			x, _ := strconv.ParseUint(v, 10, 64)
+			if i >= 8 { // guest time is counted in user already
+				break
+			}
+			all += x
+			if i != 3 && i != 4 { // idle, iowait
+				busy += x
+			}
+		}
+		ok = true
+	}
+	return busy, all, ok
 }

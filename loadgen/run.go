@@ -238,7 +238,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	deadline := m.win.WarmupEnd + opts.Duration.Nanoseconds()
 	set.begin()
-	load := newClientLoad(set.conns)
+	load := newClientLoad(set.conns, opts.ClientCPUs)
 
 	tick := time.NewTicker(opts.CheckEvery)
 	defer tick.Stop()

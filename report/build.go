@@ -52,6 +52,7 @@ const BreakdownTolerance = "2% or 1 µs"
 const (
 	saturatedOnCPU    = 0.8  // client threads' share of their CPUs
 	saturatedRunDelay = 0.10 // client threads' run-queue wait per round trip, as a share of the mean latency
+	saturatedCPUs     = 0.90 // the client CPUs' busy share, whatever kept them busy
 	mserWarnShare     = 0.05 // MSER-5 cut over this share of the measured round trips
 )
 
@@ -176,9 +177,9 @@ func saturation(r *Results, res *loadgen.Result) []string {
 	}
 	var out []string
 	delayShare := cl.RunDelayPerTripNs / res.Latency.Mean
-	if cl.OnCPU >= saturatedOnCPU || delayShare >= saturatedRunDelay {
-		s := fmt.Sprintf("the client may limit this measurement: its threads kept %.0f%% of their CPUs busy and waited %s for a CPU per round trip (%.0f%% of the mean latency)",
-			100*cl.OnCPU, Dur(cl.RunDelayPerTripNs), 100*delayShare)
+	if cl.OnCPU >= saturatedOnCPU || delayShare >= saturatedRunDelay || cl.CPUsBusy >= saturatedCPUs {
+		s := fmt.Sprintf("the client may limit this measurement: its CPUs were %.0f%% busy, its threads kept %.0f%% of them busy and waited %s for a CPU per round trip (%.0f%% of the mean latency)",
+			100*cl.CPUsBusy, 100*cl.OnCPU, Dur(cl.RunDelayPerTripNs), 100*delayShare)
 		var share float64
 		for _, c := range r.Breakdown {
 			if c.Side == "client" && c.Component != "client_net" {

@@ -101,12 +101,15 @@ func runHog() {
 		end := time.Now().Add(hogBurst)
 		for time.Now().Before(end) {
 		}
-		time.Sleep(hogPeriod - hogBurst)
+		// The thread itself sleeps (not a goroutine parked by Go's
+		// scheduler), so CPU 0 is free exactly between bursts.
+		ts := unix.NsecToTimespec((hogPeriod - hogBurst).Nanoseconds())
+		_ = unix.Nanosleep(&ts, nil)
 	}
 }
 
 // The real-time hog's duty cycle.
 const (
-	hogBurst  = 500 * time.Microsecond
-	hogPeriod = time.Millisecond
+	hogBurst  = 200 * time.Microsecond
+	hogPeriod = 300 * time.Microsecond
 )

@@ -255,7 +255,9 @@ func hog(t *testing.T, cfg *Config) (undo func()) {
 // goroutine, so it reports with t.Error and returns nil on failure.
 func startHog(t *testing.T) (stop func()) {
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), hogEnv+"=1")
+	// Without asynchronous preemption Go's scheduler never parks the
+	// spinning thread in the middle of a burst.
+	cmd.Env = append(os.Environ(), hogEnv+"=1", "GODEBUG=asyncpreemptoff=1")
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err == nil {

@@ -43,6 +43,9 @@ type Stream struct {
 	late    int64
 	acc     *Accumulator
 	sys     *SyscallTable
+	// Replies the server sent, per sendBucket of time: TCP send starts,
+	// and sends that returned data (used where no send start is hooked).
+	starts, sends map[int64]int64
 }
 
 type waiting struct {
@@ -68,7 +71,7 @@ const lookback = 50_000_000 // 50 ms
 // round trips over once per check, and a round trip lasts at most the
 // timeout, so keep should be at least the two together.
 func NewStream(port uint16, conns []loadgen.ConnInfo, syscalls bool, keep time.Duration, out func(*RoundTrip, loadgen.Record)) *Stream {
-	s := &Stream{keep: keep.Nanoseconds(), port: port, conns: map[int]loadgen.ConnInfo{}, out: out, last: map[uint32]probe.Event{}, acc: NewAccumulator()}
+	s := &Stream{starts: map[int64]int64{}, sends: map[int64]int64{}, keep: keep.Nanoseconds(), port: port, conns: map[int]loadgen.ConnInfo{}, out: out, last: map[uint32]probe.Event{}, acc: NewAccumulator()}
 	for _, c := range conns {
 		s.conns[c.ID] = c
 	}
@@ -151,6 +154,7 @@ func (s *Stream) advance(watermark int64, all bool) {
 		if int64(in[i].TS) < s.mark {
 			s.late++
 		}
+		s.countSend(&in[i])
 		if s.sys != nil {
 			s.sys.Add(&in[i], clients)
 		}
@@ -222,6 +226,41 @@ func (s *Stream) join(ready []waiting, watermark int64, all bool) {
 			s.out(&rt, w.r)
 		}
 	}
+}
+
+// sendBucket is the resolution of the server's send counts.
+const sendBucket = 1_000_000 // 1 ms
+
+// countSend counts e if it is the server sending on one of its
+// connections.
+func (s *Stream) countSend(e *probe.Event) {
+	if e.Lport != s.port {
+		return
+	}
+	switch {
+	case e.Kind == probe.KindSendStart:
+		s.starts[int64(e.TS)/sendBucket]++
+	case e.Kind == probe.KindSockSend && e.Ret > 0:
+		s.sends[int64(e.TS)/sendBucket]++
+	}
+}
+
+// ServerSends is how many replies the server sent from from to to
+// (CLOCK_MONOTONIC ns, to the millisecond), counted from the kernel's send events on
+// its port: the server-side throughput, beside the client's count.
+func (s *Stream) ServerSends(from, to int64) int64 {
+	count := func(m map[int64]int64) (n int64) {
+		for b, c := range m {
+			if b >= from/sendBucket && b < to/sendBucket {
+				n += c
+			}
+		}
+		return n
+	}
+	if n := count(s.starts); n > 0 {
+		return n
+	}
+	return count(s.sends)
 }
 
 // search is the index of the first retained event at or after t.

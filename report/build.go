@@ -22,8 +22,11 @@ type Parts struct {
 	// Syscalls is the per-syscall table (--syscalls).
 	Syscalls []breakdown.SyscallStat
 	Probe    *ProbeParts
-	Errors   []string // what went wrong, in order
-	Warnings []string // checks made elsewhere (e.g. other tracers on our hooks)
+	// ServerSends is how many replies the server sent in the measured
+	// window, from the probe's send events; 0 without the probe.
+	ServerSends int64
+	Errors      []string // what went wrong, in order
+	Warnings    []string // checks made elsewhere (e.g. other tracers on our hooks)
 }
 
 // ProbeParts is what the probe says of itself after a run.
@@ -87,6 +90,9 @@ func Build(p Parts) *Results {
 		r.Syscalls = append(r.Syscalls, Syscall{Side: s.Side, Name: s.Name, Count: s.Count, P50Ns: s.P50Ns, P99Ns: s.P99Ns, MaxNs: s.MaxNs})
 	}
 	if p.Load != nil {
+		if span := p.Load.Window.Span(); p.ServerSends > 0 && span > 0 {
+			r.ServerThroughputRPS = float64(p.ServerSends) / span.Seconds()
+		}
 		r.Warnings = append(r.Warnings, saturation(r, p.Load)...)
 	}
 	return r

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/volleyscope/volleyscope/breakdown"
 	"github.com/volleyscope/volleyscope/loadgen"
@@ -33,10 +34,16 @@ func TestBuildFromRecording(t *testing.T) {
 			for _, rt := range breakdown.Join(in).Trips {
 				acc.Add(&rt)
 			}
+			sends := breakdown.NewStream(in.ServerPort, nil, false, time.Second, nil)
+			for i := range in.Events {
+				sends.Event(&in.Events[i])
+			}
+			sends.Flush()
 			r := Build(Parts{
-				Meta: Meta{Kernel: "6.18.44", CPUModel: "recorded", NCPU: 2, Server: name, ServerCPUs: []int{0}, Hooks: map[string]string{}},
-				Load: load,
-				Join: acc,
+				Meta:        Meta{Kernel: "6.18.44", CPUModel: "recorded", NCPU: 2, Server: name, ServerCPUs: []int{0}, Hooks: map[string]string{}},
+				Load:        load,
+				Join:        acc,
+				ServerSends: sends.ServerSends(load.Window.Start, load.Window.End),
 				Probe: &ProbeParts{
 					Mode: "tp_btf+tracepoint", Hooks: map[string]string{"sched_switch": "tp_btf/sched_switch"}, Ring: "per-CPU rings",
 					Records: uint64(len(in.Events)), WarmupRuns: 1000, WarmupBPFNs: 150000, WarmupTrips: 100,
@@ -45,6 +52,12 @@ func TestBuildFromRecording(t *testing.T) {
 			bc := r.BreakdownCheck
 			if r.Latency.Count != load.Measured || int64(bc.Joined+bc.Unjoined) != r.Latency.Count {
 				t.Errorf("counts disagree: latency %d, measured %d, joined %d + unjoined %d", r.Latency.Count, load.Measured, bc.Joined, bc.Unjoined)
+			}
+			// Ping-pong: the server sends one reply a round trip, so its
+			// throughput is the client's, give or take the replies in
+			// flight at the window's edges (10 ms buckets).
+			if d := math.Abs(r.ServerThroughputRPS/r.ThroughputRPS - 1); d > 0.2 {
+				t.Errorf("server throughput %.0f/s, client %.0f/s", r.ServerThroughputRPS, r.ThroughputRPS)
 			}
 			var share float64
 			for _, c := range r.Breakdown {

@@ -20,17 +20,22 @@ import (
 // results.json and by --json. The JSON names are a contract with the tools that read them:
 // fields may be added, never renamed.
 type Results struct {
-	Schema         int             `json:"schema"` // ResultsSchema when written by WriteJSON
-	Meta           Meta            `json:"meta"`
-	Latency        Latency         `json:"latency_ns"`
-	ThroughputRPS  float64         `json:"throughput_rps"`
-	Run            RunInfo         `json:"run"`
-	Breakdown      []Component     `json:"breakdown"`
-	BreakdownCheck *BreakdownCheck `json:"breakdown_check,omitempty"`
-	Syscalls       []Syscall       `json:"syscalls,omitempty"`
-	LostEvents     uint64          `json:"lost_events"`
-	Probe          *ProbeInfo      `json:"probe,omitempty"`
-	Errors         []string        `json:"errors"`
+	Schema        int     `json:"schema"` // ResultsSchema when written by WriteJSON
+	Meta          Meta    `json:"meta"`
+	Latency       Latency `json:"latency_ns"`
+	ThroughputRPS float64 `json:"throughput_rps"`
+	// ServerThroughputRPS is the replies the server sent per second of
+	// the window, from the probe's send events (0 without the probe):
+	// when it plateaus while each client's rate falls, the server is
+	// saturated.
+	ServerThroughputRPS float64         `json:"server_throughput_rps,omitempty"`
+	Run                 RunInfo         `json:"run"`
+	Breakdown           []Component     `json:"breakdown"`
+	BreakdownCheck      *BreakdownCheck `json:"breakdown_check,omitempty"`
+	Syscalls            []Syscall       `json:"syscalls,omitempty"`
+	LostEvents          uint64          `json:"lost_events"`
+	Probe               *ProbeInfo      `json:"probe,omitempty"`
+	Errors              []string        `json:"errors"`
 	// Warnings are the run's own checks that failed (validity, client
 	// saturation, other tracers on our hooks, a large MSER-5 cut): the
 	// numbers stand, but read them with the warning in mind.

@@ -246,6 +246,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		parts.Probe = pr.parts(cfg)
 		parts.Warnings = append(parts.Warnings, pr.neighbours...)
 		parts.Join = pr.stream.Summary()
+		parts.ServerSends = pr.stream.ServerSends(load.Window.Start, load.Window.End)
 		if t := pr.stream.Syscalls(); t != nil {
 			parts.Syscalls = t.Stats()
 		}

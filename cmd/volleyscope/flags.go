@@ -46,6 +46,11 @@ type loadFlags struct {
 	quiet bool
 
 	fs *pflag.FlagSet // to tell a flag given from a default
+
+	// sweep makes --clients and --rate lists of load levels (set before
+	// register); config then leaves Clients and Rate to the caller.
+	sweep                bool
+	clientList, rateList string
 }
 
 // register adds the flags to fs. withTarget adds --server and --addr, which
@@ -60,7 +65,13 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 	}
 	fs.StringVar(&f.serverCPUs, "server-cpus", cpuString(server), "CPUs for a started server process ('' = not pinned)")
 	fs.DurationVar(&f.serverSpin, "server-spin", 0, "built-in servers busy-work this long per request (an injected delay)")
-	fs.IntVar(&f.clients, "clients", loadgen.DefaultClients, "concurrent connections (see --client-model)")
+	if f.sweep {
+		fs.StringVar(&f.clientList, "clients", "1,2,4,8,16,32,64", "the connection counts to run, e.g. 1,4,16,64,256")
+		fs.StringVar(&f.rateList, "rate", "", "open loop instead: the total rates to run in round trips/s, e.g. 10000,20000,40000 (with one --clients value)")
+		f.clients = loadgen.DefaultClients
+	} else {
+		fs.IntVar(&f.clients, "clients", loadgen.DefaultClients, "concurrent connections (see --client-model)")
+	}
 	fs.StringVar(&f.proto, "proto", string(loadgen.PingPong), "wire protocol: pingpong or echo")
 	fs.IntVar(&f.size, "size", loadgen.DefaultSize, "echo payload in bytes (--proto echo only)")
 	fs.StringVar(&f.clientCPUs, "client-cpus", cpuString(client), "CPUs for the client threads, e.g. 1 or 0,2-3 ('' = not pinned)")
@@ -69,7 +80,9 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 	fs.StringVar(&f.clientModel, "client-model", "auto", fmt.Sprintf("threads (a thread per connection), epoll (a thread per client CPU) or auto (epoll from %d connections)", loadgen.AutoEpollFrom))
 	fs.DurationVar(&f.connectTimeout, "connect-timeout", loadgen.DefaultConnectTimeout, "budget of each connection's set-up (handshake and one priming round trip), apart from --timeout")
 	fs.Float64Var(&f.connectRate, "connect-rate", 0, "open at most this many connections per second (0: as fast as the server accepts them)")
-	fs.Float64Var(&f.rate, "rate", 0, "open loop: this many round trips per second in total, Poisson, latency counted from the intended send (0: closed loop)")
+	if !f.sweep {
+		fs.Float64Var(&f.rate, "rate", 0, "open loop: this many round trips per second in total, Poisson, latency counted from the intended send (0: closed loop)")
+	}
 	fs.DurationVar(&f.duration, "duration", duration, "cap on the measured time; the run usually stops earlier, at the --ci and --p99-ci targets")
 	fs.Float64Var(&f.ci, "ci", loadgen.DefaultCI, "stop once the p50's confidence interval is within ±this fraction of it, and p99's within --p99-ci (0: no p50 target)")
 	fs.Float64Var(&f.p99CI, "p99-ci", loadgen.DefaultP99CI, "the same target for p99 (0: no p99 target; both 0: run for --duration)")

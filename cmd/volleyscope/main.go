@@ -25,6 +25,7 @@ usage:
   volleyscope servers                  list the reference servers
   volleyscope compare A.json B.json    compare two results.json, with significance
   volleyscope vs A B [flags]           interleaved A/B runs of two servers, one verdict
+  volleyscope sweep [flags]            throughput and latency against load, the knee named
   volleyscope help COMMAND             a command's flags and examples
 
 exit status:
@@ -129,6 +130,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 		return cmdCompare(args)
 	case "vs":
 		return cmdVs(ctx, args)
+	case "sweep":
+		return cmdSweep(ctx, args)
 	case "help", "-h", "--help":
 		switch len(args) {
 		case 0:

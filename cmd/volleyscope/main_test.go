@@ -348,3 +348,24 @@ func TestParseCPUList(t *testing.T) {
 		}
 	}
 }
+
+func TestSweepLevels(t *testing.T) {
+	for _, tc := range []struct {
+		clients, rates string
+		want           int
+		bad            bool
+	}{
+		{"1,4,16", "", 3, false},
+		{"8", "1000, 2000", 2, false},
+		{"1,2", "1000", 0, true},
+		{"0,4", "", 0, true},
+		{"x", "", 0, true},
+		{"4", "-5", 0, true},
+		{"", "", 0, true},
+	} {
+		got, err := sweepLevels(tc.clients, tc.rates)
+		if (err != nil) != tc.bad || len(got) != tc.want {
+			t.Errorf("sweepLevels(%q, %q) = %v, %v", tc.clients, tc.rates, got, err)
+		}
+	}
+}

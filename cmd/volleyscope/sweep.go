@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/volleyscope/volleyscope/probe"
+	"github.com/volleyscope/volleyscope/report"
+	"github.com/volleyscope/volleyscope/session"
+)
+
+const sweepHelp = `volleyscope sweep [flags]
+
+Runs the same server once per load level, each run to its --ci and --p99-ci
+targets (capped by --duration), and prints throughput and p50/p99 with
+their intervals against the load, the server-side throughput (replies the
+server sent per second, from the probe's send events) beside the client's,
+and names the knee: the last level before throughput stops growing (by
+less than 10%) while p50 rises (by more than 10%). Each level is flagged
+when the client, not the server, may have limited it. Levels are
+connection counts (--clients 1,2,4,…), or in open loop total rates
+(--rate r1,r2,… with one --clients value). With --out, each run's files go
+into a directory of their own there, and the sweep into sweep.json and
+sweep.svg.
+
+examples:
+  volleyscope sweep --server epoll-lt --clients 1,4,16,64,256 --out sweep/
+  volleyscope sweep --clients 8 --rate 5000,10000,20000,40000 --duration 10s
+` + exitText
+
+func cmdSweep(ctx context.Context, args []string) error {
+	fs := newFlagSet("sweep", sweepHelp)
+	lf := loadFlags{sweep: true}
+	lf.register(fs, true, session.DefaultRoundDuration)
+	fs.Lookup("duration").Usage = "cap on each level's measured time; a level usually stops earlier at the --ci and --p99-ci targets"
+	fs.Lookup("out").Usage = "write each level's files into a directory of its own here, and the sweep as sweep.json and sweep.svg (checked before measuring)"
+	withProbe := fs.Bool("probe", probe.Check() == nil, "attach the eBPF probe: breakdowns and the server-side throughput (the default is whether this process may)")
+	if help, err := parseArgs(fs, args, 0, ""); help || err != nil {
+		return err
+	}
+	levels, err := sweepLevels(lf.clientList, lf.rateList)
+	if err != nil {
+		return usagef("sweep: %v", err)
+	}
+	cfg, err := lf.config()
+	if err != nil {
+		return err
+	}
+	cfg.Probe = *withProbe
+	if lf.out != "" {
+		if err := report.PrepareDir(lf.out); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		cfg.Out = lf.out
+	}
+	pr := newProgress(os.Stderr, lf.quiet)
+	cfg.Progress = pr.update
+	cfg.Note = func(string) {} // one line per level instead, below
+	s, runErr := session.Sweep(ctx, cfg, levels, func(i int, l session.Level, out *session.Outcome, err error) {
+		pr.clear()
+		what := fmt.Sprintf("level %d of %d (%s)", i+1, len(levels), strings.TrimPrefix(l.Name(i)[3:], ""))
+		switch {
+		case out != nil && err == nil:
+			pr.note(fmt.Sprintf("%s: %.0f round trips/s, p50 %s, %s", what, out.Results.ThroughputRPS, report.Dur(out.Results.Latency.P50), out.Results.Run.StopReason))
+		case err != nil:
+			pr.note(fmt.Sprintf("%s: %v", what, err))
+		}
+	})
+	pr.done()
+	var werr error
+	if lf.out != "" && s != nil {
+		werr = report.WriteFileAtomic(filepath.Join(lf.out, "sweep.json"), func(w io.Writer) error { return report.WriteJSONAny(w, s) })
+		if werr == nil {
+			werr = report.WriteFileAtomic(filepath.Join(lf.out, "sweep.svg"), func(w io.Writer) error { return report.WriteSweepSVG(w, s) })
+		}
+	}
+	if s != nil {
+		if lf.json {
+			err = report.WriteJSONAny(os.Stdout, s)
+		} else {
+			err = report.WriteSweepText(os.Stdout, s)
+		}
+		if err == nil && werr == nil && lf.out != "" && !lf.json {
+			fmt.Printf("wrote %s/{sweep.json,sweep.svg} and one directory per level\n", lf.out)
+		}
+	}
+	if werr != nil {
+		fmt.Fprintf(os.Stderr, "volleyscope: %v\n", werr)
+	}
+	failed := 0
+	for _, p := range s.Points {
+		if p.Error != "" {
+			failed++
+		}
+	}
+	code := runStatus("", runErr)
+	if code == statusOK && (failed > 0 || werr != nil || err != nil) {
+		code = statusError
+	}
+	if code == statusOK {
+		return nil
+	}
+	return exitError{code}
+}
+
+// sweepLevels reads --clients and --rate: several connection counts, or
+// one connection count and several rates.
+func sweepLevels(clients, rates string) ([]session.Level, error) {
+	cs, err := parseList(clients, "--clients", func(s string) (float64, error) {
+		n, err := strconv.Atoi(s)
+		if err == nil && n < 1 {
+			err = fmt.Errorf("want at least 1")
+		}
+		return float64(n), err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var levels []session.Level
+	if strings.TrimSpace(rates) == "" {
+		for _, c := range cs {
+			levels = append(levels, session.Level{Clients: int(c)})
+		}
+		return levels, nil
+	}
+	if len(cs) != 1 {
+		return nil, fmt.Errorf("--rate sweeps the rate at one connection count: give --clients one value, not %d", len(cs))
+	}
+	rs, err := parseList(rates, "--rate", func(s string) (float64, error) {
+		r, err := strconv.ParseFloat(s, 64)
+		if err == nil && !(r > 0 && r < 1e9) {
+			err = fmt.Errorf("want a positive rate")
+		}
+		return r, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		levels = append(levels, session.Level{Clients: int(cs[0]), Rate: r})
+	}
+	return levels, nil
+}
+
+func parseList(s, flag string, parse func(string) (float64, error)) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		v, err := parse(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %v", flag, f, err)
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: want a comma-separated list", flag)
+	}
+	return out, nil
+}

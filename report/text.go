@@ -59,7 +59,22 @@ func WriteText(w io.Writer, r *Results) error {
 		fmt.Fprintf(b, "            (ended during warm-up: the warm-up round trips are summarized)\n")
 	}
 	l := r.Latency
-	fmt.Fprintf(b, "round trips %d, throughput %.0f/s\n", l.Count, r.ThroughputRPS)
+	fmt.Fprintf(b, "round trips %d, throughput %.0f/s", l.Count, r.ThroughputRPS)
+	if r.ServerThroughputRPS > 0 {
+		fmt.Fprintf(b, " (the server sent %.0f/s)", r.ServerThroughputRPS)
+	}
+	b.WriteString("\n")
+	if su := r.Run.Setup; su.Connections > 0 {
+		fmt.Fprintf(b, "connections %d set up in %s (%.0f/s, slowest %s), driven by %d %s thread(s)",
+			su.Connections, Dur(float64(su.Duration)), su.PerSecond, Dur(float64(su.Slowest)), su.Threads, su.Model)
+		for i, f := range su.Failures {
+			if i == 0 {
+				b.WriteString("; failed:")
+			}
+			fmt.Fprintf(b, " %d × %s", f.Count, f.Reason)
+		}
+		b.WriteString("\n")
+	}
 	if l.Count == 0 {
 		fmt.Fprintf(b, "latency:    none measured\n")
 	} else {

@@ -65,7 +65,7 @@ func WriteText(w io.Writer, r *Results) error {
 	}
 	b.WriteString("\n")
 	if su := r.Run.Setup; su.Connections > 0 {
-		fmt.Fprintf(b, "connections %d set up in %s (%.0f/s, slowest %s), driven by %d %s thread(s)",
+		fmt.Fprintf(b, "connections %d set up in %s (%.0f/s, slowest %s), driven by %d thread(s) (client model %s)",
 			su.Connections, Dur(float64(su.Duration)), su.PerSecond, Dur(float64(su.Slowest)), su.Threads, su.Model)
 		for i, f := range su.Failures {
 			if i == 0 {

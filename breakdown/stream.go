@@ -377,6 +377,14 @@ func (a *Accumulator) Add(rt *RoundTrip) {
 	}
 }
 
+// MeanLatency is the mean t1 − t0 of the joined round trips so far.
+func (a *Accumulator) MeanLatency() time.Duration {
+	if a.Joined == 0 {
+		return 0
+	}
+	return time.Duration(a.latSum / float64(a.Joined))
+}
+
 // Components summarizes each component over the joined round trips, in
 // the order of Names; nil when nothing was joined.
 func (a *Accumulator) Components() []ComponentSummary {

@@ -54,6 +54,7 @@ type Meta struct {
 	ClientCPUs []int             `json:"client_cpus"`
 	ServerCPUs []int             `json:"server_cpus"`
 	ServerSpin int64             `json:"server_spin_ns,omitempty"`
+	Network    string            `json:"network,omitempty"` // how client and server were joined when not by loopback (--netns)
 	ProbeMode  string            `json:"probe_mode"`
 	Hooks      map[string]string `json:"hooks"`
 	StartedAt  time.Time         `json:"started_at"`

@@ -14,6 +14,7 @@ import (
 
 	"github.com/volleyscope/volleyscope/breakdown"
 	"github.com/volleyscope/volleyscope/internal/affinity"
+	"github.com/volleyscope/volleyscope/internal/netns"
 	"github.com/volleyscope/volleyscope/internal/serverproc"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
@@ -36,7 +37,11 @@ type Config struct {
 	ProbeMode  string // hook family: auto, tracepoint, fentry, kprobe
 	Syscalls   bool   // add the per-syscall latency table
 	Record     string // save the raw event stream and client records here
-	Out        string // write results.json, requests.csv and latency.hlog into this directory
+	// NetNS runs a started server in a network namespace of its own,
+	// joined to ours by a veth pair that the run creates and removes.
+	NetNS bool
+	Netem string // netem arguments for that veth pair (e.g. "delay 100us"); needs NetNS
+	Out   string // write results.json, requests.csv and latency.hlog into this directory
 
 	// Progress receives load progress; Note receives one-line notices
 	// (server started, probe hooks chosen). Both may be nil.
@@ -118,7 +123,29 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 			return nil, err
 		}
 		parts.Meta.Server = name
-		srv, err = serverproc.Start(ctx, serverproc.Options{Argv: argv, CPUs: cfg.ServerCPUs, Port: cfg.ServerPort})
+		sopts := serverproc.Options{Argv: argv, CPUs: cfg.ServerCPUs, Port: cfg.ServerPort}
+		if cfg.NetNS {
+			pair, err := netns.Create()
+			if err != nil {
+				return nil, err
+			}
+			defer pair.Close() // on every way out, Ctrl-C included
+			if cfg.Netem != "" {
+				if err := pair.Netem(cfg.Netem); err != nil {
+					return nil, err
+				}
+			}
+			if _, lerr := servers.Lookup(cfg.Server); lerr == nil { // a built-in: listen on the veth
+				sopts.Argv = append(sopts.Argv, "--host", pair.NSAddr)
+			}
+			sopts.Argv, sopts.Host = pair.Exec(sopts.Argv), pair.NSAddr
+			parts.Meta.Network = fmt.Sprintf("veth %s (%s) ↔ %s (%s) in namespace %s", pair.HostIf, pair.HostAddr, pair.NSIf, pair.NSAddr, pair.NS)
+			if cfg.Netem != "" {
+				parts.Meta.Network += ", netem " + cfg.Netem
+			}
+			note("network: " + parts.Meta.Network)
+		}
+		srv, err = serverproc.Start(ctx, sopts)
 		if err != nil {
 			return nil, err
 		}

@@ -41,6 +41,9 @@ type loadFlags struct {
 	warmup     time.Duration
 	noMSER     bool
 
+	netns bool
+	netem string
+
 	json  bool
 	out   string
 	quiet bool
@@ -89,6 +92,8 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 	fs.Float64Var(&f.confidence, "confidence", loadgen.DefaultConfidence, "confidence level of the intervals, between 0 and 1")
 	fs.DurationVar(&f.warmup, "warmup", loadgen.DefaultWarmup, "discard round trips started in this first stretch (0: no warm-up)")
 	fs.BoolVar(&f.noMSER, "no-mser", false, "start measuring at the warm-up's end, without the MSER-5 cut of a still-settling start")
+	fs.BoolVar(&f.netns, "netns", false, "run the server in a network namespace of its own, joined to the client's by a veth pair that the run creates and removes (root)")
+	fs.StringVar(&f.netem, "netem", "", "netem arguments for that veth pair, e.g. 'delay 100us' (with --netns; needs a kernel with netem)")
 	fs.BoolVar(&f.json, "json", false, "print the results.json summary on stdout instead of the table")
 	fs.StringVar(&f.out, "out", "", "write results.json, requests.csv and latency.hlog into this directory (checked before measuring)")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress or notices on stderr")
@@ -132,6 +137,8 @@ func (f *loadFlags) config() (session.Config, error) {
 		{!(f.p99CI >= 0 && f.p99CI < 1), fmt.Sprintf("--p99-ci %v: want a fraction such as 0.05, or 0 for no p99 target", f.p99CI)},
 		{!(f.confidence > 0 && f.confidence < 1), fmt.Sprintf("--confidence %v: want a level between 0 and 1, e.g. 0.99", f.confidence)},
 		{f.warmup < 0, fmt.Sprintf("--warmup %v: want 0 (no warm-up) or a positive duration", f.warmup)},
+		{f.netns && f.addr != "", "--netns starts the server in a namespace of its own: it cannot be used with --addr"},
+		{f.netem != "" && !f.netns, "--netem shapes the veth pair of --netns: add --netns"},
 	}
 	for _, c := range checks {
 		if c.bad {
@@ -157,7 +164,7 @@ func (f *loadFlags) config() (session.Config, error) {
 	if f.warmup == 0 {
 		opts.Warmup = -1
 	}
-	cfg := session.Config{Server: f.server, Addr: f.addr, ServerCPUs: scpus, ServerSpin: f.serverSpin, Load: opts}
+	cfg := session.Config{Server: f.server, Addr: f.addr, ServerCPUs: scpus, ServerSpin: f.serverSpin, Load: opts, NetNS: f.netns, Netem: f.netem}
 	if f.addr != "" {
 		cfg.ServerCPUs = nil
 	}

@@ -24,6 +24,7 @@ type Options struct {
 	Argv      []string      // command and arguments; "-p PORT" is appended (required)
 	CPUs      []int         // CPUs the server may run on; empty: those of the thread that starts it
 	Port      int           // port to use; 0 picks a free one
+	Host      string        // address the server is reached at; default 127.0.0.1
 	ReadyWait time.Duration // how long the server may take to accept; default 5s
 	Grace     time.Duration // Stop's wait after the exit message and after SIGTERM; default 1s each
 }
@@ -31,7 +32,7 @@ type Options struct {
 // Proc is a running server process started by Start.
 type Proc struct {
 	Port int
-	Addr string // 127.0.0.1:Port
+	Addr string // Options.Host:Port
 
 	cmd    *exec.Cmd
 	grace  time.Duration
@@ -66,7 +67,11 @@ func Start(ctx context.Context, opts Options) (*Proc, error) {
 	}
 	argv := append(append([]string{}, opts.Argv...), "-p", strconv.Itoa(port))
 	cmd := exec.Command(argv[0], argv[1:]...)
-	s := &Proc{Port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, grace: opts.Grace,
+	host := opts.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	s := &Proc{Port: port, Addr: net.JoinHostPort(host, strconv.Itoa(port)), cmd: cmd, grace: opts.Grace,
 		output: &tailBuffer{max: 4096}, exited: make(chan struct{})}
 	cmd.Stdout = s.output
 	cmd.Stderr = s.output
@@ -93,8 +98,8 @@ func Start(ctx context.Context, opts Options) (*Proc, error) {
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
-			return nil, fmt.Errorf("start server %s: not accepting on port %d after %v; check that it takes -p PORT and listens on 127.0.0.1%s",
-				argv[0], port, opts.ReadyWait, s.outputTail())
+			return nil, fmt.Errorf("start server %s: not accepting on %s after %v; check that it takes -p PORT and listens on %s%s",
+				strings.Join(opts.Argv, " "), s.Addr, opts.ReadyWait, host, s.outputTail())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

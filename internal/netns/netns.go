@@ -1,0 +1,153 @@
+// Package netns makes the two hosts of a --netns run: a network namespace
+// of its own for the server, joined to the caller's namespace by a veth
+// pair, so that a round trip crosses a real device (veth transmit, the
+// receive softirq, a second IP stack) instead of loopback. It drives
+// iproute2's ip(8); it needs root.
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// prefix starts the name of every namespace and device made here; the
+// creating process's pid follows, so that leftovers of a process that was
+// killed can be told and removed (RemoveStale).
+const prefix = "vs"
+
+// Pair is a namespace for the server and the veth pair that joins it to
+// the caller's namespace.
+type Pair struct {
+	NS       string // the server's namespace, for ip netns exec
+	HostIf   string // the veth end in the caller's namespace
+	NSIf     string // the veth end in the server's namespace
+	HostAddr string // IPv4 address of HostIf (the client's source)
+	NSAddr   string // IPv4 address of NSIf (the server's address)
+}
+
+// Create makes the namespace and the veth pair, addresses both ends and
+// brings them up. On error it removes what it made.
+func Create() (*Pair, error) {
+	if _, err := exec.LookPath("ip"); err != nil {
+		return nil, fmt.Errorf("--netns needs iproute2's ip command: %w", err)
+	}
+	RemoveStale()
+	pid := os.Getpid()
+	// A /30 of 10.250.0.0/16 per process, chosen by its pid.
+	sub := pid % 16384
+	host := fmt.Sprintf("10.250.%d.%d", sub/64, (sub%64)*4+1)
+	srv := fmt.Sprintf("10.250.%d.%d", sub/64, (sub%64)*4+2)
+	p := &Pair{
+		NS:       fmt.Sprintf("%s-%d", prefix, pid),
+		HostIf:   fmt.Sprintf("%sh%d", prefix, pid),
+		NSIf:     fmt.Sprintf("%sn%d", prefix, pid),
+		HostAddr: host, NSAddr: srv,
+	}
+	steps := [][]string{
+		{"netns", "add", p.NS},
+		{"link", "add", p.HostIf, "type", "veth", "peer", "name", p.NSIf},
+		{"link", "set", p.NSIf, "netns", p.NS},
+		{"addr", "add", host + "/30", "dev", p.HostIf},
+		{"link", "set", p.HostIf, "up"},
+		{"-n", p.NS, "addr", "add", srv + "/30", "dev", p.NSIf},
+		{"-n", p.NS, "link", "set", p.NSIf, "up"},
+		{"-n", p.NS, "link", "set", "lo", "up"},
+	}
+	for _, s := range steps {
+		if err := ip(s...); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("create network namespaces: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// Exec wraps argv to run in the server's namespace (ip netns exec keeps
+// the pid: it enters the namespace and executes argv in its place).
+func (p *Pair) Exec(argv []string) []string {
+	return append([]string{"ip", "netns", "exec", p.NS}, argv...)
+}
+
+// Netem puts a netem qdisc with args (e.g. "delay 100us") on both ends,
+// or says clearly that the kernel has no netem.
+func (p *Pair) Netem(args string) error {
+	for _, dev := range []struct{ ns, dev string }{{"", p.HostIf}, {p.NS, p.NSIf}} {
+		cmd := []string{}
+		if dev.ns != "" {
+			cmd = append(cmd, "-n", dev.ns)
+		}
+		cmd = append(cmd, "qdisc", "add", "dev", dev.dev, "root", "netem")
+		cmd = append(cmd, strings.Fields(args)...)
+		if err := tc(cmd...); err != nil {
+			if _, statErr := os.Stat("/sys/module/sch_netem"); statErr != nil {
+				return fmt.Errorf("--netem: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM is off or the module is not available): %w", err)
+			}
+			return fmt.Errorf("--netem %q: %w", args, err)
+		}
+	}
+	return nil
+}
+
+// Close removes the namespace and the veth pair; it is safe to call
+// twice and after a partial Create.
+func (p *Pair) Close() error {
+	var errs []error
+	if linkExists(p.HostIf) {
+		errs = append(errs, ip("link", "del", p.HostIf))
+	}
+	if nsExists(p.NS) {
+		errs = append(errs, ip("netns", "del", p.NS))
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveStale removes the namespaces and devices that processes no
+// longer alive left behind (a volleyscope killed with SIGKILL cannot
+// clean up after itself).
+func RemoveStale() {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], prefix+"-") {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimPrefix(f[0], prefix+"-"))
+		if err != nil || alive(pid) {
+			continue
+		}
+		(&Pair{NS: f[0], HostIf: fmt.Sprintf("%sh%d", prefix, pid)}).Close()
+	}
+}
+
+func alive(pid int) bool {
+	return syscall.Kill(pid, 0) == nil
+}
+
+func nsExists(name string) bool {
+	_, err := os.Stat("/run/netns/" + name)
+	return err == nil
+}
+
+func linkExists(name string) bool {
+	_, err := os.Stat("/sys/class/net/" + name)
+	return err == nil
+}
+
+func ip(args ...string) error { return run("ip", args...) }
+func tc(args ...string) error { return run("tc", args...) }
+
+func run(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

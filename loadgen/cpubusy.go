@@ -57,19 +57,35 @@ func (l *clientLoad) start(now int64) {
 	l.startNs, l.started = now, ok
 }
 
-// stop closes the window at now; ncpu is the number of CPUs the clients
-// may use and trips the measured round trips.
-func (l *clientLoad) stop(now int64, ncpu int, trips int64) ClientLoad {
-	run, wait, ok := l.read()
-	if !l.started || !ok || now <= l.startNs || ncpu <= 0 {
+// loadSample is the client threads' and CPUs' counters at one moment.
+type loadSample struct {
+	run, wait int64
+	busy, all uint64
+	ok        bool
+}
+
+// sample reads the counters; take it when the window closes, before the
+// client threads end (their schedstat goes with them).
+func (l *clientLoad) sample() loadSample {
+	var s loadSample
+	s.run, s.wait, s.ok = l.read()
+	s.busy, s.all, _ = cpuTimes(l.cpus)
+	return s
+}
+
+// stop closes the window at now with the counters sampled then; ncpu is
+// the number of CPUs the clients may use and trips the measured round
+// trips.
+func (l *clientLoad) stop(at loadSample, now int64, ncpu int, trips int64) ClientLoad {
+	if !l.started || !at.ok || now <= l.startNs || ncpu <= 0 {
 		return ClientLoad{}
 	}
-	out := ClientLoad{Known: true, OnCPU: float64(run-l.run0) / float64(now-l.startNs) / float64(ncpu)}
+	out := ClientLoad{Known: true, OnCPU: float64(at.run-l.run0) / float64(now-l.startNs) / float64(ncpu)}
 	if trips > 0 {
-		out.RunDelayPerTripNs = float64(wait-l.wait0) / float64(trips)
+		out.RunDelayPerTripNs = float64(at.wait-l.wait0) / float64(trips)
 	}
-	if busy, all, ok := cpuTimes(l.cpus); ok && all > l.all0 {
-		out.CPUsBusy = float64(busy-l.busy0) / float64(all-l.all0)
+	if at.all > l.all0 {
+		out.CPUsBusy = float64(at.busy-l.busy0) / float64(at.all-l.all0)
 	}
 	return out
 }

@@ -253,9 +253,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		case <-tick.C:
 		}
 		now := nanotime()
-		wasDecided := m.decided
 		m.collect(now)
-		if m.decided && !wasDecided {
+		if !load.started && now >= m.win.WarmupEnd {
+			// From the warm-up's end: the window starts there or
+			// slightly later, once the pilot stretch is judged.
 			load.start(now)
 		}
 		met := m.check(now)
@@ -280,14 +281,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if ncpu == 0 {
 		ncpu = runtime.NumCPU()
 	}
-	if m.decided {
-		res.ClientLoad = load.stop(end, ncpu, m.measured)
-	}
+	loadAtEnd := load.sample()
 	// Clients finish the round trip in flight, bounded by the timeout.
 	<-set.done()
 	set.close()
 	m.collect(nanotime())
 	m.finish(end)
+	res.ClientLoad = load.stop(loadAtEnd, end, ncpu, m.measured)
 	if reason == StopDuration {
 		res.Overshoot = time.Duration(max(0, nanotime()-deadline))
 	}

@@ -239,6 +239,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	deadline := m.win.WarmupEnd + opts.Duration.Nanoseconds()
 	set.begin()
 	load := newClientLoad(set.conns, opts.ClientCPUs)
+	load.start(m.win.FirstT0)
+	loadFromWarmup := false
 
 	tick := time.NewTicker(opts.CheckEvery)
 	defer tick.Stop()
@@ -254,10 +256,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		now := nanotime()
 		m.collect(now)
-		if !load.started && now >= m.win.WarmupEnd {
+		if !loadFromWarmup && now >= m.win.WarmupEnd && now < deadline {
 			// From the warm-up's end: the window starts there or
-			// slightly later, once the pilot stretch is judged.
+			// slightly later, once the pilot stretch is judged. (A run
+			// loop held up past the deadline keeps the figures from the
+			// first request instead.)
 			load.start(now)
+			loadFromWarmup = true
 		}
 		met := m.check(now)
 		if opts.Progress != nil {

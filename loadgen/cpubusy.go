@@ -36,6 +36,7 @@ type ClientLoad struct {
 	// competes with the client threads.
 	CPUsBusy float64 `json:"cpus_busy_fraction"`
 	Known    bool    `json:"known"`
+	Unknown  string  `json:"unknown,omitempty"` // why the figures are missing, when they are
 }
 
 func newClientLoad(conns []*client, cpus []int) *clientLoad {
@@ -65,7 +66,7 @@ type loadSample struct {
 }
 
 // sample reads the counters; take it when the window closes, before the
-// client threads end (their schedstat goes with them).
+// client threads are told to stop (an ended thread's schedstat is gone).
 func (l *clientLoad) sample() loadSample {
 	var s loadSample
 	s.run, s.wait, s.ok = l.read()
@@ -77,8 +78,13 @@ func (l *clientLoad) sample() loadSample {
 // the number of CPUs the clients may use and trips the measured round
 // trips.
 func (l *clientLoad) stop(at loadSample, now int64, ncpu int, trips int64) ClientLoad {
-	if !l.started || !at.ok || now <= l.startNs || ncpu <= 0 {
-		return ClientLoad{}
+	switch {
+	case !l.started:
+		return ClientLoad{Unknown: "no client thread's schedstat could be read at the start"}
+	case !at.ok:
+		return ClientLoad{Unknown: "no client thread's schedstat could be read at the end"}
+	case now <= l.startNs || ncpu <= 0:
+		return ClientLoad{Unknown: "the window closed as it opened"}
 	}
 	out := ClientLoad{Known: true, OnCPU: float64(at.run-l.run0) / float64(now-l.startNs) / float64(ncpu)}
 	if trips > 0 {

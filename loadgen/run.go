@@ -280,13 +280,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			reason = StopDuration
 		}
 	}
+	// The client threads' counters are read before they are told to
+	// stop: a thread that ends takes its schedstat with it.
+	loadAtEnd := load.sample()
 	set.halt()
 	end := nanotime()
 	ncpu := len(opts.ClientCPUs)
 	if ncpu == 0 {
 		ncpu = runtime.NumCPU()
 	}
-	loadAtEnd := load.sample()
 	// Clients finish the round trip in flight, bounded by the timeout.
 	<-set.done()
 	set.close()

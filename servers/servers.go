@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"time"
 	_ "unsafe" // go:linkname
+
+	"golang.org/x/sys/unix"
 
 	"github.com/volleyscope/volleyscope/internal/wire"
 )
@@ -15,7 +18,7 @@ import (
 // Options are the behaviour shared by every server.
 type Options struct {
 	Echo bool          // echo mode: write back whatever arrives
-	Spin time.Duration // userspace busy-work per request (0: none)
+	Spin time.Duration // userspace work per request, in the thread's CPU time: preemption lengthens it (0: none)
 }
 
 // Server is one reference server.
@@ -92,15 +95,44 @@ func ended(ctx context.Context, exit <-chan struct{}, name string) error {
 //go:linkname nanotime runtime.nanotime
 func nanotime() int64
 
-// spin busy-waits d on the monotonic clock: pure userspace CPU time, no
-// system call, so the breakdown must charge it to server_user.
+// spin does d of work on this thread's CPU: it runs until the thread's
+// CPU time (CLOCK_THREAD_CPUTIME_ID) has advanced by d, so that time the
+// thread spends preempted inside it lengthens the spin instead of
+// shortening the work. The breakdown must charge d to server_user and the
+// preemptions to server_preempted.
+//
+// The thread CPU clock has no vDSO path (clock_gettime falls back to the
+// system call for CPU clocks), and the probe records every system call of
+// a tracked thread, so it is read rarely: the spin busy-waits on the
+// monotonic clock (vDSO) for what is left, then reads the CPU clock once
+// to see how much of that wait the thread really ran. Unpreempted, that
+// is two system calls per spin; each preemption adds one.
 func spin(d time.Duration) {
 	if d <= 0 {
 		return
 	}
-	end := nanotime() + d.Nanoseconds()
-	for nanotime() < end {
+	// A goroutine moved to another thread mid-spin would read another
+	// thread's clock.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start := threadCPUNs()
+	for {
+		left := d.Nanoseconds() - (threadCPUNs() - start)
+		if left <= 0 {
+			return
+		}
+		end := nanotime() + left
+		for nanotime() < end {
+		}
 	}
+}
+
+// threadCPUNs is the calling thread's CPU time in ns.
+func threadCPUNs() int64 {
+	var ts unix.Timespec
+	// Only EINVAL or EFAULT can fail it, neither possible here.
+	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	return ts.Nano()
 }
 
 // conn is the protocol state of one connection for the servers that see

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/volleyscope/volleyscope/internal/delay"
 	"github.com/volleyscope/volleyscope/internal/testenv"
 	"github.com/volleyscope/volleyscope/loadgen"
@@ -220,8 +222,8 @@ func landsIn(t *testing.T, tr *truth, component string, want float64) {
 	}
 }
 
-// TestTruthServerSpin: the server busy-waits 200 µs in userspace per
-// request; server_user must grow by that and nothing else much. Time the
+// TestTruthServerSpin: the server spins 200 µs of CPU time in userspace
+// per request; server_user must grow by that and nothing else much. Time the
 // spinning server spends preempted by other work on its CPU is
 // server_preempted, not server_user.
 func TestTruthServerSpin(t *testing.T) {
@@ -232,6 +234,126 @@ func TestTruthServerSpin(t *testing.T) {
 			landsIn(t, tr, "server_user", 200e3)
 		})
 	}
+}
+
+// TestTruthServerSpinUnderHog: with a nice -15 shell loop on the server's
+// CPU in every round, a 200 µs spin (CPU time, see servers.Options.Spin)
+// moves server_user's p50 by 200 µs ± 10%: the hog takes the CPU from the
+// spinning server for milliseconds at a time, and that wait is
+// server_preempted, which grows, not server_user.
+func TestTruthServerSpinUnderHog(t *testing.T) {
+	requireRoot(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs 2 CPUs")
+	}
+	const want = 200e3
+	for _, server := range []string{"threads", "epoll-lt"} {
+		t.Run(server, func(t *testing.T) {
+			tr := &truth{}
+			// The server gets a few percent of its CPU beside the hog, so a
+			// round serves a few hundred round trips: rounds of 2 s.
+			round := func(spin time.Duration) []report.Component {
+				cfg := Config{Server: server, ServerSpin: spin}
+				undo := sync.OnceFunc(niceHog(t, &cfg))
+				t.Cleanup(undo)
+				r := measure(t, cfg, 2*time.Second)
+				undo()
+				if tr.names == nil {
+					for _, c := range r.Breakdown {
+						tr.names = append(tr.names, c.Component)
+					}
+				}
+				for i, c := range r.Breakdown {
+					if i >= len(tr.names) || c.Component != tr.names[i] {
+						t.Fatalf("rounds with different components: %v, then %+v", tr.names, r.Breakdown)
+					}
+				}
+				return r.Breakdown
+			}
+			for range truthPairs {
+				tr.base = append(tr.base, round(0))
+				tr.inj = append(tr.inj, round(200*time.Microsecond))
+			}
+			for i, name := range tr.names {
+				t.Logf("%-18s µs p50 base%s  spin%s   mean base%s  spin%s", name,
+					tr.row(tr.base, i, p50), tr.row(tr.inj, i, p50), tr.row(tr.base, i, mean), tr.row(tr.inj, i, mean))
+			}
+			user := tr.index(t, "server_user")
+			d, noise := tr.shift(user, p50)
+			t.Logf("server_user p50 moved by %.1f µs (spread between rounds %.1f µs)", d/1e3, noise/1e3)
+			if math.Abs(d-want) > want/10+3*noise {
+				t.Errorf("server_user p50 moved by %.1f µs under the hog, want %.0f µs ± (10%% + 3 × %.1f µs spread between rounds): preemption is in it or the spin is short",
+					d/1e3, want/1e3, noise/1e3)
+			}
+			// The spin's 200 µs are on the CPU the hog holds most of the
+			// time, so spins are preempted, often for longer than the
+			// spin. How long varies tenfold between rounds of either kind
+			// (whether the hog or the server has lag to spend), so the
+			// rounds are compared by their medians, as in TestTruthCPUHog,
+			// and the baseline's spread is its median deviation, which one
+			// unlucky round does not move.
+			pre := tr.index(t, "server_preempted")
+			var bv, iv []float64
+			for i := range tr.base {
+				bv, iv = append(bv, tr.base[i][pre].MeanNs), append(iv, tr.inj[i][pre].MeanNs)
+			}
+			bMed, bMAD := medianMAD(bv)
+			iMed, _ := medianMAD(iv)
+			t.Logf("server_preempted mean: median of the baseline rounds %.1f µs (median deviation %.1f µs), of the spin rounds %.1f µs", bMed/1e3, bMAD/1e3, iMed/1e3)
+			if iMed-bMed <= 3*bMAD+want/10 {
+				t.Errorf("server_preempted mean grew by %.1f µs (medians of the rounds) with a 200 µs spin under the hog, want more than 3 × the baseline's median deviation %.1f µs + 20 µs: the hog's time went elsewhere",
+					(iMed-bMed)/1e3, bMAD/1e3)
+			}
+		})
+	}
+}
+
+// niceHog makes the round start a shell busy loop on CPU 0 (the server's)
+// at nice -15 once its load is running, as hog does, and stop it when the
+// round ends. Its comm is hogComm.
+func niceHog(t *testing.T, cfg *Config) (undo func()) {
+	var once sync.Once
+	var stop func()
+	cfg.Load.CheckEvery = 50 * time.Millisecond
+	cfg.Progress = func(loadgen.Progress) { once.Do(func() { stop = startNiceHog(t) }) }
+	return func() {
+		once.Do(func() { t.Error("the hog never started: no progress report in the round") })
+		if stop != nil {
+			stop()
+		}
+	}
+}
+
+// hogComm is the comm of the nice hog, which names itself so that a
+// breakdown can be checked for it.
+const hogComm = "vshog"
+
+// startNiceHog starts `sh -c 'while :; do :; done'` (a loop of shell
+// builtins: no system call) on CPU 0 at nice -15; it reports with t.Error
+// and returns nil on failure.
+func startNiceHog(t *testing.T) (stop func()) {
+	cmd := exec.Command("sh", "-c", "printf "+hogComm+" > /proc/$$/comm; while :; do :; done")
+	if err := cmd.Start(); err != nil {
+		t.Errorf("start hog: %v", err)
+		return nil
+	}
+	stop = func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	var set unix.CPUSet
+	set.Set(0)
+	if err := unix.SchedSetaffinity(cmd.Process.Pid, &set); err != nil {
+		stop()
+		t.Errorf("pin hog to CPU 0: %v", err)
+		return nil
+	}
+	if err := unix.Setpriority(unix.PRIO_PROCESS, cmd.Process.Pid, -15); err != nil {
+		stop()
+		t.Errorf("hog at nice -15: %v", err)
+		return nil
+	}
+	return stop
 }
 
 // hog makes the round start a CPU-bound process on CPU 0 (the server's)

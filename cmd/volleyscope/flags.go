@@ -67,7 +67,7 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 		fs.StringVar(&f.addr, "addr", "", "benchmark a running server at HOST:PORT instead of starting one")
 	}
 	fs.StringVar(&f.serverCPUs, "server-cpus", cpuString(server), "CPUs for a started server process ('' = not pinned)")
-	fs.DurationVar(&f.serverSpin, "server-spin", 0, "built-in servers busy-work this long per request (an injected delay)")
+	fs.DurationVar(&f.serverSpin, "server-spin", 0, "built-in servers spin this much of their thread's CPU time per request (an injected delay; preemption lengthens it in wall time)")
 	if f.sweep {
 		fs.StringVar(&f.clientList, "clients", "1,2,4,8,16,32,64", "the connection counts to run, e.g. 1,4,16,64,256")
 		fs.StringVar(&f.rateList, "rate", "", "open loop instead: the total rates to run in round trips/s, e.g. 10000,20000,40000 (with one --clients value)")

@@ -24,7 +24,7 @@ func cmdServe(ctx context.Context, args []string) error {
 	port := fs.IntP("port", "p", 0, "TCP port to listen on (127.0.0.1 unless --host)")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
 	echo := fs.Bool("echo", false, "echo mode: return the bytes received")
-	spin := fs.Duration("spin", 0, "busy-work this long per request")
+	spin := fs.Duration("spin", 0, "spin this much of the thread's CPU time per request")
 	cpus := fs.String("cpus", "", "pin the server to these CPUs, e.g. 0 or 0-1")
 	if help, err := parseArgs(fs, args, 1, "one server name (see 'volleyscope servers')"); help || err != nil {
 		return err

@@ -8,9 +8,7 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -26,6 +24,8 @@ import (
 
 	"github.com/volleyscope/volleyscope/internal/benchstat"
 	"github.com/volleyscope/volleyscope/internal/serverproc"
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/report"
 )
 
 func gate(t *testing.T) {
@@ -58,27 +58,19 @@ type results struct {
 	} `json:"latency_ns"`
 	ThroughputRPS float64 `json:"throughput_rps"`
 	Run           struct {
-		StopReason string `json:"stop_reason"`
-		MeasuredNs int64  `json:"measured_ns"`
+		StopReason string             `json:"stop_reason"`
+		MeasuredNs int64              `json:"measured_ns"`
+		Setup      loadgen.SetupStats `json:"setup"`
 	} `json:"run"`
-	Errors []string `json:"errors"`
+	Errors         []string               `json:"errors"`
+	LostEvents     uint64                 `json:"lost_events"`
+	BreakdownCheck *report.BreakdownCheck `json:"breakdown_check"`
 }
 
 // bench runs 'volleyscope bench --json -q' with args and decodes what it
 // printed. A run that printed results but exited non-zero returns both.
 func bench(ctx context.Context, exe string, args ...string) (*results, error) {
-	cmd := exec.CommandContext(ctx, exe, append([]string{"bench", "--json", "-q"}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	var r results
-	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
-		return nil, fmt.Errorf("volleyscope bench %s: %v; no results (%w): %s", strings.Join(args, " "), runErr, err, strings.TrimSpace(stderr.String()))
-	}
-	if runErr != nil {
-		return &r, fmt.Errorf("volleyscope bench %s: %w: %s", strings.Join(args, " "), runErr, strings.TrimSpace(stderr.String()))
-	}
-	return &r, nil
+	return volley(ctx, exe, "bench", nil, args...)
 }
 
 // TestBenchClientFloor compares volleyscope's client with a minimal

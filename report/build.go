@@ -80,6 +80,8 @@ func Build(p Parts) *Results {
 				Component: c.Component.String(), Side: c.Component.Side(), MeanNs: c.MeanNs, P50Ns: c.P50Ns, P99Ns: c.P99Ns, Share: c.Share,
 			})
 		}
+		r.BreakdownByBand = buildBands(j)
+		r.Slowest = buildSlowest(j)
 		bc := &BreakdownCheck{Joined: j.Joined, Unjoined: j.Unjoined, UnjoinedReasons: j.Reasons, Tolerance: BreakdownTolerance}
 		if j.Joined > 0 {
 			bc.SumWithinTolerance = float64(j.Consistent) / float64(j.Joined)
@@ -208,4 +210,34 @@ func finite(x float64) float64 {
 		return 0
 	}
 	return x
+}
+
+// buildBands is the breakdown per latency band; bands no round trip fell
+// in are left out.
+func buildBands(j *breakdown.Accumulator) []Band {
+	var out []Band
+	for _, b := range j.Bands() {
+		if b.Count == 0 {
+			continue
+		}
+		band := Band{Band: b.Name, LatencyLowNs: b.LowNs, LatencyHighNs: b.HighNs, Count: b.Count, MeanLatencyNs: b.MeanLatencyNs}
+		for c := range breakdown.NumComponents {
+			band.Components = append(band.Components, BandPart{Component: c.String(), MeanNs: b.MeanNs[c], Share: b.Share[c]})
+		}
+		out = append(out, band)
+	}
+	return out
+}
+
+// buildSlowest is the slowest round trips with their components.
+func buildSlowest(j *breakdown.Accumulator) []SlowTrip {
+	var out []SlowTrip
+	for _, rt := range j.Slowest() {
+		st := SlowTrip{Conn: rt.Conn, Seq: rt.Seq, StartNs: rt.T0, LatencyNs: rt.T1 - rt.T0}
+		for c := range breakdown.NumComponents {
+			st.Components = append(st.Components, TripPart{Component: c.String(), Ns: rt.Ns[c]})
+		}
+		out = append(out, st)
+	}
+	return out
 }

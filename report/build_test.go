@@ -74,6 +74,11 @@ func TestBuildFromRecording(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden(t, "build_"+name+".json", b.Bytes())
+			b.Reset()
+			if err := WriteText(&b, r); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "build_"+name+".txt", b.Bytes())
 		})
 	}
 }

@@ -32,10 +32,18 @@ type Results struct {
 	Run                 RunInfo         `json:"run"`
 	Breakdown           []Component     `json:"breakdown"`
 	BreakdownCheck      *BreakdownCheck `json:"breakdown_check,omitempty"`
-	Syscalls            []Syscall       `json:"syscalls,omitempty"`
-	LostEvents          uint64          `json:"lost_events"`
-	Probe               *ProbeInfo      `json:"probe,omitempty"`
-	Errors              []string        `json:"errors"`
+	// BreakdownByBand is the breakdown of the round trips in each band of
+	// their latency (≤ p50, p50–p90, p90–p99, > p99): which component
+	// grows toward the tail.
+	BreakdownByBand []Band `json:"breakdown_by_band,omitempty"`
+	// Slowest are the slowest joined round trips, slowest first, each
+	// with its components and the tasks that held the CPU while a side
+	// waited for one.
+	Slowest    []SlowTrip `json:"slowest,omitempty"`
+	Syscalls   []Syscall  `json:"syscalls,omitempty"`
+	LostEvents uint64     `json:"lost_events"`
+	Probe      *ProbeInfo `json:"probe,omitempty"`
+	Errors     []string   `json:"errors"`
 	// Warnings are the run's own checks that failed (validity, client
 	// saturation, other tracers on our hooks, a large MSER-5 cut): the
 	// numbers stand, but read them with the warning in mind.
@@ -123,6 +131,44 @@ type Component struct {
 	P50Ns     float64 `json:"p50_ns"`
 	P99Ns     float64 `json:"p99_ns"`
 	Share     float64 `json:"share"` // of the mean round trip
+}
+
+// Band is the breakdown of the joined round trips whose latency falls in
+// one band of the latency distribution.
+type Band struct {
+	Band string `json:"band"` // le_p50, p50_p90, p90_p99 or gt_p99
+	// LatencyLowNs and LatencyHighNs bound the band's latencies, to the
+	// resolution of the buckets the band was merged from (6.25%).
+	LatencyLowNs  int64      `json:"latency_low_ns"`
+	LatencyHighNs int64      `json:"latency_high_ns"`
+	Count         int64      `json:"count"`
+	MeanLatencyNs float64    `json:"mean_latency_ns"`
+	Components    []BandPart `json:"components"`
+}
+
+// BandPart is one component's mean over a band's round trips, and its
+// share of their mean latency.
+type BandPart struct {
+	Component string  `json:"component"`
+	MeanNs    float64 `json:"mean_ns"`
+	Share     float64 `json:"share"`
+}
+
+// SlowTrip is one of the slowest round trips.
+type SlowTrip struct {
+	Conn      int   `json:"conn"`
+	Seq       int   `json:"seq"`
+	StartNs   int64 `json:"start_ns"` // t0, CLOCK_MONOTONIC
+	LatencyNs int64 `json:"latency_ns"`
+	// Components are the round trip's components in ns, in the order of
+	// the breakdown.
+	Components []TripPart `json:"components"`
+}
+
+// TripPart is one component of one round trip.
+type TripPart struct {
+	Component string `json:"component"`
+	Ns        int64  `json:"ns"`
 }
 
 // BreakdownCheck says how well the breakdown accounts for the round trips.

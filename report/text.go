@@ -1,9 +1,11 @@
 package report
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -91,6 +93,16 @@ func WriteText(w io.Writer, r *Results) error {
 	}
 	if len(r.Breakdown) > 0 {
 		if err := WriteBreakdown(w, r); err != nil {
+			return err
+		}
+	}
+	if len(r.BreakdownByBand) > 0 {
+		if err := WriteBands(w, r.BreakdownByBand); err != nil {
+			return err
+		}
+	}
+	if len(r.Slowest) > 0 {
+		if err := WriteSlowest(w, r.Slowest); err != nil {
 			return err
 		}
 	}
@@ -213,4 +225,65 @@ func cpuList(c []int) string {
 		s[i] = fmt.Sprint(v)
 	}
 	return strings.Join(s, ",")
+}
+
+// bandTitle is how the terminal names a band.
+var bandTitle = map[string]string{"le_p50": "≤p50", "p50_p90": "p50–p90", "p90_p99": "p90–p99", "gt_p99": ">p99"}
+
+// WriteBands writes the breakdown per latency band: one column per band,
+// one row per component with its mean and share of the band's mean
+// latency; components that are 0 in every band are left out.
+func WriteBands(w io.Writer, bands []Band) error {
+	fmt.Fprintf(w, "by latency band (component mean, share of the band's mean):\n")
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	row := func(name string, cell func(b Band) string) {
+		fmt.Fprintf(tw, "%s\t", name)
+		for _, b := range bands {
+			fmt.Fprintf(tw, "%s\t", cell(b))
+		}
+		fmt.Fprintf(tw, "\n")
+	}
+	row("band", func(b Band) string { return bandTitle[b.Band] })
+	row("round trips", func(b Band) string { return fmt.Sprint(b.Count) })
+	row("latency", func(b Band) string {
+		return Dur(float64(b.LatencyLowNs)) + "–" + Dur(float64(b.LatencyHighNs))
+	})
+	row("mean", func(b Band) string { return Dur(b.MeanLatencyNs) })
+	for i, c := range bands[0].Components {
+		used := false
+		for _, b := range bands {
+			used = used || b.Components[i].MeanNs > 0
+		}
+		if !used {
+			continue
+		}
+		row(c.Component, func(b Band) string {
+			p := b.Components[i]
+			return fmt.Sprintf("%s %3.0f%%", Dur(p.MeanNs), 100*p.Share)
+		})
+	}
+	return tw.Flush()
+}
+
+// WriteSlowest writes the slowest round trips: latency, the components
+// that make up at least 5% of it, largest first.
+func WriteSlowest(w io.Writer, trips []SlowTrip) error {
+	fmt.Fprintf(w, "slowest %d round trips (components over 5%% of each):\n", len(trips))
+	for i, t := range trips {
+		parts := slices.Clone(t.Components)
+		slices.SortStableFunc(parts, func(a, b TripPart) int { return cmp.Compare(b.Ns, a.Ns) })
+		b := &strings.Builder{}
+		fmt.Fprintf(b, "%3d. %s  conn %d #%d:", i+1, Dur(float64(t.LatencyNs)), t.Conn, t.Seq)
+		for _, p := range parts {
+			if p.Ns*20 < t.LatencyNs {
+				break
+			}
+			fmt.Fprintf(b, " %s %s", p.Component, Dur(float64(p.Ns)))
+		}
+		b.WriteString("\n")
+		if _, err := io.WriteString(w, b.String()); err != nil {
+			return err
+		}
+	}
+	return nil
 }

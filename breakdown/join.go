@@ -130,69 +130,142 @@ type index struct {
 	readyC map[uint16][]int64         // data-ready times per CPU
 }
 
-func buildIndex(evs ...[]probe.Event) *index {
-	ix := &index{
+func newIndex() *index {
+	return &index{
 		sys: map[uint32][]probe.Event{}, sw: map[uint32][]swEv{},
 		ready: map[portPair][]probe.Event{}, recv: map[portPair][]probe.Event{}, send: map[portPair][]probe.Event{},
 		start: map[portPair][]probe.Event{},
 		wakes: map[uint16][]probe.Event{}, readyC: map[uint16][]int64{},
 	}
+}
+
+func buildIndex(evs ...[]probe.Event) *index {
+	ix := newIndex()
 	for _, part := range evs {
 		ix.add(part)
-	}
-	for _, s := range ix.sys {
-		// Entry times, compared as the signed clock values they are.
-		slices.SortFunc(s, func(a, b probe.Event) int { return cmp.Compare(int64(a.Arg0), int64(b.Arg0)) })
 	}
 	return ix
 }
 
-// add indexes evs, which follow (in time) what was added before.
+// add indexes evs (sorted by time). An event older than what was indexed
+// before (one that came late) goes to its place in time.
 func (ix *index) add(evs []probe.Event) {
 	for _, e := range evs {
 		ts := int64(e.TS)
 		switch e.Kind {
 		case probe.KindSyscall:
-			ix.sys[e.TID] = append(ix.sys[e.TID], e)
+			ix.sys[e.TID] = pushByEntry(ix.sys[e.TID], e)
 			// A send or receive inside a plain syscall is folded into the
 			// syscall's record by the probe: index it as one.
 			if e.SK != 0 && e.Ret > 0 {
 				k := portPair{e.Lport, e.Rport}
 				switch {
 				case isRecv(e.Arg1):
-					ix.recv[k] = append(ix.recv[k], e)
+					ix.recv[k] = push(ix.recv[k], e)
 				case isSend(e.Arg1):
-					ix.send[k] = append(ix.send[k], e)
+					ix.send[k] = push(ix.send[k], e)
 				}
 			}
 		case probe.KindSwitch:
 			if prev := uint32(e.Arg0); prev != 0 {
-				ix.sw[prev] = append(ix.sw[prev], swEv{ts: ts, preempt: e.Ret == 0})
+				ix.sw[prev] = pushAt(ix.sw[prev], swEv{ts: ts, preempt: e.Ret == 0}, func(v swEv) int64 { return v.ts })
 			}
 			if next := uint32(e.Arg1); next != 0 {
-				ix.sw[next] = append(ix.sw[next], swEv{ts: ts, in: true})
+				ix.sw[next] = pushAt(ix.sw[next], swEv{ts: ts, in: true}, func(v swEv) int64 { return v.ts })
 			}
 		case probe.KindDataReady:
 			k := portPair{e.Lport, e.Rport}
-			ix.ready[k] = append(ix.ready[k], e)
-			ix.readyC[e.CPU] = append(ix.readyC[e.CPU], ts)
+			ix.ready[k] = push(ix.ready[k], e)
+			ix.readyC[e.CPU] = pushAt(ix.readyC[e.CPU], ts, func(v int64) int64 { return v })
 		case probe.KindSockRecv:
 			if e.Ret > 0 {
 				k := portPair{e.Lport, e.Rport}
-				ix.recv[k] = append(ix.recv[k], e)
+				ix.recv[k] = push(ix.recv[k], e)
 			}
 		case probe.KindSockSend:
 			if e.Ret > 0 {
 				k := portPair{e.Lport, e.Rport}
-				ix.send[k] = append(ix.send[k], e)
+				ix.send[k] = push(ix.send[k], e)
 			}
 		case probe.KindSendStart:
 			k := portPair{e.Lport, e.Rport}
-			ix.start[k] = append(ix.start[k], e)
+			ix.start[k] = push(ix.start[k], e)
 		case probe.KindWaking:
-			ix.wakes[e.CPU] = append(ix.wakes[e.CPU], e)
+			ix.wakes[e.CPU] = push(ix.wakes[e.CPU], e)
 		}
 	}
+}
+
+// pushAt adds v to s, kept in order of at(v): appended, unless it is
+// older than the last (then inserted after its equals).
+func pushAt[T any](s []T, v T, at func(T) int64) []T {
+	t := at(v)
+	if n := len(s); n == 0 || at(s[n-1]) <= t {
+		return append(s, v)
+	}
+	i := sort.Search(len(s), func(i int) bool { return at(s[i]) > t })
+	return slices.Insert(s, i, v)
+}
+
+func evTS(e probe.Event) int64 { return int64(e.TS) }
+
+// entry is a completed syscall's entry time, a signed clock value.
+func entry(e probe.Event) int64 { return int64(e.Arg0) }
+
+func push(s []probe.Event, e probe.Event) []probe.Event { return pushAt(s, e, evTS) }
+
+func pushByEntry(s []probe.Event, e probe.Event) []probe.Event { return pushAt(s, e, entry) }
+
+// trim lets go of the events before bound, keeping each thread's last
+// switch before it: whether a thread is on a CPU at bound depends on it.
+// A key left with nothing is removed.
+func (ix *index) trim(bound int64) {
+	trimAll(ix.sys, bound, evTS)
+	trimAll(ix.ready, bound, evTS)
+	trimAll(ix.recv, bound, evTS)
+	trimAll(ix.send, bound, evTS)
+	trimAll(ix.start, bound, evTS)
+	trimAll(ix.wakes, bound, evTS)
+	trimAll(ix.readyC, bound, func(v int64) int64 { return v })
+	for k, s := range ix.sw {
+		if i := sort.Search(len(s), func(i int) bool { return s[i].ts >= bound }); i > 1 {
+			ix.sw[k] = s[i-1:]
+		}
+	}
+}
+
+// trimAll drops every value of m stamped before bound (each slice is in
+// time order, by at).
+func trimAll[K comparable, T any](m map[K][]T, bound int64, at func(T) int64) {
+	for k, s := range m {
+		i := sort.Search(len(s), func(i int) bool { return at(s[i]) >= bound })
+		switch {
+		case i == len(s):
+			delete(m, k)
+		case i > 0:
+			m[k] = s[i:]
+		}
+	}
+}
+
+// held counts the indexed events and switches.
+func (ix *index) held() int {
+	n := 0
+	for _, s := range ix.sys {
+		n += len(s)
+	}
+	for _, s := range ix.sw {
+		n += len(s)
+	}
+	for _, m := range []map[portPair][]probe.Event{ix.ready, ix.recv, ix.send, ix.start} {
+		for _, s := range m {
+			n += len(s)
+		}
+	}
+	for _, s := range ix.wakes {
+		n += len(s)
+	}
+	return n
 }
 
 // firstAt returns the first event of s (sorted by TS) with TS ≥ t.

@@ -2,7 +2,6 @@ package breakdown
 
 import (
 	"cmp"
-	"math"
 	"slices"
 	"sync"
 	"time"
@@ -33,11 +32,16 @@ type Stream struct {
 	spare   []probe.Event   // the previous hand-over's buffer, for reuse
 	inTrips []waiting
 
-	evs     []probe.Event          // the retained window, sorted by time
-	buf     []probe.Event          // the events of one join, reused
-	last    map[uint32]probe.Event // each thread's latest switch before notedTo
-	notedTo int64
-	waiting []waiting
+	// Events at or after the watermark wait in pending (sorted by time),
+	// since more may still arrive before them; those before it are in ix,
+	// which lives across joins and is trimmed behind the round trips
+	// still waiting, so each event is indexed once.
+	pending   []probe.Event
+	merged    []probe.Event // pending's spare buffer, for merging
+	sortBuf   []probe.Event // scratch space of sortRuns
+	ix        *index
+	trimmedTo int64
+	waiting   []waiting
 	mark    int64 // the last watermark
 	late    int64
 	acc     *Accumulator
@@ -70,7 +74,7 @@ const lookback = 50_000_000 // 50 ms
 // round trips over once per check, and a round trip lasts at most the
 // timeout, so keep should be at least the two together.
 func NewStream(port uint16, conns []loadgen.ConnInfo, syscalls bool, keep time.Duration, out func(*RoundTrip, loadgen.Record)) *Stream {
-	s := &Stream{starts: map[int64]int64{}, sends: map[int64]int64{}, keep: keep.Nanoseconds(), port: port, conns: map[int]loadgen.ConnInfo{}, out: out, last: map[uint32]probe.Event{}, acc: NewAccumulator()}
+	s := &Stream{starts: map[int64]int64{}, sends: map[int64]int64{}, keep: keep.Nanoseconds(), port: port, conns: map[int]loadgen.ConnInfo{}, out: out, ix: newIndex(), acc: NewAccumulator()}
 	for _, c := range conns {
 		s.conns[c.ID] = c
 	}
@@ -158,11 +162,19 @@ func (s *Stream) advance(watermark int64, all bool) {
 			s.sys.Add(&in[i], clients)
 		}
 	}
-	slices.SortFunc(in, byTS)
-	s.evs = mergeSorted(s.evs, in)
+	in, s.sortBuf = sortRuns(in, s.sortBuf)
+	s.merged = mergeSorted(s.merged[:0], s.pending, in)
+	s.pending, s.merged = s.merged, s.pending
 	s.mu.Lock()
-	s.spare = in // copied into evs: the reader may fill it again
+	s.spare = in // copied into pending: the reader may fill it again
 	s.mu.Unlock()
+	// Index what the watermark made final.
+	n := len(s.pending)
+	if !all {
+		n, _ = slices.BinarySearchFunc(s.pending, watermark, func(e probe.Event, t int64) int { return cmp.Compare(int64(e.TS), t) })
+	}
+	s.ix.add(s.pending[:n])
+	s.pending = append(s.pending[:0], s.pending[n:]...)
 	s.waiting = append(s.waiting, trips...)
 	if !all {
 		s.mark = max(s.mark, watermark)
@@ -179,45 +191,19 @@ func (s *Stream) advance(watermark int64, all bool) {
 	}
 	s.waiting = rest
 	if len(ready) > 0 {
-		s.join(ready, watermark, all)
+		s.join(ready)
 	}
 	s.trim(watermark, all)
 }
 
-// join splits the ready round trips. The index covers the retained
-// events from shortly before the earliest of them up to the watermark,
-// plus the last switch of every thread before that.
-func (s *Stream) join(ready []waiting, watermark int64, all bool) {
-	from := ready[0].r.T0
-	for _, w := range ready {
-		from = min(from, w.r.T0)
-	}
-	start := from - lookback
-	s.noteUpTo(start)
-	lo := s.search(start)
-	hi := len(s.evs)
-	if !all {
-		hi = s.search(watermark)
-	}
-	first := int64(math.MaxInt64)
-	if lo < len(s.evs) {
-		first = int64(s.evs[lo].TS)
-	}
-	carried := s.buf[:0]
-	for _, e := range s.last {
-		if int64(e.TS) < first {
-			carried = append(carried, e)
-		}
-	}
-	slices.SortFunc(carried, byTS)
-	s.buf = carried
-	ix := buildIndex(carried, s.evs[lo:hi])
+// join splits the ready round trips on the index.
+func (s *Stream) join(ready []waiting) {
 	var rt RoundTrip
 	for _, w := range ready {
 		s.mu.Lock()
 		c := s.conns[w.conn]
 		s.mu.Unlock()
-		j := newJoiner(ix, c, s.port)
+		j := newJoiner(s.ix, c, s.port)
 		rt = RoundTrip{Conn: w.conn, Seq: int(w.seq), T0: w.r.T0, T1: w.r.T1}
 		j.split(&rt)
 		s.acc.Add(&rt)
@@ -262,37 +248,15 @@ func (s *Stream) ServerSends(from, to int64) int64 {
 	return count(s.sends)
 }
 
-// search is the index of the first retained event at or after t.
-func (s *Stream) search(t int64) int {
-	i, _ := slices.BinarySearchFunc(s.evs, t, func(e probe.Event, t int64) int { return cmp.Compare(int64(e.TS), t) })
-	return i
-}
+// trimStep is how far the trim bound moves before the index is trimmed
+// again: each trim visits every key.
+const trimStep = 20_000_000 // 20 ms
 
-// noteUpTo records in last each thread's latest switch among the retained
-// events before t, from where the previous call stopped.
-func (s *Stream) noteUpTo(t int64) {
-	if t <= s.notedTo {
-		return
-	}
-	for _, e := range s.evs[s.search(s.notedTo):s.search(t)] {
-		if e.Kind != probe.KindSwitch {
-			continue
-		}
-		if prev := uint32(e.Arg0); prev != 0 {
-			s.last[prev] = e
-		}
-		if next := uint32(e.Arg1); next != 0 {
-			s.last[next] = e
-		}
-	}
-	s.notedTo = t
-}
-
-// trim drops the events no waiting or future round trip can need,
-// keeping each thread's last switch.
+// trim lets go of the indexed events no waiting or future round trip can
+// need (each thread's last switch is kept).
 func (s *Stream) trim(watermark int64, all bool) {
 	if all {
-		s.evs, s.last, s.notedTo = nil, map[uint32]probe.Event{}, 0
+		s.ix, s.trimmedTo = newIndex(), 0
 		return
 	}
 	bound := watermark - s.keep
@@ -305,11 +269,15 @@ func (s *Stream) trim(watermark int64, all bool) {
 	}
 	s.mu.Unlock()
 	bound -= lookback
-	s.noteUpTo(bound)
-	// Reslice rather than copy: the next append that outgrows the array
-	// moves only the live events.
-	s.evs = s.evs[s.search(bound):]
+	if bound-s.trimmedTo >= trimStep {
+		s.ix.trim(bound)
+		s.trimmedTo = bound
+	}
 }
+
+// Held is how many events the stream holds: indexed, and waiting for the
+// watermark.
+func (s *Stream) Held() int { return s.ix.held() + len(s.pending) }
 
 // newJoiner follows connection c to the server on port.
 func newJoiner(ix *index, c loadgen.ConnInfo, port uint16) joiner {
@@ -317,15 +285,43 @@ func newJoiner(ix *index, c loadgen.ConnInfo, port uint16) joiner {
 	return joiner{ix: ix, ctid: uint32(c.TID), csk: portPair{cport, port}, ssk: portPair{port, cport}}
 }
 
-// mergeSorted merges b into a (both sorted by time).
-func mergeSorted(a, b []probe.Event) []probe.Event {
-	if len(b) == 0 {
-		return a
+// sortRuns sorts evs by time. The reader hands events over one ring
+// drain at a time, each drain in time order, so evs is a few ascending
+// runs: neighbouring runs are merged, in O(n log runs), into buf and back.
+// It returns the sorted events and the other buffer, for reuse.
+func sortRuns(evs, buf []probe.Event) (sorted, spare []probe.Event) {
+	bounds := []int{0}
+	for i := 1; i < len(evs); i++ {
+		if evs[i].TS < evs[i-1].TS {
+			bounds = append(bounds, i)
+		}
 	}
-	if len(a) == 0 || a[len(a)-1].TS <= b[0].TS {
-		return append(a, b...)
+	if len(bounds) > 256 { // not runs: sort
+		slices.SortFunc(evs, byTS)
+		return evs, buf
 	}
-	out := make([]probe.Event, 0, len(a)+len(b))
+	bounds = append(bounds, len(evs))
+	for len(bounds) > 2 {
+		buf = buf[:0]
+		next := []int{0}
+		for k := 0; k+1 < len(bounds); k += 2 {
+			lo, mid, hi := bounds[k], bounds[k+1], bounds[k+1]
+			if k+2 < len(bounds) {
+				hi = bounds[k+2]
+			}
+			buf = mergeSorted(buf, evs[lo:mid], evs[mid:hi])
+			next = append(next, hi)
+		}
+		evs, buf, bounds = buf, evs, next
+	}
+	return evs, buf
+}
+
+// mergeSorted appends to out a and b (each sorted by time) merged.
+func mergeSorted(out, a, b []probe.Event) []probe.Event {
+	if len(a) == 0 || len(b) == 0 || a[len(a)-1].TS <= b[0].TS {
+		return append(append(out, a...), b...)
+	}
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
 		if b[j].TS < a[i].TS {

@@ -63,7 +63,7 @@ func TestStreamMatchesJoin(t *testing.T) {
 					s.Trip(trips[ti].conn, trips[ti].seq, trips[ti].r)
 				}
 				s.Advance(now)
-				maxKept = max(maxKept, len(s.evs))
+				maxKept = max(maxKept, s.Held())
 			}
 			for ; ti < len(trips); ti++ {
 				s.Trip(trips[ti].conn, trips[ti].seq, trips[ti].r)
@@ -113,4 +113,29 @@ func repeat(in Input, n int, shift int64) Input {
 		}
 	}
 	return out
+}
+
+func TestSortRuns(t *testing.T) {
+	ev := func(ts ...uint64) []probe.Event {
+		var o []probe.Event
+		for _, x := range ts {
+			o = append(o, probe.Event{TS: x})
+		}
+		return o
+	}
+	for _, in := range [][]probe.Event{
+		nil,
+		ev(1),
+		ev(1, 2, 3),
+		ev(3, 2, 1),
+		ev(1, 4, 7, 2, 5, 8, 3, 6, 9),
+		ev(5, 6, 1, 2, 9, 3, 4, 4, 0),
+	} {
+		want := slices.Clone(in)
+		slices.SortStableFunc(want, byTS)
+		got, _ := sortRuns(slices.Clone(in), nil)
+		if !slices.Equal(got, want) {
+			t.Errorf("sortRuns(%v) = %v, want %v", in, got, want)
+		}
+	}
 }

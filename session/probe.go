@@ -20,8 +20,8 @@ import (
 
 // Timing of the streaming join. The probe's reader drains the rings every
 // few tens of milliseconds, so every event stamped more than joinLag ago
-// has been read; round trips are joined every joinEvery or, when they
-// are long, less often (joinPeriod).
+// has been read; round trips are joined every joinEvery (the join indexes
+// each event once, so joining often costs nothing extra).
 const (
 	joinEvery = 100 * time.Millisecond
 	joinLag   = 250 * time.Millisecond
@@ -156,16 +156,9 @@ func (pr *probeRun) joinLoop() {
 			// let round trips be judged without their events.
 			mark := min(monotonicNow()-joinLag.Nanoseconds(), pr.p.Drained()-readerSlack.Nanoseconds())
 			pr.stream.Advance(mark)
-			t.Reset(joinPeriod(pr.stream.Summary().MeanLatency()))
+			t.Reset(joinEvery)
 		}
 	}
-}
-
-// joinPeriod is the wait between joins: each join indexes the events
-// from the start of its earliest round trip, so with round trips of a
-// mean length m a join every 3m keeps that overhead to about a third.
-func joinPeriod(m time.Duration) time.Duration {
-	return min(max(joinEvery, 3*m), time.Second)
 }
 
 func monotonicNow() int64 {

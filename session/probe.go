@@ -26,6 +26,13 @@ const (
 	joinEvery = 100 * time.Millisecond
 	joinLag   = 250 * time.Millisecond
 	joinNice  = 5
+	// joinNiceBehind is the join's priority while it is behind: a join
+	// starts more than joinBehind after the one before it. At 10,000
+	// connections the client keeps its CPU busy and the join at nice 5
+	// fell seconds behind, its backlog growing to hundreds of MB; the
+	// client then waits for it, which its saturation warning says anyway.
+	joinNiceBehind = -5
+	joinBehind     = 3 * joinEvery
 	// readerNice is the probe reader's priority (root only; best effort).
 	readerNice = -10
 	// readerSlack covers a program that stamped its record just before a
@@ -110,6 +117,7 @@ func startProbe(cfg Config, serverPID int, port uint16, note func(string), onTri
 	}
 	pr.stream = breakdown.NewStream(port, nil, cfg.Syscalls, 2*check+joinLag+keepSlack, onTrip)
 	pr.stream.Hold(1)
+	pr.stream.Summary().NameHolders(p) // the slowest round trips get who held the CPU they waited for
 	ctx, cancel := context.WithCancel(context.Background())
 	pr.cancel = cancel
 	go func() {
@@ -141,9 +149,16 @@ func (pr *probeRun) joinLoop() {
 	// Best effort: only the join's priority. At SCHED_IDLE it starved
 	// whenever the clients kept their CPU busy, and its backlog grew with
 	// the run; at nice 5 it still yields to the client threads.
+	nice := joinNice
+	setNice := func(n int) {
+		if n != nice && unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), n) == nil {
+			nice = n
+		}
+	}
 	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), joinNice)
 	t := time.NewTimer(joinEvery)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-pr.joinStop:
@@ -155,6 +170,12 @@ func (pr *probeRun) joinLoop() {
 			// reader held up (a busy CPU) holds the join back rather than
 			// let round trips be judged without their events.
 			mark := min(monotonicNow()-joinLag.Nanoseconds(), pr.p.Drained()-readerSlack.Nanoseconds())
+			if now := time.Now(); now.Sub(last) > joinBehind {
+				setNice(joinNiceBehind)
+			} else {
+				setNice(joinNice)
+			}
+			last = time.Now()
 			pr.stream.Advance(mark)
 			t.Reset(joinEvery)
 		}

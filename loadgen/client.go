@@ -37,6 +37,10 @@ type client struct {
 	busy     bool  // a round trip is in flight
 	wantOut  bool  // registered for EPOLLOUT: the request is not all written
 	big      bool  // threads model: request too big to write before reading
+	// inflight is, in the threads model, the ref of the round trip in
+	// flight, 0 between round trips, or claimedLate once the watchdog
+	// found it over the timeout and shut the socket down.
+	inflight atomic.Int64
 	pfd      [1]unix.PollFd
 
 	// Open-loop schedule.
@@ -109,8 +113,11 @@ func pinThread(cpu int) (int, error) {
 }
 
 // blocking readies a connected non-blocking socket for the threads model:
-// blocking calls bounded by SO_SNDTIMEO and SO_RCVTIMEO, unless the request
-// is big, which is then written and read together through poll.
+// blocking calls, unless the request is big, which is then written and
+// read together through poll. A blocked write is bounded by SO_SNDTIMEO; a
+// blocked read has no socket timeout, which would arm and cancel a kernel
+// timer in every read: the clientSet's watchdog bounds the round trip
+// instead.
 func (c *client) blocking(timeout time.Duration) error {
 	c.big = len(c.x.req) > bigRequest
 	if c.big {
@@ -120,10 +127,8 @@ func (c *client) blocking(timeout time.Duration) error {
 		return fmt.Errorf("connection %d: make socket blocking: %w", c.id, err)
 	}
 	tv := unix.NsecToTimeval(timeout.Nanoseconds())
-	for _, opt := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} {
-		if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, opt, &tv); err != nil {
-			return fmt.Errorf("connection %d: set socket timeout: %w", c.id, err)
-		}
+	if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		return fmt.Errorf("connection %d: set socket timeout: %w", c.id, err)
 	}
 	return nil
 }
@@ -188,7 +193,7 @@ func (c *client) runThread(stop *atomic.Bool, limit int64, timeout time.Duration
 		if c.big {
 			err = c.pollRoundTrip(to)
 		} else {
-			err = c.blockingRoundTrip(to)
+			err = c.blockingRoundTrip()
 		}
 		t1 := nanotime()
 		if err == nil && t1-c.ref > to {
@@ -207,41 +212,71 @@ func (c *client) runThread(stop *atomic.Bool, limit int64, timeout time.Duration
 }
 
 // blockingRoundTrip writes the request and reads the reply with blocking
-// calls. The first read waits at most the timeout (SO_RCVTIMEO, set once);
-// a reply that takes several reads re-arms it with what is left of the
-// round trip's budget, and restores it after.
-func (c *client) blockingRoundTrip(to int64) error {
-	if err := writeFull(c.fd, c.x.req); err != nil {
-		return sendError{err}
+// calls. The watchdog bounds it: it shuts the socket down once the round
+// trip is over the timeout, and the blocked call returns. The round trip
+// ends, before t1, by taking it back from the watchdog: a round trip the
+// watchdog claimed first was over the timeout before its reply was
+// complete, so the claim never fails one that was in time.
+func (c *client) blockingRoundTrip() error {
+	c.inflight.Store(c.ref)
+	err := writeFull(c.fd, c.x.req)
+	if err != nil {
+		err = sendError{err}
 	}
-	rearmed := false
-	for c.rd < len(c.x.got) {
-		if c.rd > 0 {
-			left := c.ref + to - nanotime()
-			if left <= 0 {
-				return unix.EAGAIN
+	for err == nil && c.rd < len(c.x.got) {
+		n, rerr := unix.Read(c.fd, c.x.got[c.rd:])
+		switch {
+		case rerr == unix.EINTR:
+		case rerr != nil:
+			err = rerr
+		case n == 0:
+			err = errEOF
+		default:
+			c.rd += n
+		}
+	}
+	if c.inflight.Swap(0) == claimedLate {
+		return errWatchdog
+	}
+	return err
+}
+
+// claimedLate marks a round trip the watchdog found over the timeout.
+const claimedLate = -1
+
+// watchdog bounds the blocking round trips of conns by timeout: it wakes
+// at the earliest deadline of the round trips in flight (or a timeout
+// from now, when none is), and shuts down the socket of each that is over
+// the timeout, so that its blocked read or write returns. It returns when
+// stop is closed. It sleeps in the Go runtime's timers, so it costs a
+// wake-up per timeout at most while replies come in time.
+func watchdog(conns []*client, timeout time.Duration, stop <-chan struct{}) {
+	to := timeout.Nanoseconds()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		now := nanotime()
+		next := now + to
+		for _, c := range conns {
+			ref := c.inflight.Load()
+			if ref <= 0 {
+				continue
 			}
-			if err := setRcvTimeout(c.fd, left); err != nil {
-				return err
+			if now-ref > to {
+				if c.inflight.CompareAndSwap(ref, claimedLate) {
+					_ = unix.Shutdown(c.fd, unix.SHUT_RDWR)
+				}
+				continue
 			}
-			rearmed = true
+			next = min(next, ref+to+1)
 		}
-		n, err := unix.Read(c.fd, c.x.got[c.rd:])
-		if err == unix.EINTR {
-			continue
+		t.Reset(time.Duration(next - now))
+		select {
+		case <-stop:
+			return
+		case <-t.C:
 		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return errEOF
-		}
-		c.rd += n
 	}
-	if rearmed {
-		return setRcvTimeout(c.fd, to)
-	}
-	return nil
 }
 
 // pollRoundTrip writes the request and reads the reply together on a
@@ -313,6 +348,8 @@ var (
 	errEOF = errors.New("connection closed by peer")
 	// errLate marks a reply that completed after the round trip's timeout.
 	errLate = errors.New("reply complete after the timeout")
+	// errWatchdog marks a round trip the watchdog ended at the timeout.
+	errWatchdog = errors.New("no complete reply within the timeout")
 )
 
 // sendError marks a failure of the send side.
@@ -334,6 +371,8 @@ func (c *client) replyError(err error, timeout time.Duration) *ReplyError {
 	case err == errLate:
 		e.Reason = timeoutReason(timeout)
 		e.Err = fmt.Errorf("reply complete after %v", time.Duration(nanotime()-c.ref).Round(time.Millisecond))
+	case err == errWatchdog:
+		e.Reason = timeoutReason(timeout)
 	case err == errEOF:
 		e.Reason = "short reply (connection closed)"
 	case errors.Is(err, unix.EAGAIN):

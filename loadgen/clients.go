@@ -178,6 +178,7 @@ type clientSet struct {
 	startNs atomic.Int64 // CLOCK_MONOTONIC ns of begin
 	start   chan struct{}
 	fin     chan struct{} // closed when every client loop returned
+	watched chan struct{} // threads model: closed when the watchdog returned
 	wg      sync.WaitGroup
 	begun   sync.Once
 	closed  sync.Once
@@ -238,7 +239,7 @@ func (s *clientSet) startThreads(opts *Options) error {
 			c.cpu = opts.ClientCPUs[i%len(opts.ClientCPUs)]
 		}
 	}
-	return s.launch(len(s.conns), func(i int) error {
+	err := s.launch(len(s.conns), func(i int) error {
 		c := s.conns[i]
 		tid, err := pinThread(c.cpu)
 		c.tid = tid
@@ -249,6 +250,15 @@ func (s *clientSet) startThreads(opts *Options) error {
 	}, func(i int) {
 		s.conns[i].runThread(&s.stop, opts.Requests, opts.Timeout, s.startNs.Load())
 	})
+	if err != nil {
+		return err
+	}
+	s.watched = make(chan struct{})
+	go func() {
+		defer close(s.watched)
+		watchdog(s.conns, opts.Timeout, s.fin)
+	}()
+	return nil
 }
 
 // launch starts n client threads: each runs prepare(i) and, once begin
@@ -544,6 +554,9 @@ func (s *clientSet) abort() {
 // close closes every socket. Call it after done.
 func (s *clientSet) close() {
 	s.closed.Do(func() {
+		if s.watched != nil {
+			<-s.watched // it may be shutting a socket down: not a reused descriptor
+		}
 		s.closeFds()
 		for _, w := range s.workers {
 			if w.epfd >= 0 {

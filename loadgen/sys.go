@@ -85,13 +85,6 @@ func sleepUntil(t int64) {
 	}
 }
 
-// setRcvTimeout sets SO_RCVTIMEO; a blocking read then fails with EAGAIN
-// after d nanoseconds without data.
-func setRcvTimeout(fd int, d int64) error {
-	tv := unix.NsecToTimeval(max(d, 1000))
-	return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-}
-
 // errnoKey names a failure for counting: the errno's symbol and text when
 // there is one ("ECONNREFUSED (connection refused)"), else the error.
 func errnoKey(err error) string {

@@ -7,7 +7,9 @@ import (
 	"net"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -234,10 +236,7 @@ const yieldEvery = int64(5 * time.Millisecond)
 // complete, so the claim never fails one that was in time.
 func (c *client) blockingRoundTrip() error {
 	c.inflight.Store(c.ref)
-	err := writeFull(c.fd, c.x.req)
-	if err != nil {
-		err = sendError{err}
-	}
+	err := c.sendBlocking()
 	for err == nil && c.rd < len(c.x.got) {
 		n, rerr := unix.Read(c.fd, c.x.got[c.rd:])
 		switch {
@@ -254,6 +253,30 @@ func (c *client) blockingRoundTrip() error {
 		return errWatchdog
 	}
 	return err
+}
+
+// sendBlocking writes the whole request on the blocking socket. It first
+// offers it to send(2) with MSG_DONTWAIT as a raw system call, without
+// the Go runtime's system call bookkeeping, which a call that cannot
+// block does not need; what the socket did not take then goes through
+// blocking writes.
+func (c *client) sendBlocking() error {
+	b := c.x.req
+	n, _, errno := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(c.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+	switch {
+	case errno == 0:
+		b = b[n:]
+	case errno != unix.EAGAIN && errno != unix.EINTR:
+		return sendError{errno}
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	if err := writeFull(c.fd, b); err != nil {
+		return sendError{err}
+	}
+	return nil
 }
 
 // claimedLate marks a round trip the watchdog found over the timeout.

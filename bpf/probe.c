@@ -457,8 +457,125 @@ int BPF_PROG(fentry_sock_def_readable, struct sock *sk) { on_data_ready(sk, true
 SEC("kprobe/sock_def_readable")
 int BPF_KPROBE(kprobe_sock_def_readable, struct sock *sk) { on_data_ready(sk, false); return 0; }
 
+/* ---- CPU holders: who ran on a CPU while a tracked thread waited ---- */
+
+// One slot per CPU: the tracked thread waiting for that CPU (woken onto
+// it, or preempted on it) and the tasks that have held it since. Every
+// sched_switch on the CPU while a thread waits charges the task switched
+// out with the time since the last switch; the switch that brings the
+// waiter in ends the wait and, if any holder was not the idle task, stores
+// it in holds for user space to read for the slowest round trips. One
+// waiter per CPU: a second tracked thread that starts waiting for the same
+// CPU meanwhile goes unnamed. A waiter that is migrated and runs elsewhere
+// leaves its slot to be taken over after WAIT_STALE_NS.
+// User space sizes the array to the possible CPUs.
+struct cpu_wait {
+	__u32 waiter; // tracked tid waiting, 0 if none
+	__u32 pad;
+	__u64 seg;    // start of the current holder's stretch
+	struct hold rec;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct cpu_wait);
+} cpu_waits SEC(".maps");
+
+// Finished waits, newest kept: user space looks up the waits of a round
+// trip when it becomes one of the slowest, seconds after it happened.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct hold_key);
+	__type(value, struct hold);
+} holds SEC(".maps");
+
+// Keeps struct hold and hold_key in the object's BTF for bpf2go -type.
+const struct hold *unused_hold __attribute__((unused));
+const struct hold_key *unused_hold_key __attribute__((unused));
+
+// A slot older than this is taken over: its waiter was migrated and ran
+// elsewhere (a real wait this long is named by nothing else anyway).
+#define WAIT_STALE_NS 100000000ULL
+
+static __always_inline void wait_start(__u32 cpu, __u32 tid, __u64 ts)
+{
+	struct cpu_wait *w = bpf_map_lookup_elem(&cpu_waits, &cpu);
+	if (!w)
+		return;
+	// First come keeps the slot: the server process's other threads
+	// (Go's runtime threads among them) are tracked and woken on the same
+	// CPU while a request's thread waits there.
+	if (w->waiter && w->waiter != tid && ts - w->rec.since < WAIT_STALE_NS)
+		return;
+	w->waiter = tid;
+	w->seg = ts;
+	w->rec.since = ts;
+	w->rec.other_ns = 0;
+	w->rec.cpu = cpu;
+	w->rec.n = 0;
+}
+
+// hold_add charges tid with ns of the wait. comm is a kernel address (the
+// task's or the tracepoint record's), read with a checked helper.
+static __always_inline void hold_add(struct hold *r, __u32 tid, __u32 tgid, const char *comm, __u64 ns)
+{
+	__u32 n = r->n;
+#pragma unroll
+	for (int i = 0; i < HOLDERS; i++) {
+		if (i < n && r->h[i].tid == tid) {
+			r->h[i].ns += ns;
+			return;
+		}
+	}
+	if (n >= HOLDERS) {
+		r->other_ns += ns;
+		return;
+	}
+	struct holder *h = &r->h[n];
+	h->tid = tid;
+	h->tgid = tgid;
+	h->ns = ns;
+	if (bpf_probe_read_kernel_str(h->comm, sizeof(h->comm), comm) < 0)
+		h->comm[0] = 0;
+	r->n = n + 1;
+}
+
+// on_cpu_switch follows the waiter of this CPU, if any, through a switch
+// from prev to next at ts.
+static __always_inline void on_cpu_switch(__u32 cpu, __u64 ts, __u32 prev, __u32 prev_tgid, const char *prev_comm, __u32 next)
+{
+	struct cpu_wait *w = bpf_map_lookup_elem(&cpu_waits, &cpu);
+	if (!w || !w->waiter)
+		return;
+	if (prev == w->waiter) {
+		// It ran here after all (a wake-up of a thread still on its
+		// CPU, or a missed switch in): no wait.
+		w->waiter = 0;
+		return;
+	}
+	hold_add(&w->rec, prev, prev_tgid, prev_comm, ts - w->seg);
+	w->seg = ts;
+	if (next != w->waiter)
+		return;
+	w->waiter = 0;
+	bool busy = false;
+#pragma unroll
+	for (int i = 0; i < HOLDERS; i++)
+		if (i < w->rec.n && w->rec.h[i].tid != 0)
+			busy = true;
+	if (!busy && !w->rec.other_ns)
+		return; // the CPU was idle: an exit from idle, no holder
+	struct hold_key k = { .tid = next, .in_ts = ts };
+	bpf_map_update_elem(&holds, &k, &w->rec, BPF_ANY);
+}
+
 /* ---- scheduler ---- */
 
+// cpu is the CPU the woken task is queued on, or -1 when the hook does
+// not tell.
 static __always_inline void on_wake(__u16 kind, __u32 pid, __u32 tgid, int cpu)
 {
 	if (!tid_tracked(pid))
@@ -469,13 +586,15 @@ static __always_inline void on_wake(__u16 kind, __u32 pid, __u32 tgid, int cpu)
 	e.arg0 = pid;
 	e.arg1 = tgid;
 	e.ret = cpu;
+	if (kind == KIND_WAKEUP && cpu >= 0)
+		wait_start(cpu, pid, e.ts);
 	submit(&e);
 }
 
 SEC("tp_btf/sched_waking")
 int BPF_PROG(tpbtf_sched_waking, struct task_struct *p) { on_wake(KIND_WAKING, p->pid, p->tgid, -1); return 0; }
 SEC("tp_btf/sched_wakeup")
-int BPF_PROG(tpbtf_sched_wakeup, struct task_struct *p) { on_wake(KIND_WAKEUP, p->pid, p->tgid, -1); return 0; }
+int BPF_PROG(tpbtf_sched_wakeup, struct task_struct *p) { on_wake(KIND_WAKEUP, p->pid, p->tgid, p->thread_info.cpu); return 0; }
 SEC("raw_tp/sched_waking")
 int rawtp_sched_waking(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -487,7 +606,7 @@ SEC("raw_tp/sched_wakeup")
 int rawtp_sched_wakeup(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *p = (struct task_struct *)ctx->args[0];
-	on_wake(KIND_WAKEUP, BPF_CORE_READ(p, pid), BPF_CORE_READ(p, tgid), -1);
+	on_wake(KIND_WAKEUP, BPF_CORE_READ(p, pid), BPF_CORE_READ(p, tgid), BPF_CORE_READ(p, thread_info.cpu));
 	return 0;
 }
 SEC("tracepoint/sched/sched_waking")
@@ -495,16 +614,27 @@ int tp_sched_waking(struct trace_event_raw_sched_wakeup_template *ctx) { on_wake
 SEC("tracepoint/sched/sched_wakeup")
 int tp_sched_wakeup(struct trace_event_raw_sched_wakeup_template *ctx) { on_wake(KIND_WAKEUP, ctx->pid, 0, ctx->target_cpu); return 0; }
 
-static __always_inline void on_switch(__u32 prev, __u32 next, long prev_state)
+// on_switch runs for every context switch of the machine: it follows the
+// CPU's waiter (on_cpu_switch), then records the switch if it concerns a
+// tracked thread, and starts a wait when a tracked thread is preempted.
+// prev_comm is a kernel address of the 16-byte comm.
+static __always_inline void on_switch(__u32 prev, __u32 prev_tgid, const char *prev_comm, __u32 next, long prev_state)
 {
-	if (!tid_tracked(prev) && !tid_tracked(next))
+	__u64 ts = bpf_ktime_get_ns();
+	__u32 cpu = bpf_get_smp_processor_id();
+	on_cpu_switch(cpu, ts, prev, prev_tgid, prev_comm, next);
+	bool prev_tracked = tid_tracked(prev);
+	if (!prev_tracked && !tid_tracked(next))
 		return;
 	__u64 id = bpf_get_current_pid_tgid();
 	struct event e;
 	fill(&e, KIND_SWITCH, (__u32)id, id >> 32);
+	e.ts = ts; // the key of a finished wait in holds
 	e.arg0 = prev;
 	e.arg1 = next;
 	e.ret = prev_state;
+	if (prev_tracked && prev_state == 0)
+		wait_start(cpu, prev, ts);
 	submit(&e);
 }
 
@@ -513,7 +643,7 @@ int BPF_PROG(tpbtf_sched_switch, bool preempt, struct task_struct *prev, struct 
 {
 	// prev_state is read from the task (the tracepoint's fourth argument
 	// was added in 5.18); 0 means runnable, i.e. preempted.
-	on_switch(prev->pid, next->pid, preempt ? 0 : prev->__state);
+	on_switch(prev->pid, prev->tgid, prev->comm, next->pid, preempt ? 0 : prev->__state);
 	return 0;
 }
 SEC("raw_tp/sched_switch")
@@ -521,11 +651,12 @@ int rawtp_sched_switch(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *prev = (struct task_struct *)ctx->args[1];
 	struct task_struct *next = (struct task_struct *)ctx->args[2];
-	on_switch(BPF_CORE_READ(prev, pid), BPF_CORE_READ(next, pid), ctx->args[0] ? 0 : BPF_CORE_READ(prev, __state));
+	on_switch(BPF_CORE_READ(prev, pid), BPF_CORE_READ(prev, tgid), prev->comm, BPF_CORE_READ(next, pid),
+		  ctx->args[0] ? 0 : BPF_CORE_READ(prev, __state));
 	return 0;
 }
 SEC("tracepoint/sched/sched_switch")
-int tp_sched_switch(struct trace_event_raw_sched_switch *ctx) { on_switch(ctx->prev_pid, ctx->next_pid, ctx->prev_state); return 0; }
+int tp_sched_switch(struct trace_event_raw_sched_switch *ctx) { on_switch(ctx->prev_pid, 0, ctx->prev_comm, ctx->next_pid, ctx->prev_state); return 0; }
 
 static __always_inline void on_fork(__u32 parent_tgid, __u32 parent, __u32 child)
 {

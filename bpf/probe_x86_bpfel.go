@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type ProbeCpuWait struct {
+	_      structs.HostLayout
+	Waiter uint32
+	Pad    uint32
+	Seg    uint64
+	Rec    ProbeHold
+}
+
 type ProbeCursor struct {
 	_    structs.HostLayout
 	Head uint64
@@ -38,6 +46,28 @@ type ProbeEvent struct {
 	Seq   uint32
 }
 
+type ProbeHold struct {
+	_       structs.HostLayout
+	Since   uint64
+	OtherNs uint64
+	Cpu     uint32
+	N       uint32
+	H       [4]struct {
+		_    structs.HostLayout
+		Tid  uint32
+		Tgid uint32
+		Ns   uint64
+		Comm [16]int8
+	}
+}
+
+type ProbeHoldKey struct {
+	_    structs.HostLayout
+	Tid  uint32
+	Pad  uint32
+	InTs uint64
+}
+
 type ProbeInflight struct {
 	_       structs.HostLayout
 	EnterTs uint64
@@ -52,7 +82,9 @@ type ProbeInflight struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	ProbeMapCpuWaits               = "cpu_waits"
 	ProbeMapEvents                 = "events"
+	ProbeMapHolds                  = "holds"
 	ProbeMapInflight               = "inflight"
 	ProbeMapKpSk                   = "kp_sk"
 	ProbeMapLost                   = "lost"
@@ -113,6 +145,8 @@ const (
 	ProbeVarRingSlots              = "ring_slots"
 	ProbeVarSyscalls               = "syscalls"
 	ProbeVarUnusedEvent            = "unused_event"
+	ProbeVarUnusedHold             = "unused_hold"
+	ProbeVarUnusedHoldKey          = "unused_hold_key"
 	ProbeVarWakeupRecords          = "wakeup_records"
 )
 
@@ -211,7 +245,9 @@ type ProbeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProbeMapSpecs struct {
+	CpuWaits     *ebpf.MapSpec `ebpf:"cpu_waits"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	Holds        *ebpf.MapSpec `ebpf:"holds"`
 	Inflight     *ebpf.MapSpec `ebpf:"inflight"`
 	KpSk         *ebpf.MapSpec `ebpf:"kp_sk"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
@@ -231,6 +267,8 @@ type ProbeVariableSpecs struct {
 	RingSlots     *ebpf.VariableSpec `ebpf:"ring_slots"`
 	Syscalls      *ebpf.VariableSpec `ebpf:"syscalls"`
 	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedHold    *ebpf.VariableSpec `ebpf:"unused_hold"`
+	UnusedHoldKey *ebpf.VariableSpec `ebpf:"unused_hold_key"`
 	WakeupRecords *ebpf.VariableSpec `ebpf:"wakeup_records"`
 }
 
@@ -254,7 +292,9 @@ func (o *ProbeObjects) Close() error {
 //
 // It can be passed to LoadProbeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProbeMaps struct {
+	CpuWaits     *ebpf.Map `ebpf:"cpu_waits"`
 	Events       *ebpf.Map `ebpf:"events"`
+	Holds        *ebpf.Map `ebpf:"holds"`
 	Inflight     *ebpf.Map `ebpf:"inflight"`
 	KpSk         *ebpf.Map `ebpf:"kp_sk"`
 	Lost         *ebpf.Map `ebpf:"lost"`
@@ -266,7 +306,9 @@ type ProbeMaps struct {
 
 func (m *ProbeMaps) Close() error {
 	return _ProbeClose(
+		m.CpuWaits,
 		m.Events,
+		m.Holds,
 		m.Inflight,
 		m.KpSk,
 		m.Lost,
@@ -287,6 +329,8 @@ type ProbeVariables struct {
 	RingSlots     *ebpf.Variable `ebpf:"ring_slots"`
 	Syscalls      *ebpf.Variable `ebpf:"syscalls"`
 	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
+	UnusedHold    *ebpf.Variable `ebpf:"unused_hold"`
+	UnusedHoldKey *ebpf.Variable `ebpf:"unused_hold_key"`
 	WakeupRecords *ebpf.Variable `ebpf:"wakeup_records"`
 }
 

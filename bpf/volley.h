@@ -37,4 +37,33 @@ struct event {
 	__u32 seq;   // per-CPU rings: commit marker (low 32 bits of the slot's sequence + 1)
 };
 
+// CPU holders: the tasks that ran on a CPU while a tracked thread waited
+// for it (woken, or preempted, until it next switched in). bpf2go
+// generates bpf.ProbeHold and bpf.ProbeHoldKey (-type hold -type
+// hold_key).
+#define HOLDERS 4
+
+struct holder {
+	__u32 tid;
+	__u32 tgid;      // 0 when the hook cannot tell (classic tracepoint)
+	__u64 ns;        // how long it held the CPU during the wait
+	char comm[16];
+};
+
+struct hold {
+	__u64 since;     // the wait's start: the sched_wakeup or the preempting sched_switch
+	__u64 other_ns;  // time held by tasks beyond the HOLDERS named
+	__u32 cpu;
+	__u32 n;         // holders named in h
+	struct holder h[HOLDERS];
+};
+
+// A wait is keyed by its thread and the sched_switch that ended it: the
+// same ts as that switch's event.
+struct hold_key {
+	__u32 tid;
+	__u32 pad;
+	__u64 in_ts;
+};
+
 #endif

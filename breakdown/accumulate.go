@@ -52,7 +52,7 @@ func latBucket(v int64) int {
 		return int(max(v, 0))
 	}
 	e := bits.Len64(uint64(v)) - 1 // ≥ 4
-	top := int(v >> (e - 4))        // 16 … 31
+	top := int(v >> (e - 4))       // 16 … 31
 	return latBucketsPerOctave*(e-3) + top - 16
 }
 

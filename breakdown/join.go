@@ -77,6 +77,12 @@ type RoundTrip struct {
 	// Consistent is true when the boundaries were in order within the
 	// tolerance, so the components sum to t1 − t0.
 	Consistent bool
+	// Waits are the first NWaits stretches in which a side was runnable
+	// but waited for a CPU (its wake-ups and preemptions, see Wait);
+	// MoreWaits counts those beyond MaxWaits.
+	Waits     [MaxWaits]Wait
+	NWaits    int
+	MoreWaits int
 }
 
 // Input is what the join needs.
@@ -425,6 +431,7 @@ func (j *joiner) split(rt *RoundTrip) {
 	ix := j.ix
 	b := &rt.Bounds
 	b[0], b[10] = rt.T0, rt.T1
+	rt.NWaits, rt.MoreWaits = 0, 0
 	fail := func(reason string) { rt.Joined, rt.Reason = false, reason }
 
 	// b1: the client's first syscall entered at or after t0 is its send;
@@ -463,9 +470,11 @@ func (j *joiner) split(rt *RoundTrip) {
 	if w, wt, ok := ix.wokenBy(sdr, j.ctid); ok {
 		if in, ok := ix.switchInAfter(w, wt); ok && in <= int64(srv.TS) {
 			b[3] = in
+			rt.addWait(Wait{Component: ServerWakeup, TID: w, FromNs: b[2], ToNs: in, InNs: in})
 		}
 	} else if off, in := ix.offCPUAt(stid, b[2]); off && in > 0 && in <= int64(srv.TS) {
 		b[3] = in
+		rt.addWait(Wait{Component: ServerWakeup, TID: stid, FromNs: b[2], ToNs: in, InNs: in})
 	}
 
 	// b4, b5: the receive syscall on this connection.
@@ -527,6 +536,7 @@ func (j *joiner) split(rt *RoundTrip) {
 	b[8] = b[7]
 	if off, in := ix.offCPUAt(j.ctid, b[7]); off && in > 0 && in <= rt.T1 {
 		b[8] = in
+		rt.addWait(Wait{Component: ClientWakeup, TID: j.ctid, FromNs: b[7], ToNs: in, InNs: in})
 	}
 
 	// b9: the client's last syscall before t1 is the read that completed
@@ -583,6 +593,9 @@ func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
 			return
 		}
 		p := j.ix.preemptedIn(tid, from, to)
+		if p > 0 {
+			j.recordPreempted(rt, c, tid, from, to)
+		}
 		rt.Ns[c] -= p
 		if c.Side() == "server" {
 			rt.Ns[ServerPreempted] += p

@@ -91,11 +91,12 @@ func (p *Probe) prepareSpec() (*ebpf.CollectionSpec, error) {
 	if err := spec.Assign(&s); err != nil {
 		return nil, fmt.Errorf("load spec: %w", err)
 	}
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("load spec: %w", err)
+	}
+	s.CpuWaits.MaxEntries = uint32(ncpu) // one waiter slot per CPU
 	if cfg.Ring == RingPerCPU {
-		ncpu, err := ebpf.PossibleCPU()
-		if err != nil {
-			return nil, err
-		}
 		slots := cfg.RingSlots
 		if slots == 0 {
 			slots = ringSlots(ncpu, cfg.RoundTripsPerSec, recordsPerRoundTrip(cfg.Syscalls))

@@ -41,6 +41,9 @@ type Probe struct {
 	closed     bool
 	// lostAtClose keeps the rings' drop counts once they are unmapped.
 	lostAtClose []uint64
+	// holdsAtClose keeps the finished waits' holders once the map is
+	// closed (CPUHolders).
+	holdsAtClose map[bpf.ProbeHoldKey]bpf.ProbeHold
 }
 
 // hook is the Hook reported for event (zero if the event is unknown).

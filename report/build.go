@@ -229,7 +229,8 @@ func buildBands(j *breakdown.Accumulator) []Band {
 	return out
 }
 
-// buildSlowest is the slowest round trips with their components.
+// buildSlowest is the slowest round trips with their components and
+// their waits for a CPU.
 func buildSlowest(j *breakdown.Accumulator) []SlowTrip {
 	var out []SlowTrip
 	for _, rt := range j.Slowest() {
@@ -237,6 +238,17 @@ func buildSlowest(j *breakdown.Accumulator) []SlowTrip {
 		for c := range breakdown.NumComponents {
 			st.Components = append(st.Components, TripPart{Component: c.String(), Ns: rt.Ns[c]})
 		}
+		for _, w := range rt.Waits {
+			tw := TripWait{Component: w.Component.String(), Side: w.Component.Side(), TID: w.TID, FromNs: w.FromNs - rt.T0, Ns: w.ToNs - w.FromNs, Named: w.Named}
+			if w.Named {
+				tw.CPU, tw.OtherNs = w.Held.CPU, w.Held.OtherNs
+				for _, h := range w.Held.Holders {
+					tw.Holders = append(tw.Holders, TripHolder{Comm: h.Comm, PID: h.TGID, TID: h.TID, Ns: h.Ns})
+				}
+			}
+			st.Waits = append(st.Waits, tw)
+		}
+		st.MoreWaits = rt.MoreWaits
 		out = append(out, st)
 	}
 	return out

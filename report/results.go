@@ -163,6 +163,35 @@ type SlowTrip struct {
 	// Components are the round trip's components in ns, in the order of
 	// the breakdown.
 	Components []TripPart `json:"components"`
+	// Waits are the stretches in which a side was runnable but waited
+	// for a CPU (woken, or preempted), in the order the join found them;
+	// MoreWaits counts those beyond the first eight.
+	Waits     []TripWait `json:"waits,omitempty"`
+	MoreWaits int        `json:"more_waits,omitempty"`
+}
+
+// TripWait is one wait for a CPU in a slow round trip, and the tasks that
+// held that CPU meanwhile.
+type TripWait struct {
+	Component string `json:"component"` // the component it was charged to: *_wakeup or *_preempted
+	Side      string `json:"side"`
+	TID       uint32 `json:"tid"`
+	FromNs    int64  `json:"from_ns"` // after t0
+	Ns        int64  `json:"ns"`
+	// Named is true when the probe kept who held the CPU; it keeps the
+	// newest waits in which the CPU was not idle.
+	Named   bool         `json:"named"`
+	CPU     int          `json:"cpu,omitempty"`
+	Holders []TripHolder `json:"holders,omitempty"`
+	OtherNs int64        `json:"other_ns,omitempty"` // held by tasks beyond the first four
+}
+
+// TripHolder is a task that held the CPU a side waited for.
+type TripHolder struct {
+	Comm string `json:"comm"`
+	PID  uint32 `json:"pid,omitempty"` // thread group; absent when the hook could not tell
+	TID  uint32 `json:"tid"`
+	Ns   int64  `json:"ns"`
 }
 
 // TripPart is one component of one round trip.

@@ -281,9 +281,71 @@ func WriteSlowest(w io.Writer, trips []SlowTrip) error {
 			fmt.Fprintf(b, " %s %s", p.Component, Dur(float64(p.Ns)))
 		}
 		b.WriteString("\n")
+		for _, side := range []string{"server", "client"} {
+			writeHolders(b, t, side)
+		}
 		if _, err := io.WriteString(w, b.String()); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeHolders writes one line for a side of a slow round trip that
+// waited for a CPU: how long in all, and who held it, longest first.
+func writeHolders(b *strings.Builder, t SlowTrip, side string) {
+	var total, unnamed int64
+	n := 0
+	var hs []TripHolder // by comm and pid, summed over the waits
+	for _, wt := range t.Waits {
+		if wt.Side != side {
+			continue
+		}
+		n++
+		total += wt.Ns
+		if !wt.Named {
+			unnamed += wt.Ns
+			continue
+		}
+		for _, h := range wt.Holders {
+			i := slices.IndexFunc(hs, func(x TripHolder) bool { return x.Comm == h.Comm && x.TID == h.TID })
+			if i < 0 {
+				hs = append(hs, TripHolder{Comm: h.Comm, PID: h.PID, TID: h.TID})
+				i = len(hs) - 1
+			}
+			hs[i].Ns += h.Ns
+		}
+		if wt.OtherNs > 0 {
+			hs = append(hs, TripHolder{Comm: "others", Ns: wt.OtherNs})
+		}
+	}
+	if n == 0 {
+		return
+	}
+	fmt.Fprintf(b, "       %s waited %s for a CPU in %d wait%s", side, Dur(float64(total)), n, map[bool]string{true: "s"}[n > 1])
+	slices.SortStableFunc(hs, func(x, y TripHolder) int { return cmp.Compare(y.Ns, x.Ns) })
+	for i, h := range hs {
+		if i == 0 {
+			b.WriteString(":")
+		} else {
+			b.WriteString(",")
+		}
+		if i == 3 {
+			fmt.Fprintf(b, " %d more", len(hs)-3)
+			break
+		}
+		id := h.PID
+		if id == 0 {
+			id = h.TID
+		}
+		if h.Comm == "others" && h.TID == 0 {
+			fmt.Fprintf(b, " others %s", Dur(float64(h.Ns)))
+			continue
+		}
+		fmt.Fprintf(b, " %s[%d] %s", h.Comm, id, Dur(float64(h.Ns)))
+	}
+	if unnamed > 0 {
+		fmt.Fprintf(b, "; %s unnamed (an idle CPU, or not kept)", Dur(float64(unnamed)))
+	}
+	b.WriteString("\n")
 }

@@ -308,6 +308,55 @@ func TestTruthServerSpinUnderHog(t *testing.T) {
 	}
 }
 
+// TestSlowestNameTheHog: with a nice -15 shell loop on the server's CPU
+// and a 200 µs spin (so that the server is preempted mid-request), the
+// slowest round trips' server waits name the hog's comm as the task that
+// held the CPU, for most of their length.
+func TestSlowestNameTheHog(t *testing.T) {
+	requireRoot(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs 2 CPUs")
+	}
+	cfg := Config{Server: "threads", ServerSpin: 200 * time.Microsecond}
+	undo := sync.OnceFunc(niceHog(t, &cfg))
+	t.Cleanup(undo)
+	r := measure(t, cfg, 2*time.Second)
+	undo()
+	if len(r.Slowest) == 0 {
+		t.Fatal("no slowest round trips in the results")
+	}
+	var waited, named, byHog int64
+	for _, st := range r.Slowest {
+		for _, w := range st.Waits {
+			if w.Side != "server" {
+				continue
+			}
+			waited += w.Ns
+			if !w.Named {
+				continue
+			}
+			named += w.Ns
+			for _, h := range w.Holders {
+				if h.Comm == hogComm {
+					byHog += h.Ns
+				}
+			}
+		}
+	}
+	var b strings.Builder
+	if err := report.WriteSlowest(&b, r.Slowest); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s", b.String())
+	t.Logf("server waits of the %d slowest: %.1f µs, %.1f µs of them named, %.1f µs held by %s", len(r.Slowest), float64(waited)/1e3, float64(named)/1e3, float64(byHog)/1e3, hogComm)
+	// The hog runs whenever the server is off CPU and runnable, but for
+	// the odd kernel thread; the waits are named unless a second tracked
+	// thread waited for CPU 0 at the same time.
+	if waited == 0 || byHog*2 < waited {
+		t.Errorf("%s held the CPU %.1f µs of the slowest round trips' %.1f µs of server waits, want over half", hogComm, float64(byHog)/1e3, float64(waited)/1e3)
+	}
+}
+
 // niceHog makes the round start a shell busy loop on CPU 0 (the server's)
 // at nice -15 once its load is running, as hog does, and stop it when the
 // round ends. Its comm is hogComm.

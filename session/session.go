@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -19,7 +16,6 @@ import (
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
 	"github.com/volleyscope/volleyscope/report"
-	"github.com/volleyscope/volleyscope/servers"
 )
 
 // DefaultServer is the built-in server a run starts when none is named:
@@ -33,7 +29,7 @@ const DefaultServer = "threads"
 // Config is one measurement. The zero value runs the default server with
 // one client and no probe.
 type Config struct {
-	Server     string        // built-in server name or path to a binary taking -p PORT; default DefaultServer
+	Server     string        // a server spec (SpecSyntax); default DefaultServer
 	Self       string        // the volleyscope binary that runs built-in servers; default this executable
 	Addr       string        // a running server host:port; overrides Server
 	ServerCPUs []int         // CPUs for the server process; nil: not pinned
@@ -120,18 +116,32 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	parts.Meta.ServerCPUs = cfg.ServerCPUs
 	parts.Meta.ServerSpin = cfg.ServerSpin.Nanoseconds()
 
+	var spec Spec
+	if cfg.Addr == "" {
+		var err error
+		if spec, err = ParseSpec(cfg.Server); err != nil {
+			return nil, err
+		}
+		cfg.Addr = spec.Addr // addr=HOST:PORT: a running server
+	}
 	var srv *serverproc.Proc
 	if cfg.Addr != "" {
 		parts.Meta.Server = cfg.Addr
 		parts.Meta.ServerCPUs = nil
 		cfg.Load.Addr = cfg.Addr
 	} else {
-		argv, name, err := ServerArgv(cfg.Self, cfg.Server, cfg.Echo, cfg.ServerSpin)
+		sopts, err := serverOptions(cfg.Self, spec, cfg.Echo, cfg.ServerSpin)
 		if err != nil {
 			return nil, err
 		}
-		parts.Meta.Server = name
-		sopts := serverproc.Options{Argv: argv, CPUs: cfg.ServerCPUs, Port: cfg.ServerPort}
+		parts.Meta.Server = spec.Builtin
+		if spec.Builtin == "" {
+			parts.Meta.Server = strings.Join(spec.Argv, " ")
+		}
+		sopts.CPUs = cfg.ServerCPUs
+		if !sopts.FixedPort {
+			sopts.Port = cfg.ServerPort
+		}
 		if cfg.NetNS {
 			pair, err := netns.Create()
 			if err != nil {
@@ -143,7 +153,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 					return nil, err
 				}
 			}
-			if _, lerr := servers.Lookup(cfg.Server); lerr == nil { // a built-in: listen on the veth
+			if spec.Builtin != "" { // a built-in: listen on the veth
 				sopts.Argv = append(sopts.Argv, "--host", pair.NSAddr)
 			}
 			sopts.Argv, sopts.Host = pair.Exec(sopts.Argv), pair.NSAddr
@@ -157,7 +167,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		if err != nil {
 			return nil, err
 		}
-		note(fmt.Sprintf("server %s started: pid %d, port %d, CPUs %v", name, srv.PID(), srv.Port, cfg.ServerCPUs))
+		note(fmt.Sprintf("server %s started: pid %d, port %d, CPUs %v", spec.Label, srv.PID(), srv.Port, cfg.ServerCPUs))
 		cfg.Load.Addr = srv.Addr
 	}
 	stopServer := func() {
@@ -305,46 +315,4 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		runErr = LostEvents(pr.lost)
 	}
 	return o, runErr
-}
-
-// ServerArgv resolves a --server value (self, if set, is the volleyscope
-// binary to run built-in servers with): a built-in server's name runs this
-// executable's "serve" subcommand; anything else must be an executable file
-// that takes -p PORT.
-func ServerArgv(self, server string, echo bool, spin time.Duration) (argv []string, label string, err error) {
-	if _, lerr := servers.Lookup(server); lerr == nil {
-		if err := servers.Check(server); err != nil {
-			return nil, "", err
-		}
-		var extra []string
-		if echo {
-			extra = append(extra, "--echo")
-		}
-		if spin > 0 {
-			extra = append(extra, "--spin", spin.String())
-		}
-		if self != "" {
-			return append([]string{self, "serve", server}, extra...), server, nil
-		}
-		argv, err := serverproc.SelfArgv(server, extra...)
-		return argv, server, err
-	} else if !strings.ContainsRune(server, '/') {
-		if p, perr := exec.LookPath(server); perr == nil {
-			server = p
-		} else {
-			return nil, "", fmt.Errorf("server %q: not a built-in server and not an executable in PATH (%v)", server, lerr)
-		}
-	}
-	st, err := os.Stat(server)
-	if err != nil {
-		return nil, "", fmt.Errorf("server %s: %w", server, err)
-	}
-	if st.IsDir() || st.Mode()&0o111 == 0 {
-		return nil, "", fmt.Errorf("server %s: not an executable file", server)
-	}
-	abs, _ := filepath.Abs(server)
-	if spin > 0 {
-		return nil, "", fmt.Errorf("--server-spin works with the built-in servers only, not %s", server)
-	}
-	return []string{abs}, abs, nil
 }

@@ -24,22 +24,34 @@ var ErrNothingMeasured = errors.New("no round trips measured")
 // Contender is one side of Versus.
 type Contender struct {
 	Label  string // short name in tables and sentences
-	Server string // built-in server name or path to an executable taking -p PORT
+	Server string // a server spec (SpecSyntax), without its label
 }
 
-// ParseContender reads a 'vs' argument: "label=server", or a server alone,
-// labelled by its base name (a built-in server by its name).
+// ParseContender reads a 'vs' argument, a server spec (SpecSyntax): its
+// NAME= label, or else the built-in name, the command's base name or the
+// address. It only reads the text; Versus checks that the server can run.
 func ParseContender(arg string) (Contender, error) {
-	if label, server, ok := strings.Cut(arg, "="); ok && label != "" && !strings.ContainsRune(label, '/') {
-		if server == "" {
+	if label, server, ok := strings.Cut(arg, "="); ok && isLabel(label) && label != "addr" && label != "port" {
+		if strings.TrimSpace(server) == "" {
 			return Contender{}, fmt.Errorf("server %q: no server after %q", arg, label+"=")
 		}
 		return Contender{Label: label, Server: server}, nil
 	}
-	if arg == "" {
-		return Contender{}, errors.New("empty server name")
+	if strings.TrimSpace(arg) == "" {
+		return Contender{}, errors.New("empty server spec: " + SpecSyntax)
 	}
-	return Contender{Label: filepath.Base(arg), Server: arg}, nil
+	label := arg
+	if a, ok := strings.CutPrefix(arg, "addr="); ok {
+		label = a
+	} else {
+		if _, cmd, ok := strings.Cut(arg, ":"); ok && strings.HasPrefix(arg, "port=") {
+			label = cmd
+		}
+		if w, err := splitWords(label); err == nil {
+			label = filepath.Base(w[0])
+		}
+	}
+	return Contender{Label: label, Server: arg}, nil
 }
 
 // Round is one measured round of Versus, handed to its callback as soon as
@@ -88,7 +100,11 @@ func Versus(ctx context.Context, cfg Config, a, b Contender, pairs int, onRound 
 	}
 	// Fail fast on a server that cannot run, before any round.
 	for _, c := range []Contender{a, b} {
-		if _, _, err := ServerArgv(cfg.Self, c.Server, cfg.Load.Proto == loadgen.Echo, cfg.ServerSpin); err != nil {
+		sp, err := ParseSpec(c.Server)
+		if err == nil && sp.Addr == "" {
+			_, err = serverOptions(cfg.Self, sp, cfg.Load.Proto == loadgen.Echo, cfg.ServerSpin)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}

@@ -63,7 +63,7 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 	f.fs = fs
 	client, server := session.DefaultCPUs()
 	if withTarget {
-		fs.StringVar(&f.server, "server", session.DefaultServer, "built-in server name (see 'volleyscope servers') or path to a binary taking -p PORT")
+		fs.StringVar(&f.server, "server", session.DefaultServer, "server: a built-in name ('volleyscope servers'), a program taking -p PORT, a command line with {port}, port=PORT:COMMAND (listens on PORT by itself) or addr=HOST:PORT (running)")
 		fs.StringVar(&f.addr, "addr", "", "benchmark a running server at HOST:PORT instead of starting one")
 	}
 	fs.StringVar(&f.serverCPUs, "server-cpus", cpuString(server), "CPUs for a started server process ('' = not pinned)")

@@ -24,8 +24,17 @@ Runs servers A and B in interleaved rounds (A B A B …), each round to the
 payload and pinning, so that the drift of a noisy machine cancels; then
 gives one verdict: the ratio B/A of the mean and of p99 with a confidence
 interval across the pairs, or "no significant difference". A and B are
-built-in server names or executables taking -p PORT, labelled by their
-base name or by LABEL=SERVER. A round that fails or measures nothing stops
+server specs, each labelled by NAME= or by its name:
+  epoll-lt                          a built-in server ('volleyscope servers')
+  ./myserver                        a program that takes -p PORT
+  './srv --threads 2 --port {port}' a command line, the port where {port} is
+  port=6379:./uring_echo_server     a command that listens on port 6379 by
+                                    itself: started and stopped around each
+                                    round, so two may share the port
+  addr=127.0.0.1:6379               a server already running: never
+                                    restarted, so what one round leaves
+                                    (caches, leaks, backlog) the next inherits
+Commands run without a shell. A round that fails or measures nothing stops
 the rounds: no verdict is drawn from it (a partial one from the complete
 pairs before it, if there are two). With --out, each round's results.json
 is written as soon as it ends (pairNN-a.json, pairNN-b.json) and the
@@ -35,6 +44,7 @@ examples:
   volleyscope vs epoll-lt iouring --clients 8
   volleyscope vs goroutine ./myserver --pairs 10 --json
   volleyscope vs old=/opt/v1/server new=/opt/v2/server --out vs-results/
+  volleyscope vs epoll=port=6379:./epoll_echo uring=port=6379:./uring_echo --proto echo
 ` + exitText
 
 func cmdVs(ctx context.Context, args []string) error {

@@ -4,9 +4,11 @@
 // The life of a started server, in order:
 //
 //  1. Start picks a free port (unless one is given) and runs the command
-//     with "-p PORT" appended, in a process group of its own, so that a
-//     Ctrl-C aimed at volleyscope does not reach the server before it is
-//     stopped in order.
+//     with the port in place of "{port}", or with "-p PORT" appended, or,
+//     for a command that listens on a fixed port of its own, as it is once
+//     nothing answers on that port. It runs in a process group of its own,
+//     so that a Ctrl-C aimed at volleyscope does not reach the server
+//     before it is stopped in order.
 //  2. The child is forked from a goroutine locked to an OS thread of its
 //     own. That thread is first pinned to the server's CPUs, so the
 //     server and every thread it creates inherit them from birth. The

@@ -21,9 +21,14 @@ import (
 // Options configure a server process started by Start. The zero value of
 // every field but Argv is a usable default.
 type Options struct {
-	Argv      []string      // command and arguments; "-p PORT" is appended (required)
+	// Argv is the command and its arguments (required). The port reaches
+	// it in one of three ways: every "{port}" in an argument is replaced
+	// by it; else, with FixedPort, the command listens on Port by itself
+	// and is given nothing; else "-p PORT" is appended.
+	Argv      []string
+	FixedPort bool          // the command listens on Port of its own accord
 	CPUs      []int         // CPUs the server may run on; empty: those of the thread that starts it
-	Port      int           // port to use; 0 picks a free one
+	Port      int           // port to use; 0 picks a free one (required with FixedPort)
 	Host      string        // address the server is reached at; default 127.0.0.1
 	ReadyWait time.Duration // how long the server may take to accept; default 5s
 	Grace     time.Duration // Stop's wait after the exit message and after SIGTERM; default 1s each
@@ -44,7 +49,7 @@ type Proc struct {
 // ErrExited reports a server that ended while it was still needed.
 var ErrExited = errors.New("server exited")
 
-// Start runs opts.Argv with "-p PORT", pinned to opts.CPUs, and waits until
+// Start runs opts.Argv on a port (see Options.Argv), pinned to opts.CPUs, and waits until
 // the port accepts connections. The package documentation gives the whole
 // life of the process. Cancelling ctx during the wait stops the server.
 func Start(ctx context.Context, opts Options) (*Proc, error) {
@@ -57,7 +62,25 @@ func Start(ctx context.Context, opts Options) (*Proc, error) {
 	if opts.Grace <= 0 {
 		opts.Grace = time.Second
 	}
+	host := opts.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	port := opts.Port
+	if opts.FixedPort {
+		if port <= 0 || port > 65535 {
+			return nil, fmt.Errorf("start server %s: fixed port %d: want 1-65535", opts.Argv[0], port)
+		}
+		// A server left from before would answer in this one's place.
+		if c, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(port)), 100*time.Millisecond); err == nil {
+			c.Close()
+			who := ""
+			if pid, _, ferr := Find(net.JoinHostPort(host, strconv.Itoa(port))); ferr == nil {
+				who = fmt.Sprintf(" (pid %d)", pid)
+			}
+			return nil, fmt.Errorf("start server %s: port %d already accepts connections%s: stop that server first", opts.Argv[0], port, who)
+		}
+	}
 	if port == 0 {
 		p, err := freePort()
 		if err != nil {
@@ -65,12 +88,8 @@ func Start(ctx context.Context, opts Options) (*Proc, error) {
 		}
 		port = p
 	}
-	argv := append(append([]string{}, opts.Argv...), "-p", strconv.Itoa(port))
+	argv, how := portArgv(opts.Argv, port, opts.FixedPort)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	host := opts.Host
-	if host == "" {
-		host = "127.0.0.1"
-	}
 	s := &Proc{Port: port, Addr: net.JoinHostPort(host, strconv.Itoa(port)), cmd: cmd, grace: opts.Grace,
 		output: &tailBuffer{max: 4096}, exited: make(chan struct{})}
 	cmd.Stdout = s.output
@@ -98,11 +117,29 @@ func Start(ctx context.Context, opts Options) (*Proc, error) {
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
-			return nil, fmt.Errorf("start server %s: not accepting on %s after %v; check that it takes -p PORT and listens on %s%s",
-				strings.Join(opts.Argv, " "), s.Addr, opts.ReadyWait, host, s.outputTail())
+			return nil, fmt.Errorf("start server %s: not accepting on %s after %v; check that it %s and listens on %s%s",
+				strings.Join(argv, " "), s.Addr, opts.ReadyWait, how, host, s.outputTail())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// portArgv is the command that starts a server on port, and how the port
+// reached it (for an error message).
+func portArgv(argv []string, port int, fixed bool) ([]string, string) {
+	out := make([]string, len(argv))
+	templated := false
+	for i, a := range argv {
+		out[i] = strings.ReplaceAll(a, "{port}", strconv.Itoa(port))
+		templated = templated || out[i] != a
+	}
+	switch {
+	case templated:
+		return out, "takes the port where {port} stands"
+	case fixed:
+		return out, fmt.Sprintf("listens on port %d by itself", port)
+	}
+	return append(out, "-p", strconv.Itoa(port)), "takes -p PORT"
 }
 
 // startAndWatch forks the server from a goroutine locked to its thread,

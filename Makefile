@@ -38,8 +38,8 @@ bench/pingpong_server: bench/c/pingpong_server.c
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
 # One package at a time (-p 1): two benchmarks side by side would measure
-# each other. Every stage has a time budget; the whole takes under 25 minutes,
-# about 4 of them in TestBenchScale (C10K, 60 s run, client models).
+# each other. Every stage has a time budget; the whole takes under 30 minutes,
+# up to 6 of them in TestBenchScale (C10K, 60 s run, client models).
 bench: build bench/pingpong_client bench/pingpong_server ## side-by-side ratios with intervals and verdicts, as BENCH lines (root for the probe's)
 	VOLLEYSCOPE_BENCH=1 VOLLEYSCOPE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -timeout 30m -run 'TestBench' -v ./bench/ ./probe/ 2>&1 | grep --line-buffered -E '^(BENCH|  |--- FAIL|FAIL)'
 

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/volleyscope/volleyscope/stats"
+
 	"github.com/volleyscope/volleyscope/breakdown"
 )
 
@@ -75,6 +77,7 @@ func testVerdict() *Verdict {
 	return &Verdict{
 		A: "epoll-lt", B: "iouring", ServerA: "epoll-lt", ServerB: "/opt/srv/iouring",
 		Clients: 1, Proto: "pingpong", Pairs: 5, PairsWanted: 5, Confidence: 0.99,
+		Margin: 0.05, StopReason: "pairs", Elapsed: 61,
 		MeanA: []float64{70e3, 72e3, 69e3, 71e3, 70.5e3},
 		MeanB: []float64{60e3, 61e3, 59.5e3, 60.5e3, 60e3},
 		P50A:  []float64{66e3, 67e3, 65e3, 66e3, 66e3},
@@ -93,11 +96,16 @@ func testVerdict() *Verdict {
 func TestGoldenVerdict(t *testing.T) {
 	full := testVerdict()
 	partial := testVerdict()
-	partial.PairsWanted = 8
+	partial.PairsWanted, partial.StopReason = 8, "error"
+	// Equal servers, stopped by the sequential rule at its second look (5 pairs).
+	same := testVerdict()
+	same.P50B, same.MeanB, same.P99B, same.RPSB = same.P50A, same.MeanA, same.P99A, same.RPSA
+	same.P50B = []float64{66.5e3, 66.8e3, 65.2e3, 65.9e3, 66.2e3}
+	same.PairsWanted, same.StopReason, same.LookConfidence = 0, "conclusive", stats.LookConfidence(0.99, 2)
 	for _, tc := range []struct {
 		name string
 		v    *Verdict
-	}{{"verdict.golden", full}, {"verdict-partial.golden", partial}} {
+	}{{"verdict.golden", full}, {"verdict-partial.golden", partial}, {"verdict-equivalent.golden", same}} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.v.Decide(); err != nil {
 				t.Fatal(err)

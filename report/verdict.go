@@ -15,29 +15,54 @@ import (
 // Verdict is the outcome of interleaved A/B rounds ('volleyscope vs').
 // Ratios are B over A: below 1 means B is faster.
 type Verdict struct {
-	A           string        `json:"a"`        // A's label in tables and sentences
-	B           string        `json:"b"`        // B's label
-	ServerA     string        `json:"server_a"` // what A ran: a built-in server's name or an executable's path
-	ServerB     string        `json:"server_b"`
-	Clients     int           `json:"clients"`
-	Proto       string        `json:"proto"`
-	Pairs       int           `json:"pairs"`        // complete pairs the verdict is drawn from
-	PairsWanted int           `json:"pairs_wanted"` // pairs asked for; more than Pairs when the rounds stopped early
-	Confidence  float64       `json:"confidence"`
-	MeanA       []float64     `json:"mean_ns_a"` // per round
-	MeanB       []float64     `json:"mean_ns_b"`
-	P50A        []float64     `json:"p50_ns_a"`
-	P50B        []float64     `json:"p50_ns_b"`
-	P99A        []float64     `json:"p99_ns_a"`
-	P99B        []float64     `json:"p99_ns_b"`
-	RPSA        []float64     `json:"throughput_rps_a"`
-	RPSB        []float64     `json:"throughput_rps_b"`
-	Mean        stats.Ratio   `json:"mean_ratio"`
-	P99         stats.Ratio   `json:"p99_ratio"`
-	Throughput  stats.Ratio   `json:"throughput_ratio"`
-	Breakdown   []ComponentVs `json:"breakdown,omitempty"`
-	Summary     string        `json:"verdict"`
-	Meta        Meta          `json:"meta"`
+	A           string  `json:"a"`        // A's label in tables and sentences
+	B           string  `json:"b"`        // B's label
+	ServerA     string  `json:"server_a"` // what A ran: a built-in server's name or an executable's path
+	ServerB     string  `json:"server_b"`
+	Clients     int     `json:"clients"`
+	Proto       string  `json:"proto"`
+	Pairs       int     `json:"pairs"`        // complete pairs the verdict is drawn from
+	PairsWanted int     `json:"pairs_wanted"` // pairs asked for; more than Pairs when the rounds stopped early
+	Confidence  float64 `json:"confidence"`
+	// LookConfidence is the level of the intervals below: Confidence for
+	// a fixed number of pairs; the sequential rule's level at its last
+	// look (stats.LookConfidence) otherwise.
+	LookConfidence float64 `json:"look_confidence"`
+	Margin         float64 `json:"equivalence_margin"` // ±fraction within which B and A are called equivalent
+	// StopReason says why the pairs ended: "conclusive" (the p50 verdict
+	// is a difference or an equivalence), "budget" or "max_pairs" (spent
+	// before it was), "pairs" (a fixed number asked for), "error".
+	StopReason string      `json:"stop_reason"`
+	Conclusive bool        `json:"conclusive"` // the p50 verdict is a difference or an equivalence
+	Elapsed    float64     `json:"elapsed_s"`  // wall time of all the rounds
+	MeanA      []float64   `json:"mean_ns_a"`  // per round
+	MeanB      []float64   `json:"mean_ns_b"`
+	P50A       []float64   `json:"p50_ns_a"`
+	P50B       []float64   `json:"p50_ns_b"`
+	P99A       []float64   `json:"p99_ns_a"`
+	P99B       []float64   `json:"p99_ns_b"`
+	RPSA       []float64   `json:"throughput_rps_a"`
+	RPSB       []float64   `json:"throughput_rps_b"`
+	Mean       stats.Ratio `json:"mean_ratio"`
+	P50        stats.Ratio `json:"p50_ratio"`
+	P99        stats.Ratio `json:"p99_ratio"`
+	Throughput stats.Ratio `json:"throughput_ratio"`
+	// Metrics is the verdict on each of p50 (which decides when to stop),
+	// p99, mean and throughput, in that order.
+	Metrics   []MetricVerdict `json:"metrics"`
+	Breakdown []ComponentVs   `json:"breakdown,omitempty"`
+	Summary   string          `json:"verdict"` // the p50 verdict as a sentence
+	Meta      Meta            `json:"meta"`
+}
+
+// MetricVerdict is the verdict on one metric: the ratio B/A with its
+// interval at LookConfidence, and what that interval says against the
+// margin.
+type MetricVerdict struct {
+	Metric  string        `json:"metric"` // p50, p99, mean, throughput
+	Ratio   stats.Ratio   `json:"ratio"`
+	Outcome stats.Outcome `json:"outcome"`
+	Text    string        `json:"text"`
 }
 
 // ErrNoVerdict is returned by Verdict.Decide when the rounds cannot carry a
@@ -78,11 +103,63 @@ func (v *Verdict) Decide() error {
 			}
 		}
 	}
-	v.Mean = stats.PairedRatio(v.MeanB[:n], v.MeanA[:n], v.Confidence)
-	v.P99 = stats.PairedRatio(v.P99B[:n], v.P99A[:n], v.Confidence)
-	v.Throughput = stats.PairedRatio(v.RPSB[:n], v.RPSA[:n], v.Confidence)
-	v.Summary = sentence(v.A, v.B, "mean latency", v.Mean, v.Confidence)
+	if len(v.P50A) < n || len(v.P50B) < n {
+		return fmt.Errorf("%w: %d and %d p50 values for %d pairs", ErrNoVerdict, len(v.P50A), len(v.P50B), n)
+	}
+	level := v.LookConfidence
+	if level == 0 {
+		level = v.Confidence
+		v.LookConfidence = level
+	}
+	v.Mean = stats.PairedRatio(v.MeanB[:n], v.MeanA[:n], level)
+	v.P50 = stats.PairedRatio(v.P50B[:n], v.P50A[:n], level)
+	v.P99 = stats.PairedRatio(v.P99B[:n], v.P99A[:n], level)
+	v.Throughput = stats.PairedRatio(v.RPSB[:n], v.RPSA[:n], level)
+	v.Metrics = v.Metrics[:0]
+	for _, m := range []struct {
+		name string
+		r    stats.Ratio
+	}{{"p50", v.P50}, {"p99", v.P99}, {"mean", v.Mean}, {"throughput", v.Throughput}} {
+		o := stats.Classify(m.r, v.Margin)
+		v.Metrics = append(v.Metrics, MetricVerdict{Metric: m.name, Ratio: m.r, Outcome: o, Text: metricText(v.A, v.B, m.name, m.r, o, v.Margin, level)})
+	}
+	v.Conclusive = v.Metrics[0].Outcome != stats.Inconclusive
+	v.Summary = v.Metrics[0].Text
 	return nil
+}
+
+// metricText says what one metric's ratio B/A shows, e.g. "B is 12.0%
+// faster than A on p50: B/A 0.880 [0.850, 0.911]". Lower is better for
+// latencies, higher for throughput.
+func metricText(a, b, metric string, r stats.Ratio, o stats.Outcome, margin, level float64) string {
+	iv := fmt.Sprintf("%s/%s %.3f [%.3f, %.3f] at %s confidence", b, a, r.Ratio, r.Low, r.High, pct(level))
+	switch o {
+	case stats.Equivalent:
+		return fmt.Sprintf("%s and %s are equivalent on %s within ±%s%%: %s", b, a, metric, strconvFloat(100*margin), iv)
+	case stats.Different:
+		d := 100 * math.Abs(r.Ratio-1)
+		switch {
+		case metric == "throughput" && r.Ratio > 1:
+			return fmt.Sprintf("%s serves %.1f%% more requests/s than %s: %s", b, d, a, iv)
+		case metric == "throughput":
+			return fmt.Sprintf("%s serves %.1f%% fewer requests/s than %s: %s", b, d, a, iv)
+		case r.Ratio > 1:
+			return fmt.Sprintf("%s is %.1f%% slower than %s on %s: %s", b, d, a, metric, iv)
+		}
+		return fmt.Sprintf("%s is %.1f%% faster than %s on %s: %s", b, d, a, metric, iv)
+	}
+	return fmt.Sprintf("no conclusion on %s: %s holds both 1 and more than ±%s%%", metric, iv, strconvFloat(100*margin))
+}
+
+// pct writes a level such as 0.999 as "99.9%".
+func pct(level float64) string {
+	return strconvFloat(100*level) + "%"
+}
+
+func strconvFloat(x float64) string {
+	s := fmt.Sprintf("%.2f", x)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s
 }
 
 func sentence(a, b, what string, r stats.Ratio, conf float64) string {
@@ -115,9 +192,9 @@ func WriteVerdict(w io.Writer, v *Verdict) error {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "pair\tmean %s\tmean %s\tp99 %s\tp99 %s\t\n", v.A, v.B, v.A, v.B)
-	for i := range min(len(v.MeanA), len(v.MeanB), len(v.P99A), len(v.P99B)) {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t\n", i+1, Dur(v.MeanA[i]), Dur(v.MeanB[i]), Dur(v.P99A[i]), Dur(v.P99B[i]))
+	fmt.Fprintf(tw, "pair\tp50 %s\tp50 %s\tp99 %s\tp99 %s\tmean %s\tmean %s\t\n", v.A, v.B, v.A, v.B, v.A, v.B)
+	for i := range min(len(v.P50A), len(v.P50B), len(v.MeanA), len(v.MeanB), len(v.P99A), len(v.P99B)) {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", i+1, Dur(v.P50A[i]), Dur(v.P50B[i]), Dur(v.P99A[i]), Dur(v.P99B[i]), Dur(v.MeanA[i]), Dur(v.MeanB[i]))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -126,8 +203,9 @@ func WriteVerdict(w io.Writer, v *Verdict) error {
 		_, err := fmt.Fprintf(w, "verdict: none (%d complete pairs)\n", v.Pairs)
 		return err
 	}
-	fmt.Fprintf(w, "p99:        %s\n", sentence(v.A, v.B, "p99", v.P99, v.Confidence))
-	fmt.Fprintf(w, "throughput: %s/%s = %.3f [%.3f, %.3f]\n", v.B, v.A, v.Throughput.Ratio, v.Throughput.Low, v.Throughput.High)
+	for _, m := range v.Metrics {
+		fmt.Fprintf(w, "%-11s %s\n", m.Metric+":", m.Text)
+	}
 	if len(v.Breakdown) > 0 {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintf(tw, "component\tside\t%s\t%s\tdifference\t\n", v.A, v.B)
@@ -146,8 +224,32 @@ func WriteVerdict(w io.Writer, v *Verdict) error {
 		fmt.Fprintf(w, "largest difference: %s (%s side), %s in %s vs %s in %s\n",
 			big.Component, big.Side, Dur(big.MeanNsB), v.B, Dur(big.MeanNsA), v.A)
 	}
-	_, err := fmt.Fprintf(w, "verdict: %s\n", v.Summary)
+	fmt.Fprintf(w, "verdict: %s\n", v.Summary)
+	_, err := fmt.Fprintf(w, "stopped: %s\n", v.stopText())
 	return err
+}
+
+// stopText says why the pairs ended, and what that means for the verdict.
+func (v *Verdict) stopText() string {
+	took := ""
+	if v.Elapsed > 0 {
+		took = fmt.Sprintf(" (%.0f s)", v.Elapsed)
+	}
+	switch v.StopReason {
+	case "conclusive":
+		return fmt.Sprintf("conclusive at %d pairs%s (sequential rule: look levels shrink so that all looks together hold at %s)", v.Pairs, took, pct(v.Confidence))
+	case "budget", "max_pairs":
+		what := "the time budget (--budget)"
+		if v.StopReason == "max_pairs" {
+			what = "the most pairs (--max-pairs)"
+		}
+		return fmt.Sprintf("inconclusive: %s ran out at %d pairs%s; the servers differ by less than the pairs' spread can show: raise --budget, widen --margin, or quiet the machine", what, v.Pairs, took)
+	case "pairs":
+		return fmt.Sprintf("the %d pairs asked for (--pairs)%s", v.Pairs, took)
+	case "error":
+		return fmt.Sprintf("a round failed: the verdict is drawn from the %d complete pairs before it%s", v.Pairs, took)
+	}
+	return v.StopReason
 }
 
 // WriteJSONAny writes any value as indented JSON.

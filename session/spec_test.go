@@ -86,7 +86,7 @@ func TestVersusServerSpecs(t *testing.T) {
 			}
 			var seen []string
 			cfg := Config{Self: selfBin, Load: loadgen.Options{Clients: 1, Requests: 2000, Warmup: -1, CI: -1, P99CI: -1, Duration: 20 * time.Second}}
-			v, err := Versus(context.Background(), cfg, a, b, 2, func(r Round) error {
+			v, err := Versus(context.Background(), cfg, a, b, Plan{Pairs: 2}, func(r Round) error {
 				if r.Outcome != nil {
 					seen = append(seen, r.Label+" "+r.Outcome.Results.Meta.Server)
 				}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/report"
+	"github.com/volleyscope/volleyscope/stats"
 )
 
 // DefaultRoundDuration caps each round of Versus when cfg.Load.Duration is
@@ -20,6 +21,25 @@ const DefaultRoundDuration = 10 * time.Second
 // without an error but with no measured round trip (a run too short for
 // its warm-up, for instance): no verdict is drawn from such a round.
 var ErrNothingMeasured = errors.New("no round trips measured")
+
+// Defaults of a sequential Versus (Plan's zero values).
+const (
+	DefaultBudget   = 3 * time.Minute
+	DefaultMaxPairs = 40
+	DefaultMargin   = 0.05
+)
+
+// Plan says how many pairs Versus runs. The zero value is sequential:
+// pairs continue until the p50 verdict is conclusive (a difference, or
+// an equivalence within Margin), looking at stats.LookAt's pair counts at
+// the levels of stats.LookConfidence, or until Budget or MaxPairs is
+// spent.
+type Plan struct {
+	Pairs    int           // a fixed number of pairs (at least 2), one look at the end; 0: sequential
+	Budget   time.Duration // sequential: no pair starts after this much wall time; default DefaultBudget
+	MaxPairs int           // sequential: at most this many pairs; default DefaultMaxPairs
+	Margin   float64       // ±fraction within which A and B are equivalent; default DefaultMargin
+}
 
 // Contender is one side of Versus.
 type Contender struct {
@@ -78,12 +98,25 @@ type Round struct {
 // the verdict of the complete pairs before it if there are at least two
 // (Verdict.Pairs < Verdict.PairsWanted), or a nil verdict, with the
 // round's error. Cancelling ctx stops the same way, with ctx's error.
-func Versus(ctx context.Context, cfg Config, a, b Contender, pairs int, onRound func(Round) error) (*report.Verdict, error) {
+func Versus(ctx context.Context, cfg Config, a, b Contender, plan Plan, onRound func(Round) error) (*report.Verdict, error) {
 	if a.Label == b.Label {
 		return nil, fmt.Errorf("both servers are labelled %q: name them, e.g. 'a=%s b=%s'", a.Label, a.Server, b.Server)
 	}
-	if pairs < 2 {
-		return nil, fmt.Errorf("vs: %d pairs: at least 2 are needed for an interval", pairs)
+	if plan.Pairs == 1 || plan.Pairs < 0 {
+		return nil, fmt.Errorf("vs: %d pairs: at least 2 are needed for an interval", plan.Pairs)
+	}
+	if plan.Budget <= 0 {
+		plan.Budget = DefaultBudget
+	}
+	if plan.MaxPairs <= 0 {
+		plan.MaxPairs = DefaultMaxPairs
+	}
+	if plan.Margin <= 0 {
+		plan.Margin = DefaultMargin
+	}
+	pairs := plan.Pairs
+	if pairs == 0 {
+		pairs = plan.MaxPairs
 	}
 	if cfg.Load.Duration == 0 {
 		cfg.Load.Duration = DefaultRoundDuration
@@ -96,8 +129,11 @@ func Versus(ctx context.Context, cfg Config, a, b Contender, pairs int, onRound 
 	}
 	v := &report.Verdict{
 		A: a.Label, B: b.Label, ServerA: a.Server, ServerB: b.Server,
-		Clients: max(cfg.Load.Clients, 1), Proto: string(cfg.Load.Proto), Confidence: cfg.Load.Confidence, PairsWanted: pairs,
+		Clients: max(cfg.Load.Clients, 1), Proto: string(cfg.Load.Proto), Confidence: cfg.Load.Confidence, PairsWanted: plan.Pairs,
+		Margin: plan.Margin,
 	}
+	began := time.Now()
+	defer func() { v.Elapsed = time.Since(began).Seconds() }()
 	// Fail fast on a server that cannot run, before any round.
 	for _, c := range []Contender{a, b} {
 		sp, err := ParseSpec(c.Server)
@@ -109,7 +145,12 @@ func Versus(ctx context.Context, cfg Config, a, b Contender, pairs int, onRound 
 		}
 	}
 	var comps [2][][]report.Component // per side, per round
+	look := 0                         // looks taken so far (sequential)
 	for i := 1; i <= pairs; i++ {
+		if plan.Pairs == 0 && i > 1 && time.Since(began) > plan.Budget {
+			v.StopReason = "budget"
+			break
+		}
 		for k, c := range []Contender{a, b} {
 			rc := cfg
 			rc.Server = c.Server
@@ -130,6 +171,10 @@ func Versus(ctx context.Context, cfg Config, a, b Contender, pairs int, onRound 
 				}
 			}
 			if err != nil {
+				v.StopReason = "error"
+				if plan.Pairs == 0 {
+					v.LookConfidence = lastLook(v, look)
+				}
 				return finish(v, comps, fmt.Errorf("pair %d, %s (%s): %w", i, c.Label, c.Server, err))
 			}
 			r := out.Results
@@ -144,8 +189,44 @@ func Versus(ctx context.Context, cfg Config, a, b Contender, pairs int, onRound 
 				v.MeanB, v.P50B, v.P99B, v.RPSB = append(v.MeanB, r.Latency.Mean), append(v.P50B, r.Latency.P50), append(v.P99B, r.Latency.P99), append(v.RPSB, r.ThroughputRPS)
 			}
 		}
+		if plan.Pairs == 0 {
+			if j, ok := stats.LookAt(i); ok {
+				look = j
+				if d, err := decideAt(v, i, stats.LookConfidence(v.Confidence, j)); err == nil && d.Conclusive {
+					v.StopReason = "conclusive"
+					break
+				}
+			}
+		}
+	}
+	if v.StopReason == "" {
+		v.StopReason = "pairs"
+		if plan.Pairs == 0 {
+			v.StopReason = "max_pairs"
+		}
+	}
+	if plan.Pairs == 0 {
+		v.LookConfidence = lastLook(v, look)
 	}
 	return finish(v, comps, nil)
+}
+
+// lastLook is the level of a sequential Versus's final verdict, after
+// looks so far: that look's level if the complete pairs are a look's
+// count (it was taken), else the next look's.
+func lastLook(v *report.Verdict, looks int) float64 {
+	if _, ok := stats.LookAt(min(len(v.MeanA), len(v.MeanB))); !ok {
+		looks++
+	}
+	return stats.LookConfidence(v.Confidence, looks)
+}
+
+// decideAt is v's verdict from its first n pairs at level, v unchanged.
+func decideAt(v *report.Verdict, n int, level float64) (*report.Verdict, error) {
+	d := *v
+	d.Pairs, d.LookConfidence, d.Metrics = n, level, nil
+	err := d.Decide()
+	return &d, err
 }
 
 // finish keeps v's complete pairs, averages their breakdowns and decides.

@@ -22,8 +22,12 @@ const vsHelp = `volleyscope vs A B [flags]
 Runs servers A and B in interleaved rounds (A B A B …), each round to the
 --ci and --p99-ci targets (capped by --duration), with the same clients,
 payload and pinning, so that the drift of a noisy machine cancels; then
-gives one verdict: the ratio B/A of the mean and of p99 with a confidence
-interval across the pairs, or "no significant difference". A and B are
+gives a verdict on p50, p99, the mean and throughput: the ratio B/A with
+a confidence interval across the pairs, read as "B is X% faster/slower",
+"equivalent within ±margin", or no conclusion. By default pairs go on
+until the p50 verdict is conclusive or --budget is spent, and it says
+which; each look at the pairs (after 3, 5, 7, 10, 14, 20, 28, 40) uses a
+stricter level, so that all looks together hold at --confidence. A and B are
 server specs, each labelled by NAME= or by its name:
   epoll-lt                          a built-in server ('volleyscope servers')
   ./myserver                        a program that takes -p PORT
@@ -53,13 +57,23 @@ func cmdVs(ctx context.Context, args []string) error {
 	lf.register(fs, false, session.DefaultRoundDuration)
 	fs.Lookup("duration").Usage = "cap on each round's measured time; a round usually stops earlier at the --ci and --p99-ci targets"
 	fs.Lookup("out").Usage = "write each round's results.json and the verdict (verdict.json) into this directory (checked before measuring)"
-	pairs := fs.Int("pairs", minPairs, fmt.Sprintf("interleaved A/B pairs (at least %d)", minPairs))
+	pairs := fs.Int("pairs", 0, fmt.Sprintf("a fixed number of interleaved A/B pairs (at least %d); 0: pairs until the p50 verdict is conclusive, within --budget", minPairs))
+	budget := fs.Duration("budget", session.DefaultBudget, "sequential (--pairs 0): start no pair after this much time")
+	maxPairs := fs.Int("max-pairs", session.DefaultMaxPairs, "sequential (--pairs 0): at most this many pairs")
+	margin := fs.Float64("margin", session.DefaultMargin, "call A and B equivalent when the ratio's interval lies within ±this fraction")
 	withProbe := fs.Bool("probe", probe.Check() == nil, "attach the eBPF probe and compare the breakdowns (the default is whether this process may)")
 	if help, err := parseArgs(fs, args, 2, "two servers, A and B"); help || err != nil {
 		return err
 	}
-	if *pairs < minPairs {
-		return usagef("vs: --pairs %d: at least %d pairs are needed for an interval", *pairs, minPairs)
+	switch {
+	case *pairs != 0 && *pairs < minPairs:
+		return usagef("vs: --pairs %d: at least %d pairs are needed for an interval (0: until conclusive)", *pairs, minPairs)
+	case *budget <= 0:
+		return usagef("vs: --budget %v: want a positive duration, e.g. 5m", *budget)
+	case *maxPairs < 3:
+		return usagef("vs: --max-pairs %d: want at least 3", *maxPairs)
+	case !(*margin > 0 && *margin < 1):
+		return usagef("vs: --margin %g: want a fraction between 0 and 1, e.g. 0.05", *margin)
 	}
 	var who [2]session.Contender
 	for i := range who {
@@ -94,7 +108,8 @@ func cmdVs(ctx context.Context, args []string) error {
 	pr := newProgress(os.Stderr, lf.quiet)
 	cfg.Progress = pr.update
 	cfg.Note = pr.note
-	v, runErr := session.Versus(ctx, cfg, who[0], who[1], *pairs, onRound)
+	plan := session.Plan{Pairs: *pairs, Budget: *budget, MaxPairs: *maxPairs, Margin: *margin}
+	v, runErr := session.Versus(ctx, cfg, who[0], who[1], plan, onRound)
 	pr.done()
 	var werr error
 	if v != nil {
@@ -114,7 +129,7 @@ func cmdVs(ctx context.Context, args []string) error {
 		if v == nil {
 			fmt.Fprintf(os.Stderr, "volleyscope: no verdict: %v\n", runErr)
 		} else {
-			fmt.Fprintf(os.Stderr, "volleyscope: partial verdict (%d of %d pairs): %v\n", v.Pairs, v.PairsWanted, runErr)
+			fmt.Fprintf(os.Stderr, "volleyscope: partial verdict (%d complete pairs): %v\n", v.Pairs, runErr)
 		}
 	}
 	code := runStatus("", runErr)

@@ -473,6 +473,7 @@ struct cpu_wait {
 	__u32 waiter; // tracked tid waiting, 0 if none
 	__u32 pad;
 	__u64 seg;    // start of the current holder's stretch
+	__u64 last;   // the last switch on this CPU, waiter or not
 	struct hold rec;
 };
 
@@ -544,32 +545,47 @@ static __always_inline void hold_add(struct hold *r, __u32 tid, __u32 tgid, cons
 }
 
 // on_cpu_switch follows the waiter of this CPU, if any, through a switch
-// from prev to next at ts.
-static __always_inline void on_cpu_switch(__u32 cpu, __u64 ts, __u32 prev, __u32 prev_tgid, const char *prev_comm, __u32 next)
+// from prev to next at ts. A tracked thread that switches in without
+// being this CPU's waiter (its wake-up was not seen: the wake-up hooks are
+// off, or another thread held the slot) gets the last holder alone: prev,
+// for its whole stretch on the CPU, which user space clips to the wait;
+// only an untracked prev, so that tracked threads handing the CPU to each
+// other cost no map update.
+static __always_inline void on_cpu_switch(__u32 cpu, __u64 ts, __u32 prev, __u32 prev_tgid, const char *prev_comm,
+					  bool prev_tracked, __u32 next, bool next_tracked)
 {
 	struct cpu_wait *w = bpf_map_lookup_elem(&cpu_waits, &cpu);
-	if (!w || !w->waiter)
+	if (!w)
 		return;
-	if (prev == w->waiter) {
+	__u64 last = w->last;
+	w->last = ts;
+	if (w->waiter && prev == w->waiter) {
 		// It ran here after all (a wake-up of a thread still on its
 		// CPU, or a missed switch in): no wait.
 		w->waiter = 0;
-		return;
-	}
-	hold_add(&w->rec, prev, prev_tgid, prev_comm, ts - w->seg);
-	w->seg = ts;
-	if (next != w->waiter)
-		return;
-	w->waiter = 0;
-	bool busy = false;
+	} else if (w->waiter) {
+		hold_add(&w->rec, prev, prev_tgid, prev_comm, ts - w->seg);
+		w->seg = ts;
+		if (next == w->waiter) {
+			w->waiter = 0;
+			bool busy = false;
 #pragma unroll
-	for (int i = 0; i < HOLDERS; i++)
-		if (i < w->rec.n && w->rec.h[i].tid != 0)
-			busy = true;
-	if (!busy && !w->rec.other_ns)
-		return; // the CPU was idle: an exit from idle, no holder
+			for (int i = 0; i < HOLDERS; i++)
+				if (i < w->rec.n && w->rec.h[i].tid != 0)
+					busy = true;
+			if (!busy && !w->rec.other_ns)
+				return; // the CPU was idle: an exit from idle, no holder
+			struct hold_key k = { .tid = next, .in_ts = ts };
+			bpf_map_update_elem(&holds, &k, &w->rec, BPF_ANY);
+			return;
+		}
+	}
+	if (!next_tracked || prev_tracked || prev == 0 || !last)
+		return;
+	struct hold r = { .since = last, .cpu = cpu };
+	hold_add(&r, prev, prev_tgid, prev_comm, ts - last);
 	struct hold_key k = { .tid = next, .in_ts = ts };
-	bpf_map_update_elem(&holds, &k, &w->rec, BPF_ANY);
+	bpf_map_update_elem(&holds, &k, &r, BPF_ANY);
 }
 
 /* ---- scheduler ---- */
@@ -622,9 +638,9 @@ static __always_inline void on_switch(__u32 prev, __u32 prev_tgid, const char *p
 {
 	__u64 ts = bpf_ktime_get_ns();
 	__u32 cpu = bpf_get_smp_processor_id();
-	on_cpu_switch(cpu, ts, prev, prev_tgid, prev_comm, next);
-	bool prev_tracked = tid_tracked(prev);
-	if (!prev_tracked && !tid_tracked(next))
+	bool prev_tracked = tid_tracked(prev), next_tracked = tid_tracked(next);
+	on_cpu_switch(cpu, ts, prev, prev_tgid, prev_comm, prev_tracked, next, next_tracked);
+	if (!prev_tracked && !next_tracked)
 		return;
 	__u64 id = bpf_get_current_pid_tgid();
 	struct event e;

@@ -18,6 +18,7 @@ type ProbeCpuWait struct {
 	Waiter uint32
 	Pad    uint32
 	Seg    uint64
+	Last   uint64
 	Rec    ProbeHold
 }
 

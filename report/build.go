@@ -243,7 +243,10 @@ func buildSlowest(j *breakdown.Accumulator) []SlowTrip {
 			if w.Named {
 				tw.CPU, tw.OtherNs = w.Held.CPU, w.Held.OtherNs
 				for _, h := range w.Held.Holders {
-					tw.Holders = append(tw.Holders, TripHolder{Comm: h.Comm, PID: h.TGID, TID: h.TID, Ns: h.Ns})
+					// A holder named without its wake-up (the last
+					// one alone) is charged its whole stretch on
+					// the CPU, which may have begun before the wait.
+					tw.Holders = append(tw.Holders, TripHolder{Comm: h.Comm, PID: h.TGID, TID: h.TID, Ns: min(h.Ns, tw.Ns)})
 				}
 			}
 			st.Waits = append(st.Waits, tw)

@@ -292,7 +292,8 @@ func WriteSlowest(w io.Writer, trips []SlowTrip) error {
 }
 
 // writeHolders writes one line for a side of a slow round trip that
-// waited for a CPU: how long in all, and who held it, longest first.
+// waited for a CPU: how long in all, and who held it, by process (comm and
+// pid; the tid when the hook could not tell the pid), longest first.
 func writeHolders(b *strings.Builder, t SlowTrip, side string) {
 	var total, unnamed int64
 	n := 0
@@ -308,9 +309,14 @@ func writeHolders(b *strings.Builder, t SlowTrip, side string) {
 			continue
 		}
 		for _, h := range wt.Holders {
-			i := slices.IndexFunc(hs, func(x TripHolder) bool { return x.Comm == h.Comm && x.TID == h.TID })
+			// By process: a process's threads together.
+			id := h.PID
+			if id == 0 {
+				id = h.TID
+			}
+			i := slices.IndexFunc(hs, func(x TripHolder) bool { return x.Comm == h.Comm && x.PID == id })
 			if i < 0 {
-				hs = append(hs, TripHolder{Comm: h.Comm, PID: h.PID, TID: h.TID})
+				hs = append(hs, TripHolder{Comm: h.Comm, PID: id})
 				i = len(hs) - 1
 			}
 			hs[i].Ns += h.Ns
@@ -334,15 +340,11 @@ func writeHolders(b *strings.Builder, t SlowTrip, side string) {
 			fmt.Fprintf(b, " %d more", len(hs)-3)
 			break
 		}
-		id := h.PID
-		if id == 0 {
-			id = h.TID
-		}
-		if h.Comm == "others" && h.TID == 0 {
+		if h.Comm == "others" && h.PID == 0 {
 			fmt.Fprintf(b, " others %s", Dur(float64(h.Ns)))
 			continue
 		}
-		fmt.Fprintf(b, " %s[%d] %s", h.Comm, id, Dur(float64(h.Ns)))
+		fmt.Fprintf(b, " %s[%d] %s", h.Comm, h.PID, Dur(float64(h.Ns)))
 	}
 	if unnamed > 0 {
 		fmt.Fprintf(b, "; %s unnamed (an idle CPU, or not kept)", Dur(float64(unnamed)))

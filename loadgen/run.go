@@ -10,6 +10,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/volleyscope/volleyscope/stats"
+	"golang.org/x/sys/unix"
 )
 
 // Options configure a load run. The zero value of every field but Addr is a
@@ -242,19 +243,25 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	load.start(m.win.FirstT0)
 	loadFromWarmup := false
 
-	tick := time.NewTicker(opts.CheckEvery)
-	defer tick.Stop()
+	// The loop keeps time on a thread of its own, asleep in the kernel
+	// between checks and at a better priority where allowed: with Go's
+	// timers, hundreds of busy client threads on its CPU held the wake-up
+	// (an M at nice 0 among them) and a 2 s run measured 7 s.
+	defer loopThread()()
 	reason := ""
-	for reason == "" {
+	for next := nanotime(); reason == ""; {
+		next += opts.CheckEvery.Nanoseconds()
+		sleepUntilOr(next, ctx.Done(), set.done())
 		select {
 		case <-ctx.Done():
 			reason = StopInterrupted
 		case <-set.done():
 			// Every client ended by itself: its request count, or an error.
 			reason = StopRequests
-		case <-tick.C:
+		default:
 		}
 		now := nanotime()
+		next = max(next, now-opts.CheckEvery.Nanoseconds()) // no burst of checks after a stall
 		m.collect(now)
 		if !loadFromWarmup && now >= m.win.WarmupEnd && now < deadline {
 			// From the warm-up's end: the window starts there or
@@ -307,6 +314,41 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	m.check(end)
 	res.fill(m)
 	return res, runErr
+}
+
+// loopNice is the run loop's priority where the process may raise it.
+const loopNice = -5
+
+// loopThread locks the calling goroutine to its thread and raises the
+// thread's priority (best effort); the returned function undoes both.
+func loopThread() func() {
+	runtime.LockOSThread()
+	tid := unix.Gettid()
+	old, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+	raised := err == nil && unix.Setpriority(unix.PRIO_PROCESS, tid, loopNice) == nil
+	return func() {
+		if raised {
+			// getpriority(2)'s raw value is 20 − nice.
+			_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 20-old)
+		}
+		runtime.UnlockOSThread()
+	}
+}
+
+// sleepUntilOr sleeps the calling thread until CLOCK_MONOTONIC reaches
+// t, in slices of at most 20 ms, and returns early once a channel of
+// stop is closed.
+func sleepUntilOr(t int64, stop ...<-chan struct{}) {
+	for now := nanotime(); now < t; now = nanotime() {
+		for _, c := range stop {
+			select {
+			case <-c:
+				return
+			default:
+			}
+		}
+		sleepUntil(min(t, now+20_000_000))
+	}
 }
 
 // fill copies the measurer's summaries into the result.

@@ -30,6 +30,7 @@ type Accumulator struct {
 	latSum     float64
 	lat        *latBuckets
 	tail       tail
+	conc       concentration
 }
 
 // latBucketsPerOctave is the latency buckets per doubling of the latency.
@@ -99,6 +100,7 @@ func (a *Accumulator) Add(rt *RoundTrip) {
 		a.lat.comp[k][c] += float64(v)
 	}
 	a.tail.add(rt)
+	a.conc.add(a, rt)
 }
 
 // MeanLatency is the mean t1 − t0 of the joined round trips so far.

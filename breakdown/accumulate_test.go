@@ -100,3 +100,25 @@ func TestSlowest(t *testing.T) {
 		})
 	}
 }
+
+// TestConcentration: after the first 1024 round trips set the running
+// p99, the slow ones of connection 2 on server thread 7 are counted there.
+func TestConcentration(t *testing.T) {
+	a := NewAccumulator()
+	for i := range 4096 {
+		rt := trip(i, 10_000+int64(i%100), 0)
+		rt.Conn, rt.ServerTID = 1+i%3, uint32(5+i%3)
+		if i >= 1024 && i%128 == 0 { // 24 slow ones (under 1%), all on conn 2, thread 7
+			rt.T1 += 1_000_000
+			rt.Ns[ClientUser] += 1_000_000
+			rt.Conn, rt.ServerTID = 2, 7
+		}
+		a.Add(&rt)
+	}
+	conns, threads, slow := a.Concentration(5)
+	// The ordinary round trips (10000-10099 ns) share one bucket, whose
+	// upper edge is the running p99: only the 24 are over it.
+	if slow != 24 || len(conns) != 1 || conns[0].Key != 2 || conns[0].Slow != 24 || len(threads) != 1 || threads[0].Key != 7 || threads[0].Slow != 24 {
+		t.Fatalf("slow %d, conns %+v, threads %+v: want 24, all on connection 2 and thread 7", slow, conns, threads)
+	}
+}

@@ -83,6 +83,8 @@ type RoundTrip struct {
 	Waits     [MaxWaits]Wait
 	NWaits    int
 	MoreWaits int
+	// ServerTID is the server thread that received the request.
+	ServerTID uint32
 }
 
 // Input is what the join needs.
@@ -463,6 +465,7 @@ func (j *joiner) split(rt *RoundTrip) {
 		return
 	}
 	stid := srv.TID
+	rt.ServerTID = stid
 	recvSys, inSys := ix.enclosing(stid, int64(srv.TS))
 
 	// b3: the server on CPU.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/volleyscope/volleyscope/internal/proccost"
 	"github.com/volleyscope/volleyscope/breakdown"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/stats"
@@ -25,6 +26,9 @@ type Parts struct {
 	// ServerSends is how many replies the server sent in the measured
 	// window, from the probe's send events; 0 without the probe.
 	ServerSends int64
+	// ServerCost is what the server's process tree spent per request over
+	// the window, from /proc; nil when its process is not known.
+	ServerCost  *proccost.Cost
 	Errors      []string // what went wrong, in order
 	Warnings    []string // checks made elsewhere (e.g. other tracers on our hooks)
 }
@@ -82,6 +86,16 @@ func Build(p Parts) *Results {
 		}
 		r.BreakdownByBand = buildBands(j)
 		r.Slowest = buildSlowest(j)
+		if conns, threads, slow := j.Concentration(5); slow > 0 {
+			sw := &SlowWhere{Slow: slow}
+			for _, c := range conns {
+				sw.ByConn = append(sw.ByConn, SlowCount{ID: c.Key, Slow: c.Slow, Total: c.Total})
+			}
+			for _, t := range threads {
+				sw.ByServerThread = append(sw.ByServerThread, SlowCount{ID: t.Key, Slow: t.Slow, Total: t.Total})
+			}
+			r.SlowWhere = sw
+		}
 		bc := &BreakdownCheck{Joined: j.Joined, Unjoined: j.Unjoined, UnjoinedReasons: j.Reasons, Tolerance: BreakdownTolerance}
 		if j.Joined > 0 {
 			bc.SumWithinTolerance = float64(j.Consistent) / float64(j.Joined)
@@ -97,6 +111,7 @@ func Build(p Parts) *Results {
 		}
 		r.Warnings = append(r.Warnings, saturation(r, p.Load)...)
 	}
+	r.ServerCost = p.ServerCost
 	return r
 }
 

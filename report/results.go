@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/volleyscope/volleyscope/internal/proccost"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/stats"
 )
@@ -29,6 +30,9 @@ type Results struct {
 	// when it plateaus while each client's rate falls, the server is
 	// saturated.
 	ServerThroughputRPS float64         `json:"server_throughput_rps,omitempty"`
+	// ServerCost is the server's CPU time and context switches per
+	// request over the window (its process and children, from /proc).
+	ServerCost *proccost.Cost `json:"server_cost,omitempty"`
 	Run                 RunInfo         `json:"run"`
 	Breakdown           []Component     `json:"breakdown"`
 	BreakdownCheck      *BreakdownCheck `json:"breakdown_check,omitempty"`
@@ -39,7 +43,10 @@ type Results struct {
 	// Slowest are the slowest joined round trips, slowest first, each
 	// with its components and the tasks that held the CPU while a side
 	// waited for one.
-	Slowest    []SlowTrip `json:"slowest,omitempty"`
+	Slowest []SlowTrip `json:"slowest,omitempty"`
+	// SlowWhere says which connections and server threads the round
+	// trips slower than the p99 concentrate on.
+	SlowWhere  *SlowWhere `json:"slow_where,omitempty"`
 	Syscalls   []Syscall  `json:"syscalls,omitempty"`
 	LostEvents uint64     `json:"lost_events"`
 	Probe      *ProbeInfo `json:"probe,omitempty"`
@@ -192,6 +199,25 @@ type TripHolder struct {
 	PID  uint32 `json:"pid,omitempty"` // thread group; absent when the hook could not tell
 	TID  uint32 `json:"tid"`
 	Ns   int64  `json:"ns"`
+}
+
+// SlowWhere counts, per connection and per server thread (the thread
+// that received the request), the round trips slower than the p99 of the
+// joined round trips before them (a running estimate, recomputed every
+// 1024 round trips; the first 1024 are not judged). The five with most
+// each, most first.
+type SlowWhere struct {
+	Slow           int64       `json:"slow"`
+	ByConn         []SlowCount `json:"by_conn"`
+	ByServerThread []SlowCount `json:"by_server_thread"`
+}
+
+// SlowCount is one connection's or server thread's slow round trips out
+// of its joined ones.
+type SlowCount struct {
+	ID    int64 `json:"id"` // connection id, or server thread id
+	Slow  int64 `json:"slow"`
+	Total int64 `json:"total"`
 }
 
 // TripPart is one component of one round trip.

@@ -66,6 +66,10 @@ func WriteText(w io.Writer, r *Results) error {
 		fmt.Fprintf(b, " (the server sent %.0f/s)", r.ServerThroughputRPS)
 	}
 	b.WriteString("\n")
+	if c := r.ServerCost; c != nil {
+		fmt.Fprintf(b, "server cost: %s of CPU per request (%.0f%% in user space), %.2f context switches per request (%.2f blocking, %.2f preempted), %d thread(s) in %d process(es)\n",
+			Dur(c.CPUNs), 100*c.UserShare, c.Switches, c.Voluntary, c.Involuntary, c.Threads, c.Procs)
+	}
 	if su := r.Run.Setup; su.Connections > 0 {
 		fmt.Fprintf(b, "connections %d set up in %s (%.0f/s, slowest %s), driven by %d thread(s) (client model %s)",
 			su.Connections, Dur(float64(su.Duration)), su.PerSecond, Dur(float64(su.Slowest)), su.Threads, su.Model)
@@ -103,6 +107,11 @@ func WriteText(w io.Writer, r *Results) error {
 	}
 	if len(r.Slowest) > 0 {
 		if err := WriteSlowest(w, r.Slowest); err != nil {
+			return err
+		}
+	}
+	if sw := r.SlowWhere; sw != nil {
+		if err := WriteSlowWhere(w, sw); err != nil {
 			return err
 		}
 	}
@@ -350,4 +359,26 @@ func writeHolders(b *strings.Builder, t SlowTrip, side string) {
 		fmt.Fprintf(b, "; %s unnamed (an idle CPU, or not kept)", Dur(float64(unnamed)))
 	}
 	b.WriteString("\n")
+}
+
+// WriteSlowWhere writes which connections and server threads the round
+// trips over the running p99 came from.
+func WriteSlowWhere(w io.Writer, sw *SlowWhere) error {
+	b := &strings.Builder{}
+	fmt.Fprintf(b, "%d round trips over the running p99 came from\n", sw.Slow)
+	for _, part := range []struct {
+		name string
+		cs   []SlowCount
+	}{{"connections", sw.ByConn}, {"server threads", sw.ByServerThread}} {
+		fmt.Fprintf(b, "  %s:", part.name)
+		for i, c := range part.cs {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(b, " %d (%d of %d)", c.ID, c.Slow, c.Total)
+		}
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

@@ -52,6 +52,9 @@ type Options struct {
 	// with the wall-clock and CLOCK_MONOTONIC times of that moment
 	// (Window.FirstT0).
 	Began func(wall time.Time, firstT0 int64)
+	// Halting, if set, is called once on the run loop as the clients are
+	// told to stop: the end of the measured window.
+	Halting func()
 	// ClientsReady, if set, is called once every connection is up and
 	// before any request is sent, with the client threads' TIDs (index =
 	// connection). An error aborts the run. The probe uses it to start
@@ -292,6 +295,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	loadAtEnd := load.sample()
 	set.halt()
 	end := nanotime()
+	if opts.Halting != nil {
+		opts.Halting()
+	}
 	ncpu := len(opts.ClientCPUs)
 	if ncpu == 0 {
 		ncpu = runtime.NumCPU()

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/volleyscope/volleyscope/internal/proccost"
 	"github.com/volleyscope/volleyscope/breakdown"
+	"github.com/volleyscope/volleyscope/internal/proccost"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/stats"
 )
@@ -28,9 +28,9 @@ type Parts struct {
 	ServerSends int64
 	// ServerCost is what the server's process tree spent per request over
 	// the window, from /proc; nil when its process is not known.
-	ServerCost  *proccost.Cost
-	Errors      []string // what went wrong, in order
-	Warnings    []string // checks made elsewhere (e.g. other tracers on our hooks)
+	ServerCost *proccost.Cost
+	Errors     []string // what went wrong, in order
+	Warnings   []string // checks made elsewhere (e.g. other tracers on our hooks)
 }
 
 // ProbeParts is what the probe says of itself after a run.

@@ -29,13 +29,13 @@ type Results struct {
 	// the window, from the probe's send events (0 without the probe):
 	// when it plateaus while each client's rate falls, the server is
 	// saturated.
-	ServerThroughputRPS float64         `json:"server_throughput_rps,omitempty"`
+	ServerThroughputRPS float64 `json:"server_throughput_rps,omitempty"`
 	// ServerCost is the server's CPU time and context switches per
 	// request over the window (its process and children, from /proc).
-	ServerCost *proccost.Cost `json:"server_cost,omitempty"`
-	Run                 RunInfo         `json:"run"`
-	Breakdown           []Component     `json:"breakdown"`
-	BreakdownCheck      *BreakdownCheck `json:"breakdown_check,omitempty"`
+	ServerCost     *proccost.Cost  `json:"server_cost,omitempty"`
+	Run            RunInfo         `json:"run"`
+	Breakdown      []Component     `json:"breakdown"`
+	BreakdownCheck *BreakdownCheck `json:"breakdown_check,omitempty"`
 	// BreakdownByBand is the breakdown of the round trips in each band of
 	// their latency (≤ p50, p50–p90, p90–p99, > p99): which component
 	// grows toward the tail.

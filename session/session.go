@@ -254,6 +254,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if out != nil {
 		cfg.Load.Began = out.Log.Begin
 	}
+	cost := costMeter(srv, cfg.Addr, &cfg.Load)
 
 	load, runErr := loadgen.Run(ctx, cfg.Load)
 	var probeErr error
@@ -278,6 +279,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		return nil, runErr
 	}
 	parts.Load = load
+	parts.ServerCost = cost.per(load.ThroughputRPS)
 	for _, e := range []error{runErr, stopErr} {
 		if e != nil {
 			parts.Errors = append(parts.Errors, e.Error())

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/volleyscope/volleyscope/internal/proccost"
 	"github.com/volleyscope/volleyscope/stats"
 
 	"github.com/volleyscope/volleyscope/breakdown"
@@ -86,9 +87,13 @@ func testVerdict() *Verdict {
 		P99B:  []float64{118e3, 160e3, 100e3, 131e3, 122e3},
 		RPSA:  []float64{14e3, 13.8e3, 14.4e3, 14e3, 14.1e3},
 		RPSB:  []float64{16.5e3, 16.3e3, 16.7e3, 16.4e3, 16.6e3},
+		CostA: []proccost.Cost{{CPUNs: 20e3, Switches: 1.4}, {CPUNs: 21e3, Switches: 1.5}, {CPUNs: 19e3, Switches: 1.3}, {CPUNs: 20e3, Switches: 1.4}, {CPUNs: 20.5e3, Switches: 1.45}},
+		CostB: []proccost.Cost{{CPUNs: 12e3, Switches: 0.2}, {CPUNs: 13e3, Switches: 0.25}, {CPUNs: 12e3, Switches: 0.2}, {CPUNs: 12.5e3, Switches: 0.22}, {CPUNs: 12e3, Switches: 0.21}},
 		Breakdown: []ComponentVs{
-			{Component: "server_wakeup", Side: "server", MeanNsA: 24e3, MeanNsB: 23.5e3},
-			{Component: "server_kernel_recv", Side: "server", MeanNsA: 15e3, MeanNsB: 5e3},
+			{Component: "server_wakeup", Side: "server", MeanNsA: 24e3, MeanNsB: 23.5e3,
+				PairNsA: []float64{23e3, 25e3, 24e3, 24.5e3, 23.5e3}, PairNsB: []float64{24e3, 23e3, 23.5e3, 23e3, 24e3}},
+			{Component: "server_kernel_recv", Side: "server", MeanNsA: 15e3, MeanNsB: 5e3,
+				PairNsA: []float64{15e3, 15.5e3, 14.5e3, 15e3, 15e3}, PairNsB: []float64{5e3, 5.2e3, 4.8e3, 5e3, 5e3}},
 		},
 	}
 }

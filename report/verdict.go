@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/volleyscope/volleyscope/internal/proccost"
 	"github.com/volleyscope/volleyscope/stats"
 )
 
@@ -32,21 +33,27 @@ type Verdict struct {
 	// StopReason says why the pairs ended: "conclusive" (the p50 verdict
 	// is a difference or an equivalence), "budget" or "max_pairs" (spent
 	// before it was), "pairs" (a fixed number asked for), "error".
-	StopReason string      `json:"stop_reason"`
-	Conclusive bool        `json:"conclusive"` // the p50 verdict is a difference or an equivalence
-	Elapsed    float64     `json:"elapsed_s"`  // wall time of all the rounds
-	MeanA      []float64   `json:"mean_ns_a"`  // per round
-	MeanB      []float64   `json:"mean_ns_b"`
-	P50A       []float64   `json:"p50_ns_a"`
-	P50B       []float64   `json:"p50_ns_b"`
-	P99A       []float64   `json:"p99_ns_a"`
-	P99B       []float64   `json:"p99_ns_b"`
-	RPSA       []float64   `json:"throughput_rps_a"`
-	RPSB       []float64   `json:"throughput_rps_b"`
-	Mean       stats.Ratio `json:"mean_ratio"`
-	P50        stats.Ratio `json:"p50_ratio"`
-	P99        stats.Ratio `json:"p99_ratio"`
-	Throughput stats.Ratio `json:"throughput_ratio"`
+	StopReason string    `json:"stop_reason"`
+	Conclusive bool      `json:"conclusive"` // the p50 verdict is a difference or an equivalence
+	Elapsed    float64   `json:"elapsed_s"`  // wall time of all the rounds
+	MeanA      []float64 `json:"mean_ns_a"`  // per round
+	MeanB      []float64 `json:"mean_ns_b"`
+	P50A       []float64 `json:"p50_ns_a"`
+	P50B       []float64 `json:"p50_ns_b"`
+	P99A       []float64 `json:"p99_ns_a"`
+	P99B       []float64 `json:"p99_ns_b"`
+	RPSA       []float64 `json:"throughput_rps_a"`
+	RPSB       []float64 `json:"throughput_rps_b"`
+	// CostA and CostB are each round's server cost per request (from
+	// /proc); CPU and Switches compare them B/A when every pair has both.
+	CostA      []proccost.Cost `json:"server_cost_a,omitempty"`
+	CostB      []proccost.Cost `json:"server_cost_b,omitempty"`
+	CPU        *stats.Ratio    `json:"cpu_per_request_ratio,omitempty"`
+	Switches   *stats.Ratio    `json:"switches_per_request_ratio,omitempty"`
+	Mean       stats.Ratio     `json:"mean_ratio"`
+	P50        stats.Ratio     `json:"p50_ratio"`
+	P99        stats.Ratio     `json:"p99_ratio"`
+	Throughput stats.Ratio     `json:"throughput_ratio"`
 	// Metrics is the verdict on each of p50 (which decides when to stop),
 	// p99, mean and throughput, in that order.
 	Metrics   []MetricVerdict `json:"metrics"`
@@ -77,6 +84,11 @@ type ComponentVs struct {
 	Side      string  `json:"side"`
 	MeanNsA   float64 `json:"mean_ns_a"`
 	MeanNsB   float64 `json:"mean_ns_b"`
+	// Per pair, the component's mean in A's and B's round (0 where a
+	// round has none), and Decide's paired difference B − A.
+	PairNsA []float64   `json:"pair_ns_a,omitempty"`
+	PairNsB []float64   `json:"pair_ns_b,omitempty"`
+	DiffNs  *stats.Diff `json:"diff_ns,omitempty"`
 }
 
 // Decide fills Mean, P99, Throughput and Summary from the per-round values
@@ -124,8 +136,41 @@ func (v *Verdict) Decide() error {
 		v.Metrics = append(v.Metrics, MetricVerdict{Metric: m.name, Ratio: m.r, Outcome: o, Text: metricText(v.A, v.B, m.name, m.r, o, v.Margin, level)})
 	}
 	v.Conclusive = v.Metrics[0].Outcome != stats.Inconclusive
+	for i := range v.Breakdown {
+		c := &v.Breakdown[i]
+		c.DiffNs = nil
+		if len(c.PairNsA) >= n && len(c.PairNsB) >= n {
+			d := stats.PairedDiff(c.PairNsB[:n], c.PairNsA[:n], level)
+			c.DiffNs = &d
+		}
+	}
+	v.CPU, v.Switches = nil, nil
+	if len(v.CostA) >= n && len(v.CostB) >= n {
+		var ca, cb, sa, sb []float64
+		for i := range n {
+			ca, cb = append(ca, v.CostA[i].CPUNs), append(cb, v.CostB[i].CPUNs)
+			sa, sb = append(sa, v.CostA[i].Switches), append(sb, v.CostB[i].Switches)
+		}
+		if positive(ca) && positive(cb) {
+			r := stats.PairedRatio(cb, ca, level)
+			v.CPU = &r
+		}
+		if positive(sa) && positive(sb) {
+			r := stats.PairedRatio(sb, sa, level)
+			v.Switches = &r
+		}
+	}
 	v.Summary = v.Metrics[0].Text
 	return nil
+}
+
+func positive(xs []float64) bool {
+	for _, x := range xs {
+		if !(x > 0) {
+			return false
+		}
+	}
+	return len(xs) > 0
 }
 
 // metricText says what one metric's ratio B/A shows, e.g. "B is 12.0%
@@ -206,11 +251,42 @@ func WriteVerdict(w io.Writer, v *Verdict) error {
 	for _, m := range v.Metrics {
 		fmt.Fprintf(w, "%-11s %s\n", m.Metric+":", m.Text)
 	}
+	if n := v.Pairs; len(v.CostA) >= n && len(v.CostB) >= n && n > 0 {
+		mean := func(cs []proccost.Cost, f func(proccost.Cost) float64) float64 {
+			var s float64
+			for _, c := range cs[:n] {
+				s += f(c)
+			}
+			return s / float64(n)
+		}
+		cpu := func(c proccost.Cost) float64 { return c.CPUNs }
+		sw := func(c proccost.Cost) float64 { return c.Switches }
+		ratio := func(r *stats.Ratio) string {
+			if r == nil {
+				return "-"
+			}
+			return fmt.Sprintf("%.3f [%.3f, %.3f]", r.Ratio, r.Low, r.High)
+		}
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "server cost per request\t%s\t%s\t%s/%s\t\n", v.A, v.B, v.B, v.A)
+		fmt.Fprintf(tw, "CPU time\t%s\t%s\t%s\t\n", Dur(mean(v.CostA, cpu)), Dur(mean(v.CostB, cpu)), ratio(v.CPU))
+		fmt.Fprintf(tw, "context switches\t%.2f\t%.2f\t%s\t\n", mean(v.CostA, sw), mean(v.CostB, sw), ratio(v.Switches))
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	if len(v.Breakdown) > 0 {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "component\tside\t%s\t%s\tdifference\t\n", v.A, v.B)
+		fmt.Fprintf(tw, "component\tside\t%s\t%s\tdifference\tinterval (* excludes 0)\t\n", v.A, v.B)
 		for _, c := range v.Breakdown {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", c.Component, c.Side, Dur(c.MeanNsA), Dur(c.MeanNsB), Dur(c.MeanNsB-c.MeanNsA))
+			iv := ""
+			if d := c.DiffNs; d != nil && !math.IsNaN(d.Low) {
+				iv = fmt.Sprintf("[%s, %s]", Dur(d.Low), Dur(d.High))
+				if d.Significant {
+					iv += " *"
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Component, c.Side, Dur(c.MeanNsA), Dur(c.MeanNsB), Dur(c.MeanNsB-c.MeanNsA), iv)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/proccost"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/report"
 	"github.com/volleyscope/volleyscope/stats"
@@ -183,6 +184,15 @@ func Versus(ctx context.Context, cfg Config, a, b Contender, plan Plan, onRound 
 				v.Meta.Server = a.Label + " vs " + b.Label
 			}
 			comps[k] = append(comps[k], r.Breakdown)
+			var cost proccost.Cost // zero when unknown: no cost ratio then
+			if r.ServerCost != nil {
+				cost = *r.ServerCost
+			}
+			if k == 0 {
+				v.CostA = append(v.CostA, cost)
+			} else {
+				v.CostB = append(v.CostB, cost)
+			}
 			if k == 0 {
 				v.MeanA, v.P50A, v.P99A, v.RPSA = append(v.MeanA, r.Latency.Mean), append(v.P50A, r.Latency.P50), append(v.P99A, r.Latency.P99), append(v.RPSA, r.ThroughputRPS)
 			} else {
@@ -237,6 +247,7 @@ func finish(v *report.Verdict, comps [2][][]report.Component, runErr error) (*re
 	v.Pairs = n
 	v.MeanA, v.P50A, v.P99A, v.RPSA = v.MeanA[:n], v.P50A[:n], v.P99A[:n], v.RPSA[:n]
 	v.MeanB, v.P50B, v.P99B, v.RPSB = v.MeanB[:n], v.P50B[:n], v.P99B[:n], v.RPSB[:n]
+	v.CostA, v.CostB = v.CostA[:min(n, len(v.CostA))], v.CostB[:min(n, len(v.CostB))]
 	v.Breakdown = averageBreakdowns(comps[0][:n], comps[1][:n])
 	if err := v.Decide(); err != nil {
 		if runErr != nil {
@@ -247,13 +258,21 @@ func finish(v *report.Verdict, comps [2][][]report.Component, runErr error) (*re
 	return v, runErr
 }
 
+// grow extends xs with zeros to n values.
+func grow(xs []float64, n int) []float64 {
+	for len(xs) < n {
+		xs = append(xs, 0)
+	}
+	return xs
+}
+
 // averageBreakdowns averages each component's mean over the rounds of
 // each side, in the order the components first appear.
 func averageBreakdowns(a, b [][]report.Component) []report.ComponentVs {
 	idx := map[string]int{}
 	var out []report.ComponentVs
 	for side, rounds := range [][][]report.Component{a, b} {
-		for _, round := range rounds {
+		for r, round := range rounds {
 			for _, c := range round {
 				key := c.Side + "/" + c.Component
 				i, ok := idx[key]
@@ -266,6 +285,13 @@ func averageBreakdowns(a, b [][]report.Component) []report.ComponentVs {
 					out[i].MeanNsA += c.MeanNs / float64(len(a))
 				} else {
 					out[i].MeanNsB += c.MeanNs / float64(len(b))
+				}
+				out[i].PairNsA = grow(out[i].PairNsA, len(a))
+				out[i].PairNsB = grow(out[i].PairNsB, len(b))
+				if side == 0 {
+					out[i].PairNsA[r] = c.MeanNs
+				} else {
+					out[i].PairNsB[r] = c.MeanNs
 				}
 			}
 		}

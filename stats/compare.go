@@ -62,3 +62,32 @@ func CompareMeans(a, b Interval, conf float64) Ratio {
 }
 
 func normQuantile(p float64) float64 { return math.Sqrt2 * math.Erfinv(2*p-1) }
+
+// Diff is a paired difference with its interval.
+type Diff struct {
+	Diff        float64 `json:"diff"`
+	Low         float64 `json:"low"`
+	High        float64 `json:"high"`
+	N           int     `json:"n"`
+	Significant bool    `json:"significant"` // the interval excludes 0
+}
+
+// PairedDiff is the mean of a[i] − b[i] over interleaved pairs with a
+// Student-t interval at level conf; NaN bounds from fewer than 2 pairs.
+func PairedDiff(a, b []float64, conf float64) Diff {
+	n := min(len(a), len(b))
+	if n < 2 {
+		return Diff{Low: math.NaN(), High: math.NaN(), N: n}
+	}
+	d := make([]float64, n)
+	for i := range d {
+		d[i] = a[i] - b[i]
+	}
+	m := mean(d)
+	var ss float64
+	for _, v := range d {
+		ss += (v - m) * (v - m)
+	}
+	h := tQuantile(conf, n-1) * math.Sqrt(ss/float64(n-1)/float64(n))
+	return Diff{Diff: m, Low: m - h, High: m + h, N: n, Significant: m-h > 0 || m+h < 0}
+}

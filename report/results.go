@@ -70,6 +70,14 @@ type Meta struct {
 	ServerCPUs []int             `json:"server_cpus"`
 	ServerSpin int64             `json:"server_spin_ns,omitempty"`
 	Network    string            `json:"network,omitempty"` // how client and server were joined when not by loopback (--netns)
+	// What makes a comparison reproducible across machines and kernels:
+	// each CPU vulnerability and its mitigation as the kernel reports it
+	// (/sys/devices/system/cpu/vulnerabilities), the cpufreq governor of
+	// CPU 0 ("" where none is exposed, as in most VMs), and the io_uring
+	// features this kernel offers the built-in servers.
+	Vulnerabilities map[string]string `json:"cpu_vulnerabilities,omitempty"`
+	Governor        string            `json:"cpufreq_governor,omitempty"`
+	IOUring         string            `json:"io_uring,omitempty"`
 	ProbeMode  string            `json:"probe_mode"`
 	Hooks      map[string]string `json:"hooks"`
 	StartedAt  time.Time         `json:"started_at"`
@@ -271,6 +279,18 @@ func HostMeta() Meta {
 				break
 			}
 		}
+	}
+	const vulns = "/sys/devices/system/cpu/vulnerabilities"
+	if es, err := os.ReadDir(vulns); err == nil {
+		m.Vulnerabilities = map[string]string{}
+		for _, e := range es {
+			if b, err := os.ReadFile(vulns + "/" + e.Name()); err == nil {
+				m.Vulnerabilities[e.Name()] = strings.TrimSpace(string(b))
+			}
+		}
+	}
+	if b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"); err == nil {
+		m.Governor = strings.TrimSpace(string(b))
 	}
 	return m
 }

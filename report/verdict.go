@@ -380,6 +380,15 @@ func Differences(a, b *Results) []string {
 	}
 	diff("stop reason", a.Run.StopReason, b.Run.StopReason)
 	diff("kernel", a.Meta.Kernel, b.Meta.Kernel)
+	if a.Meta.Vulnerabilities != nil && b.Meta.Vulnerabilities != nil {
+		for _, k := range sortedKeys(union(a.Meta.Vulnerabilities, b.Meta.Vulnerabilities)) {
+			diff("CPU vulnerability "+k, orNone(a.Meta.Vulnerabilities[k]), orNone(b.Meta.Vulnerabilities[k]))
+		}
+	}
+	diff("cpufreq governor", orNone(a.Meta.Governor), orNone(b.Meta.Governor))
+	if a.Meta.IOUring != "" && b.Meta.IOUring != "" {
+		diff("io_uring features", a.Meta.IOUring, b.Meta.IOUring)
+	}
 	diff("CPU model", a.Meta.CPUModel, b.Meta.CPUModel)
 	diff("CPU count", a.Meta.NCPU, b.Meta.NCPU)
 	diff("server", a.Meta.Server, b.Meta.Server)

@@ -45,7 +45,7 @@ var registry = []Server{
 	{Name: "iouring-multishot", Model: "one thread, one io_uring: multishot accept and recv, provided-buffer ring", Requires: "Linux 6.0 (multishot recv, buffer rings)", Serve: serveMultishot, check: checkMultishot},
 }
 
-// All lists the servers, the default (goroutine) first.
+// All lists the servers.
 func All() []Server { return registry }
 
 // Lookup finds a server by name.
@@ -75,6 +75,19 @@ func Check(name string) error {
 		}
 	}
 	return nil
+}
+
+// IOUringFeatures says which io_uring features of the built-in servers
+// this kernel offers, e.g. "accept/recv/send yes; multishot recv and
+// buffer rings no (…)".
+func IOUringFeatures() string {
+	say := func(name string) string {
+		if err := Check(name); err != nil {
+			return "no (" + err.Error() + ")"
+		}
+		return "yes"
+	}
+	return "accept/recv/send " + say("iouring") + "; multishot recv and buffer rings " + say("iouring-multishot")
 }
 
 // ended is what a server that accepts in a loop returns once its

@@ -16,6 +16,7 @@ import (
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
 	"github.com/volleyscope/volleyscope/report"
+	"github.com/volleyscope/volleyscope/servers"
 )
 
 // DefaultServer is the built-in server a run starts when none is named:
@@ -113,6 +114,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		cfg.Echo = true
 	}
 	parts := report.Parts{Meta: report.HostMeta()}
+	parts.Meta.IOUring = servers.IOUringFeatures()
 	parts.Meta.ServerCPUs = cfg.ServerCPUs
 	parts.Meta.ServerSpin = cfg.ServerSpin.Nanoseconds()
 

@@ -255,20 +255,17 @@ func (c *client) blockingRoundTrip() error {
 	return err
 }
 
-// sendBlocking writes the whole request on the blocking socket. It first
-// offers it to send(2) with MSG_DONTWAIT as a raw system call, without
-// the Go runtime's system call bookkeeping, which a call that cannot
-// block does not need; what the socket did not take then goes through
-// blocking writes.
+// sendBlocking writes the whole request on the blocking socket: first
+// with a send that cannot block (sendNow), then, for what the socket did
+// not take, with blocking writes bounded by SO_SNDTIMEO.
 func (c *client) sendBlocking() error {
 	b := c.x.req
-	n, _, errno := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(c.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
-		unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+	n, err := sendNow(c.fd, b)
 	switch {
-	case errno == 0:
+	case err == nil:
 		b = b[n:]
-	case errno != unix.EAGAIN && errno != unix.EINTR:
-		return sendError{errno}
+	case err != unix.EAGAIN && err != unix.EINTR:
+		return sendError{err}
 	}
 	if len(b) == 0 {
 		return nil
@@ -277,6 +274,22 @@ func (c *client) sendBlocking() error {
 		return sendError{err}
 	}
 	return nil
+}
+
+// sendNow is send(2) with MSG_DONTWAIT, which never blocks, made as a
+// raw system call: without the Go runtime's system call bookkeeping
+// (entersyscall, exitsyscall), which only a call that may block needs.
+// MSG_NOSIGNAL keeps a socket the peer or the watchdog shut down from
+// raising SIGPIPE. (In the epoll model, sendto and recvfrom this way
+// measured no faster than write and read with the bookkeeping: +128 ns
+// median over 24 rounds, one CPU.)
+func sendNow(fd int, b []byte) (int, error) {
+	n, _, errno := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // claimedLate marks a round trip the watchdog found over the timeout.

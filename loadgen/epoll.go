@@ -92,6 +92,7 @@ func (w *worker) run(opts *Options) {
 	}
 	stopping := false
 	nextScan := nanotime() + scanEvery
+	lastYield := start
 	for w.active > 0 {
 		if !stopping && s.stop.Load() {
 			stopping = true
@@ -103,6 +104,11 @@ func (w *worker) run(opts *Options) {
 			}
 		}
 		now := nanotime()
+		if now-lastYield > yieldEvery {
+			// Keeps sysmon asleep, as a client thread does (yieldEvery).
+			runtime.Gosched()
+			lastYield, now = now, nanotime()
+		}
 		for len(w.heap) > 0 && w.heap[0].intended <= now {
 			w.start(w.pop(), opts)
 		}

@@ -59,17 +59,17 @@ type Results struct {
 
 // Meta says what was measured, where and when.
 type Meta struct {
-	Kernel     string            `json:"kernel"`
-	CPUModel   string            `json:"cpu_model"`
-	NCPU       int               `json:"ncpu"`
-	Server     string            `json:"server"`
-	Clients    int               `json:"clients"`
-	Proto      string            `json:"proto"`
-	Size       int               `json:"size_bytes,omitempty"`
-	ClientCPUs []int             `json:"client_cpus"`
-	ServerCPUs []int             `json:"server_cpus"`
-	ServerSpin int64             `json:"server_spin_ns,omitempty"`
-	Network    string            `json:"network,omitempty"` // how client and server were joined when not by loopback (--netns)
+	Kernel     string `json:"kernel"`
+	CPUModel   string `json:"cpu_model"`
+	NCPU       int    `json:"ncpu"`
+	Server     string `json:"server"`
+	Clients    int    `json:"clients"`
+	Proto      string `json:"proto"`
+	Size       int    `json:"size_bytes,omitempty"`
+	ClientCPUs []int  `json:"client_cpus"`
+	ServerCPUs []int  `json:"server_cpus"`
+	ServerSpin int64  `json:"server_spin_ns,omitempty"`
+	Network    string `json:"network,omitempty"` // how client and server were joined when not by loopback (--netns)
 	// What makes a comparison reproducible across machines and kernels:
 	// each CPU vulnerability and its mitigation as the kernel reports it
 	// (/sys/devices/system/cpu/vulnerabilities), the cpufreq governor of
@@ -78,10 +78,10 @@ type Meta struct {
 	Vulnerabilities map[string]string `json:"cpu_vulnerabilities,omitempty"`
 	Governor        string            `json:"cpufreq_governor,omitempty"`
 	IOUring         string            `json:"io_uring,omitempty"`
-	ProbeMode  string            `json:"probe_mode"`
-	Hooks      map[string]string `json:"hooks"`
-	StartedAt  time.Time         `json:"started_at"`
-	Version    string            `json:"volleyscope_version"`
+	ProbeMode       string            `json:"probe_mode"`
+	Hooks           map[string]string `json:"hooks"`
+	StartedAt       time.Time         `json:"started_at"`
+	Version         string            `json:"volleyscope_version"`
 }
 
 // Latency summarizes the client-observed round-trip time in nanoseconds.

@@ -58,3 +58,41 @@ func TestSweepKnee(t *testing.T) {
 		})
 	}
 }
+
+// TestSweepServers: two servers taking turns at each level get a knee
+// each, a server column, and lines of their own in the SVG.
+func TestSweepServers(t *testing.T) {
+	pt := func(server string, c int, thr, p50 float64) SweepPoint {
+		return SweepPoint{Server: server, Clients: c, ThroughputRPS: thr, P50: p50, P99: 3 * p50, CPUPerRequestNs: 10e3}
+	}
+	s := NewSweep([]SweepPoint{
+		pt("epoll", 1, 10e3, 50e3), pt("uring", 1, 11e3, 48e3),
+		pt("epoll", 4, 30e3, 60e3), pt("uring", 4, 40e3, 55e3),
+		pt("epoll", 16, 31e3, 200e3), pt("uring", 16, 60e3, 60e3),
+	})
+	if len(s.Knees) != 2 || s.Knees[0].Server != "epoll" || s.Knees[0].Point != 2 || s.Knees[1].Point != -1 {
+		t.Fatalf("knees %+v, want epoll at point 2 and none for uring", s.Knees)
+	}
+	if s.Knee != 2 {
+		t.Errorf("Knee %d, want the first server's (2)", s.Knee)
+	}
+	var txt bytes.Buffer
+	if err := WriteSweepText(&txt, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"server", "CPU/request", "knee of epoll: 4 clients", "knee of uring: not reached"} {
+		if !strings.Contains(txt.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, txt.String())
+		}
+	}
+	var svg bytes.Buffer
+	if err := WriteSweepSVG(&svg, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := xml.Unmarshal(svg.Bytes(), new(struct{})); err != nil {
+		t.Fatalf("sweep.svg is not well-formed: %v", err)
+	}
+	if n := strings.Count(svg.String(), "<polyline"); n != 6 { // per server: throughput, p50, p99
+		t.Errorf("%d lines drawn, want 6", n)
+	}
+}

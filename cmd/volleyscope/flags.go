@@ -18,6 +18,7 @@ import (
 // help lists them: the server, the load, the stopping rule, the output.
 type loadFlags struct {
 	server     string
+	servers    []string // sweep: every --server given
 	addr       string
 	serverCPUs string
 	serverSpin time.Duration
@@ -62,8 +63,14 @@ type loadFlags struct {
 func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.Duration) {
 	f.fs = fs
 	client, server := session.DefaultCPUs()
+	const serverHelp = "server: a built-in name ('volleyscope servers'), a program taking -p PORT, a command line with {port}, port=PORT:COMMAND (listens on PORT by itself) or addr=HOST:PORT (running); NAME=… labels it"
+	switch {
+	case withTarget && f.sweep:
+		fs.StringArrayVar(&f.servers, "server", []string{session.DefaultServer}, serverHelp+"; give several to compare them, taking turns at each level")
+	case withTarget:
+		fs.StringVar(&f.server, "server", session.DefaultServer, serverHelp)
+	}
 	if withTarget {
-		fs.StringVar(&f.server, "server", session.DefaultServer, "server: a built-in name ('volleyscope servers'), a program taking -p PORT, a command line with {port}, port=PORT:COMMAND (listens on PORT by itself) or addr=HOST:PORT (running)")
 		fs.StringVar(&f.addr, "addr", "", "benchmark a running server at HOST:PORT instead of starting one")
 	}
 	fs.StringVar(&f.serverCPUs, "server-cpus", cpuString(server), "CPUs for a started server process ('' = not pinned)")
@@ -104,6 +111,9 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 // negative, a level outside (0,1)) is refused here with the flag's name, or
 // has a meaning stated in its help (--ci 0, --p99-ci 0, --warmup 0, --requests 0).
 func (f *loadFlags) config() (session.Config, error) {
+	if len(f.servers) > 0 {
+		f.server = f.servers[0]
+	}
 	proto, err := loadgen.ParseProto(f.proto)
 	if err != nil {
 		return session.Config{}, usagef("--proto: %v", err)

@@ -16,7 +16,8 @@ import (
 
 const sweepHelp = `volleyscope sweep [flags]
 
-Runs the same server once per load level, each run to its --ci and --p99-ci
+Runs a server once per load level (several servers, given by repeated
+--server, take turns at each level), each run to its --ci and --p99-ci
 targets (capped by --duration), and prints throughput and p50/p99 with
 their intervals against the load, the server-side throughput (replies the
 server sent per second, from the probe's send events) beside the client's,
@@ -31,6 +32,7 @@ sweep.svg.
 examples:
   volleyscope sweep --server epoll-lt --clients 1,4,16,64,256 --out sweep/
   volleyscope sweep --clients 8 --rate 5000,10000,20000,40000 --duration 10s
+  volleyscope sweep --server epoll=epoll-lt --server uring=iouring-multishot --clients 1,256,512,1024 --proto echo --size 1024 --out cmp/
 ` + exitText
 
 func cmdSweep(ctx context.Context, args []string) error {
@@ -61,9 +63,23 @@ func cmdSweep(ctx context.Context, args []string) error {
 	pr := newProgress(os.Stderr, lf.quiet)
 	cfg.Progress = pr.update
 	cfg.Note = func(string) {} // one line per level instead, below
-	s, runErr := session.Sweep(ctx, cfg, levels, func(i int, l session.Level, out *session.Outcome, err error) {
+	var servers []session.Contender
+	for _, arg := range lf.servers {
+		c, err := session.ParseContender(arg)
+		if err != nil {
+			return usagef("sweep: %v", err)
+		}
+		servers = append(servers, c)
+	}
+	if lf.addr != "" {
+		servers = nil // --addr: the one running server
+	}
+	s, runErr := session.Sweep(ctx, cfg, servers, levels, func(i int, l session.Level, c session.Contender, out *session.Outcome, err error) {
 		pr.clear()
-		what := fmt.Sprintf("level %d of %d (%s)", i+1, len(levels), strings.TrimPrefix(l.Name(i)[3:], ""))
+		what := fmt.Sprintf("level %d of %d (%s)", i+1, len(levels), l.Name(i)[3:])
+		if len(servers) > 1 {
+			what += ", " + c.Label
+		}
 		switch {
 		case out != nil && err == nil:
 			pr.note(fmt.Sprintf("%s: %.0f round trips/s, p50 %s, %s", what, out.Results.ThroughputRPS, report.Dur(out.Results.Latency.P50), out.Results.Run.StopReason))

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/volleyscope/volleyscope/internal/proccost"
@@ -162,7 +164,7 @@ func TestGoldenCompare(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			if err := WriteComparison(&buf, "a/results.json", tc.a, "b/results.json", tc.b); err != nil {
+			if err := WriteComparison(&buf, [][]Named{{{"a/results.json", tc.a}}, {{"b/results.json", tc.b}}}, 0); err != nil {
 				t.Fatal(err)
 			}
 			golden(t, tc.name, buf.Bytes())
@@ -207,7 +209,7 @@ func TestCompareRefusesEmptyRun(t *testing.T) {
 	empty := *a
 	empty.Latency = Latency{}
 	var buf bytes.Buffer
-	if err := WriteComparison(&buf, "a", a, "b", &empty); !errors.Is(err, ErrNothingToCompare) {
+	if err := WriteComparison(&buf, [][]Named{{{"a", a}}, {{"b", &empty}}}, 0); !errors.Is(err, ErrNothingToCompare) {
 		t.Fatalf("WriteComparison with an empty run = %v, want ErrNothingToCompare", err)
 	}
 	if buf.Len() != 0 {
@@ -272,5 +274,70 @@ func TestGoldenRequestsCSVHeader(t *testing.T) {
 			}
 			golden(t, tc.name, buf.Bytes())
 		})
+	}
+}
+
+// TestCompareGroups: runs of one setup that differ from run to run by
+// far more than their own intervals (the back-to-back runs that the old
+// compare called a 31% difference) are not called different as groups;
+// groups 30% apart with a small spread are; a group of runs gets a golden
+// report.
+func TestCompareGroups(t *testing.T) {
+	base := readTestResults(t, "results-probed.json")
+	run := func(scale float64) Named {
+		r := *base
+		r.Latency.Mean *= scale
+		r.Latency.P50 *= scale
+		r.Latency.P99 *= scale
+		r.ThroughputRPS /= scale
+		r.Breakdown = append([]Component(nil), base.Breakdown...)
+		for i := range r.Breakdown {
+			r.Breakdown[i].MeanNs *= scale
+		}
+		return Named{Name: fmt.Sprintf("run-%.2f.json", scale), R: &r}
+	}
+	for _, tc := range []struct {
+		name    string
+		a, b    []float64
+		outcome stats.Outcome
+	}{
+		{"same setup, noisy", []float64{1.00, 0.72, 1.10}, []float64{0.68, 1.05, 0.95}, stats.Inconclusive},
+		{"30% apart", []float64{1.00, 1.02, 0.99}, []float64{1.30, 1.31, 1.29}, stats.Different},
+		{"equivalent", []float64{1.00, 1.01, 0.99}, []float64{1.00, 0.995, 1.01}, stats.Equivalent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ga, gb []Named
+			for _, x := range tc.a {
+				ga = append(ga, run(x))
+			}
+			for _, x := range tc.b {
+				gb = append(gb, run(x))
+			}
+			var buf bytes.Buffer
+			if err := WriteComparison(&buf, [][]Named{ga, gb}, 0.99); err != nil {
+				t.Fatal(err)
+			}
+			out := buf.String()
+			line := ""
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, "p50:") {
+					line = l
+				}
+			}
+			want := map[stats.Outcome]string{stats.Inconclusive: "no conclusion", stats.Different: "slower", stats.Equivalent: "equivalent"}[tc.outcome]
+			if !strings.Contains(line, want) {
+				t.Errorf("p50 verdict %q, want %q in it; report:\n%s", line, want, out)
+			}
+			if tc.name == "30% apart" {
+				golden(t, "compare-groups.golden", buf.Bytes())
+			}
+		})
+	}
+	var one bytes.Buffer
+	if err := WriteComparison(&one, [][]Named{{run(1)}, {run(0.7)}}, 0.99); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(one.String(), "no verdict: significance cannot be judged from one run") || strings.Contains(one.String(), "faster") {
+		t.Errorf("one run each must give no verdict:\n%s", one.String())
 	}
 }

@@ -36,32 +36,6 @@ func PairedRatio(a, b []float64, conf float64) Ratio {
 	return r
 }
 
-// CompareMeans compares two independent runs' means, a over b, given each
-// run's own interval at level conf. The interval of the ratio comes from
-// the delta method on log means: se(log a/b)² ≈ (se_a/a)² + (se_b/b)²,
-// with each se recovered from its interval's half-width and a normal
-// quantile. It assumes the two intervals are symmetric and the runs
-// independent; it is an approximation for runs recorded apart (e.g. on two
-// kernels), where pairing is impossible.
-func CompareMeans(a, b Interval, conf float64) Ratio {
-	if a.Mean <= 0 || b.Mean <= 0 {
-		return Ratio{Ratio: math.NaN(), Low: math.NaN(), High: math.NaN()}
-	}
-	z := normQuantile(1 - (1-conf)/2)
-	rel := func(iv Interval) float64 {
-		if iv.High <= iv.Low {
-			return 0
-		}
-		return (iv.High - iv.Low) / 2 / z / iv.Mean
-	}
-	se := math.Hypot(rel(a), rel(b))
-	l := math.Log(a.Mean / b.Mean)
-	r := Ratio{Ratio: a.Mean / b.Mean, Low: math.Exp(l - z*se), High: math.Exp(l + z*se), N: 2}
-	r.Significant = r.Low > 1 || r.High < 1
-	return r
-}
-
-func normQuantile(p float64) float64 { return math.Sqrt2 * math.Erfinv(2*p-1) }
 
 // Diff is a paired difference with its interval.
 type Diff struct {
@@ -90,4 +64,60 @@ func PairedDiff(a, b []float64, conf float64) Diff {
 	}
 	h := tQuantile(conf, n-1) * math.Sqrt(ss/float64(n-1)/float64(n))
 	return Diff{Diff: m, Low: m - h, High: m + h, N: n, Significant: m-h > 0 || m+h < 0}
+}
+
+// welch is the difference of the means of x and y, its standard error
+// and Welch–Satterthwaite degrees of freedom (rounded down, which widens
+// the interval), for independent groups of at least 2 each.
+func welch(x, y []float64) (d, se float64, df int) {
+	vx, vy := variance(x)/float64(len(x)), variance(y)/float64(len(y))
+	se = math.Sqrt(vx + vy)
+	den := vx*vx/float64(len(x)-1) + vy*vy/float64(len(y)-1)
+	df = len(x) + len(y) - 2
+	if den > 0 {
+		df = max(1, int(math.Floor((vx+vy)*(vx+vy)/den)))
+	}
+	return mean(x) - mean(y), se, df
+}
+
+func variance(x []float64) float64 {
+	m := mean(x)
+	var ss float64
+	for _, v := range x {
+		ss += (v - m) * (v - m)
+	}
+	return ss / float64(len(x)-1)
+}
+
+// WelchRatio compares the runs of a with the runs of b, run on their own
+// (not paired): the ratio of their geometric means with a Welch interval
+// on the log values, so that how much whole runs differ from each other
+// is in it. Needs 2+ positive values on each side; else NaN bounds.
+func WelchRatio(a, b []float64, conf float64) Ratio {
+	if len(a) < 2 || len(b) < 2 {
+		return Ratio{Ratio: math.NaN(), Low: math.NaN(), High: math.NaN(), N: min(len(a), len(b))}
+	}
+	la, lb := make([]float64, len(a)), make([]float64, len(b))
+	for i, v := range a {
+		la[i] = math.Log(v)
+	}
+	for i, v := range b {
+		lb[i] = math.Log(v)
+	}
+	d, se, df := welch(la, lb)
+	h := tQuantile(conf, df) * se
+	r := Ratio{Ratio: math.Exp(d), Low: math.Exp(d - h), High: math.Exp(d + h), N: min(len(a), len(b))}
+	r.Significant = r.Low > 1 || r.High < 1
+	return r
+}
+
+// WelchDiff is mean(a) − mean(b) for runs on their own, with a Welch
+// interval; NaN bounds with fewer than 2 on a side.
+func WelchDiff(a, b []float64, conf float64) Diff {
+	if len(a) < 2 || len(b) < 2 {
+		return Diff{Low: math.NaN(), High: math.NaN(), N: min(len(a), len(b))}
+	}
+	d, se, df := welch(a, b)
+	h := tQuantile(conf, df) * se
+	return Diff{Diff: d, Low: d - h, High: d + h, N: min(len(a), len(b)), Significant: d-h > 0 || d+h < 0}
 }

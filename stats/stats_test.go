@@ -153,17 +153,6 @@ func TestPairedRatio(t *testing.T) {
 	}
 }
 
-func TestCompareMeans(t *testing.T) {
-	a := Interval{Mean: 110, Low: 109, High: 111}
-	b := Interval{Mean: 100, Low: 99, High: 101}
-	if r := CompareMeans(a, b, 0.99); !r.Significant || math.Abs(r.Ratio-1.1) > 1e-9 {
-		t.Errorf("got %+v", r)
-	}
-	wide := Interval{Mean: 105, Low: 80, High: 130}
-	if r := CompareMeans(wide, b, 0.99); r.Significant {
-		t.Errorf("overlapping wide intervals called significant: %+v", r)
-	}
-}
 
 func TestWriteLog2Hist(t *testing.T) {
 	h := NewHistogram()

@@ -1,41 +1,74 @@
 package main
 
 import (
+	"errors"
 	"os"
+
+	"github.com/spf13/pflag"
 
 	"github.com/volleyscope/volleyscope/report"
 )
 
-const compareHelp = `volleyscope compare A.json B.json
+const compareHelp = `volleyscope compare A.json B.json [C.json …]
+volleyscope compare A1.json A2.json … -- B1.json B2.json …
 
-Compares two results.json files written by 'run', 'bench' or 'vs --out'
-(e.g. the same server on two kernels): the ratio B/A of the mean latency
-with a confidence interval from the two runs' own intervals, and the
-percentiles and breakdown components side by side. Before the numbers it
-warns about everything that makes the runs not like for like: a run that
-stopped early, had errors or lost probe events; the probe on in one and
-off in the other; a different stop reason, kernel, CPU, server, load,
-pinning or confidence level.
+Compares results.json files written by 'run', 'bench', 'sweep' or 'vs
+--out', e.g. the same server on two kernels: record on each kernel, then
+compare. First it warns about everything that makes the runs not like for
+like: a run that stopped early, had errors or lost probe events; the probe
+on in one and off in another; a different stop reason, kernel, CPU
+vulnerability mitigation, CPU, server, load, pinning or confidence level.
+Then the percentiles, throughput, the server's CPU per request, every
+breakdown component and syscall side by side, with ratios to A.
+
+A verdict needs the spread of whole runs, which one run cannot give: with
+one run per side there is none, only the differences. Give each side as a
+group of repeated runs, separated by --, and each metric's ratio B/A gets
+an interval across the runs and a verdict (a difference, or equivalence
+within ±5%).
 
 examples:
   volleyscope compare before/results.json after/results.json
-  volleyscope compare vs-out/pair01-a.json vs-out/pair01-b.json
+  volleyscope compare k61/run1.json k61/run2.json k61/run3.json -- k618/run1.json k618/run2.json k618/run3.json
 
 exit status: 0 compared (warnings included); 1 a run measured nothing to
 compare; 2 bad command line, or a file that is not a results.json.`
 
 func cmdCompare(args []string) error {
 	fs := newFlagSet("compare", compareHelp)
-	if help, err := parseArgs(fs, args, 2, "two results.json files"); help || err != nil {
-		return err
-	}
-	var rs [2]*report.Results
-	for i := range rs {
-		r, err := report.ReadJSON(fs.Arg(i))
-		if err != nil {
-			return usageError{err}
+	conf := fs.Float64("confidence", 0, "level of the intervals (0: the first run's)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
 		}
-		rs[i] = r
+		return usagef("compare: %v (see 'volleyscope help compare')", err)
 	}
-	return report.WriteComparison(os.Stdout, fs.Arg(0), rs[0], fs.Arg(1), rs[1])
+	if *conf < 0 || *conf >= 1 {
+		return usagef("compare: --confidence %g: want a level between 0 and 1, e.g. 0.99", *conf)
+	}
+	var groups [][]string
+	if dash := fs.ArgsLenAtDash(); dash >= 0 {
+		groups = [][]string{fs.Args()[:dash], fs.Args()[dash:]}
+		if len(groups[0]) == 0 || len(groups[1]) == 0 {
+			return usagef("compare: want runs on both sides of --, got %d and %d", len(groups[0]), len(groups[1]))
+		}
+	} else {
+		for _, a := range fs.Args() {
+			groups = append(groups, []string{a})
+		}
+		if len(groups) < 2 {
+			return usagef("compare: want two or more results.json files, or two groups split by -- (see 'volleyscope help compare')")
+		}
+	}
+	named := make([][]report.Named, len(groups))
+	for gi, g := range groups {
+		for _, path := range g {
+			r, err := report.ReadJSON(path)
+			if err != nil {
+				return usageError{err}
+			}
+			named[gi] = append(named[gi], report.Named{Name: path, R: r})
+		}
+	}
+	return report.WriteComparison(os.Stdout, named, *conf)
 }

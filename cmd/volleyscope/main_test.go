@@ -296,7 +296,7 @@ func TestProgress(t *testing.T) {
 		lines      int // newline-terminated lines for 12 s of updates
 		cr         bool
 	}{
-		{"file", false, false, 2, false},
+		{"file", false, false, 0, false}, // no status lines in a file or pipe
 		{"quiet file", false, true, 0, false},
 		{"quiet terminal", true, true, 0, false},
 		{"terminal", true, false, 0, true},
@@ -320,6 +320,26 @@ func TestProgress(t *testing.T) {
 				t.Errorf("carriage returns: %v, want %v: %q", !tc.cr, tc.cr, out)
 			}
 		})
+	}
+}
+
+// TestProgressETA: a p50 interval twice its target after 2 s measured
+// needs about three times as long again (the width shrinks as one over
+// the square root of time); past the cap, the cap is named.
+func TestProgressETA(t *testing.T) {
+	p := newProgressTo(new(bytes.Buffer), true, false)
+	p.aim(0.01, 0.05, time.Minute)
+	g := loadgen.Progress{Elapsed: 2 * time.Second, Measured: 1000, RelCI: 0.02, P99RelCI: 0.04}
+	if got := p.eta(g); got != ", targets in ~6s" {
+		t.Errorf("eta %q, want %q", got, ", targets in ~6s")
+	}
+	g.RelCI = 0.2
+	if got := p.eta(g); got != ", the 1m0s cap first" {
+		t.Errorf("eta %q, want the cap", got)
+	}
+	g.Warmup = true
+	if got := p.eta(g); got != "" {
+		t.Errorf("eta during warm-up %q, want none", got)
 	}
 }
 

@@ -12,24 +12,60 @@ import (
 	"github.com/volleyscope/volleyscope/report"
 )
 
-// Progress periods: a terminal's status line is redrawn in place; a file
-// or pipe gets a plain line now and then, never carriage returns.
-const (
-	ttyEvery  = 200 * time.Millisecond
-	lineEvery = 5 * time.Second
-)
+// ttyEvery is how often a terminal's status line is redrawn in place.
+const ttyEvery = 200 * time.Millisecond
 
-// progress shows a run's progress on stderr: on a terminal one status line
-// redrawn in place, elsewhere (a file, a pipe) a line every lineEvery;
-// nothing with --quiet.
+// progress shows a run's progress on stderr: on a terminal one status
+// line redrawn in place (elapsed, round trips, the intervals' widths and
+// an estimate of the time to the targets); nothing on a file or pipe, or
+// with --quiet. Notices (note) go to both.
 type progress struct {
 	w     io.Writer
 	tty   bool
 	quiet bool
-	every time.Duration
 	last  time.Time
 	shown bool // a status line is on the terminal
 	now   func() time.Time
+	// The run's targets, for the estimate (0: none).
+	p50Target, p99Target float64
+	cap                  time.Duration
+}
+
+// targetOf is the interval target an Options field asks for: its
+// default when 0, none when negative.
+func targetOf(v, def float64) float64 {
+	if v == 0 {
+		return def
+	}
+	return max(v, 0)
+}
+
+// aim sets the interval targets and the duration cap the estimate uses.
+func (p *progress) aim(p50, p99 float64, cap time.Duration) {
+	p.p50Target, p.p99Target, p.cap = p50, p99, cap
+}
+
+// eta estimates the time until the intervals reach their targets, from
+// a half-width that shrinks as one over the square root of the time
+// measured: "" when there is nothing to estimate.
+func (p *progress) eta(g loadgen.Progress) string {
+	if g.Warmup || g.Measured == 0 || (p.p50Target <= 0 && p.p99Target <= 0) {
+		return ""
+	}
+	var left float64
+	for _, t := range []struct{ rel, target float64 }{{g.RelCI, p.p50Target}, {g.P99RelCI, p.p99Target}} {
+		if t.target <= 0 {
+			continue
+		}
+		if !(t.rel > 0 && t.rel < 10) {
+			return ""
+		}
+		left = max(left, g.Elapsed.Seconds()*((t.rel/t.target)*(t.rel/t.target)-1))
+	}
+	if p.cap > 0 && time.Duration(left*1e9) > p.cap-g.Elapsed {
+		return fmt.Sprintf(", the %v cap first", p.cap)
+	}
+	return fmt.Sprintf(", targets in ~%.0fs", max(left, 0))
 }
 
 func newProgress(f *os.File, quiet bool) *progress {
@@ -39,16 +75,13 @@ func newProgress(f *os.File, quiet bool) *progress {
 }
 
 func newProgressTo(w io.Writer, tty, quiet bool) *progress {
-	p := &progress{w: w, tty: tty, quiet: quiet, every: lineEvery, now: time.Now}
-	if tty {
-		p.every = ttyEvery
-	}
+	p := &progress{w: w, tty: tty, quiet: quiet, now: time.Now}
 	p.last = p.now() // the first line comes after one period
 	return p
 }
 
 func (p *progress) update(g loadgen.Progress) {
-	if p.quiet || p.now().Sub(p.last) < p.every {
+	if p.quiet || !p.tty || p.now().Sub(p.last) < ttyEvery {
 		return
 	}
 	p.last = p.now()
@@ -56,14 +89,10 @@ func (p *progress) update(g loadgen.Progress) {
 	if g.Warmup {
 		phase = "warming up"
 	}
-	line := fmt.Sprintf("%5.1fs %s: %d round trips, p50 %s %s, p99 %s %s", g.Elapsed.Seconds(), phase, g.Measured,
-		report.Dur(g.P50), relCI(g.RelCI), report.Dur(g.P99), relCI(g.P99RelCI))
-	if p.tty {
-		fmt.Fprintf(p.w, "\r\033[K%s", line)
-		p.shown = true
-		return
-	}
-	fmt.Fprintf(p.w, "%s\n", line)
+	line := fmt.Sprintf("%5.1fs %s: %d round trips, p50 %s %s, p99 %s %s%s", g.Elapsed.Seconds(), phase, g.Measured,
+		report.Dur(g.P50), relCI(g.RelCI), report.Dur(g.P99), relCI(g.P99RelCI), p.eta(g))
+	fmt.Fprintf(p.w, "\r\033[K%s", line)
+	p.shown = true
 }
 
 func (p *progress) note(s string) {

@@ -47,6 +47,7 @@ func cmdRun(ctx context.Context, args []string, withProbe bool) error {
 	// session.Run checks --out and --record before it starts anything.
 	started := time.Now()
 	pr := newProgress(os.Stderr, lf.quiet)
+	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration)
 	cfg.Progress = pr.update
 	cfg.Note = pr.note
 	out, runErr := session.Run(ctx, cfg)

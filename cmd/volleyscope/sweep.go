@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/volleyscope/volleyscope/probe"
+	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/report"
 	"github.com/volleyscope/volleyscope/session"
 )
@@ -61,6 +62,7 @@ func cmdSweep(ctx context.Context, args []string) error {
 		cfg.Out = lf.out
 	}
 	pr := newProgress(os.Stderr, lf.quiet)
+	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration)
 	cfg.Progress = pr.update
 	cfg.Note = func(string) {} // one line per level instead, below
 	var servers []session.Contender

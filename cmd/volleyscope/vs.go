@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/volleyscope/volleyscope/probe"
+	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/report"
 	"github.com/volleyscope/volleyscope/session"
 )
@@ -106,6 +107,7 @@ func cmdVs(ctx context.Context, args []string) error {
 		}
 	}
 	pr := newProgress(os.Stderr, lf.quiet)
+	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration)
 	cfg.Progress = pr.update
 	cfg.Note = pr.note
 	plan := session.Plan{Pairs: *pairs, Budget: *budget, MaxPairs: *maxPairs, Margin: *margin}

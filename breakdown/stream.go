@@ -42,10 +42,10 @@ type Stream struct {
 	ix        *index
 	trimmedTo int64
 	waiting   []waiting
-	mark    int64 // the last watermark
-	late    int64
-	acc     *Accumulator
-	sys     *SyscallTable
+	mark      int64 // the last watermark
+	late      int64
+	acc       *Accumulator
+	sys       *SyscallTable
 	// Replies the server sent, per sendBucket of time: TCP send starts,
 	// and sends that returned data (used where no send start is hooked).
 	starts, sends map[int64]int64

@@ -103,7 +103,7 @@ func Build(p Parts) *Results {
 		r.BreakdownCheck = bc
 	}
 	for _, s := range p.Syscalls {
-		r.Syscalls = append(r.Syscalls, Syscall{Side: s.Side, Name: s.Name, Count: s.Count, P50Ns: s.P50Ns, P99Ns: s.P99Ns, MaxNs: s.MaxNs})
+		r.Syscalls = append(r.Syscalls, Syscall{Side: s.Side, Name: s.Name, Count: s.Count, P50Ns: s.P50Ns, P99Ns: s.P99Ns, MaxNs: s.MaxNs, Log2: s.Log2})
 	}
 	if p.Load != nil {
 		if span := p.Load.Window.Span(); p.ServerSends > 0 && span > 0 {

@@ -251,6 +251,8 @@ type Syscall struct {
 	P50Ns float64 `json:"p50_ns"`
 	P99Ns float64 `json:"p99_ns"`
 	MaxNs float64 `json:"max_ns"`
+	// Log2 is the distribution in power-of-two buckets of nanoseconds.
+	Log2 []stats.Log2Bucket `json:"log2_ns,omitempty"`
 }
 
 // ProbeInfo describes the probe's own cost and coverage.

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/volleyscope/volleyscope/stats"
 )
 
 // Dur renders nanoseconds with a unit a person reads at a glance.
@@ -179,14 +181,53 @@ func WriteBreakdown(w io.Writer, r *Results) error {
 	return nil
 }
 
-// WriteSyscalls writes the per-syscall latency table.
+// histSyscalls is how many of each side's busiest syscalls get a
+// histogram in the terminal.
+const histSyscalls = 3
+
+// WriteSyscalls writes the per-syscall latency table, then a log2
+// histogram of each side's busiest syscalls.
 func WriteSyscalls(w io.Writer, sc []Syscall) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "side\tsyscall\tcount\tp50\tp99\tmax\t\n")
 	for _, s := range sc {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t\n", s.Side, s.Name, s.Count, Dur(s.P50Ns), Dur(s.P99Ns), Dur(s.MaxNs))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	shown := map[string]int{}
+	for _, s := range sc { // busiest first within each side
+		if len(s.Log2) == 0 || shown[s.Side] >= histSyscalls {
+			continue
+		}
+		shown[s.Side]++
+		if err := writeLog2(w, fmt.Sprintf("%s %s, %d calls", s.Side, s.Name, s.Count), s.Log2); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeLog2 draws power-of-two buckets as a histogram of stars, each
+// bucket's range, count and a bar scaled to the largest.
+func writeLog2(w io.Writer, title string, bs []stats.Log2Bucket) error {
+	const width = 40
+	var top int64
+	for _, b := range bs {
+		top = max(top, b.Count)
+	}
+	fmt.Fprintf(w, "%s:\n", title)
+	for _, b := range bs {
+		n := 0
+		if top > 0 {
+			n = int((b.Count*width + top - 1) / top)
+		}
+		if _, err := fmt.Fprintf(w, "  %10s -> %-10s %10d |%-*s|\n", Dur(float64(b.LowNs)), Dur(float64(b.HighNs)), b.Count, width, strings.Repeat("*", n)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sortedKeys returns m's keys in order, so that what is printed from a map

@@ -257,11 +257,23 @@ func buildSlowest(j *breakdown.Accumulator) []SlowTrip {
 			tw := TripWait{Component: w.Component.String(), Side: w.Component.Side(), TID: w.TID, FromNs: w.FromNs - rt.T0, Ns: w.ToNs - w.FromNs, Named: w.Named}
 			if w.Named {
 				tw.CPU, tw.OtherNs = w.Held.CPU, w.Held.OtherNs
+				held := w.Held.OtherNs
 				for _, h := range w.Held.Holders {
-					// A holder named without its wake-up (the last
-					// one alone) is charged its whole stretch on
-					// the CPU, which may have begun before the wait.
-					tw.Holders = append(tw.Holders, TripHolder{Comm: h.Comm, PID: h.TGID, TID: h.TID, Ns: min(h.Ns, tw.Ns)})
+					tw.Holders = append(tw.Holders, TripHolder{Comm: h.Comm, PID: h.TGID, TID: h.TID, Ns: h.Ns})
+					held += h.Ns
+				}
+				// The probe's record covers the whole wait, from the
+				// wake-up or preemption (or, for a holder named
+				// without its wake-up, the holder's whole stretch on
+				// the CPU) to the switch in; the join's stretch may be
+				// clipped to the round trip. The holders share what
+				// is left in proportion.
+				if held > tw.Ns && held > 0 {
+					f := float64(tw.Ns) / float64(held)
+					for i := range tw.Holders {
+						tw.Holders[i].Ns = int64(float64(tw.Holders[i].Ns) * f)
+					}
+					tw.OtherNs = int64(float64(tw.OtherNs) * f)
 				}
 			}
 			st.Waits = append(st.Waits, tw)

@@ -46,6 +46,7 @@ type Stream struct {
 	late      int64
 	acc       *Accumulator
 	sys       *SyscallTable
+	uring     *UringTable
 	// Replies the server sent, per sendBucket of time: TCP send starts,
 	// and sends that returned data (used where no send start is hooked).
 	starts, sends map[int64]int64
@@ -74,7 +75,7 @@ const lookback = 50_000_000 // 50 ms
 // round trips over once per check, and a round trip lasts at most the
 // timeout, so keep should be at least the two together.
 func NewStream(port uint16, conns []loadgen.ConnInfo, syscalls bool, keep time.Duration, out func(*RoundTrip, loadgen.Record)) *Stream {
-	s := &Stream{starts: map[int64]int64{}, sends: map[int64]int64{}, keep: keep.Nanoseconds(), port: port, conns: map[int]loadgen.ConnInfo{}, out: out, ix: newIndex(), acc: NewAccumulator()}
+	s := &Stream{starts: map[int64]int64{}, sends: map[int64]int64{}, keep: keep.Nanoseconds(), port: port, conns: map[int]loadgen.ConnInfo{}, out: out, ix: newIndex(), acc: NewAccumulator(), uring: NewUringTable()}
 	for _, c := range conns {
 		s.conns[c.ID] = c
 	}
@@ -145,6 +146,9 @@ func (s *Stream) Summary() *Accumulator { return s.acc }
 // Syscalls is the per-syscall table (nil unless NewStream was asked for it).
 func (s *Stream) Syscalls() *SyscallTable { return s.sys }
 
+// Uring is the io_uring operations seen so far, per opcode.
+func (s *Stream) Uring() *UringTable { return s.uring }
+
 func (s *Stream) advance(watermark int64, all bool) {
 	// Only the hand-over holds the lock: the probe's reader, at a higher
 	// priority, must never wait for this lower-priority work.
@@ -174,6 +178,11 @@ func (s *Stream) advance(watermark int64, all bool) {
 		n, _ = slices.BinarySearchFunc(s.pending, watermark, func(e probe.Event, t int64) int { return cmp.Compare(int64(e.TS), t) })
 	}
 	s.ix.add(s.pending[:n])
+	for i := range s.pending[:n] { // final and in time order
+		if k := s.pending[i].Kind; k == probe.KindUringSubmit || k == probe.KindUringComplete {
+			s.uring.Add(&s.pending[i])
+		}
+	}
 	s.pending = append(s.pending[:0], s.pending[n:]...)
 	s.waiting = append(s.waiting, trips...)
 	if !all {

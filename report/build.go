@@ -22,6 +22,8 @@ type Parts struct {
 	Join *breakdown.Accumulator
 	// Syscalls is the per-syscall table (--syscalls).
 	Syscalls []breakdown.SyscallStat
+	// Uring is the io_uring operations per opcode (io_uring servers).
+	Uring []breakdown.UringStat
 	Probe    *ProbeParts
 	// ServerSends is how many replies the server sent in the measured
 	// window, from the probe's send events; 0 without the probe.
@@ -112,6 +114,9 @@ func Build(p Parts) *Results {
 		r.Warnings = append(r.Warnings, saturation(r, p.Load)...)
 	}
 	r.ServerCost = p.ServerCost
+	for _, u := range p.Uring {
+		r.Uring = append(r.Uring, UringOp{Opcode: u.Opcode, Name: u.Name, Count: u.Count, P50Ns: u.P50Ns, P99Ns: u.P99Ns, MaxNs: u.MaxNs, Extra: u.Extra})
+	}
 	return r
 }
 

@@ -48,6 +48,7 @@ type Results struct {
 	// trips slower than the p99 concentrate on.
 	SlowWhere  *SlowWhere `json:"slow_where,omitempty"`
 	Syscalls   []Syscall  `json:"syscalls,omitempty"`
+	Uring      []UringOp  `json:"io_uring,omitempty"` // io_uring operations per opcode
 	LostEvents uint64     `json:"lost_events"`
 	Probe      *ProbeInfo `json:"probe,omitempty"`
 	Errors     []string   `json:"errors"`
@@ -253,6 +254,20 @@ type Syscall struct {
 	MaxNs float64 `json:"max_ns"`
 	// Log2 is the distribution in power-of-two buckets of nanoseconds.
 	Log2 []stats.Log2Bucket `json:"log2_ns,omitempty"`
+}
+
+// UringOp is the submit-to-first-completion latency of one io_uring
+// opcode, from the io_uring tracepoints.
+type UringOp struct {
+	Opcode uint64  `json:"opcode"`
+	Name   string  `json:"name"`
+	Count  int64   `json:"count"`
+	P50Ns  float64 `json:"p50_ns"`
+	P99Ns  float64 `json:"p99_ns"`
+	MaxNs  float64 `json:"max_ns"`
+	// Extra counts the completions after the first of a request
+	// (multishot accept and recv), which have no latency of their own.
+	Extra int64 `json:"further_completions"`
 }
 
 // ProbeInfo describes the probe's own cost and coverage.

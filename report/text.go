@@ -124,6 +124,16 @@ func WriteText(w io.Writer, r *Results) error {
 			fmt.Fprintf(w, "probe: no hook for %s: %s\n", ev, p.Missing[ev])
 		}
 	}
+	if len(r.Uring) > 0 {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "io_uring op\tcount\tsubmit→complete p50\tp99\tmax\tfurther completions\t\n")
+		for _, u := range r.Uring {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t\n", u.Name, u.Count, Dur(u.P50Ns), Dur(u.P99Ns), Dur(u.MaxNs), u.Extra)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	if len(r.Syscalls) > 0 {
 		if err := WriteSyscalls(w, r.Syscalls); err != nil {
 			return err

@@ -299,6 +299,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		if t := pr.stream.Syscalls(); t != nil {
 			parts.Syscalls = t.Stats()
 		}
+		parts.Uring = pr.stream.Uring().Stats()
 		if pr.rec != nil {
 			if recErr = pr.rec.close(load.Window); recErr != nil {
 				parts.Errors = append(parts.Errors, recErr.Error())

@@ -528,7 +528,7 @@ func TestTruthNetworkDelay(t *testing.T) {
 // TestBreakdownSumsAndJoins: at 2 clients on the default server, at both
 // probe levels, ≥ 99% of round trips join and ≥ 99% of those sum to the
 // client's latency; the syscall table comes with --syscalls only, and
-// then holds the client's reads and writes.
+// then holds the client's sends and receives (read, or write and sendto).
 func TestBreakdownSumsAndJoins(t *testing.T) {
 	requireRoot(t)
 	for _, syscalls := range []bool{false, true} {
@@ -549,7 +549,7 @@ func TestBreakdownSumsAndJoins(t *testing.T) {
 		}
 		var clientRW int64
 		for _, s := range r.Syscalls {
-			if s.Side == "client" && (s.Name == "read" || s.Name == "write") {
+			if s.Side == "client" && slices.Contains([]string{"read", "write", "sendto", "recvfrom"}, s.Name) {
 				clientRW += s.Count
 			}
 		}

@@ -124,14 +124,7 @@ func TestBenchClientFloor(t *testing.T) {
 		budget := benchstat.Budget{MinRounds: 6, MaxRounds: 40, Time: 2 * time.Minute, HalfWidth: 0.01}
 		budget.Start()
 		for round := 0; ; round++ {
-			var a, b float64
-			if round%2 == 0 {
-				a = ours()
-				b = theirs()
-			} else {
-				b = theirs()
-				a = ours()
-			}
+			a, b := interleave(round, ours, theirs)
 			ratio.Add(a, b)
 			done, why := budget.Done(round+1, ratio)
 			if (round+1)%5 == 0 || done {
@@ -146,6 +139,17 @@ func TestBenchClientFloor(t *testing.T) {
 		fmt.Printf("  client floor %-9s p50 ours %v, C %v (per round, ns)\n", layout.name, ints(ratio.Num), ints(ratio.Den))
 		ratio.Print(os.Stdout)
 	}
+}
+
+// interleave runs a and b, a first in even rounds and b first in odd
+// ones, so that drift over a round hits both alike.
+func interleave(round int, a, b func() float64) (x, y float64) {
+	if round%2 == 0 {
+		x = a()
+		return x, b()
+	}
+	y = b()
+	return a(), y
 }
 
 func field(t *testing.T, out, key string) float64 {
@@ -201,14 +205,7 @@ func TestBenchServers(t *testing.T) {
 			return r.Latency.P50
 		}
 		for round := 0; ; round++ {
-			var epoll, uring float64
-			if round%2 == 0 {
-				epoll = run("epoll-lt")
-				uring = run("iouring")
-			} else {
-				uring = run("iouring")
-				epoll = run("epoll-lt")
-			}
+			epoll, uring := interleave(round, func() float64 { return run("epoll-lt") }, func() float64 { return run("iouring") })
 			ratio.Add(uring, epoll)
 			if done, why := budget.Done(round+1, ratio); done {
 				fmt.Printf("  vs c%d: %d rounds, %.0fs, stopped: %s\n", clients, round+1, budget.Elapsed().Seconds(), why)

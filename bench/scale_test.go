@@ -136,14 +136,7 @@ func TestBenchScale(t *testing.T) {
 		}
 		budget.Start()
 		for round := 0; ; round++ {
-			var epoll, threads float64
-			if round%2 == 0 {
-				epoll = run("epoll")
-				threads = run("threads")
-			} else {
-				threads = run("threads")
-				epoll = run("epoll")
-			}
+			epoll, threads := interleave(round, func() float64 { return run("epoll") }, func() float64 { return run("threads") })
 			ratio.Add(epoll, threads)
 			if done, why := budget.Done(round+1, ratio); done {
 				fmt.Printf("  client models c256: %d rounds, %.0fs, stopped: %s\n", round+1, budget.Elapsed().Seconds(), why)

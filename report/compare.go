@@ -210,29 +210,26 @@ func WriteComparison(w io.Writer, groups [][]Named, conf float64) error {
 			return r.ServerCost.CPUNs
 		}, true},
 	}
-	// Breakdown components all groups have, in the first group's order.
-	for _, c := range groups[0][0].R.Breakdown {
-		key := c.Side + "/" + c.Component
-		all := true
+	everyRun := func(has func(*Results) bool) bool {
 		for _, g := range groups {
 			for _, n := range g {
-				all = all && component(n.R, key) != nil
+				if !has(n.R) {
+					return false
+				}
 			}
 		}
-		if all {
+		return true
+	}
+	// Breakdown components and syscalls every run has, in the first run's order.
+	for _, c := range groups[0][0].R.Breakdown {
+		key := c.Side + "/" + c.Component
+		if everyRun(func(r *Results) bool { return component(r, key) != nil }) {
 			metrics = append(metrics, metric{c.Component, func(r *Results) float64 { return component(r, key).MeanNs }, true})
 		}
 	}
-	// Syscalls all groups have, by side and name.
 	for _, sc := range groups[0][0].R.Syscalls {
 		key := sc.Side + " " + sc.Name
-		all := true
-		for _, g := range groups {
-			for _, n := range g {
-				all = all && syscall(n.R, key) != nil
-			}
-		}
-		if all {
+		if everyRun(func(r *Results) bool { return syscall(r, key) != nil }) {
 			metrics = append(metrics, metric{key + " p50", func(r *Results) float64 { return syscall(r, key).P50Ns }, true})
 		}
 	}

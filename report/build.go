@@ -24,7 +24,7 @@ type Parts struct {
 	Syscalls []breakdown.SyscallStat
 	// Uring is the io_uring operations per opcode (io_uring servers).
 	Uring []breakdown.UringStat
-	Probe    *ProbeParts
+	Probe *ProbeParts
 	// ServerSends is how many replies the server sent in the measured
 	// window, from the probe's send events; 0 without the probe.
 	ServerSends int64

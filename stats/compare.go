@@ -36,7 +36,6 @@ func PairedRatio(a, b []float64, conf float64) Ratio {
 	return r
 }
 
-
 // Diff is a paired difference with its interval.
 type Diff struct {
 	Diff        float64 `json:"diff"`

@@ -153,7 +153,6 @@ func TestPairedRatio(t *testing.T) {
 	}
 }
 
-
 func TestWriteLog2Hist(t *testing.T) {
 	h := NewHistogram()
 	for _, v := range []int64{0, 1, 2, 3, 4, 7, 8, 1000, 1500, 2047} {

@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/volleyscope/volleyscope/probe"
 	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/probe"
 	"github.com/volleyscope/volleyscope/report"
 	"github.com/volleyscope/volleyscope/session"
 )

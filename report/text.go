@@ -69,8 +69,12 @@ func WriteText(w io.Writer, r *Results) error {
 	}
 	b.WriteString("\n")
 	if c := r.ServerCost; c != nil {
-		fmt.Fprintf(b, "server cost: %s of CPU per request (%.0f%% in user space), %.2f context switches per request (%.2f blocking, %.2f preempted), %d thread(s) in %d process(es)\n",
-			Dur(c.CPUNs), 100*c.UserShare, c.Switches, c.Voluntary, c.Involuntary, c.Threads, c.Procs)
+		fmt.Fprintf(b, "server cost: %s of CPU per request (%.0f%% in user space), %.2f context switches per request (%.2f blocking, %.2f preempted)",
+			Dur(c.CPUNs), 100*c.UserShare, c.Switches, c.Voluntary, c.Involuntary)
+		if c.Syscalls > 0 {
+			fmt.Fprintf(b, ", %.2f syscalls per request", c.Syscalls)
+		}
+		fmt.Fprintf(b, ", %d thread(s) in %d process(es)\n", c.Threads, c.Procs)
 	}
 	if su := r.Run.Setup; su.Connections > 0 {
 		fmt.Fprintf(b, "connections %d set up in %s (%.0f/s, slowest %s), driven by %d thread(s) (client model %s)",

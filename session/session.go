@@ -298,6 +298,15 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		parts.ServerSends = pr.stream.ServerSends(load.Window.Start, load.Window.End)
 		if t := pr.stream.Syscalls(); t != nil {
 			parts.Syscalls = t.Stats()
+			if c := parts.ServerCost; c != nil && load.Measured+load.Outside > 0 {
+				var n int64
+				for _, s := range parts.Syscalls {
+					if s.Side == "server" {
+						n += s.Count
+					}
+				}
+				c.Syscalls = float64(n) / float64(load.Measured+load.Outside)
+			}
 		}
 		parts.Uring = pr.stream.Uring().Stats()
 		if pr.rec != nil {

@@ -34,9 +34,13 @@ type Cost struct {
 	Switches    float64 `json:"switches"`    // context switches per request
 	Voluntary   float64 `json:"voluntary"`   // of which the process blocked
 	Involuntary float64 `json:"involuntary"` // of which it was preempted
-	Threads     int     `json:"threads"`     // threads of the tree at the end
-	Procs       int     `json:"processes"`   // processes of the tree at the end
-	Requests    float64 `json:"requests"`    // requests the difference was divided by
+	// Syscalls is the server's system calls per request, from the probe's
+	// syscall hooks (--syscalls) over the whole run, warm-up included; 0
+	// without them.
+	Syscalls float64 `json:"syscalls,omitempty"`
+	Threads  int     `json:"threads"`   // threads of the tree at the end
+	Procs    int     `json:"processes"` // processes of the tree at the end
+	Requests float64 `json:"requests"`  // requests the difference was divided by
 }
 
 // Take samples pid and every process descending from it. Threads that

@@ -417,7 +417,9 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross, syscalls 
 		want[1].max, want[2].max = 0, 0
 		want[1].min, want[2].min = 0, 0
 		want[4].min, want[4].max = 4, 4.02
-		want[6].max = 2
+		// Up to one waking per side, and a few of a tracked thread by
+		// something else (a signal, the runtime) on a busy machine.
+		want[6].max = 2.02
 	}
 	for _, c := range want {
 		if v := perRT(c.k); v < c.min || v > c.max {

@@ -359,8 +359,11 @@ func TestSpinAccuracy(t *testing.T) {
 			if bestCPU < d || bestCPU > d+tol {
 				t.Errorf("spin(%v) used %v of CPU time, want %v to %v", d, bestCPU, d, d+tol)
 			}
-			if bestWall < d || bestWall > d+tol {
-				t.Errorf("spin(%v) took %v, want %v to %v", d, bestWall, d, d+tol)
+			// No upper bound on the wall time: beside other tests every try
+			// of a 2 ms spin can be preempted, which lengthens it (the point
+			// of a CPU-time spin).
+			if bestWall < d {
+				t.Errorf("spin(%v) took %v of wall time, want at least %v", d, bestWall, d)
 			}
 		})
 	}

@@ -202,6 +202,9 @@ func (tr *truth) index(t *testing.T, name string) int {
 // side effects that are real but not its time: a round trip 200 µs longer
 // leaves the CPUs idle longer between messages (deeper idle states, colder
 // caches), which moved server_net and client_user_recv by 2–4 µs here.
+// A *_wakeup gets 10%: a CPU left idle longer stops polling and halts
+// (guest halt-polling), and its wake-up then costs an exit from halt; a
+// 200 µs spin moved client_wakeup by 14.3 µs beside a second make test.
 func landsIn(t *testing.T, tr *truth, component string, want float64) {
 	t.Helper()
 	k := tr.index(t, component)
@@ -215,9 +218,13 @@ func landsIn(t *testing.T, tr *truth, component string, want float64) {
 		if i == k || strings.HasSuffix(name, "_preempted") {
 			continue
 		}
-		if d, noise := tr.shift(i, p50); math.Abs(d) > 3*noise+want/20 {
-			t.Errorf("%s p50 moved by %.1f µs, beyond 3 × its %.1f µs spread between rounds + 5%% of the injection; the injected delay belongs to %s",
-				name, d/1e3, noise/1e3, component)
+		side := want / 20
+		if strings.HasSuffix(name, "_wakeup") {
+			side = want / 10
+		}
+		if d, noise := tr.shift(i, p50); math.Abs(d) > 3*noise+side {
+			t.Errorf("%s p50 moved by %.1f µs, beyond 3 × its %.1f µs spread between rounds + %.0f%% of the injection; the injected delay belongs to %s",
+				name, d/1e3, noise/1e3, 100*side/want, component)
 		}
 	}
 }

@@ -121,7 +121,7 @@ func TestBenchClientFloor(t *testing.T) {
 		ratio := &benchstat.Ratio{Name: "client_floor_p50_ratio_" + layout.name, Target: 1.03}
 		// ±1%: an interval of ±2% around a ratio near 1.01 still
 		// straddles the 1.03 target and leaves it unresolved.
-		budget := benchstat.Budget{MinRounds: 6, MaxRounds: 40, Time: 2 * time.Minute, HalfWidth: 0.01}
+		budget := benchstat.Budget{MinRounds: 6, MaxRounds: 80, Time: 3 * time.Minute, HalfWidth: 0.01}
 		budget.Start()
 		for round := 0; ; round++ {
 			a, b := interleave(round, ours, theirs)

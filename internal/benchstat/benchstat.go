@@ -166,7 +166,10 @@ func (b *Budget) Start() {
 }
 
 // Done reports whether to stop after rounds rounds: every ratio narrow
-// enough (after MinRounds), or MaxRounds or Time spent. why says which.
+// enough and, when it has a target, with its interval wholly on one side
+// of it (after MinRounds), or MaxRounds or Time spent. why says which. A
+// ratio near its target thus takes rounds until the budget is spent
+// rather than stopping at a width that still straddles the target.
 func (b *Budget) Done(rounds int, ratios ...*Ratio) (done bool, why string) {
 	if rounds >= b.MaxRounds {
 		return true, fmt.Sprintf("round budget (%d) spent", b.MaxRounds)
@@ -178,11 +181,11 @@ func (b *Budget) Done(rounds int, ratios ...*Ratio) (done bool, why string) {
 		return false, ""
 	}
 	for _, r := range ratios {
-		if r.RelHalfWidth() > b.HalfWidth {
+		if r.RelHalfWidth() > b.HalfWidth || r.Verdict() == "unresolved" {
 			return false, ""
 		}
 	}
-	return true, fmt.Sprintf("every interval within ±%.0f%%", 100*b.HalfWidth)
+	return true, fmt.Sprintf("every interval within ±%.0f%% and on one side of its target", 100*b.HalfWidth)
 }
 
 // Elapsed is the time since Start.

@@ -59,9 +59,12 @@ func TestPrint(t *testing.T) {
 
 func TestBudget(t *testing.T) {
 	narrow, wide := &Ratio{}, &Ratio{}
+	// straddles is as narrow as narrow, but its interval holds its target.
+	straddles := &Ratio{Target: 1.005}
 	for i := 0; i < 6; i++ {
 		narrow.Add(100+float64(i%2), 100)
 		wide.Add(100+float64(40*(i%2)), 100)
+		straddles.Add(100+float64(i%2), 100)
 	}
 	b := Budget{MinRounds: 5, MaxRounds: 10, Time: time.Hour}
 	b.Start()
@@ -73,6 +76,8 @@ func TestBudget(t *testing.T) {
 		{4, []*Ratio{narrow}, false}, // below MinRounds
 		{6, []*Ratio{narrow}, true},
 		{6, []*Ratio{narrow, wide}, false},
+		{6, []*Ratio{narrow, straddles}, false}, // narrow but unresolved
+		{10, []*Ratio{straddles}, true},         // MaxRounds
 		{10, []*Ratio{wide}, true}, // MaxRounds
 	} {
 		if got, why := b.Done(tc.rounds, tc.ratios...); got != tc.want {

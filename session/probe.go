@@ -91,9 +91,6 @@ func startProbe(cfg Config, serverPID int, port uint16, note func(string), onTri
 	for _, w := range neighbours {
 		note("warning: " + w)
 	}
-	for _, w := range probe.NeighbourWarnings(p.Neighbours()) {
-		note("probe: warning: " + w)
-	}
 	for _, h := range p.Hooks() {
 		if h.State == probe.HookMissing {
 			note(fmt.Sprintf("probe: no hook for %s (%v): costs %s", h.Event, h.Err, h.Costs))

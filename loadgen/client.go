@@ -121,7 +121,7 @@ func pinThread(cpu int) (int, error) {
 // timer in every read: the clientSet's watchdog bounds the round trip
 // instead.
 func (c *client) blocking(timeout time.Duration) error {
-	c.big = len(c.x.req) > bigRequest
+	c.big = c.x.maxReq > bigRequest
 	if c.big {
 		return nil
 	}
@@ -206,10 +206,6 @@ func (c *client) runThread(stop *atomic.Bool, limit int64, timeout time.Duration
 			c.fail(c.replyError(err, timeout))
 			return
 		}
-		if !c.x.check() {
-			c.fail(&ReplyError{Conn: c.id, Request: c.seq, Reason: "wrong reply", Want: c.x.want, Got: c.x.got})
-			return
-		}
 		c.recs.add(Record{T0: t0, T1: t1, Intended: c.intended})
 		if t1-lastYield > yieldEvery {
 			runtime.Gosched()
@@ -237,8 +233,8 @@ const yieldEvery = int64(5 * time.Millisecond)
 func (c *client) blockingRoundTrip() error {
 	c.inflight.Store(c.ref)
 	err := c.sendBlocking()
-	for err == nil && c.rd < len(c.x.got) {
-		n, rerr := unix.Read(c.fd, c.x.got[c.rd:])
+	for done := false; err == nil && !done; {
+		n, rerr := unix.Read(c.fd, c.x.space(c.rd))
 		switch {
 		case rerr == unix.EINTR:
 		case rerr != nil:
@@ -247,6 +243,7 @@ func (c *client) blockingRoundTrip() error {
 			err = errEOF
 		default:
 			c.rd += n
+			done, err = c.x.done(c.rd)
 		}
 	}
 	if c.inflight.Swap(0) == claimedLate {
@@ -376,9 +373,11 @@ func (c *client) send() error {
 }
 
 // recv reads what has arrived of the reply; done when it is complete.
+// A wrong reply is a *badReply error (or errWrong), found as soon as
+// the bytes show it.
 func (c *client) recv() (done bool, err error) {
-	for c.rd < len(c.x.got) {
-		n, err := unix.Read(c.fd, c.x.got[c.rd:])
+	for {
+		n, err := unix.Read(c.fd, c.x.space(c.rd))
 		switch {
 		case err == unix.EINTR:
 		case err == unix.EAGAIN:
@@ -389,9 +388,18 @@ func (c *client) recv() (done bool, err error) {
 			return false, errEOF
 		default:
 			c.rd += n
+			if done, err := c.x.done(c.rd); done || err != nil {
+				return done, err
+			}
 		}
 	}
-	return true, nil
+}
+
+// isBadReply tells a reply that cannot be right from a failure of the
+// connection.
+func isBadReply(err error) bool {
+	var b *badReply
+	return err == errWrong || errors.As(err, &b)
 }
 
 var (
@@ -411,9 +419,14 @@ func (e sendError) Unwrap() error { return e.err }
 
 // replyError describes the round trip in flight that failed with err.
 func (c *client) replyError(err error, timeout time.Duration) *ReplyError {
-	e := &ReplyError{Conn: c.id, Request: c.seq, Want: c.x.want, Got: c.x.got[:c.rd]}
+	e := &ReplyError{Conn: c.id, Request: c.seq, Want: c.x.want, Got: c.x.got[:c.rd], Text: c.x.proto != PingPong && c.x.proto != Echo}
 	var se sendError
+	var bad *badReply
 	switch {
+	case err == errWrong:
+		e.Reason = "wrong reply"
+	case errors.As(err, &bad):
+		e.Reason, e.Err = "wrong reply", bad
 	case errors.As(err, &se) && errors.Is(se.err, unix.EAGAIN):
 		e.Reason = timeoutReason(timeout)
 		e.Err = errors.New("request not accepted by the server in time")

@@ -202,7 +202,7 @@ func startClients(ctx context.Context, opts *Options, addr *net.TCPAddr) (*clien
 		return nil, err
 	}
 	for i := range s.conns {
-		c := &client{id: i, cpu: -1, fd: -1, hpos: -1, x: newExchange(opts.Proto, opts.Size, uint64(i+1)*0x9E3779B97F4A7C15)}
+		c := &client{id: i, cpu: -1, fd: -1, hpos: -1, x: newExchange(opts, uint64(i+1)*0x9E3779B97F4A7C15)}
 		if opts.Rate > 0 {
 			c.schedule(opts.Rate/float64(opts.Clients), uint64(i+1)*0xBF58476D1CE4E5B9)
 		}
@@ -375,15 +375,15 @@ func (s *clientSet) connect(ctx context.Context, opts *Options, addr *net.TCPAdd
 			}
 		}
 		done, err := c.recv()
+		if isBadReply(err) {
+			return false, fmt.Errorf("priming request: %w", c.replyError(err, budget))
+		}
 		if err != nil || !done {
 			if err == nil && c.wr < len(c.x.req) != c.wantOut {
 				c.wantOut = !c.wantOut
 				err = epollMod(epfd, c, c.wantOut)
 			}
 			return false, err
-		}
-		if !c.x.check() {
-			return false, fmt.Errorf("priming request: wrong reply: expected %s, received %s", hexPrefix(c.x.want), hexPrefix(c.x.got))
 		}
 		return true, nil
 	}

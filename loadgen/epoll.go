@@ -197,10 +197,6 @@ func (w *worker) complete(c *client, t1 int64, stopping bool, opts *Options) {
 		w.fault(c, errLate, opts)
 		return
 	}
-	if !c.x.check() {
-		w.stopConn(c, &ReplyError{Conn: c.id, Request: c.seq, Reason: "wrong reply", Want: c.x.want, Got: c.x.got})
-		return
-	}
 	var intended int64
 	if c.gapNs > 0 {
 		intended = c.intended

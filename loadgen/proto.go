@@ -2,7 +2,9 @@ package loadgen
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/volleyscope/volleyscope/internal/wire"
 )
@@ -17,16 +19,39 @@ const (
 	PingPong Proto = "pingpong"
 	// Echo sends Size bytes and expects the same bytes back.
 	Echo Proto = "echo"
+	// HTTP sends an HTTP/1.1 keep-alive GET (Options.HTTP) and expects a
+	// response framed by Content-Length or chunked encoding, with a
+	// status in the accepted range and without Connection: close.
+	HTTP Proto = "http"
+	// Redis speaks RESP: PING, or a GET/SET mix (Options.Mix) over
+	// Options.Keys keys with Size-byte values.
+	Redis Proto = "redis"
+	// Memcache speaks memcached's text protocol: a get/set mix
+	// (Options.Mix, default DefaultMemcacheMix) over Options.Keys keys
+	// with Size-byte values.
+	Memcache Proto = "memcache"
+	// Line sends Options.Line.Request and expects Options.Line.Expect
+	// back, both fixed.
+	Line Proto = "line"
 )
+
+// Protos lists every protocol, in the order help texts give them.
+var Protos = []Proto{PingPong, Echo, HTTP, Redis, Memcache, Line}
 
 // ParseProto checks a protocol name given on the command line.
 func ParseProto(s string) (Proto, error) {
-	switch Proto(s) {
-	case PingPong, Echo:
-		return Proto(s), nil
+	for _, p := range Protos {
+		if Proto(s) == p {
+			return p, nil
+		}
 	}
-	return "", fmt.Errorf("unknown protocol %q: want pingpong or echo", s)
+	return "", fmt.Errorf("unknown protocol %q: want pingpong, echo, http, redis, memcache or line", s)
 }
+
+// Framed reports whether p's replies are framed by their own content
+// (HTTP, RESP, memcache) rather than having a length known before they
+// arrive (ping-pong, echo, line).
+func (p Proto) Framed() bool { return p == HTTP || p == Redis || p == Memcache }
 
 // ReplyError describes a reply that was wrong, short or late. It names the
 // connection and the request so that a fault can be found in a capture.
@@ -34,14 +59,25 @@ type ReplyError struct {
 	Conn    int    // client connection index, from 0
 	Request int64  // request number on that connection, from 0
 	Reason  string // "wrong reply", "short reply (connection closed)", "timeout", ...
-	Want    []byte // expected bytes (prefix for long echo payloads)
+	Want    []byte // expected bytes (prefix for long echo payloads); nil for framed protocols, whose Err says what was wrong
 	Got     []byte // bytes received so far
+	Text    bool   // a text protocol: the bytes are shown quoted rather than in hex
 	Err     error  // underlying error, if any
 }
 
 func (e *ReplyError) Error() string {
-	s := fmt.Sprintf("connection %d request %d: %s: expected %s, received %s (%d bytes)",
-		e.Conn, e.Request, e.Reason, hexPrefix(e.Want), hexPrefix(e.Got), len(e.Got))
+	show := hexPrefix
+	if e.Text {
+		show = quotePrefix
+	}
+	var s string
+	if e.Want != nil {
+		s = fmt.Sprintf("connection %d request %d: %s: expected %s, received %s (%d bytes)",
+			e.Conn, e.Request, e.Reason, show(e.Want), show(e.Got), len(e.Got))
+	} else {
+		s = fmt.Sprintf("connection %d request %d: %s: received %s (%d bytes)",
+			e.Conn, e.Request, e.Reason, show(e.Got), len(e.Got))
+	}
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
 	}
@@ -62,32 +98,85 @@ func hexPrefix(b []byte) string {
 	return "0x" + hex.EncodeToString(b)
 }
 
+// quotePrefix renders at most 96 bytes of a text reply, quoted with Go
+// escapes, so that \r\n and binary bytes are visible.
+func quotePrefix(b []byte) string {
+	if len(b) == 0 {
+		return "nothing"
+	}
+	if len(b) > 96 {
+		return strconv.Quote(string(b[:96])) + "…"
+	}
+	return strconv.Quote(string(b))
+}
+
+// badReply is a reply that cannot be the right one; its message says why.
+type badReply struct{ msg string }
+
+func (e *badReply) Error() string { return e.msg }
+
+func badf(format string, args ...any) error { return &badReply{fmt.Sprintf(format, args...)} }
+
+// framer builds the requests and frames the replies of a protocol whose
+// replies carry their own length (HTTP, RESP, memcache).
+type framer interface {
+	// request writes the next request into buf (reused, grown if need
+	// be) and returns it.
+	request(buf []byte) []byte
+	// reply looks at b, the reply bytes received so far: it returns the
+	// reply's length once b holds all of it, 0 while more bytes are
+	// needed, or a *badReply when b cannot begin a right reply.
+	reply(b []byte) (int, error)
+}
+
+// maxReply bounds the receive buffer of a framed protocol: a reply that
+// has not ended within it is refused.
+const maxReply = 64 << 20
+
 // exchange builds requests and checks replies for one connection. It owns
-// its buffers, so a round trip allocates nothing.
+// its buffers, so a round trip allocates nothing once the receive buffer
+// has grown to the largest reply.
 type exchange struct {
 	proto Proto
 	req   []byte // request bytes for the current round trip
-	want  []byte // expected reply
-	got   []byte // receive buffer, len(want)
-	rng   uint64 // xorshift state for challenges and payloads
+	want  []byte // expected reply (fixed-length protocols)
+	got   []byte // receive buffer: len(want), or growing for a framer
+	rng   uint64 // xorshift state for challenges, payloads, keys
+	fr    framer // nil for fixed-length protocols
+	// maxReq is the longest request the exchange sends: the threads
+	// model writes and reads together from bigRequest on.
+	maxReq int
 }
 
-func newExchange(proto Proto, size int, seed uint64) *exchange {
-	if proto == PingPong {
-		size = wire.Size
-	}
-	x := &exchange{
-		proto: proto,
-		req:   make([]byte, size),
-		want:  make([]byte, size),
-		got:   make([]byte, size),
-		rng:   seed | 1,
-	}
-	if proto == Echo {
+func newExchange(opts *Options, seed uint64) *exchange {
+	size := opts.Size
+	x := &exchange{proto: opts.Proto, rng: seed | 1}
+	switch opts.Proto {
+	case PingPong:
+		x.req, x.want, x.got = make([]byte, wire.Size), make([]byte, wire.Size), make([]byte, wire.Size)
+	case Echo:
+		x.req, x.want, x.got = make([]byte, size), make([]byte, size), make([]byte, size)
 		for i := range x.req {
 			x.req[i] = byte(x.next())
 		}
 		copy(x.want, x.req)
+	case Line:
+		x.req, x.want = opts.Line.Request, opts.Line.Expect
+		x.got = make([]byte, len(x.want))
+	case HTTP:
+		x.fr = newHTTPFramer(opts)
+	case Redis:
+		x.fr = newRESPFramer(opts, x)
+	case Memcache:
+		x.fr = newMemcacheFramer(opts, x)
+	}
+	x.maxReq = len(x.req)
+	if x.fr != nil {
+		x.got = make([]byte, 4096)
+		// The largest request: a SET of a Size-byte value, with its key
+		// and framing, or the fixed HTTP request.
+		x.maxReq = max(len(x.fr.request(nil)), size+256)
+		x.req = make([]byte, 0, x.maxReq)
 	}
 	return x
 }
@@ -101,31 +190,79 @@ func (x *exchange) next() uint64 {
 
 // prepare sets up the next request. Ping-pong uses a fresh random non-zero
 // challenge each time, so a server replaying an old answer is caught. Echo
-// varies the first 8 bytes for the same reason.
+// varies the first 8 bytes for the same reason. Line's request never
+// changes; a framer writes its own.
 func (x *exchange) prepare() {
-	if x.proto == PingPong {
+	switch {
+	case x.fr != nil:
+		x.req = x.fr.request(x.req)
+	case x.proto == PingPong:
 		c := uint32(x.next())
 		if c == wire.Exit {
 			c = 1
 		}
 		wire.Put(x.req, c)
 		wire.Put(x.want, wire.Reply(c))
-		return
+	case x.proto == Echo:
+		n := min(8, len(x.req))
+		v := x.next()
+		for i := 0; i < n; i++ {
+			x.req[i] = byte(v >> (8 * i))
+		}
+		copy(x.want[:n], x.req[:n])
 	}
-	n := min(8, len(x.req))
-	v := x.next()
-	for i := 0; i < n; i++ {
-		x.req[i] = byte(v >> (8 * i))
-	}
-	copy(x.want[:n], x.req[:n])
 }
 
-// check compares a complete reply with the expected one.
-func (x *exchange) check() bool {
-	for i := range x.want {
-		if x.got[i] != x.want[i] {
-			return false
-		}
+// space is where the next read of the reply goes, rd bytes having
+// arrived: the rest of a fixed-length reply, or the free end of a
+// framer's buffer, which doubles when full.
+func (x *exchange) space(rd int) []byte {
+	if x.fr == nil {
+		return x.got[rd:len(x.want)]
 	}
-	return true
+	if rd == len(x.got) && len(x.got) < maxReply {
+		g := make([]byte, min(2*len(x.got), maxReply))
+		copy(g, x.got[:rd])
+		x.got = g
+	}
+	return x.got[rd:]
+}
+
+// done says whether the rd bytes received complete the reply, checking
+// it: a wrong reply, or bytes beyond its end, give a *badReply.
+func (x *exchange) done(rd int) (bool, error) {
+	if x.fr == nil {
+		if rd < len(x.want) {
+			return false, nil
+		}
+		for i := range x.want {
+			if x.got[i] != x.want[i] {
+				return false, errWrong
+			}
+		}
+		return true, nil
+	}
+	n, err := x.fr.reply(x.got[:rd])
+	switch {
+	case err != nil:
+		return false, err
+	case n == 0 && rd == maxReply:
+		return false, badf("no end of the reply within %d bytes", maxReply)
+	case n == 0:
+		return false, nil
+	case n < rd:
+		return false, badf("%d bytes after the end of the reply (the server answered more than was asked)", rd-n)
+	}
+	return true, nil
+}
+
+// errWrong is a fixed-length reply that differs from the expected one:
+// the error's ReplyError shows both.
+var errWrong = errors.New("reply differs")
+
+// check compares a complete fixed-length reply with the expected one (a
+// test helper's view of done).
+func (x *exchange) check() bool {
+	ok, err := x.done(len(x.want))
+	return ok && err == nil
 }

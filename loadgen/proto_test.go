@@ -8,7 +8,7 @@ import (
 )
 
 func TestExchangePingPong(t *testing.T) {
-	x := newExchange(PingPong, 999, 42)
+	x := newExchange(&Options{Proto: PingPong, Size: 999}, 42)
 	if len(x.req) != 4 || len(x.want) != 4 {
 		t.Fatalf("ping-pong request/reply must be 4 bytes, got %d/%d", len(x.req), len(x.want))
 	}
@@ -36,7 +36,7 @@ func TestExchangePingPong(t *testing.T) {
 
 func TestExchangeEcho(t *testing.T) {
 	for _, size := range []int{1, 7, 8, 64, 65536} {
-		x := newExchange(Echo, size, 7)
+		x := newExchange(&Options{Proto: Echo, Size: size}, 7)
 		for i := 0; i < 3; i++ {
 			x.prepare()
 			copy(x.got, x.req)

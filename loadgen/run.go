@@ -19,7 +19,7 @@ type Options struct {
 	Addr     string        // server address host:port (required)
 	Clients  int           // concurrent connections, one OS thread each; default 1
 	Proto    Proto         // wire protocol; default PingPong
-	Size     int           // echo payload in bytes; default 64 (ping-pong is always 4)
+	Size     int           // echo payload, or redis/memcache value, in bytes; default 64 (ping-pong is always 4)
 	Duration time.Duration // cap on the measured run (after warm-up); default DefaultDuration
 	// CI is the target relative half-width of the p50's interval: the run
 	// stops once the p50 and p99 targets both hold. Default DefaultCI;
@@ -82,6 +82,16 @@ type Options struct {
 	// and that delay is counted. Zero: closed loop, each connection sends
 	// as soon as its previous reply is in.
 	Rate float64
+
+	// HTTP configures Proto HTTP: path, Host, extra headers, statuses.
+	HTTP HTTPOptions
+	// Mix is the GET:SET mix of Proto Redis and Memcache; zero: PING
+	// for redis, DefaultMemcacheMix for memcache.
+	Mix Mix
+	// Keys is the key space of the mix; default DefaultKeys.
+	Keys int
+	// Line is the fixed request and reply of Proto Line (required there).
+	Line LineOptions
 }
 
 // Defaults of Options, in one place: the command line's flag defaults
@@ -97,6 +107,27 @@ const (
 	DefaultTimeout    = 2 * time.Second
 	DefaultCheckEvery = 250 * time.Millisecond
 )
+
+// checkProto refuses protocol settings that cannot make a run.
+func (o *Options) checkProto() error {
+	switch o.Proto {
+	case PingPong, Echo, HTTP, Redis, Memcache, Line:
+	default:
+		return fmt.Errorf("protocol %q: want one of pingpong, echo, http, redis, memcache, line", o.Proto)
+	}
+	if o.Proto == Line && (len(o.Line.Request) == 0 || len(o.Line.Expect) == 0) {
+		return fmt.Errorf("protocol line: both the request and the expected reply are needed (--request, --expect)")
+	}
+	if o.Proto == HTTP {
+		if err := o.HTTP.check(); err != nil {
+			return err
+		}
+	}
+	if (o.Mix.Get < 0 || o.Mix.Set < 0) || (o.Mix != (Mix{}) && o.Mix.Get+o.Mix.Set == 0) {
+		return fmt.Errorf("mix %s: want GET:SET counts, not both 0", o.Mix)
+	}
+	return nil
+}
 
 func (o *Options) defaults() {
 	if o.Clients <= 0 {
@@ -220,6 +251,9 @@ type Result struct {
 // every case; the error says why a run ended early.
 func Run(ctx context.Context, opts Options) (*Result, error) {
 	opts.defaults()
+	if err := opts.checkProto(); err != nil {
+		return nil, err
+	}
 	addr, err := net.ResolveTCPAddr("tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("resolve server address %q: %w", opts.Addr, err)

@@ -83,6 +83,11 @@ type Meta struct {
 	Hooks           map[string]string `json:"hooks"`
 	StartedAt       time.Time         `json:"started_at"`
 	Version         string            `json:"volleyscope_version"`
+
+	// Virtualization is what the run's machine ran on (Virtualization):
+	// "qemu-tcg" marks software emulation, whose timings are not the
+	// hardware's; a hypervisor's name; "" where none shows.
+	Virtualization string `json:"virtualization,omitempty"`
 }
 
 // Latency summarizes the client-observed round-trip time in nanoseconds.
@@ -309,6 +314,7 @@ func HostMeta() Meta {
 	if b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"); err == nil {
 		m.Governor = strings.TrimSpace(string(b))
 	}
+	m.Virtualization = Virtualization()
 	return m
 }
 

@@ -67,6 +67,7 @@ func differences(na string, a *Results, nb string, b *Results) []string {
 		diff("io_uring features", a.Meta.IOUring, b.Meta.IOUring)
 	}
 	diff("CPU model", a.Meta.CPUModel, b.Meta.CPUModel)
+	diff("virtualization", orNone(a.Meta.Virtualization), orNone(b.Meta.Virtualization))
 	diff("CPU count", a.Meta.NCPU, b.Meta.NCPU)
 	diff("server", a.Meta.Server, b.Meta.Server)
 	diff("server spin", Dur(float64(a.Meta.ServerSpin)), Dur(float64(b.Meta.ServerSpin)))
@@ -162,13 +163,20 @@ func WriteComparison(w io.Writer, groups [][]Named, conf float64) error {
 	if conf == 0 {
 		conf = 0.99
 	}
+	var emulated []string // runs whose timings are an emulator's
 	for gi, g := range groups {
 		r := g[0].R
 		names := make([]string, len(g))
 		for i, n := range g {
 			names[i] = n.Name
+			if n.R.Meta.Virtualization == VirtEmulated {
+				emulated = append(emulated, n.Name)
+			}
 		}
 		fmt.Fprintf(w, "%s: %s  (%s, kernel %s, %d clients)\n", groupName(gi), strings.Join(names, " "), r.Meta.Server, r.Meta.Kernel, r.Meta.Clients)
+	}
+	if len(emulated) > 0 {
+		fmt.Fprintf(w, "emulated: %s ran under software emulation (%s): timings are the emulator's, shown for what differs, not judged\n", strings.Join(emulated, ", "), VirtEmulated)
 	}
 	for gi, g := range groups {
 		for i, n := range g {
@@ -233,7 +241,7 @@ func WriteComparison(w io.Writer, groups [][]Named, conf float64) error {
 			metrics = append(metrics, metric{key + " p50", func(r *Results) float64 { return syscall(r, key).P50Ns }, true})
 		}
 	}
-	verdicts := len(groups) == 2 && len(groups[0]) >= 2 && len(groups[1]) >= 2
+	verdicts := len(groups) == 2 && len(groups[0]) >= 2 && len(groups[1]) >= 2 && len(emulated) == 0
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "\t")
 	for gi, g := range groups {
@@ -300,6 +308,8 @@ func WriteComparison(w io.Writer, groups [][]Named, conf float64) error {
 	if !verdicts {
 		why := "significance cannot be judged from one run of each side: a run's own interval leaves out how much whole runs differ (two back-to-back runs of one setup can differ by far more); repeat each side and give the runs as groups, 'compare A1 A2 A3 -- B1 B2 B3', for a verdict"
 		switch {
+		case len(emulated) > 0:
+			why = "timings under software emulation are not judged; compare runs recorded on the machines themselves"
 		case len(groups) > 2:
 			why = "a verdict compares two groups of runs; with more, the table shows the differences only"
 		case len(groups[0]) > 1 || len(groups[1]) > 1:

@@ -32,6 +32,9 @@ type Out struct {
 	hlog     *atomicFile
 	Requests *RequestsCSV
 	Log      *HdrLog
+	// Trace samples the joined round trips for trace.json; nil without
+	// the probe (no breakdown columns).
+	Trace *Trace
 }
 
 // OpenOut checks that dir takes files (before anything is measured) and
@@ -54,11 +57,15 @@ func OpenOut(dir string, columns []string) (*Out, error) {
 	}
 	o.Requests = NewRequestsCSV(o.csv.w, columns)
 	o.Log = NewHdrLog(o.hlog.w)
+	if columns != nil {
+		o.Trace = NewTrace()
+	}
 	return o, nil
 }
 
-// Commit writes results.json and puts every file in place. The summary
-// goes first, so a failure later still leaves it.
+// Commit writes results.json and puts every file in place, then writes
+// report.html and, with the probe, trace.json. The summary goes first, so
+// a failure later still leaves it.
 func (o *Out) Commit(r *Results) error {
 	err := WriteFileAtomic(filepath.Join(o.dir, ResultsFile), func(w io.Writer) error { return WriteJSON(w, r) })
 	if err != nil {
@@ -73,7 +80,7 @@ func (o *Out) Commit(r *Results) error {
 		o.Abort()
 		return err
 	}
-	return errors.Join(o.csv.commit(), o.hlog.commit())
+	return errors.Join(o.csv.commit(), o.hlog.commit(), o.writeViews(r))
 }
 
 // Abort removes the temporary files.
@@ -220,21 +227,35 @@ func (c *RequestsCSV) Flush() error {
 // (one interval per second of completions since the first request), as
 // they complete, for HdrHistogram's plotting and analysis tools.
 // Completions may arrive slightly out of order; an interval is written
-// once completions two seconds later have arrived.
+// once completions two seconds later have arrived. From the first interval
+// written to the last, every second has one, empty when nothing completed
+// in it, so that the log's readers see one interval per second.
 type HdrLog struct {
-	w       io.Writer
-	lw      *hdrhistogram.HistogramLogWriter
-	started time.Time
-	firstT0 int64
-	begun   bool
-	open    map[int64]*hdrhistogram.Histogram
-	newest  int64
-	err     error
+	w         io.Writer
+	lw        *hdrhistogram.HistogramLogWriter
+	started   time.Time
+	firstT0   int64
+	begun     bool
+	open      map[int64]*hdrhistogram.Histogram
+	newest    int64
+	next      int64 // the second the next interval written must start at; -1 before the first
+	intervals []IntervalStat
+	total     *hdrhistogram.Histogram
+	err       error
+}
+
+// IntervalStat summarizes one interval of the log as it was written.
+type IntervalStat struct {
+	Sec   int64 // seconds since the first request
+	Count int64
+	P50Ns int64
+	P99Ns int64
+	MaxNs int64
 }
 
 // NewHdrLog starts a log on w; Begin gives it the run's start.
 func NewHdrLog(w io.Writer) *HdrLog {
-	return &HdrLog{w: w, lw: hdrhistogram.NewHistogramLogWriter(w), open: map[int64]*hdrhistogram.Histogram{}}
+	return &HdrLog{w: w, lw: hdrhistogram.NewHistogramLogWriter(w), open: map[int64]*hdrhistogram.Histogram{}, next: -1, total: stats.NewHistogram()}
 }
 
 // Begin sets the wall-clock time of the first request and its
@@ -243,7 +264,15 @@ func (l *HdrLog) Begin(started time.Time, firstT0 int64) {
 	l.started, l.firstT0, l.begun = started, firstT0, true
 	startMs := started.UnixMilli()
 	l.lw.SetBaseTime(startMs)
-	l.err = errors.Join(l.lw.OutputLogFormatVersion(), l.lw.OutputStartTime(startMs), l.lw.OutputLegend())
+	// The start and base times to the millisecond, as HdrHistogram's Java
+	// writer puts them: hdrhistogram-go's OutputStartTime drops the
+	// milliseconds, and its reader, finding no base time, takes that
+	// whole second as the base, moving every interval early by up to 1 s.
+	secs := fmt.Sprintf("%d.%03d", startMs/1000, startMs%1000)
+	l.err = errors.Join(l.lw.OutputLogFormatVersion(),
+		l.lw.OutputComment("[StartTime: "+secs+" (seconds since epoch), "+started.UTC().Format(time.RFC3339Nano)+"]"),
+		l.lw.OutputComment("[BaseTime: "+secs+" (seconds since epoch)]"),
+		l.lw.OutputLegend())
 }
 
 // Add records one measured round trip.
@@ -278,14 +307,34 @@ func (l *HdrLog) flush(upTo int64) {
 		}
 		h := l.open[first]
 		delete(l.open, first)
-		startMs := l.started.UnixMilli() + first*1000
-		h.SetStartTimeMs(startMs)
-		h.SetEndTimeMs(startMs + 1000)
-		if err := l.lw.OutputIntervalHistogram(h); err != nil && l.err == nil {
-			l.err = fmt.Errorf("write %s: %w", HdrLogFile, err)
+		for l.next >= 0 && l.next < first { // seconds nothing completed in
+			l.output(l.next, stats.NewHistogram())
 		}
+		l.output(first, h)
 	}
 }
+
+// output writes second sec's interval and keeps its summary.
+func (l *HdrLog) output(sec int64, h *hdrhistogram.Histogram) {
+	startMs := l.started.UnixMilli() + sec*1000
+	h.SetStartTimeMs(startMs)
+	h.SetEndTimeMs(startMs + 1000)
+	if err := l.lw.OutputIntervalHistogram(h); err != nil && l.err == nil {
+		l.err = fmt.Errorf("write %s: %w", HdrLogFile, err)
+	}
+	l.next = sec + 1
+	l.total.Merge(h)
+	l.intervals = append(l.intervals, IntervalStat{Sec: sec, Count: h.TotalCount(),
+		P50Ns: h.ValueAtQuantile(50), P99Ns: h.ValueAtQuantile(99), MaxNs: h.Max()})
+}
+
+// Intervals are the summaries of the intervals written so far, in order;
+// after Close, of the whole log.
+func (l *HdrLog) Intervals() []IntervalStat { return l.intervals }
+
+// Total is the merge of the intervals written so far: after Close, the
+// distribution of every round trip in the log.
+func (l *HdrLog) Total() *hdrhistogram.Histogram { return l.total }
 
 // Close writes the intervals still open and reports the first error.
 func (l *HdrLog) Close() error {

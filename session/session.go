@@ -216,6 +216,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 					ns = rt.Ns[:]
 				}
 				row(rt.Conn, int64(rt.Seq), r, true, ns)
+				out.Trace.Add(rt) // the stream calls onTrip from one goroutine
 			}
 		}
 		pr, err = startProbe(cfg, pid, port, note, onTrip)
@@ -318,6 +319,9 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	res := report.Build(parts)
 	o := &Outcome{Results: res, Load: load}
 	if out != nil {
+		if out.Trace != nil && parts.Join != nil {
+			out.Trace.SetSlowest(parts.Join.Slowest())
+		}
 		if err := out.Commit(res); err != nil {
 			return o, errors.Join(runErr, err)
 		}

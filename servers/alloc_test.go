@@ -92,8 +92,8 @@ func startQuiet(tb testing.TB, s Server, o Options) string {
 func TestNoAllocPerRequest(t *testing.T) {
 	const warm, n = 200, 2000
 	for _, s := range All() {
-		if s.Name == "fork" {
-			continue
+		if s.Name == "fork" || s.Proto != "" {
+			continue // fork: served in another process; http, resp: other protocols (net/http allocates per request)
 		}
 		t.Run(s.Name, func(t *testing.T) {
 			skipUnsupported(t, s.Name)
@@ -125,6 +125,9 @@ func TestNoAllocPerRequest(t *testing.T) {
 // allocates nothing).
 func BenchmarkRoundTrip(b *testing.B) {
 	for _, s := range All() {
+		if s.Proto != "" {
+			continue
+		}
 		b.Run(s.Name, func(b *testing.B) {
 			skipUnsupported(b, s.Name)
 			c := dialRaw(b, startQuiet(b, s, Options{}))

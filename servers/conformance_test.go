@@ -289,6 +289,9 @@ var conformance = []struct {
 
 func TestConformance(t *testing.T) {
 	for _, s := range All() {
+		if s.Proto != "" {
+			continue // not ping-pong: TestProtoServers
+		}
 		t.Run(s.Name, func(t *testing.T) {
 			if err := Check(s.Name); err != nil {
 				t.Skipf("kernel lacks it: %v", err)

@@ -58,8 +58,8 @@ func WriteHTML(w io.Writer, r *Results, log *HdrLog) error {
 	b := &strings.Builder{}
 	m := r.Meta
 	title := fmt.Sprintf("volleyscope: %s, %d client(s), %s", m.Server, m.Clients, m.Proto)
-	b.WriteString("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n")
-	b.WriteString(`<meta name="viewport" content="width=device-width, initial-scale=1">` + "\n")
+	b.WriteString("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/>\n")
+	b.WriteString(`<meta name="viewport" content="width=device-width, initial-scale=1"/>` + "\n")
 	fmt.Fprintf(b, "<title>%s</title>\n<style>%s</style></head><body>\n", xmlEscape(title), htmlStyle)
 	fmt.Fprintf(b, "<h1>%s</h1>\n", xmlEscape(title))
 	fmt.Fprintf(b, "<p class=\"muted\">kernel %s, %s, started %s</p>\n", xmlEscape(m.Kernel), xmlEscape(m.CPUModel), m.StartedAt.Format("2006-01-02 15:04:05 MST"))
@@ -477,7 +477,7 @@ func htmlSlowest(b *strings.Builder, trips []SlowTrip) {
 			}
 		}
 		rows = append(rows, []string{fmt.Sprint(i + 1), Dur(float64(t.LatencyNs)), fmt.Sprintf("%d #%d", t.Conn, t.Seq), bar.String(),
-			strings.Join(big, "<br>"), strings.Join(held, "<br>")})
+			strings.Join(big, "<br/>"), strings.Join(held, "<br/>")})
 	}
 	b.WriteString("<p class=\"muted\">Components over 5% of each round trip, and the tasks that held the CPU while a side waited for one.</p>\n")
 	table(b, "slowest", []string{"#", "latency", "conn #seq", "components", "largest", "waited for a CPU"}, rows)

@@ -36,8 +36,8 @@ func (o HTTPOptions) request(addr string) []byte {
 	return []byte(b.String())
 }
 
-// check refuses options that would make a malformed request.
-func (o HTTPOptions) check() error {
+// Check refuses options that would make a malformed request.
+func (o HTTPOptions) Check() error {
 	if strings.ContainsAny(o.Path, " \r\n") || (o.Path != "" && !strings.HasPrefix(o.Path, "/") && o.Path != "*") {
 		return fmt.Errorf("http path %q: want an origin path such as /index.html, without spaces", o.Path)
 	}

@@ -108,10 +108,12 @@ const (
 	DefaultCheckEvery = 250 * time.Millisecond
 )
 
-// checkProto refuses protocol settings that cannot make a run.
-func (o *Options) checkProto() error {
+// CheckProto refuses protocol settings that cannot make a run; Run
+// calls it, and a command line may call it first to say so early. An
+// empty Proto is the default, PingPong.
+func (o *Options) CheckProto() error {
 	switch o.Proto {
-	case PingPong, Echo, HTTP, Redis, Memcache, Line:
+	case "", PingPong, Echo, HTTP, Redis, Memcache, Line:
 	default:
 		return fmt.Errorf("protocol %q: want one of pingpong, echo, http, redis, memcache, line", o.Proto)
 	}
@@ -119,7 +121,7 @@ func (o *Options) checkProto() error {
 		return fmt.Errorf("protocol line: both the request and the expected reply are needed (--request, --expect)")
 	}
 	if o.Proto == HTTP {
-		if err := o.HTTP.check(); err != nil {
+		if err := o.HTTP.Check(); err != nil {
 			return err
 		}
 	}
@@ -251,7 +253,7 @@ type Result struct {
 // every case; the error says why a run ended early.
 func Run(ctx context.Context, opts Options) (*Result, error) {
 	opts.defaults()
-	if err := opts.checkProto(); err != nil {
+	if err := opts.CheckProto(); err != nil {
 		return nil, err
 	}
 	addr, err := net.ResolveTCPAddr("tcp", opts.Addr)

@@ -126,6 +126,9 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		}
 		cfg.Addr = spec.Addr // addr=HOST:PORT: a running server
 	}
+	if err := pickProto(&cfg.Load, spec.Builtin); err != nil {
+		return nil, err
+	}
 	var srv *serverproc.Proc
 	if cfg.Addr != "" {
 		parts.Meta.Server = cfg.Addr

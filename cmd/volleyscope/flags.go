@@ -26,6 +26,17 @@ type loadFlags struct {
 	clients    int
 	proto      string
 	size       int
+
+	// Protocol settings (--proto http, redis, memcache, line).
+	httpPath   string
+	httpHost   string
+	headers    []string
+	httpStatus string
+	mix        string
+	keys       int
+	request    string
+	expect     string
+
 	clientCPUs string
 	timeout    time.Duration
 	requests   int64
@@ -82,8 +93,16 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 	} else {
 		fs.IntVar(&f.clients, "clients", loadgen.DefaultClients, "concurrent connections (see --client-model)")
 	}
-	fs.StringVar(&f.proto, "proto", string(loadgen.PingPong), "wire protocol: pingpong or echo")
-	fs.IntVar(&f.size, "size", loadgen.DefaultSize, "echo payload in bytes (--proto echo only)")
+	fs.StringVar(&f.proto, "proto", string(loadgen.PingPong), "wire protocol: pingpong, echo, http, redis, memcache or line; not given: the built-in server's (http, resp), else pingpong")
+	fs.IntVar(&f.size, "size", loadgen.DefaultSize, "echo payload, or redis/memcache value, in bytes")
+	fs.StringVar(&f.httpPath, "http-path", "/", "--proto http: the request's path")
+	fs.StringVar(&f.httpHost, "http-host", "", "--proto http: the Host header (default: the server's HOST:PORT)")
+	fs.StringArrayVar(&f.headers, "header", nil, "--proto http: an extra request header 'Name: value' (repeatable)")
+	fs.StringVar(&f.httpStatus, "http-status", "2xx", "--proto http: the accepted status: 2xx, a status such as 404, or a range such as 200-399")
+	fs.StringVar(&f.mix, "mix", "", fmt.Sprintf("--proto redis or memcache: GET:SET ratio, e.g. 9:1 (default: PING for redis, %s for memcache)", loadgen.DefaultMemcacheMix))
+	fs.IntVar(&f.keys, "keys", loadgen.DefaultKeys, "--proto redis or memcache: the number of keys the mix draws from")
+	fs.StringVar(&f.request, "request", "", `--proto line: the request sent each round trip (\r, \n, \t, \\, \0, \xHH escapes)`)
+	fs.StringVar(&f.expect, "expect", "", "--proto line: the exact reply expected (the same escapes)")
 	fs.StringVar(&f.clientCPUs, "client-cpus", cpuString(client), "CPUs for the client threads, e.g. 1 or 0,2-3 ('' = not pinned)")
 	fs.DurationVar(&f.timeout, "timeout", loadgen.DefaultTimeout, "a reply slower than this stops the run with an error")
 	fs.Int64Var(&f.requests, "requests", 0, "stop each connection after this many round trips, warm-up included (0: no limit)")
@@ -118,6 +137,13 @@ func (f *loadFlags) config() (session.Config, error) {
 	if err != nil {
 		return session.Config{}, usagef("--proto: %v", err)
 	}
+	if !f.fs.Changed("proto") {
+		proto = "" // the built-in server's protocol, else ping-pong (session.Run)
+	}
+	popts, err := f.protoOptions(proto)
+	if err != nil {
+		return session.Config{}, err
+	}
 	ccpus, err := parseCPUs(f.clientCPUs)
 	if err != nil {
 		return session.Config{}, usagef("--client-cpus: %v", err)
@@ -136,7 +162,8 @@ func (f *loadFlags) config() (session.Config, error) {
 		{f.serverSpin < 0, fmt.Sprintf("--server-spin %v: want 0 or a positive duration", f.serverSpin)},
 		{f.clients < 1, fmt.Sprintf("--clients %d: want at least 1", f.clients)},
 		{f.size < 1, fmt.Sprintf("--size %d: want at least 1 byte", f.size)},
-		{proto != loadgen.Echo && f.fs.Changed("size"), "--size sets the echo payload: use it with --proto echo (a ping-pong message is always 4 bytes)"},
+		{f.fs.Changed("size") && proto != loadgen.Echo && proto != loadgen.Redis && proto != loadgen.Memcache, "--size sets the echo payload or the redis/memcache value: use it with --proto echo, redis or memcache (a ping-pong message is always 4 bytes)"},
+		{proto == loadgen.Redis && f.fs.Changed("size") && !f.fs.Changed("mix"), "--size sets the value of a GET/SET mix: add --mix GET:SET (redis sends PING without one)"},
 		{f.timeout <= 0, fmt.Sprintf("--timeout %v: want a positive duration, e.g. 2s", f.timeout)},
 		{f.requests < 0, fmt.Sprintf("--requests %d: want 0 (no limit) or more", f.requests)},
 		{f.connectTimeout <= 0, fmt.Sprintf("--connect-timeout %v: want a positive duration, e.g. 10s", f.connectTimeout)},
@@ -163,6 +190,7 @@ func (f *loadFlags) config() (session.Config, error) {
 		Clients: f.clients, Proto: proto, Size: f.size, Duration: f.duration, CI: f.ci, P99CI: f.p99CI,
 		Confidence: f.confidence, Warmup: f.warmup, NoMSER: f.noMSER, ClientCPUs: ccpus, Timeout: f.timeout, Requests: f.requests,
 		ClientModel: model, ConnectTimeout: f.connectTimeout, ConnectRate: f.connectRate, Rate: f.rate,
+		HTTP: popts.HTTP, Mix: popts.Mix, Keys: popts.Keys, Line: popts.Line,
 	}
 	// loadgen.Options reads zero as "default": its "none" is negative.
 	if f.ci == 0 {
@@ -179,6 +207,94 @@ func (f *loadFlags) config() (session.Config, error) {
 		cfg.ServerCPUs = nil
 	}
 	return cfg, nil
+}
+
+// protoOptions checks the protocol flags against proto ("" when --proto
+// was not given: the server's protocol decides later) and returns them in
+// a loadgen.Options.
+func (f *loadFlags) protoOptions(proto loadgen.Proto) (loadgen.Options, error) {
+	var o loadgen.Options
+	given := func(names ...string) string {
+		for _, n := range names {
+			if f.fs.Changed(n) {
+				return "--" + n
+			}
+		}
+		return ""
+	}
+	if n := given("http-path", "http-host", "header", "http-status"); n != "" && proto != loadgen.HTTP && proto != "" {
+		return o, usagef("%s configures --proto http, not --proto %s", n, proto)
+	}
+	if n := given("mix", "keys"); n != "" && proto != loadgen.Redis && proto != loadgen.Memcache && proto != "" {
+		return o, usagef("%s configures --proto redis or memcache, not --proto %s", n, proto)
+	}
+	if n := given("request", "expect"); n != "" && proto != loadgen.Line {
+		return o, usagef("%s configures --proto line: add --proto line", n)
+	}
+	o.HTTP = loadgen.HTTPOptions{Path: f.httpPath, Host: f.httpHost, Headers: f.headers}
+	for _, c := range []struct {
+		flag string
+		o    loadgen.HTTPOptions
+	}{{"http-path", loadgen.HTTPOptions{Path: f.httpPath}}, {"http-host", loadgen.HTTPOptions{Host: f.httpHost}}, {"header", loadgen.HTTPOptions{Headers: f.headers}}} {
+		if err := c.o.Check(); err != nil {
+			return o, usagef("--%s: %v", c.flag, err)
+		}
+	}
+	lo, hi, err := parseStatus(f.httpStatus)
+	if err != nil {
+		return o, usagef("--http-status: %v", err)
+	}
+	if lo != 200 || hi != 299 {
+		o.HTTP.StatusMin, o.HTTP.StatusMax = lo, hi
+	}
+	if f.mix != "" {
+		if o.Mix, err = loadgen.ParseMix(f.mix); err != nil {
+			return o, usagef("--mix: %v", err)
+		}
+	}
+	if f.keys < 1 {
+		return o, usagef("--keys %d: want at least 1", f.keys)
+	}
+	o.Keys = f.keys
+	if proto == loadgen.Line {
+		if f.request == "" || f.expect == "" {
+			return o, usagef("--proto line needs --request STR and --expect STR, e.g. --request 'PING\r\n' --expect '+PONG\r\n'")
+		}
+		if o.Line.Request, err = loadgen.Unescape(f.request); err != nil {
+			return o, usagef("--request: %v", err)
+		}
+		if o.Line.Expect, err = loadgen.Unescape(f.expect); err != nil {
+			return o, usagef("--expect: %v", err)
+		}
+	}
+	o.Proto = proto
+	if err := o.CheckProto(); err != nil {
+		return o, usagef("%v", err)
+	}
+	return o, nil
+}
+
+// parseStatus reads --http-status: "2xx", "404" or "200-399".
+func parseStatus(s string) (lo, hi int, err error) {
+	bad := fmt.Errorf("%q: want a class such as 2xx, a status such as 404, or a range such as 200-399", s)
+	if len(s) == 3 && s[1:] == "xx" && s[0] >= '1' && s[0] <= '5' {
+		c := int(s[0]-'0') * 100
+		return c, c + 99, nil
+	}
+	a, b, isRange := strings.Cut(s, "-")
+	if lo, err = strconv.Atoi(a); err != nil {
+		return 0, 0, bad
+	}
+	hi = lo
+	if isRange {
+		if hi, err = strconv.Atoi(b); err != nil {
+			return 0, 0, bad
+		}
+	}
+	if lo < 100 || hi > 599 || lo > hi {
+		return 0, 0, bad
+	}
+	return lo, hi, nil
 }
 
 func cpuString(c []int) string {

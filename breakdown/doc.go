@@ -13,33 +13,68 @@
 // two differ, the boundary is given as "syscalls: … / default: …":
 //
 //	b0  t0                      client timestamp before the send
-//	b1  client send             syscalls: entry of the client's write /
-//	                            default: the TCP send start on its socket
-//	                            (tcp_sendmsg_locked, or tcp_sendmsg entry)
-//	b2  server data ready       sock:sk_data_ready on the server's socket
+//	b1  client send             syscalls: entry of the client's first write
+//	                            at or after t0 / default: the first TCP
+//	                            send start on its socket (tcp_sendmsg_locked,
+//	                            or tcp_sendmsg entry)
+//	b2  request ready           sock:sk_data_ready on the server's socket:
+//	                            the last one before the read that completed
+//	                            the request returned (below)
 //	b3  server on CPU           syscalls: sched_switch in of the thread
 //	                            woken for b2 (sched_waking right after b2 on
 //	                            that CPU); both: the reading thread's switch
 //	                            in if it was off CPU at b2; b2 if the server
 //	                            was running
 //	b4  server starts receive   syscalls: entry of the syscall whose receive
-//	                            returned the request, if after b3 / default:
-//	                            b3 (server_queue is then 0 and its time is
-//	                            in server_kernel_recv: no tracepoint marks a
-//	                            receive's start)
-//	b5  server receive returns  syscalls: exit of that syscall (io_uring: of
+//	                            completed the request, if after b3 /
+//	                            default: b3 (server_queue is then 0 and its
+//	                            time is in server_kernel_recv: no tracepoint
+//	                            marks a receive's start)
+//	b5  request read            syscalls: exit of that syscall (io_uring: of
 //	                            the io_uring_enter that reaped it) /
-//	                            default: sock:sock_recv_length
-//	b6  server send             syscalls: entry of the syscall that sent the
-//	                            reply / default: the TCP send start on the
-//	                            server's socket (on kernels with neither, the
+//	                            default: its sock:sock_recv_length
+//	b6  server sends last part  syscalls: entry of the syscall that sent the
+//	                            reply's last part (b7's) / default: the
+//	                            start of that send on the server's socket
+//	                            (its first TCP send start after the previous
+//	                            send returned; on kernels with neither, a
 //	                            send's return)
-//	b7  client data ready       sock:sk_data_ready on the client's socket
+//	b7  reply's last part ready sock:sk_data_ready on the client's socket:
+//	                            the last one before b9
 //	b8  client on CPU           sched_switch in of the client thread if it
 //	                            was off CPU at b7, else b7
-//	b9  client receive returns  syscalls: exit of the client's last read
+//	b9  reply read              syscalls: exit of the client's last read
 //	                            before t1 / default: its last receive return
 //	b10 t1                      client timestamp after the reply
+//
+// A request may take several writes and reach the server in several
+// segments, and a reply may take several writes and several reads. The
+// boundaries follow the critical path, the chain of events each of which
+// waited for the one before, so they are the last of each kind, not the
+// first:
+//
+//   - The read that completed the request is the last receive with data on
+//     the server's socket that returned before the server began its reply
+//     (its first send start or send entry after b1). b2 is the last
+//     data-ready there before that read returned: the request's last bytes
+//     queued. The client's time between its writes is in client_net; a
+//     server's reads of the request's earlier parts, which overlap it, are
+//     on no critical path.
+//   - The reply's critical part is its last: b7 is the last data-ready on
+//     the client's socket before the read that completed the reply (b9),
+//     and b6 the entry of the send that queued it. Everything the server
+//     does from the read that completed the request to that last send
+//     (its processing, the reply's earlier parts, further reads of a
+//     request it echoes as it comes, as socat does 8 KiB at a time, and
+//     the time it waits for the client's window) is server_user; the
+//     client's reads of the earlier parts overlap it and are on no
+//     critical path. client_kernel_recv is only the last part's read.
+//   - A part of the reply that the server's TCP holds back (Nagle, a full
+//     window) is held between b6 and b7: server_net.
+//
+// For one write and one read on each side these are the single events.
+// The boundaries stay in time order, so the components still sum to
+// t1 − t0 exactly.
 //
 // The first ten components are the gaps between consecutive boundaries,
 // less the time the thread carrying the request was preempted in them;

@@ -19,14 +19,14 @@ type Component int
 // requests.csv columns.
 const (
 	ClientUser       Component = iota // t0 → client enters the send syscall
-	ClientNet                         // send entry → data ready on the server's socket
+	ClientNet                         // send entry → the request's last data ready on the server's socket
 	ServerWakeup                      // data ready → server thread on CPU (0 if it was running)
-	ServerQueue                       // on CPU → the server starts the receive on this connection
+	ServerQueue                       // on CPU → the server starts the receive that completes the request
 	ServerKernelRecv                  // start of the receive → it returns to userspace
-	ServerUser                        // receive returned → server enters the send syscall
-	ServerNet                         // send entry → data ready on the client's socket
+	ServerUser                        // receive returned → server enters the send of the reply's last part (earlier parts included)
+	ServerNet                         // that send's entry → its data ready on the client's socket
 	ClientWakeup                      // data ready → client thread on CPU (0 if it was running)
-	ClientKernelRecv                  // on CPU → the client's receive returns
+	ClientKernelRecv                  // on CPU → the client's read of the reply's last part returns
 	ClientUserRecv                    // receive returned → t1
 	ClientPreempted                   // client thread preempted (runnable, off CPU) in client_user, client_net, client_kernel_recv or client_user_recv
 	ServerPreempted                   // server thread preempted in server_queue, server_kernel_recv, server_user or server_net
@@ -449,21 +449,29 @@ func (j *joiner) split(rt *RoundTrip) {
 		return
 	}
 
-	// b2: the request's data is ready on the server's socket.
-	sdr, ok := firstAt(ix.ready[j.ssk], b[1])
-	if !ok || int64(sdr.TS) > rt.T1 {
+	// b2 and the server's receive. A request may reach the server in
+	// several segments and be read in several reads, and a server may
+	// answer part of it before reading the rest (an echo server that
+	// forwards 8 KiB at a time). The receive on the critical path is the
+	// one that completed the request: the last receive with data on the
+	// server's socket that returned before the server began its reply,
+	// and b2 is the last data-ready there before that receive returned
+	// (for a one-segment request read at once, the only ones).
+	sdr1, ok := firstAt(ix.ready[j.ssk], b[1])
+	if !ok || int64(sdr1.TS) > rt.T1 {
 		fail(NoServerReady)
 		return
 	}
-	b[2] = int64(sdr.TS)
-
-	// The server's receive of this request: the first sock_recv_length
-	// with data on the server's socket after the data was ready.
-	srv, ok := firstAt(ix.recv[j.ssk], b[2])
+	srv, ok := firstAt(ix.recv[j.ssk], int64(sdr1.TS))
 	if !ok || int64(srv.TS) > rt.T1 {
 		fail(NoServerRecv)
 		return
 	}
+	if f := j.replyStart(b[1], rt.T1); f > int64(srv.TS) {
+		srv, _ = lastIn(ix.recv[j.ssk], int64(srv.TS), f)
+	}
+	sdr, _ := lastIn(ix.ready[j.ssk], int64(sdr1.TS), int64(srv.TS)) // sdr1 at least
+	b[2] = int64(sdr.TS)
 	stid := srv.TID
 	rt.ServerTID = stid
 	recvSys, inSys := ix.enclosing(stid, int64(srv.TS))
@@ -487,44 +495,58 @@ func (j *joiner) split(rt *RoundTrip) {
 		b[5] = int64(recvSys.TS)
 	}
 
-	// b7: the reply's data is ready on the client's socket: the first
-	// data-ready there after the server's receive returned.
-	cdr, ok := firstAt(ix.ready[j.csk], b[5])
-	if !ok || int64(cdr.TS) > rt.T1 {
+	// b7, b9: the reply may come in several parts, each queued to the
+	// client's socket (a data-ready) and read by one or more client reads.
+	// The round trip ends with the read that completed the reply, b9, and
+	// the part on the critical path is the last one queued before it: b7
+	// is the last data-ready on the client's socket in [first data-ready
+	// after b5, b9]. The server's time writing the earlier parts is then
+	// the server's (server_user), not the client's receive.
+	cdr1, ok := firstAt(ix.ready[j.csk], b[5])
+	if !ok || int64(cdr1.TS) > rt.T1 {
 		fail(NoClientReady)
 		return
 	}
+	// b9: the client's last syscall before t1 is the read that completed
+	// the reply; without syscall events, its last receive on the socket.
+	k := sort.Search(len(cs), func(k int) bool { return int64(cs[k].TS) > rt.T1 }) - 1
+	if k >= 0 && int64(cs[k].TS) >= int64(cdr1.TS) {
+		b[9] = int64(cs[k].TS)
+	} else {
+		rs := ix.recv[j.csk]
+		k = sort.Search(len(rs), func(k int) bool { return int64(rs[k].TS) > rt.T1 }) - 1
+		if k < 0 || int64(rs[k].TS) < int64(cdr1.TS) {
+			fail(NoClientRecv)
+			return
+		}
+		b[9] = int64(rs[k].TS)
+	}
+	cdr, _ := lastIn(ix.ready[j.csk], int64(cdr1.TS), b[9]) // cdr1 at least
 	b[7] = int64(cdr.TS)
 
-	// b6: the entry of the server's send. On loopback the data-ready above
-	// runs inside that send, so the sender's syscall in progress at b7 is
-	// it (its sock_send_length may even come after t1 if the server was
-	// preempted before the send returned). Elsewhere (veth softirq, io_uring
-	// workers) fall back to the sock_send_length on the server's socket.
+	// b6: the entry of the server's send that queued that last part. On
+	// loopback the data-ready above runs inside that send, so the sender's
+	// syscall in progress at b7 is it (its sock_send_length may even come
+	// after t1 if the server was preempted before the send returned).
+	// Elsewhere (veth softirq, io_uring workers) fall back to the TCP send
+	// starts, then to the sock_send_length, on the server's socket.
 	var sendTID uint32
 	if sys, ok := ix.enclosing(cdr.TID, b[7]); ok && sys.Lport == j.ssk.l && sys.Rport == j.ssk.r {
 		b[6], sendTID = int64(sys.Arg0), cdr.TID
-	} else if st, ok := firstAt(ix.start[j.ssk], min(b[5], int64(srv.TS))); ok && int64(st.TS) <= b[7] {
-		// The send start on the server's socket (io_uring may submit the
-		// send in the same io_uring_enter that reaps the receive, so it
-		// is looked for from the receive's own event).
+	} else if st, ok := j.sendStartBefore(min(b[5], int64(srv.TS)), b[7]); ok {
+		// The start of the last send on the server's socket before the
+		// part was queued (io_uring may submit the send in the same
+		// io_uring_enter that reaps the receive, so it is looked for from
+		// the receive's own event).
 		b[6], sendTID = int64(st.TS), st.TID
 		if b[6] < b[5] {
 			b[6] = b[5]
 		}
 	} else {
-		// sock_send_length fires when the send returns, which can be
-		// after t1 when the server was preempted inside its send (the
-		// reply was already delivered), so look a round trip past t1.
-		limit := rt.T1 + (rt.T1 - rt.T0)
-		ssd, ok := firstAt(ix.send[j.ssk], b[5])
-		if !ok || int64(ssd.TS) > limit {
-			// io_uring may submit the send and reap the receive in one
-			// io_uring_enter: the send is then found after the receive.
-			if ssd, ok = firstAt(ix.send[j.ssk], int64(srv.TS)); !ok || int64(ssd.TS) > limit {
-				fail(NoServerSend)
-				return
-			}
+		ssd, ok := j.lastPartSend(b[5], b[7], int64(srv.TS), rt.T0, rt.T1)
+		if !ok {
+			fail(NoServerSend)
+			return
 		}
 		b[6], sendTID = int64(ssd.TS), ssd.TID
 		if sendSys, ok := ix.enclosing(ssd.TID, int64(ssd.TS)); ok {
@@ -540,21 +562,6 @@ func (j *joiner) split(rt *RoundTrip) {
 	if off, in := ix.offCPUAt(j.ctid, b[7]); off && in > 0 && in <= rt.T1 {
 		b[8] = in
 		rt.addWait(Wait{Component: ClientWakeup, TID: j.ctid, FromNs: b[7], ToNs: in, InNs: in})
-	}
-
-	// b9: the client's last syscall before t1 is the read that completed
-	// the reply; without syscall events, its last receive on the socket.
-	k := sort.Search(len(cs), func(k int) bool { return int64(cs[k].TS) > rt.T1 }) - 1
-	if k >= 0 && int64(cs[k].TS) >= b[7] {
-		b[9] = int64(cs[k].TS)
-	} else {
-		rs := ix.recv[j.csk]
-		k = sort.Search(len(rs), func(k int) bool { return int64(rs[k].TS) > rt.T1 }) - 1
-		if k < 0 || int64(rs[k].TS) < b[7] {
-			fail(NoClientRecv)
-			return
-		}
-		b[9] = int64(rs[k].TS)
 	}
 
 	rt.Joined = true
@@ -577,6 +584,89 @@ func (j *joiner) split(rt *RoundTrip) {
 	if diff := sum - (rt.T1 - rt.T0); diff > tol || -diff > tol {
 		rt.Consistent = false
 	}
+}
+
+// lastIn returns the last event of s (sorted by TS) with a ≤ TS ≤ b.
+func lastIn(s []probe.Event, a, b int64) (probe.Event, bool) {
+	i := sort.Search(len(s), func(i int) bool { return int64(s[i].TS) > b }) - 1
+	if i < 0 || int64(s[i].TS) < a {
+		return probe.Event{}, false
+	}
+	return s[i], true
+}
+
+// replyStart is when the server began its reply on the connection: the
+// first TCP send start, send syscall entry or (where neither is seen)
+// send return on the server's socket at or after from; to if none comes
+// before it. A send that began before from belongs to the round trip
+// before.
+func (j *joiner) replyStart(from, to int64) int64 {
+	f := to
+	if st, ok := firstAt(j.ix.start[j.ssk], from); ok {
+		f = min(f, int64(st.TS))
+	}
+	s := j.ix.send[j.ssk]
+	for i := sort.Search(len(s), func(i int) bool { return int64(s[i].TS) >= from }); i < len(s) && int64(s[i].TS) < f; i++ {
+		at := int64(s[i].TS)
+		if s[i].Kind == probe.KindSyscall {
+			at = entry(s[i])
+		}
+		if at >= from {
+			f = min(f, at)
+			break
+		}
+	}
+	return f
+}
+
+// sendStartBefore finds the start of the last send on the server's
+// socket that began in [from, to]: the last TCP send start there, taken
+// back to the first start after the previous send's return (the hook
+// fires once per segment a send fills, and a large send fills several).
+// Where no send returns are seen the sends cannot be told apart, and the
+// last start is taken.
+func (j *joiner) sendStartBefore(from, to int64) (probe.Event, bool) {
+	starts, sends := j.ix.start[j.ssk], j.ix.send[j.ssk]
+	st, ok := lastIn(starts, from, to)
+	if !ok {
+		return st, false
+	}
+	if _, ok := firstAt(sends, int64(st.TS)); !ok {
+		return st, true
+	}
+	lo := from
+	if prev, ok := lastIn(sends, from, int64(st.TS)-1); ok {
+		lo = int64(prev.TS)
+	}
+	if first, ok := firstAt(starts, lo); ok && first.TS <= st.TS {
+		return first, true
+	}
+	return st, true
+}
+
+// lastPartSend finds, where no send start is seen, the send whose
+// sock_send_length marks the reply's last part, queued at b7: on loopback
+// the part is queued inside that send, which returns after b7 (before
+// t1, or a round trip past it when the server was preempted before
+// returning); elsewhere the last send that returned in [b5, b7]. io_uring
+// may submit the send and reap the receive in one io_uring_enter: the
+// send is then found after the receive's own event, recvTS.
+func (j *joiner) lastPartSend(b5, b7, recvTS, t0, t1 int64) (probe.Event, bool) {
+	s := j.ix.send[j.ssk]
+	limit := t1 + (t1 - t0)
+	if e, ok := firstAt(s, b7); ok && int64(e.TS) <= t1 {
+		return e, true
+	}
+	if e, ok := lastIn(s, b5, b7); ok {
+		return e, true
+	}
+	if e, ok := firstAt(s, b5); ok && int64(e.TS) <= limit {
+		return e, true
+	}
+	if e, ok := firstAt(s, recvTS); ok && int64(e.TS) <= limit {
+		return e, true
+	}
+	return probe.Event{}, false
 }
 
 // carvePreempted moves the time the thread carrying the request was

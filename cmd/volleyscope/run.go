@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/volleyscope/volleyscope/loadgen"
@@ -22,7 +23,8 @@ anything is measured; their files are written whole or not at all.
 
 examples:
   volleyscope run                                   default server, 1 client
-  volleyscope run --clients 4 --out results/        also write results.json, requests.csv, latency.hlog
+  volleyscope run --clients 4 --out results/        also write results.json, requests.csv, latency.hlog,
+                                                    report.html, trace.json
   volleyscope run --server epoll-lt --server-spin 200us
   volleyscope run --addr 127.0.0.1:9000 --proto echo --size 512
 ` + exitText
@@ -99,7 +101,11 @@ func emit(out *session.Outcome, lf *loadFlags, runErr error, started time.Time) 
 	} else {
 		err = report.WriteText(os.Stdout, out.Results)
 		if lf.out != "" && writtenSince(filepath.Join(lf.out, report.ResultsFile), started) {
-			fmt.Fprintf(os.Stdout, "wrote %s/{%s,%s,%s}\n", lf.out, report.ResultsFile, report.RequestsFile, report.HdrLogFile)
+			files := []string{report.ResultsFile, report.RequestsFile, report.HdrLogFile, report.HTMLFile}
+			if out.Results.Probe != nil {
+				files = append(files, report.TraceFile)
+			}
+			fmt.Fprintf(os.Stdout, "wrote %s/{%s}\n", lf.out, strings.Join(files, ","))
 		}
 	}
 	if err != nil {

@@ -121,7 +121,7 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 	fs.BoolVar(&f.netns, "netns", false, "run the server in a network namespace of its own, joined to the client's by a veth pair that the run creates and removes (root)")
 	fs.StringVar(&f.netem, "netem", "", "netem arguments for that veth pair, e.g. 'delay 100us' (with --netns; needs a kernel with netem)")
 	fs.BoolVar(&f.json, "json", false, "print the results.json summary on stdout instead of the table")
-	fs.StringVar(&f.out, "out", "", "write results.json, requests.csv and latency.hlog into this directory (checked before measuring)")
+	fs.StringVar(&f.out, "out", "", "write results.json, requests.csv, latency.hlog, report.html and (with the probe) trace.json into this directory (checked before measuring)")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress or notices on stderr")
 }
 

@@ -55,22 +55,9 @@ func TestHdrLogIntervals(t *testing.T) {
 			if err := o.Commit(&Results{Latency: Latency{Count: n}}); err != nil {
 				t.Fatal(err)
 			}
-			f, err := os.Open(filepath.Join(dir, HdrLogFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			rd := hdrhistogram.NewHistogramLogReader(f)
 			var total int64
 			var starts []int64
-			for range 1000 {
-				h, err := rd.NextIntervalHistogram()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if h == nil {
-					break
-				}
+			for _, h := range readHdrLog(t, filepath.Join(dir, HdrLogFile)) {
 				total += h.TotalCount()
 				starts = append(starts, h.StartTimeMs())
 				if d := h.EndTimeMs() - h.StartTimeMs(); d < 999 || d > 1001 {
@@ -100,4 +87,28 @@ func TestHdrLogIntervals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readHdrLog reads every interval of a latency.hlog with HdrHistogram's
+// own log reader.
+func readHdrLog(t *testing.T, path string) []*hdrhistogram.Histogram {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd := hdrhistogram.NewHistogramLogReader(f)
+	var out []*hdrhistogram.Histogram
+	for range 100_000 {
+		h, err := rd.NextIntervalHistogram()
+		if err != nil {
+			t.Fatalf("read %s: %v", path, err)
+		}
+		if h == nil {
+			break
+		}
+		out = append(out, h)
+	}
+	return out
 }

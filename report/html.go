@@ -43,8 +43,9 @@ th:first-child,td:first-child{text-align:left}tr:nth-child(even){background:#f4f
 .scroll{overflow-x:auto;max-width:100%}svg.chart{width:100%;height:auto;max-width:760px;display:block}
 svg.log2{width:120px;height:18px;vertical-align:middle}.warn{color:#a40}.err{color:#b00}
 .muted{color:#666;font-size:.9em}ul{padding-left:1.2em}
-table.run td,table.hooks td,table.slowest td:nth-child(5),table.slowest td:nth-child(6){text-align:left}
-table.run td:nth-child(2),table.hooks td:nth-child(2){white-space:normal}
+table.run td,table.hooks td,table.slowest td:nth-child(n+4),table.slowest th:nth-child(n+4){text-align:left}
+table.run td:nth-child(2),table.hooks td:nth-child(2),table.slowest td:nth-child(6){white-space:normal}
+table.slowest td:nth-child(6){min-width:18em}
 @media (max-width:600px){body{padding:0 6px;font-size:14px}th,td{padding:2px 4px}}
 @media print{body{max-width:none;font-size:10pt}.scroll{overflow:visible}section{break-inside:avoid}
 h2{break-after:avoid}svg.chart{max-width:17cm}tr:nth-child(even){background:none}}
@@ -188,21 +189,20 @@ func swatch(component string) string {
 	return fmt.Sprintf(`<svg width="10" height="10" aria-hidden="true"><rect width="10" height="10" fill="%s"/></svg> `, colorOf(component))
 }
 
-// bandBars draws one stacked bar per latency band, to one scale, each
-// segment a component's mean over the band's round trips.
+// bandBars draws one bar per latency band, each the band's mean round
+// trip split into its components' shares (the bands' latencies differ by
+// orders of magnitude, so each bar is full width and labelled with its
+// mean): which component grows toward the tail.
 func bandBars(b *strings.Builder, bands []Band) {
-	const width, left, right, barH, gap, top = 720, 110, 80, 24, 12, 10
-	var maxLat float64
+	const width, left, right, barH, gap, top = 720, 110, 90, 24, 12, 10
 	var used []string // components above 0 somewhere, in breakdown order
 	for _, bd := range bands {
-		maxLat = max(maxLat, bd.MeanLatencyNs)
 		for _, p := range bd.Components {
 			if p.MeanNs > 0 && !slices.Contains(used, p.Component) {
 				used = append(used, p.Component)
 			}
 		}
 	}
-	scale := niceCeil(maxLat)
 	plotW := float64(width - left - right)
 	barsH := top + len(bands)*(barH+gap)
 	perRow := 4
@@ -212,7 +212,7 @@ func bandBars(b *strings.Builder, bands []Band) {
 	for k := 0; k <= 4; k++ {
 		x := left + plotW*float64(k)/4
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>`, x, top, x, barsH)
-		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle" fill="#555">%s</text>`+"\n", x, barsH+14, Dur(scale*float64(k)/4))
+		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle" fill="#555">%d%%</text>`+"\n", x, barsH+14, 25*k)
 	}
 	for i, bd := range bands {
 		y := top + i*(barH+gap)
@@ -221,17 +221,24 @@ func bandBars(b *strings.Builder, bands []Band) {
 			name = bd.Band
 		}
 		fmt.Fprintf(b, `<g class="band" data-band="%s"><text x="%d" y="%d" text-anchor="end">%s (%d)</text>`, xmlEscape(bd.Band), left-6, y+barH/2+4, xmlEscape(name), bd.Count)
+		var sum float64
+		for _, p := range bd.Components {
+			sum += max(p.MeanNs, 0)
+		}
 		x := float64(left)
 		for _, p := range bd.Components {
 			if p.MeanNs <= 0 {
 				continue
 			}
-			wd := p.MeanNs / scale * plotW
+			wd := p.MeanNs / sum * plotW
 			fmt.Fprintf(b, `<rect class="seg" x="%.2f" y="%d" width="%.2f" height="%d" fill="%s"><title>%s %s (%.1f%%)</title></rect>`,
 				x, y, wd, barH, colorOf(p.Component), p.Component, Dur(p.MeanNs), 100*p.Share)
+			if wd >= 34 {
+				fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle" font-size="10">%.0f%%</text>`, x+wd/2, y+barH/2+4, 100*p.MeanNs/sum)
+			}
 			x += wd
 		}
-		fmt.Fprintf(b, `<text x="%.1f" y="%d">%s</text></g>`+"\n", x+4, y+barH/2+4, Dur(bd.MeanLatencyNs))
+		fmt.Fprintf(b, `<text x="%d" y="%d">mean %s</text></g>`+"\n", left+int(plotW)+4, y+barH/2+4, Dur(bd.MeanLatencyNs))
 	}
 	legend(b, used, 10, barsH+28, (width-20)/perRow, perRow)
 	b.WriteString("</svg>\n")
@@ -255,6 +262,25 @@ func logTicks(lo, hi float64) []float64 {
 		if v >= hi || len(out) > 20 {
 			return out
 		}
+	}
+}
+
+// logScale is a log axis for latencies from lo to hi (ns) over the plot
+// height h below top: its decade ticks, which span lo and hi, and the map
+// from a latency to y.
+func logScale(lo, hi, top, h float64) ([]float64, func(float64) float64) {
+	ticks := logTicks(lo, hi)
+	if len(ticks) == 1 {
+		ticks = append(ticks, ticks[0]*10)
+	}
+	yLo, yHi := math.Log10(ticks[0]), math.Log10(ticks[len(ticks)-1])
+	return ticks, func(v float64) float64 { return top + h - (math.Log10(max(v, 1))-yLo)/(yHi-yLo)*h }
+}
+
+// logYAxis draws a log axis's ticks as grid lines labelled on the left.
+func logYAxis(b *strings.Builder, ticks []float64, py func(float64) float64, left, right int) {
+	for _, t := range ticks {
+		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left, py(t), right, py(t), left-6, py(t)+4, Dur(t))
 	}
 }
 
@@ -285,19 +311,21 @@ func percentilePlot(b *strings.Builder, l Latency, total *hdrhistogram.Histogram
 	maxX := max(10, n)
 	ticks := logTicks(1, maxX)
 	xHi := ticks[len(ticks)-1]
-	maxY := niceCeil(l.Max)
+	ticks = append([]float64{1, 2}, ticks[1:]...) // 0%, 50%, 90%, 99%, …
+	lo, hi := l.P50, l.Max
 	if total != nil && total.TotalCount() > 0 {
-		maxY = niceCeil(max(l.Max, float64(total.Max())))
+		lo, hi = float64(total.Min()), max(hi, float64(total.Max()))
 	}
+	yTicks, py := logScale(lo, hi, top, plotH)
 	px := func(x float64) float64 { return left + math.Log10(x)/math.Log10(xHi)*plotW }
-	py := func(v float64) float64 { return top + plotH - v/maxY*plotH }
 	fmt.Fprintf(b, `<svg id="percentile-plot" class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12" role="img" aria-label="latency by percentile">`+"\n", width, height)
 	for _, t := range ticks {
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%.0f" stroke="#ddd"/><text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`+"\n",
 			px(t), top, px(t), top+plotH, px(t), top+plotH+16, percentileLabel(t))
 	}
 	fmt.Fprintf(b, `<text x="%.1f" y="%.0f" text-anchor="middle" fill="#555">percentile (axis: 1/(1 − percentile), log scale)</text>`+"\n", left+plotW/2, top+plotH+36)
-	yAxis(b, left, top, plotW, plotH, maxY)
+	logYAxis(b, yTicks, py, left, width-right)
+	fmt.Fprintf(b, `<line x1="%d" y1="%d" x2="%d" y2="%.0f" stroke="black"/>`+"\n", left, top, left, top+plotH)
 	if total != nil && total.TotalCount() > 0 {
 		var pts []string
 		for i := 0; ; i++ {
@@ -321,16 +349,6 @@ func percentilePlot(b *strings.Builder, l Latency, total *hdrhistogram.Histogram
 	b.WriteString("</svg>\n")
 }
 
-// yAxis draws a linear latency axis from 0 to maxY with four steps.
-func yAxis(b *strings.Builder, left, top int, plotW, plotH, maxY float64) {
-	for k := 0; k <= 4; k++ {
-		y := float64(top) + plotH - plotH*float64(k)/4
-		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n",
-			left, y, float64(left)+plotW, y, left-6, y+4, Dur(maxY*float64(k)/4))
-	}
-	fmt.Fprintf(b, `<line x1="%d" y1="%d" x2="%d" y2="%.0f" stroke="black"/>`+"\n", left, top, left, float64(top)+plotH)
-}
-
 // timeline draws each second's p50, p99 and max on a log scale, and the
 // round trips completed in it below.
 func timeline(b *strings.Builder, iv []IntervalStat) {
@@ -348,21 +366,11 @@ func timeline(b *strings.Builder, iv []IntervalStat) {
 	if math.IsInf(lo, 1) {
 		lo, hi = 1, 10
 	}
-	ticks := logTicks(lo, hi)
-	if ticks[0] > lo {
-		ticks = append([]float64{ticks[0] / 10}, ticks...)
-	}
-	yLo, yHi := math.Log10(ticks[0]), math.Log10(ticks[len(ticks)-1])
-	if yHi <= yLo {
-		yHi = yLo + 1
-	}
+	ticks, py := logScale(lo, hi, top, latH)
 	t0, t1 := iv[0].Sec, iv[len(iv)-1].Sec+1
 	px := func(sec float64) float64 { return left + (sec-float64(t0))/float64(t1-t0)*plotW }
-	py := func(v float64) float64 { return top + latH - (math.Log10(max(v, 1))-yLo)/(yHi-yLo)*latH }
 	fmt.Fprintf(b, `<svg id="latency-over-time" class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12" role="img" aria-label="latency over time">`+"\n", width, height)
-	for _, t := range ticks {
-		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left, py(t), width-right, py(t), left-6, py(t)+4, Dur(t))
-	}
+	logYAxis(b, ticks, py, left, width-right)
 	step := max(1, (t1-t0)/10)
 	cTop := float64(top + latH + gapH)
 	for s := t0; s <= t1; s += step {
@@ -451,14 +459,14 @@ func htmlSlowest(b *strings.Builder, trips []SlowTrip) {
 	var rows [][]string
 	for i, t := range trips {
 		bar := &strings.Builder{}
-		fmt.Fprintf(bar, `<svg class="trip-bar" viewBox="0 0 300 14" width="300" height="14" preserveAspectRatio="none" role="img" aria-label="components">`)
+		fmt.Fprintf(bar, `<svg class="trip-bar" viewBox="0 0 200 14" width="200" height="14" preserveAspectRatio="none" role="img" aria-label="components">`)
 		x := 0.0
 		var big []string
 		for _, p := range t.Components {
 			if p.Ns <= 0 {
 				continue
 			}
-			wd := float64(p.Ns) / scale * 300
+			wd := float64(p.Ns) / scale * 200
 			fmt.Fprintf(bar, `<rect x="%.2f" width="%.2f" height="14" fill="%s"><title>%s %s</title></rect>`, x, wd, colorOf(p.Component), p.Component, Dur(float64(p.Ns)))
 			x += wd
 			if p.Ns*20 >= t.LatencyNs {

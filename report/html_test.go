@@ -164,26 +164,39 @@ func TestHTMLStructure(t *testing.T) {
 		if len(groups) != len(r.BreakdownByBand) {
 			t.Fatalf("%d band bars, %d bands", len(groups), len(r.BreakdownByBand))
 		}
-		// One scale for all bars: each bar's length is its band's mean
-		// latency (the components add up to it within the join's
-		// tolerance), so the bars' lengths keep the bands' ratio.
+		// Each bar is its band's mean round trip split into shares: every
+		// bar is as long as the others, and its longest segment is the
+		// band's largest component.
 		var widths []float64
 		for i, g := range groups {
-			if g.attr["data-band"] != r.BreakdownByBand[i].Band {
-				t.Errorf("bar %d is band %q, want %q", i, g.attr["data-band"], r.BreakdownByBand[i].Band)
+			bd := r.BreakdownByBand[i]
+			if g.attr["data-band"] != bd.Band {
+				t.Errorf("bar %d is band %q, want %q", i, g.attr["data-band"], bd.Band)
 			}
-			var w float64
+			var w, longest float64
+			var longestName string
 			for _, seg := range g.find("rect", "seg", "") {
 				v, _ := strconv.ParseFloat(seg.attr["width"], 64)
 				w += v
+				if v > longest {
+					longest, longestName = v, strings.Fields(seg.allText())[0]
+				}
 			}
 			widths = append(widths, w)
+			var top BandPart
+			for _, p := range bd.Components {
+				if p.MeanNs > top.MeanNs {
+					top = p
+				}
+			}
+			if longestName != top.Component {
+				t.Errorf("band %s: longest segment %q, largest component %q", bd.Band, longestName, top.Component)
+			}
 		}
-		last := len(widths) - 1
-		got := widths[0] / widths[last]
-		want := r.BreakdownByBand[0].MeanLatencyNs / r.BreakdownByBand[last].MeanLatencyNs
-		if math.Abs(got/want-1) > 0.05 {
-			t.Errorf("first to last bar %.3f, bands' mean latencies %.3f", got, want)
+		for i, w := range widths {
+			if math.Abs(w-widths[0]) > 1 {
+				t.Errorf("bar %d is %.1f long, bar 0 %.1f", i, w, widths[0])
+			}
 		}
 	})
 	t.Run("percentile plot", func(t *testing.T) {
@@ -196,7 +209,7 @@ func TestHTMLStructure(t *testing.T) {
 			t.Errorf("no percentile curve of 40 points or more")
 		}
 		text := svg[0].allText()
-		for _, l := range []string{"0%", "90%", "99%"} {
+		for _, l := range []string{"0%", "50%", "90%", "99%"} {
 			if !strings.Contains(text, l) {
 				t.Errorf("percentile axis has no %s label", l)
 			}

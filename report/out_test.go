@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
-
 	"github.com/volleyscope/volleyscope/loadgen"
 )
 
@@ -41,21 +39,8 @@ func TestHdrLogReadBack(t *testing.T) {
 	if err := o.Commit(&Results{}); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(filepath.Join(dir, HdrLogFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rd := hdrhistogram.NewHistogramLogReader(f)
 	var total int64
-	for {
-		h, err := rd.NextIntervalHistogram()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h == nil {
-			break
-		}
+	for _, h := range readHdrLog(t, filepath.Join(dir, HdrLogFile)) {
 		sec := (h.StartTimeMs() - started.UnixMilli()) / 1000
 		if h.EndTimeMs()-h.StartTimeMs() != 1000 {
 			t.Errorf("interval %d lasts %d ms", sec, h.EndTimeMs()-h.StartTimeMs())

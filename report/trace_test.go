@@ -47,7 +47,9 @@ var depthNames = []func(string) bool{
 		return slices.ContainsFunc(tracePhases, func(p struct {
 			name     string
 			from, to int
-		}) bool { return p.name == n })
+		}) bool {
+			return p.name == n
+		})
 	},
 	func(n string) bool { return slices.Contains(breakdown.Names(), n) },
 	func(n string) bool { return n == "waiting for a CPU" },

@@ -44,11 +44,12 @@ th:first-child,td:first-child{text-align:left}tr:nth-child(even){background:#f4f
 svg.log2{width:120px;height:18px;vertical-align:middle}.warn{color:#a40}.err{color:#b00}
 .muted{color:#666;font-size:.9em}ul{padding-left:1.2em}
 table.run td,table.hooks td,table.slowest td:nth-child(n+4),table.slowest th:nth-child(n+4){text-align:left}
-table.run td:nth-child(2),table.hooks td:nth-child(2),table.slowest td:nth-child(6){white-space:normal}
-table.slowest td:nth-child(6){min-width:18em}
+table.run td:nth-child(2),table.hooks td:nth-child(2),table.slowest td:nth-child(5){white-space:normal}
+table.slowest td:nth-child(5){min-width:18em}
 @media (max-width:600px){body{padding:0 6px;font-size:14px}th,td{padding:2px 4px}}
 @media print{body{max-width:none;font-size:10pt}.scroll{overflow:visible}section{break-inside:avoid}
-h2{break-after:avoid}svg.chart{max-width:17cm}tr:nth-child(even){background:none}}
+h2{break-after:avoid}svg.chart{max-width:17cm}tr:nth-child(even){background:none}
+td{white-space:normal}tr{break-inside:avoid}table.slowest td:nth-child(5){min-width:0}}
 `
 
 // WriteHTML writes the run's report page: self-contained (inline CSS and
@@ -484,11 +485,11 @@ func htmlSlowest(b *strings.Builder, trips []SlowTrip) {
 				held = append(held, xmlEscape(line))
 			}
 		}
-		rows = append(rows, []string{fmt.Sprint(i + 1), Dur(float64(t.LatencyNs)), fmt.Sprintf("%d #%d", t.Conn, t.Seq), bar.String(),
-			strings.Join(big, "<br/>"), strings.Join(held, "<br/>")})
+		rows = append(rows, []string{fmt.Sprint(i + 1), Dur(float64(t.LatencyNs)), fmt.Sprintf("%d #%d", t.Conn, t.Seq),
+			bar.String() + "<br/>" + strings.Join(big, "<br/>"), strings.Join(held, "<br/>")})
 	}
 	b.WriteString("<p class=\"muted\">Components over 5% of each round trip, and the tasks that held the CPU while a side waited for one.</p>\n")
-	table(b, "slowest", []string{"#", "latency", "conn #seq", "components", "largest", "waited for a CPU"}, rows)
+	table(b, "slowest", []string{"#", "latency", "conn #seq", "components (the largest named)", "waited for a CPU"}, rows)
 }
 
 func htmlRun(b *strings.Builder, r *Results) {

@@ -131,7 +131,8 @@ var tracePhases = []struct {
 // server phases nested inside, its components inside those, and each wait
 // for a CPU inside the component it was carved from, with the tasks that
 // held the CPU (for the slowest round trips) in its args. Times are µs
-// from the first round trip's start.
+// from the first round trip's start; otherData says where that is on
+// CLOCK_MONOTONIC, and how many round trips the sample holds of how many.
 func WriteTrace(w io.Writer, r *Results, t *Trace) error {
 	trips := make([]breakdown.RoundTrip, 0, t.Sampled()+len(t.slow))
 	trips = append(append(trips, t.first...), t.strided...)
@@ -235,7 +236,15 @@ func WriteTrace(w io.Writer, r *Results, t *Trace) error {
 			span("waiting for a CPU", "sched", tid, from, to, wargs)
 		}
 	}
-	bw.WriteString("]}\n")
+	// otherData: what a viewer shows as the trace's metadata, and where
+	// its time 0 is on CLOCK_MONOTONIC (requests.csv's clock).
+	other, _ := json.Marshal(map[string]any{
+		"server": r.Meta.Server, "kernel": r.Meta.Kernel, "clients": r.Meta.Clients, "started_at": r.Meta.StartedAt,
+		"ts_zero_monotonic_ns": origin, "round_trips_seen": t.seen, "round_trips_sampled": t.Sampled(), "slowest": len(t.slow),
+	})
+	bw.WriteString("],\n\"otherData\":")
+	bw.Write(other)
+	bw.WriteString("}\n")
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("write %s: %w", TraceFile, err)
 	}

@@ -27,10 +27,14 @@ type parsedEvent struct {
 func parseTrace(t *testing.T, b []byte) []parsedEvent {
 	t.Helper()
 	var doc struct {
-		Events []parsedEvent `json:"traceEvents"`
+		Events []parsedEvent  `json:"traceEvents"`
+		Other  map[string]any `json:"otherData"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatalf("trace.json does not parse: %v", err)
+	}
+	if _, ok := doc.Other["ts_zero_monotonic_ns"]; !ok {
+		t.Errorf("otherData has no ts_zero_monotonic_ns: %v", doc.Other)
 	}
 	for i := range doc.Events {
 		e := &doc.Events[i]

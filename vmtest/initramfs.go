@@ -16,44 +16,77 @@ import (
 // guestConfig is written to /vmtest.json for the guest's init
 // (vmtest/init's config: the JSON names are the contract).
 type guestConfig struct {
-	Run         string   `json:"run"`
-	Modes       []string `json:"modes"`
-	TestTimeout string   `json:"test_timeout"`
-	Env         []string `json:"env,omitempty"`
+	Runs        []guestRun `json:"runs"`
+	TestTimeout string     `json:"test_timeout"`
+	Env         []string   `json:"env,omitempty"`
+	// Volleyscope are the arguments of a /volleyscope run whose
+	// results.json the guest prints back; none: no such run.
+	Volleyscope []string `json:"volleyscope,omitempty"`
+	// ResultsFile is where that run writes results.json.
+	ResultsFile string `json:"results_file,omitempty"`
 }
 
-// buildInitramfs compiles the guest's /init and the test binary, both
-// static, and packs them with the config into work/initrd.cpio.gz.
-func buildInitramfs(ctx context.Context, work string, o *options) (string, error) {
+// guestRun is one run of the test binary: a hook mode, a probe level and
+// the -test.run pattern that selects that level's tests.
+type guestRun struct {
+	Mode  string `json:"mode"`
+	Level string `json:"level,omitempty"`
+	Run   string `json:"run"`
+}
+
+// guestVolleyscope is the run each guest makes besides the tests: ping-pong
+// against a built-in server, two clients, a few seconds (--ci 0 --p99-ci 0:
+// for the whole --duration, whatever the intervals; under TCG they are the
+// emulator's anyway). Its results.json comes back to the host.
+var guestVolleyscope = []string{"run", "--server", "threads", "--clients", "2", "--proto", "pingpong",
+	"--duration", "3s", "--warmup", "1s", "--ci", "0", "--p99-ci", "0", "--out", "/tmp/vs"}
+
+// guestResults is where guestVolleyscope's results.json is.
+const guestResults = "/tmp/vs/results.json"
+
+// binaries are the static programs the initramfs holds, built once per
+// run and shared by every kernel's archive.
+type binaries struct {
+	Init, Test, Volleyscope string // Volleyscope "" when not wanted
+}
+
+// buildBinaries compiles the guest's /init, the test binary and
+// volleyscope, all static (CGO_ENABLED=0: the initramfs has no C library).
+func buildBinaries(ctx context.Context, work string, o *options) (binaries, error) {
 	root, err := moduleRoot(ctx)
 	if err != nil {
-		return "", err
+		return binaries{}, err
 	}
-	initBin := filepath.Join(work, "init")
-	testBin := filepath.Join(work, "probe.test")
-	if err := goCmd(ctx, root, "build", "-trimpath", "-o", initBin, "./vmtest/init"); err != nil {
-		return "", fmt.Errorf("build guest init: %w", err)
+	b := binaries{Init: filepath.Join(work, "init"), Test: filepath.Join(work, "probe.test")}
+	if err := goCmd(ctx, root, "build", "-trimpath", "-o", b.Init, "./vmtest/init"); err != nil {
+		return b, fmt.Errorf("build guest init: %w", err)
 	}
-	if err := goCmd(ctx, root, "test", "-c", "-o", testBin, o.Pkg); err != nil {
-		return "", fmt.Errorf("build test binary of %s: %w", o.Pkg, err)
+	if err := goCmd(ctx, root, "test", "-c", "-o", b.Test, o.Pkg); err != nil {
+		return b, fmt.Errorf("build test binary of %s: %w", o.Pkg, err)
 	}
-	if _, err := os.Stat(testBin); err != nil {
+	if _, err := os.Stat(b.Test); err != nil {
 		// 'go test -c' writes nothing for a package without tests.
-		return "", fmt.Errorf("build test binary of %s: %w", o.Pkg, err)
+		return b, fmt.Errorf("build test binary of %s: %w", o.Pkg, err)
 	}
-	cfg, err := json.Marshal(guestConfig{
-		Run:         o.Run,
-		Modes:       o.Modes,
-		TestTimeout: o.TestTimeout.String(),
-	})
-	if err != nil {
-		return "", fmt.Errorf("encode guest config: %w", err)
+	if o.Volleyscope {
+		b.Volleyscope = filepath.Join(work, "volleyscope")
+		if err := goCmd(ctx, root, "build", "-trimpath", "-o", b.Volleyscope, "./cmd/volleyscope"); err != nil {
+			return b, fmt.Errorf("build volleyscope: %w", err)
+		}
 	}
+	return b, nil
+}
 
-	path := filepath.Join(work, "initrd.cpio.gz")
+// buildInitramfs packs the binaries and the guest's config into a newc
+// cpio archive, gzip-compressed, at path.
+func buildInitramfs(path string, bins binaries, gc guestConfig) error {
+	cfg, err := json.Marshal(gc)
+	if err != nil {
+		return fmt.Errorf("encode guest config: %w", err)
+	}
 	f, err := os.Create(path)
 	if err != nil {
-		return "", fmt.Errorf("create initramfs: %w", err)
+		return fmt.Errorf("create initramfs: %w", err)
 	}
 	defer f.Close()
 	bw := bufio.NewWriterSize(f, 1<<20)
@@ -61,7 +94,7 @@ func buildInitramfs(ctx context.Context, work string, o *options) (string, error
 	// kernel's gunzip does not care about the level.
 	gz, err := gzip.NewWriterLevel(bw, gzip.BestSpeed)
 	if err != nil {
-		return "", err
+		return err
 	}
 	w := newCpioWriter(gz)
 	entries := []func() error{
@@ -73,25 +106,31 @@ func buildInitramfs(ctx context.Context, work string, o *options) (string, error
 		func() error { return w.dir("sys", 0o755) },
 		func() error { return w.dir("tmp", 0o1777) },
 		func() error { return w.file("vmtest.json", 0o644, cfg) },
-		func() error { return w.fileFrom("init", 0o755, initBin) },
-		func() error { return w.fileFrom("probe.test", 0o755, testBin) },
+		func() error { return w.fileFrom("init", 0o755, bins.Init) },
+		func() error { return w.fileFrom("probe.test", 0o755, bins.Test) },
+		func() error {
+			if bins.Volleyscope == "" {
+				return nil
+			}
+			return w.fileFrom("volleyscope", 0o755, bins.Volleyscope)
+		},
 		w.close,
 	}
 	for _, e := range entries {
 		if err := e(); err != nil {
-			return "", fmt.Errorf("write initramfs: %w", err)
+			return fmt.Errorf("write initramfs: %w", err)
 		}
 	}
 	if err := gz.Close(); err != nil {
-		return "", fmt.Errorf("write initramfs: %w", err)
+		return fmt.Errorf("write initramfs: %w", err)
 	}
 	if err := bw.Flush(); err != nil {
-		return "", fmt.Errorf("write initramfs: %w", err)
+		return fmt.Errorf("write initramfs: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("write initramfs: %w", err)
+		return fmt.Errorf("write initramfs: %w", err)
 	}
-	return path, nil
+	return nil
 }
 
 // moduleRoot is the directory of the main module's go.mod, so that the

@@ -8,29 +8,72 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 )
 
-// defaultKernelPattern selects Debian 12's own kernel series in its cloud
-// flavour: built-in virtio-free boot path (serial console, initramfs,
-// loopback need no module), BTF, kprobes and fentry.
-const defaultKernelPattern = `^linux-image-6\.1\.0-.*-cloud-amd64-unsigned$`
-
 // kernel is a bootable kernel image and what its config says about it.
 type kernel struct {
-	Name     string   // release, e.g. 6.1.0-56-cloud-amd64
-	Vmlinuz  string   // path of the image
-	Warnings []string // config options missing for the tests, if known
+	Name     string            // release, e.g. 6.1.0-56-cloud-amd64
+	Vmlinuz  string            // path of the image
+	Config   map[string]string // CONFIG_* → value from the package's config; nil if unknown
+	Warnings []string          // config options missing for the tests, if known
 }
 
-// aptRun runs an apt command; when it fails, it runs 'apt-get update' once
-// and tries again, since a stale or empty package list is the usual cause
-// (a fresh container has none).
-func aptRun(ctx context.Context, dir string, name string, args ...string) ([]byte, error) {
+// aptEnv is the apt configuration a package is found and downloaded with:
+// the machine's (Opts empty) or the cache directory's own.
+type aptEnv struct {
+	Opts []string // "-o" settings passed to apt-get and apt-cache
+	Name string   // for messages: "apt" or the suite
+}
+
+// backportsSuite is where Debian 12 publishes its newer kernels (6.12 for
+// bookworm). The machine's apt sources may not list it; adding it there
+// would offer its packages to every other 'apt-get install' on the
+// machine, so the cache directory gets an apt configuration of its own
+// (sources, package lists and apt's cache), used for these look-ups and
+// downloads only.
+const backportsSuite = "bookworm-backports"
+
+// debianKeyring verifies the suite's Release file.
+const debianKeyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+// backportsEnv writes (once) the cache's own apt configuration for
+// backportsSuite and returns the options that select it.
+func backportsEnv(cache string) (aptEnv, error) {
+	root := filepath.Join(cache, "apt")
+	if _, err := os.Stat(debianKeyring); err != nil {
+		return aptEnv{}, fmt.Errorf("set up apt for %s: %w (install debian-archive-keyring)", backportsSuite, err)
+	}
+	for _, d := range []string{"sources.list.d", "lists/partial", "cache/archives/partial"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return aptEnv{}, fmt.Errorf("set up apt for %s: %w", backportsSuite, err)
+		}
+	}
+	src := filepath.Join(root, "sources.list")
+	line := fmt.Sprintf("deb [signed-by=%s] http://deb.debian.org/debian %s main\n", debianKeyring, backportsSuite)
+	if b, err := os.ReadFile(src); err != nil || string(b) != line {
+		if err := os.WriteFile(src, []byte(line), 0o644); err != nil {
+			return aptEnv{}, fmt.Errorf("set up apt for %s: %w", backportsSuite, err)
+		}
+	}
+	return aptEnv{Name: backportsSuite, Opts: []string{
+		"-o", "Dir::Etc::sourcelist=" + src,
+		"-o", "Dir::Etc::sourceparts=" + filepath.Join(root, "sources.list.d"),
+		"-o", "Dir::State::Lists=" + filepath.Join(root, "lists"),
+		"-o", "Dir::Cache=" + filepath.Join(root, "cache"),
+	}}, nil
+}
+
+// aptRun runs an apt command; when it fails, or apt-cache finds nothing,
+// it runs 'apt-get update' once (with the same configuration) and tries
+// again, since a stale or empty package list is the usual cause (a fresh
+// container has none).
+func aptRun(ctx context.Context, dir string, env aptEnv, name string, args ...string) ([]byte, error) {
 	try := func() ([]byte, error) {
-		cmd := exec.CommandContext(ctx, name, args...)
+		cmd := exec.CommandContext(ctx, name, append(append([]string(nil), env.Opts...), args...)...)
 		cmd.Dir = dir
 		return cmd.CombinedOutput()
 	}
@@ -38,8 +81,9 @@ func aptRun(ctx context.Context, dir string, name string, args ...string) ([]byt
 	if err == nil && !(name == "apt-cache" && len(bytes.TrimSpace(out)) == 0) {
 		return out, nil
 	}
-	if upd, uerr := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); uerr != nil {
-		return out, fmt.Errorf("apt-get update: %w: %s", uerr, lastLines(upd, 5))
+	upd := append(append([]string(nil), env.Opts...), "update")
+	if uout, uerr := exec.CommandContext(ctx, "apt-get", upd...).CombinedOutput(); uerr != nil {
+		return out, fmt.Errorf("apt-get update: %w: %s", uerr, lastLines(uout, 5))
 	}
 	out, err = try()
 	if err != nil {
@@ -54,7 +98,7 @@ func ensureQemu(ctx context.Context) error {
 		return nil
 	}
 	fmt.Println("vmtest: installing qemu-system-x86")
-	if _, err := aptRun(ctx, "", "apt-get", "install", "-y", "--no-install-recommends", "qemu-system-x86"); err != nil {
+	if _, err := aptRun(ctx, "", aptEnv{}, "apt-get", "install", "-y", "--no-install-recommends", "qemu-system-x86"); err != nil {
 		return fmt.Errorf("install qemu: %w", err)
 	}
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
@@ -65,8 +109,8 @@ func ensureQemu(ctx context.Context) error {
 
 // newestKernelPkg asks apt-cache for the packages matching pattern and
 // returns the one with the highest version-like name.
-func newestKernelPkg(ctx context.Context, pattern string) (string, error) {
-	out, err := aptRun(ctx, "", "apt-cache", "search", "--names-only", pattern)
+func newestKernelPkg(ctx context.Context, env aptEnv, pattern string) (string, error) {
+	out, err := aptRun(ctx, "", env, "apt-cache", "search", "--names-only", pattern)
 	if err != nil {
 		return "", fmt.Errorf("find kernel package: %w", err)
 	}
@@ -78,10 +122,61 @@ func newestKernelPkg(ctx context.Context, pattern string) (string, error) {
 		}
 	}
 	if len(names) == 0 {
-		return "", fmt.Errorf("find kernel package: apt knows none matching %s; pass --kernel-pkg or --kernel", pattern)
+		return "", fmt.Errorf("find kernel package: %s knows none matching %s; pass --kernel-pkg or --kernel", env.Name, pattern)
 	}
+	return newest(names), nil
+}
+
+// newest is the highest version-like name of names.
+func newest(names []string) string {
 	sort.Slice(names, func(i, j int) bool { return versionLess(names[i], names[j]) })
-	return names[len(names)-1], nil
+	return names[len(names)-1]
+}
+
+// cachedKernelPkg is the newest package matching pattern already extracted
+// in cache: what a run without a package registry boots.
+func cachedKernelPkg(cache, pattern string) (string, bool) {
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return "", false
+	}
+	ents, _ := os.ReadDir(cache)
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() && re.MatchString(e.Name()) {
+			if _, err := findKernel(filepath.Join(cache, e.Name())); err == nil {
+				names = append(names, e.Name())
+			}
+		}
+	}
+	if len(names) == 0 {
+		return "", false
+	}
+	return newest(names), true
+}
+
+// resolveKernel picks the package of a matrix row: as named, else the
+// newest apt knows, else (apt failing: no network) the newest cached.
+func resolveKernel(ctx context.Context, cache string, spec kernelSpec) (string, aptEnv, error) {
+	env := aptEnv{Name: "apt"}
+	if spec.Backports {
+		var err error
+		if env, err = backportsEnv(cache); err != nil {
+			return "", env, err
+		}
+	}
+	if spec.Pkg != "" {
+		return spec.Pkg, env, nil
+	}
+	pkg, err := newestKernelPkg(ctx, env, spec.Pattern)
+	if err != nil {
+		if c, ok := cachedKernelPkg(cache, spec.Pattern); ok {
+			fmt.Printf("vmtest: %s: %v\nvmtest: %s: booting the cached %s\n", spec.Label, err, spec.Label, c)
+			return c, env, nil
+		}
+		return "", env, err
+	}
+	return pkg, env, nil
 }
 
 // versionLess compares names piecewise, digit runs as numbers, so that
@@ -115,16 +210,17 @@ func nextRun(s string) (string, string) {
 }
 
 // fetchKernel downloads (once) and extracts (once) a kernel package into
-// cache and returns its image.
-func fetchKernel(ctx context.Context, cache, pkg string) (kernel, error) {
+// cache and returns its image. Only boot/ is kept of the package: the
+// guest loads no modules.
+func fetchKernel(ctx context.Context, cache string, env aptEnv, pkg string) (kernel, error) {
 	dir := filepath.Join(cache, pkg)
 	if k, err := findKernel(dir); err == nil {
 		return k, nil
 	}
 	debs, _ := filepath.Glob(filepath.Join(cache, pkg+"_*.deb"))
 	if len(debs) == 0 {
-		fmt.Printf("vmtest: downloading %s\n", pkg)
-		if _, err := aptRun(ctx, cache, "apt-get", "download", pkg); err != nil {
+		fmt.Printf("vmtest: downloading %s (%s)\n", pkg, env.Name)
+		if _, err := aptRun(ctx, cache, env, "apt-get", "download", pkg); err != nil {
 			return kernel{}, fmt.Errorf("download kernel: %w", err)
 		}
 		debs, _ = filepath.Glob(filepath.Join(cache, pkg+"_*.deb"))
@@ -136,12 +232,16 @@ func fetchKernel(ctx context.Context, cache, pkg string) (kernel, error) {
 	deb := debs[len(debs)-1]
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
+	defer os.RemoveAll(tmp)
 	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
-		os.RemoveAll(tmp)
 		return kernel{}, fmt.Errorf("extract %s: %w: %s", deb, err, lastLines(out, 5))
 	}
 	os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return kernel{}, fmt.Errorf("extract %s: %w", deb, err)
+	}
+	if err := os.Rename(filepath.Join(tmp, "boot"), filepath.Join(dir, "boot")); err != nil {
+		os.RemoveAll(dir)
 		return kernel{}, fmt.Errorf("extract %s: %w", deb, err)
 	}
 	return findKernel(dir)
@@ -162,7 +262,8 @@ func findKernel(dir string) (kernel, error) {
 		k.Warnings = append(k.Warnings, "no kernel config to check: "+err.Error())
 		return k, nil
 	}
-	k.Warnings = checkConfig(cfg)
+	k.Config = parseConfig(cfg)
+	k.Warnings = checkConfig(k.Config)
 	return k, nil
 }
 
@@ -183,8 +284,8 @@ var requiredConfig = []struct{ option, why string }{
 	{"CONFIG_FTRACE_SYSCALLS", "no syscall tracepoints"},
 }
 
-// checkConfig returns one warning per required option that is not =y.
-func checkConfig(cfg []byte) []string {
+// parseConfig reads a kernel config: CONFIG_X=value lines.
+func parseConfig(cfg []byte) map[string]string {
 	set := map[string]string{}
 	sc := bufio.NewScanner(bytes.NewReader(cfg))
 	for sc.Scan() {
@@ -192,6 +293,11 @@ func checkConfig(cfg []byte) []string {
 			set[k] = v
 		}
 	}
+	return set
+}
+
+// checkConfig returns one warning per required option that is not =y.
+func checkConfig(set map[string]string) []string {
 	var warn []string
 	for _, r := range requiredConfig {
 		if v := set[r.option]; v != "y" {

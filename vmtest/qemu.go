@@ -2,7 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -56,18 +60,24 @@ var errNotStarted = errors.New("guest init never started")
 
 // bootResult is what the console said.
 type bootResult struct {
-	Started  bool              // the guest's init printed something
-	Verdicts map[string]string // mode → PASS, FAIL or SKIP
-	Lines    int               // VMTEST verdict lines seen
-	Done     bool              // init reached its end (VMTEST-DONE)
-	Panic    string            // first "Kernel panic" line, if any
+	Started  bool      // the guest's init printed something
+	Verdicts []verdict // in the order printed
+	Done     bool      // init reached its end (VMTEST-DONE)
+	Panic    string    // first "Kernel panic" line, if any
 	Elapsed  time.Duration
 	TimedOut bool
 	LogPath  string
+	// Results is the guest's results.json, when it came through whole
+	// (its SHA-256 checked); ResultsErr says why not.
+	Results    []byte
+	ResultsErr error
+	b64        strings.Builder // results being received
+	inResults  bool
 }
 
-// verdictLine matches the guest init's per-mode line.
-var verdictLine = regexp.MustCompile(`^VMTEST kernel=(\S+) mode=(\S+) (PASS|FAIL|SKIP)\b`)
+// verdictLine matches the guest init's per-run line: "VMTEST kernel=K
+// mode=M level=L PASS (…)" or "VMTEST kernel=K run=volleyscope FAIL …".
+var verdictLine = regexp.MustCompile(`^VMTEST kernel=(\S+) ((?:mode|run)=\S+(?: level=\S+)?) (PASS|FAIL|SKIP)\b ?(.*)$`)
 
 // ansiEscape matches CSI sequences and two-byte escapes.
 var ansiEscape = regexp.MustCompile(`\x1b(\[[0-9;?]*[A-Za-z]|[A-Za-z])`)
@@ -123,7 +133,7 @@ func boot(ctx context.Context, bc bootConfig) (*bootResult, error) {
 	cmd.Stderr = pw
 	cmd.WaitDelay = 5 * time.Second
 
-	res := &bootResult{Verdicts: map[string]string{}, LogPath: bc.LogPath}
+	res := &bootResult{LogPath: bc.LogPath}
 	readDone := make(chan struct{})
 	started := make(chan struct{})
 	go func() {
@@ -201,6 +211,10 @@ func parseLine(line string, res *bootResult, verbose bool) {
 	if i >= 0 || j >= 0 {
 		res.Started = true
 	}
+	if i >= 0 && strings.HasPrefix(line[i:], "VMTEST-RESULTS") {
+		res.resultsLine(line[i:])
+		return
+	}
 	switch {
 	case j >= 0:
 		if !verbose {
@@ -212,8 +226,7 @@ func parseLine(line string, res *bootResult, verbose bool) {
 			fmt.Println(tail)
 		}
 		if m := verdictLine.FindStringSubmatch(tail); m != nil {
-			res.Verdicts[m[2]] = m[3]
-			res.Lines++
+			res.Verdicts = append(res.Verdicts, verdict{Kernel: m[1], What: m[2], Result: m[3], Detail: m[4]})
 		}
 		if strings.HasPrefix(tail, "VMTEST-DONE") {
 			res.Done = true
@@ -228,18 +241,70 @@ func parseLine(line string, res *bootResult, verbose bool) {
 	}
 }
 
-// check lists what went wrong with the modes asked for.
-func (r *bootResult) check(modes []string) []string {
+// resultsLine takes one line of the guest's results.json transfer (vmtest/
+// init's printResults): BEGIN, base64 lines, END with the SHA-256.
+func (res *bootResult) resultsLine(line string) {
+	f := strings.Fields(line)
+	switch {
+	case f[0] == "VMTEST-RESULTS-BEGIN":
+		res.b64.Reset()
+		res.inResults, res.Results, res.ResultsErr = true, nil, nil
+	case f[0] == "VMTEST-RESULTS" && len(f) == 2 && res.inResults:
+		res.b64.WriteString(f[1])
+	case f[0] == "VMTEST-RESULTS-END" && res.inResults:
+		res.inResults = false
+		want := ""
+		if len(f) == 2 {
+			want = strings.TrimPrefix(f[1], "sha256=")
+		}
+		res.Results, res.ResultsErr = decodeResults(res.b64.String(), want)
+	}
+}
+
+// decodeResults undoes printResults: base64, then gzip, then the SHA-256
+// check (a console line garbled by a kernel message fails it).
+func decodeResults(b64, sha string) ([]byte, error) {
+	z, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return nil, fmt.Errorf("decode results from the console: %w", err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(z))
+	if err != nil {
+		return nil, fmt.Errorf("decode results from the console: %w", err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("decode results from the console: %w", err)
+	}
+	if got := fmt.Sprintf("%x", sha256.Sum256(b)); got != sha {
+		return nil, fmt.Errorf("decode results from the console: sha256 %s, the guest said %s", got, sha)
+	}
+	return b, nil
+}
+
+// find is the verdict for what ("mode=M level=L" or "run=volleyscope").
+func (r *bootResult) find(what string) (verdict, bool) {
+	for _, v := range r.Verdicts {
+		if v.What == what {
+			return v, true
+		}
+	}
+	return verdict{}, false
+}
+
+// check lists what went wrong with the runs asked for (verdict keys:
+// "mode=M level=L", "run=volleyscope").
+func (r *bootResult) check(want []string) []string {
 	var bad []string
-	if r.Lines == 0 {
+	if len(r.Verdicts) == 0 {
 		bad = append(bad, "no VMTEST line on the console")
 	}
-	for _, m := range modes {
-		switch v, ok := r.Verdicts[m]; {
-		case !ok && r.Lines > 0:
-			bad = append(bad, "mode "+m+": no verdict (guest hung, crashed or timed out)")
-		case v == "FAIL":
-			bad = append(bad, "mode "+m+": FAIL")
+	for _, w := range want {
+		switch v, ok := r.find(w); {
+		case !ok && len(r.Verdicts) > 0:
+			bad = append(bad, w+": no verdict (guest hung, crashed or timed out)")
+		case v.Result == "FAIL":
+			bad = append(bad, w+": FAIL")
 		}
 	}
 	if r.Panic != "" {

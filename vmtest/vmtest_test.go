@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestConsoleParsing: verdict lines (also behind a kernel message on the
+// same line) and a results.json sent in base64 lines are read back; a
+// garbled results line fails the checksum instead of passing as data.
+func TestConsoleParsing(t *testing.T) {
+	payload := []byte(`{"meta":{"virtualization":"qemu-tcg"},"latency_ns":{},"run":{}}` + strings.Repeat(" ", 300))
+	var z bytes.Buffer
+	gz := gzip.NewWriter(&z)
+	gz.Write(payload)
+	gz.Close()
+	enc := base64.StdEncoding.EncodeToString(z.Bytes())
+	sum := fmt.Sprintf("%x", sha256.Sum256(payload))
+	results := func(garble bool) []string {
+		lines := []string{"VMTEST-RESULTS-BEGIN bytes=1"}
+		for s := enc; len(s) > 0; {
+			n := min(20, len(s))
+			chunk := s[:n]
+			if garble && len(lines) == 2 {
+				chunk = "A" + chunk[1:]
+				if chunk == s[:n] {
+					chunk = "B" + chunk[1:]
+				}
+			}
+			lines = append(lines, "VMTEST-RESULTS "+chunk)
+			s = s[n:]
+		}
+		return append(lines, "VMTEST-RESULTS-END sha256="+sum)
+	}
+	for _, tc := range []struct {
+		name     string
+		lines    []string
+		verdicts []string
+		results  bool
+	}{
+		{"verdicts", []string{
+			"VMTEST kernel=6.1.0-57-cloud-amd64 mode=fentry level=default PASS (2 passed, 0 failed, 0 skipped, 9.9s)",
+			"[   12.3] random: crng init doneVMTEST kernel=6.1.0-57-cloud-amd64 mode=tracepoint level=syscalls SKIP kernel lacks tracepoints",
+			"VMTEST kernel=6.1.0-57-cloud-amd64 run=volleyscope FAIL (3.1s): exit status 3",
+			"VMTEST   mode=fentry level=default --- SKIP: TestX: why",
+		}, []string{
+			"mode=fentry level=default PASS (2 passed, 0 failed, 0 skipped, 9.9s)",
+			"mode=tracepoint level=syscalls SKIP kernel lacks tracepoints",
+			"run=volleyscope FAIL (3.1s): exit status 3",
+		}, false},
+		{"results", results(false), nil, true},
+		{"garbled results", results(true), nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := &bootResult{}
+			for _, l := range tc.lines {
+				parseLine(l, res, true)
+			}
+			var got []string
+			for _, v := range res.Verdicts {
+				got = append(got, strings.TrimSpace(v.What+" "+v.Result+" "+v.Detail))
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.verdicts, "\n") {
+				t.Errorf("verdicts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.verdicts, "\n"))
+			}
+			if tc.results && !bytes.Equal(res.Results, payload) {
+				t.Errorf("results %q (%v), want the payload", res.Results, res.ResultsErr)
+			}
+			if !tc.results && strings.HasPrefix(tc.name, "garbled") && (res.Results != nil || res.ResultsErr == nil) {
+				t.Errorf("garbled results accepted: %q, err %v", res.Results, res.ResultsErr)
+			}
+		})
+	}
+}
+
+// TestPlan: a mode the kernel's config rules out is a SKIP naming the
+// option, decided before booting; every other mode runs once per level,
+// its subtests selected; the lines keep the matrix order.
+func TestPlan(t *testing.T) {
+	noKprobes := map[string]string{"CONFIG_DEBUG_INFO_BTF": "y", "CONFIG_BPF_EVENTS": "y", "CONFIG_FUNCTION_TRACER": "y",
+		"CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS": "y", "CONFIG_KPROBE_EVENTS": "y"}
+	tg := &target{spec: kernelSpec{Modes: []string{"fentry", "kprobe"}}, k: kernel{Name: "k", Config: noKprobes}}
+	tg.plan(&options{Run: "^TestKernelHooksAndEvents$", Levels: defaultLevels})
+	var runs []string
+	for _, r := range tg.runs {
+		runs = append(runs, r.Mode+" "+r.Run)
+	}
+	if want := "fentry ^TestKernelHooksAndEvents$/^default/,fentry ^TestKernelHooksAndEvents$/^syscalls/"; strings.Join(runs, ",") != want {
+		t.Errorf("runs %q, want %q", strings.Join(runs, ","), want)
+	}
+	if len(tg.skips) != 2 || !strings.Contains(tg.skips[0].Detail, "CONFIG_KPROBES=unset") {
+		t.Errorf("skips %+v, want kprobe at both levels for CONFIG_KPROBES", tg.skips)
+	}
+	res := &bootResult{Verdicts: []verdict{{What: "mode=fentry level=default", Result: "PASS"}}}
+	var lines []string
+	for _, v := range tg.verdicts(res, true) {
+		lines = append(lines, v.What+" "+v.Result)
+	}
+	want := "run=volleyscope FAIL,mode=fentry level=default PASS,mode=fentry level=syscalls FAIL,mode=kprobe level=default SKIP,mode=kprobe level=syscalls SKIP"
+	if strings.Join(lines, ",") != want {
+		t.Errorf("lines %q, want %q", strings.Join(lines, ","), want)
+	}
+	printMatrix(tg.verdicts(res, false), time.Second)
+}

@@ -207,6 +207,11 @@ func testEvents(t *testing.T, syscalls bool, ccpu, scpu int) {
 	go func() { urun(n); close(udone) }()
 	run(n)
 	<-udone
+	// A few round trips past the checked ones: the server's last write
+	// returns only after the client has its reply, and under emulation
+	// it was still inside it when the reader stopped (its record
+	// missing from round trip n-1). These are outside the checked window.
+	run(3)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

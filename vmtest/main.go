@@ -59,6 +59,8 @@ type options struct {
 	MemMiB, CPUs int
 	// Accel is kvm, tcg or auto (kvm when /dev/kvm can create a VM).
 	Accel string
+	// CPU is qemu's -cpu model under TCG. Default max.
+	CPU string
 	// Verbose copies the whole console to stdout, not only VMTEST lines.
 	Verbose bool
 }
@@ -97,6 +99,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.MemMiB, "mem", 1024, "guest memory in MiB")
 	fs.IntVar(&o.CPUs, "smp", 2, "guest CPUs")
 	fs.StringVar(&o.Accel, "accel", "auto", "qemu accelerator: kvm, tcg or auto")
+	fs.StringVar(&o.CPU, "cpu", "max", "qemu -cpu model under TCG (KVM uses host)")
 	fs.BoolVarP(&o.Verbose, "verbose", "v", false, "copy the whole guest console to stdout")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: go run ./vmtest [flags]   (as root)\n\n"+
@@ -268,6 +271,7 @@ func run(ctx context.Context, args []string) error {
 			Kernel:  t.k,
 			Initrd:  initrd,
 			Accel:   accel,
+			CPU:     o.CPU,
 			MemMiB:  o.MemMiB,
 			CPUs:    o.CPUs,
 			Timeout: o.Timeout,

@@ -43,6 +43,7 @@ type bootConfig struct {
 	Kernel  kernel
 	Initrd  string
 	Accel   string // kvm or tcg
+	CPU     string // qemu -cpu model under TCG ("" = max); KVM uses host
 	MemMiB  int
 	CPUs    int
 	Timeout time.Duration // from qemu's start to its exit
@@ -94,9 +95,12 @@ func boot(ctx context.Context, bc bootConfig) (*bootResult, error) {
 	}
 	defer log.Close()
 
-	cpu := "max" // every feature TCG can emulate
-	if bc.Accel == "kvm" {
+	cpu := bc.CPU
+	switch {
+	case bc.Accel == "kvm":
 		cpu = "host"
+	case cpu == "":
+		cpu = "max" // every feature TCG can emulate
 	}
 	accel := bc.Accel
 	if accel == "tcg" {
@@ -121,8 +125,8 @@ func boot(ctx context.Context, bc bootConfig) (*bootResult, error) {
 		// turns a CPU stuck in the kernel (a looping probe) into such a panic.
 		"-append", "console=ttyS0 panic=-1 softlockup_panic=1 quiet",
 	}
-	fmt.Printf("vmtest: booting %s (%s, %d CPUs, %d MiB, timeout %s), console log %s\n",
-		bc.Kernel.Name, bc.Accel, bc.CPUs, bc.MemMiB, bc.Timeout, bc.LogPath)
+	fmt.Printf("vmtest: booting %s (%s, -cpu %s, %d CPUs, %d MiB, timeout %s), console log %s\n",
+		bc.Kernel.Name, bc.Accel, cpu, bc.CPUs, bc.MemMiB, bc.Timeout, bc.LogPath)
 
 	tctx, cancel := context.WithTimeout(ctx, bc.Timeout)
 	defer cancel()

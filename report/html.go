@@ -43,7 +43,7 @@ th:first-child,td:first-child{text-align:left}tr:nth-child(even){background:#f4f
 .scroll{overflow-x:auto;max-width:100%}svg.chart{width:100%;height:auto;max-width:760px;display:block}
 svg.log2{width:120px;height:18px;vertical-align:middle}.warn{color:#a40}.err{color:#b00}
 .muted{color:#666;font-size:.9em}ul{padding-left:1.2em}
-table.run td,table.hooks td,table.slowest td:nth-child(n+4),table.slowest th:nth-child(n+4){text-align:left}
+table.run td,table.hooks td,table.hooks th,table.slowest td:nth-child(n+4),table.slowest th:nth-child(n+4){text-align:left}
 table.run td:nth-child(2),table.hooks td:nth-child(2),table.slowest td:nth-child(5){white-space:normal}
 table.slowest td:nth-child(5){min-width:18em}
 @media (max-width:600px){body{padding:0 6px;font-size:14px}th,td{padding:2px 4px}}
@@ -508,7 +508,9 @@ func htmlRun(b *strings.Builder, r *Results) {
 		{"stopped", xmlEscape(stop + targets(ru))},
 		{"measured", fmt.Sprintf("%.1f s after %.1f s warm-up; %d round trips outside the window (%d cut by MSER-5)",
 			float64(ru.MeasuredNs)/1e9, float64(ru.WarmupNs)/1e9, ru.Outside, ru.MSERDiscarded)},
-		{"version", xmlEscape(m.Version)},
+	}
+	if m.Version != "" {
+		rows = append(rows, []string{"volleyscope", xmlEscape(m.Version)})
 	}
 	if m.Network != "" {
 		rows = append(rows, []string{"network", xmlEscape(m.Network)})

@@ -59,7 +59,7 @@ type options struct {
 	MemMiB, CPUs int
 	// Accel is kvm, tcg or auto (kvm when /dev/kvm can create a VM).
 	Accel string
-	// CPU is qemu's -cpu model under TCG. Default max.
+	// CPU is qemu's -cpu model under TCG. Default tcgCPU.
 	CPU string
 	// Verbose copies the whole console to stdout, not only VMTEST lines.
 	Verbose bool
@@ -99,7 +99,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.MemMiB, "mem", 1024, "guest memory in MiB")
 	fs.IntVar(&o.CPUs, "smp", 2, "guest CPUs")
 	fs.StringVar(&o.Accel, "accel", "auto", "qemu accelerator: kvm, tcg or auto")
-	fs.StringVar(&o.CPU, "cpu", "max", "qemu -cpu model under TCG (KVM uses host)")
+	fs.StringVar(&o.CPU, "cpu", tcgCPU, "qemu -cpu model under TCG (KVM uses host)")
 	fs.BoolVarP(&o.Verbose, "verbose", "v", false, "copy the whole guest console to stdout")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: go run ./vmtest [flags]   (as root)\n\n"+

@@ -287,6 +287,10 @@ func run(ctx context.Context, args []string) error {
 			// KVM guest silent for a minute is not running.
 			bc.StartTimeout = time.Minute
 		}
+		unlock, err := machineLock(ctx)
+		if err != nil {
+			return err
+		}
 		res, err := boot(ctx, bc)
 		if tryKVM && errors.Is(err, errNotStarted) {
 			fmt.Printf("vmtest: %v\nvmtest: falling back to TCG (software emulation)\n", err)
@@ -295,6 +299,7 @@ func run(ctx context.Context, args []string) error {
 			bc.LogPath = logPath()
 			res, err = boot(ctx, bc)
 		}
+		unlock()
 		tryKVM = false
 		if ctx.Err() != nil {
 			return ctx.Err()

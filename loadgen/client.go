@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -420,6 +421,9 @@ func (e sendError) Unwrap() error { return e.err }
 // replyError describes the round trip in flight that failed with err.
 func (c *client) replyError(err error, timeout time.Duration) *ReplyError {
 	e := &ReplyError{Conn: c.id, Request: c.seq, Want: c.x.want, Got: c.x.got[:c.rd], Text: c.x.proto != PingPong && c.x.proto != Echo}
+	if e.Text {
+		e.Sent = bytes.Clone(c.x.req) // the buffer is reused for the next request
+	}
 	var se sendError
 	var bad *badReply
 	switch {

@@ -212,3 +212,11 @@ func TestParseMix(t *testing.T) {
 		}
 	}
 }
+
+func TestReplyErrorText(t *testing.T) {
+	e := &ReplyError{Conn: 1, Request: 9, Reason: "wrong reply", Sent: []byte("get vs:64:7\r\n"), Got: []byte("SERVER_ERROR x\r\n"), Text: true, Err: badf("error reply %q", "SERVER_ERROR x")}
+	want := `connection 1 request 9 "get vs:64:7\r\n": wrong reply: received "SERVER_ERROR x\r\n" (16 bytes): error reply "SERVER_ERROR x"`
+	if got := e.Error(); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}

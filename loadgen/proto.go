@@ -61,8 +61,11 @@ type ReplyError struct {
 	Reason  string // "wrong reply", "short reply (connection closed)", "timeout", ...
 	Want    []byte // expected bytes (prefix for long echo payloads); nil for framed protocols, whose Err says what was wrong
 	Got     []byte // bytes received so far
-	Text    bool   // a text protocol: the bytes are shown quoted rather than in hex
-	Err     error  // underlying error, if any
+	// Sent is the request of a text protocol (HTTP, RESP, memcache,
+	// line), shown quoted after its number; nil for ping-pong and echo.
+	Sent []byte
+	Text bool  // a text protocol: the bytes are shown quoted rather than in hex
+	Err  error // underlying error, if any
 }
 
 func (e *ReplyError) Error() string {
@@ -70,13 +73,14 @@ func (e *ReplyError) Error() string {
 	if e.Text {
 		show = quotePrefix
 	}
-	var s string
+	s := fmt.Sprintf("connection %d request %d", e.Conn, e.Request)
+	if e.Sent != nil {
+		s += " " + quotePrefix(e.Sent)
+	}
 	if e.Want != nil {
-		s = fmt.Sprintf("connection %d request %d: %s: expected %s, received %s (%d bytes)",
-			e.Conn, e.Request, e.Reason, show(e.Want), show(e.Got), len(e.Got))
+		s += fmt.Sprintf(": %s: expected %s, received %s (%d bytes)", e.Reason, show(e.Want), show(e.Got), len(e.Got))
 	} else {
-		s = fmt.Sprintf("connection %d request %d: %s: received %s (%d bytes)",
-			e.Conn, e.Request, e.Reason, show(e.Got), len(e.Got))
+		s += fmt.Sprintf(": %s: received %s (%d bytes)", e.Reason, show(e.Got), len(e.Got))
 	}
 	if e.Err != nil {
 		s += ": " + e.Err.Error()

@@ -26,6 +26,14 @@ type loadFlags struct {
 	clients    int
 	proto      string
 	size       int
+	clientCPUs string
+	timeout    time.Duration
+	requests   int64
+
+	clientModel    string
+	connectTimeout time.Duration
+	connectRate    float64
+	rate           float64
 
 	// Protocol settings (--proto http, redis, memcache, line).
 	httpPath   string
@@ -36,15 +44,6 @@ type loadFlags struct {
 	keys       int
 	request    string
 	expect     string
-
-	clientCPUs string
-	timeout    time.Duration
-	requests   int64
-
-	clientModel    string
-	connectTimeout time.Duration
-	connectRate    float64
-	rate           float64
 
 	duration   time.Duration
 	ci         float64

@@ -270,3 +270,51 @@ func (x *exchange) check() bool {
 	ok, err := x.done(len(x.want))
 	return ok && err == nil
 }
+
+// Workload describes, in one line, what each request of o asks beyond
+// the protocol's name and the connection count: the HTTP request and the
+// statuses accepted, the GET/SET mix with its key space and value size,
+// or the line exchange. It is empty for ping-pong and echo, whose
+// request is the protocol itself (and Size). Results carry it, so that a
+// comparison of two runs says when they asked different things.
+func (o Options) Workload() string {
+	switch o.Proto {
+	case HTTP:
+		path := o.HTTP.Path
+		if path == "" {
+			path = "/"
+		}
+		lo, hi := o.HTTP.StatusMin, o.HTTP.StatusMax
+		if lo == 0 && hi == 0 {
+			lo, hi = 200, 299
+		}
+		s := fmt.Sprintf("GET %s", path)
+		if o.HTTP.Host != "" {
+			s += ", Host " + o.HTTP.Host
+		}
+		if n := len(o.HTTP.Headers); n > 0 {
+			s += fmt.Sprintf(", %d extra header(s)", n)
+		}
+		return s + fmt.Sprintf(", status %d-%d", lo, hi)
+	case Redis, Memcache:
+		m := o.Mix
+		if m == (Mix{}) {
+			if o.Proto == Redis {
+				return "PING"
+			}
+			m = DefaultMemcacheMix
+		}
+		keys := o.Keys
+		if keys <= 0 {
+			keys = DefaultKeys
+		}
+		size := o.Size
+		if size <= 0 {
+			size = DefaultSize
+		}
+		return fmt.Sprintf("GET:SET %s over %d keys, %d-byte values", m, keys, size)
+	case Line:
+		return fmt.Sprintf("request %q, expect %q", o.Line.Request, o.Line.Expect)
+	}
+	return ""
+}

@@ -69,3 +69,23 @@ func TestParseProto(t *testing.T) {
 		t.Errorf("ParseProto(echo) = %v, %v", p, err)
 	}
 }
+
+func TestWorkload(t *testing.T) {
+	for _, tc := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Proto: PingPong}, ""},
+		{Options{Proto: Echo, Size: 100}, ""},
+		{Options{Proto: HTTP}, "GET /, status 200-299"},
+		{Options{Proto: HTTP, HTTP: HTTPOptions{Path: "/big", Host: "h", Headers: []string{"A: b"}, StatusMin: 404, StatusMax: 404}}, "GET /big, Host h, 1 extra header(s), status 404-404"},
+		{Options{Proto: Redis}, "PING"},
+		{Options{Proto: Redis, Mix: Mix{Get: 9, Set: 1}, Keys: 10, Size: 100}, "GET:SET 9:1 over 10 keys, 100-byte values"},
+		{Options{Proto: Memcache}, "GET:SET 9:1 over 1000 keys, 64-byte values"},
+		{Options{Proto: Line, Line: LineOptions{Request: []byte("PING\r\n"), Expect: []byte("+PONG\r\n")}}, `request "PING\r\n", expect "+PONG\r\n"`},
+	} {
+		if got := tc.o.Workload(); got != tc.want {
+			t.Errorf("%s: Workload() = %q, want %q", tc.o.Proto, got, tc.want)
+		}
+	}
+}

@@ -124,9 +124,11 @@ func buildLoad(r *Results, res *loadgen.Result) {
 	o := res.Options
 	r.Meta.Clients = o.Clients
 	r.Meta.Proto = string(o.Proto)
-	if o.Proto == loadgen.Echo {
+	switch { // the protocols that send Size bytes
+	case o.Proto == loadgen.Echo, o.Proto == loadgen.Memcache, o.Proto == loadgen.Redis && o.Mix != (loadgen.Mix{}):
 		r.Meta.Size = o.Size
 	}
+	r.Meta.Workload = o.Workload()
 	r.Meta.ClientCPUs = o.ClientCPUs
 	r.Meta.StartedAt = res.Started.UTC()
 	l := res.Latency

@@ -74,6 +74,7 @@ func differences(na string, a *Results, nb string, b *Results) []string {
 	diff("clients", a.Meta.Clients, b.Meta.Clients)
 	diff("proto", a.Meta.Proto, b.Meta.Proto)
 	diff("payload size (bytes)", a.Meta.Size, b.Meta.Size)
+	diff("workload", orNone(a.Meta.Workload), orNone(b.Meta.Workload))
 	diff("client CPUs", cpuList(a.Meta.ClientCPUs), cpuList(b.Meta.ClientCPUs))
 	diff("server CPUs", cpuList(a.Meta.ServerCPUs), cpuList(b.Meta.ServerCPUs))
 	diff("confidence level", a.Latency.CILevel, b.Latency.CILevel)

@@ -60,13 +60,17 @@ type Results struct {
 
 // Meta says what was measured, where and when.
 type Meta struct {
-	Kernel     string `json:"kernel"`
-	CPUModel   string `json:"cpu_model"`
-	NCPU       int    `json:"ncpu"`
-	Server     string `json:"server"`
-	Clients    int    `json:"clients"`
-	Proto      string `json:"proto"`
-	Size       int    `json:"size_bytes,omitempty"`
+	Kernel   string `json:"kernel"`
+	CPUModel string `json:"cpu_model"`
+	NCPU     int    `json:"ncpu"`
+	Server   string `json:"server"`
+	Clients  int    `json:"clients"`
+	Proto    string `json:"proto"`
+	Size     int    `json:"size_bytes,omitempty"` // echo payload, or redis/memcache value
+	// Workload is what each request asks beyond Proto (the HTTP GET, the
+	// GET/SET mix), from loadgen.Options.Workload; empty for ping-pong
+	// and echo.
+	Workload   string `json:"workload,omitempty"`
 	ClientCPUs []int  `json:"client_cpus"`
 	ServerCPUs []int  `json:"server_cpus"`
 	ServerSpin int64  `json:"server_spin_ns,omitempty"`

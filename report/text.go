@@ -48,6 +48,9 @@ func WriteText(w io.Writer, r *Results) error {
 	if m.Proto == "echo" {
 		fmt.Fprintf(b, " %d B", m.Size)
 	}
+	if m.Workload != "" {
+		fmt.Fprintf(b, " (%s)", m.Workload)
+	}
 	fmt.Fprintf(b, ", client CPUs %s, server CPUs %s, kernel %s\n", cpuList(m.ClientCPUs), cpuList(m.ServerCPUs), m.Kernel)
 	ru := r.Run
 	stop, ok := stopText[ru.StopReason]

@@ -122,9 +122,29 @@ func Versus(ctx context.Context, cfg Config, a, b Contender, plan Plan, onRound 
 	if cfg.Load.Duration == 0 {
 		cfg.Load.Duration = DefaultRoundDuration
 	}
-	if cfg.Load.Proto == "" {
-		cfg.Load.Proto = loadgen.PingPong
+	// Both rounds speak one protocol: the one given, else the one the
+	// built-in servers speak (refused when the two differ), else ping-pong.
+	proto := cfg.Load.Proto
+	for _, c := range []Contender{a, b} {
+		sp, err := ParseSpec(c.Server)
+		if err != nil {
+			return nil, err
+		}
+		load := cfg.Load
+		if err := pickProto(&load, sp.Builtin); err != nil {
+			return nil, err
+		}
+		if load.Proto != "" && proto != "" && load.Proto != proto {
+			return nil, fmt.Errorf("%s speaks %s and the other server %s: a verdict compares servers under one load; give --proto, or pick servers that speak the same protocol", c.Label, load.Proto, proto)
+		}
+		if proto == "" {
+			proto = load.Proto
+		}
 	}
+	if proto == "" {
+		proto = loadgen.PingPong
+	}
+	cfg.Load.Proto = proto
 	if cfg.Load.Confidence == 0 {
 		cfg.Load.Confidence = loadgen.DefaultConfidence
 	}

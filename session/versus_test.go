@@ -1,7 +1,9 @@
 package session
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/volleyscope/volleyscope/report"
@@ -93,5 +95,18 @@ func TestFinish(t *testing.T) {
 				t.Errorf("breakdown %+v, want A %v B %v", got.Breakdown, (n+1)/2, 10*(n+1)/2)
 			}
 		})
+	}
+}
+
+// TestVersusOneProtocol: without --proto each built-in server speaks its
+// own protocol, so two servers of different protocols are refused before
+// any round starts; the same two under a protocol both accept are not
+// refused for it.
+func TestVersusOneProtocol(t *testing.T) {
+	a, _ := ParseContender("threads")
+	b, _ := ParseContender("http")
+	_, err := Versus(context.Background(), Config{}, a, b, Plan{Pairs: 5}, nil)
+	if err == nil || !strings.Contains(err.Error(), "speaks") {
+		t.Fatalf("threads vs http: err %v, want a refusal naming the protocols", err)
 	}
 }

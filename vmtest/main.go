@@ -281,7 +281,6 @@ func run(ctx context.Context, args []string) error {
 		logPath := func() string {
 			return filepath.Join(o.CacheDir, "console-"+t.k.Name+"-"+bc.Accel+"-"+time.Now().Format("20060102-150405")+".log")
 		}
-		bc.LogPath = logPath()
 		if tryKVM {
 			// Under TCG the guest's init starts within seconds; a
 			// KVM guest silent for a minute is not running.
@@ -291,6 +290,7 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		bc.LogPath = logPath()
 		res, err := boot(ctx, bc)
 		if tryKVM && errors.Is(err, errNotStarted) {
 			fmt.Printf("vmtest: %v\nvmtest: falling back to TCG (software emulation)\n", err)
@@ -312,16 +312,21 @@ func run(ctx context.Context, args []string) error {
 			failed = append(failed, fmt.Sprintf("%s: %s (console log: %s)", t.k.Name, strings.Join(bad, "; "), res.LogPath))
 		}
 		if o.Volleyscope && res != nil {
-			f, err := saveResults(o.ResultsDir, t.label, res)
-			if err != nil {
-				failed = append(failed, fmt.Sprintf("%s: %v", t.k.Name, err))
-				for i := range matrix {
-					if matrix[i].Kernel == t.k.Name && matrix[i].What == "run=volleyscope" && matrix[i].Result == "PASS" {
-						matrix[i].Result, matrix[i].Detail = "FAIL", err.Error()
-					}
-				}
-			} else {
+			f, r, err := saveResults(o.ResultsDir, t.label, res)
+			if err == nil {
 				resultFiles = append(resultFiles, f)
+				err = checkRun(r, bc.Accel)
+			}
+			for i := range matrix {
+				v := &matrix[i]
+				if v.Kernel != t.k.Name || v.What != "run=volleyscope" || v.Result != "PASS" {
+					continue
+				}
+				if err != nil {
+					v.Result, v.Detail = "FAIL", err.Error()
+				} else {
+					v.Detail += "; " + runSummary(r)
+				}
 			}
 		}
 	}
@@ -418,28 +423,56 @@ func (t *target) verdicts(res *bootResult, vs bool) []verdict {
 
 // saveResults writes the guest's results.json as dir/label.json after
 // checking that it is one.
-func saveResults(dir, label string, res *bootResult) (string, error) {
+func saveResults(dir, label string, res *bootResult) (string, *report.Results, error) {
 	if res.Results == nil {
 		err := res.ResultsErr
 		if err == nil {
 			err = errors.New("the guest sent none")
 		}
-		return "", fmt.Errorf("results.json: %w", err)
+		return "", nil, fmt.Errorf("results.json: %w", err)
 	}
 	path := filepath.Join(dir, label+".json")
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, res.Results, 0o644); err != nil {
-		return "", fmt.Errorf("save results: %w", err)
+		return "", nil, fmt.Errorf("save results: %w", err)
 	}
-	if _, err := report.ReadJSON(tmp); err != nil {
+	r, err := report.ReadJSON(tmp)
+	if err != nil {
 		os.Remove(tmp)
-		return "", fmt.Errorf("save results: %w", err)
+		return "", nil, fmt.Errorf("save results: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return "", fmt.Errorf("save results: %w", err)
+		return "", nil, fmt.Errorf("save results: %w", err)
 	}
 	fmt.Printf("vmtest: %s\n", path)
-	return path, nil
+	return path, r, nil
+}
+
+// checkRun: the guest's run measured round trips, joined them all with
+// the probe's events, and (under TCG) says it ran emulated.
+func checkRun(r *report.Results, accel string) error {
+	bc := r.BreakdownCheck
+	switch {
+	case r.Latency.Count == 0:
+		return errors.New("the run measured no round trips")
+	case bc == nil || bc.Joined == 0:
+		return errors.New("the run joined no round trip with the probe's events")
+	case bc.Unjoined > 0:
+		return fmt.Errorf("%d of %d round trips not joined with the probe's events: %v", bc.Unjoined, bc.Joined+bc.Unjoined, bc.UnjoinedReasons)
+	case accel == "tcg" && r.Meta.Virtualization != report.VirtEmulated:
+		return fmt.Errorf("meta.virtualization %q under TCG, want %q", r.Meta.Virtualization, report.VirtEmulated)
+	}
+	return nil
+}
+
+// runSummary is what the matrix line says of a good run: round trips and
+// the socket events' hooks.
+func runSummary(r *report.Results) string {
+	s := fmt.Sprintf("%d round trips, all joined, %s", r.Latency.Count, r.Meta.Virtualization)
+	for _, ev := range []string{"send_start", "sock_recv_length", "sk_data_ready"} {
+		s += " " + ev + "=" + r.Meta.Hooks[ev]
+	}
+	return s
 }
 
 // compareKernels shows what a user would see: 'volleyscope compare' of the

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/volleyscope/volleyscope/report"
 )
 
 // TestConsoleParsing: verdict lines (also behind a kernel message on the
@@ -107,4 +109,44 @@ func TestPlan(t *testing.T) {
 		t.Errorf("lines %q, want %q", strings.Join(lines, ","), want)
 	}
 	printMatrix(tg.verdicts(res, false), time.Second)
+}
+
+// TestCheckRun: a guest's run must have measured and joined every round
+// trip, and under TCG say it was emulated.
+func TestCheckRun(t *testing.T) {
+	good := func() *report.Results {
+		return &report.Results{
+			Meta:           report.Meta{Virtualization: report.VirtEmulated, Hooks: map[string]string{"send_start": "fentry/tcp_sendmsg"}},
+			Latency:        report.Latency{Count: 100},
+			BreakdownCheck: &report.BreakdownCheck{Joined: 100},
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*report.Results)
+		accel string
+		want  string // "" = no error
+	}{
+		{"good", func(*report.Results) {}, "tcg", ""},
+		{"nothing measured", func(r *report.Results) { r.Latency.Count = 0 }, "tcg", "no round trips"},
+		{"no probe", func(r *report.Results) { r.BreakdownCheck = nil }, "tcg", "joined no round trip"},
+		{"unjoined", func(r *report.Results) { r.BreakdownCheck.Unjoined = 3 }, "tcg", "3 of 103 round trips not joined"},
+		{"emulation not named", func(r *report.Results) { r.Meta.Virtualization = "" }, "tcg", `meta.virtualization "" under TCG`},
+		{"kvm", func(r *report.Results) { r.Meta.Virtualization = "kvm" }, "kvm", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := good()
+			tc.edit(r)
+			err := checkRun(r, tc.accel)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("checkRun = %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("checkRun = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	if s := runSummary(good()); !strings.Contains(s, "100 round trips") || !strings.Contains(s, "send_start=fentry/tcp_sendmsg") {
+		t.Errorf("runSummary = %q", s)
+	}
 }

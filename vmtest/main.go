@@ -332,7 +332,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	pruneLogs(o.CacheDir)
 	fmt.Println()
-	printMatrix(matrix, time.Since(wallStart))
+	printMatrix(matrix, accel == "tcg", time.Since(wallStart))
 	if len(resultFiles) >= 2 && bins.Volleyscope != "" {
 		compareKernels(ctx, bins.Volleyscope, o.ResultsDir, resultFiles)
 	}

@@ -108,7 +108,7 @@ func TestPlan(t *testing.T) {
 	if strings.Join(lines, ",") != want {
 		t.Errorf("lines %q, want %q", strings.Join(lines, ","), want)
 	}
-	printMatrix(tg.verdicts(res, false), time.Second)
+	printMatrix(tg.verdicts(res, false), true, time.Second)
 }
 
 // TestCheckRun: a guest's run must have measured and joined every round

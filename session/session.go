@@ -36,7 +36,6 @@ type Config struct {
 	ServerCPUs []int         // CPUs for the server process; nil: not pinned
 	ServerPort int           // port for a started server; 0 picks a free one
 	ServerSpin time.Duration // busy-work per request in built-in servers
-	Echo       bool          // start built-in servers in echo mode (set from Load.Proto)
 	Load       loadgen.Options
 	Probe      bool   // attach the eBPF probe and join the breakdown
 	ProbeMode  string // hook family: auto, tracepoint, fentry, kprobe
@@ -110,9 +109,6 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		}
 		defer out.Abort() // after Commit, nothing is left to remove
 	}
-	if cfg.Load.Proto == loadgen.Echo {
-		cfg.Echo = true
-	}
 	parts := report.Parts{Meta: report.HostMeta()}
 	parts.Meta.IOUring = servers.IOUringFeatures()
 	parts.Meta.ServerCPUs = cfg.ServerCPUs
@@ -135,7 +131,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		parts.Meta.ServerCPUs = nil
 		cfg.Load.Addr = cfg.Addr
 	} else {
-		sopts, err := serverOptions(cfg.Self, spec, cfg.Echo, cfg.ServerSpin)
+		sopts, err := serverOptions(cfg.Self, spec, cfg.Load.Proto, cfg.ServerSpin)
 		if err != nil {
 			return nil, err
 		}

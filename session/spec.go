@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/serverproc"
+	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/servers"
 )
 
@@ -164,15 +165,19 @@ func splitWords(s string) ([]string, error) {
 }
 
 // serverOptions is how to start sp (not an Addr): self, if set, is the
-// volleyscope binary that runs built-in servers; echo and spin configure
-// a built-in one.
-func serverOptions(self string, sp Spec, echo bool, spin time.Duration) (serverproc.Options, error) {
+// volleyscope binary that runs built-in servers; proto (echo) and spin
+// configure a built-in one. A server of the user's that is driven with
+// another protocol than ping-pong is not sent ping-pong's exit message
+// when it is stopped.
+func serverOptions(self string, sp Spec, proto loadgen.Proto, spin time.Duration) (serverproc.Options, error) {
 	if sp.Builtin == "" {
 		if spin > 0 {
 			return serverproc.Options{}, fmt.Errorf("--server-spin works with the built-in servers only, not %s", sp.Label)
 		}
-		return serverproc.Options{Argv: sp.Argv, FixedPort: sp.FixedPort > 0, Port: sp.FixedPort}, nil
+		return serverproc.Options{Argv: sp.Argv, FixedPort: sp.FixedPort > 0, Port: sp.FixedPort,
+			NoExitMessage: proto != "" && proto != loadgen.PingPong}, nil
 	}
+	echo := proto == loadgen.Echo
 	if err := servers.Check(sp.Builtin); err != nil {
 		return serverproc.Options{}, err
 	}

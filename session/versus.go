@@ -159,7 +159,7 @@ func Versus(ctx context.Context, cfg Config, a, b Contender, plan Plan, onRound 
 	for _, c := range []Contender{a, b} {
 		sp, err := ParseSpec(c.Server)
 		if err == nil && sp.Addr == "" {
-			_, err = serverOptions(cfg.Self, sp, cfg.Load.Proto == loadgen.Echo, cfg.ServerSpin)
+			_, err = serverOptions(cfg.Self, sp, cfg.Load.Proto, cfg.ServerSpin)
 		}
 		if err != nil {
 			return nil, err

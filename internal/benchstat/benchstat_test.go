@@ -78,7 +78,7 @@ func TestBudget(t *testing.T) {
 		{6, []*Ratio{narrow, wide}, false},
 		{6, []*Ratio{narrow, straddles}, false}, // narrow but unresolved
 		{10, []*Ratio{straddles}, true},         // MaxRounds
-		{10, []*Ratio{wide}, true}, // MaxRounds
+		{10, []*Ratio{wide}, true},              // MaxRounds
 	} {
 		if got, why := b.Done(tc.rounds, tc.ratios...); got != tc.want {
 			t.Errorf("Done(%d, %d ratios) = %v (%s), want %v", tc.rounds, len(tc.ratios), got, why, tc.want)

@@ -23,6 +23,7 @@
 //  4. While the load runs, Exited says without blocking whether the server
 //     has ended and how.
 //  5. Stop ends it the protocol's way first (the ping-pong exit message,
-//     which an echo server simply returns), then with SIGTERM, then with
-//     SIGKILL to its process group, each after a grace period.
+//     which an echo server simply returns; skipped with NoExitMessage, for
+//     servers of other protocols), then with SIGTERM, then with SIGKILL to
+//     its process group, each after a grace period.
 package serverproc

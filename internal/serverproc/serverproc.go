@@ -32,6 +32,9 @@ type Options struct {
 	Host      string        // address the server is reached at; default 127.0.0.1
 	ReadyWait time.Duration // how long the server may take to accept; default 5s
 	Grace     time.Duration // Stop's wait after the exit message and after SIGTERM; default 1s each
+	// NoExitMessage: the server does not speak ping-pong (nginx, redis),
+	// so Stop begins with SIGTERM.
+	NoExitMessage bool
 }
 
 // Proc is a running server process started by Start.
@@ -39,11 +42,13 @@ type Proc struct {
 	Port int
 	Addr string // Options.Host:Port
 
-	cmd    *exec.Cmd
-	grace  time.Duration
-	output *tailBuffer
-	exited chan struct{}
-	status error // set before exited is closed
+	cmd   *exec.Cmd
+	grace time.Duration
+	// noExitMessage is Options.NoExitMessage.
+	noExitMessage bool
+	output        *tailBuffer
+	exited        chan struct{}
+	status        error // set before exited is closed
 }
 
 // ErrExited reports a server that ended while it was still needed.
@@ -90,7 +95,7 @@ func Start(ctx context.Context, opts Options) (*Proc, error) {
 	}
 	argv, how := portArgv(opts.Argv, port, opts.FixedPort)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	s := &Proc{Port: port, Addr: net.JoinHostPort(host, strconv.Itoa(port)), cmd: cmd, grace: opts.Grace,
+	s := &Proc{Port: port, Addr: net.JoinHostPort(host, strconv.Itoa(port)), cmd: cmd, grace: opts.Grace, noExitMessage: opts.NoExitMessage,
 		output: &tailBuffer{max: 4096}, exited: make(chan struct{})}
 	cmd.Stdout = s.output
 	cmd.Stderr = s.output
@@ -193,7 +198,7 @@ func (s *Proc) WaitExit(d time.Duration) bool {
 	}
 }
 
-// Stop ends the server: the ping-pong exit message first, then SIGTERM,
+// Stop ends the server: the ping-pong exit message first (unless NoExitMessage), then SIGTERM,
 // then SIGKILL to its process group, each after the grace period, and
 // reaps it. It is an error only when the server had to be killed. Stop
 // may be called more than once.
@@ -203,15 +208,17 @@ func (s *Proc) Stop() error {
 		return nil
 	default:
 	}
-	if c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond); err == nil {
-		var msg [wire.Size]byte
-		wire.Put(msg[:], wire.Exit)
-		_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
-		_, _ = c.Write(msg[:])
-		c.Close()
-	}
-	if s.WaitExit(s.grace) {
-		return nil
+	if !s.noExitMessage {
+		if c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond); err == nil {
+			var msg [wire.Size]byte
+			wire.Put(msg[:], wire.Exit)
+			_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+			_, _ = c.Write(msg[:])
+			c.Close()
+		}
+		if s.WaitExit(s.grace) {
+			return nil
+		}
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	if s.WaitExit(s.grace) {

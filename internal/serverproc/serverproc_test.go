@@ -129,14 +129,17 @@ func TestStartFailures(t *testing.T) {
 func TestLifecycle(t *testing.T) {
 	for _, tc := range []struct {
 		mode     string
+		noExit   bool   // Options.NoExitMessage
 		stopErr  string // "" : Stop returns nil
 		exitText string // in Exited's status
 	}{
-		{"pingpong", "", "exit status 0"},
-		{"stubborn", "killed", "signal: killed"},
+		{"pingpong", false, "", "exit status 0"},
+		// Not sent the exit message, it ends on SIGTERM.
+		{"pingpong", true, "", "signal: terminated"},
+		{"stubborn", false, "killed", "signal: killed"},
 	} {
-		t.Run(tc.mode, func(t *testing.T) {
-			s, err := Start(context.Background(), Options{Argv: self(t, tc.mode), Grace: 200 * time.Millisecond})
+		t.Run(fmt.Sprintf("%s/noexit=%v", tc.mode, tc.noExit), func(t *testing.T) {
+			s, err := Start(context.Background(), Options{Argv: self(t, tc.mode), Grace: 200 * time.Millisecond, NoExitMessage: tc.noExit})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -42,7 +42,9 @@
 //	b7  reply's last part ready sock:sk_data_ready on the client's socket:
 //	                            the last one before b9
 //	b8  client on CPU           sched_switch in of the client thread if it
-//	                            was off CPU at b7, else b7
+//	                            was off CPU at b7, else b7 (b7 too when the
+//	                            switch in recorded next is after b9: the
+//	                            one before it was not recorded)
 //	b9  reply read              syscalls: exit of the client's last read
 //	                            before t1 / default: its last receive return
 //	b10 t1                      client timestamp after the reply

@@ -557,9 +557,11 @@ func (j *joiner) split(rt *RoundTrip) {
 		}
 	}
 
-	// b8: the client on CPU.
+	// b8: the client on CPU. A switch in after b9 is not it: the thread
+	// returned from its read at b9, so the record of its switch in is
+	// missing (seen under load), and no wake-up is known.
 	b[8] = b[7]
-	if off, in := ix.offCPUAt(j.ctid, b[7]); off && in > 0 && in <= rt.T1 {
+	if off, in := ix.offCPUAt(j.ctid, b[7]); off && in > 0 && in <= b[9] {
 		b[8] = in
 		rt.addWait(Wait{Component: ClientWakeup, TID: j.ctid, FromNs: b[7], ToNs: in, InNs: in})
 	}

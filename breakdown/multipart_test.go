@@ -152,3 +152,28 @@ func TestJoinMultipartStream(t *testing.T) {
 		t.Errorf("bounds\n got %v\nwant %v", got[0].Bounds, b)
 	}
 }
+
+// TestJoinMissingSwitchIn: when the record of the client's switch in is
+// missing (seen under load: the next one recorded comes after its read
+// returned), the round trip stays consistent: no wake-up is known, and
+// the wait is client_kernel_recv.
+func TestJoinMissingSwitchIn(t *testing.T) {
+	var evs []probe.Event
+	for _, e := range multipart(true) {
+		if e.Kind == probe.KindSwitch && e.Arg1 == ctid && e.TS == 15000 {
+			continue
+		}
+		evs = append(evs, e)
+	}
+	evs = append(evs,
+		probe.Event{Kind: probe.KindSwitch, TS: 15200, Arg0: ctid, Arg1: 999, CPU: 1, Ret: 0},
+		probe.Event{Kind: probe.KindSwitch, TS: 15300, Arg0: 999, Arg1: ctid, CPU: 1})
+	b := [NumBounds]int64{1000, 1300, 3500, 5000, 5000, 5500, 14000, 14200, 14200, 15100, 15500}
+	rt := joinOne(t, b, evs)
+	if rt.Bounds != b {
+		t.Errorf("bounds\n got %v\nwant %v", rt.Bounds, b)
+	}
+	if rt.Ns[ClientWakeup] != 0 || rt.Ns[ClientKernelRecv] != 900 {
+		t.Errorf("client_wakeup %d ns, client_kernel_recv %d ns; want 0 and 900", rt.Ns[ClientWakeup], rt.Ns[ClientKernelRecv])
+	}
+}

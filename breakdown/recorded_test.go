@@ -132,6 +132,28 @@ var signatures = map[string]func(t *testing.T, c map[string]float64, in breakdow
 			t.Errorf("cross CPU: wake-ups %.0f/%.0f ns, want each ≥ 5 µs", c["server_wakeup"], c["client_wakeup"])
 		}
 	},
+	// Replies in parts: the server's time writing the parts before the
+	// last is server_user; client_kernel_recv is the last part's read.
+	"default_socat_8k_parts.rec.gz": func(t *testing.T, c map[string]float64, in breakdown.Input) {
+		// socat (TCP-LISTEN:…,fork,nodelay PIPE) echoing 64 KiB in 8 KiB
+		// parts, default level.
+		if n := readiesPerTrip(in); n < 4 {
+			t.Errorf("%.1f data-readies on the client's socket per round trip, want the reply in parts", n)
+		}
+		if c["server_user"] < 5*c["client_kernel_recv"] {
+			t.Errorf("socat's parts: server_user %.0f ns, client_kernel_recv %.0f ns; want the parts before the last in server_user", c["server_user"], c["client_kernel_recv"])
+		}
+	},
+	"chunks_8k_spin.rec.gz": func(t *testing.T, c map[string]float64, in breakdown.Input) {
+		// testdata/chunkserver -chunk 8192 -spin 50us with --syscalls:
+		// seven spins of 50 µs of CPU time between eight parts.
+		if n := readiesPerTrip(in); n < 4 {
+			t.Errorf("%.1f data-readies on the client's socket per round trip, want the reply in parts", n)
+		}
+		if c["server_user"] < 350e3 || c["client_kernel_recv"] > c["server_user"]/10 {
+			t.Errorf("seven 50 µs spins between parts: server_user %.0f ns, client_kernel_recv %.0f ns; want ≥ 350 µs, and under a tenth of it", c["server_user"], c["client_kernel_recv"])
+		}
+	},
 	"iouring.rec.gz": func(t *testing.T, c map[string]float64, in breakdown.Input) {
 		n := map[probe.Kind]int{}
 		for _, e := range in.Events {
@@ -163,6 +185,25 @@ func defaultLevel(t *testing.T, c map[string]float64, in breakdown.Input) {
 	if c["server_user"] <= 0 || c["client_net"] <= 0 || c["server_net"] <= 0 {
 		t.Errorf("default level: server_user/client_net/server_net %.0f/%.0f/%.0f ns, want each > 0", c["server_user"], c["client_net"], c["server_net"])
 	}
+}
+
+// readiesPerTrip is the number of data-readies on the clients' sockets
+// per measured round trip.
+func readiesPerTrip(in breakdown.Input) float64 {
+	n, trips := 0, 0
+	for _, e := range in.Events {
+		if e.Kind == probe.KindDataReady && e.Rport == in.ServerPort && int64(e.TS) >= in.MeasureStart {
+			n++
+		}
+	}
+	for _, c := range in.Conns {
+		for _, r := range c.Records {
+			if r.T0 >= in.MeasureStart {
+				trips++
+			}
+		}
+	}
+	return float64(n) / float64(max(trips, 1))
 }
 
 func abs(x int64) int64 {

@@ -15,16 +15,18 @@ import (
 // behind the newest event) and checks every round trip splits exactly as
 // the whole-run Join splits it, while the stream lets go of old events.
 func TestStreamMatchesJoin(t *testing.T) {
-	for _, name := range []string{"default_cross_cpu", "default_epoll_4conns", "default_iouring", "cross_cpu", "epoll_4conns"} {
+	for _, name := range []string{"default_cross_cpu", "default_epoll_4conns", "default_iouring", "cross_cpu", "epoll_4conns", "default_socat_8k_parts", "chunks_8k_spin"} {
 		t.Run(name, func(t *testing.T) {
 			one, err := ReadRecording("../testdata/streams/" + name + ".rec.gz")
 			if err != nil {
 				t.Fatal(err)
 			}
-			// The recording again and again, 120 ms apart, so the stream
-			// must let go of old events (and carry each thread's last
-			// switch) for the split to come out the same.
-			in := repeat(one, 8, 120e6)
+			// The recording again and again, 120 ms apart (or further,
+			// so that copies never overlap), so the stream must let go of
+			// old events (and carry each thread's last switch) for the
+			// split to come out the same.
+			span := int64(one.Events[len(one.Events)-1].TS - one.Events[0].TS)
+			in := repeat(one, 8, max(120e6, span+20e6))
 			whole := map[[2]int]RoundTrip{}
 			for _, rt := range Join(in).Trips {
 				whole[[2]int{rt.Conn, rt.Seq}] = rt

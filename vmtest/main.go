@@ -448,7 +448,13 @@ func saveResults(dir, label string, res *bootResult) (string, *report.Results, e
 	return path, r, nil
 }
 
-// checkRun: the guest's run measured round trips, joined them all with
+// maxUnjoined is the share of a guest run's round trips that may go
+// unjoined: the join names each with its reason rather than guess, and
+// under TCG a few do (2 of 918 on 6.1 once: "no client send syscall in
+// [t0, t1]"), while a hook that stopped firing leaves most unjoined.
+const maxUnjoined = 0.01
+
+// checkRun: the guest's run measured round trips, joined nearly all with
 // the probe's events, and (under TCG) says it ran emulated.
 func checkRun(r *report.Results, accel string) error {
 	bc := r.BreakdownCheck
@@ -457,18 +463,37 @@ func checkRun(r *report.Results, accel string) error {
 		return errors.New("the run measured no round trips")
 	case bc == nil || bc.Joined == 0:
 		return errors.New("the run joined no round trip with the probe's events")
-	case bc.Unjoined > 0:
-		return fmt.Errorf("%d of %d round trips not joined with the probe's events: %v", bc.Unjoined, bc.Joined+bc.Unjoined, bc.UnjoinedReasons)
+	case float64(bc.Unjoined) > maxUnjoined*float64(bc.Joined+bc.Unjoined):
+		return fmt.Errorf("%d of %d round trips not joined with the probe's events, over %g%%: %s", bc.Unjoined, bc.Joined+bc.Unjoined, 100*maxUnjoined, reasons(bc.UnjoinedReasons))
 	case accel == "tcg" && r.Meta.Virtualization != report.VirtEmulated:
 		return fmt.Errorf("meta.virtualization %q under TCG, want %q", r.Meta.Virtualization, report.VirtEmulated)
 	}
 	return nil
 }
 
-// runSummary is what the matrix line says of a good run: round trips and
-// the socket events' hooks.
+// reasons lists why round trips went unjoined, in a fixed order.
+func reasons(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d %s", m[k], k))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// runSummary is what the matrix line says of a good run: round trips,
+// the join, and the socket events' hooks.
 func runSummary(r *report.Results) string {
-	s := fmt.Sprintf("%d round trips, all joined, %s", r.Latency.Count, r.Meta.Virtualization)
+	bc := r.BreakdownCheck
+	s := fmt.Sprintf("%d round trips, %d joined", bc.Joined+bc.Unjoined, bc.Joined)
+	if bc.Unjoined > 0 {
+		s += " (unjoined: " + reasons(bc.UnjoinedReasons) + ")"
+	}
+	s += ", " + r.Meta.Virtualization
 	for _, ev := range []string{"send_start", "sock_recv_length", "sk_data_ready"} {
 		s += " " + ev + "=" + r.Meta.Hooks[ev]
 	}

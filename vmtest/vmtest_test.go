@@ -130,7 +130,11 @@ func TestCheckRun(t *testing.T) {
 		{"good", func(*report.Results) {}, "tcg", ""},
 		{"nothing measured", func(r *report.Results) { r.Latency.Count = 0 }, "tcg", "no round trips"},
 		{"no probe", func(r *report.Results) { r.BreakdownCheck = nil }, "tcg", "joined no round trip"},
-		{"unjoined", func(r *report.Results) { r.BreakdownCheck.Unjoined = 3 }, "tcg", "3 of 103 round trips not joined"},
+		{"a few unjoined", func(r *report.Results) { r.BreakdownCheck.Unjoined = 1 }, "tcg", ""},
+		{"many unjoined", func(r *report.Results) {
+			r.BreakdownCheck.Unjoined = 3
+			r.BreakdownCheck.UnjoinedReasons = map[string]int{"b": 1, "a": 2}
+		}, "tcg", "3 of 103 round trips not joined with the probe's events, over 1%: 2 a, 1 b"},
 		{"emulation not named", func(r *report.Results) { r.Meta.Virtualization = "" }, "tcg", `meta.virtualization "" under TCG`},
 		{"kvm", func(r *report.Results) { r.Meta.Virtualization = "kvm" }, "kvm", ""},
 	} {
@@ -146,7 +150,7 @@ func TestCheckRun(t *testing.T) {
 			}
 		})
 	}
-	if s := runSummary(good()); !strings.Contains(s, "100 round trips") || !strings.Contains(s, "send_start=fentry/tcp_sendmsg") {
+	if s := runSummary(good()); !strings.Contains(s, "100 round trips, 100 joined") || !strings.Contains(s, "send_start=fentry/tcp_sendmsg") {
 		t.Errorf("runSummary = %q", s)
 	}
 }

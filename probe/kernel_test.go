@@ -180,7 +180,7 @@ func testEvents(t *testing.T, syscalls bool, ccpu, scpu int) {
 		}
 	}
 	if len(missing) > 0 && testMode() == ModeTracepoint {
-		// A kernel before 6.3/6.6/6.11 lacks some sock:*/tcp:*
+		// An older kernel lacks some sock:*/tcp:* (6.1 all three, 6.12 tcp_sendmsg_locked)
 		// tracepoints; in tracepoint mode the probe names them (logged
 		// above) and this test has nothing to check them with.
 		t.Skipf("kernel lacks tracepoints for %v in mode tracepoint (reported by the probe, as it must be)", missing)

@@ -65,3 +65,26 @@ func (g *group[K]) wait(ctx context.Context, name string) error {
 	g.wg.Wait()
 	return ended(ctx, g.exit, name)
 }
+
+// serveConns accepts connections on ln until ctx ends or a connection asks
+// the server to exit, and serves each on a goroutine of its own with
+// TCP_NODELAY set; serve returns true when its connection asked the
+// server to exit. name is the server's, for wait's errors.
+func serveConns(ctx context.Context, ln *net.TCPListener, name string, serve func(c net.Conn) (exit bool)) error {
+	g := newGroup(ctx, ln, func(c net.Conn) { c.Close() })
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			break
+		}
+		c.(*net.TCPConn).SetNoDelay(true)
+		g.add(c)
+		go func() {
+			defer g.done(c, func(c net.Conn) { c.Close() })
+			if serve(c) {
+				g.requestExit()
+			}
+		}()
+	}
+	return g.wait(ctx, name)
+}

@@ -16,22 +16,7 @@ import (
 // ping-pong exit message) asks it to exit.
 func serveRESP(ctx context.Context, ln *net.TCPListener, o Options) error {
 	st := &respStore{m: map[string][]byte{}}
-	g := newGroup(ctx, ln, func(c net.Conn) { c.Close() })
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			break
-		}
-		c.(*net.TCPConn).SetNoDelay(true)
-		g.add(c)
-		go func() {
-			defer g.done(c, func(c net.Conn) { c.Close() })
-			if respConn(c, st, o) {
-				g.requestExit()
-			}
-		}()
-	}
-	return g.wait(ctx, "resp")
+	return serveConns(ctx, ln, "resp", func(c net.Conn) bool { return respConn(c, st, o) })
 }
 
 type respStore struct {

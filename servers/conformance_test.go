@@ -30,6 +30,21 @@ type running struct {
 	done   chan error
 }
 
+// ended waits up to 2 s for Serve to return after what (the 0 message, a
+// cancel) and returns its error, left in done for the cleanup; it fails t
+// when Serve is still running.
+func (r *running) ended(t *testing.T, what string) error {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		r.done <- err
+		return err
+	case <-time.After(2 * time.Second):
+		t.Fatalf("server still running 2 s after %s", what)
+		return nil
+	}
+}
+
 func start(t *testing.T, s Server, o Options) *running {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -240,14 +255,8 @@ var conformance = []struct {
 				t.Errorf("reply %d: %#x, want %#x", i, v, want)
 			}
 		}
-		select {
-		case err := <-r.done:
-			r.done <- err
-			if !errors.Is(err, ErrExitRequested) {
-				t.Errorf("Serve returned %v, want ErrExitRequested", err)
-			}
-		case <-time.After(2 * time.Second):
-			t.Fatal("server still running 2 s after the 0 message")
+		if err := r.ended(t, "the 0 message"); !errors.Is(err, ErrExitRequested) {
+			t.Errorf("Serve returned %v, want ErrExitRequested", err)
 		}
 	}},
 	{"0 makes the server exit", Options{}, func(t *testing.T, s Server, r *running) {
@@ -255,14 +264,8 @@ var conformance = []struct {
 		defer c.Close()
 		ping(c, 5)
 		c.Write([]byte{0, 0, 0, 0})
-		select {
-		case err := <-r.done:
-			r.done <- err // for the cleanup
-			if !errors.Is(err, ErrExitRequested) {
-				t.Errorf("Serve returned %v, want ErrExitRequested", err)
-			}
-		case <-time.After(2 * time.Second):
-			t.Fatal("server still running 2 s after the 0 message")
+		if err := r.ended(t, "the 0 message"); !errors.Is(err, ErrExitRequested) {
+			t.Errorf("Serve returned %v, want ErrExitRequested", err)
 		}
 	}},
 	{"cancel (SIGTERM) stops it within 1 s while idle", Options{}, func(t *testing.T, s Server, r *running) {
@@ -272,17 +275,11 @@ var conformance = []struct {
 		time.Sleep(50 * time.Millisecond)
 		t0 := time.Now()
 		r.cancel()
-		select {
-		case err := <-r.done:
-			r.done <- err
-			if err != nil {
-				t.Errorf("Serve returned %v after cancel, want nil", err)
-			}
-			if d := time.Since(t0); d > time.Second {
-				t.Errorf("took %v to stop", d)
-			}
-		case <-time.After(2 * time.Second):
-			t.Fatal("server still running 2 s after cancel")
+		if err := r.ended(t, "cancel"); err != nil {
+			t.Errorf("Serve returned %v after cancel, want nil", err)
+		}
+		if d := time.Since(t0); d > time.Second {
+			t.Errorf("took %v to stop", d)
 		}
 	}},
 }

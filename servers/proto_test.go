@@ -70,14 +70,8 @@ func TestProtoServers(t *testing.T) {
 				c := dial(t, r.addr)
 				c.Write([]byte{0, 0, 0, 0})
 				c.Close()
-				select {
-				case err := <-r.done:
-					r.done <- err
-					if !errors.Is(err, ErrExitRequested) {
-						t.Errorf("Serve returned %v, want ErrExitRequested", err)
-					}
-				case <-time.After(2 * time.Second):
-					t.Fatal("still running 2 s after the 0 message")
+				if err := r.ended(t, "the 0 message"); !errors.Is(err, ErrExitRequested) {
+					t.Errorf("Serve returned %v, want ErrExitRequested", err)
 				}
 			})
 			t.Run("cancel stops it", func(t *testing.T) {
@@ -85,14 +79,8 @@ func TestProtoServers(t *testing.T) {
 				c := dial(t, r.addr) // an idle connection must not hold it up
 				defer c.Close()
 				r.cancel()
-				select {
-				case err := <-r.done:
-					r.done <- err
-					if err != nil {
-						t.Errorf("Serve returned %v after cancel, want nil", err)
-					}
-				case <-time.After(2 * time.Second):
-					t.Fatal("still running 2 s after cancel")
+				if err := r.ended(t, "cancel"); err != nil {
+					t.Errorf("Serve returned %v after cancel, want nil", err)
 				}
 			})
 		})

@@ -52,17 +52,7 @@ func TestTruthMultipartReply(t *testing.T) {
 				if rate := float64(bc.Joined) / float64(bc.Joined+bc.Unjoined); rate < 0.99 {
 					t.Errorf("%s: joined %d of %d (%.3f), want ≥ 0.99; reasons %v", cfg.Server, bc.Joined, bc.Joined+bc.Unjoined, rate, bc.UnjoinedReasons)
 				}
-				if tr.names == nil {
-					for _, c := range r.Breakdown {
-						tr.names = append(tr.names, c.Component)
-					}
-				}
-				for i, c := range r.Breakdown {
-					if i >= len(tr.names) || c.Component != tr.names[i] {
-						t.Fatalf("rounds with different components: %v, then %+v", tr.names, r.Breakdown)
-					}
-				}
-				return r.Breakdown
+				return tr.components(t, r)
 			}
 			for range truthPairs {
 				tr.base = append(tr.base, round(base))

@@ -103,24 +103,8 @@ func mean(c report.Component) float64 { return c.MeanNs }
 func interleave(t *testing.T, base, inj Config, inject func(t *testing.T, cfg *Config) (undo func())) *truth {
 	t.Helper()
 	tr := &truth{}
-	check := func(r *report.Results) []report.Component {
-		if tr.names == nil {
-			for _, c := range r.Breakdown {
-				tr.names = append(tr.names, c.Component)
-			}
-		}
-		if len(r.Breakdown) != len(tr.names) {
-			t.Fatalf("rounds with different components: %v, then %+v", tr.names, r.Breakdown)
-		}
-		for i, c := range r.Breakdown {
-			if c.Component != tr.names[i] {
-				t.Fatalf("rounds with different components: %v, then %+v", tr.names, r.Breakdown)
-			}
-		}
-		return r.Breakdown
-	}
 	for range truthPairs {
-		tr.base = append(tr.base, check(measure(t, base, truthRound)))
+		tr.base = append(tr.base, tr.components(t, measure(t, base, truthRound)))
 		cfg := inj
 		undo := func() {}
 		if inject != nil {
@@ -129,13 +113,33 @@ func interleave(t *testing.T, base, inj Config, inject func(t *testing.T, cfg *C
 		}
 		r := measure(t, cfg, truthRound)
 		undo()
-		tr.inj = append(tr.inj, check(r))
+		tr.inj = append(tr.inj, tr.components(t, r))
 	}
 	for i, name := range tr.names {
 		t.Logf("%-18s µs p50 base%s  injected%s   mean base%s  injected%s", name,
 			tr.row(tr.base, i, p50), tr.row(tr.inj, i, p50), tr.row(tr.base, i, mean), tr.row(tr.inj, i, mean))
 	}
 	return tr
+}
+
+// components returns a round's breakdown; the first round sets the
+// component names, and a later round with other components fails t.
+func (tr *truth) components(t *testing.T, r *report.Results) []report.Component {
+	t.Helper()
+	if tr.names == nil {
+		for _, c := range r.Breakdown {
+			tr.names = append(tr.names, c.Component)
+		}
+	}
+	if len(r.Breakdown) != len(tr.names) {
+		t.Fatalf("rounds with different components: %v, then %+v", tr.names, r.Breakdown)
+	}
+	for i, c := range r.Breakdown {
+		if c.Component != tr.names[i] {
+			t.Fatalf("rounds with different components: %v, then %+v", tr.names, r.Breakdown)
+		}
+	}
+	return r.Breakdown
 }
 
 func (tr *truth) row(rounds [][]report.Component, c int, stat func(report.Component) float64) string {
@@ -265,17 +269,7 @@ func TestTruthServerSpinUnderHog(t *testing.T) {
 				t.Cleanup(undo)
 				r := measure(t, cfg, 2*time.Second)
 				undo()
-				if tr.names == nil {
-					for _, c := range r.Breakdown {
-						tr.names = append(tr.names, c.Component)
-					}
-				}
-				for i, c := range r.Breakdown {
-					if i >= len(tr.names) || c.Component != tr.names[i] {
-						t.Fatalf("rounds with different components: %v, then %+v", tr.names, r.Breakdown)
-					}
-				}
-				return r.Breakdown
+				return tr.components(t, r)
 			}
 			for range truthPairs {
 				tr.base = append(tr.base, round(0))

@@ -112,8 +112,18 @@ func (m *measurer) collect(now int64) {
 	}
 	// Within one check the clients' records interleave in time; ordering
 	// them by completion keeps batches over contiguous time.
-	slices.SortFunc(m.chunk, func(a, b pending) int { return cmp.Compare(a.r.T1, b.r.T1) })
-	for _, p := range m.chunk {
+	byCompletion(m.chunk)
+	m.take(m.chunk, now)
+}
+
+func byCompletion(ps []pending) {
+	slices.SortFunc(ps, func(a, b pending) int { return cmp.Compare(a.r.T1, b.r.T1) })
+}
+
+// take hands on the round trips completed by now, in completion order,
+// holding those of the pilot stretch until the window's start is decided.
+func (m *measurer) take(ps []pending, now int64) {
+	for _, p := range ps {
 		if !m.decided && p.r.T0 >= m.win.WarmupEnd {
 			m.pilot = append(m.pilot, p)
 			continue
@@ -182,6 +192,19 @@ func (m *measurer) deliver(p pending) {
 	}
 }
 
+// target is one interval target of the stopping rule and the interval
+// it judges.
+type target struct {
+	name   string
+	target float64 // relative half-width; ≤ 0: none
+	iv     stats.Interval
+}
+
+// targets are the rule's targets with the latest intervals.
+func (m *measurer) targets() [2]target {
+	return [2]target{{TargetP50, m.opts.CI, m.p50}, {TargetP99, m.opts.P99CI, m.p99}}
+}
+
 // check evaluates the stopping rule at now and reports whether every
 // target holds.
 func (m *measurer) check(now int64) bool {
@@ -193,11 +216,7 @@ func (m *measurer) check(now int64) bool {
 	m.p50 = m.bat.Quantile(0.5, conf)
 	m.p99 = m.bat.Quantile(0.99, conf)
 	met := true
-	for _, t := range []struct {
-		name   string
-		target float64
-		iv     stats.Interval
-	}{{TargetP50, m.opts.CI, m.p50}, {TargetP99, m.opts.P99CI, m.p99}} {
+	for _, t := range m.targets() {
 		if t.target <= 0 {
 			continue
 		}
@@ -232,11 +251,7 @@ func (m *measurer) limiting() string {
 		// Stopped before every target held, or every target held at the
 		// first check: the one closest to its limit.
 		worst := -1.0
-		for _, t := range []struct {
-			name   string
-			target float64
-			iv     stats.Interval
-		}{{TargetP50, m.opts.CI, m.p50}, {TargetP99, m.opts.P99CI, m.p99}} {
+		for _, t := range m.targets() {
 			if t.target > 0 {
 				if r := finiteOr(t.iv.RelHalfWidth(), math.MaxFloat64) / t.target; r > worst {
 					best, worst = t.name, r
@@ -245,6 +260,54 @@ func (m *measurer) limiting() string {
 		}
 	}
 	return best
+}
+
+// reachAfter: the rule first asks whether the targets are out of reach
+// once 1/reachAfter of the duration cap is measured (10 s of the default
+// 60 s), so that the projection starts from a stretch long enough to
+// show the machine's slower swings.
+const reachAfter = 6
+
+// stop applies the stopping rule at now, after a check that found every
+// target held (met) or not: the reason to stop, or "" to go on. A run
+// stops at its targets, at the duration cap (deadline), or early when
+// even an optimistic projection of an interval to the cap misses its
+// target by far (stats.Interval.OutOfReach), unless Options.KeepGoing.
+func (m *measurer) stop(now, deadline int64, met bool) string {
+	switch {
+	case met:
+		return StopTarget
+	case now >= deadline:
+		return StopDuration
+	case m.opts.KeepGoing || !m.decided:
+		return ""
+	}
+	t, total := float64(now-m.win.Start), float64(deadline-m.win.Start)
+	if t <= 0 || t*reachAfter < float64(m.opts.Duration) {
+		return ""
+	}
+	for _, tg := range m.targets() {
+		if tg.target > 0 && tg.iv.OutOfReach(total/t, tg.target) {
+			return StopUnreachable
+		}
+	}
+	return ""
+}
+
+// needs is the measured time the unmet targets would need at the spread
+// seen so far (stats.Interval.Needs), the longest of them; 0 when every
+// target held or none can be estimated.
+func (m *measurer) needs() time.Duration {
+	span := float64(m.win.Span())
+	worst := 0.0
+	for _, tg := range m.targets() {
+		if tg.target > 0 && tg.iv.RelHalfWidth() > tg.target {
+			if g := tg.iv.Needs(tg.target); !math.IsInf(g, 1) {
+				worst = max(worst, g*span)
+			}
+		}
+	}
+	return time.Duration(worst)
 }
 
 func finiteOr(x, alt float64) float64 {
@@ -260,13 +323,7 @@ func finiteOr(x, alt float64) float64 {
 // the window is open at the end. The stop reason is StopReplay.
 func Summarize(opts Options, conns []Conn, w Window) *Result {
 	opts.defaults()
-	var all []pending
-	for _, c := range conns {
-		for i, r := range c.Records {
-			all = append(all, pending{c.ID, int64(i), r})
-		}
-	}
-	slices.SortFunc(all, func(a, b pending) int { return cmp.Compare(a.r.T1, b.r.T1) })
+	all := completed(conns)
 	m := newMeasurer(&opts, nil, w.FirstT0)
 	m.win, m.decided = w, true
 	for _, p := range all {
@@ -282,6 +339,69 @@ func Summarize(opts Options, conns []Conn, w Window) *Result {
 			m.win.End = all[len(all)-1].r.T0 + 1
 		}
 	}
+	res.fill(m)
+	return res
+}
+
+// completed is every round trip of conns, in completion order.
+func completed(conns []Conn) []pending {
+	var all []pending
+	for _, c := range conns {
+		for i, r := range c.Records {
+			all = append(all, pending{c.ID, int64(i), r})
+		}
+	}
+	byCompletion(all)
+	return all
+}
+
+// Rehearse applies the stopping rule to recorded round trips as a live
+// run with opts would have, check by check: the window opens at the
+// warm-up's end (after MSER-5's look at the pilot stretch), the rule is
+// checked every CheckEvery from the first request, and the result is
+// what the run would have reported when it stopped: at its targets, out
+// of reach, at the duration cap, or, when the recording ends first,
+// StopRequests. It tells how a run would have gone on latencies from
+// elsewhere, such as another client's.
+func Rehearse(opts Options, conns []Conn) *Result {
+	opts.defaults()
+	all := completed(conns)
+	res := &Result{Options: opts}
+	for _, c := range conns {
+		res.Conns = append(res.Conns, c.ConnInfo)
+	}
+	first := int64(math.MaxInt64)
+	for _, p := range all {
+		first = min(first, p.r.T0)
+	}
+	if len(all) == 0 {
+		first = 0
+	}
+	m := newMeasurer(&opts, nil, first)
+	deadline := m.win.WarmupEnd + opts.Duration.Nanoseconds()
+	i, end, reason := 0, first, ""
+	for reason == "" {
+		end += opts.CheckEvery.Nanoseconds()
+		j := i
+		for j < len(all) && all[j].r.T1 <= end {
+			j++
+		}
+		m.take(all[i:j], end)
+		i = j
+		reason = m.stop(end, deadline, m.check(end))
+		if reason == "" && i == len(all) {
+			reason = StopRequests
+		}
+	}
+	// As in a live run, the round trips in flight at the stop finish.
+	for _, p := range all[i:] {
+		if p.r.T0 < end {
+			m.take([]pending{p}, end)
+		}
+	}
+	m.finish(end)
+	res.StopReason = reason
+	m.check(end)
 	res.fill(m)
 	return res
 }

@@ -33,7 +33,10 @@ type Options struct {
 	Warmup     time.Duration // discarded at the start, by time; default DefaultWarmup; negative: none
 	// NoMSER turns off the MSER-5 check of the pilot stretch after the
 	// warm-up (see Window.Start); the window then starts at the warm-up's end.
-	NoMSER     bool
+	NoMSER bool
+	// KeepGoing measures to Duration even when the targets are out of
+	// reach by then; without it such a run stops early (StopUnreachable).
+	KeepGoing  bool
 	ClientCPUs []int         // CPUs for the client threads, round-robin; empty: not pinned
 	Timeout    time.Duration // a reply slower than this is an error; default 2s
 	Requests   int64         // stop each connection after this many measured-or-not round trips; 0: no limit
@@ -209,6 +212,7 @@ type Progress struct {
 const (
 	StopTarget      = "target"      // every interval target was met
 	StopDuration    = "duration"    // the duration cap was reached first
+	StopUnreachable = "unreachable" // a target was out of reach by the duration cap
 	StopRequests    = "requests"    // every connection completed Options.Requests
 	StopInterrupted = "interrupted" // the context was cancelled (Ctrl-C)
 	StopError       = "error"       // a connection failed
@@ -230,6 +234,10 @@ type Result struct {
 	// TargetAfter is the measured time until every target held; 0 if
 	// they never did.
 	TargetAfter time.Duration
+	// TargetNeeds, when the targets did not all hold, is about how much
+	// measured time they would need at the spread seen (the longest of
+	// them); 0 when they held or no interval could say.
+	TargetNeeds time.Duration
 	// Overshoot is how long the run went on past its duration cap
 	// (finishing the round trips in flight); 0 when it stopped earlier.
 	Overshoot time.Duration
@@ -318,12 +326,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				RelCI: m.p50.RelHalfWidth(), P99RelCI: m.p99.RelHalfWidth(),
 			})
 		}
-		switch {
-		case reason != "":
-		case met:
-			reason = StopTarget
-		case now >= deadline:
-			reason = StopDuration
+		if reason == "" {
+			reason = m.stop(now, deadline, met)
 		}
 	}
 	// The client threads' counters are read before they are told to
@@ -410,6 +414,8 @@ func (res *Result) fill(m *measurer) {
 	res.Limiting = m.limiting()
 	if m.metAt > 0 {
 		res.TargetAfter = time.Duration(m.metAt - m.win.Start)
+	} else {
+		res.TargetNeeds = m.needs()
 	}
 	if span := m.win.Span(); span > 0 && m.measured > 0 {
 		res.ThroughputRPS = float64(m.measured) / span.Seconds()

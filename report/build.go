@@ -144,7 +144,7 @@ func buildLoad(r *Results, res *loadgen.Result) {
 	r.ThroughputRPS = res.ThroughputRPS
 	w := res.Window
 	r.Run = RunInfo{
-		StopReason: res.StopReason, Limiting: res.Limiting, TimeToTargetNs: res.TargetAfter.Nanoseconds(),
+		StopReason: res.StopReason, Limiting: res.Limiting, TimeToTargetNs: res.TargetAfter.Nanoseconds(), TargetNeedsNs: res.TargetNeeds.Nanoseconds(),
 		P50CITarget: o.CI, P50CIAchieved: finite(res.P50.RelHalfWidth()),
 		P99CITarget: o.P99CI, P99CIAchieved: finite(res.P99.RelHalfWidth()),
 		MeanCIAchieved: finite(res.Mean.RelHalfWidth()),

@@ -505,7 +505,7 @@ func htmlRun(b *strings.Builder, r *Results) {
 		{"kernel", xmlEscape(m.Kernel)},
 		{"CPU", fmt.Sprintf("%s (%d CPUs)", xmlEscape(m.CPUModel), m.NCPU)},
 		{"probe mode", xmlEscape(m.ProbeMode)},
-		{"stopped", xmlEscape(stop + targets(ru))},
+		{"stopped", xmlEscape(strings.TrimSuffix(stop+targets(ru)+"; "+limitText(ru), "; "))},
 		{"measured", fmt.Sprintf("%.1f s after %.1f s warm-up; %d round trips outside the window (%d cut by MSER-5)",
 			float64(ru.MeasuredNs)/1e9, float64(ru.WarmupNs)/1e9, ru.Outside, ru.MSERDiscarded)},
 	}

@@ -116,11 +116,14 @@ type Latency struct {
 // RunInfo says how the run went: why it stopped, the measured window and
 // what fell outside it, and whether the run's own checks held.
 type RunInfo struct {
-	StopReason string `json:"stop_reason"` // target, duration, requests, interrupted, error
+	StopReason string `json:"stop_reason"` // target, duration, unreachable, requests, interrupted, error
 	// Limiting is the target that held the run up longest (p50 or p99).
-	Limiting       string  `json:"limiting_target,omitempty"`
-	TimeToTargetNs int64   `json:"time_to_target_ns"` // measured time until every target held; 0 if never
-	P50CITarget    float64 `json:"p50_ci_target"`     // relative half-width asked of the p50's interval (≤ 0: none)
+	Limiting       string `json:"limiting_target,omitempty"`
+	TimeToTargetNs int64  `json:"time_to_target_ns"` // measured time until every target held; 0 if never
+	// TargetNeedsNs, when the targets did not all hold, is about how much
+	// measured time they would need at the spread this run saw.
+	TargetNeedsNs  int64   `json:"target_needs_ns,omitempty"`
+	P50CITarget    float64 `json:"p50_ci_target"` // relative half-width asked of the p50's interval (≤ 0: none)
 	P50CIAchieved  float64 `json:"p50_ci_achieved"`
 	P99CITarget    float64 `json:"p99_ci_target"`
 	P99CIAchieved  float64 `json:"p99_ci_achieved"`

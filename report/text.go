@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/volleyscope/volleyscope/stats"
 )
@@ -35,6 +36,7 @@ var stopText = map[string]string{
 	"target":      "every interval target reached",
 	"ci":          "confidence target reached", // results.json before schema 1
 	"duration":    "duration cap reached before the interval targets",
+	"unreachable": "stopped early: the interval targets are out of reach by the duration cap",
 	"requests":    "request count reached",
 	"interrupted": "interrupted (results so far)",
 	"error":       "stopped by an error (results so far)",
@@ -64,6 +66,9 @@ func WriteText(w io.Writer, r *Results) error {
 		stop, targets(ru), float64(ru.MeasuredNs)/1e9, float64(ru.WarmupNs)/1e9, ru.Outside, ru.MSERDiscarded)
 	if ru.WarmupIncluded {
 		fmt.Fprintf(b, "            (ended during warm-up: the warm-up round trips are summarized)\n")
+	}
+	if l := limitText(ru); l != "" {
+		fmt.Fprintf(b, "            %s\n", l)
 	}
 	l := r.Latency
 	fmt.Fprintf(b, "round trips %d, throughput %.0f/s", l.Count, r.ThroughputRPS)
@@ -273,6 +278,42 @@ func targets(ru RunInfo) string {
 		return ""
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// limitText names the target that held the run up longest and, when
+// the targets did not all hold, what they would need.
+func limitText(ru RunInfo) string {
+	switch ru.StopReason {
+	case "target", "duration", "unreachable":
+	default:
+		return "" // the rule did not decide the run's end
+	}
+	if ru.Limiting == "" {
+		return ""
+	}
+	if ru.TimeToTargetNs > 0 {
+		return fmt.Sprintf("every target held after %.1f s measured; the %s's came last", float64(ru.TimeToTargetNs)/1e9, ru.Limiting)
+	}
+	s := fmt.Sprintf("limited by the %s's target", ru.Limiting)
+	if ru.TargetNeedsNs > 0 {
+		s += fmt.Sprintf(": at the spread seen here it needs about %s of measuring", roundDur(time.Duration(ru.TargetNeedsNs)))
+	}
+	switch ru.StopReason {
+	case "unreachable":
+		s += " (run to the cap anyway with --keep-going; a longer --duration, or a quieter machine, may reach it)"
+	case "duration":
+		s += " (lengthen --duration, or loosen --ci / --p99-ci)"
+	}
+	return s
+}
+
+// roundDur rounds d for a reader: seconds below ten minutes, minutes
+// above.
+func roundDur(d time.Duration) time.Duration {
+	if d < 10*time.Minute {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Minute)
 }
 
 // interval renders " [low, high]", or nothing when there is no interval.

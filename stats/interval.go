@@ -28,6 +28,47 @@ func (iv Interval) RelHalfWidth() float64 {
 	return (iv.High - iv.Low) / 2 / math.Abs(iv.Mean)
 }
 
+// Reach projects the interval's relative half-width to a run grow times
+// as long, optimistically: the half-width shrinks as 1/√grow, the rate of
+// independent batches (a series whose correlation outlasts its batches
+// shrinks slower), from a batch spread at the low end of what the batches
+// allow (the one-sided 95% bound of a standard deviation with Batches−1
+// degrees of freedom). +Inf when there is no interval. A target that even
+// this projection misses by far cannot be met by then.
+func (iv Interval) Reach(grow float64) float64 {
+	h := iv.RelHalfWidth()
+	if math.IsInf(h, 0) || iv.Batches < 2 || !(grow > 0) {
+		return math.Inf(1)
+	}
+	df := float64(iv.Batches - 1)
+	low := math.Sqrt(df / distuv.ChiSquared{K: df}.Quantile(0.95))
+	return h * low / math.Sqrt(grow)
+}
+
+// reachMargin is how far Reach must miss a target for OutOfReach.
+const reachMargin = 2
+
+// OutOfReach says whether the interval's relative half-width cannot come
+// down to target in a run grow times as long: even Reach's optimistic
+// projection misses it by more than a factor of 2. False when there is
+// no interval to project from.
+func (iv Interval) OutOfReach(grow, target float64) bool {
+	r := iv.Reach(grow)
+	return !math.IsInf(r, 1) && r > reachMargin*target
+}
+
+// Needs is how many times longer the run that gave the interval would
+// have to be for its relative half-width to come down to target, if the
+// half-width shrinks as 1/√length at the spread seen: (h/target)², at
+// least 1. +Inf when there is no interval.
+func (iv Interval) Needs(target float64) float64 {
+	h := iv.RelHalfWidth()
+	if math.IsInf(h, 0) || !(target > 0) {
+		return math.Inf(1)
+	}
+	return max(1, (h/target)*(h/target))
+}
+
 // Batch-means parameters. With a fixed number of batches the batch size
 // grows with n, which is what makes batch means valid for an
 // autocorrelated series: once a batch spans many correlation times, the

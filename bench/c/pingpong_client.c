@@ -3,8 +3,11 @@
 // with TCP_NODELAY, write 4 bytes, read 4 bytes, CLOCK_MONOTONIC around
 // each round trip.
 //
-// usage: pingpong_client HOST PORT COUNT CPU [WARMUP]
-// COUNT round trips are made; the first WARMUP (default 1000) are dropped.
+// usage: pingpong_client HOST PORT COUNT CPU [WARMUP [OUT [SECONDS]]]
+// COUNT round trips are made, or as many as fit in SECONDS when that is
+// given; the first WARMUP (default 1000) are dropped from the summary.
+// With OUT, every round trip's send and reply times (CLOCK_MONOTONIC ns,
+// two little-endian int64 each, warm-up included) are written there.
 // prints: p50_ns=<v> mean_ns=<v> count=<n>
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -56,6 +59,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	long count = atol(argv[3]), warm = argc > 5 ? atol(argv[5]) : 1000;
+	const char *out = argc > 6 ? argv[6] : NULL;
+	int64_t stop = argc > 7 ? now_ns() + (int64_t)(atof(argv[7]) * 1e9) : INT64_MAX;
 	int cpu = atoi(argv[4]);
 	if (count <= warm) {
 		fprintf(stderr, "COUNT must exceed WARMUP\n");
@@ -82,11 +87,15 @@ int main(int argc, char **argv)
 		perror("setsockopt TCP_NODELAY");
 		return 1;
 	}
-	int64_t *lat = malloc(sizeof(int64_t) * count);
-	if (!lat)
+	int64_t *lat = malloc(sizeof(int64_t) * count), *t01 = out ? malloc(2 * sizeof(int64_t) * count) : NULL;
+	if (!lat || (out && !t01))
 		return 1;
 	uint32_t x = 2463534242u;
 	for (long i = 0; i < count; i++) {
+		if (i > warm && now_ns() >= stop) {
+			count = i;
+			break;
+		}
 		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
 		uint32_t c = x ? x : 1; // never 0: that stops the server
 		unsigned char b[4];
@@ -101,10 +110,21 @@ int main(int argc, char **argv)
 			fprintf(stderr, "round trip %ld: read: %s\n", i, errno ? strerror(errno) : "connection closed");
 			return 1;
 		}
-		lat[i] = now_ns() - t0;
+		int64_t t1 = now_ns();
+		lat[i] = t1 - t0;
+		if (t01)
+			t01[2 * i] = t0, t01[2 * i + 1] = t1;
 		memcpy(&be, b, 4);
 		if (ntohl(be) != c + 1) {
 			fprintf(stderr, "round trip %ld: sent %u, got %u, want %u\n", i, c, ntohl(be), c + 1);
+			return 1;
+		}
+	}
+	if (out) {
+		// x86-64 and arm64 are little-endian: the array is the file.
+		FILE *f = fopen(out, "wb");
+		if (!f || fwrite(t01, 2 * sizeof(int64_t), count, f) != (size_t)count || fclose(f) != 0) {
+			perror(out);
 			return 1;
 		}
 	}

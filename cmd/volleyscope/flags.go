@@ -50,6 +50,7 @@ type loadFlags struct {
 	p99CI      float64
 	confidence float64
 	warmup     time.Duration
+	keepGoing  bool
 	noMSER     bool
 
 	netns bool
@@ -117,6 +118,7 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 	fs.Float64Var(&f.confidence, "confidence", loadgen.DefaultConfidence, "confidence level of the intervals, between 0 and 1")
 	fs.DurationVar(&f.warmup, "warmup", loadgen.DefaultWarmup, "discard round trips started in this first stretch (0: no warm-up)")
 	fs.BoolVar(&f.noMSER, "no-mser", false, "start measuring at the warm-up's end, without the MSER-5 cut of a still-settling start")
+	fs.BoolVar(&f.keepGoing, "keep-going", false, "measure to --duration even when the --ci and --p99-ci targets are out of reach by then (default: stop early and say what they would need)")
 	fs.BoolVar(&f.netns, "netns", false, "run the server in a network namespace of its own, joined to the client's by a veth pair that the run creates and removes (root)")
 	fs.StringVar(&f.netem, "netem", "", "netem arguments for that veth pair, e.g. 'delay 100us' (with --netns; needs a kernel with netem)")
 	fs.BoolVar(&f.json, "json", false, "print the results.json summary on stdout instead of the table")
@@ -187,7 +189,7 @@ func (f *loadFlags) config() (session.Config, error) {
 	}
 	opts := loadgen.Options{
 		Clients: f.clients, Proto: proto, Size: f.size, Duration: f.duration, CI: f.ci, P99CI: f.p99CI,
-		Confidence: f.confidence, Warmup: f.warmup, NoMSER: f.noMSER, ClientCPUs: ccpus, Timeout: f.timeout, Requests: f.requests,
+		Confidence: f.confidence, Warmup: f.warmup, NoMSER: f.noMSER, KeepGoing: f.keepGoing, ClientCPUs: ccpus, Timeout: f.timeout, Requests: f.requests,
 		ClientModel: model, ConnectTimeout: f.connectTimeout, ConnectRate: f.connectRate, Rate: f.rate,
 		HTTP: popts.HTTP, Mix: popts.Mix, Keys: popts.Keys, Line: popts.Line,
 	}

@@ -262,11 +262,16 @@ func (m *measurer) limiting() string {
 	return best
 }
 
-// reachAfter: the rule first asks whether the targets are out of reach
-// once 1/reachAfter of the duration cap is measured (10 s of the default
-// 60 s), so that the projection starts from a stretch long enough to
-// show the machine's slower swings.
-const reachAfter = 6
+// The rule first asks whether the targets are out of reach once
+// 1/reachAfter of the duration cap is measured, and at least
+// reachAtLeast (10 s of the default 60 s, either way): the projection
+// then starts from a stretch long enough to show a machine's slower
+// swings, and a short cap, which a user sets to have that much
+// measured, is always run to.
+const (
+	reachAfter   = 6
+	reachAtLeast = 10 * time.Second
+)
 
 // stop applies the stopping rule at now, after a check that found every
 // target held (met) or not: the reason to stop, or "" to go on. A run
@@ -283,7 +288,7 @@ func (m *measurer) stop(now, deadline int64, met bool) string {
 		return ""
 	}
 	t, total := float64(now-m.win.Start), float64(deadline-m.win.Start)
-	if t <= 0 || t*reachAfter < float64(m.opts.Duration) {
+	if t <= 0 || t < max(float64(m.opts.Duration)/reachAfter, float64(reachAtLeast)) {
 		return ""
 	}
 	for _, tg := range m.targets() {

@@ -25,9 +25,10 @@ func closedLoop(r *rand.Rand, span time.Duration, level func(t time.Duration) fl
 // TestRehearse applies the stopping rule, check by check, to synthetic
 // latencies: a steady server meets the default targets early; one whose
 // level swings ±15% from second to second (as this VM's own C ping-pong
-// pair did) is stopped as out of reach once a sixth of the cap is
+// pair did) is stopped as out of reach once a sixth of the cap (10 s) is
 // measured, with an estimate of the time the targets need far beyond the
-// cap; KeepGoing runs it to the cap; a recording that ends first says so.
+// cap; KeepGoing, or a cap under 10 s, runs it to the cap; a recording
+// that ends first says so.
 func TestRehearse(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	steady := closedLoop(r, 70*time.Second, func(time.Duration) float64 { return 1 })
@@ -61,6 +62,11 @@ func TestRehearse(t *testing.T) {
 	res = Rehearse(Options{KeepGoing: true}, swinging)
 	if res.StopReason != StopDuration || res.Window.Span() < DefaultDuration-pilotSpan {
 		t.Errorf("swinging, KeepGoing: stopped %q after %v, want %q at %v", res.StopReason, res.Window.Span(), StopDuration, DefaultDuration)
+	}
+
+	res = Rehearse(Options{Duration: 8 * time.Second}, swinging)
+	if res.StopReason != StopDuration {
+		t.Errorf("swinging, 8 s cap: stopped %q after %v, want %q: a cap under 10 s is run to", res.StopReason, res.Window.Span(), StopDuration)
 	}
 
 	short := []Conn{{Records: steady[0].Records[:20_000]}}

@@ -268,7 +268,10 @@ var conformance = []struct {
 			t.Errorf("Serve returned %v, want ErrExitRequested", err)
 		}
 	}},
-	{"cancel (SIGTERM) stops it within 1 s while idle", Options{}, func(t *testing.T, s Server, r *running) {
+	// ended's 2 s bound is the test: an idle connection that held the
+	// server up would hold it forever. (A 1 s bound here failed once
+	// while other test packages kept both CPUs busy.)
+	{"cancel (SIGTERM) stops it while idle", Options{}, func(t *testing.T, s Server, r *running) {
 		c := dial(t, r.addr) // an idle connection must not hold it up
 		defer c.Close()
 		ping(c, 7)
@@ -278,9 +281,7 @@ var conformance = []struct {
 		if err := r.ended(t, "cancel"); err != nil {
 			t.Errorf("Serve returned %v after cancel, want nil", err)
 		}
-		if d := time.Since(t0); d > time.Second {
-			t.Errorf("took %v to stop", d)
-		}
+		t.Logf("stopped %v after cancel", time.Since(t0))
 	}},
 }
 

@@ -76,10 +76,11 @@ type measurer struct {
 	firstT1   int64
 
 	// stopping rule
-	unmetAt  map[string]int64 // last check at which each target was unmet
-	metAt    int64            // first check at which every target held
-	p50, p99 stats.Interval
-	mean     stats.Interval
+	unmetAt    map[string]int64 // last check at which each target was unmet
+	outOfReach string           // the target the rule found out of reach
+	metAt      int64            // first check at which every target held
+	p50, p99   stats.Interval
+	mean       stats.Interval
 }
 
 type pending struct {
@@ -238,9 +239,12 @@ func (m *measurer) check(now int64) bool {
 }
 
 // limiting names the target that held the run up longest: the one met
-// last, or, when the run stopped before all were met, the one furthest
-// from its target.
+// last; when the run stopped before all were met, the one found out of
+// reach, else the one furthest from its target.
 func (m *measurer) limiting() string {
+	if m.metAt == 0 && m.outOfReach != "" {
+		return m.outOfReach
+	}
 	best, at := "", int64(-1)
 	for _, name := range []string{TargetP50, TargetP99} {
 		if t, ok := m.unmetAt[name]; ok && t > at {
@@ -293,26 +297,25 @@ func (m *measurer) stop(now, deadline int64, met bool) string {
 	}
 	for _, tg := range m.targets() {
 		if tg.target > 0 && tg.iv.OutOfReach(total/t, tg.target) {
+			m.outOfReach = tg.name
 			return StopUnreachable
 		}
 	}
 	return ""
 }
 
-// needs is the measured time the unmet targets would need at the spread
-// seen so far (stats.Interval.Needs), the longest of them; 0 when every
-// target held or none can be estimated.
-func (m *measurer) needs() time.Duration {
-	span := float64(m.win.Span())
-	worst := 0.0
+// needs is about how much measured time the limiting target would need
+// at the spread seen (stats.Interval.Needs); 0 when it held or has no
+// interval to tell.
+func (m *measurer) needs(limiting string) time.Duration {
 	for _, tg := range m.targets() {
-		if tg.target > 0 && tg.iv.RelHalfWidth() > tg.target {
+		if tg.name == limiting && tg.target > 0 && tg.iv.RelHalfWidth() > tg.target {
 			if g := tg.iv.Needs(tg.target); !math.IsInf(g, 1) {
-				worst = max(worst, g*span)
+				return time.Duration(g * float64(m.win.Span()))
 			}
 		}
 	}
-	return time.Duration(worst)
+	return 0
 }
 
 func finiteOr(x, alt float64) float64 {

@@ -235,8 +235,8 @@ type Result struct {
 	// they never did.
 	TargetAfter time.Duration
 	// TargetNeeds, when the targets did not all hold, is about how much
-	// measured time they would need at the spread seen (the longest of
-	// them); 0 when they held or no interval could say.
+	// measured time the Limiting one would need at the spread seen; 0
+	// when they held or its interval could not say.
 	TargetNeeds time.Duration
 	// Overshoot is how long the run went on past its duration cap
 	// (finishing the round trips in flight); 0 when it stopped earlier.
@@ -415,7 +415,7 @@ func (res *Result) fill(m *measurer) {
 	if m.metAt > 0 {
 		res.TargetAfter = time.Duration(m.metAt - m.win.Start)
 	} else {
-		res.TargetNeeds = m.needs()
+		res.TargetNeeds = m.needs(res.Limiting)
 	}
 	if span := m.win.Span(); span > 0 && m.measured > 0 {
 		res.ThroughputRPS = float64(m.measured) / span.Seconds()

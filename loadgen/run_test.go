@@ -176,6 +176,35 @@ func TestRunStopsOnTarget(t *testing.T) {
 	}
 }
 
+// TestRunStopsOutOfReach drives a server whose reply time switches
+// between 200 µs and 2 ms every second: the p50's ±1% cannot come within
+// a 60 s cap, and the run loop stops once 10 s are measured, naming the
+// p50 and what it would need.
+func TestRunStopsOutOfReach(t *testing.T) {
+	start := time.Now()
+	f := startFake(t, func(int64, uint32) ([]byte, bool) {
+		if time.Since(start)/time.Second%2 == 0 {
+			time.Sleep(200 * time.Microsecond)
+		} else {
+			time.Sleep(2 * time.Millisecond)
+		}
+		return nil, false
+	})
+	o := quick(f.addr())
+	o.Clients, o.CI, o.P99CI, o.Duration = 1, 0, 0, DefaultDuration // the default targets
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	span := res.Window.Span()
+	if res.StopReason != StopUnreachable || span < reachAtLeast || span > reachAtLeast+5*time.Second {
+		t.Errorf("stopped %q after %v measured, want %q soon after %v", res.StopReason, span, StopUnreachable, reachAtLeast)
+	}
+	if res.Limiting != TargetP50 || res.TargetNeeds <= o.Duration {
+		t.Errorf("limited by %q, needs %v: want the p50, and more than the cap", res.Limiting, res.TargetNeeds)
+	}
+}
+
 func TestRunRequestsLimit(t *testing.T) {
 	f := startFake(t, nil)
 	o := quick(f.addr())

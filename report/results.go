@@ -121,7 +121,7 @@ type RunInfo struct {
 	Limiting       string `json:"limiting_target,omitempty"`
 	TimeToTargetNs int64  `json:"time_to_target_ns"` // measured time until every target held; 0 if never
 	// TargetNeedsNs, when the targets did not all hold, is about how much
-	// measured time they would need at the spread this run saw.
+	// measured time the limiting one would need at the spread this run saw.
 	TargetNeedsNs  int64   `json:"target_needs_ns,omitempty"`
 	P50CITarget    float64 `json:"p50_ci_target"` // relative half-width asked of the p50's interval (≤ 0: none)
 	P50CIAchieved  float64 `json:"p50_ci_achieved"`

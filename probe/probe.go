@@ -37,6 +37,7 @@ type Probe struct {
 	stats      io.Closer
 	records    atomic.Uint64 // records Run handed to its callback
 	drained    atomic.Int64  // CLOCK_MONOTONIC ns when the last complete read began (Drained)
+	late       atomic.Int64  // the reader's longest wake-up past its planned time, ns (ReaderLate)
 	mu         sync.Mutex
 	closed     bool
 	// lostAtClose keeps the rings' drop counts once they are unmapped.

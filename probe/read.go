@@ -71,6 +71,7 @@ func (p *Probe) runRings(ctx context.Context, fn func(*Event)) error {
 	wait := minPoll
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	due := int64(0) // when this drain was meant to begin
 	for {
 		draining := ctx.Err() != nil
 		p.mu.Lock()
@@ -79,6 +80,9 @@ func (p *Probe) runRings(ctx context.Context, fn func(*Event)) error {
 			return nil
 		}
 		began := monotonicNs()
+		if late := began - due; due > 0 && !draining && late > p.late.Load() {
+			p.late.Store(late)
+		}
 		n, peak, err := p.rings.drain(&ev, fn)
 		p.mu.Unlock()
 		p.records.Add(uint64(n))
@@ -93,6 +97,9 @@ func (p *Probe) runRings(ctx context.Context, fn func(*Event)) error {
 			continue
 		}
 		wait = nextWait(wait, peak, p.rings.slots, p.cfg.Poll)
+		// The next drain is due a wait after this one began: a drain
+		// held up midway makes the next one late too.
+		due = began + wait.Nanoseconds()
 		timer.Reset(wait)
 		select {
 		case <-timer.C:
@@ -100,6 +107,15 @@ func (p *Probe) runRings(ctx context.Context, fn func(*Event)) error {
 		}
 	}
 }
+
+// ReaderLate is the longest the per-CPU rings' reader began a drain after
+// it meant to, so far: how long other work kept it from its CPU, or the
+// Go runtime from firing its timer (up to 29 ms here with a busy
+// one-CPU ping-pong in the same process). A ring fills in a time its size
+// and the event rate set; a reader late by a good part of that loses
+// records whatever its wait policy. 0 with the BPF ring buffer, which
+// wakes its reader itself.
+func (p *Probe) ReaderLate() time.Duration { return time.Duration(p.late.Load()) }
 
 // nextWait is the wait before the next drain, given the last wait and the
 // most records one CPU's ring held when drained (peak, of slots). It aims

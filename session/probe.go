@@ -63,6 +63,7 @@ type probeRun struct {
 
 	// Read from the kernel before the probe is closed.
 	lost        uint64
+	readerLate  time.Duration
 	runs, bpfNs uint64
 	statsErr    error
 }
@@ -249,7 +250,7 @@ func (pr *probeRun) stop() error {
 		pr.stopStats()
 		pr.cancel()
 		pr.err = <-pr.readDone
-		pr.lost = pr.p.Lost()
+		pr.lost, pr.readerLate = pr.p.Lost(), pr.p.ReaderLate()
 		pr.runs, pr.bpfNs, pr.statsErr = pr.p.MachineRuns()
 		if cerr := pr.p.Close(); pr.err == nil {
 			pr.err = cerr

@@ -329,7 +329,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		runErr = recErr
 	}
 	if runErr == nil && pr != nil {
-		runErr = LostEvents(pr.lost)
+		runErr = LostEvents(pr.lost, pr.readerLate)
 	}
 	return o, runErr
 }

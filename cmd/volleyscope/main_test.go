@@ -217,7 +217,7 @@ func TestExitStatus(t *testing.T) {
 		{"interrupted", loadgen.StopInterrupted, nil, statusInterrupted},
 		{"interrupted with lost events", loadgen.StopInterrupted, lost, statusInterrupted},
 		{"lost events", loadgen.StopDuration, lost, statusLostEvents},
-		{"lost events joined", loadgen.StopDuration, errors.Join(lost, session.LostEvents(7)), statusLostEvents},
+		{"lost events joined", loadgen.StopDuration, errors.Join(lost, session.LostEvents(7, 0)), statusLostEvents},
 		{"lost events and an error", loadgen.StopError, errors.Join(other, lost), statusError},
 		{"error", loadgen.StopError, other, statusError},
 	} {

@@ -606,8 +606,12 @@ func checkEvents(t *testing.T, r *pp, evs []Event, base, n int, cross, syscalls 
 	if noSwitchIn*200 > cSlept+sSlept {
 		rateErrorf("%d of %d sleeps in a read end with no switch in before the read returns; want under 0.5%%", noSwitchIn, cSlept+sSlept)
 	}
-	if cross && (cSlept < n/2 || sSlept < n/2) {
-		t.Errorf("cross-CPU: the client slept in %d and the server in %d of %d reads; want most (else wake-ups go unchecked)", cSlept, sSlept, n)
+	// Across CPUs most reads sleep on an idle machine (1,822 and 1,888 of
+	// 2,000 once); beside other load a side is often late to its read and
+	// finds the data there (1,732 and 943 once, beside make vmtest).
+	// A tenth still checks hundreds of wake-ups.
+	if cross && (cSlept < n/10 || sSlept < n/10) {
+		t.Errorf("cross-CPU: the client slept in %d and the server in %d of %d reads; want a tenth or more each (else wake-ups go unchecked)", cSlept, sSlept, n)
 	}
 }
 

@@ -23,12 +23,12 @@ func closedLoop(r *rand.Rand, span time.Duration, level func(t time.Duration) fl
 }
 
 // TestRehearse applies the stopping rule, check by check, to synthetic
-// latencies: a steady server meets the default targets early; one whose
-// level swings ±15% from second to second (as this VM's own C ping-pong
-// pair did) is stopped as out of reach once a sixth of the cap (10 s) is
-// measured, with an estimate of the time the targets need far beyond the
-// cap; KeepGoing, or a cap under 10 s, runs it to the cap; a recording
-// that ends first says so.
+// latencies: a steady server meets the default targets, not before 5 s
+// measured; one whose level swings ±15% from second to second (as this
+// VM's own C ping-pong pair did) is stopped as out of reach once a sixth
+// of the cap (10 s) is measured, with an estimate of the time the targets
+// need far beyond the cap; KeepGoing, or a cap under 10 s, runs it to the
+// cap; a recording that ends first says so.
 func TestRehearse(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	steady := closedLoop(r, 70*time.Second, func(time.Duration) float64 { return 1 })
@@ -47,6 +47,13 @@ func TestRehearse(t *testing.T) {
 	}
 	t.Logf("steady: %s after %v measured, limited by %s; p50 ±%.2f%%, p99 ±%.2f%%",
 		res.StopReason, res.TargetAfter, res.Limiting, 100*res.P50.RelHalfWidth(), 100*res.P99.RelHalfWidth())
+
+	// A fast steady server has its intervals within target in about 2 s;
+	// the rule waits for minTargetSpan.
+	fast := closedLoop(r, 15*time.Second, func(time.Duration) float64 { return 0.25 })
+	if res = Rehearse(Options{}, fast); res.StopReason != StopTarget || res.TargetAfter < minTargetSpan || res.TargetAfter > minTargetSpan+time.Second {
+		t.Errorf("fast steady: stopped %q after %v, want the targets met at %v", res.StopReason, res.TargetAfter, minTargetSpan)
+	}
 
 	res = Rehearse(Options{}, swinging)
 	span := res.Window.Span()

@@ -410,11 +410,7 @@ func Rehearse(opts Options, conns []Conn) *Result {
 		}
 	}
 	// As in a live run, the round trips in flight at the stop finish.
-	for _, p := range all[i:] {
-		if p.r.T0 < end {
-			m.take([]pending{p}, end)
-		}
-	}
+	m.take(slices.DeleteFunc(all[i:], func(p pending) bool { return p.r.T0 >= end }), end)
 	m.finish(end)
 	res.StopReason = reason
 	m.check(end)

@@ -400,6 +400,7 @@ func loopThread() func() {
 // stop at once, with one take per check.
 type alarm struct {
 	efd  int
+	fds  []unix.PollFd // the eventfd, for ppoll
 	quit chan struct{}
 	done chan struct{}
 }
@@ -409,7 +410,7 @@ func newAlarm(stop1, stop2 <-chan struct{}) (*alarm, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run loop: eventfd: %w", err)
 	}
-	a := &alarm{efd: efd, quit: make(chan struct{}), done: make(chan struct{})}
+	a := &alarm{efd: efd, fds: []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}, quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		select {
@@ -428,11 +429,14 @@ func newAlarm(stop1, stop2 <-chan struct{}) (*alarm, error) {
 // sleepUntil sleeps until CLOCK_MONOTONIC reaches t or a stop channel has
 // closed.
 func (a *alarm) sleepUntil(t int64) {
-	fds := []unix.PollFd{{Fd: int32(a.efd), Events: unix.POLLIN}}
 	for now := nanotime(); now < t; now = nanotime() {
 		ts := unix.NsecToTimespec(t - now)
-		if n, _ := unix.Ppoll(fds, &ts, nil); n > 0 {
+		n, err := unix.Ppoll(a.fds, &ts, nil)
+		switch {
+		case n > 0:
 			return
+		case err != nil && err != unix.EINTR:
+			sleepUntil(t) // cannot happen with a valid eventfd; never spin
 		}
 	}
 }

@@ -26,7 +26,7 @@ import (
 	"github.com/volleyscope/volleyscope/internal/benchstat"
 	"github.com/volleyscope/volleyscope/internal/serverproc"
 	"github.com/volleyscope/volleyscope/loadgen"
-	"github.com/volleyscope/volleyscope/report"
+	"github.com/volleyscope/volleyscope/internal/report"
 )
 
 func gate(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/volleyscope/volleyscope/stats"
+	"github.com/volleyscope/volleyscope/internal/stats"
 )
 
 // Window is a run's measured window, decided once by the run loop and

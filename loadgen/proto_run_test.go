@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/volleyscope/volleyscope/servers"
+	"github.com/volleyscope/volleyscope/internal/servers"
 )
 
 // TestRunProtoServers drives the built-in http and resp servers with both

@@ -9,7 +9,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/volleyscope/volleyscope/stats"
+	"github.com/volleyscope/volleyscope/internal/stats"
 	"golang.org/x/sys/unix"
 )
 

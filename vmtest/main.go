@@ -17,7 +17,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/volleyscope/volleyscope/report"
+	"github.com/volleyscope/volleyscope/internal/report"
 )
 
 // options are the command's settings; the comments give the flag defaults.

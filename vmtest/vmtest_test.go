@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/volleyscope/volleyscope/report"
+	"github.com/volleyscope/volleyscope/internal/report"
 )
 
 // TestConsoleParsing: verdict lines (also behind a kernel message on the

@@ -11,7 +11,7 @@ import (
 
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
-	"github.com/volleyscope/volleyscope/session"
+	"github.com/volleyscope/volleyscope/internal/session"
 )
 
 // loadFlags are the flags shared by run, bench and vs, grouped as the

@@ -13,8 +13,8 @@ import (
 	"syscall"
 
 	"github.com/volleyscope/volleyscope/loadgen"
-	"github.com/volleyscope/volleyscope/servers"
-	"github.com/volleyscope/volleyscope/session"
+	"github.com/volleyscope/volleyscope/internal/servers"
+	"github.com/volleyscope/volleyscope/internal/session"
 )
 
 const usage = `volleyscope: where does the time of a network round trip go?

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/volleyscope/volleyscope/loadgen"
-	"github.com/volleyscope/volleyscope/servers"
-	"github.com/volleyscope/volleyscope/session"
+	"github.com/volleyscope/volleyscope/internal/servers"
+	"github.com/volleyscope/volleyscope/internal/session"
 )
 
 // captureStdout runs fn with os.Stdout going to a pipe and returns what

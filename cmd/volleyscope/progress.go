@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/volleyscope/volleyscope/loadgen"
-	"github.com/volleyscope/volleyscope/report"
+	"github.com/volleyscope/volleyscope/internal/report"
 )
 
 // ttyEvery is how often a terminal's status line is redrawn in place.

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/volleyscope/volleyscope/loadgen"
-	"github.com/volleyscope/volleyscope/report"
-	"github.com/volleyscope/volleyscope/session"
+	"github.com/volleyscope/volleyscope/internal/report"
+	"github.com/volleyscope/volleyscope/internal/session"
 )
 
 const runHelp = `volleyscope run [flags]

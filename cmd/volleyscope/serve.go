@@ -8,7 +8,7 @@ import (
 	"strconv"
 
 	"github.com/volleyscope/volleyscope/internal/affinity"
-	"github.com/volleyscope/volleyscope/servers"
+	"github.com/volleyscope/volleyscope/internal/servers"
 )
 
 const serveSynopsis = `volleyscope serve NAME -p PORT [--echo] [--spin D] [--cpus LIST]

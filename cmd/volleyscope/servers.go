@@ -5,7 +5,7 @@ import (
 	"os"
 	"text/tabwriter"
 
-	"github.com/volleyscope/volleyscope/servers"
+	"github.com/volleyscope/volleyscope/internal/servers"
 )
 
 const serversHelp = `volleyscope servers

@@ -10,8 +10,8 @@ import (
 
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
-	"github.com/volleyscope/volleyscope/report"
-	"github.com/volleyscope/volleyscope/session"
+	"github.com/volleyscope/volleyscope/internal/report"
+	"github.com/volleyscope/volleyscope/internal/session"
 )
 
 // minPairs is the fewest pairs vs accepts: fewer give intervals too wide

@@ -29,7 +29,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/volleyscope/volleyscope/report"
+	"github.com/volleyscope/volleyscope/internal/report"
 )
 
 // config is read from /vmtest.json, written by the host side (package

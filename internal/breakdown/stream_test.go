@@ -1,0 +1,143 @@
+package breakdown
+
+import (
+	"cmp"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/probe"
+)
+
+// TestStreamMatchesJoin feeds recorded runs to a Stream the way a live run
+// does (events in time slices, each round trip once it completed, Advance
+// behind the newest event) and checks every round trip splits exactly as
+// the whole-run Join splits it, while the stream lets go of old events.
+func TestStreamMatchesJoin(t *testing.T) {
+	for _, name := range []string{"default_cross_cpu", "default_epoll_4conns", "default_iouring", "cross_cpu", "epoll_4conns", "default_socat_8k_parts", "chunks_8k_spin"} {
+		t.Run(name, func(t *testing.T) {
+			one, err := ReadRecording("../../testdata/streams/" + name + ".rec.gz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The recording again and again, 120 ms apart (or further,
+			// so that copies never overlap), so the stream must let go of
+			// old events (and carry each thread's last switch) for the
+			// split to come out the same.
+			span := int64(one.Events[len(one.Events)-1].TS - one.Events[0].TS)
+			in := repeat(one, 8, max(120e6, span+20e6))
+			whole := map[[2]int]RoundTrip{}
+			for _, rt := range Join(in).Trips {
+				whole[[2]int{rt.Conn, rt.Seq}] = rt
+			}
+			type trip struct {
+				conn int
+				seq  int64
+				r    loadgen.Record
+			}
+			var trips []trip
+			var infos []loadgen.ConnInfo
+			for _, c := range in.Conns {
+				infos = append(infos, c.ConnInfo)
+				for i, r := range c.Records {
+					if r.T0 >= in.MeasureStart {
+						trips = append(trips, trip{c.ID, int64(i), r})
+					}
+				}
+			}
+			slices.SortFunc(trips, func(a, b trip) int { return cmp.Compare(a.r.T1, b.r.T1) })
+			got := map[[2]int]RoundTrip{}
+			s := NewStream(in.ServerPort, infos, false, 10*time.Millisecond, func(rt *RoundTrip, r loadgen.Record) {
+				if r.T0 != rt.T0 || r.T1 != rt.T1 {
+					t.Errorf("round trip %d/%d handed over with another record", rt.Conn, rt.Seq)
+				}
+				got[[2]int{rt.Conn, rt.Seq}] = *rt
+			})
+			const slice = int64(2e6) // 2 ms of events at a time
+			maxKept := 0
+			ei, ti := 0, 0
+			for now := int64(in.Events[0].TS); ei < len(in.Events); now += slice {
+				for ; ei < len(in.Events) && int64(in.Events[ei].TS) < now; ei++ {
+					s.Event(&in.Events[ei])
+				}
+				for ; ti < len(trips) && trips[ti].r.T1 < now; ti++ {
+					s.Trip(trips[ti].conn, trips[ti].seq, trips[ti].r)
+				}
+				s.Advance(now)
+				maxKept = max(maxKept, s.Held())
+			}
+			for ; ti < len(trips); ti++ {
+				s.Trip(trips[ti].conn, trips[ti].seq, trips[ti].r)
+			}
+			s.Flush()
+			if len(got) != len(trips) || len(got) != len(whole) {
+				t.Fatalf("stream handed over %d round trips, join %d, recorded %d", len(got), len(whole), len(trips))
+			}
+			for k, w := range whole {
+				g := got[k]
+				if g.Joined != w.Joined || g.Reason != w.Reason || g.Bounds != w.Bounds || g.Ns != w.Ns {
+					t.Errorf("round trip %v: stream %+v, join %+v", k, g, w)
+				}
+			}
+			a := s.Summary()
+			if a.Joined+a.Unjoined != len(trips) {
+				t.Errorf("summary counts %d+%d of %d", a.Joined, a.Unjoined, len(trips))
+			}
+			if maxKept >= len(in.Events)/2 {
+				t.Errorf("the stream kept up to %d of %d events: it does not let go of old ones", maxKept, len(in.Events))
+			}
+			t.Logf("%d events, %d round trips (%d joined); at most %d events kept", len(in.Events), len(trips), a.Joined, maxKept)
+		})
+	}
+}
+
+// repeat lays n copies of a recording end to end, shift ns apart.
+func repeat(in Input, n int, shift int64) Input {
+	out := Input{ServerPort: in.ServerPort, MeasureStart: in.MeasureStart}
+	out.Conns = make([]loadgen.Conn, len(in.Conns))
+	for i, c := range in.Conns {
+		out.Conns[i].ConnInfo = c.ConnInfo
+	}
+	for k := range n {
+		d := int64(k) * shift
+		for _, e := range in.Events {
+			e.TS += uint64(d)
+			if e.Kind == probe.KindSyscall {
+				e.Arg0 += uint64(d) // the entry time
+			}
+			out.Events = append(out.Events, e)
+		}
+		for i, c := range in.Conns {
+			for _, r := range c.Records {
+				out.Conns[i].Records = append(out.Conns[i].Records, loadgen.Record{T0: r.T0 + d, T1: r.T1 + d})
+			}
+		}
+	}
+	return out
+}
+
+func TestSortRuns(t *testing.T) {
+	ev := func(ts ...uint64) []probe.Event {
+		var o []probe.Event
+		for _, x := range ts {
+			o = append(o, probe.Event{TS: x})
+		}
+		return o
+	}
+	for _, in := range [][]probe.Event{
+		nil,
+		ev(1),
+		ev(1, 2, 3),
+		ev(3, 2, 1),
+		ev(1, 4, 7, 2, 5, 8, 3, 6, 9),
+		ev(5, 6, 1, 2, 9, 3, 4, 4, 0),
+	} {
+		want := slices.Clone(in)
+		slices.SortStableFunc(want, byTS)
+		got, _ := sortRuns(slices.Clone(in), nil)
+		if !slices.Equal(got, want) {
+			t.Errorf("sortRuns(%v) = %v, want %v", in, got, want)
+		}
+	}
+}

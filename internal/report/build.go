@@ -1,0 +1,292 @@
+package report
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/volleyscope/volleyscope/internal/breakdown"
+	"github.com/volleyscope/volleyscope/internal/proccost"
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/internal/stats"
+)
+
+// Parts are the typed outputs of one run's stages, from which Build makes
+// its results.json. Only Meta and Load are required.
+type Parts struct {
+	// Meta describes the machine (HostMeta) and what was asked (server,
+	// server CPUs, spin); Build fills clients, protocol, client CPUs and
+	// the start time from Load.
+	Meta Meta
+	Load *loadgen.Result
+	// Join is the breakdown of the measured round trips; nil without the probe.
+	Join *breakdown.Accumulator
+	// Syscalls is the per-syscall table (--syscalls).
+	Syscalls []breakdown.SyscallStat
+	// Uring is the io_uring operations per opcode (io_uring servers).
+	Uring []breakdown.UringStat
+	Probe *ProbeParts
+	// ServerSends is how many replies the server sent in the measured
+	// window, from the probe's send events; 0 without the probe.
+	ServerSends int64
+	// ServerCost is what the server's process tree spent per request over
+	// the window, from /proc; nil when its process is not known.
+	ServerCost *proccost.Cost
+	Errors     []string // what went wrong, in order
+	Warnings   []string // checks made elsewhere (e.g. other tracers on our hooks)
+}
+
+// ProbeParts is what the probe says of itself after a run.
+type ProbeParts struct {
+	Mode     string            // hook families used
+	Hooks    map[string]string // event → hook, "none", or "off (why)"
+	Missing  map[string]string // event → why it has no hook, and what that costs
+	Ring     string            // where records went, and why
+	Syscalls bool              // the syscall hooks were on
+	Records  uint64            // records received from the tracked threads
+	Lost     uint64            // records dropped because a ring was full
+	Late     int64             // records that arrived after their round trips were joined
+	// Program runs and their BPF time, machine-wide, counted during the
+	// warm-up only (the kernel's statistics slow every run); WarmupTrips
+	// round trips completed meanwhile.
+	WarmupRuns, WarmupBPFNs uint64
+	WarmupTrips             int64
+}
+
+// BreakdownTolerance is how far a joined round trip's components may sum
+// from t1 − t0 and still count as consistent.
+const BreakdownTolerance = "2% or 1 µs"
+
+// Client saturation thresholds: over these, the client, not the server,
+// may set what was measured.
+const (
+	saturatedOnCPU    = 0.8  // client threads' share of their CPUs
+	saturatedRunDelay = 0.10 // client threads' run-queue wait per round trip, as a share of the mean latency
+	saturatedCPUs     = 0.90 // the client CPUs' busy share, whatever kept them busy
+	mserWarnShare     = 0.05 // MSER-5 cut over this share of the measured round trips
+)
+
+// Build makes the results of one run from its parts: the one place where
+// results.json is assembled.
+func Build(p Parts) *Results {
+	r := &Results{Schema: ResultsSchema, Meta: p.Meta, Errors: append([]string{}, p.Errors...), Warnings: append([]string{}, p.Warnings...)}
+	if r.Meta.Hooks == nil {
+		r.Meta.Hooks = map[string]string{}
+	}
+	if res := p.Load; res != nil {
+		buildLoad(r, res)
+	}
+	if p.Probe != nil {
+		buildProbe(r, p)
+	} else {
+		r.Meta.ProbeMode = "none (bench: no kernel breakdown)"
+	}
+	if j := p.Join; j != nil {
+		for _, c := range j.Components() {
+			r.Breakdown = append(r.Breakdown, Component{
+				Component: c.Component.String(), Side: c.Component.Side(), MeanNs: c.MeanNs, P50Ns: c.P50Ns, P99Ns: c.P99Ns, Share: c.Share,
+			})
+		}
+		r.BreakdownByBand = buildBands(j)
+		r.Slowest = buildSlowest(j)
+		if conns, threads, slow := j.Concentration(5); slow > 0 {
+			sw := &SlowWhere{Slow: slow}
+			for _, c := range conns {
+				sw.ByConn = append(sw.ByConn, SlowCount{ID: c.Key, Slow: c.Slow, Total: c.Total})
+			}
+			for _, t := range threads {
+				sw.ByServerThread = append(sw.ByServerThread, SlowCount{ID: t.Key, Slow: t.Slow, Total: t.Total})
+			}
+			r.SlowWhere = sw
+		}
+		bc := &BreakdownCheck{Joined: j.Joined, Unjoined: j.Unjoined, UnjoinedReasons: j.Reasons, Tolerance: BreakdownTolerance}
+		if j.Joined > 0 {
+			bc.SumWithinTolerance = float64(j.Consistent) / float64(j.Joined)
+		}
+		r.BreakdownCheck = bc
+	}
+	for _, s := range p.Syscalls {
+		r.Syscalls = append(r.Syscalls, Syscall{Side: s.Side, Name: s.Name, Count: s.Count, P50Ns: s.P50Ns, P99Ns: s.P99Ns, MaxNs: s.MaxNs, Log2: s.Log2})
+	}
+	if p.Load != nil {
+		if span := p.Load.Window.Span(); p.ServerSends > 0 && span > 0 {
+			r.ServerThroughputRPS = float64(p.ServerSends) / span.Seconds()
+		}
+		r.Warnings = append(r.Warnings, saturation(r, p.Load)...)
+	}
+	r.ServerCost = p.ServerCost
+	for _, u := range p.Uring {
+		r.Uring = append(r.Uring, UringOp{Opcode: u.Opcode, Name: u.Name, Count: u.Count, P50Ns: u.P50Ns, P99Ns: u.P99Ns, MaxNs: u.MaxNs, Extra: u.Extra})
+	}
+	return r
+}
+
+func buildLoad(r *Results, res *loadgen.Result) {
+	o := res.Options
+	r.Meta.Clients = o.Clients
+	r.Meta.Proto = string(o.Proto)
+	switch { // the protocols that send Size bytes
+	case o.Proto == loadgen.Echo, o.Proto == loadgen.Memcache, o.Proto == loadgen.Redis && o.Mix != (loadgen.Mix{}):
+		r.Meta.Size = o.Size
+	}
+	r.Meta.Workload = o.Workload()
+	r.Meta.ClientCPUs = o.ClientCPUs
+	r.Meta.StartedAt = res.Started.UTC()
+	l := res.Latency
+	r.Latency = Latency{
+		Count: l.Count, Mean: l.Mean, P50: l.P50, P90: l.P90, P99: l.P99, P999: l.P999, P9999: l.P9999, Max: l.Max,
+		CILevel: o.Confidence,
+	}
+	if !res.WarmupIncluded {
+		r.Latency.CILow, r.Latency.CIHigh = bounds(res.Mean)
+		r.Latency.P50CILow, r.Latency.P50CIHigh = bounds(res.P50)
+		r.Latency.P99CILow, r.Latency.P99CIHigh = bounds(res.P99)
+	}
+	r.ThroughputRPS = res.ThroughputRPS
+	w := res.Window
+	r.Run = RunInfo{
+		StopReason: res.StopReason, Limiting: res.Limiting, TimeToTargetNs: res.TargetAfter.Nanoseconds(), TargetNeedsNs: res.TargetNeeds.Nanoseconds(),
+		P50CITarget: o.CI, P50CIAchieved: finite(res.P50.RelHalfWidth()),
+		P99CITarget: o.P99CI, P99CIAchieved: finite(res.P99.RelHalfWidth()),
+		MeanCIAchieved: finite(res.Mean.RelHalfWidth()),
+		Batches:        res.Mean.Batches, BatchSize: res.Mean.BatchSize,
+		FirstT0Ns: w.FirstT0, WindowStartNs: w.Start, WindowEndNs: w.End,
+		WarmupNs: o.Warmup.Nanoseconds(), Outside: res.Outside, MSERDiscarded: res.MSERDiscarded, MSEROff: o.NoMSER,
+		WarmupIncluded: res.WarmupIncluded, MeasuredNs: w.Span().Nanoseconds(), OvershootNs: res.Overshoot.Nanoseconds(),
+		Validity: res.Validity, ClientLoad: res.ClientLoad, Setup: res.Setup,
+	}
+	r.Warnings = append(r.Warnings, res.Validity.Warnings...)
+	if n := res.Measured; n > 0 && float64(res.MSERDiscarded) > mserWarnShare*float64(n) {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("MSER-5 cut %d round trips after the warm-up (%.0f%% of those measured): the server was still settling; lengthen --warmup, or turn the cut off with --no-mser",
+			res.MSERDiscarded, 100*float64(res.MSERDiscarded)/float64(n)))
+	}
+}
+
+// bounds are an interval's ends, or zeros when there is none.
+func bounds(iv stats.Interval) (lo, hi float64) {
+	if iv.Batches == 0 {
+		return 0, 0
+	}
+	return max(0, finite(iv.Low)), finite(iv.High)
+}
+
+func buildProbe(r *Results, p Parts) {
+	pp := p.Probe
+	r.Meta.ProbeMode = pp.Mode
+	for _, ev := range sortedKeys(pp.Hooks) {
+		r.Meta.Hooks[ev] = pp.Hooks[ev]
+	}
+	info := &ProbeInfo{Missing: pp.Missing, Ring: pp.Ring, Syscalls: pp.Syscalls, Events: pp.Records}
+	if pp.WarmupRuns > 0 {
+		info.BPFNsPerEvent = float64(pp.WarmupBPFNs) / float64(pp.WarmupRuns)
+	}
+	if pp.WarmupTrips > 0 {
+		info.ProgramRunsPerRTT = float64(pp.WarmupRuns) / float64(pp.WarmupTrips)
+		info.OverheadNsPerRT = info.ProgramRunsPerRTT * info.BPFNsPerEvent
+	}
+	if p.Load != nil {
+		if total := p.Load.Measured + p.Load.Outside; total > 0 {
+			info.EventsPerRTT = float64(pp.Records) / float64(total)
+		}
+	}
+	r.Probe = info
+	r.LostEvents = pp.Lost
+	if pp.Lost > 0 {
+		r.Errors = append(r.Errors, fmt.Sprintf("probe lost %d events (a ring was full): round trips missing them are counted as unjoined", pp.Lost))
+	}
+	if pp.Late > 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("%d probe records arrived after their round trips were joined (the reader fell behind): those round trips may be unjoined", pp.Late))
+	}
+}
+
+// saturation warns when the client, not the server, may have set what
+// was measured.
+func saturation(r *Results, res *loadgen.Result) []string {
+	cl := res.ClientLoad
+	if !cl.Known || res.Latency.Count == 0 {
+		return nil
+	}
+	var out []string
+	delayShare := cl.RunDelayPerTripNs / res.Latency.Mean
+	if cl.OnCPU >= saturatedOnCPU || delayShare >= saturatedRunDelay || cl.CPUsBusy >= saturatedCPUs {
+		s := fmt.Sprintf("the client may limit this measurement: its CPUs were %.0f%% busy, its threads kept %.0f%% of them busy and waited %s for a CPU per round trip (%.0f%% of the mean latency)",
+			100*cl.CPUsBusy, 100*cl.OnCPU, Dur(cl.RunDelayPerTripNs), 100*delayShare)
+		var share float64
+		for _, c := range r.Breakdown {
+			if c.Side == "client" && c.Component != "client_net" {
+				share += c.Share
+			}
+		}
+		if share > 0 {
+			s += fmt.Sprintf("; the client's side is %.0f%% of the round trip", 100*share)
+		}
+		s += "; give the clients more CPUs (--client-cpus), fewer threads (--client-model epoll), or keep other work off their CPUs"
+		out = append(out, s)
+	}
+	return out
+}
+
+// finite maps NaN and ±Inf (an interval not yet defined) to 0, which JSON
+// can carry; the batch count says whether an interval exists.
+func finite(x float64) float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return 0
+	}
+	return x
+}
+
+// buildBands is the breakdown per latency band; bands no round trip fell
+// in are left out.
+func buildBands(j *breakdown.Accumulator) []Band {
+	var out []Band
+	for _, b := range j.Bands() {
+		if b.Count == 0 {
+			continue
+		}
+		band := Band{Band: b.Name, LatencyLowNs: b.LowNs, LatencyHighNs: b.HighNs, Count: b.Count, MeanLatencyNs: b.MeanLatencyNs}
+		for c := range breakdown.NumComponents {
+			band.Components = append(band.Components, BandPart{Component: c.String(), MeanNs: b.MeanNs[c], Share: b.Share[c]})
+		}
+		out = append(out, band)
+	}
+	return out
+}
+
+// buildSlowest is the slowest round trips with their components and
+// their waits for a CPU.
+func buildSlowest(j *breakdown.Accumulator) []SlowTrip {
+	var out []SlowTrip
+	for _, rt := range j.Slowest() {
+		st := SlowTrip{Conn: rt.Conn, Seq: rt.Seq, StartNs: rt.T0, LatencyNs: rt.T1 - rt.T0}
+		for c := range breakdown.NumComponents {
+			st.Components = append(st.Components, TripPart{Component: c.String(), Ns: rt.Ns[c]})
+		}
+		for _, w := range rt.Waits {
+			tw := TripWait{Component: w.Component.String(), Side: w.Component.Side(), TID: w.TID, FromNs: w.FromNs - rt.T0, Ns: w.ToNs - w.FromNs, Named: w.Named}
+			if w.Named {
+				tw.CPU, tw.OtherNs = w.Held.CPU, w.Held.OtherNs
+				held := w.Held.OtherNs
+				for _, h := range w.Held.Holders {
+					tw.Holders = append(tw.Holders, TripHolder{Comm: h.Comm, PID: h.TGID, TID: h.TID, Ns: h.Ns})
+					held += h.Ns
+				}
+				// The probe's record covers the whole wait, from the
+				// wake-up or preemption (or, for a holder named
+				// without its wake-up, the holder's whole stretch on
+				// the CPU) to the switch in; the join's stretch may be
+				// clipped to the round trip. The holders share what
+				// is left in proportion.
+				if held > tw.Ns && held > 0 {
+					f := float64(tw.Ns) / float64(held)
+					for i := range tw.Holders {
+						tw.Holders[i].Ns = int64(float64(tw.Holders[i].Ns) * f)
+					}
+					tw.OtherNs = int64(float64(tw.OtherNs) * f)
+				}
+			}
+			st.Waits = append(st.Waits, tw)
+		}
+		st.MoreWaits = rt.MoreWaits
+		out = append(out, st)
+	}
+	return out
+}

@@ -1,0 +1,375 @@
+package report
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/volleyscope/volleyscope/internal/proccost"
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/internal/stats"
+)
+
+// Results is the machine-readable summary of one run, written as
+// results.json and by --json. The JSON names are a contract with the tools that read them:
+// fields may be added, never renamed.
+type Results struct {
+	Schema        int     `json:"schema"` // ResultsSchema when written by WriteJSON
+	Meta          Meta    `json:"meta"`
+	Latency       Latency `json:"latency_ns"`
+	ThroughputRPS float64 `json:"throughput_rps"`
+	// ServerThroughputRPS is the replies the server sent per second of
+	// the window, from the probe's send events (0 without the probe):
+	// when it plateaus while each client's rate falls, the server is
+	// saturated.
+	ServerThroughputRPS float64 `json:"server_throughput_rps,omitempty"`
+	// ServerCost is the server's CPU time and context switches per
+	// request over the window (its process and children, from /proc).
+	ServerCost     *proccost.Cost  `json:"server_cost,omitempty"`
+	Run            RunInfo         `json:"run"`
+	Breakdown      []Component     `json:"breakdown"`
+	BreakdownCheck *BreakdownCheck `json:"breakdown_check,omitempty"`
+	// BreakdownByBand is the breakdown of the round trips in each band of
+	// their latency (≤ p50, p50–p90, p90–p99, > p99): which component
+	// grows toward the tail.
+	BreakdownByBand []Band `json:"breakdown_by_band,omitempty"`
+	// Slowest are the slowest joined round trips, slowest first, each
+	// with its components and the tasks that held the CPU while a side
+	// waited for one.
+	Slowest []SlowTrip `json:"slowest,omitempty"`
+	// SlowWhere says which connections and server threads the round
+	// trips slower than the p99 concentrate on.
+	SlowWhere  *SlowWhere `json:"slow_where,omitempty"`
+	Syscalls   []Syscall  `json:"syscalls,omitempty"`
+	Uring      []UringOp  `json:"io_uring,omitempty"` // io_uring operations per opcode
+	LostEvents uint64     `json:"lost_events"`
+	Probe      *ProbeInfo `json:"probe,omitempty"`
+	Errors     []string   `json:"errors"`
+	// Warnings are the run's own checks that failed (validity, client
+	// saturation, other tracers on our hooks, a large MSER-5 cut): the
+	// numbers stand, but read them with the warning in mind.
+	Warnings []string `json:"warnings"`
+}
+
+// Meta says what was measured, where and when.
+type Meta struct {
+	Kernel   string `json:"kernel"`
+	CPUModel string `json:"cpu_model"`
+	NCPU     int    `json:"ncpu"`
+	Server   string `json:"server"`
+	Clients  int    `json:"clients"`
+	Proto    string `json:"proto"`
+	Size     int    `json:"size_bytes,omitempty"` // echo payload, or redis/memcache value
+	// Workload is what each request asks beyond Proto (the HTTP GET, the
+	// GET/SET mix), from loadgen.Options.Workload; empty for ping-pong
+	// and echo.
+	Workload   string `json:"workload,omitempty"`
+	ClientCPUs []int  `json:"client_cpus"`
+	ServerCPUs []int  `json:"server_cpus"`
+	ServerSpin int64  `json:"server_spin_ns,omitempty"`
+	Network    string `json:"network,omitempty"` // how client and server were joined when not by loopback (--netns)
+	// What makes a comparison reproducible across machines and kernels:
+	// each CPU vulnerability and its mitigation as the kernel reports it
+	// (/sys/devices/system/cpu/vulnerabilities), the cpufreq governor of
+	// CPU 0 ("" where none is exposed, as in most VMs), and the io_uring
+	// features this kernel offers the built-in servers.
+	Vulnerabilities map[string]string `json:"cpu_vulnerabilities,omitempty"`
+	Governor        string            `json:"cpufreq_governor,omitempty"`
+	IOUring         string            `json:"io_uring,omitempty"`
+	ProbeMode       string            `json:"probe_mode"`
+	Hooks           map[string]string `json:"hooks"`
+	StartedAt       time.Time         `json:"started_at"`
+	Version         string            `json:"volleyscope_version"`
+
+	// Virtualization is what the run's machine ran on (Virtualization):
+	// "qemu-tcg" marks software emulation, whose timings are not the
+	// hardware's; a hypervisor's name; "" where none shows.
+	Virtualization string `json:"virtualization,omitempty"`
+}
+
+// Latency summarizes the client-observed round-trip time in nanoseconds.
+type Latency struct {
+	Count     int64   `json:"count"`
+	Mean      float64 `json:"mean"`
+	CILow     float64 `json:"ci_low"`
+	CIHigh    float64 `json:"ci_high"`
+	CILevel   float64 `json:"ci_level"`
+	P50       float64 `json:"p50"`
+	P90       float64 `json:"p90"`
+	P50CILow  float64 `json:"p50_ci_low"`
+	P50CIHigh float64 `json:"p50_ci_high"`
+	P99       float64 `json:"p99"`
+	P99CILow  float64 `json:"p99_ci_low"`
+	P99CIHigh float64 `json:"p99_ci_high"`
+	P999      float64 `json:"p999"`
+	P9999     float64 `json:"p9999"`
+	Max       float64 `json:"max"`
+}
+
+// RunInfo says how the run went: why it stopped, the measured window and
+// what fell outside it, and whether the run's own checks held.
+type RunInfo struct {
+	StopReason string `json:"stop_reason"` // target, duration, unreachable, requests, interrupted, error
+	// Limiting is the target that held the run up longest (p50 or p99).
+	Limiting       string `json:"limiting_target,omitempty"`
+	TimeToTargetNs int64  `json:"time_to_target_ns"` // measured time until every target held; 0 if never
+	// TargetNeedsNs, when the targets did not all hold, is about how much
+	// measured time the limiting one would need at the spread this run saw.
+	TargetNeedsNs  int64   `json:"target_needs_ns,omitempty"`
+	P50CITarget    float64 `json:"p50_ci_target"` // relative half-width asked of the p50's interval (≤ 0: none)
+	P50CIAchieved  float64 `json:"p50_ci_achieved"`
+	P99CITarget    float64 `json:"p99_ci_target"`
+	P99CIAchieved  float64 `json:"p99_ci_achieved"`
+	MeanCIAchieved float64 `json:"mean_ci_achieved"`
+	Batches        int     `json:"batches"`    // batches behind the mean's interval
+	BatchSize      int     `json:"batch_size"` // round trips per batch
+	// The measured window, CLOCK_MONOTONIC ns: a round trip is measured
+	// when window_start_ns ≤ t0 < window_end_ns.
+	FirstT0Ns      int64              `json:"first_t0_ns"`
+	WindowStartNs  int64              `json:"window_start_ns"`
+	WindowEndNs    int64              `json:"window_end_ns"`
+	WarmupNs       int64              `json:"warmup_ns"`
+	Outside        int64              `json:"outside_window"`  // round trips outside the window (warm-up, MSER-5 cut, begun after the stop)
+	MSERDiscarded  int                `json:"mser5_discarded"` // of those, cut by MSER-5 after the time warm-up
+	MSEROff        bool               `json:"mser5_off,omitempty"`
+	WarmupIncluded bool               `json:"warmup_included,omitempty"` // ended during warm-up: warm-up round trips are summarized
+	MeasuredNs     int64              `json:"measured_ns"`
+	OvershootNs    int64              `json:"overshoot_ns"` // wall time past the duration cap, finishing round trips in flight
+	Validity       stats.Validity     `json:"validity"`
+	ClientLoad     loadgen.ClientLoad `json:"client_load"`
+	// Setup is the connection set-up: how many, how fast (the SXE
+	// figures: connections/s and the time to connect them all), failures
+	// by reason, and the client model.
+	Setup loadgen.SetupStats `json:"setup"`
+}
+
+// Component is one part of the round trip, summarized over the joined
+// round trips (breakdown.Names gives the order).
+type Component struct {
+	Component string  `json:"component"`
+	Side      string  `json:"side"`
+	MeanNs    float64 `json:"mean_ns"`
+	P50Ns     float64 `json:"p50_ns"`
+	P99Ns     float64 `json:"p99_ns"`
+	Share     float64 `json:"share"` // of the mean round trip
+}
+
+// Band is the breakdown of the joined round trips whose latency falls in
+// one band of the latency distribution.
+type Band struct {
+	Band string `json:"band"` // le_p50, p50_p90, p90_p99 or gt_p99
+	// LatencyLowNs and LatencyHighNs bound the band's latencies, to the
+	// resolution of the buckets the band was merged from (6.25%).
+	LatencyLowNs  int64      `json:"latency_low_ns"`
+	LatencyHighNs int64      `json:"latency_high_ns"`
+	Count         int64      `json:"count"`
+	MeanLatencyNs float64    `json:"mean_latency_ns"`
+	Components    []BandPart `json:"components"`
+}
+
+// BandPart is one component's mean over a band's round trips, and its
+// share of their mean latency.
+type BandPart struct {
+	Component string  `json:"component"`
+	MeanNs    float64 `json:"mean_ns"`
+	Share     float64 `json:"share"`
+}
+
+// SlowTrip is one of the slowest round trips.
+type SlowTrip struct {
+	Conn      int   `json:"conn"`
+	Seq       int   `json:"seq"`
+	StartNs   int64 `json:"start_ns"` // t0, CLOCK_MONOTONIC
+	LatencyNs int64 `json:"latency_ns"`
+	// Components are the round trip's components in ns, in the order of
+	// the breakdown.
+	Components []TripPart `json:"components"`
+	// Waits are the stretches in which a side was runnable but waited
+	// for a CPU (woken, or preempted), in the order the join found them;
+	// MoreWaits counts those beyond the first eight.
+	Waits     []TripWait `json:"waits,omitempty"`
+	MoreWaits int        `json:"more_waits,omitempty"`
+}
+
+// TripWait is one wait for a CPU in a slow round trip, and the tasks that
+// held that CPU meanwhile.
+type TripWait struct {
+	Component string `json:"component"` // the component it was charged to: *_wakeup or *_preempted
+	Side      string `json:"side"`
+	TID       uint32 `json:"tid"`
+	FromNs    int64  `json:"from_ns"` // after t0
+	Ns        int64  `json:"ns"`
+	// Named is true when the probe kept who held the CPU; it keeps the
+	// newest waits in which the CPU was not idle.
+	Named   bool         `json:"named"`
+	CPU     int          `json:"cpu,omitempty"`
+	Holders []TripHolder `json:"holders,omitempty"`
+	OtherNs int64        `json:"other_ns,omitempty"` // held by tasks beyond the first four
+}
+
+// TripHolder is a task that held the CPU a side waited for.
+type TripHolder struct {
+	Comm string `json:"comm"`
+	PID  uint32 `json:"pid,omitempty"` // thread group; absent when the hook could not tell
+	TID  uint32 `json:"tid"`
+	Ns   int64  `json:"ns"`
+}
+
+// SlowWhere counts, per connection and per server thread (the thread
+// that received the request), the round trips slower than the p99 of the
+// joined round trips before them (a running estimate, recomputed every
+// 1024 round trips; the first 1024 are not judged). The five with most
+// each, most first.
+type SlowWhere struct {
+	Slow           int64       `json:"slow"`
+	ByConn         []SlowCount `json:"by_conn"`
+	ByServerThread []SlowCount `json:"by_server_thread"`
+}
+
+// SlowCount is one connection's or server thread's slow round trips out
+// of its joined ones.
+type SlowCount struct {
+	ID    int64 `json:"id"` // connection id, or server thread id
+	Slow  int64 `json:"slow"`
+	Total int64 `json:"total"`
+}
+
+// TripPart is one component of one round trip.
+type TripPart struct {
+	Component string `json:"component"`
+	Ns        int64  `json:"ns"`
+}
+
+// BreakdownCheck says how well the breakdown accounts for the round trips.
+type BreakdownCheck struct {
+	Joined             int            `json:"joined"`
+	Unjoined           int            `json:"unjoined"`
+	UnjoinedReasons    map[string]int `json:"unjoined_reasons,omitempty"`
+	SumWithinTolerance float64        `json:"sum_within_tolerance"`
+	Tolerance          string         `json:"tolerance"`
+}
+
+// Syscall is the latency of one system call on one side.
+type Syscall struct {
+	Side  string  `json:"side"`
+	Name  string  `json:"name"`
+	Count int64   `json:"count"`
+	P50Ns float64 `json:"p50_ns"`
+	P99Ns float64 `json:"p99_ns"`
+	MaxNs float64 `json:"max_ns"`
+	// Log2 is the distribution in power-of-two buckets of nanoseconds.
+	Log2 []stats.Log2Bucket `json:"log2_ns,omitempty"`
+}
+
+// UringOp is the submit-to-first-completion latency of one io_uring
+// opcode, from the io_uring tracepoints.
+type UringOp struct {
+	Opcode uint64  `json:"opcode"`
+	Name   string  `json:"name"`
+	Count  int64   `json:"count"`
+	P50Ns  float64 `json:"p50_ns"`
+	P99Ns  float64 `json:"p99_ns"`
+	MaxNs  float64 `json:"max_ns"`
+	// Extra counts the completions after the first of a request
+	// (multishot accept and recv), which have no latency of their own.
+	Extra int64 `json:"further_completions"`
+}
+
+// ProbeInfo describes the probe's own cost and coverage.
+type ProbeInfo struct {
+	Events            uint64            `json:"events"`               // records received
+	EventsPerRTT      float64           `json:"events_per_rtt"`       // records per round trip
+	ProgramRunsPerRTT float64           `json:"program_runs_per_rtt"` // BPF program runs per round trip, machine-wide, measured during the warm-up (most return after one lookup)
+	BPFNsPerEvent     float64           `json:"bpf_ns_per_event"`     // mean BPF run time per program run (BPF_ENABLE_STATS)
+	OverheadNsPerRT   float64           `json:"overhead_ns_per_rtt"`  // program runs per round trip × ns per run: the probe's own estimate of its cost
+	Missing           map[string]string `json:"missing,omitempty"`    // event → why, and what it costs
+	Ring              string            `json:"ring,omitempty"`       // where records went: per-CPU rings or the BPF ring buffer (and why)
+	Syscalls          bool              `json:"syscalls"`             // the syscall hooks were on (--syscalls)
+}
+
+// HostMeta fills the fields of Meta that describe this machine.
+func HostMeta() Meta {
+	m := Meta{NCPU: runtime.NumCPU(), Hooks: map[string]string{}, ProbeMode: "none", StartedAt: time.Now().UTC()}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	const vulns = "/sys/devices/system/cpu/vulnerabilities"
+	if es, err := os.ReadDir(vulns); err == nil {
+		m.Vulnerabilities = map[string]string{}
+		for _, e := range es {
+			if b, err := os.ReadFile(vulns + "/" + e.Name()); err == nil {
+				m.Vulnerabilities[e.Name()] = strings.TrimSpace(string(b))
+			}
+		}
+	}
+	if b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"); err == nil {
+		m.Governor = strings.TrimSpace(string(b))
+	}
+	m.Virtualization = Virtualization()
+	return m
+}
+
+// ResultsSchema is the version of the results.json layout that WriteJSON
+// writes and ReadJSON reads. It changes only when a field changes meaning
+// or is removed; added fields keep it.
+const ResultsSchema = 1
+
+// WriteJSON writes r as indented JSON, stamped with ResultsSchema.
+func WriteJSON(w io.Writer, r *Results) error {
+	c := *r
+	c.Schema = ResultsSchema
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(&c); err != nil {
+		return fmt.Errorf("write results json: %w", err)
+	}
+	return nil
+}
+
+// ErrNotResults is returned by ReadJSON for a file that is not a
+// results.json written by volleyscope.
+var ErrNotResults = errors.New("not a volleyscope results.json")
+
+// ReadJSON reads a results.json file and checks that it is one: a JSON
+// object with the meta, latency_ns and run sections, and a schema no newer
+// than ResultsSchema (files written before schemas existed have none and
+// are read as schema 0).
+func ReadJSON(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read results: %w", err)
+	}
+	var sections map[string]json.RawMessage
+	if err := json.Unmarshal(b, &sections); err != nil {
+		return nil, fmt.Errorf("read results %s: %w: %w", path, ErrNotResults, err)
+	}
+	for _, k := range []string{"meta", "latency_ns", "run"} {
+		if _, ok := sections[k]; !ok {
+			return nil, fmt.Errorf("read results %s: %w: no %q section", path, ErrNotResults, k)
+		}
+	}
+	var r Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("read results %s: %w: %w", path, ErrNotResults, err)
+	}
+	if r.Schema > ResultsSchema {
+		return nil, fmt.Errorf("read results %s: schema %d is newer than this volleyscope reads (%d): use a newer volleyscope", path, r.Schema, ResultsSchema)
+	}
+	return &r, nil
+}

@@ -1,0 +1,336 @@
+package report
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/volleyscope/volleyscope/internal/proccost"
+	"github.com/volleyscope/volleyscope/internal/stats"
+)
+
+// Verdict is the outcome of interleaved A/B rounds ('volleyscope vs').
+// Ratios are B over A: below 1 means B is faster.
+type Verdict struct {
+	A           string  `json:"a"`        // A's label in tables and sentences
+	B           string  `json:"b"`        // B's label
+	ServerA     string  `json:"server_a"` // what A ran: a built-in server's name or an executable's path
+	ServerB     string  `json:"server_b"`
+	Clients     int     `json:"clients"`
+	Proto       string  `json:"proto"`
+	Pairs       int     `json:"pairs"`        // complete pairs the verdict is drawn from
+	PairsWanted int     `json:"pairs_wanted"` // pairs asked for; more than Pairs when the rounds stopped early
+	Confidence  float64 `json:"confidence"`
+	// LookConfidence is the level of the intervals below: Confidence for
+	// a fixed number of pairs; the sequential rule's level at its last
+	// look (stats.LookConfidence) otherwise.
+	LookConfidence float64 `json:"look_confidence"`
+	Margin         float64 `json:"equivalence_margin"` // ±fraction within which B and A are called equivalent
+	// StopReason says why the pairs ended: "conclusive" (the p50 verdict
+	// is a difference or an equivalence), "budget" or "max_pairs" (spent
+	// before it was), "pairs" (a fixed number asked for), "error".
+	StopReason string    `json:"stop_reason"`
+	Conclusive bool      `json:"conclusive"` // the p50 verdict is a difference or an equivalence
+	Elapsed    float64   `json:"elapsed_s"`  // wall time of all the rounds
+	MeanA      []float64 `json:"mean_ns_a"`  // per round
+	MeanB      []float64 `json:"mean_ns_b"`
+	P50A       []float64 `json:"p50_ns_a"`
+	P50B       []float64 `json:"p50_ns_b"`
+	P99A       []float64 `json:"p99_ns_a"`
+	P99B       []float64 `json:"p99_ns_b"`
+	RPSA       []float64 `json:"throughput_rps_a"`
+	RPSB       []float64 `json:"throughput_rps_b"`
+	// CostA and CostB are each round's server cost per request (from
+	// /proc); CPU and Switches compare them B/A when every pair has both.
+	CostA      []proccost.Cost `json:"server_cost_a,omitempty"`
+	CostB      []proccost.Cost `json:"server_cost_b,omitempty"`
+	CPU        *stats.Ratio    `json:"cpu_per_request_ratio,omitempty"`
+	Switches   *stats.Ratio    `json:"switches_per_request_ratio,omitempty"`
+	Mean       stats.Ratio     `json:"mean_ratio"`
+	P50        stats.Ratio     `json:"p50_ratio"`
+	P99        stats.Ratio     `json:"p99_ratio"`
+	Throughput stats.Ratio     `json:"throughput_ratio"`
+	// Metrics is the verdict on each of p50 (which decides when to stop),
+	// p99, mean and throughput, in that order.
+	Metrics   []MetricVerdict `json:"metrics"`
+	Breakdown []ComponentVs   `json:"breakdown,omitempty"`
+	Summary   string          `json:"verdict"` // the p50 verdict as a sentence
+	Meta      Meta            `json:"meta"`
+}
+
+// MetricVerdict is the verdict on one metric: the ratio B/A with its
+// interval at LookConfidence, and what that interval says against the
+// margin.
+type MetricVerdict struct {
+	Metric  string        `json:"metric"` // p50, p99, mean, throughput
+	Ratio   stats.Ratio   `json:"ratio"`
+	Outcome stats.Outcome `json:"outcome"`
+	Text    string        `json:"text"`
+}
+
+// ErrNoVerdict is returned by Verdict.Decide when the rounds cannot carry a
+// verdict: fewer than two complete pairs, or a round without a positive
+// mean, p99 or throughput.
+var ErrNoVerdict = errors.New("no verdict")
+
+// ComponentVs is one breakdown component's mean in A and B (averaged over
+// the rounds).
+type ComponentVs struct {
+	Component string  `json:"component"`
+	Side      string  `json:"side"`
+	MeanNsA   float64 `json:"mean_ns_a"`
+	MeanNsB   float64 `json:"mean_ns_b"`
+	// Per pair, the component's mean in A's and B's round (0 where a
+	// round has none), and Decide's paired difference B − A.
+	PairNsA []float64   `json:"pair_ns_a,omitempty"`
+	PairNsB []float64   `json:"pair_ns_b,omitempty"`
+	DiffNs  *stats.Diff `json:"diff_ns,omitempty"`
+}
+
+// Decide fills Mean, P99, Throughput and Summary from the per-round values
+// of the first Pairs pairs. It refuses (ErrNoVerdict) rather than decide
+// from fewer than two pairs or from a round that measured nothing.
+func (v *Verdict) Decide() error {
+	n := v.Pairs
+	if n < 2 {
+		return fmt.Errorf("%w: %d complete pair(s), at least 2 are needed", ErrNoVerdict, n)
+	}
+	for _, c := range []struct {
+		label, what string
+		xs          []float64
+	}{
+		{v.A, "mean", v.MeanA}, {v.B, "mean", v.MeanB}, {v.A, "p99", v.P99A}, {v.B, "p99", v.P99B},
+		{v.A, "throughput", v.RPSA}, {v.B, "throughput", v.RPSB},
+	} {
+		if len(c.xs) < n {
+			return fmt.Errorf("%w: %s has %d %s values for %d pairs", ErrNoVerdict, c.label, len(c.xs), c.what, n)
+		}
+		for i, x := range c.xs[:n] {
+			if !(x > 0) || math.IsInf(x, 0) {
+				return fmt.Errorf("%w: pair %d: %s's %s is %v: that round measured nothing", ErrNoVerdict, i+1, c.label, c.what, x)
+			}
+		}
+	}
+	if len(v.P50A) < n || len(v.P50B) < n {
+		return fmt.Errorf("%w: %d and %d p50 values for %d pairs", ErrNoVerdict, len(v.P50A), len(v.P50B), n)
+	}
+	level := v.LookConfidence
+	if level == 0 {
+		level = v.Confidence
+		v.LookConfidence = level
+	}
+	v.Mean = stats.PairedRatio(v.MeanB[:n], v.MeanA[:n], level)
+	v.P50 = stats.PairedRatio(v.P50B[:n], v.P50A[:n], level)
+	v.P99 = stats.PairedRatio(v.P99B[:n], v.P99A[:n], level)
+	v.Throughput = stats.PairedRatio(v.RPSB[:n], v.RPSA[:n], level)
+	v.Metrics = v.Metrics[:0]
+	for _, m := range []struct {
+		name string
+		r    stats.Ratio
+	}{{"p50", v.P50}, {"p99", v.P99}, {"mean", v.Mean}, {"throughput", v.Throughput}} {
+		o := stats.Classify(m.r, v.Margin)
+		v.Metrics = append(v.Metrics, MetricVerdict{Metric: m.name, Ratio: m.r, Outcome: o, Text: metricText(v.A, v.B, m.name, m.r, o, v.Margin, level)})
+	}
+	v.Conclusive = v.Metrics[0].Outcome != stats.Inconclusive
+	for i := range v.Breakdown {
+		c := &v.Breakdown[i]
+		c.DiffNs = nil
+		if len(c.PairNsA) >= n && len(c.PairNsB) >= n {
+			d := stats.PairedDiff(c.PairNsB[:n], c.PairNsA[:n], level)
+			c.DiffNs = &d
+		}
+	}
+	v.CPU, v.Switches = nil, nil
+	if len(v.CostA) >= n && len(v.CostB) >= n {
+		var ca, cb, sa, sb []float64
+		for i := range n {
+			ca, cb = append(ca, v.CostA[i].CPUNs), append(cb, v.CostB[i].CPUNs)
+			sa, sb = append(sa, v.CostA[i].Switches), append(sb, v.CostB[i].Switches)
+		}
+		if positive(ca) && positive(cb) {
+			r := stats.PairedRatio(cb, ca, level)
+			v.CPU = &r
+		}
+		if positive(sa) && positive(sb) {
+			r := stats.PairedRatio(sb, sa, level)
+			v.Switches = &r
+		}
+	}
+	v.Summary = v.Metrics[0].Text
+	return nil
+}
+
+func positive(xs []float64) bool {
+	for _, x := range xs {
+		if !(x > 0) {
+			return false
+		}
+	}
+	return len(xs) > 0
+}
+
+// metricText says what one metric's ratio B/A shows, e.g. "B is 12.0%
+// faster than A on p50: B/A 0.880 [0.850, 0.911]". Lower is better for
+// latencies, higher for throughput.
+func metricText(a, b, metric string, r stats.Ratio, o stats.Outcome, margin, level float64) string {
+	iv := fmt.Sprintf("%s/%s %.3f [%.3f, %.3f] at %s confidence", b, a, r.Ratio, r.Low, r.High, pct(level))
+	switch o {
+	case stats.Equivalent:
+		return fmt.Sprintf("%s and %s are equivalent on %s within ±%s%%: %s", b, a, metric, strconvFloat(100*margin), iv)
+	case stats.Different:
+		d := 100 * math.Abs(r.Ratio-1)
+		switch {
+		case metric == "throughput" && r.Ratio > 1:
+			return fmt.Sprintf("%s serves %.1f%% more requests/s than %s: %s", b, d, a, iv)
+		case metric == "throughput":
+			return fmt.Sprintf("%s serves %.1f%% fewer requests/s than %s: %s", b, d, a, iv)
+		case r.Ratio > 1:
+			return fmt.Sprintf("%s is %.1f%% slower than %s on %s: %s", b, d, a, metric, iv)
+		}
+		return fmt.Sprintf("%s is %.1f%% faster than %s on %s: %s", b, d, a, metric, iv)
+	}
+	return fmt.Sprintf("no conclusion on %s: %s holds both 1 and more than ±%s%%", metric, iv, strconvFloat(100*margin))
+}
+
+// pct writes a level such as 0.999 as "99.9%".
+func pct(level float64) string {
+	return strconvFloat(100*level) + "%"
+}
+
+func strconvFloat(x float64) string {
+	s := fmt.Sprintf("%.2f", x)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s
+}
+
+func sentence(a, b, what string, r stats.Ratio, conf float64) string {
+	basis := fmt.Sprintf("%d pairs", r.N)
+	if r.N == 2 {
+		basis = "two runs' own intervals"
+	}
+	if !r.Significant {
+		return fmt.Sprintf("no significant difference in %s: %s/%s = %.3f [%.3f, %.3f] (%.0f%% CI, %s)",
+			what, b, a, r.Ratio, r.Low, r.High, 100*conf, basis)
+	}
+	faster, slower, pct := b, a, 100*(1-r.Ratio)
+	if r.Ratio > 1 {
+		faster, slower, pct = a, b, 100*(1-1/r.Ratio)
+	}
+	return fmt.Sprintf("%s beats %s on %s by %.1f%%: %s/%s = %.3f [%.3f, %.3f] (%.0f%% CI, %s)",
+		faster, slower, what, pct, b, a, r.Ratio, r.Low, r.High, 100*conf, basis)
+}
+
+// WriteVerdict writes the rounds and the verdict for a person.
+func WriteVerdict(w io.Writer, v *Verdict) error {
+	fmt.Fprintf(w, "%s vs %s: %d client(s), %s, %d interleaved pairs", v.A, v.B, v.Clients, v.Proto, v.Pairs)
+	if v.PairsWanted > v.Pairs {
+		fmt.Fprintf(w, " (partial: %d of %d)", v.Pairs, v.PairsWanted)
+	}
+	fmt.Fprintln(w)
+	for _, s := range []struct{ label, server string }{{v.A, v.ServerA}, {v.B, v.ServerB}} {
+		if s.server != "" && s.server != s.label {
+			fmt.Fprintf(w, "  %s: %s\n", s.label, s.server)
+		}
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "pair\tp50 %s\tp50 %s\tp99 %s\tp99 %s\tmean %s\tmean %s\t\n", v.A, v.B, v.A, v.B, v.A, v.B)
+	for i := range min(len(v.P50A), len(v.P50B), len(v.MeanA), len(v.MeanB), len(v.P99A), len(v.P99B)) {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", i+1, Dur(v.P50A[i]), Dur(v.P50B[i]), Dur(v.P99A[i]), Dur(v.P99B[i]), Dur(v.MeanA[i]), Dur(v.MeanB[i]))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if v.Summary == "" {
+		_, err := fmt.Fprintf(w, "verdict: none (%d complete pairs)\n", v.Pairs)
+		return err
+	}
+	for _, m := range v.Metrics {
+		fmt.Fprintf(w, "%-11s %s\n", m.Metric+":", m.Text)
+	}
+	if n := v.Pairs; len(v.CostA) >= n && len(v.CostB) >= n && n > 0 {
+		mean := func(cs []proccost.Cost, f func(proccost.Cost) float64) float64 {
+			var s float64
+			for _, c := range cs[:n] {
+				s += f(c)
+			}
+			return s / float64(n)
+		}
+		cpu := func(c proccost.Cost) float64 { return c.CPUNs }
+		sw := func(c proccost.Cost) float64 { return c.Switches }
+		ratio := func(r *stats.Ratio) string {
+			if r == nil {
+				return "-"
+			}
+			return fmt.Sprintf("%.3f [%.3f, %.3f]", r.Ratio, r.Low, r.High)
+		}
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "server cost per request\t%s\t%s\t%s/%s\t\n", v.A, v.B, v.B, v.A)
+		fmt.Fprintf(tw, "CPU time\t%s\t%s\t%s\t\n", Dur(mean(v.CostA, cpu)), Dur(mean(v.CostB, cpu)), ratio(v.CPU))
+		fmt.Fprintf(tw, "context switches\t%.2f\t%.2f\t%s\t\n", mean(v.CostA, sw), mean(v.CostB, sw), ratio(v.Switches))
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(v.Breakdown) > 0 {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "component\tside\t%s\t%s\tdifference\tinterval (* excludes 0)\t\n", v.A, v.B)
+		for _, c := range v.Breakdown {
+			iv := ""
+			if d := c.DiffNs; d != nil && !math.IsNaN(d.Low) {
+				iv = fmt.Sprintf("[%s, %s]", Dur(d.Low), Dur(d.High))
+				if d.Significant {
+					iv += " *"
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Component, c.Side, Dur(c.MeanNsA), Dur(c.MeanNsB), Dur(c.MeanNsB-c.MeanNsA), iv)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		big := v.Breakdown[0]
+		for _, c := range v.Breakdown {
+			if math.Abs(c.MeanNsB-c.MeanNsA) > math.Abs(big.MeanNsB-big.MeanNsA) {
+				big = c
+			}
+		}
+		fmt.Fprintf(w, "largest difference: %s (%s side), %s in %s vs %s in %s\n",
+			big.Component, big.Side, Dur(big.MeanNsB), v.B, Dur(big.MeanNsA), v.A)
+	}
+	fmt.Fprintf(w, "verdict: %s\n", v.Summary)
+	_, err := fmt.Fprintf(w, "stopped: %s\n", v.stopText())
+	return err
+}
+
+// stopText says why the pairs ended, and what that means for the verdict.
+func (v *Verdict) stopText() string {
+	took := ""
+	if v.Elapsed > 0 {
+		took = fmt.Sprintf(" (%.0f s)", v.Elapsed)
+	}
+	switch v.StopReason {
+	case "conclusive":
+		return fmt.Sprintf("conclusive at %d pairs%s (sequential rule: look levels shrink so that all looks together hold at %s)", v.Pairs, took, pct(v.Confidence))
+	case "budget", "max_pairs":
+		what := "the time budget (--budget)"
+		if v.StopReason == "max_pairs" {
+			what = "the most pairs (--max-pairs)"
+		}
+		return fmt.Sprintf("inconclusive: %s ran out at %d pairs%s; the servers differ by less than the pairs' spread can show: raise --budget, widen --margin, or quiet the machine", what, v.Pairs, took)
+	case "pairs":
+		return fmt.Sprintf("the %d pairs asked for (--pairs)%s", v.Pairs, took)
+	case "error":
+		return fmt.Sprintf("a round failed: the verdict is drawn from the %d complete pairs before it%s", v.Pairs, took)
+	}
+	return v.StopReason
+}
+
+// WriteJSONAny writes any value as indented JSON.
+func WriteJSONAny(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

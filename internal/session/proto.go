@@ -1,0 +1,53 @@
+package session
+
+import (
+	"fmt"
+
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/internal/servers"
+)
+
+// pickProto settles the load's protocol against builtin, the built-in
+// server the run starts ("" for any other server): with no protocol
+// given the server's own is taken (ping-pong for the ping-pong servers),
+// and a protocol the server does not speak is refused before anything
+// starts. Any protocol goes with a server that is not built in.
+func pickProto(load *loadgen.Options, builtin string) error {
+	if builtin == "" {
+		return nil
+	}
+	srv, err := servers.Lookup(builtin)
+	if err != nil {
+		return err
+	}
+	speaks := loadgen.Proto(srv.Proto)
+	if speaks == "" {
+		speaks = loadgen.PingPong
+	}
+	switch {
+	case load.Proto == "":
+		load.Proto = speaks
+		return nil
+	case load.Proto == speaks, load.Proto == loadgen.Echo && speaks == loadgen.PingPong:
+		return nil
+	case load.Proto == loadgen.Line:
+		return nil // the user's own fixed exchange, for any server
+	}
+	var want string
+	for _, s := range servers.All() {
+		p := loadgen.Proto(s.Proto)
+		if p == load.Proto || (p == "" && (load.Proto == loadgen.PingPong || load.Proto == loadgen.Echo)) {
+			if want != "" {
+				want += ", "
+			}
+			want += s.Name
+		}
+	}
+	if want == "" {
+		want = "none is built in: start one with --server COMMAND or give --addr"
+	} else {
+		want = "built-in servers that do: " + want
+	}
+	return fmt.Errorf("built-in server %s speaks %s, not --proto %s: drop --proto to use %s, or pick a server that speaks %s (%s)",
+		builtin, speaks, load.Proto, speaks, load.Proto, want)
+}

@@ -24,9 +24,9 @@ import (
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/benchstat"
+	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/serverproc"
 	"github.com/volleyscope/volleyscope/loadgen"
-	"github.com/volleyscope/volleyscope/internal/report"
 )
 
 func gate(t *testing.T) {

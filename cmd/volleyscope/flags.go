@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/volleyscope/volleyscope/internal/session"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
-	"github.com/volleyscope/volleyscope/internal/session"
 )
 
 // loadFlags are the flags shared by run, bench and vs, grouped as the

@@ -12,9 +12,9 @@ import (
 	"runtime/debug"
 	"syscall"
 
-	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/internal/servers"
 	"github.com/volleyscope/volleyscope/internal/session"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 const usage = `volleyscope: where does the time of a network round trip go?

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/internal/servers"
 	"github.com/volleyscope/volleyscope/internal/session"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 // captureStdout runs fn with os.Stdout going to a pipe and returns what

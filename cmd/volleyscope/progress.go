@@ -8,8 +8,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/internal/report"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 // ttyEvery is how often a terminal's status line is redrawn in place.

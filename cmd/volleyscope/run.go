@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/session"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 const runHelp = `volleyscope run [flags]

@@ -9,10 +9,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/volleyscope/volleyscope/loadgen"
-	"github.com/volleyscope/volleyscope/probe"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/session"
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/probe"
 )
 
 const sweepHelp = `volleyscope sweep [flags]

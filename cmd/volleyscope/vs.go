@@ -8,10 +8,10 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/volleyscope/volleyscope/loadgen"
-	"github.com/volleyscope/volleyscope/probe"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/session"
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/probe"
 )
 
 // minPairs is the fewest pairs vs accepts: fewer give intervals too wide

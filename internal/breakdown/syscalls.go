@@ -5,8 +5,8 @@ import (
 	"runtime"
 	"sort"
 
-	"github.com/volleyscope/volleyscope/probe"
 	"github.com/volleyscope/volleyscope/internal/stats"
+	"github.com/volleyscope/volleyscope/probe"
 )
 
 // SyscallStat is the latency distribution of one system call on one side.

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/volleyscope/volleyscope/probe"
 	"github.com/volleyscope/volleyscope/internal/stats"
+	"github.com/volleyscope/volleyscope/probe"
 )
 
 // UringStat is the submit-to-completion latency of one io_uring

@@ -12,8 +12,8 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/internal/stats"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 // The files of an output directory (--out).

@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/volleyscope/volleyscope/internal/proccost"
-	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/internal/stats"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 // Results is the machine-readable summary of one run, written as

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/internal/report"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 // TestFaultyServers: a wrong reply, a short reply and a server that dies

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/internal/report"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 // fakeServer speaks one protocol well for its first good requests

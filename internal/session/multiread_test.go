@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/internal/report"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 // TestTruthMultipartReply: an echo server (testdata/chunkserver) reads a

@@ -13,9 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/volleyscope/volleyscope/internal/breakdown"
+	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
-	"github.com/volleyscope/volleyscope/internal/report"
 )
 
 // Timing of the streaming join. The probe's reader drains the rings every

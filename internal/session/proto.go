@@ -3,8 +3,8 @@ package session
 import (
 	"fmt"
 
-	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/internal/servers"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 // pickProto settles the load's protocol against builtin, the built-in

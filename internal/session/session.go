@@ -9,14 +9,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/volleyscope/volleyscope/internal/breakdown"
 	"github.com/volleyscope/volleyscope/internal/affinity"
+	"github.com/volleyscope/volleyscope/internal/breakdown"
 	"github.com/volleyscope/volleyscope/internal/netns"
+	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/serverproc"
+	"github.com/volleyscope/volleyscope/internal/servers"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
-	"github.com/volleyscope/volleyscope/internal/report"
-	"github.com/volleyscope/volleyscope/internal/servers"
 )
 
 // DefaultServer is the built-in server a run starts when none is named:

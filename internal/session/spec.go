@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/serverproc"
-	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/internal/servers"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 // SpecSyntax says what a server spec may be, for help texts and errors.

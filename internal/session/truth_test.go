@@ -20,9 +20,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/volleyscope/volleyscope/internal/delay"
+	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/testenv"
 	"github.com/volleyscope/volleyscope/loadgen"
-	"github.com/volleyscope/volleyscope/internal/report"
 )
 
 func requireRoot(t *testing.T) { testenv.RequireRoot(t) }

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/proccost"
-	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/stats"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 // DefaultRoundDuration caps each round of Versus when cfg.Load.Duration is

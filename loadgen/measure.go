@@ -60,6 +60,7 @@ const (
 // flat in run length.
 type measurer struct {
 	opts  *Options
+	sink  func(Delivery) // Hooks.Sink
 	conns []*client
 	win   Window
 
@@ -89,9 +90,9 @@ type pending struct {
 	r    Record
 }
 
-func newMeasurer(opts *Options, conns []*client, firstT0 int64) *measurer {
+func newMeasurer(opts *Options, sink func(Delivery), conns []*client, firstT0 int64) *measurer {
 	m := &measurer{
-		opts: opts, conns: conns,
+		opts: opts, sink: sink, conns: conns,
 		bat: stats.NewBatcher(), warm: stats.NewHistogram(),
 		unmetAt: map[string]int64{},
 	}
@@ -188,8 +189,8 @@ func (m *measurer) deliver(p pending) {
 		m.warmCount++
 		_ = m.warm.RecordValue(p.r.Latency())
 	}
-	if m.opts.Sink != nil {
-		m.opts.Sink(Delivery{Conn: p.conn, Seq: p.seq, Record: p.r, Measured: in})
+	if m.sink != nil {
+		m.sink(Delivery{Conn: p.conn, Seq: p.seq, Record: p.r, Measured: in})
 	}
 }
 
@@ -338,16 +339,33 @@ func finiteOr(x, alt float64) float64 {
 // same classification, statistics and checks, without a load. End 0 means
 // the window is open at the end. The stop reason is StopReplay.
 func Summarize(opts Options, conns []Conn, w Window) *Result {
+	return Replay(opts, conns, w, Hooks{})
+}
+
+// Replay is Summarize that also hands the recorded round trips to hooks
+// as Run would have handed the live ones: ClientsReady with the
+// connections, Began at the first request (wall time unknown: zero),
+// every round trip to Sink in completion order, one Progress once the
+// window is decided, and Halting at the end.
+func Replay(opts Options, conns []Conn, w Window, hooks Hooks) *Result {
 	opts.defaults()
 	all := completed(conns)
-	m := newMeasurer(&opts, nil, w.FirstT0)
-	m.win, m.decided = w, true
-	for _, p := range all {
-		m.deliver(p)
-	}
 	res := &Result{Options: opts, StopReason: StopReplay}
 	for _, c := range conns {
 		res.Conns = append(res.Conns, c.ConnInfo)
+	}
+	if hooks.ClientsReady != nil {
+		if err := hooks.ClientsReady(res.Conns); err != nil {
+			return res
+		}
+	}
+	if hooks.Began != nil {
+		hooks.Began(time.Time{}, w.FirstT0)
+	}
+	m := newMeasurer(&opts, hooks.Sink, nil, w.FirstT0)
+	m.win, m.decided = w, true
+	for _, p := range all {
+		m.deliver(p)
 	}
 	if len(all) > 0 {
 		m.check(all[len(all)-1].r.T1)
@@ -356,6 +374,12 @@ func Summarize(opts Options, conns []Conn, w Window) *Result {
 		}
 	}
 	res.fill(m)
+	if hooks.Progress != nil {
+		hooks.Progress(Progress{Elapsed: time.Duration(m.win.End - w.FirstT0), Measured: int(res.Measured)})
+	}
+	if hooks.Halting != nil {
+		hooks.Halting()
+	}
 	return res
 }
 
@@ -393,7 +417,7 @@ func Rehearse(opts Options, conns []Conn) *Result {
 	if len(all) == 0 {
 		first = 0
 	}
-	m := newMeasurer(&opts, nil, first)
+	m := newMeasurer(&opts, nil, nil, first)
 	deadline := m.win.WarmupEnd + opts.Duration.Nanoseconds()
 	i, end, reason := 0, first, ""
 	for reason == "" {

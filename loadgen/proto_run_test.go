@@ -41,7 +41,7 @@ func TestRunProtoServers(t *testing.T) {
 				defer func() { cancel(); ln.Close(); <-done }()
 				o := tc.opts
 				o.Addr, o.Clients, o.Requests, o.ClientModel, o.Warmup, o.Timeout = ln.Addr().String(), 2, 300, model, -1, 10*time.Second
-				res, err := Run(context.Background(), o)
+				res, err := Run(context.Background(), o, Hooks{})
 				if err != nil {
 					t.Fatal(err)
 				}

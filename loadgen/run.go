@@ -42,27 +42,9 @@ type Options struct {
 	Requests   int64         // stop each connection after this many measured-or-not round trips; 0: no limit
 	MinSamples int           // never stop on the CI before this many measured round trips; default 2000
 
-	// CheckEvery is the period of the stopping-rule check and of Progress; default 250ms.
+	// CheckEvery is the period of the stopping-rule check and of
+	// Hooks.Progress; default 250ms.
 	CheckEvery time.Duration
-	// Progress, if set, is called from the run loop after every check.
-	Progress func(Progress)
-	// Sink, if set, receives every completed round trip, warm-up
-	// included, on the run loop's goroutine, in completion order within
-	// each check (round trips of the pilot stretch arrive once the window
-	// is decided). It must be quick: the run loop waits for it.
-	Sink func(Delivery)
-	// Began, if set, is called once as the first requests are released,
-	// with the wall-clock and CLOCK_MONOTONIC times of that moment
-	// (Window.FirstT0).
-	Began func(wall time.Time, firstT0 int64)
-	// Halting, if set, is called once on the run loop as the clients are
-	// told to stop: the end of the measured window.
-	Halting func()
-	// ClientsReady, if set, is called once every connection is up and
-	// before any request is sent, with the client threads' TIDs (index =
-	// connection). An error aborts the run. The probe uses it to start
-	// following the client threads.
-	ClientsReady func(conns []ConnInfo) error
 
 	// ClientModel is how connections are driven: ClientThreads (a locked
 	// thread each), ClientEpoll (one thread per client CPU, epoll), or
@@ -95,6 +77,32 @@ type Options struct {
 	Keys int
 	// Line is the fixed request and reply of Proto Line (required there).
 	Line LineOptions
+}
+
+// Hooks are where a run hands what it sees to its caller, as it goes.
+// Every field may be nil. They are apart from Options, which is
+// configuration only and is kept in the Result.
+type Hooks struct {
+	// Progress, if set, is called from the run loop after every check.
+	Progress func(Progress)
+	// Sink, if set, receives every completed round trip, warm-up
+	// included, on the run loop's goroutine, in completion order within
+	// each check (round trips of the pilot stretch arrive once the window
+	// is decided). It must be quick: the run loop waits for it.
+	Sink func(Delivery)
+	// Began, if set, is called once as the first requests are released,
+	// with the wall-clock and CLOCK_MONOTONIC times of that moment
+	// (Window.FirstT0).
+	Began func(wall time.Time, firstT0 int64)
+	// Halting, if set, is called once on the run loop as the clients are
+	// told to stop: the end of the measured window.
+	Halting func()
+	// ClientsReady, if set, is called once every connection is up and
+	// before any request is sent, with the client threads' TIDs (index =
+	// connection). An error aborts the run. The probe uses it to start
+	// following the client threads.
+	ClientsReady func(conns []ConnInfo) error
+
 }
 
 // Defaults of Options, in one place: the command line's flag defaults
@@ -182,13 +190,13 @@ type ConnInfo struct {
 
 // Conn is one connection's identity and round trips, as an offline join
 // (a --record file) holds them; a live run streams them through
-// Options.Sink instead.
+// Hooks.Sink instead.
 type Conn struct {
 	ConnInfo
 	Records []Record
 }
 
-// Delivery is one completed round trip handed to Options.Sink.
+// Delivery is one completed round trip handed to Hooks.Sink.
 type Delivery struct {
 	Conn     int   // connection id
 	Seq      int64 // index of the round trip on its connection, from 0
@@ -259,7 +267,7 @@ type Result struct {
 // Run drives the server at opts.Addr until the stopping rule is met, ctx is
 // cancelled, or a connection fails. The result holds what was measured in
 // every case; the error says why a run ended early.
-func Run(ctx context.Context, opts Options) (*Result, error) {
+func Run(ctx context.Context, opts Options, hooks Hooks) (*Result, error) {
 	opts.defaults()
 	if err := opts.CheckProto(); err != nil {
 		return nil, err
@@ -273,16 +281,16 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.ClientsReady != nil {
-		if err := opts.ClientsReady(set.info()); err != nil {
+	if hooks.ClientsReady != nil {
+		if err := hooks.ClientsReady(set.info()); err != nil {
 			set.abort()
 			return nil, fmt.Errorf("prepare clients: %w", err)
 		}
 	}
 	res := &Result{Options: opts, Started: time.Now(), Conns: set.info(), Setup: set.stats()}
-	m := newMeasurer(&opts, set.conns, nanotime())
-	if opts.Began != nil {
-		opts.Began(res.Started, m.win.FirstT0)
+	m := newMeasurer(&opts, hooks.Sink, set.conns, nanotime())
+	if hooks.Began != nil {
+		hooks.Began(res.Started, m.win.FirstT0)
 	}
 	deadline := m.win.WarmupEnd + opts.Duration.Nanoseconds()
 	set.begin()
@@ -325,8 +333,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			loadFromWarmup = true
 		}
 		met := m.check(now)
-		if opts.Progress != nil {
-			opts.Progress(Progress{
+		if hooks.Progress != nil {
+			hooks.Progress(Progress{
 				Elapsed: time.Duration(now - m.win.FirstT0), Warmup: !m.decided, Measured: int(m.measured),
 				Mean: m.mean.Mean, P50: m.p50.Mean, P99: m.p99.Mean,
 				RelCI: m.p50.RelHalfWidth(), P99RelCI: m.p99.RelHalfWidth(),
@@ -341,8 +349,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	loadAtEnd := load.sample()
 	set.halt()
 	end := nanotime()
-	if opts.Halting != nil {
-		opts.Halting()
+	if hooks.Halting != nil {
+		hooks.Halting()
 	}
 	ncpu := len(opts.ClientCPUs)
 	if ncpu == 0 {

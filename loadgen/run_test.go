@@ -84,9 +84,9 @@ type sink struct {
 	outside  int64
 }
 
-func collectInto(o *Options) *sink {
+func collectInto(h *Hooks) *sink {
 	s := &sink{recs: map[int][]Record{}}
-	o.Sink = func(d Delivery) {
+	h.Sink = func(d Delivery) {
 		if int64(len(s.recs[d.Conn])) != d.Seq {
 			panic("deliveries out of order on a connection")
 		}
@@ -104,9 +104,9 @@ func TestRunLoopback(t *testing.T) {
 	f := startFake(t, nil)
 	var ready []ConnInfo
 	o := quick(f.addr())
-	o.ClientsReady = func(c []ConnInfo) error { ready = c; return nil }
-	got := collectInto(&o)
-	res, err := Run(context.Background(), o)
+	h := Hooks{ClientsReady: func(c []ConnInfo) error { ready = c; return nil }}
+	got := collectInto(&h)
+	res, err := Run(context.Background(), o, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestRunStopsOnTarget(t *testing.T) {
 	o.CI, o.P99CI = 0.3, 0.6
 	o.Duration = 20 * time.Second
 	o.MinSamples = 500
-	res, err := Run(context.Background(), o)
+	res, err := Run(context.Background(), o, Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestRunStopsOutOfReach(t *testing.T) {
 	})
 	o := quick(f.addr())
 	o.Clients, o.CI, o.P99CI, o.Duration = 1, 0, 0, DefaultDuration // the default targets
-	res, err := Run(context.Background(), o)
+	res, err := Run(context.Background(), o, Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,8 +209,9 @@ func TestRunRequestsLimit(t *testing.T) {
 	f := startFake(t, nil)
 	o := quick(f.addr())
 	o.Requests, o.Duration = 300, 10*time.Second
-	got := collectInto(&o)
-	if _, err := Run(context.Background(), o); err != nil {
+	var h Hooks
+	got := collectInto(&h)
+	if _, err := Run(context.Background(), o, h); err != nil {
 		t.Fatal(err)
 	}
 	for id := range 2 {
@@ -253,8 +254,9 @@ func TestRunBadServers(t *testing.T) {
 			f := startFake(t, tc.b)
 			o := quick(f.addr())
 			o.Clients, o.Warmup, o.Duration = 1, -1, 10*time.Second
-			got := collectInto(&o)
-			res, err := Run(context.Background(), o)
+			var h Hooks
+			got := collectInto(&h)
+			res, err := Run(context.Background(), o, h)
 			var re *ReplyError
 			if !errors.As(err, &re) {
 				t.Fatalf("err = %v, want a ReplyError", err)
@@ -278,7 +280,7 @@ func TestRunInterrupted(t *testing.T) {
 	defer cancel()
 	o := quick(f.addr())
 	o.Duration = 30 * time.Second
-	res, err := Run(ctx, o)
+	res, err := Run(ctx, o, Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +293,7 @@ func TestRunConnectionRefused(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	_, err := Run(context.Background(), quick(addr))
+	_, err := Run(context.Background(), quick(addr), Hooks{})
 	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), addr) {
 		t.Errorf("err = %v, want connection refused naming %s", err, addr)
 	}

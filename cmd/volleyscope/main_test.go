@@ -153,7 +153,7 @@ func TestFlagDefaultsAreLoadgens(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	go srv.Serve(ctx, ln.(*net.TCPListener), servers.Options{})
-	res, err := loadgen.Run(ctx, loadgen.Options{Addr: ln.Addr().String(), Requests: 20})
+	res, err := loadgen.Run(ctx, loadgen.Options{Addr: ln.Addr().String(), Requests: 20}, loadgen.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,9 +50,7 @@ func cmdRun(ctx context.Context, args []string, withProbe bool) error {
 	started := time.Now()
 	pr := newProgress(os.Stderr, lf.quiet)
 	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration)
-	cfg.Progress = pr.update
-	cfg.Note = pr.note
-	out, runErr := session.Run(ctx, cfg)
+	out, runErr := session.Run(ctx, cfg, session.Callbacks{Progress: pr.update, Note: pr.note})
 	pr.done()
 	if out == nil {
 		return runErr
@@ -94,15 +92,15 @@ func parseRun(args []string, withProbe bool) (lf *loadFlags, cfg session.Config,
 // emit prints what a run measured (session.Run has written --out), then
 // the run's error on stderr, and returns the exit status (runStatus; 1 if
 // the summary could not be printed).
-func emit(out *session.Outcome, lf *loadFlags, runErr error, started time.Time) error {
+func emit(out *report.Results, lf *loadFlags, runErr error, started time.Time) error {
 	var err error
 	if lf.json {
-		err = report.WriteJSON(os.Stdout, out.Results)
+		err = report.WriteJSON(os.Stdout, out)
 	} else {
-		err = report.WriteText(os.Stdout, out.Results)
+		err = report.WriteText(os.Stdout, out)
 		if lf.out != "" && writtenSince(filepath.Join(lf.out, report.ResultsFile), started) {
 			files := []string{report.ResultsFile, report.RequestsFile, report.HdrLogFile, report.HTMLFile}
-			if out.Results.Probe != nil {
+			if out.Probe != nil {
 				files = append(files, report.TraceFile)
 			}
 			fmt.Fprintf(os.Stdout, "wrote %s/{%s}\n", lf.out, strings.Join(files, ","))
@@ -114,11 +112,8 @@ func emit(out *session.Outcome, lf *loadFlags, runErr error, started time.Time) 
 	if runErr != nil {
 		fmt.Fprintf(os.Stderr, "volleyscope: %v\n", runErr)
 	}
-	stop := ""
-	if out.Load != nil {
-		stop = out.Load.StopReason
-	}
-	if runErr == nil && out.Results.Latency.Count == 0 && stop != loadgen.StopInterrupted {
+	stop := out.Run.StopReason
+	if runErr == nil && out.Latency.Count == 0 && stop != loadgen.StopInterrupted {
 		fmt.Fprintf(os.Stderr, "volleyscope: no round trip was measured: lengthen --duration, shorten --warmup, or raise --requests\n")
 		return exitError{statusError}
 	}

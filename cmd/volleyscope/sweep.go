@@ -63,8 +63,6 @@ func cmdSweep(ctx context.Context, args []string) error {
 	}
 	pr := newProgress(os.Stderr, lf.quiet)
 	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration)
-	cfg.Progress = pr.update
-	cfg.Note = func(string) {} // one line per level instead, below
 	var servers []session.Contender
 	for _, arg := range lf.servers {
 		c, err := session.ParseContender(arg)
@@ -76,7 +74,7 @@ func cmdSweep(ctx context.Context, args []string) error {
 	if lf.addr != "" {
 		servers = nil // --addr: the one running server
 	}
-	s, runErr := session.Sweep(ctx, cfg, servers, levels, func(i int, l session.Level, c session.Contender, out *session.Outcome, err error) {
+	s, runErr := session.Sweep(ctx, cfg, session.Callbacks{Progress: pr.update}, servers, levels, func(i int, l session.Level, c session.Contender, out *report.Results, err error) {
 		pr.clear()
 		what := fmt.Sprintf("level %d of %d (%s)", i+1, len(levels), l.Name(i)[3:])
 		if len(servers) > 1 {
@@ -84,7 +82,7 @@ func cmdSweep(ctx context.Context, args []string) error {
 		}
 		switch {
 		case out != nil && err == nil:
-			pr.note(fmt.Sprintf("%s: %.0f round trips/s, p50 %s, %s", what, out.Results.ThroughputRPS, report.Dur(out.Results.Latency.P50), out.Results.Run.StopReason))
+			pr.note(fmt.Sprintf("%s: %.0f round trips/s, p50 %s, %s", what, out.ThroughputRPS, report.Dur(out.Latency.P50), out.Run.StopReason))
 		case err != nil:
 			pr.note(fmt.Sprintf("%s: %v", what, err))
 		}

@@ -98,20 +98,18 @@ func cmdVs(ctx context.Context, args []string) error {
 			return fmt.Errorf("--out: %w", err)
 		}
 		onRound = func(r session.Round) error {
-			if r.Outcome == nil {
+			if r.Results == nil {
 				return nil
 			}
 			return report.WriteFileAtomic(filepath.Join(lf.out, roundFile(r)), func(w io.Writer) error {
-				return report.WriteJSON(w, r.Outcome.Results)
+				return report.WriteJSON(w, r.Results)
 			})
 		}
 	}
 	pr := newProgress(os.Stderr, lf.quiet)
 	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration)
-	cfg.Progress = pr.update
-	cfg.Note = pr.note
 	plan := session.Plan{Pairs: *pairs, Budget: *budget, MaxPairs: *maxPairs, Margin: *margin}
-	v, runErr := session.Versus(ctx, cfg, who[0], who[1], plan, onRound)
+	v, runErr := session.Versus(ctx, cfg, session.Callbacks{Progress: pr.update, Note: pr.note}, who[0], who[1], plan, onRound)
 	pr.done()
 	var werr error
 	if v != nil {

@@ -161,3 +161,12 @@ func tree(pid int) []int {
 	}
 	return out
 }
+
+// Add is the cost of two disjoint sets of processes together.
+func (s Sample) Add(o Sample) Sample {
+	return Sample{
+		CPUNs: s.CPUNs + o.CPUNs, UserTicks: s.UserTicks + o.UserTicks, SysTicks: s.SysTicks + o.SysTicks,
+		Voluntary: s.Voluntary + o.Voluntary, Involuntary: s.Involuntary + o.Involuntary,
+		Threads: s.Threads + o.Threads, Procs: s.Procs + o.Procs,
+	}
+}

@@ -29,6 +29,7 @@ func TestRunConfinesItself(t *testing.T) {
 	_, err := Run(context.Background(), Config{
 		Self: selfBin, ServerCPUs: serverCPUs,
 		Load: loadgen.Options{Clients: 2, ClientCPUs: clientCPUs, Duration: 1500 * time.Millisecond, Warmup: -1, CI: -1},
+	}, Callbacks{
 		Progress: func(loadgen.Progress) {
 			if calls++; calls < 2 {
 				return // the second check is well inside the run

@@ -34,7 +34,7 @@ func TestFaultyServers(t *testing.T) {
 			dir := t.TempDir()
 			out, err := Run(context.Background(), Config{Server: bad, Out: dir, Load: loadgen.Options{
 				Clients: 2, Warmup: -1, Duration: 20 * time.Second, CI: -1, P99CI: -1, Timeout: time.Second,
-			}})
+			}}, Callbacks{})
 			var re *loadgen.ReplyError
 			if err == nil || !errors.As(err, &re) || !strings.Contains(err.Error(), "request ") {
 				t.Fatalf("err = %v, want a reply error naming the request", err)
@@ -47,7 +47,7 @@ func TestFaultyServers(t *testing.T) {
 			}
 			// Each connection's set-up includes one priming exchange that
 			// the server answers but the run does not record.
-			if total := out.Load.Measured + out.Load.Outside; total != good-2 {
+			if total := out.Latency.Count + out.Run.Outside; total != good-2 {
 				t.Errorf("kept %d round trips, want the %d good ones less 2 priming exchanges", total, good)
 			}
 			r, err := report.ReadJSON(filepath.Join(dir, "results.json"))

@@ -5,77 +5,67 @@ import (
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/proccost"
-	"github.com/volleyscope/volleyscope/internal/serverproc"
-	"github.com/volleyscope/volleyscope/loadgen"
 )
 
-// serverCost samples the server's process tree when the measured window
-// is decided (the first progress after the warm-up) and when the clients
-// are told to stop; the difference over the requests served in between
-// (the window's throughput times the time between the samples) is the
-// server's cost per request. Closing the connections afterwards is not
-// counted.
+// serverCost samples the server's processes when the measured window is
+// decided and when the clients are told to stop; the difference over the
+// requests served in between (the window's throughput times the time
+// between the samples) is the server's cost per request. Closing the
+// connections afterwards is not counted. A nil *serverCost (the server's
+// processes unknown) measures nothing.
 type serverCost struct {
-	pid       int
+	pids      []int
 	mu        sync.Mutex
 	a, b      proccost.Sample
 	ta, tb    time.Time
 	haveA, ok bool
 }
 
-// costMeter hooks a serverCost into opts: for a started server, or one
-// at addr whose process can be found; nil when neither.
-func costMeter(srv *serverproc.Proc, addr string, opts *loadgen.Options) *serverCost {
-	c := &serverCost{}
-	switch {
-	case srv != nil:
-		c.pid = srv.PID()
-	case addr != "":
-		pid, _, err := serverproc.Find(addr)
-		if err != nil {
-			return nil
-		}
-		c.pid = pid
-	default:
+func newServerCost(pids []int) *serverCost {
+	if len(pids) == 0 {
 		return nil
 	}
-	progress, halting := opts.Progress, opts.Halting
-	opts.Progress = func(g loadgen.Progress) {
-		if !g.Warmup {
-			c.first()
+	return &serverCost{pids: pids}
+}
+
+// sample is the processes' cost so far.
+func (c *serverCost) sample() (proccost.Sample, error) {
+	var sum proccost.Sample
+	for _, pid := range c.pids {
+		s, err := proccost.Take(pid)
+		if err != nil {
+			return sum, err
 		}
-		if progress != nil {
-			progress(g)
-		}
+		sum = sum.Add(s)
 	}
-	opts.Halting = func() {
-		c.last()
-		if halting != nil {
-			halting()
-		}
-	}
-	return c
+	return sum, nil
 }
 
 func (c *serverCost) first() {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.haveA {
 		return
 	}
 	var err error
-	c.a, err = proccost.Take(c.pid)
+	c.a, err = c.sample()
 	c.ta, c.haveA = time.Now(), err == nil
 }
 
 func (c *serverCost) last() {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.haveA {
 		return
 	}
 	var err error
-	c.b, err = proccost.Take(c.pid)
+	c.b, err = c.sample()
 	c.tb, c.ok = time.Now(), err == nil
 }
 

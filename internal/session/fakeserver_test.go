@@ -199,7 +199,7 @@ func TestFaultyProtoServers(t *testing.T) {
 					out, err := Run(context.Background(), Config{Addr: addr, Out: dir, Load: loadgen.Options{
 						Proto: p.proto, Clients: clients, Warmup: -1, Duration: 20 * time.Second, CI: -1, P99CI: -1,
 						Timeout: timeout, ClientModel: model, Line: line, Mix: loadgen.Mix{Get: 1, Set: 1},
-					}})
+					}}, Callbacks{})
 					var re *loadgen.ReplyError
 					if err == nil || !errors.As(err, &re) {
 						t.Fatalf("err = %v, want a reply error", err)
@@ -227,7 +227,7 @@ func TestFaultyProtoServers(t *testing.T) {
 					}
 					// Each connection's set-up includes one priming exchange
 					// that the server answers but the run does not record.
-					if total := out.Load.Measured + out.Load.Outside; total != good-clients {
+					if total := out.Latency.Count + out.Run.Outside; total != good-clients {
 						t.Errorf("kept %d round trips, want the %d good ones less %d priming exchanges", total, good, clients)
 					}
 					r, err := report.ReadJSON(filepath.Join(dir, "results.json"))

@@ -138,15 +138,15 @@ func TestRealServers(t *testing.T) {
 			load.Timeout, load.ClientCPUs = 5*time.Second, client
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			out, err := Run(ctx, Config{Server: rs.spec(t, bin, dir, unusedPort(t)), ServerCPUs: server, Load: load})
+			out, err := Run(ctx, Config{Server: rs.spec(t, bin, dir, unusedPort(t)), ServerCPUs: server, Load: load}, Callbacks{})
 			if err != nil {
 				t.Fatalf("%s: %v", tc.server, err)
 			}
-			r := out.Results
-			if out.Load.Measured == 0 || len(r.Errors) > 0 {
-				t.Fatalf("%s: %d round trips measured, errors %v", tc.server, out.Load.Measured, r.Errors)
+			r := out
+			if r.Latency.Count == 0 || len(r.Errors) > 0 {
+				t.Fatalf("%s: %d round trips measured, errors %v", tc.server, r.Latency.Count, r.Errors)
 			}
-			t.Logf("%s %s: %d round trips, %.0f/s, p50 %.1f µs", tc.server, load.Proto, out.Load.Measured, out.Load.ThroughputRPS, out.Load.Latency.P50/1e3)
+			t.Logf("%s %s: %d round trips, %.0f/s, p50 %.1f µs", tc.server, load.Proto, r.Latency.Count, r.ThroughputRPS, r.Latency.P50/1e3)
 		})
 	}
 }
@@ -168,20 +168,20 @@ func TestRealServerBreakdown(t *testing.T) {
 	defer cancel()
 	out, err := Run(ctx, Config{Server: rs.spec(t, bin, dir, unusedPort(t)), ServerCPUs: server, Probe: true, Out: filepath.Join(dir, "out"),
 		Load: loadgen.Options{Proto: loadgen.HTTP, Clients: 4, Duration: 3 * time.Second, Warmup: 500 * time.Millisecond,
-			CI: -1, P99CI: -1, Timeout: 10 * time.Second, ClientCPUs: client}})
-	if err != nil && (out == nil || out.Results == nil) {
+			CI: -1, P99CI: -1, Timeout: 10 * time.Second, ClientCPUs: client}}, Callbacks{})
+	if err != nil && out == nil {
 		t.Fatal(err)
 	}
 	if err != nil {
 		t.Logf("run: %v", err)
 	}
-	bc := out.Results.BreakdownCheck
+	bc := out.BreakdownCheck
 	if bc == nil || bc.Joined+bc.Unjoined == 0 {
 		t.Fatalf("no breakdown: %+v", bc)
 	}
 	rate := float64(bc.Joined) / float64(bc.Joined+bc.Unjoined)
 	var comps []string
-	for _, c := range out.Results.Breakdown {
+	for _, c := range out.Breakdown {
 		comps = append(comps, fmt.Sprintf("%s %.1fµs", c.Component, c.MeanNs/1e3))
 	}
 	t.Logf("nginx: joined %d of %d (%.4f), sum within tolerance %.4f, unjoined %v; mean %s", bc.Joined, bc.Joined+bc.Unjoined, rate, bc.SumWithinTolerance, bc.UnjoinedReasons, strings.Join(comps, ", "))

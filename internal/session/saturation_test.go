@@ -43,19 +43,19 @@ func TestClientSaturationWarning(t *testing.T) {
 		}
 		out, err := Run(context.Background(), Config{Self: selfBin, ServerCPUs: []int{0}, Load: loadgen.Options{
 			ClientCPUs: []int{1}, Duration: 2 * time.Second, Warmup: 200 * time.Millisecond, CI: -1, P99CI: -1,
-		}})
+		}}, Callbacks{})
 		stop.Store(true)
 		<-done
 		if err != nil {
 			t.Fatal(err)
 		}
-		cl := out.Results.Run.ClientLoad
+		cl := out.Run.ClientLoad
 		if !cl.Known {
-			t.Errorf("hog %v: no client load: %s (%d client threads)", hog, cl.Unknown, len(out.Results.Meta.ClientCPUs))
+			t.Errorf("hog %v: no client load: %s (%d client threads)", hog, cl.Unknown, len(out.Meta.ClientCPUs))
 		}
 		t.Logf("hog %v: client CPU %.0f%% busy, client threads %.0f%% of it, run-queue wait %.1f µs per round trip, mean latency %.1f µs",
-			hog, 100*cl.CPUsBusy, 100*cl.OnCPU, cl.RunDelayPerTripNs/1e3, out.Results.Latency.Mean/1e3)
-		return out.Results.Warnings
+			hog, 100*cl.CPUsBusy, 100*cl.OnCPU, cl.RunDelayPerTripNs/1e3, out.Latency.Mean/1e3)
+		return out.Warnings
 	}
 	saturated := func(ws []string) bool {
 		for _, w := range ws {

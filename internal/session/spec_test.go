@@ -86,9 +86,9 @@ func TestVersusServerSpecs(t *testing.T) {
 			}
 			var seen []string
 			cfg := Config{Self: selfBin, Load: loadgen.Options{Clients: 1, Requests: 2000, Warmup: -1, CI: -1, P99CI: -1, Duration: 20 * time.Second}}
-			v, err := Versus(context.Background(), cfg, a, b, Plan{Pairs: 2}, func(r Round) error {
-				if r.Outcome != nil {
-					seen = append(seen, r.Label+" "+r.Outcome.Results.Meta.Server)
+			v, err := Versus(context.Background(), cfg, Callbacks{}, a, b, Plan{Pairs: 2}, func(r Round) error {
+				if r.Results != nil {
+					seen = append(seen, r.Label+" "+r.Results.Meta.Server)
 				}
 				return nil
 			})

@@ -33,7 +33,7 @@ func (l Level) Name(i int) string {
 // (Level.Name, then "-LABEL" with several servers). A run that fails is
 // kept as a point with its error and the sweep goes on; a cancelled ctx
 // ends it with what was run. onRun, if set, sees each run as it ends.
-func Sweep(ctx context.Context, cfg Config, servers []Contender, levels []Level, onRun func(i int, l Level, c Contender, out *Outcome, err error)) (*report.Sweep, error) {
+func Sweep(ctx context.Context, cfg Config, cb Callbacks, servers []Contender, levels []Level, onRun func(i int, l Level, c Contender, res *report.Results, err error)) (*report.Sweep, error) {
 	label := func(c Contender) string { return c.Label }
 	if len(servers) == 0 {
 		servers = []Contender{{Server: cfg.Server}}
@@ -70,12 +70,12 @@ func Sweep(ctx context.Context, cfg Config, servers []Contender, levels []Level,
 				}
 				c.Out = filepath.Join(cfg.Out, dir)
 			}
-			out, err := Run(ctx, c)
+			res, err := Run(ctx, c, cb)
 			if onRun != nil {
-				onRun(i, l, sv, out, err)
+				onRun(i, l, sv, res, err)
 			}
-			if out != nil {
-				p := report.SweepPointOf(l.Clients, l.Rate, out.Results)
+			if res != nil {
+				p := report.SweepPointOf(l.Clients, l.Rate, res)
 				p.Server = label(sv)
 				level[k] = &p
 			} else if err != nil {

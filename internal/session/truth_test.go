@@ -29,7 +29,7 @@ func requireRoot(t *testing.T) { testenv.RequireRoot(t) }
 
 // measure runs one probed measurement of a fixed length d, so that runs
 // compared with each other have the same shape.
-func measure(t *testing.T, cfg Config, d time.Duration) *report.Results {
+func measure(t *testing.T, cfg Config, d time.Duration, cb ...Callbacks) *report.Results {
 	t.Helper()
 	cfg.Self = selfBin
 	cfg.Probe = true
@@ -45,12 +45,16 @@ func measure(t *testing.T, cfg Config, d time.Duration) *report.Results {
 	// truth test is about where time lands, not about timeouts.
 	cfg.Load.Timeout = 30 * time.Second
 	cfg.Load.CI, cfg.Load.P99CI = -1, -1 // no stopping target: every round runs d
-	run := func() *Outcome {
-		out, err := Run(context.Background(), cfg)
+	run := func() *report.Results {
+		var c Callbacks
+		if len(cb) > 0 {
+			c = cb[0]
+		}
+		out, err := Run(context.Background(), cfg, c)
 		// Records the probe dropped leave round trips unjoined, not
 		// misattributed: a truth round judges the ones that joined.
 		// TestBreakdownSumsAndJoins is the test that fails on losses.
-		if errors.Is(err, ErrLostEvents) && out != nil && out.Results != nil {
+		if errors.Is(err, ErrLostEvents) && out != nil {
 			t.Logf("run %s: %v; judging the joined round trips", cfg.Server, err)
 			err = nil
 		}
@@ -60,14 +64,14 @@ func measure(t *testing.T, cfg Config, d time.Duration) *report.Results {
 		return out
 	}
 	out := run()
-	if bc := out.Results.BreakdownCheck; (bc == nil || bc.Joined == 0) && out.Load.Measured < 100 {
+	if bc := out.BreakdownCheck; (bc == nil || bc.Joined == 0) && out.Latency.Count < 100 {
 		// Seen once under a nice -15 hog with other test processes
 		// beside it: the round completed almost nothing. Run it again
 		// rather than judge an empty round.
-		t.Logf("run %s: only %d round trips measured; running the round again", cfg.Server, out.Load.Measured)
+		t.Logf("run %s: only %d round trips measured; running the round again", cfg.Server, out.Latency.Count)
 		out = run()
 	}
-	r := out.Results
+	r := out
 	bc := r.BreakdownCheck
 	if bc == nil || bc.Joined == 0 {
 		t.Fatalf("run %s: nothing joined: %+v", cfg.Server, bc)
@@ -100,18 +104,19 @@ func mean(c report.Component) float64 { return c.MeanNs }
 // inject sets up the injection for one round, possibly through the
 // round's Config, and returns its undo, which runs once, at the latest
 // when t ends.
-func interleave(t *testing.T, base, inj Config, inject func(t *testing.T, cfg *Config) (undo func())) *truth {
+func interleave(t *testing.T, base, inj Config, inject func(t *testing.T, cfg *Config, cb *Callbacks) (undo func())) *truth {
 	t.Helper()
 	tr := &truth{}
 	for range truthPairs {
 		tr.base = append(tr.base, tr.components(t, measure(t, base, truthRound)))
 		cfg := inj
+		var cb Callbacks
 		undo := func() {}
 		if inject != nil {
-			undo = sync.OnceFunc(inject(t, &cfg))
+			undo = sync.OnceFunc(inject(t, &cfg, &cb))
 			t.Cleanup(undo)
 		}
-		r := measure(t, cfg, truthRound)
+		r := measure(t, cfg, truthRound, cb)
 		undo()
 		tr.inj = append(tr.inj, tr.components(t, r))
 	}
@@ -265,9 +270,10 @@ func TestTruthServerSpinUnderHog(t *testing.T) {
 			// round serves a few hundred round trips: rounds of 2 s.
 			round := func(spin time.Duration) []report.Component {
 				cfg := Config{Server: server, ServerSpin: spin}
-				undo := sync.OnceFunc(niceHog(t, &cfg))
+				var cb Callbacks
+				undo := sync.OnceFunc(niceHog(t, &cfg, &cb))
 				t.Cleanup(undo)
-				r := measure(t, cfg, 2*time.Second)
+				r := measure(t, cfg, 2*time.Second, cb)
 				undo()
 				return tr.components(t, r)
 			}
@@ -317,9 +323,10 @@ func TestSlowestNameTheHog(t *testing.T) {
 		t.Skip("needs 2 CPUs")
 	}
 	cfg := Config{Server: "threads", ServerSpin: 200 * time.Microsecond}
-	undo := sync.OnceFunc(niceHog(t, &cfg))
+	var cb Callbacks
+	undo := sync.OnceFunc(niceHog(t, &cfg, &cb))
 	t.Cleanup(undo)
-	r := measure(t, cfg, 2*time.Second)
+	r := measure(t, cfg, 2*time.Second, cb)
 	undo()
 	if len(r.Slowest) == 0 {
 		t.Fatal("no slowest round trips in the results")
@@ -359,11 +366,11 @@ func TestSlowestNameTheHog(t *testing.T) {
 // niceHog makes the round start a shell busy loop on CPU 0 (the server's)
 // at nice -15 once its load is running, as hog does, and stop it when the
 // round ends. Its comm is hogComm.
-func niceHog(t *testing.T, cfg *Config) (undo func()) {
+func niceHog(t *testing.T, cfg *Config, cb *Callbacks) (undo func()) {
 	var once sync.Once
 	var stop func()
 	cfg.Load.CheckEvery = 50 * time.Millisecond
-	cfg.Progress = func(loadgen.Progress) { once.Do(func() { stop = startNiceHog(t) }) }
+	cb.Progress = func(loadgen.Progress) { once.Do(func() { stop = startNiceHog(t) }) }
 	return func() {
 		once.Do(func() { t.Error("the hog never started: no progress report in the round") })
 		if stop != nil {
@@ -408,11 +415,11 @@ func startNiceHog(t *testing.T) (stop func()) {
 // at nice -20 (this test binary, see runHog) once its load is running:
 // at the round's first progress report, 50 ms into the warm-up. A server
 // started under the hog took over 5 s to accept.
-func hog(t *testing.T, cfg *Config) (undo func()) {
+func hog(t *testing.T, cfg *Config, cb *Callbacks) (undo func()) {
 	var once sync.Once
 	var stop func()
 	cfg.Load.CheckEvery = 50 * time.Millisecond
-	cfg.Progress = func(loadgen.Progress) { once.Do(func() { stop = startHog(t) }) }
+	cb.Progress = func(loadgen.Progress) { once.Do(func() { stop = startHog(t) }) }
 	return func() {
 		once.Do(func() { t.Error("the hog never started: no progress report in the round") })
 		if stop != nil {
@@ -509,7 +516,7 @@ func TestTruthNetworkDelay(t *testing.T) {
 	port := freePort(t)
 	cfg := Config{Server: "threads", ServerPort: port}
 	var delayed uint64
-	tr := interleave(t, cfg, cfg, func(t *testing.T, _ *Config) func() {
+	tr := interleave(t, cfg, cfg, func(t *testing.T, _ *Config, _ *Callbacks) func() {
 		inj, err := delay.Attach("lo", delay.Match{DstPort: uint16(port)}, 100*time.Microsecond)
 		if err != nil {
 			t.Fatal(err)

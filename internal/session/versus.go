@@ -81,7 +81,7 @@ type Round struct {
 	Pair int    // 1-based
 	Side string // "a" or "b"
 	Contender
-	Outcome *Outcome // what the round measured; nil when nothing was
+	Results *report.Results // what the round measured; nil when nothing was
 	Err     error    // why the round failed; nil for a complete round
 }
 
@@ -99,7 +99,7 @@ type Round struct {
 // the verdict of the complete pairs before it if there are at least two
 // (Verdict.Pairs < Verdict.PairsWanted), or a nil verdict, with the
 // round's error. Cancelling ctx stops the same way, with ctx's error.
-func Versus(ctx context.Context, cfg Config, a, b Contender, plan Plan, onRound func(Round) error) (*report.Verdict, error) {
+func Versus(ctx context.Context, cfg Config, cb Callbacks, a, b Contender, plan Plan, onRound func(Round) error) (*report.Verdict, error) {
 	if a.Label == b.Label {
 		return nil, fmt.Errorf("both servers are labelled %q: name them, e.g. 'a=%s b=%s'", a.Label, a.Server, b.Server)
 	}
@@ -175,17 +175,15 @@ func Versus(ctx context.Context, cfg Config, a, b Contender, plan Plan, onRound 
 		for k, c := range []Contender{a, b} {
 			rc := cfg
 			rc.Server = c.Server
-			if rc.Note != nil {
-				rc.Note(fmt.Sprintf("pair %d/%d: %s", i, pairs, c.Label))
-			}
-			out, err := Run(ctx, rc)
+			cb.note(fmt.Sprintf("pair %d/%d: %s", i, pairs, c.Label))
+			res, err := Run(ctx, rc, cb)
 			if err == nil && ctx.Err() != nil {
 				err = ctx.Err()
 			}
-			if err == nil && (out == nil || out.Results.Latency.Count == 0) {
+			if err == nil && (res == nil || res.Latency.Count == 0) {
 				err = fmt.Errorf("%w (the round ended before its warm-up did: lengthen --duration, shorten --warmup, or raise --requests)", ErrNothingMeasured)
 			}
-			round := Round{Pair: i, Side: string("ab"[k]), Contender: c, Outcome: out, Err: err}
+			round := Round{Pair: i, Side: string("ab"[k]), Contender: c, Results: res, Err: err}
 			if onRound != nil {
 				if cerr := onRound(round); cerr != nil {
 					err = errors.Join(err, cerr)
@@ -198,7 +196,7 @@ func Versus(ctx context.Context, cfg Config, a, b Contender, plan Plan, onRound 
 				}
 				return finish(v, comps, fmt.Errorf("pair %d, %s (%s): %w", i, c.Label, c.Server, err))
 			}
-			r := out.Results
+			r := res
 			if v.Meta.Kernel == "" {
 				v.Meta = r.Meta
 				v.Meta.Server = a.Label + " vs " + b.Label

@@ -105,7 +105,7 @@ func TestFinish(t *testing.T) {
 func TestVersusOneProtocol(t *testing.T) {
 	a, _ := ParseContender("threads")
 	b, _ := ParseContender("http")
-	_, err := Versus(context.Background(), Config{}, a, b, Plan{Pairs: 5}, nil)
+	_, err := Versus(context.Background(), Config{}, Callbacks{}, a, b, Plan{Pairs: 5}, nil)
 	if err == nil || !strings.Contains(err.Error(), "speaks") {
 		t.Fatalf("threads vs http: err %v, want a refusal naming the protocols", err)
 	}

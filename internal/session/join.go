@@ -1,0 +1,202 @@
+package session
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/volleyscope/volleyscope/internal/breakdown"
+	"github.com/volleyscope/volleyscope/internal/report"
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/probe"
+)
+
+// Timing of the streaming join: round trips are joined every joinEvery
+// up to the source's watermark (the join indexes each event once, so
+// joining often costs nothing extra).
+const (
+	joinEvery = 100 * time.Millisecond
+	joinNice  = 5
+	// joinNiceBehind is the join's priority while it is behind (a join
+	// starts more than joinBehind after the one before it): a join kept
+	// behind by busy clients holds every event since, and its backlog
+	// would grow with the run; the clients then wait for it, which the
+	// client-saturation warning says.
+	joinNiceBehind = -5
+	joinBehind     = 3 * joinEvery
+	// keepSlack is added to how long events are kept for a round trip
+	// not yet handed over.
+	keepSlack = 250 * time.Millisecond
+)
+
+// joinStage joins an event source's events with the load's round trips
+// as they complete, so that nothing grows with the run's length.
+type joinStage struct {
+	source EventSource
+	stream *breakdown.Stream
+	rec    *recording // nil without --record
+	probe  *probeSource
+
+	cancel   context.CancelFunc
+	readDone chan error
+	loopStop chan struct{}
+	loopDone chan struct{}
+	once     sync.Once
+	report   SourceReport
+	err      error
+}
+
+// startJoin starts reading src and joining what it delivers; onTrip
+// receives every measured round trip, joined or not. The caller must
+// call stop.
+func startJoin(src EventSource, port uint16, cfg Config, onTrip func(*breakdown.RoundTrip, loadgen.Record), rec *recording) *joinStage {
+	// Events are kept for round trips the run loop has not handed over:
+	// it does so once per check, and most round trips last far less than
+	// that. A round trip in flight for longer than the margin may lose its
+	// earliest events and then counts as unjoined, with its reason. Until
+	// the window's start is decided (the pilot stretch), everything is kept.
+	check := cfg.Load.CheckEvery
+	if check <= 0 {
+		check = loadgen.DefaultCheckEvery
+	}
+	j := &joinStage{source: src, rec: rec, readDone: make(chan error, 1), loopStop: make(chan struct{}), loopDone: make(chan struct{})}
+	j.probe, _ = src.(*probeSource)
+	j.stream = breakdown.NewStream(port, nil, cfg.Syscalls, 2*check+probeLag+keepSlack, onTrip)
+	j.stream.Hold(1)
+	if h := src.Holders(); h != nil {
+		j.stream.Summary().NameHolders(h) // the slowest round trips get who held the CPU they waited for
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	j.cancel = cancel
+	go func() {
+		j.readDone <- src.Run(ctx, func(e *probe.Event) {
+			j.stream.Event(e)
+			if j.rec != nil {
+				j.rec.event(e)
+			}
+		})
+	}()
+	go j.loop()
+	return j
+}
+
+// loop advances the join until stop, then flushes it. It runs on a
+// thread of its own at a lower priority than the clients, so the work
+// seldom delays a client thread that shares its CPU; below SCHED_OTHER
+// it would starve whenever the clients keep their CPU busy.
+func (j *joinStage) loop() {
+	defer close(j.loopDone)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	nice := joinNice
+	setNice := func(n int) {
+		if n != nice && unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), n) == nil {
+			nice = n
+		}
+	}
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), joinNice)
+	t := time.NewTimer(joinEvery)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-j.loopStop:
+			j.stream.Flush()
+			// The thread's priority is changed: let it exit with the goroutine.
+			return
+		case <-t.C:
+			if now := time.Now(); now.Sub(last) > joinBehind {
+				setNice(joinNiceBehind)
+			} else {
+				setNice(joinNice)
+			}
+			last = time.Now()
+			j.stream.Advance(j.source.Watermark())
+			t.Reset(joinEvery)
+		}
+	}
+}
+
+// clientsReady starts following the client threads.
+func (j *joinStage) clientsReady(conns []loadgen.ConnInfo) error {
+	j.stream.AddConns(conns)
+	seen := map[int]bool{}
+	var tids []int
+	for _, c := range conns {
+		if !seen[c.TID] { // an event-loop thread drives many connections
+			seen[c.TID] = true
+			tids = append(tids, c.TID)
+		}
+	}
+	if err := j.source.FollowThreads(tids); err != nil {
+		return err
+	}
+	if j.rec != nil {
+		j.rec.conns(conns)
+	}
+	return nil
+}
+
+// delivered takes one completed round trip from the load.
+func (j *joinStage) delivered(d loadgen.Delivery) {
+	if j.probe != nil {
+		j.probe.tripDone()
+	}
+	if d.Measured {
+		j.stream.Trip(d.Conn, d.Seq, d.Record)
+	}
+	if j.rec != nil {
+		j.rec.trip(d)
+	}
+}
+
+// windowDecided: the pilot stretch is handed over, and the source may
+// stop measuring its own cost.
+func (j *joinStage) windowDecided() {
+	j.source.WarmupOver()
+	j.stream.Release()
+}
+
+// stop ends the source, detaches it and finishes the join; idempotent.
+func (j *joinStage) stop() (SourceReport, error) {
+	j.once.Do(func() {
+		j.source.WarmupOver()
+		j.cancel()
+		j.err = <-j.readDone
+		var cerr error
+		j.report, cerr = j.source.Close()
+		if j.err == nil {
+			j.err = cerr
+		}
+		close(j.loopStop)
+		<-j.loopDone
+	})
+	return j.report, j.err
+}
+
+// addParts puts the join's findings into the summary's parts.
+func (j *joinStage) addParts(parts *report.Parts, sr SourceReport, load *loadgen.Result) {
+	parts.Probe = sr.Probe
+	if parts.Probe != nil {
+		parts.Probe.Late = j.stream.Late()
+	}
+	parts.Warnings = append(parts.Warnings, sr.Warnings...)
+	parts.Join = j.stream.Summary()
+	parts.ServerSends = j.stream.ServerSends(load.Window.Start, load.Window.End)
+	if t := j.stream.Syscalls(); t != nil {
+		parts.Syscalls = t.Stats()
+		if c := parts.ServerCost; c != nil && load.Measured+load.Outside > 0 {
+			var n int64
+			for _, s := range parts.Syscalls {
+				if s.Side == "server" {
+					n += s.Count
+				}
+			}
+			c.Syscalls = float64(n) / float64(load.Measured+load.Outside)
+		}
+	}
+	parts.Uring = j.stream.Uring().Stats()
+}

@@ -102,7 +102,6 @@ type Hooks struct {
 	// connection). An error aborts the run. The probe uses it to start
 	// following the client threads.
 	ClientsReady func(conns []ConnInfo) error
-
 }
 
 // Defaults of Options, in one place: the command line's flag defaults

@@ -48,4 +48,3 @@ func DefaultCPUs() (client, server []int) {
 	}
 	return client, []int{0}
 }
-

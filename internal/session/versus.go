@@ -82,7 +82,7 @@ type Round struct {
 	Side string // "a" or "b"
 	Contender
 	Results *report.Results // what the round measured; nil when nothing was
-	Err     error    // why the round failed; nil for a complete round
+	Err     error           // why the round failed; nil for a complete round
 }
 
 // Versus runs a and b in interleaved rounds (a b a b …), each round to the

@@ -55,26 +55,31 @@ func TestBenchOverhead(t *testing.T) {
 		{"bpfring", &Config{Skip: skip, Ring: "bpf"}},
 	}
 	var events, rtts, runs, runNs uint64
+	kinds := map[Kind]uint64{} // events by kind in the statistics rounds
+	statRTTs := uint64(0)
 	for _, layout := range []struct {
 		name       string
 		ccpu, scpu int
 		target     float64
-	}{{"same_cpu", 0, 0, 1.05}, {"cross_cpu", 1, 0, 1.03}} {
+		overFloor  float64 // the most the probe may cost above its hooks' floor
+	}{{"same_cpu", 0, 0, 1.05, 1.03}, {"cross_cpu", 1, 0, 1.03, 1.02}} {
 		r, run, stop := startPingPong(t, layout.ccpu, layout.scpu)
-		p50 := func() float64 {
+		// quantiles are the p50 and p99 of the last n round trips.
+		quantiles := func() (float64, float64) {
 			lat := make([]float64, 0, n)
 			for i := len(r.t0) - n; i < len(r.t0); i++ {
 				lat = append(lat, float64(r.t1[i]-r.t0[i]))
 			}
 			slices.Sort(lat)
-			return lat[len(lat)/2]
+			return lat[len(lat)/2], lat[len(lat)*99/100]
 		}
 		// measure runs n round trips under variant v and returns their
-		// p50 and how many events the probe delivered.
-		measure := func(c *Config) (float64, uint64) {
+		// p50 and p99 and how many events the probe delivered.
+		measure := func(c *Config) (float64, float64, uint64) {
 			if c == nil {
 				run(n)
-				return p50(), 0
+				p50, p99 := quantiles()
+				return p50, p99, 0
 			}
 			cfg := *c
 			cfg.Ports = []uint16{r.sport}
@@ -88,7 +93,14 @@ func TestBenchOverhead(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			var got uint64
 			done := make(chan error)
-			go func() { done <- p.Run(ctx, func(*Event) { got++ }) }()
+			go func() {
+				done <- p.Run(ctx, func(e *Event) {
+					got++
+					if cfg.Stats {
+						kinds[e.Kind]++
+					}
+				})
+			}()
 			run(n)
 			cancel()
 			if err := <-done; err != nil {
@@ -98,11 +110,20 @@ func TestBenchOverhead(t *testing.T) {
 				t.Errorf("%s: %d events lost", layout.name, lost)
 			}
 			if cfg.Stats {
-				if rn, ns, err := p.Stats(); err == nil {
+				if rn, ns, err := p.MachineRuns(); err == nil {
 					runs, runNs = runs+rn, runNs+ns
 				}
+				if progs, err := p.ProgramRuns(); err == nil {
+					for _, pr := range progs {
+						if pr.Runs > 0 {
+							fmt.Printf("  probe cost %-9s %-28s %6.2f runs and %6.0f ns a round trip (%.0f ns a run)\n", layout.name, pr.Program,
+								float64(pr.Runs)/float64(n), float64(pr.Ns)/float64(n), float64(pr.Ns)/float64(pr.Runs))
+						}
+					}
+				}
 			}
-			return p50(), got
+			p50, p99 := quantiles()
+			return p50, p99, got
 		}
 		run(2000) // warm-up
 		// Each round measures every variant once, in an order that
@@ -114,14 +135,20 @@ func TestBenchOverhead(t *testing.T) {
 			ratios[v] = &benchstat.Ratio{Name: "probe_" + variants[v].name + "_p50_ratio_" + layout.name}
 		}
 		ratios[1].Name, ratios[1].Target = "probe_overhead_p50_ratio_"+layout.name, layout.target
+		// The tail the probe adds, and the probe against its own floor
+		// (what its programs cost above what attaching the hooks costs).
+		p99Ratio := &benchstat.Ratio{Name: "probe_overhead_p99_ratio_" + layout.name, Target: 1.06}
+		floorP99 := &benchstat.Ratio{Name: "probe_floor_p99_ratio_" + layout.name}
+		overFloor := &benchstat.Ratio{Name: "probe_over_floor_p50_ratio_" + layout.name, Target: layout.overFloor}
 		budget := benchstat.Budget{MinRounds: 8, MaxRounds: maxRounds, Time: 150 * time.Second}
 		budget.Start()
 		for i := 0; ; i++ {
 			got := make([]float64, len(variants))
+			tail := make([]float64, len(variants))
 			for k := range variants {
 				v := (i + k) % len(variants)
 				var ev uint64
-				got[v], ev = measure(variants[v].cfg)
+				got[v], tail[v], ev = measure(variants[v].cfg)
 				if variants[v].name == "probe" {
 					events, rtts = events+ev, rtts+uint64(n)
 				}
@@ -132,6 +159,9 @@ func TestBenchOverhead(t *testing.T) {
 					ratios[v].Add(got[v], got[0])
 				}
 			}
+			p99Ratio.Add(tail[1], tail[0])
+			floorP99.Add(tail[2], tail[0])
+			overFloor.Add(got[1], got[2])
 			done, why := budget.Done(i+1, ratios[1:]...)
 			if (i+1)%10 == 0 || done {
 				fmt.Printf("  probe overhead %s: %d rounds, %.0fs, probe ±%.1f%%\n", layout.name, i+1, budget.Elapsed().Seconds(), 100*ratios[1].RelHalfWidth())
@@ -145,6 +175,7 @@ func TestBenchOverhead(t *testing.T) {
 		// The BPF run time, in a round of its own: the kernel's
 		// statistics slow the rounds they are on.
 		measure(&Config{Skip: skip, Stats: true})
+		statRTTs += uint64(n)
 		stop()
 		med := func(v []float64) float64 { v = slices.Clone(v); slices.Sort(v); return v[len(v)/2] }
 		fmt.Printf("  probe overhead %-9s p50 µs (medians of %d rounds of %d): off %.1f, probe %.1f, hooks only %.1f, with --syscalls %.1f, on the BPF ring buffer %.1f\n",
@@ -155,13 +186,22 @@ func TestBenchOverhead(t *testing.T) {
 		}
 		slices.Sort(sorted)
 		fmt.Printf("  probe overhead %-9s ratios of the rounds: %v\n", layout.name, round3(sorted))
-		for _, r := range ratios[1:] {
+		for _, r := range append(ratios[1:], p99Ratio, floorP99, overFloor) {
 			r.Print(os.Stdout)
 		}
 	}
 	fmt.Printf("BENCH probe_events_per_rtt %.1f\n", float64(events)/float64(rtts))
 	if runs > 0 {
 		fmt.Printf("BENCH probe_bpf_ns_per_event %.0f\n", float64(runNs)/float64(runs))
+		fmt.Printf("BENCH probe_bpf_ns_per_rtt %.0f\n", float64(runNs)/float64(statRTTs))
+	}
+	ks := make([]Kind, 0, len(kinds))
+	for k := range kinds {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	for _, k := range ks {
+		fmt.Printf("  probe events per round trip: %-14s %.2f\n", k, float64(kinds[k])/float64(statRTTs))
 	}
 }
 

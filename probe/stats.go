@@ -3,6 +3,7 @@ package probe
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Lost is the number of records the programs dropped because a ring was
@@ -68,6 +69,34 @@ func (p *Probe) MachineRuns() (runs uint64, ns uint64, err error) {
 // Deprecated: use MachineRuns, whose name says the counts are
 // machine-wide.
 func (p *Probe) Stats() (runs uint64, ns uint64, err error) { return p.MachineRuns() }
+
+// ProgramRun is one program's share of MachineRuns.
+type ProgramRun struct {
+	Program string // the program's name in bpf/probe.c
+	Runs    uint64 // times it ran, machine-wide
+	Ns      uint64 // its total run time
+}
+
+// ProgramRuns is MachineRuns program by program, in load order, so that
+// a cost can be traced to the hook that pays it. Same conditions.
+func (p *Probe) ProgramRuns() ([]ProgramRun, error) {
+	var out []ProgramRun
+	for _, c := range p.progs {
+		names := make([]string, 0, len(c.Programs))
+		for name := range c.Programs {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			s, err := c.Programs[name].Stats()
+			if err != nil {
+				return nil, fmt.Errorf("probe: program stats: %w", err)
+			}
+			out = append(out, ProgramRun{Program: name, Runs: s.RunCount, Ns: uint64(s.Runtime.Nanoseconds())})
+		}
+	}
+	return out, nil
+}
 
 // StopStats turns the kernel's run statistics off (they cost two clock
 // reads per program run: measured here, 13% of a one-CPU round trip). The

@@ -354,7 +354,7 @@ type probeFlags struct {
 func (f *probeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.mode, "probe-mode", "auto", "hook family: auto (best that loads, per event), tracepoint, fentry or kprobe")
 	fs.BoolVar(&f.syscalls, "syscalls", false, "also trace every syscall and wake-up: per-syscall latency table, server_queue split from server_kernel_recv (costs ~10% more of a one-CPU round trip)")
-	fs.StringVar(&f.record, "record", "", "save the raw kernel events and client records to this file, for offline joins (checked before measuring)")
+	fs.StringVar(&f.record, "record", "", "save the raw kernel events and client records to this file, for 'volleyscope replay' (checked before measuring)")
 }
 
 func (f *probeFlags) validate() error {

@@ -27,6 +27,7 @@ usage:
   volleyscope compare A.json B.json    compare two results.json, with significance
   volleyscope vs A B [flags]           interleaved A/B runs of two servers, one verdict
   volleyscope sweep [flags]            throughput and latency against load, the knee named
+  volleyscope replay FILE              join and report a 'run --record' file offline
   volleyscope help COMMAND             a command's flags and examples
 
 exit status:
@@ -143,6 +144,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 		return cmdVs(ctx, args)
 	case "sweep":
 		return cmdSweep(ctx, args)
+	case "replay":
+		return cmdReplay(ctx, args)
 	case "help", "-h", "--help":
 		switch len(args) {
 		case 0:

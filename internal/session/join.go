@@ -47,6 +47,10 @@ type joinStage struct {
 	once     sync.Once
 	report   SourceReport
 	err      error
+	// The observer's cost: the join thread's CPU time (set as it exits)
+	// over the time from start to stop.
+	joinCPU      time.Duration
+	started, end time.Time
 }
 
 // startJoin starts reading src and joining what it delivers; onTrip
@@ -62,7 +66,7 @@ func startJoin(src EventSource, port uint16, cfg Config, onTrip func(*breakdown.
 	if check <= 0 {
 		check = loadgen.DefaultCheckEvery
 	}
-	j := &joinStage{source: src, rec: rec, readDone: make(chan error, 1), loopStop: make(chan struct{}), loopDone: make(chan struct{})}
+	j := &joinStage{source: src, rec: rec, readDone: make(chan error, 1), loopStop: make(chan struct{}), loopDone: make(chan struct{}), started: time.Now()}
 	j.probe, _ = src.(*probeSource)
 	j.stream = breakdown.NewStream(port, nil, cfg.Syscalls, 2*check+probeLag+keepSlack, onTrip)
 	j.stream.Hold(1)
@@ -104,6 +108,8 @@ func (j *joinStage) loop() {
 	for {
 		select {
 		case <-j.loopStop:
+			// The flush comes after the load: not the clients' CPU.
+			j.joinCPU = time.Duration(threadCPU())
 			j.stream.Flush()
 			// The thread's priority is changed: let it exit with the goroutine.
 			return
@@ -165,6 +171,7 @@ func (j *joinStage) stop() (SourceReport, error) {
 	j.once.Do(func() {
 		j.source.WarmupOver()
 		j.cancel()
+		j.end = time.Now()
 		j.err = <-j.readDone
 		var cerr error
 		j.report, cerr = j.source.Close()

@@ -56,6 +56,9 @@ type EventSource interface {
 type SourceReport struct {
 	Probe      *report.ProbeParts // hooks, ring, records and cost; nil if not a probe
 	Lost       uint64             // events dropped before delivery
+	// ReaderCPU is the CPU time the source spent on this host delivering
+	// events (the probe's ring reader); part of the observer's cost.
+	ReaderCPU time.Duration
 	ReaderLate time.Duration      // how late, at worst, a drain of the rings began
 	Warnings   []string           // for results.json (e.g. other BPF programs on our hooks)
 }
@@ -76,6 +79,7 @@ const (
 type probeSource struct {
 	p          *probe.Probe
 	syscalls   bool
+	readerCPU  atomic.Int64 // ns of CPU the reader thread used, set as Run returns
 	neighbours []string
 	statsOff   atomic.Bool
 	warmTrips  *atomic.Int64 // round trips completed while the kernel's statistics ran (set by the pipeline)
@@ -124,7 +128,17 @@ func (s *probeSource) FollowThreads(tids []int) error {
 func (s *probeSource) Run(ctx context.Context, deliver func(*probe.Event)) error {
 	runtime.LockOSThread()
 	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), readerNice)
+	defer func() { s.readerCPU.Store(threadCPU()) }()
 	return s.p.Run(ctx, deliver)
+}
+
+// threadCPU is the CPU time of the calling thread so far, in ns.
+func threadCPU() int64 {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts) != nil {
+		return 0
+	}
+	return ts.Nano()
 }
 
 // Watermark holds the join back while the reader is held up (a busy
@@ -167,7 +181,7 @@ func (s *probeSource) Notices() []string {
 
 func (s *probeSource) Close() (SourceReport, error) {
 	s.WarmupOver()
-	rep := SourceReport{Lost: s.p.Lost(), ReaderLate: s.p.ReaderLate(), Warnings: s.neighbours}
+	rep := SourceReport{Lost: s.p.Lost(), ReaderLate: s.p.ReaderLate(), Warnings: s.neighbours, ReaderCPU: time.Duration(s.readerCPU.Load())}
 	s.runs, s.bpfNs, s.statsErr = s.p.MachineRuns()
 	pp := &report.ProbeParts{
 		Mode: s.p.ModeUsed(), Hooks: map[string]string{}, Missing: map[string]string{},

@@ -54,13 +54,13 @@ type EventSource interface {
 
 // SourceReport is a source's account of a run, read at Close.
 type SourceReport struct {
-	Probe      *report.ProbeParts // hooks, ring, records and cost; nil if not a probe
-	Lost       uint64             // events dropped before delivery
+	Probe *report.ProbeParts // hooks, ring, records and cost; nil if not a probe
+	Lost  uint64             // events dropped before delivery
 	// ReaderCPU is the CPU time the source spent on this host delivering
 	// events (the probe's ring reader); part of the observer's cost.
-	ReaderCPU time.Duration
-	ReaderLate time.Duration      // how late, at worst, a drain of the rings began
-	Warnings   []string           // for results.json (e.g. other BPF programs on our hooks)
+	ReaderCPU  time.Duration
+	ReaderLate time.Duration // how late, at worst, a drain of the rings began
+	Warnings   []string      // for results.json (e.g. other BPF programs on our hooks)
 }
 
 // Timing of the local probe's watermark. The reader drains the rings

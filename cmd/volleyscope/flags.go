@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -66,6 +67,9 @@ type loadFlags struct {
 	// register); config then leaves Clients and Rate to the caller.
 	sweep                bool
 	clientList, rateList string
+
+	// targets, set by vs before config, are its two server specs.
+	targets []string
 }
 
 // register adds the flags to fs. withTarget adds --server and --addr, which
@@ -141,7 +145,16 @@ func (f *loadFlags) config() (session.Config, error) {
 	if !f.fs.Changed("proto") {
 		proto = "" // the built-in server's protocol, else ping-pong (session.Run)
 	}
-	popts, err := f.protoOptions(proto)
+	// The protocol each server will speak: the flags that configure one
+	// protocol are refused with a server that speaks another.
+	speaks := []loadgen.Proto{proto}
+	if proto == "" {
+		speaks = nil
+		for _, spec := range f.targetSpecs() {
+			speaks = append(speaks, session.ServerProto(spec))
+		}
+	}
+	popts, err := f.protoOptions(proto, speaks)
 	if err != nil {
 		return session.Config{}, err
 	}
@@ -210,10 +223,26 @@ func (f *loadFlags) config() (session.Config, error) {
 	return cfg, nil
 }
 
+// targetSpecs are the server specs the load goes to, for the protocol
+// they speak without --proto: none with --addr (ping-pong), every
+// --server of a sweep, or the server.
+func (f *loadFlags) targetSpecs() []string {
+	switch {
+	case f.addr != "":
+		return []string{"addr=" + f.addr}
+	case len(f.targets) > 0:
+		return f.targets
+	case len(f.servers) > 0:
+		return f.servers
+	}
+	return []string{f.server}
+}
+
 // protoOptions checks the protocol flags against proto ("" when --proto
-// was not given: the server's protocol decides later) and returns them in
-// a loadgen.Options.
-func (f *loadFlags) protoOptions(proto loadgen.Proto) (loadgen.Options, error) {
+// was not given: the server's protocol decides later) and against the
+// protocols the servers will speak (speaks), and returns them in a
+// loadgen.Options.
+func (f *loadFlags) protoOptions(proto loadgen.Proto, speaks []loadgen.Proto) (loadgen.Options, error) {
 	var o loadgen.Options
 	given := func(names ...string) string {
 		for _, n := range names {
@@ -223,11 +252,32 @@ func (f *loadFlags) protoOptions(proto loadgen.Proto) (loadgen.Options, error) {
 		}
 		return ""
 	}
-	if n := given("http-path", "http-host", "header", "http-status"); n != "" && proto != loadgen.HTTP && proto != "" {
-		return o, usagef("%s configures --proto http, not --proto %s", n, proto)
-	}
-	if n := given("mix", "keys"); n != "" && proto != loadgen.Redis && proto != loadgen.Memcache && proto != "" {
-		return o, usagef("%s configures --proto redis or memcache, not --proto %s", n, proto)
+	// for checks that a flag given configures a protocol every server
+	// speaks; want lists those it configures.
+	for _, c := range []struct {
+		flag string
+		want []loadgen.Proto
+	}{
+		{given("http-path", "http-host", "header", "http-status"), []loadgen.Proto{loadgen.HTTP}},
+		{given("mix", "keys"), []loadgen.Proto{loadgen.Redis, loadgen.Memcache}},
+	} {
+		if c.flag == "" {
+			continue
+		}
+		for _, p := range speaks {
+			if slices.Contains(c.want, p) {
+				continue
+			}
+			names := make([]string, len(c.want))
+			for i, w := range c.want {
+				names[i] = string(w)
+			}
+			needs := "--proto " + strings.Join(names, " or --proto ")
+			if proto != "" {
+				return o, usagef("%s configures %s, not --proto %s", c.flag, needs, proto)
+			}
+			return o, usagef("%s configures %s, and the run would speak %s: add %s (or use a server that speaks it)", c.flag, needs, p, "--proto "+names[0])
+		}
 	}
 	if n := given("request", "expect"); n != "" && proto != loadgen.Line {
 		return o, usagef("%s configures --proto line: add --proto line", n)

@@ -87,12 +87,13 @@ func main() {
 func exitStatus(err error) int {
 	var ee exitError
 	var ue usageError
+	var fe *session.FlagError
 	switch {
 	case err == nil:
 		return statusOK
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.As(err, &fe):
 		return statusUsage
 	case errors.Is(err, context.Canceled):
 		return statusInterrupted

@@ -78,6 +78,9 @@ func parseRun(args []string, withProbe bool) (lf *loadFlags, cfg session.Config,
 	if cfg, err = lf.config(); err != nil {
 		return nil, cfg, false, err
 	}
+	if err := preflight(cfg); err != nil {
+		return nil, cfg, false, err
+	}
 	if withProbe {
 		if err := pf.validate(); err != nil {
 			return nil, cfg, false, err

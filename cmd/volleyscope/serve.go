@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/volleyscope/volleyscope/internal/affinity"
 	"github.com/volleyscope/volleyscope/internal/servers"
@@ -31,17 +32,26 @@ func cmdServe(ctx context.Context, args []string) error {
 	}
 	srv, err := servers.Lookup(fs.Arg(0))
 	if err != nil {
-		return err
+		return usagef("serve: %v", err)
+	}
+	switch {
+	case !fs.Changed("port"):
+		return usagef("serve: -p PORT is required, e.g. 'volleyscope serve %s -p 9000'", srv.Name)
+	case *port < 1 || *port > 65535:
+		return usagef("serve: -p %d: want a port in 1-65535", *port)
+	case *spin < 0:
+		return usagef("serve: --spin %v: want 0 (none) or a positive duration", *spin)
+	case strings.TrimSpace(*host) == "":
+		return usagef("serve: --host '': want an address to listen on, e.g. 127.0.0.1")
+	}
+	set, err := parseCPUs(*cpus)
+	if err != nil {
+		return usagef("serve: --cpus: %v", err)
 	}
 	if err := servers.Check(srv.Name); err != nil {
 		return err
 	}
-	if *port <= 0 || *port > 65535 {
-		return fmt.Errorf("serve: -p PORT is required (1-65535)")
-	}
-	if set, err := parseCPUs(*cpus); err != nil {
-		return fmt.Errorf("--cpus: %w", err)
-	} else if len(set) > 0 {
+	if len(set) > 0 {
 		// Pin the whole process before the server starts its threads,
 		// which inherit the mask of the thread that creates them.
 		if _, err := affinity.ConfineProcess(set); err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"runtime"
-	"strings"
 	"time"
 	_ "unsafe" // go:linkname
 
@@ -55,14 +54,12 @@ func All() []Server { return registry }
 
 // Lookup finds a server by name.
 func Lookup(name string) (Server, error) {
-	var names []string
 	for _, s := range registry {
 		if s.Name == name {
 			return s, nil
 		}
-		names = append(names, s.Name)
 	}
-	return Server{}, fmt.Errorf("unknown server %q (built-in servers: %s)", name, strings.Join(names, ", "))
+	return Server{}, errors.New(Unknown(name))
 }
 
 // Check says whether this kernel can run the server, and if not what it

@@ -69,10 +69,11 @@ func ParseSpec(s string) (Spec, error) {
 		}
 		fixed, s = p, strings.TrimSpace(cmd)
 	}
-	if fixed == 0 {
-		if _, err := servers.Lookup(s); err == nil {
-			return Spec{Label: s, Builtin: s}, nil
+	if _, err := servers.Lookup(s); err == nil {
+		if fixed != 0 {
+			return Spec{}, fmt.Errorf("server %q: %s is a built-in server, which listens where the run tells it: give it without port=", "port="+rest(s, fixed), s)
 		}
+		return Spec{Label: s, Builtin: s}, nil
 	}
 	argv, err := splitWords(s)
 	if err != nil {
@@ -86,6 +87,9 @@ func ParseSpec(s string) (Spec, error) {
 	return Spec{Label: filepath.Base(prog), Argv: argv, FixedPort: fixed}, nil
 }
 
+// rest rebuilds a port= spec for a message.
+func rest(cmd string, port int) string { return strconv.Itoa(port) + ":" + cmd }
+
 // isLabel reports whether k can be a NAME= label: a short word, not a
 // path or a command.
 func isLabel(k string) bool {
@@ -98,7 +102,11 @@ func executable(name string) (string, error) {
 	if !strings.ContainsRune(name, '/') {
 		lp, err := exec.LookPath(name)
 		if err != nil {
-			return "", fmt.Errorf("server %q: not a built-in server and not a program in PATH: %s", name, SpecSyntax)
+			hint := ""
+			if s := servers.Suggest(name); s != "" {
+				hint = fmt.Sprintf("; did you mean %q?", s)
+			}
+			return "", fmt.Errorf("server %q: not a built-in server (%s) nor a program in PATH%s (%s)", name, strings.Join(servers.Names(), ", "), hint, SpecSyntax)
 		}
 		p = lp
 	}

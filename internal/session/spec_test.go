@@ -25,7 +25,7 @@ func TestParseSpec(t *testing.T) {
 		{in: "/bin/sh", want: Spec{Label: "sh", Argv: []string{"/bin/sh"}}},
 		{in: `/bin/sh -c 'exec x --port {port}' "a b" c\ d`, want: Spec{Label: "sh", Argv: []string{"/bin/sh", "-c", "exec x --port {port}", "a b", "c d"}}},
 		{in: "u=port=6379:/bin/sh -c x", want: Spec{Label: "u", Argv: []string{"/bin/sh", "-c", "x"}, FixedPort: 6379}},
-		{in: "port=6379:threads", err: "not a built-in server and not a program"}, // a fixed port is for commands
+		{in: "port=6379:threads", err: "give it without port="}, // a fixed port is for commands
 		{in: "port=0:/bin/sh", err: "want port=PORT:COMMAND"},
 		{in: "port=6379", err: "want port=PORT:COMMAND"},
 		{in: "addr=localhost", err: "want addr=HOST:PORT"},
@@ -33,6 +33,7 @@ func TestParseSpec(t *testing.T) {
 		{in: "fast=", err: "nothing after"},
 		{in: "", err: "empty server spec"},
 		{in: "no-such-server-anywhere", err: "not a built-in server"},
+		{in: "thread", err: `did you mean "threads"?`},
 		{in: "/etc/passwd", err: "not an executable"},
 		{in: `/bin/sh -c 'x`, err: "unterminated"},
 	} {

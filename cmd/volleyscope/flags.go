@@ -272,7 +272,7 @@ func (f *loadFlags) protoOptions(proto loadgen.Proto, speaks []loadgen.Proto) (l
 			for i, w := range c.want {
 				names[i] = string(w)
 			}
-			needs := "--proto " + strings.Join(names, " or --proto ")
+			needs := "--proto " + strings.Join(names, " or ")
 			if proto != "" {
 				return o, usagef("%s configures %s, not --proto %s", c.flag, needs, proto)
 			}

@@ -73,11 +73,28 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--connect-timeout", "0"}, "--connect-timeout 0s"},
 		{[]string{"--no-mser"}, ""},
 		{[]string{"--proto", "smtp"}, "--proto"},
-		{[]string{"--proto", "http", "--http-path", "/a", "--header", "Accept: */*", "--http-status", "200-399"}, ""},
+		{[]string{"--addr", "127.0.0.1:1", "--proto", "http", "--http-path", "/a", "--header", "Accept: */*", "--http-status", "200-399"}, ""},
+		{[]string{"--server", "http", "--http-path", "/a"}, ""},
+		{[]string{"--http-path", "/a"}, "--http-path configures --proto http"},
+		{[]string{"--header", "A: b"}, "--header configures --proto http"},
+		{[]string{"--http-status", "404"}, "--http-status configures --proto http"},
+		{[]string{"--keys", "5"}, "--keys configures --proto redis"},
+		{[]string{"--mix", "9:1"}, "--mix configures --proto redis"},
+		{[]string{"--server", "resp", "--mix", "9:1"}, ""},
+		{[]string{"--proto", "http"}, "--proto: built-in server threads speaks pingpong"},
+		{[]string{"--server", "nosuch"}, "--server"},
+		{[]string{"--server", "thread"}, `did you mean "threads"`},
+		{[]string{"--server", "port=abc:"}, "--server"},
+		{[]string{"--server", "/bin/true", "--server-spin", "1ms"}, "--server-spin"},
+		{[]string{"--addr", "nonsense"}, "--addr"},
+		{[]string{"--addr", "127.0.0.1:99999"}, "--addr"},
+		{[]string{"--addr", ":9000"}, "--addr"},
+		{[]string{"--size", "99999999999", "--proto", "echo"}, "--size"},
+		{[]string{"--clients", "99999999999"}, "--clients"},
 		{[]string{"--proto", "http", "--header", "no colon"}, "--header"},
 		{[]string{"--proto", "http", "--http-status", "7xx"}, "--http-status"},
 		{[]string{"--proto", "echo", "--http-path", "/a"}, "--http-path configures --proto http"},
-		{[]string{"--proto", "redis", "--mix", "9:1", "--keys", "10", "--size", "100"}, ""},
+		{[]string{"--server", "resp", "--proto", "redis", "--mix", "9:1", "--keys", "10", "--size", "100"}, ""},
 		{[]string{"--proto", "redis", "--size", "100"}, "add --mix"},
 		{[]string{"--proto", "memcache", "--mix", "0:0"}, "--mix"},
 		{[]string{"--proto", "memcache", "--keys", "0"}, "--keys 0"},
@@ -385,20 +402,35 @@ func TestParseCPUList(t *testing.T) {
 func TestSweepLevels(t *testing.T) {
 	for _, tc := range []struct {
 		clients, rates string
-		want           int
-		bad            bool
+		want           string // the levels' names, or "error"
+		sorted         bool
 	}{
-		{"1,4,16", "", 3, false},
-		{"8", "1000, 2000", 2, false},
-		{"1,2", "1000", 0, true},
-		{"0,4", "", 0, true},
-		{"x", "", 0, true},
-		{"4", "-5", 0, true},
-		{"", "", 0, true},
+		{"1,4,16", "", "clients-1 clients-4 clients-16", false},
+		{"8", "1000, 2000", "rate-1000 rate-2000", false},
+		{"4,1", "", "clients-1 clients-4", true},
+		{"16,1,4", "", "clients-1 clients-4 clients-16", true},
+		{"8", "2000,1000", "rate-1000 rate-2000", true},
+		{"1,2", "1000", "error", false},
+		{"0,4", "", "error", false},
+		{"x", "", "error", false},
+		{"4", "-5", "error", false},
+		{"", "", "error", false},
+		{"1,,4", "", "error", false},
+		{"1,4,", "", "error", false},
+		{"1,4,1", "", "error", false},
+		{"8", "1000,1e3", "error", false},
 	} {
-		got, err := sweepLevels(tc.clients, tc.rates)
-		if (err != nil) != tc.bad || len(got) != tc.want {
-			t.Errorf("sweepLevels(%q, %q) = %v, %v", tc.clients, tc.rates, got, err)
+		levels, sorted, err := sweepLevels(tc.clients, tc.rates)
+		got := "error"
+		if err == nil {
+			names := make([]string, len(levels))
+			for i, l := range levels {
+				names[i] = l.Name(i)[3:]
+			}
+			got = strings.Join(names, " ")
+		}
+		if got != tc.want || sorted != tc.sorted {
+			t.Errorf("sweepLevels(%q, %q) = %s, sorted %v (%v); want %s, sorted %v", tc.clients, tc.rates, got, sorted, err, tc.want, tc.sorted)
 		}
 	}
 }

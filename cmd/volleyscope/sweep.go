@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -46,7 +47,7 @@ func cmdSweep(ctx context.Context, args []string) error {
 	if help, err := parseArgs(fs, args, 0, ""); help || err != nil {
 		return err
 	}
-	levels, err := sweepLevels(lf.clientList, lf.rateList)
+	levels, sorted, err := sweepLevels(lf.clientList, lf.rateList)
 	if err != nil {
 		return usagef("sweep: %v", err)
 	}
@@ -55,24 +56,48 @@ func cmdSweep(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Probe = *withProbe
+	pr := newProgress(os.Stderr, lf.quiet)
+	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration)
+	var servers []session.Contender
+	labels := map[string]session.Contender{}
+	for _, arg := range lf.servers {
+		c, err := session.ParseContender(arg)
+		if err != nil {
+			return usagef("sweep: --server: %v", err)
+		}
+		if prev, dup := labels[c.Label]; dup {
+			return usagef("sweep: two --server are labelled %q: give each server once, and label two of the same kind apart, e.g. --server a=%s --server b=%s", c.Label, prev.Server, c.Server)
+		}
+		labels[c.Label] = c
+		servers = append(servers, c)
+	}
+	if lf.addr != "" {
+		servers = nil // --addr: the one running server
+	}
+	var specs []string
+	for _, c := range servers {
+		specs = append(specs, c.Server)
+	}
+	for _, l := range levels {
+		// Each level's load, against the machine (session.Check).
+		c := cfg
+		c.Load.Clients, c.Load.Rate = l.Clients, l.Rate
+		if err := preflight(c, specs...); err != nil {
+			return err
+		}
+	}
 	if lf.out != "" {
 		if err := report.PrepareDir(lf.out); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
 		cfg.Out = lf.out
 	}
-	pr := newProgress(os.Stderr, lf.quiet)
-	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration)
-	var servers []session.Contender
-	for _, arg := range lf.servers {
-		c, err := session.ParseContender(arg)
-		if err != nil {
-			return usagef("sweep: %v", err)
+	if sorted {
+		names := make([]string, len(levels))
+		for i, l := range levels {
+			names[i] = l.Name(i)[3:]
 		}
-		servers = append(servers, c)
-	}
-	if lf.addr != "" {
-		servers = nil // --addr: the one running server
+		pr.note("levels run in ascending order, which the knee assumes: " + strings.Join(names, ", "))
 	}
 	s, runErr := session.Sweep(ctx, cfg, session.Callbacks{Progress: pr.update}, servers, levels, func(i int, l session.Level, c session.Contender, out *report.Results, err error) {
 		pr.clear()
@@ -109,10 +134,17 @@ func cmdSweep(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "volleyscope: %v\n", werr)
 	}
 	failed := 0
-	for _, p := range s.Points {
-		if p.Error != "" {
-			failed++
+	if s == nil {
+		failed = 1 // nothing was run: the error says why
+	} else {
+		for _, p := range s.Points {
+			if p.Error != "" {
+				failed++
+			}
 		}
+	}
+	if s == nil && runErr != nil {
+		fmt.Fprintf(os.Stderr, "volleyscope: %v\n", runErr)
 	}
 	code := runStatus("", runErr)
 	if code == statusOK && (failed > 0 || werr != nil || err != nil) {
@@ -125,9 +157,11 @@ func cmdSweep(ctx context.Context, args []string) error {
 }
 
 // sweepLevels reads --clients and --rate: several connection counts, or
-// one connection count and several rates.
-func sweepLevels(clients, rates string) ([]session.Level, error) {
-	cs, err := parseList(clients, "--clients", func(s string) (float64, error) {
+// one connection count and several rates. The levels come back in
+// ascending order, which the knee (the last level before throughput
+// stops growing) assumes; sorted says that the order given was another.
+func sweepLevels(clients, rates string) (levels []session.Level, sorted bool, err error) {
+	cs, sortedC, err := parseList(clients, "--clients", func(s string) (float64, error) {
 		n, err := strconv.Atoi(s)
 		if err == nil && n < 1 {
 			err = fmt.Errorf("want at least 1")
@@ -135,49 +169,59 @@ func sweepLevels(clients, rates string) ([]session.Level, error) {
 		return float64(n), err
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var levels []session.Level
 	if strings.TrimSpace(rates) == "" {
 		for _, c := range cs {
 			levels = append(levels, session.Level{Clients: int(c)})
 		}
-		return levels, nil
+		return levels, sortedC, nil
 	}
 	if len(cs) != 1 {
-		return nil, fmt.Errorf("--rate sweeps the rate at one connection count: give --clients one value, not %d", len(cs))
+		return nil, false, fmt.Errorf("--rate sweeps the rate at one connection count: give --clients one value, not %d", len(cs))
 	}
-	rs, err := parseList(rates, "--rate", func(s string) (float64, error) {
+	rs, sortedR, err := parseList(rates, "--rate", func(s string) (float64, error) {
 		r, err := strconv.ParseFloat(s, 64)
 		if err == nil && !(r > 0 && r < 1e9) {
-			err = fmt.Errorf("want a positive rate")
+			err = fmt.Errorf("want a positive rate below 1e9")
 		}
 		return r, err
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	for _, r := range rs {
 		levels = append(levels, session.Level{Clients: int(cs[0]), Rate: r})
 	}
-	return levels, nil
+	return levels, sortedR, nil
 }
 
-func parseList(s, flag string, parse func(string) (float64, error)) ([]float64, error) {
-	var out []float64
-	for _, f := range strings.Split(s, ",") {
+// parseList reads a comma-separated list of levels for flag, each with
+// parse. An empty item or one given twice is refused: a typo, not a
+// level. The values come back ascending; sorted says they were not.
+func parseList(s, flag string, parse func(string) (float64, error)) (out []float64, sorted bool, err error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, false, fmt.Errorf("%s: want a comma-separated list, e.g. 1,4,16", flag)
+	}
+	seen := map[float64]string{}
+	for i, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
 		if f == "" {
-			continue
+			return nil, false, fmt.Errorf("%s %q: item %d is empty", flag, s, i+1)
 		}
 		v, err := parse(f)
 		if err != nil {
-			return nil, fmt.Errorf("%s %q: %v", flag, f, err)
+			return nil, false, fmt.Errorf("%s %q: %v", flag, f, err)
 		}
+		if prev, dup := seen[v]; dup {
+			return nil, false, fmt.Errorf("%s %q: %s and %s are the same level; give each once", flag, s, prev, f)
+		}
+		seen[v] = f
 		out = append(out, v)
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: want a comma-separated list", flag)
+	if !slices.IsSorted(out) {
+		slices.Sort(out)
+		sorted = true
 	}
-	return out, nil
+	return out, sorted, nil
 }

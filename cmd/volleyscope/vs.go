@@ -87,9 +87,20 @@ func cmdVs(ctx context.Context, args []string) error {
 	if who[0].Label == who[1].Label {
 		return usagef("vs: both servers are labelled %q: name them, e.g. 'volleyscope vs a=%s b=%s'", who[0].Label, who[0].Server, who[1].Server)
 	}
+	lf.targets = []string{who[0].Server, who[1].Server}
 	cfg, err := lf.config()
 	if err != nil {
 		return err
+	}
+	for i, c := range who {
+		if err := preflight(cfg, c.Server); err != nil {
+			// A and B are arguments, not --server: the spec's own error.
+			var fe *session.FlagError
+			if errors.As(err, &fe) && fe.Flag == "--server" {
+				err = fe.Err
+			}
+			return usagef("vs: server %c: %v", 'A'+i, err)
+		}
 	}
 	cfg.Probe = *withProbe
 	var onRound func(session.Round) error

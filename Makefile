@@ -10,7 +10,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build ./volleyscope (no clang needed: eBPF objects are committed)
-	$(GO) build -o $(BIN) ./cmd/volleyscope
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/volleyscope
 
 generate: ## regenerate bpf/*_bpfel.{go,o} from the C sources (needs clang, libbpf-dev)
 	$(GO) generate ./bpf/ ./internal/delay/

@@ -14,6 +14,7 @@ import (
 
 	"github.com/volleyscope/volleyscope/internal/servers"
 	"github.com/volleyscope/volleyscope/internal/session"
+	"github.com/volleyscope/volleyscope/internal/version"
 	"github.com/volleyscope/volleyscope/loadgen"
 )
 
@@ -28,6 +29,7 @@ usage:
   volleyscope vs A B [flags]           interleaved A/B runs of two servers, one verdict
   volleyscope sweep [flags]            throughput and latency against load, the knee named
   volleyscope replay FILE              join and report a 'run --record' file offline
+  volleyscope version                  the build: module version, VCS revision, +dirty
   volleyscope help COMMAND             a command's flags and examples
 
 exit status:
@@ -147,6 +149,12 @@ func run(ctx context.Context, cmd string, args []string) error {
 		return cmdSweep(ctx, args)
 	case "replay":
 		return cmdReplay(ctx, args)
+	case "version", "--version":
+		if len(args) > 0 {
+			return usagef("version: want no arguments, got %q", args)
+		}
+		fmt.Printf("volleyscope %s\n", version.String())
+		return nil
 	case "help", "-h", "--help":
 		switch len(args) {
 		case 0:

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/volleyscope/volleyscope/internal/version"
+
 	"github.com/volleyscope/volleyscope/internal/proccost"
 	"github.com/volleyscope/volleyscope/internal/stats"
 	"github.com/volleyscope/volleyscope/loadgen"
@@ -296,7 +298,7 @@ type ProbeInfo struct {
 
 // HostMeta fills the fields of Meta that describe this machine.
 func HostMeta() Meta {
-	m := Meta{NCPU: runtime.NumCPU(), Hooks: map[string]string{}, ProbeMode: "none", StartedAt: time.Now().UTC()}
+	m := Meta{NCPU: runtime.NumCPU(), Hooks: map[string]string{}, ProbeMode: "none", StartedAt: time.Now().UTC(), Version: version.String()}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
 		m.Kernel = unix.ByteSliceToString(u.Release[:])

@@ -53,7 +53,11 @@ func WriteText(w io.Writer, r *Results) error {
 	if m.Workload != "" {
 		fmt.Fprintf(b, " (%s)", m.Workload)
 	}
-	fmt.Fprintf(b, ", client CPUs %s, server CPUs %s, kernel %s\n", cpuList(m.ClientCPUs), cpuList(m.ServerCPUs), m.Kernel)
+	fmt.Fprintf(b, ", client CPUs %s, server CPUs %s, kernel %s", cpuList(m.ClientCPUs), cpuList(m.ServerCPUs), m.Kernel)
+	if m.Version != "" {
+		fmt.Fprintf(b, ", volleyscope %s", m.Version)
+	}
+	b.WriteString("\n")
 	ru := r.Run
 	stop, ok := stopText[ru.StopReason]
 	if !ok {

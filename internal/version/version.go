@@ -5,6 +5,7 @@ package version
 
 import (
 	"runtime/debug"
+	"strings"
 	"sync"
 )
 
@@ -38,11 +39,16 @@ func fromBuildInfo(bi *debug.BuildInfo) string {
 			}
 		}
 	}
-	if rev == "" {
-		return v + dirty
-	}
 	if len(rev) > 12 {
 		rev = rev[:12]
+	}
+	// Since Go 1.24 a build in a repository gets a pseudo-version that
+	// already holds the revision and "+dirty".
+	if strings.HasSuffix(v, "+dirty") {
+		dirty = ""
+	}
+	if rev == "" || strings.Contains(v, rev) {
+		return v + dirty
 	}
 	return v + " " + rev + dirty
 }

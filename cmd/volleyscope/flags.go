@@ -135,6 +135,15 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 // negative, a level outside (0,1)) is refused here with the flag's name, or
 // has a meaning stated in its help (--ci 0, --p99-ci 0, --warmup 0, --requests 0).
 func (f *loadFlags) config() (session.Config, error) {
+	given := []string{f.server}
+	if f.sweep {
+		given = f.servers
+	}
+	for _, s := range given {
+		if f.fs.Changed("server") && strings.TrimSpace(s) == "" {
+			return session.Config{}, usagef("--server '': want a server, e.g. --server %s (see 'volleyscope servers')", session.DefaultServer)
+		}
+	}
 	if len(f.servers) > 0 {
 		f.server = f.servers[0]
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"errors"
 	"os"
 
@@ -21,11 +22,13 @@ vulnerability mitigation, CPU, server, load, pinning or confidence level.
 Then the percentiles, throughput, the server's CPU per request, every
 breakdown component and syscall side by side, with ratios to A.
 
-A verdict needs the spread of whole runs, which one run cannot give: with
-one run per side there is none, only the differences. Give each side as a
-group of repeated runs, separated by --, and each metric's ratio B/A gets
-an interval across the runs and a verdict (a difference, or equivalence
-within ±5%).
+A verdict needs the spread of whole runs, which one run cannot give: two
+files (one run per side) get the differences only, with no verdict and
+no significance. Give each side as a group of repeated runs, separated by
+--, and each metric's ratio B/A (of the runs' geometric means) gets an
+interval across the runs and a verdict (a difference, or equivalence
+within ±5%). Each run is given once: a file given twice (or a copy of
+it) is refused, since repeats of one run are not independent.
 
 examples:
   volleyscope compare before/results.json after/results.json
@@ -60,6 +63,9 @@ func cmdCompare(args []string) error {
 			return usagef("compare: want two or more results.json files, or two groups split by -- (see 'volleyscope help compare')")
 		}
 	}
+	if err := distinctFiles(groups); err != nil {
+		return err
+	}
 	named := make([][]report.Named, len(groups))
 	for gi, g := range groups {
 		for _, path := range g {
@@ -71,4 +77,36 @@ func cmdCompare(args []string) error {
 		}
 	}
 	return report.WriteComparison(os.Stdout, named, *conf)
+}
+
+// distinctFiles refuses a run given twice, by the same file, a link to it
+// or a copy of it: repeats of one run are not independent runs, and
+// would shrink an interval across runs to nothing.
+func distinctFiles(groups [][]string) error {
+	type seen struct {
+		path string
+		fi   os.FileInfo
+		sum  [sha256.Size]byte
+	}
+	var all []seen
+	for _, g := range groups {
+		for _, path := range g {
+			fi, err := os.Stat(path)
+			if err != nil {
+				continue // ReadJSON says why
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				continue
+			}
+			cur := seen{path, fi, sha256.Sum256(b)}
+			for _, p := range all {
+				if os.SameFile(p.fi, fi) || p.sum == cur.sum {
+					return usagef("compare: %s and %s are the same run: a comparison needs independent runs, each recorded on its own", p.path, path)
+				}
+			}
+			all = append(all, cur)
+		}
+	}
+	return nil
 }

@@ -25,7 +25,7 @@ usage:
   volleyscope bench [flags]            the same without the probe (no root needed)
   volleyscope serve NAME -p PORT       run one reference server on its own
   volleyscope servers                  list the reference servers
-  volleyscope compare A.json B.json    compare two results.json, with significance
+  volleyscope compare A.json B.json    two results.json side by side (a verdict needs repeated runs: A1 A2 -- B1 B2)
   volleyscope vs A B [flags]           interleaved A/B runs of two servers, one verdict
   volleyscope sweep [flags]            throughput and latency against load, the knee named
   volleyscope replay FILE              join and report a 'run --record' file offline

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 
@@ -247,7 +248,7 @@ func WriteComparison(w io.Writer, groups [][]Named, conf float64) error {
 	fmt.Fprint(tw, "\t")
 	for gi, g := range groups {
 		if len(g) > 1 {
-			fmt.Fprintf(tw, "%s (mean of %d)\t", groupName(gi), len(g))
+			fmt.Fprintf(tw, "%s (geometric mean of %d)\t", groupName(gi), len(g))
 		} else {
 			fmt.Fprintf(tw, "%s\t", groupName(gi))
 		}
@@ -268,7 +269,7 @@ func WriteComparison(w io.Writer, groups [][]Named, conf float64) error {
 			for _, n := range g {
 				vals[gi] = append(vals[gi], m.get(n.R))
 			}
-			means[gi] = meanOf(vals[gi])
+			means[gi] = geoMeanOf(vals[gi])
 			skip = skip || means[gi] == 0
 		}
 		if skip && m.name == "server CPU/request" {
@@ -329,12 +330,20 @@ func WriteComparison(w io.Writer, groups [][]Named, conf float64) error {
 // groupName is A, B, C, … for group i.
 func groupName(i int) string { return string(rune('A' + i)) }
 
-func meanOf(xs []float64) float64 {
-	var s float64
+// geoMeanOf is the geometric mean of a group's runs, so that the table's
+// ratio B/A is the verdict's (stats.WelchRatio: a ratio of geometric
+// means). A value that is not positive (a run without a figure) makes it
+// the arithmetic mean, which no verdict is drawn on.
+func geoMeanOf(xs []float64) float64 {
+	var s, logs float64
 	for _, x := range xs {
 		s += x
+		logs += math.Log(x)
 	}
-	return s / float64(len(xs))
+	if !positive(xs) {
+		return s / float64(len(xs))
+	}
+	return math.Exp(logs / float64(len(xs)))
 }
 
 // component finds a breakdown component by "side/name".

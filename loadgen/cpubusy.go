@@ -14,7 +14,12 @@ import (
 // waits for its own CPU, or keeps its CPUs busy, limits the measurement
 // instead of the server.
 type clientLoad struct {
-	tids        []int
+	tids []int
+	// conns is how many connections each of tids drives: a thread's
+	// wait for a CPU delays every round trip it has in flight (all of
+	// its connections', in closed loop), so it counts that many times
+	// toward the wait per round trip.
+	conns       []int
 	cpus        []int // the client CPUs; nil: every CPU
 	run0, wait0 int64
 	busy0, all0 uint64
@@ -27,13 +32,16 @@ type ClientLoad struct {
 	// OnCPU is the client threads' CPU time over the window's span times
 	// the number of client CPUs (0–1): near 1, the client is saturated.
 	OnCPU float64 `json:"on_cpu_fraction"`
-	// RunDelayPerTripNs is the time client threads spent runnable but
-	// waiting for a CPU, per measured round trip: time the server's
-	// latency did not cause.
+	// RunDelayPerTripNs is the time a measured round trip's client
+	// thread spent runnable but waiting for a CPU, on average: time the
+	// server's latency did not cause. A thread's wait counts once for
+	// each connection it drives, whose round trips it held up alike.
 	RunDelayPerTripNs float64 `json:"run_delay_per_trip_ns"`
 	// CPUsBusy is the share of the client CPUs' time spent on anything
 	// but idle (0–1), from /proc/stat: other work there, ours included,
-	// competes with the client threads.
+	// competes with the client threads. It is at least OnCPU: /proc/stat
+	// counts in ticks sampled at the timer interrupt, which over a short
+	// window can read lower than the threads' own exact schedstat time.
 	CPUsBusy float64 `json:"cpus_busy_fraction"`
 	Known    bool    `json:"known"`
 	Unknown  string  `json:"unknown,omitempty"` // why the figures are missing, when they are
@@ -41,12 +49,19 @@ type ClientLoad struct {
 
 func newClientLoad(conns []*client, cpus []int) *clientLoad {
 	l := &clientLoad{cpus: cpus}
-	seen := map[int]bool{}
+	at := map[int]int{} // tid → its index in tids
 	for _, c := range conns {
-		if c.tid > 0 && !seen[c.tid] {
-			seen[c.tid] = true
-			l.tids = append(l.tids, c.tid)
+		if c.tid <= 0 {
+			continue
 		}
+		i, ok := at[c.tid]
+		if !ok {
+			i = len(l.tids)
+			at[c.tid] = i
+			l.tids = append(l.tids, c.tid)
+			l.conns = append(l.conns, 0)
+		}
+		l.conns[i]++
 	}
 	return l
 }
@@ -93,11 +108,14 @@ func (l *clientLoad) stop(at loadSample, now int64, ncpu int, trips int64) Clien
 	if at.all > l.all0 {
 		out.CPUsBusy = float64(at.busy-l.busy0) / float64(at.all-l.all0)
 	}
+	out.CPUsBusy = max(out.CPUsBusy, min(out.OnCPU, 1))
 	return out
 }
 
+// read sums the client threads' run time and their wait for a CPU, the
+// latter weighted by the connections each thread drives (conns).
 func (l *clientLoad) read() (run, wait int64, ok bool) {
-	for _, tid := range l.tids {
+	for i, tid := range l.tids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/schedstat", tid))
 		if err != nil {
 			continue // a client that already ended
@@ -105,7 +123,7 @@ func (l *clientLoad) read() (run, wait int64, ok bool) {
 		var r, w, n int64
 		if _, err := fmt.Sscan(string(b), &r, &w, &n); err == nil {
 			run += r
-			wait += w
+			wait += w * int64(l.conns[i])
 			ok = true
 		}
 	}

@@ -21,8 +21,9 @@ const sweepHelp = `volleyscope sweep [flags]
 Runs a server once per load level (several servers, given by repeated
 --server, take turns at each level), each run to its --ci and --p99-ci
 targets (capped by --duration), and prints throughput and p50/p99 with
-their intervals against the load, the server-side throughput (replies the
-server sent per second, from the probe's send events) beside the client's,
+their intervals against the load, the server's send calls per second
+(from the probe's send events; one per reply unless the server writes a
+reply in parts) beside the client's throughput,
 and names the knee: the last level before throughput stops growing (by
 less than 10%) while p50 rises (by more than 10%). Each level is flagged
 when the client, not the server, may have limited it. Levels are

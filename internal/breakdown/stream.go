@@ -239,9 +239,10 @@ func (s *Stream) countSend(e *probe.Event) {
 	}
 }
 
-// ServerSends is how many replies the server sent from from to to
-// (CLOCK_MONOTONIC ns, to the millisecond), counted from the kernel's send events on
-// its port: the server-side throughput, beside the client's count.
+// ServerSends is how many send calls the server made from from to to
+// (CLOCK_MONOTONIC ns, to the millisecond), counted from the kernel's send
+// events on its port: one per reply for a server that writes each reply
+// in one call, more for one that writes a reply in parts.
 func (s *Stream) ServerSends(from, to int64) int64 {
 	count := func(m map[int64]int64) (n int64) {
 		for b, c := range m {

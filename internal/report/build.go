@@ -25,7 +25,7 @@ type Parts struct {
 	// Uring is the io_uring operations per opcode (io_uring servers).
 	Uring []breakdown.UringStat
 	Probe *ProbeParts
-	// ServerSends is how many replies the server sent in the measured
+	// ServerSends is how many send calls the server made in the measured
 	// window, from the probe's send events; 0 without the probe.
 	ServerSends int64
 	// ServerCost is what the server's process tree spent per request over

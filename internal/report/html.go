@@ -163,7 +163,7 @@ func htmlSummary(b *strings.Builder, r *Results) {
 			{"max", Dur(l.Max), ""},
 		}
 		if r.ServerThroughputRPS > 0 {
-			rows = append(rows[:2], append([][]string{{"server sent", fmt.Sprintf("%.0f/s", r.ServerThroughputRPS), ""}}, rows[2:]...)...)
+			rows = append(rows[:2], append([][]string{{"server send calls", fmt.Sprintf("%.0f/s", r.ServerThroughputRPS), ""}}, rows[2:]...)...)
 		}
 		level := ""
 		if l.CILevel > 0 {

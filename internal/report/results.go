@@ -27,10 +27,11 @@ type Results struct {
 	Meta          Meta    `json:"meta"`
 	Latency       Latency `json:"latency_ns"`
 	ThroughputRPS float64 `json:"throughput_rps"`
-	// ServerThroughputRPS is the replies the server sent per second of
-	// the window, from the probe's send events (0 without the probe):
-	// when it plateaus while each client's rate falls, the server is
-	// saturated.
+	// ServerThroughputRPS is the send calls the server made per second
+	// of the window, from the probe's send events (0 without the
+	// probe): one per reply for a server that writes a reply in one
+	// call, several for one that writes it in parts. When it plateaus
+	// while each client's rate falls, the server is saturated.
 	ServerThroughputRPS float64 `json:"server_throughput_rps,omitempty"`
 	// ServerCost is the server's CPU time and context switches per
 	// request over the window (its process and children, from /proc).

@@ -149,7 +149,7 @@ func WriteSweepText(w io.Writer, s *Sweep) error {
 	if multi {
 		fmt.Fprint(tw, "server\t")
 	}
-	fmt.Fprint(tw, "clients\trate\tthroughput/s\tserver sent/s\tp50\tp50 interval\tp99\tp99 interval\t")
+	fmt.Fprint(tw, "clients\trate\tthroughput/s\tserver sends/s\tp50\tp50 interval\tp99\tp99 interval\t")
 	if cost {
 		fmt.Fprint(tw, "CPU/request\t")
 	}

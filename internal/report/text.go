@@ -77,7 +77,7 @@ func WriteText(w io.Writer, r *Results) error {
 	l := r.Latency
 	fmt.Fprintf(b, "round trips %d, throughput %.0f/s", l.Count, r.ThroughputRPS)
 	if r.ServerThroughputRPS > 0 {
-		fmt.Fprintf(b, " (the server sent %.0f/s)", r.ServerThroughputRPS)
+		fmt.Fprintf(b, " (the server made %.0f send calls/s)", r.ServerThroughputRPS)
 	}
 	b.WriteString("\n")
 	if c := r.ServerCost; c != nil {

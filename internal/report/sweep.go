@@ -66,11 +66,7 @@ func SweepPointOf(clients int, rate float64, r *Results) SweepPoint {
 	if r.ServerCost != nil {
 		p.CPUPerRequestNs = r.ServerCost.CPUNs
 	}
-	for _, w := range r.Warnings {
-		if strings.HasPrefix(w, "the client may limit") {
-			p.ClientSaturated = true
-		}
-	}
+	p.ClientSaturated = ClientLimited(r)
 	if len(r.Errors) > 0 {
 		p.Error = r.Errors[0]
 	}
@@ -382,4 +378,15 @@ func niceCeil(v float64) float64 {
 
 func xmlEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// ClientLimited says whether a run warned that the client, not the
+// server, may have limited what it measured (saturation in build.go).
+func ClientLimited(r *Results) bool {
+	for _, w := range r.Warnings {
+		if strings.HasPrefix(w, "the client may limit") {
+			return true
+		}
+	}
+	return false
 }

@@ -59,7 +59,30 @@ type Verdict struct {
 	Metrics   []MetricVerdict `json:"metrics"`
 	Breakdown []ComponentVs   `json:"breakdown,omitempty"`
 	Summary   string          `json:"verdict"` // the p50 verdict as a sentence
-	Meta      Meta            `json:"meta"`
+	// ClientSaturatedA and B say, per round, whether its run warned
+	// that the client may have limited it (ClientLimited); Caveat, beside
+	// the verdict, counts those rounds.
+	ClientSaturatedA []bool `json:"client_saturated_a,omitempty"`
+	ClientSaturatedB []bool `json:"client_saturated_b,omitempty"`
+	Caveat           string `json:"caveat,omitempty"`
+	Meta             Meta   `json:"meta"`
+}
+
+// SaturationCaveat counts the rounds of the first n pairs whose client
+// may have limited them, and says so when there are any.
+func (v *Verdict) SaturationCaveat(n int) string {
+	k := 0
+	for _, s := range [][]bool{v.ClientSaturatedA, v.ClientSaturatedB} {
+		for _, sat := range s[:min(n, len(s))] {
+			if sat {
+				k++
+			}
+		}
+	}
+	if k == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d of %d rounds were client-saturated (the client may limit the measurement): the verdict may reflect the client, not the servers; give the clients more CPUs (--client-cpus) or fewer threads (--client-model epoll)", k, 2*n)
 }
 
 // MetricVerdict is the verdict on one metric: the ratio B/A with its
@@ -250,6 +273,9 @@ func WriteVerdict(w io.Writer, v *Verdict) error {
 	}
 	for _, m := range v.Metrics {
 		fmt.Fprintf(w, "%-11s %s\n", m.Metric+":", m.Text)
+	}
+	if v.Caveat != "" {
+		fmt.Fprintf(w, "caveat:     %s\n", v.Caveat)
 	}
 	if n := v.Pairs; len(v.CostA) >= n && len(v.CostB) >= n && n > 0 {
 		mean := func(cs []proccost.Cost, f func(proccost.Cost) float64) float64 {

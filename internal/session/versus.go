@@ -202,6 +202,11 @@ func Versus(ctx context.Context, cfg Config, cb Callbacks, a, b Contender, plan 
 				v.Meta.Server = a.Label + " vs " + b.Label
 			}
 			comps[k] = append(comps[k], r.Breakdown)
+			if k == 0 {
+				v.ClientSaturatedA = append(v.ClientSaturatedA, report.ClientLimited(r))
+			} else {
+				v.ClientSaturatedB = append(v.ClientSaturatedB, report.ClientLimited(r))
+			}
 			var cost proccost.Cost // zero when unknown: no cost ratio then
 			if r.ServerCost != nil {
 				cost = *r.ServerCost
@@ -267,6 +272,8 @@ func finish(v *report.Verdict, comps [2][][]report.Component, runErr error) (*re
 	v.MeanB, v.P50B, v.P99B, v.RPSB = v.MeanB[:n], v.P50B[:n], v.P99B[:n], v.RPSB[:n]
 	v.CostA, v.CostB = v.CostA[:min(n, len(v.CostA))], v.CostB[:min(n, len(v.CostB))]
 	v.Breakdown = averageBreakdowns(comps[0][:n], comps[1][:n])
+	v.ClientSaturatedA, v.ClientSaturatedB = v.ClientSaturatedA[:min(n, len(v.ClientSaturatedA))], v.ClientSaturatedB[:min(n, len(v.ClientSaturatedB))]
+	v.Caveat = v.SaturationCaveat(n)
 	if err := v.Decide(); err != nil {
 		if runErr != nil {
 			return nil, runErr

@@ -408,6 +408,9 @@ var (
 	errEOF = errors.New("connection closed by peer")
 	// errLate marks a reply that completed after the round trip's timeout.
 	errLate = errors.New("reply complete after the timeout")
+	// errNoPrimingReply marks a connection that TCP connected but whose
+	// priming request got no complete reply within the set-up budget.
+	errNoPrimingReply = errors.New("connected, but no reply to the priming request")
 	// errWatchdog marks a round trip the watchdog ended at the timeout.
 	errWatchdog = errors.New("no complete reply within the timeout")
 )
@@ -438,7 +441,7 @@ func (c *client) replyError(err error, timeout time.Duration) *ReplyError {
 		e.Reason, e.Err = "send failed", se.err
 	case err == errLate:
 		e.Reason = timeoutReason(timeout)
-		e.Err = fmt.Errorf("reply complete after %v", time.Duration(nanotime()-c.ref).Round(time.Millisecond))
+		e.Late, e.Timeout = time.Duration(nanotime()-c.ref), timeout
 	case err == errWatchdog:
 		e.Reason = timeoutReason(timeout)
 	case err == errEOF:

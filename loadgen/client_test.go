@@ -293,7 +293,7 @@ func TestSetupFailures(t *testing.T) {
 		msg    string
 	}{
 		{"refused", refused, "ECONNREFUSED (connection refused)", "connection refused"},
-		{"never serves", silent, "timeout (not set up within 300ms)", "connection timed out"},
+		{"never answers", silent, "connected, but no reply to the priming request within 300ms", "connected, but no reply to the priming request within 300ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := tc.addr(t)

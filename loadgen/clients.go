@@ -112,6 +112,11 @@ type SetupError struct {
 func (e *SetupError) Error() string {
 	var b strings.Builder
 	failed := e.Stats.Attempts - e.Stats.Connections
+	if failed == 0 || len(e.Stats.Failures) == 0 {
+		// Stopped (interrupted) with no connection failed.
+		fmt.Fprintf(&b, "connect to %s: %v (%d connection(s) set up before it)", e.Addr, e.First, e.Stats.Connections)
+		return b.String()
+	}
 	fmt.Fprintf(&b, "connect to %s: %d of %d connections failed: ", e.Addr, failed, e.Stats.Attempts)
 	writeFailures(&b, e.Stats.Failures)
 	fmt.Fprintf(&b, "; first: %v", e.First)
@@ -355,7 +360,9 @@ func (s *clientSet) connect(ctx context.Context, opts *Options, addr *net.TCPAdd
 		closeFd(p.c.fd)
 		p.c.fd = -1
 		key := errnoKey(err)
-		if errors.Is(err, unix.ETIMEDOUT) || errors.Is(err, unix.EAGAIN) {
+		if errors.Is(err, errNoPrimingReply) {
+			key = errNoPrimingReply.Error() + " within " + budget.String()
+		} else if errors.Is(err, unix.ETIMEDOUT) || errors.Is(err, unix.EAGAIN) {
 			key = "timeout (not set up within " + budget.String() + ")"
 		} else if err == errEOF {
 			key = "connection closed by the server"
@@ -471,7 +478,16 @@ func (s *clientSet) connect(ctx context.Context, opts *Options, addr *net.TCPAdd
 		}
 		now = nanotime()
 		for _, p := range inFlight {
-			if now >= p.deadline {
+			switch {
+			case now < p.deadline:
+			case p.shook:
+				// TCP connected; the server never answered.
+				got := ""
+				if p.c.rd > 0 {
+					got = fmt.Sprintf(" (%d bytes of it arrived: %s)", p.c.rd, quotePrefix(p.c.x.got[:p.c.rd]))
+				}
+				fail(p, fmt.Errorf("%w within %v%s: is it the server for --proto %s, and does it answer each request?", errNoPrimingReply, budget, got, p.c.x.proto))
+			default:
 				fail(p, unix.ETIMEDOUT)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/volleyscope/volleyscope/internal/wire"
 )
@@ -67,6 +68,9 @@ type ReplyError struct {
 	Sent []byte
 	Text bool  // a text protocol: the bytes are shown quoted rather than in hex
 	Err  error // underlying error, if any
+	// Late, when not zero, is how long a right reply took that completed
+	// after Timeout: the reply is not in question, only its time.
+	Late, Timeout time.Duration
 }
 
 func (e *ReplyError) Error() string {
@@ -78,6 +82,17 @@ func (e *ReplyError) Error() string {
 	if e.Sent != nil {
 		s += " " + quotePrefix(e.Sent)
 	}
+	if e.Late > 0 {
+		return s + fmt.Sprintf(": late: complete after %.1f s, the timeout is %s s (--timeout)", e.Late.Seconds(), strconv.FormatFloat(e.Timeout.Seconds(), 'f', -1, 64))
+	}
+	// A binary protocol's reply that reads as text came from a server
+	// that speaks another protocol (an SSH banner, an HTTP error): show
+	// it as text, and say so.
+	hint := ""
+	if !e.Text && printable(e.Got) && !bytes.Equal(e.Got, e.Want) {
+		show = quotePrefix
+		hint = "; the reply is text: the server may speak another protocol (--proto http, redis, memcache or line)"
+	}
 	if e.Want != nil {
 		s += fmt.Sprintf(": %s: expected %s, received %s (%d bytes)", e.Reason, show(e.Want), show(e.Got), len(e.Got))
 	} else {
@@ -86,7 +101,21 @@ func (e *ReplyError) Error() string {
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
 	}
-	return s
+	return s + hint
+}
+
+// printable says whether b reads as text: at least 2 bytes, all of them
+// printable ASCII, tabs or line ends.
+func printable(b []byte) bool {
+	if len(b) < 2 {
+		return false
+	}
+	for _, c := range b {
+		if (c < 0x20 || c > 0x7e) && c != '\r' && c != '\n' && c != '\t' {
+			return false
+		}
+	}
+	return true
 }
 
 func (e *ReplyError) Unwrap() error { return e.Err }

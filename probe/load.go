@@ -50,12 +50,13 @@ func open(cfg Config) (*Probe, error) {
 	if err := Check(); err != nil {
 		return nil, err
 	}
+	// The caller says "open probe"; these say which step failed.
 	cfg, err := cfg.withDefaults()
 	if err != nil {
-		return nil, fmt.Errorf("open probe: %w", err)
+		return nil, fmt.Errorf("probe settings: %w", err)
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("open probe: %w", err)
+		return nil, fmt.Errorf("lift the locked-memory limit: %w", err)
 	}
 	tracefsErr := ensureTracefs()
 	p := &Probe{cfg: cfg, ring: Ring{Kind: cfg.Ring}}
@@ -73,7 +74,7 @@ func open(cfg Config) (*Probe, error) {
 	}
 	if err != nil {
 		p.Close()
-		return nil, fmt.Errorf("open probe: %w", err)
+		return nil, err
 	}
 	p.neighbours = p.findNeighbours()
 	return p, nil

@@ -318,7 +318,7 @@ func (f *loadFlags) protoOptions(proto loadgen.Proto, speaks []loadgen.Proto) (l
 	o.Keys = f.keys
 	if proto == loadgen.Line {
 		if f.request == "" || f.expect == "" {
-			return o, usagef("--proto line needs --request STR and --expect STR, e.g. --request 'PING\r\n' --expect '+PONG\r\n'")
+			return o, usagef(`--proto line needs --request STR and --expect STR, e.g. --request 'PING\r\n' --expect '+PONG\r\n'`)
 		}
 		if o.Line.Request, err = loadgen.Unescape(f.request); err != nil {
 			return o, usagef("--request: %v", err)

@@ -358,7 +358,7 @@ func TestProgress(t *testing.T) {
 // the square root of time); past the cap, the cap is named.
 func TestProgressETA(t *testing.T) {
 	p := newProgressTo(new(bytes.Buffer), true, false)
-	p.aim(0.01, 0.05, time.Minute)
+	p.aim(0.01, 0.05, time.Minute, 0)
 	g := loadgen.Progress{Elapsed: 2 * time.Second, Measured: 1000, RelCI: 0.02, P99RelCI: 0.04}
 	if got := p.eta(g); got != ", targets in ~6s" {
 		t.Errorf("eta %q, want %q", got, ", targets in ~6s")
@@ -432,5 +432,20 @@ func TestSweepLevels(t *testing.T) {
 		if got != tc.want || sorted != tc.sorted {
 			t.Errorf("sweepLevels(%q, %q) = %s, sorted %v (%v); want %s, sorted %v", tc.clients, tc.rates, got, sorted, err, tc.want, tc.sorted)
 		}
+	}
+}
+
+// TestProgressWarmup: the warm-up's status line counts it down rather
+// than showing zero round trips.
+func TestProgressWarmup(t *testing.T) {
+	p := newProgressTo(new(bytes.Buffer), true, false)
+	p.aim(0.01, 0.05, time.Minute, 2*time.Second)
+	got := p.status(loadgen.Progress{Elapsed: 500 * time.Millisecond, Warmup: true})
+	if !strings.Contains(got, "warming up (1.5 s left)") || strings.Contains(got, "0 round trips") {
+		t.Errorf("status %q, want the warm-up counted down", got)
+	}
+	got = p.status(loadgen.Progress{Elapsed: 3 * time.Second, Warmup: true})
+	if !strings.Contains(got, "warming up (deciding where the measured window starts)") {
+		t.Errorf("status past the warm-up %q", got)
 	}
 }

@@ -164,6 +164,9 @@ func TestMalformedInputs(t *testing.T) {
 			if !strings.Contains(text, tc.name) {
 				t.Errorf("the message does not name %q:\n%s", tc.name, text)
 			}
+			if strings.ContainsRune(text, '\r') {
+				t.Errorf("a raw carriage return in the message: %q", text)
+			}
 			if strings.Contains(text, "started: pid") {
 				t.Errorf("a server was started:\n%s", text)
 			}

@@ -29,6 +29,7 @@ type progress struct {
 	// The run's targets, for the estimate (0: none).
 	p50Target, p99Target float64
 	cap                  time.Duration
+	warmup               time.Duration // 0: none
 }
 
 // targetOf is the interval target an Options field asks for: its
@@ -40,9 +41,15 @@ func targetOf(v, def float64) float64 {
 	return max(v, 0)
 }
 
-// aim sets the interval targets and the duration cap the estimate uses.
-func (p *progress) aim(p50, p99 float64, cap time.Duration) {
+// aim sets the interval targets and the duration cap the estimate uses,
+// and the warm-up (an Options value: 0 the default, negative none) the
+// status line counts down.
+func (p *progress) aim(p50, p99 float64, cap, warmup time.Duration) {
 	p.p50Target, p.p99Target, p.cap = p50, p99, cap
+	if warmup == 0 {
+		warmup = loadgen.DefaultWarmup
+	}
+	p.warmup = max(warmup, 0)
 }
 
 // eta estimates the time until the intervals reach their targets, from
@@ -85,14 +92,22 @@ func (p *progress) update(g loadgen.Progress) {
 		return
 	}
 	p.last = p.now()
-	phase := "measuring"
-	if g.Warmup {
-		phase = "warming up"
-	}
-	line := fmt.Sprintf("%5.1fs %s: %d round trips, p50 %s %s, p99 %s %s%s", g.Elapsed.Seconds(), phase, g.Measured,
-		report.Dur(g.P50), relCI(g.RelCI), report.Dur(g.P99), relCI(g.P99RelCI), p.eta(g))
-	fmt.Fprintf(p.w, "\r\033[K%s", line)
+	fmt.Fprintf(p.w, "\r\033[K%s", p.status(g))
 	p.shown = true
+}
+
+// status is the status line: during the warm-up, nothing is measured
+// yet, so the line counts the warm-up down instead of showing zeros.
+func (p *progress) status(g loadgen.Progress) string {
+	if g.Warmup {
+		left := p.warmup - g.Elapsed
+		if left > 0 {
+			return fmt.Sprintf("%5.1fs warming up (%.1f s left)", g.Elapsed.Seconds(), left.Seconds())
+		}
+		return fmt.Sprintf("%5.1fs warming up (deciding where the measured window starts)", g.Elapsed.Seconds())
+	}
+	return fmt.Sprintf("%5.1fs measuring: %d round trips, p50 %s %s, p99 %s %s%s", g.Elapsed.Seconds(), g.Measured,
+		report.Dur(g.P50), relCI(g.RelCI), report.Dur(g.P99), relCI(g.P99RelCI), p.eta(g))
 }
 
 func (p *progress) note(s string) {

@@ -49,7 +49,7 @@ func cmdRun(ctx context.Context, args []string, withProbe bool) error {
 	// session.Run checks --out and --record before it starts anything.
 	started := time.Now()
 	pr := newProgress(os.Stderr, lf.quiet)
-	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration)
+	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration, cfg.Load.Warmup)
 	out, runErr := session.Run(ctx, cfg, session.Callbacks{Progress: pr.update, Note: pr.note})
 	pr.done()
 	if out == nil {

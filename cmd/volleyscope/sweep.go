@@ -58,7 +58,7 @@ func cmdSweep(ctx context.Context, args []string) error {
 	}
 	cfg.Probe = *withProbe
 	pr := newProgress(os.Stderr, lf.quiet)
-	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration)
+	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration, cfg.Load.Warmup)
 	var servers []session.Contender
 	labels := map[string]session.Contender{}
 	for _, arg := range lf.servers {

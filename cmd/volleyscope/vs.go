@@ -118,7 +118,7 @@ func cmdVs(ctx context.Context, args []string) error {
 		}
 	}
 	pr := newProgress(os.Stderr, lf.quiet)
-	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration)
+	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration, cfg.Load.Warmup)
 	plan := session.Plan{Pairs: *pairs, Budget: *budget, MaxPairs: *maxPairs, Margin: *margin}
 	v, runErr := session.Versus(ctx, cfg, session.Callbacks{Progress: pr.update, Note: pr.note}, who[0], who[1], plan, onRound)
 	pr.done()

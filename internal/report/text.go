@@ -275,7 +275,7 @@ func targets(ru RunInfo) string {
 		target, achieved float64
 	}{{"p50", ru.P50CITarget, ru.P50CIAchieved}, {"p99", ru.P99CITarget, ru.P99CIAchieved}} {
 		if t.target > 0 && t.achieved > 0 {
-			parts = append(parts, fmt.Sprintf("%s ±%.2f%% of ±%.2f%%", t.name, 100*t.achieved, 100*t.target))
+			parts = append(parts, fmt.Sprintf("%s ±%.2f%% (target ±%s%%)", t.name, 100*t.achieved, strconvFloat(100*t.target)))
 		}
 	}
 	if len(parts) == 0 {

@@ -103,7 +103,11 @@ func WriteText(w io.Writer, r *Results) error {
 		fmt.Fprintf(b, "latency:    none measured\n")
 	} else {
 		fmt.Fprintf(b, "latency:    mean %s%s", Dur(l.Mean), interval(l.CILow, l.CIHigh))
-		if ru.Batches > 0 {
+		// The batch size too: the validity checks' batches are another
+		// size, and the counts alone read as a contradiction.
+		if ru.Batches > 0 && ru.BatchSize > 0 {
+			fmt.Fprintf(b, " (±%.2f%% at %.0f%%, %d batches of %d)", 100*ru.MeanCIAchieved, 100*l.CILevel, ru.Batches, ru.BatchSize)
+		} else if ru.Batches > 0 {
 			fmt.Fprintf(b, " (±%.2f%% at %.0f%%, %d batches)", 100*ru.MeanCIAchieved, 100*l.CILevel, ru.Batches)
 		}
 		fmt.Fprintf(b, "\n            p50 %s%s  p90 %s  p99 %s%s  p99.9 %s  p99.99 %s  max %s\n",
@@ -468,7 +472,7 @@ func writeHolders(b *strings.Builder, t SlowTrip, side string) {
 // trips over the running p99 came from.
 func WriteSlowWhere(w io.Writer, sw *SlowWhere) error {
 	b := &strings.Builder{}
-	fmt.Fprintf(b, "%d round trips over the running p99 came from\n", sw.Slow)
+	fmt.Fprintf(b, "%d round trips over the running p99 came from (each: how many of its own round trips were over it)\n", sw.Slow)
 	for _, part := range []struct {
 		name string
 		cs   []SlowCount
@@ -478,7 +482,7 @@ func WriteSlowWhere(w io.Writer, sw *SlowWhere) error {
 			if i > 0 {
 				b.WriteString(",")
 			}
-			fmt.Fprintf(b, " %d (%d of %d)", c.ID, c.Slow, c.Total)
+			fmt.Fprintf(b, " %d (%d of its %d)", c.ID, c.Slow, c.Total)
 		}
 		b.WriteString("\n")
 	}

@@ -57,9 +57,10 @@ type loadFlags struct {
 	netns bool
 	netem string
 
-	json  bool
-	out   string
-	quiet bool
+	json    bool
+	out     string
+	quiet   bool
+	verbose bool
 
 	fs *pflag.FlagSet // to tell a flag given from a default
 
@@ -128,6 +129,7 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 	fs.BoolVar(&f.json, "json", false, "print the results.json summary on stdout instead of the table")
 	fs.StringVar(&f.out, "out", "", "write results.json, requests.csv, latency.hlog, report.html and (with the probe) trace.json into this directory (checked before measuring)")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress or notices on stderr")
+	fs.BoolVarP(&f.verbose, "verbose", "v", false, "more detail in the notices: every probe hook by event (results.json has them in meta.hooks)")
 }
 
 // config validates every load flag, once, and turns them into a session
@@ -225,7 +227,7 @@ func (f *loadFlags) config() (session.Config, error) {
 	if f.warmup == 0 {
 		opts.Warmup = -1
 	}
-	cfg := session.Config{Server: f.server, Addr: f.addr, ServerCPUs: scpus, ServerSpin: f.serverSpin, Load: opts, NetNS: f.netns, Netem: f.netem}
+	cfg := session.Config{Server: f.server, Addr: f.addr, ServerCPUs: scpus, ServerSpin: f.serverSpin, Load: opts, NetNS: f.netns, Netem: f.netem, Verbose: f.verbose}
 	if f.addr != "" {
 		cfg.ServerCPUs = nil
 	}

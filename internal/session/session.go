@@ -33,6 +33,8 @@ type Config struct {
 	NetNS bool
 	Netem string // netem arguments for that veth pair (e.g. "delay 100us"); needs NetNS
 	Out   string // write results.json, requests.csv and latency.hlog into this directory
+	// Verbose adds detail to the notices: every probe hook, by event.
+	Verbose bool
 }
 
 // DefaultCPUs picks a client/server placement: on a machine with two or

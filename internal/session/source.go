@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -79,6 +78,7 @@ const (
 type probeSource struct {
 	p          *probe.Probe
 	syscalls   bool
+	verbose    bool // Notices adds every hook (Config.Verbose)
 	readerCPU  atomic.Int64 // ns of CPU the reader thread used, set as Run returns
 	neighbours []string
 	statsOff   atomic.Bool
@@ -100,7 +100,7 @@ func openProbe(cfg Config, port uint16) (*probeSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open probe: %w", err)
 	}
-	return &probeSource{p: p, syscalls: cfg.Syscalls, neighbours: probe.NeighbourWarnings(p.Neighbours()), warmTrips: new(atomic.Int64)}, nil
+	return &probeSource{p: p, syscalls: cfg.Syscalls, verbose: cfg.Verbose, neighbours: probe.NeighbourWarnings(p.Neighbours()), warmTrips: new(atomic.Int64)}, nil
 }
 
 func (s *probeSource) FollowProcesses(pids []int) error {
@@ -164,10 +164,19 @@ func (s *probeSource) tripDone() {
 
 func (s *probeSource) Holders() breakdown.HolderSource { return s.p }
 
-func (s *probeSource) Summary() string { return hookLine(s.p) }
+// Summary is the short hook line (hookLines); Notices adds the long one
+// with Config.Verbose.
+func (s *probeSource) Summary() string {
+	short, _ := hookLines(s.p.ModeUsed(), s.p.Ring().String(), s.p.Hooks())
+	return short
+}
 
 func (s *probeSource) Notices() []string {
 	var ns []string
+	if s.verbose {
+		_, long := hookLines(s.p.ModeUsed(), s.p.Ring().String(), s.p.Hooks())
+		ns = append(ns, "probe hooks: "+long)
+	}
 	for _, w := range s.neighbours {
 		ns = append(ns, "warning: "+w)
 	}
@@ -204,23 +213,6 @@ func monotonicNow() int64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano()
-}
-
-func hookLine(p *probe.Probe) string {
-	s := "mode " + p.ModeUsed() + ", records on " + p.Ring().String() + ";"
-	var off []string
-	for _, h := range p.Hooks() {
-		switch h.State {
-		case probe.HookOff:
-			off = append(off, h.Event)
-		case probe.HookAttached:
-			s += " " + h.Event + "=" + h.Hook
-		}
-	}
-	if len(off) > 0 {
-		s += "; off: " + strings.Join(off, ", ")
-	}
-	return s
 }
 
 // recordedSource replays the events of a recording: every event at once,

@@ -78,7 +78,7 @@ const (
 type probeSource struct {
 	p          *probe.Probe
 	syscalls   bool
-	verbose    bool // Notices adds every hook (Config.Verbose)
+	verbose    bool         // Notices adds every hook (Config.Verbose)
 	readerCPU  atomic.Int64 // ns of CPU the reader thread used, set as Run returns
 	neighbours []string
 	statsOff   atomic.Bool

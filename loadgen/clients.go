@@ -112,8 +112,9 @@ type SetupError struct {
 func (e *SetupError) Error() string {
 	var b strings.Builder
 	failed := e.Stats.Attempts - e.Stats.Connections
-	if failed == 0 || len(e.Stats.Failures) == 0 {
-		// Stopped (interrupted) with no connection failed.
+	if failed == 0 || len(e.Stats.Failures) == 0 || errors.Is(e.First, context.Canceled) {
+		// Interrupted: the connections in flight did not fail, they
+		// were stopped.
 		fmt.Fprintf(&b, "connect to %s: %v (%d connection(s) set up before it)", e.Addr, e.First, e.Stats.Connections)
 		return b.String()
 	}

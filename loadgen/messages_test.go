@@ -24,6 +24,8 @@ func TestMessages(t *testing.T) {
 			[]string{"0x01020305"}, []string{"--proto"}},
 		{"interrupted set-up", &SetupError{Addr: "127.0.0.1:1", Stats: SetupStats{Attempts: 1, Connections: 1}, First: fmt.Errorf("set-up interrupted: %w", context.Canceled)},
 			[]string{"set-up interrupted", "1 connection(s) set up"}, []string{"0 of 1", "failed: ;"}},
+		{"interrupted with connections in flight", &SetupError{Addr: "127.0.0.1:1", Stats: SetupStats{Attempts: 1, Failures: []Failure{{"context canceled", 1}}}, First: fmt.Errorf("set-up interrupted: %w", context.Canceled)},
+			[]string{"set-up interrupted: context canceled (0 connection(s) set up before it)"}, []string{"failed"}},
 		{"silent server", fmt.Errorf("%w within 10s", errNoPrimingReply),
 			[]string{"connected, but no reply to the priming request within 10s"}, nil},
 	} {

@@ -88,15 +88,15 @@ func (e *ReplyError) Error() string {
 	// A binary protocol's reply that reads as text came from a server
 	// that speaks another protocol (an SSH banner, an HTTP error): show
 	// it as text, and say so.
-	hint := ""
+	hint, showGot := "", show
 	if !e.Text && printable(e.Got) && !bytes.Equal(e.Got, e.Want) {
-		show = quotePrefix
+		showGot = quotePrefix
 		hint = "; the reply is text: the server may speak another protocol (--proto http, redis, memcache or line)"
 	}
 	if e.Want != nil {
-		s += fmt.Sprintf(": %s: expected %s, received %s (%d bytes)", e.Reason, show(e.Want), show(e.Got), len(e.Got))
+		s += fmt.Sprintf(": %s: expected %s, received %s (%d bytes)", e.Reason, show(e.Want), showGot(e.Got), len(e.Got))
 	} else {
-		s += fmt.Sprintf(": %s: received %s (%d bytes)", e.Reason, show(e.Got), len(e.Got))
+		s += fmt.Sprintf(": %s: received %s (%d bytes)", e.Reason, showGot(e.Got), len(e.Got))
 	}
 	if e.Err != nil {
 		s += ": " + e.Err.Error()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/volleyscope/volleyscope/internal/hostinfo"
 	"github.com/volleyscope/volleyscope/internal/report"
 )
 
@@ -475,8 +476,8 @@ func checkRun(r *report.Results, accel string) error {
 		return errors.New("the run joined no round trip with the probe's events")
 	case float64(bc.Unjoined) > maxUnjoined*float64(bc.Joined+bc.Unjoined):
 		return fmt.Errorf("%d of %d round trips not joined with the probe's events, over %g%%: %s", bc.Unjoined, bc.Joined+bc.Unjoined, 100*maxUnjoined, reasons(bc.UnjoinedReasons))
-	case accel == "tcg" && r.Meta.Virtualization != report.VirtEmulated:
-		return fmt.Errorf("meta.virtualization %q under TCG, want %q", r.Meta.Virtualization, report.VirtEmulated)
+	case accel == "tcg" && r.Meta.Virtualization != hostinfo.VirtEmulated:
+		return fmt.Errorf("meta.virtualization %q under TCG, want %q", r.Meta.Virtualization, hostinfo.VirtEmulated)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/hostinfo"
 	"github.com/volleyscope/volleyscope/internal/report"
 )
 
@@ -116,7 +117,7 @@ func TestPlan(t *testing.T) {
 func TestCheckRun(t *testing.T) {
 	good := func() *report.Results {
 		return &report.Results{
-			Meta:           report.Meta{Virtualization: report.VirtEmulated, Hooks: map[string]string{"send_start": "fentry/tcp_sendmsg"}},
+			Meta:           report.Meta{Virtualization: hostinfo.VirtEmulated, Hooks: map[string]string{"send_start": "fentry/tcp_sendmsg"}},
 			Latency:        report.Latency{Count: 100},
 			BreakdownCheck: &report.BreakdownCheck{Joined: 100},
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/volleyscope/volleyscope/internal/render"
 	"github.com/volleyscope/volleyscope/internal/report"
 )
 
@@ -76,7 +77,7 @@ func cmdCompare(args []string) error {
 			named[gi] = append(named[gi], report.Named{Name: path, R: r})
 		}
 	}
-	return report.WriteComparison(os.Stdout, named, *conf)
+	return render.WriteComparison(os.Stdout, named, *conf)
 }
 
 // distinctFiles refuses a run given twice, by the same file, a link to it

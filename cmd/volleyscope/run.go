@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/outdir"
+	"github.com/volleyscope/volleyscope/internal/render"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/session"
 	"github.com/volleyscope/volleyscope/loadgen"
@@ -100,11 +102,11 @@ func emit(out *report.Results, lf *loadFlags, runErr error, started time.Time) e
 	if lf.json {
 		err = report.WriteJSON(os.Stdout, out)
 	} else {
-		err = report.WriteText(os.Stdout, out)
-		if lf.out != "" && writtenSince(filepath.Join(lf.out, report.ResultsFile), started) {
-			files := []string{report.ResultsFile, report.RequestsFile, report.HdrLogFile, report.HTMLFile}
+		err = render.WriteText(os.Stdout, out)
+		if lf.out != "" && writtenSince(filepath.Join(lf.out, outdir.ResultsFile), started) {
+			files := []string{outdir.ResultsFile, outdir.RequestsFile, outdir.HdrLogFile, outdir.HTMLFile}
 			if out.Probe != nil {
-				files = append(files, report.TraceFile)
+				files = append(files, outdir.TraceFile)
 			}
 			fmt.Fprintf(os.Stdout, "wrote %s/{%s}\n", lf.out, strings.Join(files, ","))
 		}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/volleyscope/volleyscope/internal/outdir"
+	"github.com/volleyscope/volleyscope/internal/render"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/session"
 	"github.com/volleyscope/volleyscope/loadgen"
@@ -88,7 +90,7 @@ func cmdSweep(ctx context.Context, args []string) error {
 		}
 	}
 	if lf.out != "" {
-		if err := report.PrepareDir(lf.out); err != nil {
+		if err := outdir.PrepareDir(lf.out); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
 		cfg.Out = lf.out
@@ -116,16 +118,16 @@ func cmdSweep(ctx context.Context, args []string) error {
 	pr.done()
 	var werr error
 	if lf.out != "" && s != nil {
-		werr = report.WriteFileAtomic(filepath.Join(lf.out, "sweep.json"), func(w io.Writer) error { return report.WriteJSONAny(w, s) })
+		werr = outdir.WriteFileAtomic(filepath.Join(lf.out, "sweep.json"), func(w io.Writer) error { return render.WriteJSON(w, s) })
 		if werr == nil {
-			werr = report.WriteFileAtomic(filepath.Join(lf.out, "sweep.svg"), func(w io.Writer) error { return report.WriteSweepSVG(w, s) })
+			werr = outdir.WriteFileAtomic(filepath.Join(lf.out, "sweep.svg"), func(w io.Writer) error { return render.WriteSweepSVG(w, s) })
 		}
 	}
 	if s != nil {
 		if lf.json {
-			err = report.WriteJSONAny(os.Stdout, s)
+			err = render.WriteJSON(os.Stdout, s)
 		} else {
-			err = report.WriteSweepText(os.Stdout, s)
+			err = render.WriteSweepText(os.Stdout, s)
 		}
 		if err == nil && werr == nil && lf.out != "" && !lf.json {
 			fmt.Printf("wrote %s/{sweep.json,sweep.svg} and one directory per level\n", lf.out)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/volleyscope/volleyscope/internal/outdir"
+	"github.com/volleyscope/volleyscope/internal/render"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/session"
 	"github.com/volleyscope/volleyscope/loadgen"
@@ -105,14 +107,14 @@ func cmdVs(ctx context.Context, args []string) error {
 	cfg.Probe = *withProbe
 	var onRound func(session.Round) error
 	if lf.out != "" {
-		if err := report.PrepareDir(lf.out); err != nil {
+		if err := outdir.PrepareDir(lf.out); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
 		onRound = func(r session.Round) error {
 			if r.Results == nil {
 				return nil
 			}
-			return report.WriteFileAtomic(filepath.Join(lf.out, roundFile(r)), func(w io.Writer) error {
+			return outdir.WriteFileAtomic(filepath.Join(lf.out, roundFile(r)), func(w io.Writer) error {
 				return report.WriteJSON(w, r.Results)
 			})
 		}
@@ -125,12 +127,12 @@ func cmdVs(ctx context.Context, args []string) error {
 	var werr error
 	if v != nil {
 		if lf.out != "" {
-			werr = report.WriteFileAtomic(filepath.Join(lf.out, "verdict.json"), func(w io.Writer) error { return report.WriteJSONAny(w, v) })
+			werr = outdir.WriteFileAtomic(filepath.Join(lf.out, "verdict.json"), func(w io.Writer) error { return render.WriteJSON(w, v) })
 		}
 		if lf.json {
-			werr = errors.Join(werr, report.WriteJSONAny(os.Stdout, v))
+			werr = errors.Join(werr, render.WriteJSON(os.Stdout, v))
 		} else {
-			werr = errors.Join(werr, report.WriteVerdict(os.Stdout, v))
+			werr = errors.Join(werr, render.WriteVerdict(os.Stdout, v))
 		}
 	}
 	if werr != nil {

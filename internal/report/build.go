@@ -172,7 +172,7 @@ func bounds(iv stats.Interval) (lo, hi float64) {
 func buildProbe(r *Results, p Parts) {
 	pp := p.Probe
 	r.Meta.ProbeMode = pp.Mode
-	for _, ev := range sortedKeys(pp.Hooks) {
+	for _, ev := range SortedKeys(pp.Hooks) {
 		r.Meta.Hooks[ev] = pp.Hooks[ev]
 	}
 	info := &ProbeInfo{Missing: pp.Missing, Ring: pp.Ring, Syscalls: pp.Syscalls, Events: pp.Records}

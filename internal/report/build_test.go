@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/breakdown"
+	"github.com/volleyscope/volleyscope/internal/golden"
 	"github.com/volleyscope/volleyscope/loadgen"
 )
 
@@ -73,12 +74,7 @@ func TestBuildFromRecording(t *testing.T) {
 			if err := WriteJSON(&b, r); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "build_"+name+".json", b.Bytes())
-			b.Reset()
-			if err := WriteText(&b, r); err != nil {
-				t.Fatal(err)
-			}
-			golden(t, "build_"+name+".txt", b.Bytes())
+			golden.Check(t, "build_"+name+".json", b.Bytes())
 		})
 	}
 }

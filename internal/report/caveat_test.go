@@ -22,12 +22,4 @@ func TestSaturationCaveat(t *testing.T) {
 	if !ClientLimited(r) || ClientLimited(&Results{}) {
 		t.Error("ClientLimited does not read the saturation warning")
 	}
-	v = &Verdict{A: "a", B: "b", Pairs: 1, Summary: "x", Caveat: v.SaturationCaveat(3)}
-	var b strings.Builder
-	if err := WriteVerdict(&b, v); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(b.String(), "caveat:     3 of 6 rounds were client-saturated") {
-		t.Errorf("WriteVerdict does not show the caveat:\n%s", b.String())
-	}
 }

@@ -1,5 +1,9 @@
-// Package report turns a run's measurements into what people and programs
-// read: the results.json summary (whose names are a stable contract), a
-// terminal summary, requests.csv with one row per round trip, and an
-// HdrHistogram log. Writers take an io.Writer and never print on their own.
+// Package report is the results model: Results, the type of results.json
+// (whose names are a stable contract), built once by Build from the typed
+// outputs of a run's stages, read back by ReadJSON, and the maths drawn
+// from it: the differences that make two runs not like for like, the
+// ratios and verdicts of a comparison, the knee of a sweep. It renders
+// nothing: the terminal text, the HTML page, the SVG and the trace are
+// package render's, and the files of an output directory package
+// outdir's.
 package report

@@ -6,16 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
-	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/volleyscope/volleyscope/internal/version"
-
+	"github.com/volleyscope/volleyscope/internal/hostinfo"
 	"github.com/volleyscope/volleyscope/internal/proccost"
 	"github.com/volleyscope/volleyscope/internal/stats"
+	"github.com/volleyscope/volleyscope/internal/version"
 	"github.com/volleyscope/volleyscope/loadgen"
 )
 
@@ -297,37 +293,6 @@ type ProbeInfo struct {
 	Syscalls          bool              `json:"syscalls"`             // the syscall hooks were on (--syscalls)
 }
 
-// HostMeta fills the fields of Meta that describe this machine.
-func HostMeta() Meta {
-	m := Meta{NCPU: runtime.NumCPU(), Hooks: map[string]string{}, ProbeMode: "none", StartedAt: time.Now().UTC(), Version: version.String()}
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		m.Kernel = unix.ByteSliceToString(u.Release[:])
-	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	const vulns = "/sys/devices/system/cpu/vulnerabilities"
-	if es, err := os.ReadDir(vulns); err == nil {
-		m.Vulnerabilities = map[string]string{}
-		for _, e := range es {
-			if b, err := os.ReadFile(vulns + "/" + e.Name()); err == nil {
-				m.Vulnerabilities[e.Name()] = strings.TrimSpace(string(b))
-			}
-		}
-	}
-	if b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"); err == nil {
-		m.Governor = strings.TrimSpace(string(b))
-	}
-	m.Virtualization = Virtualization()
-	return m
-}
-
 // ResultsSchema is the version of the results.json layout that WriteJSON
 // writes and ReadJSON reads. It changes only when a field changes meaning
 // or is removed; added fields keep it.
@@ -375,4 +340,14 @@ func ReadJSON(path string) (*Results, error) {
 		return nil, fmt.Errorf("read results %s: schema %d is newer than this volleyscope reads (%d): use a newer volleyscope", path, r.Schema, ResultsSchema)
 	}
 	return &r, nil
+}
+
+// MetaOf fills the fields of Meta that describe the machine h, and this
+// volleyscope's version.
+func MetaOf(h hostinfo.Host) Meta {
+	return Meta{
+		Kernel: h.Kernel, CPUModel: h.CPUModel, NCPU: h.NCPU, Vulnerabilities: h.Vulnerabilities,
+		Governor: h.Governor, Virtualization: h.Virtualization,
+		Hooks: map[string]string{}, ProbeMode: "none", StartedAt: time.Now().UTC(), Version: version.String(),
+	}
 }

@@ -1,13 +1,10 @@
 package report
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/volleyscope/volleyscope/internal/proccost"
 	"github.com/volleyscope/volleyscope/internal/stats"
@@ -155,8 +152,7 @@ func (v *Verdict) Decide() error {
 		name string
 		r    stats.Ratio
 	}{{"p50", v.P50}, {"p99", v.P99}, {"mean", v.Mean}, {"throughput", v.Throughput}} {
-		o := stats.Classify(m.r, v.Margin)
-		v.Metrics = append(v.Metrics, MetricVerdict{Metric: m.name, Ratio: m.r, Outcome: o, Text: metricText(v.A, v.B, m.name, m.r, o, v.Margin, level)})
+		v.Metrics = append(v.Metrics, Judge(v.A, v.B, m.name, m.r, v.Margin, level))
 	}
 	v.Conclusive = v.Metrics[0].Outcome != stats.Inconclusive
 	for i := range v.Breakdown {
@@ -196,11 +192,18 @@ func positive(xs []float64) bool {
 	return len(xs) > 0
 }
 
+// Judge is the verdict on one metric's ratio b/a at level: a
+// difference, an equivalence within ±margin, or neither.
+func Judge(a, b, metric string, r stats.Ratio, margin, level float64) MetricVerdict {
+	o := stats.Classify(r, margin)
+	return MetricVerdict{Metric: metric, Ratio: r, Outcome: o, Text: metricText(a, b, metric, r, o, margin, level)}
+}
+
 // metricText says what one metric's ratio B/A shows, e.g. "B is 12.0%
 // faster than A on p50: B/A 0.880 [0.850, 0.911]". Lower is better for
 // latencies, higher for throughput.
 func metricText(a, b, metric string, r stats.Ratio, o stats.Outcome, margin, level float64) string {
-	iv := fmt.Sprintf("%s/%s %.3f [%.3f, %.3f] at %s confidence", b, a, r.Ratio, r.Low, r.High, pct(level))
+	iv := fmt.Sprintf("%s/%s %.3f [%.3f, %.3f] at %s confidence", b, a, r.Ratio, r.Low, r.High, Pct(level))
 	switch o {
 	case stats.Equivalent:
 		return fmt.Sprintf("%s and %s are equivalent on %s within ±%s%%: %s", b, a, metric, strconvFloat(100*margin), iv)
@@ -219,8 +222,8 @@ func metricText(a, b, metric string, r stats.Ratio, o stats.Outcome, margin, lev
 	return fmt.Sprintf("no conclusion on %s: %s holds both 1 and more than ±%s%%", metric, iv, strconvFloat(100*margin))
 }
 
-// pct writes a level such as 0.999 as "99.9%".
-func pct(level float64) string {
+// Pct writes a level such as 0.999 as "99.9%".
+func Pct(level float64) string {
 	return strconvFloat(100*level) + "%"
 }
 
@@ -228,135 +231,4 @@ func strconvFloat(x float64) string {
 	s := fmt.Sprintf("%.2f", x)
 	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
 	return s
-}
-
-func sentence(a, b, what string, r stats.Ratio, conf float64) string {
-	basis := fmt.Sprintf("%d pairs", r.N)
-	if r.N == 2 {
-		basis = "two runs' own intervals"
-	}
-	if !r.Significant {
-		return fmt.Sprintf("no significant difference in %s: %s/%s = %.3f [%.3f, %.3f] (%.0f%% CI, %s)",
-			what, b, a, r.Ratio, r.Low, r.High, 100*conf, basis)
-	}
-	faster, slower, pct := b, a, 100*(1-r.Ratio)
-	if r.Ratio > 1 {
-		faster, slower, pct = a, b, 100*(1-1/r.Ratio)
-	}
-	return fmt.Sprintf("%s beats %s on %s by %.1f%%: %s/%s = %.3f [%.3f, %.3f] (%.0f%% CI, %s)",
-		faster, slower, what, pct, b, a, r.Ratio, r.Low, r.High, 100*conf, basis)
-}
-
-// WriteVerdict writes the rounds and the verdict for a person.
-func WriteVerdict(w io.Writer, v *Verdict) error {
-	fmt.Fprintf(w, "%s vs %s: %d client(s), %s, %d interleaved pairs", v.A, v.B, v.Clients, v.Proto, v.Pairs)
-	if v.PairsWanted > v.Pairs {
-		fmt.Fprintf(w, " (partial: %d of %d)", v.Pairs, v.PairsWanted)
-	}
-	fmt.Fprintln(w)
-	for _, s := range []struct{ label, server string }{{v.A, v.ServerA}, {v.B, v.ServerB}} {
-		if s.server != "" && s.server != s.label {
-			fmt.Fprintf(w, "  %s: %s\n", s.label, s.server)
-		}
-	}
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "pair\tp50 %s\tp50 %s\tp99 %s\tp99 %s\tmean %s\tmean %s\t\n", v.A, v.B, v.A, v.B, v.A, v.B)
-	for i := range min(len(v.P50A), len(v.P50B), len(v.MeanA), len(v.MeanB), len(v.P99A), len(v.P99B)) {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", i+1, Dur(v.P50A[i]), Dur(v.P50B[i]), Dur(v.P99A[i]), Dur(v.P99B[i]), Dur(v.MeanA[i]), Dur(v.MeanB[i]))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if v.Summary == "" {
-		_, err := fmt.Fprintf(w, "verdict: none (%d complete pairs)\n", v.Pairs)
-		return err
-	}
-	for _, m := range v.Metrics {
-		fmt.Fprintf(w, "%-11s %s\n", m.Metric+":", m.Text)
-	}
-	if v.Caveat != "" {
-		fmt.Fprintf(w, "caveat:     %s\n", v.Caveat)
-	}
-	if n := v.Pairs; len(v.CostA) >= n && len(v.CostB) >= n && n > 0 {
-		mean := func(cs []proccost.Cost, f func(proccost.Cost) float64) float64 {
-			var s float64
-			for _, c := range cs[:n] {
-				s += f(c)
-			}
-			return s / float64(n)
-		}
-		cpu := func(c proccost.Cost) float64 { return c.CPUNs }
-		sw := func(c proccost.Cost) float64 { return c.Switches }
-		ratio := func(r *stats.Ratio) string {
-			if r == nil {
-				return "-"
-			}
-			return fmt.Sprintf("%.3f [%.3f, %.3f]", r.Ratio, r.Low, r.High)
-		}
-		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "server cost per request\t%s\t%s\t%s/%s\t\n", v.A, v.B, v.B, v.A)
-		fmt.Fprintf(tw, "CPU time\t%s\t%s\t%s\t\n", Dur(mean(v.CostA, cpu)), Dur(mean(v.CostB, cpu)), ratio(v.CPU))
-		fmt.Fprintf(tw, "context switches\t%.2f\t%.2f\t%s\t\n", mean(v.CostA, sw), mean(v.CostB, sw), ratio(v.Switches))
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-	}
-	if len(v.Breakdown) > 0 {
-		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "component\tside\t%s\t%s\tdifference\tinterval (* excludes 0)\t\n", v.A, v.B)
-		for _, c := range v.Breakdown {
-			iv := ""
-			if d := c.DiffNs; d != nil && !math.IsNaN(d.Low) {
-				iv = fmt.Sprintf("[%s, %s]", Dur(d.Low), Dur(d.High))
-				if d.Significant {
-					iv += " *"
-				}
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Component, c.Side, Dur(c.MeanNsA), Dur(c.MeanNsB), Dur(c.MeanNsB-c.MeanNsA), iv)
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		big := v.Breakdown[0]
-		for _, c := range v.Breakdown {
-			if math.Abs(c.MeanNsB-c.MeanNsA) > math.Abs(big.MeanNsB-big.MeanNsA) {
-				big = c
-			}
-		}
-		fmt.Fprintf(w, "largest difference: %s (%s side), %s in %s vs %s in %s\n",
-			big.Component, big.Side, Dur(big.MeanNsB), v.B, Dur(big.MeanNsA), v.A)
-	}
-	fmt.Fprintf(w, "verdict: %s\n", v.Summary)
-	_, err := fmt.Fprintf(w, "stopped: %s\n", v.stopText())
-	return err
-}
-
-// stopText says why the pairs ended, and what that means for the verdict.
-func (v *Verdict) stopText() string {
-	took := ""
-	if v.Elapsed > 0 {
-		took = fmt.Sprintf(" (%.0f s)", v.Elapsed)
-	}
-	switch v.StopReason {
-	case "conclusive":
-		return fmt.Sprintf("conclusive at %d pairs%s (sequential rule: look levels shrink so that all looks together hold at %s)", v.Pairs, took, pct(v.Confidence))
-	case "budget", "max_pairs":
-		what := "the time budget (--budget)"
-		if v.StopReason == "max_pairs" {
-			what = "the most pairs (--max-pairs)"
-		}
-		return fmt.Sprintf("inconclusive: %s ran out at %d pairs%s; the servers differ by less than the pairs' spread can show: raise --budget, widen --margin, or quiet the machine", what, v.Pairs, took)
-	case "pairs":
-		return fmt.Sprintf("the %d pairs asked for (--pairs)%s", v.Pairs, took)
-	case "error":
-		return fmt.Sprintf("a round failed: the verdict is drawn from the %d complete pairs before it%s", v.Pairs, took)
-	}
-	return v.StopReason
-}
-
-// WriteJSONAny writes any value as indented JSON.
-func WriteJSONAny(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

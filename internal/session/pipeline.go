@@ -9,6 +9,7 @@ import (
 
 	"github.com/volleyscope/volleyscope/internal/affinity"
 	"github.com/volleyscope/volleyscope/internal/breakdown"
+	"github.com/volleyscope/volleyscope/internal/hostinfo"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/serverproc"
 	"github.com/volleyscope/volleyscope/internal/servers"
@@ -89,7 +90,7 @@ func plan(cfg Config, cb Callbacks) (*pipeline, error) {
 		return nil, err
 	}
 	p.undo = append(p.undo, p.sinks.abort)
-	p.meta = report.HostMeta()
+	p.meta = report.MetaOf(hostinfo.Local())
 	p.meta.IOUring = servers.IOUringFeatures()
 	p.meta.ServerCPUs = cfg.ServerCPUs
 	p.meta.ServerSpin = cfg.ServerSpin.Nanoseconds()

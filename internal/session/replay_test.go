@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/volleyscope/volleyscope/internal/outdir"
 	"github.com/volleyscope/volleyscope/internal/report"
 )
 
@@ -34,7 +35,7 @@ func TestReplayPipeline(t *testing.T) {
 			if bc.SumWithinTolerance < 0.99 {
 				t.Errorf("sum check holds for %.3f of joined round trips, want ≥ 0.99", bc.SumWithinTolerance)
 			}
-			got, err := os.ReadFile(filepath.Join(dir, report.ResultsFile))
+			got, err := os.ReadFile(filepath.Join(dir, outdir.ResultsFile))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -45,7 +46,7 @@ func TestReplayPipeline(t *testing.T) {
 			if !bytes.Equal(got, want.Bytes()) {
 				t.Errorf("results.json differs from the results returned")
 			}
-			csv, err := os.ReadFile(filepath.Join(dir, report.RequestsFile))
+			csv, err := os.ReadFile(filepath.Join(dir, outdir.RequestsFile))
 			if err != nil {
 				t.Fatal(err)
 			}

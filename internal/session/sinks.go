@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/volleyscope/volleyscope/internal/breakdown"
+	"github.com/volleyscope/volleyscope/internal/outdir"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
@@ -15,7 +16,7 @@ import (
 // latency.hlog and trace.json in the output directory (--out), and the
 // --record file. The summary (results.json) is written at the end.
 type sinks struct {
-	out *report.Out // nil without --out
+	out *outdir.Out // nil without --out
 	rec *recording  // nil without --record
 	// mu orders requests.csv's rows: they come from the run loop
 	// (unmeasured round trips, or all without the join) and from the join.
@@ -26,7 +27,7 @@ type sinks struct {
 // and the --record file can be written, and opens the directory's files.
 func (s *sinks) open(cfg Config) error {
 	if cfg.Record != "" {
-		if err := report.PrepareFile(cfg.Record); err != nil {
+		if err := outdir.PrepareFile(cfg.Record); err != nil {
 			return fmt.Errorf("--record: %w", err)
 		}
 	}
@@ -38,7 +39,7 @@ func (s *sinks) open(cfg Config) error {
 		cols = breakdown.Names()
 	}
 	var err error
-	if s.out, err = report.OpenOut(cfg.Out, cols); err != nil {
+	if s.out, err = outdir.OpenOut(cfg.Out, cols); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
 	return nil

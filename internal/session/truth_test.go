@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/volleyscope/volleyscope/internal/delay"
+	"github.com/volleyscope/volleyscope/internal/render"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/testenv"
 	"github.com/volleyscope/volleyscope/loadgen"
@@ -350,7 +351,7 @@ func TestSlowestNameTheHog(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	if err := report.WriteSlowest(&b, r.Slowest); err != nil {
+	if err := render.WriteSlowest(&b, r.Slowest); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%s", b.String())

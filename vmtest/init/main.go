@@ -29,7 +29,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/volleyscope/volleyscope/internal/report"
+	"github.com/volleyscope/volleyscope/internal/hostinfo"
 )
 
 // config is read from /vmtest.json, written by the host side (package
@@ -82,9 +82,9 @@ func run() error {
 		return fmt.Errorf("uname: %w", err)
 	}
 	release := unix.ByteSliceToString(uts.Release[:])
-	virt := report.Virtualization()
+	virt := hostinfo.Virtualization()
 	fmt.Printf("vmtest-init: kernel %s, virtualization %q\n", release, virt)
-	if virt == report.VirtEmulated {
+	if virt == hostinfo.VirtEmulated {
 		// The probe's kernel tests then log their scheduling-rate bounds
 		// instead of asserting them: under TCG those rates are the
 		// emulator's.

@@ -1,4 +1,4 @@
-package report
+package render
 
 import (
 	"bufio"
@@ -10,11 +10,8 @@ import (
 	"strconv"
 
 	"github.com/volleyscope/volleyscope/internal/breakdown"
+	"github.com/volleyscope/volleyscope/internal/report"
 )
-
-// TraceFile is the timeline of round trips an output directory holds when
-// the probe ran, in the Chrome trace-event format.
-const TraceFile = "trace.json"
 
 // Trace sampling: the first TraceFirst round trips, then every k-th with
 // k doubling whenever TraceStrided are held, so that the sample spreads
@@ -133,7 +130,7 @@ var tracePhases = []struct {
 // held the CPU (for the slowest round trips) in its args. Times are µs
 // from the first round trip's start; otherData says where that is on
 // CLOCK_MONOTONIC, and how many round trips the sample holds of how many.
-func WriteTrace(w io.Writer, r *Results, t *Trace) error {
+func WriteTrace(w io.Writer, r *report.Results, t *Trace) error {
 	trips := make([]breakdown.RoundTrip, 0, t.Sampled()+len(t.slow))
 	trips = append(append(trips, t.first...), t.strided...)
 	rank := map[[2]int]int{}
@@ -151,7 +148,7 @@ func WriteTrace(w io.Writer, r *Results, t *Trace) error {
 			origin = rt.T0
 		}
 	}
-	holders := map[[2]int]SlowTrip{}
+	holders := map[[2]int]report.SlowTrip{}
 	for _, s := range r.Slowest {
 		holders[[2]int{s.Conn, s.Seq}] = s
 	}
@@ -226,10 +223,10 @@ func WriteTrace(w io.Writer, r *Results, t *Trace) error {
 				if sw.Named {
 					wargs["cpu"] = sw.CPU
 					for hi, h := range sw.Holders {
-						wargs["holder_"+strconv.Itoa(hi+1)] = fmt.Sprintf("%s pid %d tid %d: %s", h.Comm, h.PID, h.TID, Dur(float64(h.Ns)))
+						wargs["holder_"+strconv.Itoa(hi+1)] = fmt.Sprintf("%s pid %d tid %d: %s", h.Comm, h.PID, h.TID, report.Dur(float64(h.Ns)))
 					}
 					if sw.OtherNs > 0 {
-						wargs["held_by_others"] = Dur(float64(sw.OtherNs))
+						wargs["held_by_others"] = report.Dur(float64(sw.OtherNs))
 					}
 				}
 			}
@@ -246,7 +243,7 @@ func WriteTrace(w io.Writer, r *Results, t *Trace) error {
 	bw.Write(other)
 	bw.WriteString("}\n")
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", TraceFile, err)
+		return err
 	}
 	return nil
 }

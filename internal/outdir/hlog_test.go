@@ -1,4 +1,4 @@
-package report
+package outdir
 
 import (
 	"os"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/loadgen"
 )
 
@@ -52,7 +53,7 @@ func TestHdrLogIntervals(t *testing.T) {
 				o.Log.Add(loadgen.Record{T0: t1 - 40e3, T1: t1})
 				n++
 			}
-			if err := o.Commit(&Results{Latency: Latency{Count: n}}); err != nil {
+			if err := o.Commit(&report.Results{Latency: report.Latency{Count: n}}); err != nil {
 				t.Fatal(err)
 			}
 			var total int64

@@ -1,36 +1,18 @@
-package report
+package render
 
 import (
 	"cmp"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/stats"
 )
-
-// Dur renders nanoseconds with a unit a person reads at a glance.
-func Dur(ns float64) string {
-	a := math.Abs(ns)
-	switch {
-	case math.IsNaN(ns) || math.IsInf(ns, 0):
-		return "n/a"
-	case a < 1e3:
-		return fmt.Sprintf("%.0f ns", ns)
-	case a < 1e4:
-		return fmt.Sprintf("%.2f µs", ns/1e3)
-	case a < 1e6:
-		return fmt.Sprintf("%.1f µs", ns/1e3)
-	case a < 1e9:
-		return fmt.Sprintf("%.2f ms", ns/1e6)
-	}
-	return fmt.Sprintf("%.2f s", ns/1e9)
-}
 
 var stopText = map[string]string{
 	"target":      "every interval target reached",
@@ -43,7 +25,7 @@ var stopText = map[string]string{
 }
 
 // WriteText writes the terminal summary of a run.
-func WriteText(w io.Writer, r *Results) error {
+func WriteText(w io.Writer, r *report.Results) error {
 	m := r.Meta
 	b := &strings.Builder{}
 	fmt.Fprintf(b, "volleyscope: %s server, %d client(s), %s", m.Server, m.Clients, m.Proto)
@@ -53,7 +35,7 @@ func WriteText(w io.Writer, r *Results) error {
 	if m.Workload != "" {
 		fmt.Fprintf(b, " (%s)", m.Workload)
 	}
-	fmt.Fprintf(b, ", client CPUs %s, server CPUs %s, kernel %s", cpuList(m.ClientCPUs), cpuList(m.ServerCPUs), m.Kernel)
+	fmt.Fprintf(b, ", client CPUs %s, server CPUs %s, kernel %s", report.CPUList(m.ClientCPUs), report.CPUList(m.ServerCPUs), m.Kernel)
 	if m.Version != "" {
 		fmt.Fprintf(b, ", volleyscope %s", m.Version)
 	}
@@ -82,7 +64,7 @@ func WriteText(w io.Writer, r *Results) error {
 	b.WriteString("\n")
 	if c := r.ServerCost; c != nil {
 		fmt.Fprintf(b, "server cost: %s of CPU per request (%.0f%% in user space), %.2f context switches per request (%.2f blocking, %.2f preempted)",
-			Dur(c.CPUNs), 100*c.UserShare, c.Switches, c.Voluntary, c.Involuntary)
+			report.Dur(c.CPUNs), 100*c.UserShare, c.Switches, c.Voluntary, c.Involuntary)
 		if c.Syscalls > 0 {
 			fmt.Fprintf(b, ", %.2f syscalls per request", c.Syscalls)
 		}
@@ -90,7 +72,7 @@ func WriteText(w io.Writer, r *Results) error {
 	}
 	if su := r.Run.Setup; su.Connections > 0 {
 		fmt.Fprintf(b, "connections %d set up in %s (%.0f/s, slowest %s), driven by %d thread(s) (client model %s)",
-			su.Connections, Dur(float64(su.Duration)), su.PerSecond, Dur(float64(su.Slowest)), su.Threads, su.Model)
+			su.Connections, report.Dur(float64(su.Duration)), su.PerSecond, report.Dur(float64(su.Slowest)), su.Threads, su.Model)
 		for i, f := range su.Failures {
 			if i == 0 {
 				b.WriteString("; failed:")
@@ -102,7 +84,7 @@ func WriteText(w io.Writer, r *Results) error {
 	if l.Count == 0 {
 		fmt.Fprintf(b, "latency:    none measured\n")
 	} else {
-		fmt.Fprintf(b, "latency:    mean %s%s", Dur(l.Mean), interval(l.CILow, l.CIHigh))
+		fmt.Fprintf(b, "latency:    mean %s%s", report.Dur(l.Mean), interval(l.CILow, l.CIHigh))
 		// The batch size too: the validity checks' batches are another
 		// size, and the counts alone read as a contradiction.
 		if ru.Batches > 0 && ru.BatchSize > 0 {
@@ -111,8 +93,8 @@ func WriteText(w io.Writer, r *Results) error {
 			fmt.Fprintf(b, " (±%.2f%% at %.0f%%, %d batches)", 100*ru.MeanCIAchieved, 100*l.CILevel, ru.Batches)
 		}
 		fmt.Fprintf(b, "\n            p50 %s%s  p90 %s  p99 %s%s  p99.9 %s  p99.99 %s  max %s\n",
-			Dur(l.P50), interval(l.P50CILow, l.P50CIHigh), Dur(l.P90), Dur(l.P99), interval(l.P99CILow, l.P99CIHigh),
-			Dur(l.P999), Dur(l.P9999), Dur(l.Max))
+			report.Dur(l.P50), interval(l.P50CILow, l.P50CIHigh), report.Dur(l.P90), report.Dur(l.P99), interval(l.P99CILow, l.P99CIHigh),
+			report.Dur(l.P999), report.Dur(l.P9999), report.Dur(l.Max))
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return err
@@ -139,8 +121,8 @@ func WriteText(w io.Writer, r *Results) error {
 	}
 	if p := r.Probe; p != nil {
 		fmt.Fprintf(w, "probe cost: %.1f records per round trip; during the warm-up its programs ran %.1f times per round trip machine-wide (other processes' events included) at %.0f ns: %s of CPU per round trip; %d events lost\n",
-			p.EventsPerRTT, p.ProgramRunsPerRTT, p.BPFNsPerEvent, Dur(p.OverheadNsPerRT), r.LostEvents)
-		for _, ev := range sortedKeys(p.Missing) {
+			p.EventsPerRTT, p.ProgramRunsPerRTT, p.BPFNsPerEvent, report.Dur(p.OverheadNsPerRT), r.LostEvents)
+		for _, ev := range report.SortedKeys(p.Missing) {
 			fmt.Fprintf(w, "probe: no hook for %s: %s\n", ev, p.Missing[ev])
 		}
 	}
@@ -148,7 +130,7 @@ func WriteText(w io.Writer, r *Results) error {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintf(tw, "io_uring op\tcount\tsubmit→complete p50\tp99\tmax\tfurther completions\t\n")
 		for _, u := range r.Uring {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t\n", u.Name, u.Count, Dur(u.P50Ns), Dur(u.P99Ns), Dur(u.MaxNs), u.Extra)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t\n", u.Name, u.Count, report.Dur(u.P50Ns), report.Dur(u.P99Ns), report.Dur(u.MaxNs), u.Extra)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -174,12 +156,12 @@ func WriteText(w io.Writer, r *Results) error {
 
 // WriteBreakdown writes the component table and one sentence on where the
 // time goes.
-func WriteBreakdown(w io.Writer, r *Results) error {
+func WriteBreakdown(w io.Writer, r *report.Results) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "component\tside\tmean\tp50\tp99\tshare\t\n")
-	var top Component
+	var top report.Component
 	for _, c := range r.Breakdown {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f%%\t\n", c.Component, c.Side, Dur(c.MeanNs), Dur(c.P50Ns), Dur(c.P99Ns), 100*c.Share)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f%%\t\n", c.Component, c.Side, report.Dur(c.MeanNs), report.Dur(c.P50Ns), report.Dur(c.P99Ns), 100*c.Share)
 		if c.Share > top.Share {
 			top = c
 		}
@@ -196,7 +178,7 @@ func WriteBreakdown(w io.Writer, r *Results) error {
 		fmt.Fprintf(w, "joined %d of %d round trips (%.1f%%); %.1f%% of them sum to the client's latency within %s\n",
 			bc.Joined, tot, 100*frac, 100*bc.SumWithinTolerance, bc.Tolerance)
 		// Most frequent reason first; ties in name order.
-		reasons := sortedKeys(bc.UnjoinedReasons)
+		reasons := report.SortedKeys(bc.UnjoinedReasons)
 		sort.SliceStable(reasons, func(i, j int) bool { return bc.UnjoinedReasons[reasons[i]] > bc.UnjoinedReasons[reasons[j]] })
 		for _, reason := range reasons {
 			fmt.Fprintf(w, "  unjoined: %d × %s\n", bc.UnjoinedReasons[reason], reason)
@@ -217,11 +199,11 @@ const histSyscalls = 3
 
 // WriteSyscalls writes the per-syscall latency table, then a log2
 // histogram of each side's busiest syscalls.
-func WriteSyscalls(w io.Writer, sc []Syscall) error {
+func WriteSyscalls(w io.Writer, sc []report.Syscall) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "side\tsyscall\tcount\tp50\tp99\tmax\t\n")
 	for _, s := range sc {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t\n", s.Side, s.Name, s.Count, Dur(s.P50Ns), Dur(s.P99Ns), Dur(s.MaxNs))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t\n", s.Side, s.Name, s.Count, report.Dur(s.P50Ns), report.Dur(s.P99Ns), report.Dur(s.MaxNs))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -253,33 +235,22 @@ func writeLog2(w io.Writer, title string, bs []stats.Log2Bucket) error {
 		if top > 0 {
 			n = int((b.Count*width + top - 1) / top)
 		}
-		if _, err := fmt.Fprintf(w, "  %10s -> %-10s %10d |%-*s|\n", Dur(float64(b.LowNs)), Dur(float64(b.HighNs)), b.Count, width, strings.Repeat("*", n)); err != nil {
+		if _, err := fmt.Fprintf(w, "  %10s -> %-10s %10d |%-*s|\n", report.Dur(float64(b.LowNs)), report.Dur(float64(b.HighNs)), b.Count, width, strings.Repeat("*", n)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// sortedKeys returns m's keys in order, so that what is printed from a map
-// reads the same from run to run.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // targets says, in parentheses, how close each interval target came.
-func targets(ru RunInfo) string {
+func targets(ru report.RunInfo) string {
 	var parts []string
 	for _, t := range []struct {
 		name             string
 		target, achieved float64
 	}{{"p50", ru.P50CITarget, ru.P50CIAchieved}, {"p99", ru.P99CITarget, ru.P99CIAchieved}} {
 		if t.target > 0 && t.achieved > 0 {
-			parts = append(parts, fmt.Sprintf("%s ±%.2f%% (target ±%s%%)", t.name, 100*t.achieved, strconvFloat(100*t.target)))
+			parts = append(parts, fmt.Sprintf("%s ±%.2f%% (target ±%s)", t.name, 100*t.achieved, report.Pct(t.target)))
 		}
 	}
 	if len(parts) == 0 {
@@ -290,7 +261,7 @@ func targets(ru RunInfo) string {
 
 // limitText names the target that held the run up longest and, when
 // the targets did not all hold, what they would need.
-func limitText(ru RunInfo) string {
+func limitText(ru report.RunInfo) string {
 	switch ru.StopReason {
 	case "target", "duration", "unreachable":
 	default:
@@ -329,18 +300,7 @@ func interval(low, high float64) string {
 	if !(high > low) {
 		return ""
 	}
-	return fmt.Sprintf(" [%s, %s]", Dur(low), Dur(high))
-}
-
-func cpuList(c []int) string {
-	if len(c) == 0 {
-		return "any"
-	}
-	s := make([]string, len(c))
-	for i, v := range c {
-		s[i] = fmt.Sprint(v)
-	}
-	return strings.Join(s, ",")
+	return fmt.Sprintf(" [%s, %s]", report.Dur(low), report.Dur(high))
 }
 
 // bandTitle is how the terminal names a band.
@@ -349,22 +309,22 @@ var bandTitle = map[string]string{"le_p50": "≤p50", "p50_p90": "p50–p90", "p
 // WriteBands writes the breakdown per latency band: one column per band,
 // one row per component with its mean and share of the band's mean
 // latency; components that are 0 in every band are left out.
-func WriteBands(w io.Writer, bands []Band) error {
+func WriteBands(w io.Writer, bands []report.Band) error {
 	fmt.Fprintf(w, "by latency band (component mean, share of the band's mean):\n")
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	row := func(name string, cell func(b Band) string) {
+	row := func(name string, cell func(b report.Band) string) {
 		fmt.Fprintf(tw, "%s\t", name)
 		for _, b := range bands {
 			fmt.Fprintf(tw, "%s\t", cell(b))
 		}
 		fmt.Fprintf(tw, "\n")
 	}
-	row("band", func(b Band) string { return bandTitle[b.Band] })
-	row("round trips", func(b Band) string { return fmt.Sprint(b.Count) })
-	row("latency", func(b Band) string {
-		return Dur(float64(b.LatencyLowNs)) + "–" + Dur(float64(b.LatencyHighNs))
+	row("band", func(b report.Band) string { return bandTitle[b.Band] })
+	row("round trips", func(b report.Band) string { return fmt.Sprint(b.Count) })
+	row("latency", func(b report.Band) string {
+		return report.Dur(float64(b.LatencyLowNs)) + "–" + report.Dur(float64(b.LatencyHighNs))
 	})
-	row("mean", func(b Band) string { return Dur(b.MeanLatencyNs) })
+	row("mean", func(b report.Band) string { return report.Dur(b.MeanLatencyNs) })
 	for i, c := range bands[0].Components {
 		used := false
 		for _, b := range bands {
@@ -373,9 +333,9 @@ func WriteBands(w io.Writer, bands []Band) error {
 		if !used {
 			continue
 		}
-		row(c.Component, func(b Band) string {
+		row(c.Component, func(b report.Band) string {
 			p := b.Components[i]
-			return fmt.Sprintf("%s %3.0f%%", Dur(p.MeanNs), 100*p.Share)
+			return fmt.Sprintf("%s %3.0f%%", report.Dur(p.MeanNs), 100*p.Share)
 		})
 	}
 	return tw.Flush()
@@ -383,18 +343,18 @@ func WriteBands(w io.Writer, bands []Band) error {
 
 // WriteSlowest writes the slowest round trips: latency, the components
 // that make up at least 5% of it, largest first.
-func WriteSlowest(w io.Writer, trips []SlowTrip) error {
+func WriteSlowest(w io.Writer, trips []report.SlowTrip) error {
 	fmt.Fprintf(w, "slowest %d round trips (components over 5%% of each):\n", len(trips))
 	for i, t := range trips {
 		parts := slices.Clone(t.Components)
-		slices.SortStableFunc(parts, func(a, b TripPart) int { return cmp.Compare(b.Ns, a.Ns) })
+		slices.SortStableFunc(parts, func(a, b report.TripPart) int { return cmp.Compare(b.Ns, a.Ns) })
 		b := &strings.Builder{}
-		fmt.Fprintf(b, "%3d. %s  conn %d #%d:", i+1, Dur(float64(t.LatencyNs)), t.Conn, t.Seq)
+		fmt.Fprintf(b, "%3d. %s  conn %d #%d:", i+1, report.Dur(float64(t.LatencyNs)), t.Conn, t.Seq)
 		for _, p := range parts {
 			if p.Ns*20 < t.LatencyNs {
 				break
 			}
-			fmt.Fprintf(b, " %s %s", p.Component, Dur(float64(p.Ns)))
+			fmt.Fprintf(b, " %s %s", p.Component, report.Dur(float64(p.Ns)))
 		}
 		b.WriteString("\n")
 		for _, side := range []string{"server", "client"} {
@@ -410,10 +370,10 @@ func WriteSlowest(w io.Writer, trips []SlowTrip) error {
 // writeHolders writes one line for a side of a slow round trip that
 // waited for a CPU: how long in all, and who held it, by process (comm and
 // pid; the tid when the hook could not tell the pid), longest first.
-func writeHolders(b *strings.Builder, t SlowTrip, side string) {
+func writeHolders(b *strings.Builder, t report.SlowTrip, side string) {
 	var total, unnamed int64
 	n := 0
-	var hs []TripHolder // by comm and pid, summed over the waits
+	var hs []report.TripHolder // by comm and pid, summed over the waits
 	for _, wt := range t.Waits {
 		if wt.Side != side {
 			continue
@@ -430,22 +390,22 @@ func writeHolders(b *strings.Builder, t SlowTrip, side string) {
 			if id == 0 {
 				id = h.TID
 			}
-			i := slices.IndexFunc(hs, func(x TripHolder) bool { return x.Comm == h.Comm && x.PID == id })
+			i := slices.IndexFunc(hs, func(x report.TripHolder) bool { return x.Comm == h.Comm && x.PID == id })
 			if i < 0 {
-				hs = append(hs, TripHolder{Comm: h.Comm, PID: id})
+				hs = append(hs, report.TripHolder{Comm: h.Comm, PID: id})
 				i = len(hs) - 1
 			}
 			hs[i].Ns += h.Ns
 		}
 		if wt.OtherNs > 0 {
-			hs = append(hs, TripHolder{Comm: "others", Ns: wt.OtherNs})
+			hs = append(hs, report.TripHolder{Comm: "others", Ns: wt.OtherNs})
 		}
 	}
 	if n == 0 {
 		return
 	}
-	fmt.Fprintf(b, "       %s waited %s for a CPU in %d wait%s", side, Dur(float64(total)), n, map[bool]string{true: "s"}[n > 1])
-	slices.SortStableFunc(hs, func(x, y TripHolder) int { return cmp.Compare(y.Ns, x.Ns) })
+	fmt.Fprintf(b, "       %s waited %s for a CPU in %d wait%s", side, report.Dur(float64(total)), n, map[bool]string{true: "s"}[n > 1])
+	slices.SortStableFunc(hs, func(x, y report.TripHolder) int { return cmp.Compare(y.Ns, x.Ns) })
 	for i, h := range hs {
 		if i == 0 {
 			b.WriteString(":")
@@ -457,25 +417,25 @@ func writeHolders(b *strings.Builder, t SlowTrip, side string) {
 			break
 		}
 		if h.Comm == "others" && h.PID == 0 {
-			fmt.Fprintf(b, " others %s", Dur(float64(h.Ns)))
+			fmt.Fprintf(b, " others %s", report.Dur(float64(h.Ns)))
 			continue
 		}
-		fmt.Fprintf(b, " %s[%d] %s", h.Comm, h.PID, Dur(float64(h.Ns)))
+		fmt.Fprintf(b, " %s[%d] %s", h.Comm, h.PID, report.Dur(float64(h.Ns)))
 	}
 	if unnamed > 0 {
-		fmt.Fprintf(b, "; %s unnamed (an idle CPU, or not kept)", Dur(float64(unnamed)))
+		fmt.Fprintf(b, "; %s unnamed (an idle CPU, or not kept)", report.Dur(float64(unnamed)))
 	}
 	b.WriteString("\n")
 }
 
 // WriteSlowWhere writes which connections and server threads the round
 // trips over the running p99 came from.
-func WriteSlowWhere(w io.Writer, sw *SlowWhere) error {
+func WriteSlowWhere(w io.Writer, sw *report.SlowWhere) error {
 	b := &strings.Builder{}
 	fmt.Fprintf(b, "%d round trips over the running p99 came from (each: how many of its own round trips were over it)\n", sw.Slow)
 	for _, part := range []struct {
 		name string
-		cs   []SlowCount
+		cs   []report.SlowCount
 	}{{"connections", sw.ByConn}, {"server threads", sw.ByServerThread}} {
 		fmt.Fprintf(b, "  %s:", part.name)
 		for i, c := range part.cs {

@@ -1,11 +1,11 @@
-package report
+package hostinfo
 
 import (
 	"os"
 	"strings"
 )
 
-// Values of Meta.Virtualization.
+// Values of Virtualization (results.json's meta.virtualization).
 const (
 	// VirtEmulated is qemu's software emulation (TCG): every guest
 	// instruction is translated, so a round trip's time is the emulator's,

@@ -1,4 +1,4 @@
-package report
+package outdir
 
 import (
 	"os"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/loadgen"
 )
 
@@ -36,7 +37,7 @@ func TestHdrLogReadBack(t *testing.T) {
 		perSec[(t1-firstT0)/1e9]++
 		n++
 	}
-	if err := o.Commit(&Results{}); err != nil {
+	if err := o.Commit(&report.Results{}); err != nil {
 		t.Fatal(err)
 	}
 	var total int64

@@ -1,20 +1,17 @@
-package report
+package render
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"math"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
-)
 
-// HTMLFile is the page an output directory holds beside results.json.
-const HTMLFile = "report.html"
+	"github.com/volleyscope/volleyscope/internal/report"
+)
 
 // componentColor gives each breakdown component its colour on the page:
 // blues and greens for the client's side, warm colours for the server's,
@@ -56,7 +53,7 @@ td{white-space:normal}tr{break-inside:avoid}table.slowest td:nth-child(5){min-wi
 // SVG, no script, nothing fetched), drawn from r (the results.json of the
 // run) and log (the latency.hlog it wrote; nil when there is none, and
 // the page then draws the percentiles from r alone and no timeline).
-func WriteHTML(w io.Writer, r *Results, log *HdrLog) error {
+func WriteHTML(w io.Writer, r *report.Results, log LatencyLog) error {
 	b := &strings.Builder{}
 	m := r.Meta
 	title := fmt.Sprintf("volleyscope: %s, %d client(s), %s", m.Server, m.Clients, m.Proto)
@@ -103,7 +100,7 @@ func WriteHTML(w io.Writer, r *Results, log *HdrLog) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString(b.String())
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", HTMLFile, err)
+		return err
 	}
 	return nil
 }
@@ -133,7 +130,7 @@ func table(b *strings.Builder, class string, head []string, rows [][]string) {
 	b.WriteString("</tbody></table></div>\n")
 }
 
-func htmlProblems(b *strings.Builder, r *Results) {
+func htmlProblems(b *strings.Builder, r *report.Results) {
 	if len(r.Errors)+len(r.Warnings) == 0 {
 		return
 	}
@@ -147,20 +144,20 @@ func htmlProblems(b *strings.Builder, r *Results) {
 	b.WriteString("</ul></section>\n")
 }
 
-func htmlSummary(b *strings.Builder, r *Results) {
+func htmlSummary(b *strings.Builder, r *report.Results) {
 	l := r.Latency
 	section(b, "summary", "Latency", func() {
 		ci := func(lo, hi float64) string { return xmlEscape(strings.TrimSpace(interval(lo, hi))) }
 		rows := [][]string{
 			{"round trips", fmt.Sprint(l.Count), ""},
 			{"throughput", fmt.Sprintf("%.0f/s", r.ThroughputRPS), ""},
-			{"mean", Dur(l.Mean), ci(l.CILow, l.CIHigh)},
-			{"p50", Dur(l.P50), ci(l.P50CILow, l.P50CIHigh)},
-			{"p90", Dur(l.P90), ""},
-			{"p99", Dur(l.P99), ci(l.P99CILow, l.P99CIHigh)},
-			{"p99.9", Dur(l.P999), ""},
-			{"p99.99", Dur(l.P9999), ""},
-			{"max", Dur(l.Max), ""},
+			{"mean", report.Dur(l.Mean), ci(l.CILow, l.CIHigh)},
+			{"p50", report.Dur(l.P50), ci(l.P50CILow, l.P50CIHigh)},
+			{"p90", report.Dur(l.P90), ""},
+			{"p99", report.Dur(l.P99), ci(l.P99CILow, l.P99CIHigh)},
+			{"p99.9", report.Dur(l.P999), ""},
+			{"p99.99", report.Dur(l.P9999), ""},
+			{"max", report.Dur(l.Max), ""},
 		}
 		if r.ServerThroughputRPS > 0 {
 			rows = append(rows[:2], append([][]string{{"server send calls", fmt.Sprintf("%.0f/s", r.ServerThroughputRPS), ""}}, rows[2:]...)...)
@@ -173,10 +170,10 @@ func htmlSummary(b *strings.Builder, r *Results) {
 	})
 }
 
-func htmlBreakdownTable(b *strings.Builder, r *Results) {
+func htmlBreakdownTable(b *strings.Builder, r *report.Results) {
 	var rows [][]string
 	for _, c := range r.Breakdown {
-		rows = append(rows, []string{swatch(c.Component) + c.Component, c.Side, Dur(c.MeanNs), Dur(c.P50Ns), Dur(c.P99Ns), fmt.Sprintf("%.1f%%", 100*c.Share)})
+		rows = append(rows, []string{swatch(c.Component) + c.Component, c.Side, report.Dur(c.MeanNs), report.Dur(c.P50Ns), report.Dur(c.P99Ns), fmt.Sprintf("%.1f%%", 100*c.Share)})
 	}
 	table(b, "breakdown", []string{"component", "side", "mean", "p50", "p99", "share of mean"}, rows)
 	if c := r.BreakdownCheck; c != nil {
@@ -194,7 +191,7 @@ func swatch(component string) string {
 // trip split into its components' shares (the bands' latencies differ by
 // orders of magnitude, so each bar is full width and labelled with its
 // mean): which component grows toward the tail.
-func bandBars(b *strings.Builder, bands []Band) {
+func bandBars(b *strings.Builder, bands []report.Band) {
 	const width, left, right, barH, gap, top = 720, 110, 90, 24, 12, 10
 	var used []string // components above 0 somewhere, in breakdown order
 	for _, bd := range bands {
@@ -233,13 +230,13 @@ func bandBars(b *strings.Builder, bands []Band) {
 			}
 			wd := p.MeanNs / sum * plotW
 			fmt.Fprintf(b, `<rect class="seg" x="%.2f" y="%d" width="%.2f" height="%d" fill="%s"><title>%s %s (%.1f%%)</title></rect>`,
-				x, y, wd, barH, colorOf(p.Component), p.Component, Dur(p.MeanNs), 100*p.Share)
+				x, y, wd, barH, colorOf(p.Component), p.Component, report.Dur(p.MeanNs), 100*p.Share)
 			if wd >= 34 {
 				fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle" font-size="10">%.0f%%</text>`, x+wd/2, y+barH/2+4, 100*p.MeanNs/sum)
 			}
 			x += wd
 		}
-		fmt.Fprintf(b, `<text x="%d" y="%d">mean %s</text></g>`+"\n", left+int(plotW)+4, y+barH/2+4, Dur(bd.MeanLatencyNs))
+		fmt.Fprintf(b, `<text x="%d" y="%d">mean %s</text></g>`+"\n", left+int(plotW)+4, y+barH/2+4, report.Dur(bd.MeanLatencyNs))
 	}
 	legend(b, used, 10, barsH+28, (width-20)/perRow, perRow)
 	b.WriteString("</svg>\n")
@@ -281,7 +278,7 @@ func logScale(lo, hi, top, h float64) ([]float64, func(float64) float64) {
 // logYAxis draws a log axis's ticks as grid lines labelled on the left.
 func logYAxis(b *strings.Builder, ticks []float64, py func(float64) float64, left, right int) {
 	for _, t := range ticks {
-		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left, py(t), right, py(t), left-6, py(t)+4, Dur(t))
+		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left, py(t), right, py(t), left-6, py(t)+4, report.Dur(t))
 	}
 }
 
@@ -297,7 +294,7 @@ func percentileLabel(x float64) string {
 // 1/(1−percentile) on a log axis (HdrHistogram's percentile plot): the
 // curve from the merged histogram of latency.hlog when there is one, and
 // the results' percentiles as labelled points.
-func percentilePlot(b *strings.Builder, l Latency, total *hdrhistogram.Histogram) {
+func percentilePlot(b *strings.Builder, l report.Latency, total *hdrhistogram.Histogram) {
 	const width, height, left, right, top, bottom = 720, 340, 80, 30, 20, 50
 	plotW, plotH := float64(width-left-right), float64(height-top-bottom)
 	marks := []struct {
@@ -345,7 +342,7 @@ func percentilePlot(b *strings.Builder, l Latency, total *hdrhistogram.Histogram
 			continue
 		}
 		fmt.Fprintf(b, `<circle class="pct-mark" cx="%.1f" cy="%.1f" r="3.5" fill="#d62728"><title>%s %s</title></circle><text x="%.1f" y="%.1f" fill="#d62728">%s %s</text>`+"\n",
-			px(x), py(mk.v), mk.name, Dur(mk.v), px(x)+5, py(mk.v)-6, mk.name, Dur(mk.v))
+			px(x), py(mk.v), mk.name, report.Dur(mk.v), px(x)+5, py(mk.v)-6, mk.name, report.Dur(mk.v))
 	}
 	b.WriteString("</svg>\n")
 }
@@ -409,7 +406,7 @@ func timeline(b *strings.Builder, iv []IntervalStat) {
 }
 
 // log2Spark draws a syscall's power-of-two histogram as a row of bars.
-func log2Spark(s Syscall) string {
+func log2Spark(s report.Syscall) string {
 	if len(s.Log2) == 0 {
 		return ""
 	}
@@ -425,25 +422,25 @@ func log2Spark(s Syscall) string {
 		if maxC > 0 {
 			h = float64(k.Count) / float64(maxC) * 18
 		}
-		fmt.Fprintf(sb, `<rect x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="#1f77b4"><title>%s–%s: %d</title></rect>`, float64(i)*w, 18-h, max(w-0.5, 0.3), h, Dur(float64(k.LowNs)), Dur(float64(k.HighNs)), k.Count)
+		fmt.Fprintf(sb, `<rect x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="#1f77b4"><title>%s–%s: %d</title></rect>`, float64(i)*w, 18-h, max(w-0.5, 0.3), h, report.Dur(float64(k.LowNs)), report.Dur(float64(k.HighNs)), k.Count)
 	}
 	sb.WriteString("</svg>")
 	return sb.String()
 }
 
-func htmlSyscalls(b *strings.Builder, sc []Syscall) {
+func htmlSyscalls(b *strings.Builder, sc []report.Syscall) {
 	var rows [][]string
 	for _, s := range sc {
-		rows = append(rows, []string{xmlEscape(s.Side), xmlEscape(s.Name), fmt.Sprint(s.Count), Dur(s.P50Ns), Dur(s.P99Ns), Dur(s.MaxNs), log2Spark(s)})
+		rows = append(rows, []string{xmlEscape(s.Side), xmlEscape(s.Name), fmt.Sprint(s.Count), report.Dur(s.P50Ns), report.Dur(s.P99Ns), report.Dur(s.MaxNs), log2Spark(s)})
 	}
 	b.WriteString("<p class=\"muted\">Each side's system calls over the run; the histogram has a bar per power of two of nanoseconds.</p>\n")
 	table(b, "syscalls", []string{"side", "syscall", "count", "p50", "p99", "max", "log2 histogram"}, rows)
 }
 
-func htmlUring(b *strings.Builder, ops []UringOp) {
+func htmlUring(b *strings.Builder, ops []report.UringOp) {
 	var rows [][]string
 	for _, u := range ops {
-		rows = append(rows, []string{xmlEscape(u.Name), fmt.Sprint(u.Opcode), fmt.Sprint(u.Count), Dur(u.P50Ns), Dur(u.P99Ns), Dur(u.MaxNs), fmt.Sprint(u.Extra)})
+		rows = append(rows, []string{xmlEscape(u.Name), fmt.Sprint(u.Opcode), fmt.Sprint(u.Count), report.Dur(u.P50Ns), report.Dur(u.P99Ns), report.Dur(u.MaxNs), fmt.Sprint(u.Extra)})
 	}
 	b.WriteString("<p class=\"muted\">Submit to first completion, per opcode, from the io_uring tracepoints.</p>\n")
 	table(b, "io_uring", []string{"operation", "opcode", "count", "p50", "p99", "max", "further completions"}, rows)
@@ -451,7 +448,7 @@ func htmlUring(b *strings.Builder, ops []UringOp) {
 
 // htmlSlowest lists the slowest round trips, each with a bar of its
 // components (one scale for all) and who held the CPU while it waited.
-func htmlSlowest(b *strings.Builder, trips []SlowTrip) {
+func htmlSlowest(b *strings.Builder, trips []report.SlowTrip) {
 	var maxLat int64
 	for _, t := range trips {
 		maxLat = max(maxLat, t.LatencyNs)
@@ -468,10 +465,10 @@ func htmlSlowest(b *strings.Builder, trips []SlowTrip) {
 				continue
 			}
 			wd := float64(p.Ns) / scale * 200
-			fmt.Fprintf(bar, `<rect x="%.2f" width="%.2f" height="14" fill="%s"><title>%s %s</title></rect>`, x, wd, colorOf(p.Component), p.Component, Dur(float64(p.Ns)))
+			fmt.Fprintf(bar, `<rect x="%.2f" width="%.2f" height="14" fill="%s"><title>%s %s</title></rect>`, x, wd, colorOf(p.Component), p.Component, report.Dur(float64(p.Ns)))
 			x += wd
 			if p.Ns*20 >= t.LatencyNs {
-				big = append(big, fmt.Sprintf("%s%s %s", swatch(p.Component), p.Component, Dur(float64(p.Ns))))
+				big = append(big, fmt.Sprintf("%s%s %s", swatch(p.Component), p.Component, report.Dur(float64(p.Ns))))
 			}
 		}
 		bar.WriteString("</svg>")
@@ -485,14 +482,14 @@ func htmlSlowest(b *strings.Builder, trips []SlowTrip) {
 				held = append(held, xmlEscape(line))
 			}
 		}
-		rows = append(rows, []string{fmt.Sprint(i + 1), Dur(float64(t.LatencyNs)), fmt.Sprintf("%d #%d", t.Conn, t.Seq),
+		rows = append(rows, []string{fmt.Sprint(i + 1), report.Dur(float64(t.LatencyNs)), fmt.Sprintf("%d #%d", t.Conn, t.Seq),
 			bar.String() + "<br/>" + strings.Join(big, "<br/>"), strings.Join(held, "<br/>")})
 	}
 	b.WriteString("<p class=\"muted\">Components over 5% of each round trip, and the tasks that held the CPU while a side waited for one.</p>\n")
 	table(b, "slowest", []string{"#", "latency", "conn #seq", "components (the largest named)", "waited for a CPU"}, rows)
 }
 
-func htmlRun(b *strings.Builder, r *Results) {
+func htmlRun(b *strings.Builder, r *report.Results) {
 	m, ru := r.Meta, r.Run
 	stop, ok := stopText[ru.StopReason]
 	if !ok {
@@ -501,7 +498,7 @@ func htmlRun(b *strings.Builder, r *Results) {
 	rows := [][]string{
 		{"server", xmlEscape(m.Server)},
 		{"clients", fmt.Sprintf("%d, %s", m.Clients, xmlEscape(m.Proto))},
-		{"client CPUs / server CPUs", cpuList(m.ClientCPUs) + " / " + cpuList(m.ServerCPUs)},
+		{"client CPUs / server CPUs", report.CPUList(m.ClientCPUs) + " / " + report.CPUList(m.ServerCPUs)},
 		{"kernel", xmlEscape(m.Kernel)},
 		{"CPU", fmt.Sprintf("%s (%d CPUs)", xmlEscape(m.CPUModel), m.NCPU)},
 		{"probe mode", xmlEscape(m.ProbeMode)},
@@ -527,26 +524,26 @@ func htmlRun(b *strings.Builder, r *Results) {
 		rows = append(rows, []string{"validity checks", xmlEscape(v.Note)})
 	}
 	if cl := ru.ClientLoad; cl.Known {
-		rows = append(rows, []string{"client load", fmt.Sprintf("CPUs %.0f%% busy, threads on CPU %.0f%%, run-queue wait %s a round trip", 100*cl.CPUsBusy, 100*cl.OnCPU, Dur(cl.RunDelayPerTripNs))})
+		rows = append(rows, []string{"client load", fmt.Sprintf("CPUs %.0f%% busy, threads on CPU %.0f%%, run-queue wait %s a round trip", 100*cl.CPUsBusy, 100*cl.OnCPU, report.Dur(cl.RunDelayPerTripNs))})
 	}
 	if c := r.ServerCost; c != nil {
-		rows = append(rows, []string{"server CPU a request", Dur(c.CPUNs)})
+		rows = append(rows, []string{"server CPU a request", report.Dur(c.CPUNs)})
 	}
 	if p := r.Probe; p != nil {
 		rows = append(rows,
 			[]string{"probe events", fmt.Sprintf("%d (%.1f a round trip), %d lost", p.Events, p.EventsPerRTT, r.LostEvents)},
-			[]string{"probe cost", fmt.Sprintf("%.1f program runs a round trip × %.0f ns = %s a round trip (measured in the warm-up)", p.ProgramRunsPerRTT, p.BPFNsPerEvent, Dur(p.OverheadNsPerRT))})
+			[]string{"probe cost", fmt.Sprintf("%.1f program runs a round trip × %.0f ns = %s a round trip (measured in the warm-up)", p.ProgramRunsPerRTT, p.BPFNsPerEvent, report.Dur(p.OverheadNsPerRT))})
 		if p.Ring != "" {
 			rows = append(rows, []string{"probe ring", xmlEscape(p.Ring)})
 		}
-		for _, k := range sortedKeys(p.Missing) {
+		for _, k := range report.SortedKeys(p.Missing) {
 			rows = append(rows, []string{"missing " + xmlEscape(k), xmlEscape(p.Missing[k])})
 		}
 	}
 	table(b, "run", []string{"", ""}, rows)
 	if len(m.Hooks) > 0 {
 		var hooks [][]string
-		for _, k := range sortedKeys(m.Hooks) {
+		for _, k := range report.SortedKeys(m.Hooks) {
 			hooks = append(hooks, []string{xmlEscape(k), xmlEscape(m.Hooks[k])})
 		}
 		b.WriteString("<p class=\"muted\">Probe hooks:</p>\n")
@@ -561,12 +558,19 @@ func htmlRun(b *strings.Builder, r *Results) {
 	}
 }
 
-// writeViews writes the files drawn from the results and the closed
-// latency log: report.html, and trace.json when the probe ran.
-func (o *Out) writeViews(r *Results) error {
-	err := WriteFileAtomic(filepath.Join(o.dir, HTMLFile), func(w io.Writer) error { return WriteHTML(w, r, o.Log) })
-	if o.Trace != nil {
-		err = errors.Join(err, WriteFileAtomic(filepath.Join(o.dir, TraceFile), func(w io.Writer) error { return WriteTrace(w, r, o.Trace) }))
-	}
-	return err
+// IntervalStat summarizes one interval of the log as it was written.
+type IntervalStat struct {
+	Sec   int64 // seconds since the first request
+	Count int64
+	P50Ns int64
+	P99Ns int64
+	MaxNs int64
+}
+
+// LatencyLog is the per-second record of a run's latencies that the page
+// draws its timeline and percentile plot from (the output directory's
+// latency.hlog).
+type LatencyLog interface {
+	Intervals() []IntervalStat      // each second's summary, in order
+	Total() *hdrhistogram.Histogram // every round trip in the log
 }

@@ -1,4 +1,4 @@
-package report
+package render_test
 
 import (
 	"bytes"
@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/breakdown"
+	"github.com/volleyscope/volleyscope/internal/outdir"
+	"github.com/volleyscope/volleyscope/internal/render"
+	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/stats"
 )
 
@@ -92,9 +95,9 @@ func (n *node) allText() string {
 // results.json of TestBuildFromRecording: bands, slowest round trips,
 // breakdown), its latency log fed from the recording's measured round
 // trips, and syscall and io_uring rows added.
-func testPage(t *testing.T) (*Results, *HdrLog, []byte) {
+func testPage(t *testing.T) (*report.Results, *outdir.HdrLog, []byte) {
 	t.Helper()
-	r, err := ReadJSON(filepath.Join("testdata", "golden", "build_default_cross_cpu.json"))
+	r, err := report.ReadJSON(filepath.Join("../report/testdata/golden", "build_default_cross_cpu.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,13 +105,13 @@ func testPage(t *testing.T) (*Results, *HdrLog, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Syscalls = []Syscall{
+	r.Syscalls = []report.Syscall{
 		{Side: "client", Name: "sendto", Count: 1200, P50Ns: 5100, P99Ns: 9800, MaxNs: 31000, Log2: []stats.Log2Bucket{{LowNs: 4096, HighNs: 8191, Count: 1100}, {LowNs: 8192, HighNs: 16383, Count: 90}, {LowNs: 16384, HighNs: 32767, Count: 10}}},
 		{Side: "server", Name: "read", Count: 1201, P50Ns: 2100, P99Ns: 4800, MaxNs: 12000, Log2: []stats.Log2Bucket{{LowNs: 2048, HighNs: 4095, Count: 1150}, {LowNs: 4096, HighNs: 8191, Count: 51}}},
 	}
-	r.Uring = []UringOp{{Opcode: 22, Name: "RECV", Count: 1200, P50Ns: 30e3, P99Ns: 90e3, MaxNs: 200e3, Extra: 3}}
+	r.Uring = []report.UringOp{{Opcode: 22, Name: "RECV", Count: 1200, P50Ns: 30e3, P99Ns: 90e3, MaxNs: 200e3, Extra: 3}}
 	r.Warnings = append(r.Warnings, "a <warning> & its escape")
-	log := NewHdrLog(io.Discard)
+	log := outdir.NewHdrLog(io.Discard)
 	log.Begin(r.Meta.StartedAt, r.Run.FirstT0Ns)
 	for _, c := range in.Conns {
 		for _, rec := range c.Records {
@@ -121,7 +124,7 @@ func testPage(t *testing.T) (*Results, *HdrLog, []byte) {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	if err := WriteHTML(&b, r, log); err != nil {
+	if err := render.WriteHTML(&b, r, log); err != nil {
 		t.Fatal(err)
 	}
 	return r, log, b.Bytes()
@@ -183,7 +186,7 @@ func TestHTMLStructure(t *testing.T) {
 				}
 			}
 			widths = append(widths, w)
-			var top BandPart
+			var top report.BandPart
 			for _, p := range bd.Components {
 				if p.MeanNs > top.MeanNs {
 					top = p
@@ -290,7 +293,7 @@ func TestHTMLInChromium(t *testing.T) {
 	}
 	_, _, page := testPage(t)
 	dir := t.TempDir()
-	path := filepath.Join(dir, HTMLFile)
+	path := filepath.Join(dir, outdir.HTMLFile)
 	if err := os.WriteFile(path, page, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package report
+package render
 
 import (
 	"bytes"
@@ -6,24 +6,26 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/volleyscope/volleyscope/internal/report"
 )
 
 func TestSweepKnee(t *testing.T) {
-	pt := func(c int, thr, p50 float64) SweepPoint {
-		return SweepPoint{Clients: c, ThroughputRPS: thr, P50: p50, P50Low: p50 * 0.9, P50High: p50 * 1.1, P99: 3 * p50, P99Low: 2 * p50, P99High: 4 * p50}
+	pt := func(c int, thr, p50 float64) report.SweepPoint {
+		return report.SweepPoint{Clients: c, ThroughputRPS: thr, P50: p50, P50Low: p50 * 0.9, P50High: p50 * 1.1, P99: 3 * p50, P99Low: 2 * p50, P99High: 4 * p50}
 	}
 	for _, tc := range []struct {
 		name   string
-		points []SweepPoint
+		points []report.SweepPoint
 		knee   int
 	}{
-		{"plateau", []SweepPoint{pt(1, 10e3, 50e3), pt(2, 19e3, 52e3), pt(4, 30e3, 60e3), pt(8, 31e3, 120e3), pt(16, 31e3, 250e3)}, 2},
-		{"throughput falls", []SweepPoint{pt(1, 10e3, 50e3), pt(4, 35e3, 55e3), pt(16, 20e3, 400e3)}, 1},
-		{"still growing", []SweepPoint{pt(1, 10e3, 50e3), pt(2, 20e3, 50e3), pt(4, 40e3, 52e3)}, -1},
-		{"latency flat", []SweepPoint{pt(1, 10e3, 50e3), pt(2, 10.5e3, 51e3)}, -1},
+		{"plateau", []report.SweepPoint{pt(1, 10e3, 50e3), pt(2, 19e3, 52e3), pt(4, 30e3, 60e3), pt(8, 31e3, 120e3), pt(16, 31e3, 250e3)}, 2},
+		{"throughput falls", []report.SweepPoint{pt(1, 10e3, 50e3), pt(4, 35e3, 55e3), pt(16, 20e3, 400e3)}, 1},
+		{"still growing", []report.SweepPoint{pt(1, 10e3, 50e3), pt(2, 20e3, 50e3), pt(4, 40e3, 52e3)}, -1},
+		{"latency flat", []report.SweepPoint{pt(1, 10e3, 50e3), pt(2, 10.5e3, 51e3)}, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := NewSweep(tc.points)
+			s := report.NewSweep(tc.points)
 			if s.Knee != tc.knee {
 				t.Fatalf("knee %d (%s), want %d", s.Knee, s.KneeWhy, tc.knee)
 			}
@@ -62,10 +64,10 @@ func TestSweepKnee(t *testing.T) {
 // TestSweepServers: two servers taking turns at each level get a knee
 // each, a server column, and lines of their own in the SVG.
 func TestSweepServers(t *testing.T) {
-	pt := func(server string, c int, thr, p50 float64) SweepPoint {
-		return SweepPoint{Server: server, Clients: c, ThroughputRPS: thr, P50: p50, P99: 3 * p50, CPUPerRequestNs: 10e3}
+	pt := func(server string, c int, thr, p50 float64) report.SweepPoint {
+		return report.SweepPoint{Server: server, Clients: c, ThroughputRPS: thr, P50: p50, P99: 3 * p50, CPUPerRequestNs: 10e3}
 	}
-	s := NewSweep([]SweepPoint{
+	s := report.NewSweep([]report.SweepPoint{
 		pt("epoll", 1, 10e3, 50e3), pt("uring", 1, 11e3, 48e3),
 		pt("epoll", 4, 30e3, 60e3), pt("uring", 4, 40e3, 55e3),
 		pt("epoll", 16, 31e3, 200e3), pt("uring", 16, 60e3, 60e3),

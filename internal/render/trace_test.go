@@ -1,4 +1,4 @@
-package report
+package render
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/volleyscope/volleyscope/internal/breakdown"
+	"github.com/volleyscope/volleyscope/internal/report"
 )
 
 // parsedEvent is a trace event as a viewer reads it, times back in ns.
@@ -126,7 +127,7 @@ func TestTraceNests(t *testing.T) {
 		tr.Add(&res.Trips[i])
 	}
 	tr.SetSlowest(acc.Slowest())
-	r := Build(Parts{Meta: Meta{Server: "threads"}, Join: acc})
+	r := report.Build(report.Parts{Meta: report.Meta{Server: "threads"}, Join: acc})
 	// The recording has no holders (they come from the live probe): name
 	// one for the first slowest round trip that waited.
 	named := -1
@@ -134,7 +135,7 @@ func TestTraceNests(t *testing.T) {
 		if len(r.Slowest[i].Waits) > 0 {
 			w := &r.Slowest[i].Waits[0]
 			w.Named, w.CPU = true, 1
-			w.Holders = []TripHolder{{Comm: "hogcomm", PID: 42, TID: 43, Ns: w.Ns}}
+			w.Holders = []report.TripHolder{{Comm: "hogcomm", PID: 42, TID: 43, Ns: w.Ns}}
 			named = i
 			break
 		}
@@ -203,7 +204,7 @@ func TestTraceSample(t *testing.T) {
 				t.Errorf("%d round trips: the sample ends at %d", n, last)
 			}
 			var b bytes.Buffer
-			if err := WriteTrace(&b, &Results{}, tr); err != nil {
+			if err := WriteTrace(&b, &report.Results{}, tr); err != nil {
 				t.Fatal(err)
 			}
 			if b.Len() > 4<<20 {

@@ -1,0 +1,47 @@
+package render
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/volleyscope/volleyscope/internal/golden"
+	"github.com/volleyscope/volleyscope/internal/report"
+)
+
+// TestTextOfBuild: the terminal summary of the results that
+// TestBuildFromRecording (package report) holds to its golden files.
+func TestTextOfBuild(t *testing.T) {
+	for _, name := range []string{"default_cross_cpu", "default_epoll_4conns"} {
+		t.Run(name, func(t *testing.T) {
+			r, err := report.ReadJSON(filepath.Join("../report/testdata/golden", "build_"+name+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			if err := WriteText(&b, r); err != nil {
+				t.Fatal(err)
+			}
+			golden.Check(t, "build_"+name+".txt", b.Bytes())
+		})
+	}
+}
+
+func TestWriteTextSaysWhereTimeGoes(t *testing.T) {
+	r := &report.Results{Meta: report.Meta{Server: "threads", Clients: 1, Proto: "pingpong"}, Latency: report.Latency{Count: 10, Mean: 100e3},
+		Run:            report.RunInfo{StopReason: "ci"},
+		Breakdown:      []report.Component{{Component: "server_wakeup", Side: "server", MeanNs: 60e3, Share: 0.6}, {Component: "client_net", Side: "client", MeanNs: 40e3, Share: 0.4}},
+		BreakdownCheck: &report.BreakdownCheck{Joined: 9, Unjoined: 1, UnjoinedReasons: map[string]int{"no data ready": 1}, SumWithinTolerance: 1, Tolerance: "2%"},
+	}
+	var buf bytes.Buffer
+	if err := WriteText(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{"confidence target reached", "server_wakeup", "60.0%", "joined 9 of 10", "1 × no data ready", "most of the time: server_wakeup (server side), 60%"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}

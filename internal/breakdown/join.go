@@ -9,55 +9,6 @@ import (
 	"github.com/volleyscope/volleyscope/probe"
 )
 
-// Component is one part of a round trip.
-type Component int
-
-// The components. The first ten are the gaps between consecutive
-// boundaries, in the order they happen on the critical path, less the time the side
-// on the critical path spent runnable but off its CPU; the last two are
-// that time, per side. They are last so that the ten gaps keep their
-// requests.csv columns.
-const (
-	ClientUser       Component = iota // t0 → client enters the send syscall
-	ClientNet                         // send entry → the request's last data ready on the server's socket
-	ServerWakeup                      // data ready → server thread on CPU (0 if it was running)
-	ServerQueue                       // on CPU → the server starts the receive that completes the request
-	ServerKernelRecv                  // start of the receive → it returns to userspace
-	ServerUser                        // receive returned → server enters the send of the reply's last part (earlier parts included)
-	ServerNet                         // that send's entry → its data ready on the client's socket
-	ClientWakeup                      // data ready → client thread on CPU (0 if it was running)
-	ClientKernelRecv                  // on CPU → the client's read of the reply's last part returns
-	ClientUserRecv                    // receive returned → t1
-	ClientPreempted                   // client thread preempted (runnable, off CPU) in client_user, client_net, client_kernel_recv or client_user_recv
-	ServerPreempted                   // server thread preempted in server_queue, server_kernel_recv, server_user or server_net
-	NumComponents
-)
-
-// NumBounds is the number of boundaries b0 … b10; the components before
-// ClientPreempted are the gaps between consecutive ones.
-const NumBounds = int(ClientPreempted) + 1
-
-var names = [NumComponents]string{
-	"client_user", "client_net", "server_wakeup", "server_queue", "server_kernel_recv",
-	"server_user", "server_net", "client_wakeup", "client_kernel_recv", "client_user_recv",
-	"client_preempted", "server_preempted",
-}
-
-func (c Component) String() string { return names[c] }
-
-// Side is the side of the connection a component's time is spent on. The
-// *_net components are charged to the sender, whose send syscall runs the
-// receiver's network stack on loopback.
-func (c Component) Side() string {
-	if c >= ServerWakeup && c <= ServerNet || c == ServerPreempted {
-		return "server"
-	}
-	return "client"
-}
-
-// Names lists the component names in order (the requests.csv columns).
-func Names() []string { return names[:] }
-
 // RoundTrip is one client round trip with its boundaries and components.
 type RoundTrip struct {
 	Conn, Seq int

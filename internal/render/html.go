@@ -10,25 +10,9 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/volleyscope/volleyscope/internal/breakdown"
 	"github.com/volleyscope/volleyscope/internal/report"
 )
-
-// componentColor gives each breakdown component its colour on the page:
-// blues and greens for the client's side, warm colours for the server's,
-// greys and browns for the time each side was preempted.
-var componentColor = map[string]string{
-	"client_user": "#1f77b4", "client_net": "#9ecae1", "server_wakeup": "#ff7f0e",
-	"server_queue": "#fdd0a2", "server_kernel_recv": "#d62728", "server_user": "#ff9896",
-	"server_net": "#9467bd", "client_wakeup": "#2ca02c", "client_kernel_recv": "#98df8a",
-	"client_user_recv": "#17becf", "client_preempted": "#7f7f7f", "server_preempted": "#8c564b",
-}
-
-func colorOf(component string) string {
-	if c, ok := componentColor[component]; ok {
-		return c
-	}
-	return "#bbbbbb"
-}
 
 // htmlStyle lays the page out for a wide screen, a phone (charts scale to
 // the width through their viewBox, tables scroll sideways) and paper
@@ -184,7 +168,7 @@ func htmlBreakdownTable(b *strings.Builder, r *report.Results) {
 
 // swatch is a small square of a component's colour, for a table cell.
 func swatch(component string) string {
-	return fmt.Sprintf(`<svg width="10" height="10" aria-hidden="true"><rect width="10" height="10" fill="%s"/></svg> `, colorOf(component))
+	return fmt.Sprintf(`<svg width="10" height="10" aria-hidden="true"><rect width="10" height="10" fill="%s"/></svg> `, breakdown.ColorOf(component))
 }
 
 // bandBars draws one bar per latency band, each the band's mean round
@@ -230,7 +214,7 @@ func bandBars(b *strings.Builder, bands []report.Band) {
 			}
 			wd := p.MeanNs / sum * plotW
 			fmt.Fprintf(b, `<rect class="seg" x="%.2f" y="%d" width="%.2f" height="%d" fill="%s"><title>%s %s (%.1f%%)</title></rect>`,
-				x, y, wd, barH, colorOf(p.Component), p.Component, report.Dur(p.MeanNs), 100*p.Share)
+				x, y, wd, barH, breakdown.ColorOf(p.Component), p.Component, report.Dur(p.MeanNs), 100*p.Share)
 			if wd >= 34 {
 				fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle" font-size="10">%.0f%%</text>`, x+wd/2, y+barH/2+4, 100*p.MeanNs/sum)
 			}
@@ -246,7 +230,7 @@ func bandBars(b *strings.Builder, bands []report.Band) {
 func legend(b *strings.Builder, names []string, x0, y0, colW, perRow int) {
 	for i, n := range names {
 		x, y := x0+colW*(i%perRow), y0+18*(i/perRow)
-		fmt.Fprintf(b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", x, y-9, colorOf(n), x+14, y, xmlEscape(n))
+		fmt.Fprintf(b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", x, y-9, breakdown.ColorOf(n), x+14, y, xmlEscape(n))
 	}
 }
 
@@ -465,7 +449,7 @@ func htmlSlowest(b *strings.Builder, trips []report.SlowTrip) {
 				continue
 			}
 			wd := float64(p.Ns) / scale * 200
-			fmt.Fprintf(bar, `<rect x="%.2f" width="%.2f" height="14" fill="%s"><title>%s %s</title></rect>`, x, wd, colorOf(p.Component), p.Component, report.Dur(float64(p.Ns)))
+			fmt.Fprintf(bar, `<rect x="%.2f" width="%.2f" height="14" fill="%s"><title>%s %s</title></rect>`, x, wd, breakdown.ColorOf(p.Component), p.Component, report.Dur(float64(p.Ns)))
 			x += wd
 			if p.Ns*20 >= t.LatencyNs {
 				big = append(big, fmt.Sprintf("%s%s %s", swatch(p.Component), p.Component, report.Dur(float64(p.Ns))))

@@ -1,0 +1,87 @@
+package breakdown
+
+// Component is one part of a round trip.
+type Component int
+
+// The components, in the order of Table. The first ten are the gaps
+// between consecutive boundaries, in the order they happen on the
+// critical path, less the time the side on the critical path spent
+// runnable but off its CPU; the last two are that time, per side. They
+// are last so that the ten gaps keep their requests.csv columns.
+const (
+	ClientUser Component = iota
+	ClientNet
+	ServerWakeup
+	ServerQueue
+	ServerKernelRecv
+	ServerUser
+	ServerNet
+	ClientWakeup
+	ClientKernelRecv
+	ClientUserRecv
+	ClientPreempted
+	ServerPreempted
+	NumComponents
+)
+
+// NumBounds is the number of boundaries b0 … b10; the components before
+// ClientPreempted are the gaps between consecutive ones.
+const NumBounds = int(ClientPreempted) + 1
+
+// ComponentInfo is what every part of volleyscope says of a component.
+type ComponentInfo struct {
+	Name string // in results.json, requests.csv, the terminal and the page
+	// Side is whose time it is: "client" or "server". The *_net
+	// components are charged to the sender, whose send syscall runs the
+	// receiver's network stack on loopback.
+	Side string
+	// Color is its colour on the report page: blues and greens for the
+	// client's side, warm colours for the server's, greys and browns for
+	// the time each side was preempted.
+	Color   string
+	Meaning string // from which boundary to which, in one line
+}
+
+// Table is every component, in Component order: the one list the join,
+// the renderers and the README's component table follow (a test holds
+// the README to it).
+var Table = [NumComponents]ComponentInfo{
+	ClientUser:       {"client_user", "client", "#1f77b4", "t0 → the client enters the send syscall"},
+	ClientNet:        {"client_net", "client", "#9ecae1", "send entry → the request's last data ready on the server's socket"},
+	ServerWakeup:     {"server_wakeup", "server", "#ff7f0e", "data ready → the server thread on CPU (0 if it was running)"},
+	ServerQueue:      {"server_queue", "server", "#fdd0a2", "on CPU → the server starts the receive that completes the request"},
+	ServerKernelRecv: {"server_kernel_recv", "server", "#d62728", "start of the receive → it returns to userspace"},
+	ServerUser:       {"server_user", "server", "#ff9896", "receive returned → the server enters the send of the reply's last part (earlier parts included)"},
+	ServerNet:        {"server_net", "server", "#9467bd", "that send's entry → its data ready on the client's socket"},
+	ClientWakeup:     {"client_wakeup", "client", "#2ca02c", "data ready → the client thread on CPU (0 if it was running)"},
+	ClientKernelRecv: {"client_kernel_recv", "client", "#98df8a", "on CPU → the client's read of the reply's last part returns"},
+	ClientUserRecv:   {"client_user_recv", "client", "#17becf", "receive returned → t1"},
+	ClientPreempted:  {"client_preempted", "client", "#7f7f7f", "the client thread preempted (runnable, off CPU) in client_user, client_net, client_kernel_recv or client_user_recv"},
+	ServerPreempted:  {"server_preempted", "server", "#8c564b", "the server thread preempted in server_queue, server_kernel_recv, server_user or server_net"},
+}
+
+func (c Component) String() string { return Table[c].Name }
+
+// Side is the side of the connection a component's time is spent on.
+func (c Component) Side() string { return Table[c].Side }
+
+var names = func() (n [NumComponents]string) {
+	for c, info := range Table {
+		n[c] = info.Name
+	}
+	return n
+}()
+
+// Names lists the component names in order (the requests.csv columns).
+func Names() []string { return names[:] }
+
+// ColorOf is a component's colour by its name, and a neutral grey for a
+// name the table does not hold (a results.json from another version).
+func ColorOf(name string) string {
+	for _, info := range Table {
+		if info.Name == name {
+			return info.Color
+		}
+	}
+	return "#bbbbbb"
+}

@@ -1,8 +1,9 @@
 package loadgen
 
 import (
-	"golang.org/x/sys/unix"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestNanotimeIsMonotonic(t *testing.T) {

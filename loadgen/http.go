@@ -287,3 +287,24 @@ func containsTokenFold(v []byte, token string) bool {
 	}
 	return false
 }
+
+// httpWorkload is Options.Workload for HTTP: the request and the
+// statuses accepted.
+func httpWorkload(o Options) string {
+	path := o.HTTP.Path
+	if path == "" {
+		path = "/"
+	}
+	lo, hi := o.HTTP.StatusMin, o.HTTP.StatusMax
+	if lo == 0 && hi == 0 {
+		lo, hi = 200, 299
+	}
+	s := fmt.Sprintf("GET %s", path)
+	if o.HTTP.Host != "" {
+		s += ", Host " + o.HTTP.Host
+	}
+	if n := len(o.HTTP.Headers); n > 0 {
+		s += fmt.Sprintf(", %d extra header(s)", n)
+	}
+	return s + fmt.Sprintf(", status %d-%d", lo, hi)
+}

@@ -95,3 +95,17 @@ func valueDiffers(v []byte, k int) int {
 	}
 	return -1
 }
+
+// kvWorkload is Options.Workload for a GET/SET mix m: the mix, its key
+// space and value size.
+func kvWorkload(o Options, m Mix) string {
+	keys := o.Keys
+	if keys <= 0 {
+		keys = DefaultKeys
+	}
+	size := o.Size
+	if size <= 0 {
+		size = DefaultSize
+	}
+	return fmt.Sprintf("GET:SET %s over %d keys, %d-byte values", m, keys, size)
+}

@@ -97,3 +97,12 @@ func (f *memcacheFramer) reply(b []byte) (int, error) {
 	}
 	return int(stop), nil
 }
+
+// memcacheWorkload is Options.Workload for memcache.
+func memcacheWorkload(o Options) string {
+	m := o.Mix
+	if m == (Mix{}) {
+		m = DefaultMemcacheMix
+	}
+	return kvWorkload(o, m)
+}

@@ -37,24 +37,6 @@ const (
 	Line Proto = "line"
 )
 
-// Protos lists every protocol, in the order help texts give them.
-var Protos = []Proto{PingPong, Echo, HTTP, Redis, Memcache, Line}
-
-// ParseProto checks a protocol name given on the command line.
-func ParseProto(s string) (Proto, error) {
-	for _, p := range Protos {
-		if Proto(s) == p {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("unknown protocol %q: want pingpong, echo, http, redis, memcache or line", s)
-}
-
-// Framed reports whether p's replies are framed by their own content
-// (HTTP, RESP, memcache) rather than having a length known before they
-// arrive (ping-pong, echo, line).
-func (p Proto) Framed() bool { return p == HTTP || p == Redis || p == Memcache }
-
 // ReplyError describes a reply that was wrong, short or late. It names the
 // connection and the request so that a fault can be found in a capture.
 type ReplyError struct {
@@ -197,12 +179,10 @@ func newExchange(opts *Options, seed uint64) *exchange {
 	case Line:
 		x.req, x.want = opts.Line.Request, opts.Line.Expect
 		x.got = make([]byte, len(x.want))
-	case HTTP:
-		x.fr = newHTTPFramer(opts)
-	case Redis:
-		x.fr = newRESPFramer(opts, x)
-	case Memcache:
-		x.fr = newMemcacheFramer(opts, x)
+	default:
+		if info, ok := LookupProto(opts.Proto); ok && info.newFramer != nil {
+			x.fr = info.newFramer(opts, x)
+		}
 	}
 	x.maxReq = len(x.req)
 	if x.fr != nil {
@@ -301,50 +281,7 @@ func (x *exchange) check() bool {
 	return ok && err == nil
 }
 
-// Workload describes, in one line, what each request of o asks beyond
-// the protocol's name and the connection count: the HTTP request and the
-// statuses accepted, the GET/SET mix with its key space and value size,
-// or the line exchange. It is empty for ping-pong and echo, whose
-// request is the protocol itself (and Size). Results carry it, so that a
-// comparison of two runs says when they asked different things.
-func (o Options) Workload() string {
-	switch o.Proto {
-	case HTTP:
-		path := o.HTTP.Path
-		if path == "" {
-			path = "/"
-		}
-		lo, hi := o.HTTP.StatusMin, o.HTTP.StatusMax
-		if lo == 0 && hi == 0 {
-			lo, hi = 200, 299
-		}
-		s := fmt.Sprintf("GET %s", path)
-		if o.HTTP.Host != "" {
-			s += ", Host " + o.HTTP.Host
-		}
-		if n := len(o.HTTP.Headers); n > 0 {
-			s += fmt.Sprintf(", %d extra header(s)", n)
-		}
-		return s + fmt.Sprintf(", status %d-%d", lo, hi)
-	case Redis, Memcache:
-		m := o.Mix
-		if m == (Mix{}) {
-			if o.Proto == Redis {
-				return "PING"
-			}
-			m = DefaultMemcacheMix
-		}
-		keys := o.Keys
-		if keys <= 0 {
-			keys = DefaultKeys
-		}
-		size := o.Size
-		if size <= 0 {
-			size = DefaultSize
-		}
-		return fmt.Sprintf("GET:SET %s over %d keys, %d-byte values", m, keys, size)
-	case Line:
-		return fmt.Sprintf("request %q, expect %q", o.Line.Request, o.Line.Expect)
-	}
-	return ""
+// lineWorkload is Options.Workload for line: the fixed exchange.
+func lineWorkload(o Options) string {
+	return fmt.Sprintf("request %q, expect %q", o.Line.Request, o.Line.Expect)
 }

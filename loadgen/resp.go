@@ -149,3 +149,11 @@ func parseSigned(b []byte) (int64, bool) {
 	}
 	return parseDecimal(b)
 }
+
+// respWorkload is Options.Workload for RESP: PING without a mix.
+func respWorkload(o Options) string {
+	if o.Mix == (Mix{}) {
+		return "PING"
+	}
+	return kvWorkload(o, o.Mix)
+}

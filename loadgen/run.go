@@ -9,8 +9,9 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/volleyscope/volleyscope/internal/stats"
 	"golang.org/x/sys/unix"
+
+	"github.com/volleyscope/volleyscope/internal/stats"
 )
 
 // Options configure a load run. The zero value of every field but Addr is a
@@ -122,10 +123,8 @@ const (
 // calls it, and a command line may call it first to say so early. An
 // empty Proto is the default, PingPong.
 func (o *Options) CheckProto() error {
-	switch o.Proto {
-	case "", PingPong, Echo, HTTP, Redis, Memcache, Line:
-	default:
-		return fmt.Errorf("protocol %q: want one of pingpong, echo, http, redis, memcache, line", o.Proto)
+	if _, ok := LookupProto(o.Proto); !ok && o.Proto != "" {
+		return fmt.Errorf("protocol %q: want %s", o.Proto, ProtoNames())
 	}
 	if o.Proto == Line && (len(o.Line.Request) == 0 || len(o.Line.Expect) == 0) {
 		return fmt.Errorf("protocol line: both the request and the expected reply are needed (--request, --expect)")

@@ -98,8 +98,8 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 	} else {
 		fs.IntVar(&f.clients, "clients", loadgen.DefaultClients, "concurrent connections (see --client-model)")
 	}
-	fs.StringVar(&f.proto, "proto", string(loadgen.PingPong), "wire protocol: pingpong, echo, http, redis, memcache or line; not given: the built-in server's (http, resp), else pingpong")
-	fs.IntVar(&f.size, "size", loadgen.DefaultSize, "echo payload, or redis/memcache value, in bytes")
+	fs.StringVar(&f.proto, "proto", string(loadgen.PingPong), "wire protocol: "+loadgen.ProtoNames()+" ('volleyscope servers' says what each sends); not given: the built-in server's, else pingpong")
+	fs.IntVar(&f.size, "size", loadgen.DefaultSize, "in bytes: "+sizeUse())
 	fs.StringVar(&f.httpPath, "http-path", "/", "--proto http: the request's path")
 	fs.StringVar(&f.httpHost, "http-host", "", "--proto http: the Host header (default: the server's HOST:PORT)")
 	fs.StringArrayVar(&f.headers, "header", nil, "--proto http: an extra request header 'Name: value' (repeatable)")
@@ -187,7 +187,7 @@ func (f *loadFlags) config() (session.Config, error) {
 		{f.serverSpin < 0, fmt.Sprintf("--server-spin %v: want 0 or a positive duration", f.serverSpin)},
 		{f.clients < 1, fmt.Sprintf("--clients %d: want at least 1", f.clients)},
 		{f.size < 1, fmt.Sprintf("--size %d: want at least 1 byte", f.size)},
-		{f.fs.Changed("size") && proto != loadgen.Echo && proto != loadgen.Redis && proto != loadgen.Memcache, "--size sets the echo payload or the redis/memcache value: use it with --proto echo, redis or memcache (a ping-pong message is always 4 bytes)"},
+		{f.fs.Changed("size") && !sized(proto), "--size sets " + sizeUse() + " (a ping-pong message is always 4 bytes)"},
 		{proto == loadgen.Redis && f.fs.Changed("size") && !f.fs.Changed("mix"), "--size sets the value of a GET/SET mix: add --mix GET:SET (redis sends PING without one)"},
 		{f.timeout <= 0, fmt.Sprintf("--timeout %v: want a positive duration, e.g. 2s", f.timeout)},
 		{f.requests < 0, fmt.Sprintf("--requests %d: want 0 (no limit) or more", f.requests)},
@@ -423,4 +423,22 @@ func (f *probeFlags) validate() error {
 		return usagef("--probe-mode: %v", err)
 	}
 	return nil
+}
+
+// sized says whether proto uses --size.
+func sized(p loadgen.Proto) bool {
+	info, ok := loadgen.LookupProto(p)
+	return ok && info.Size != ""
+}
+
+// sizeUse says what --size sets, protocol by protocol, from the protocol
+// table: "the payload with --proto echo, the value … with --proto redis".
+func sizeUse() string {
+	var uses []string
+	for _, info := range loadgen.Protocols() {
+		if info.Size != "" {
+			uses = append(uses, info.Size+" with --proto "+string(info.Name))
+		}
+	}
+	return strings.Join(uses, ", ")
 }

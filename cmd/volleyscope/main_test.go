@@ -48,7 +48,7 @@ func TestFlagValidation(t *testing.T) {
 	}{
 		{nil, ""},
 		{[]string{"--size", "0", "--proto", "echo"}, "--size 0"},
-		{[]string{"--size", "100"}, "--size sets the echo payload"},
+		{[]string{"--size", "100"}, "--size sets the payload with --proto echo"},
 		{[]string{"--duration", "0"}, "--duration 0s"},
 		{[]string{"--duration", "-5s"}, "--duration -5s"},
 		{[]string{"--confidence", "2"}, "--confidence 2"},

@@ -6,12 +6,15 @@ import (
 	"text/tabwriter"
 
 	"github.com/volleyscope/volleyscope/internal/servers"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 const serversHelp = `volleyscope servers
 
 Lists the built-in reference servers: each one's I/O model, what it needs
-from the kernel, and whether it runs on this one. Any of them can be
+from the kernel, and whether it runs on this one; then the protocols
+(--proto): what a round trip of each sends, the port its servers listen on
+by convention, and the built-in server that speaks it. Any of them can be
 benchmarked with --server NAME, run alone with 'volleyscope serve NAME',
 or set against another with 'volleyscope vs A B'.
 
@@ -36,6 +39,21 @@ func cmdServers(args []string) error {
 			req = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, s.Model, req, ok)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "PROTOCOL\tA ROUND TRIP\tPORT\tBUILT-IN SERVER")
+	for _, p := range loadgen.Protocols() {
+		port, srv := "-", p.Builtin
+		if p.DefaultPort > 0 {
+			port = fmt.Sprint(p.DefaultPort)
+		}
+		switch {
+		case p.Common:
+			srv = "every other"
+		case srv == "":
+			srv = "none"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.Help, port, srv)
 	}
 	return tw.Flush()
 }

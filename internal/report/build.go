@@ -124,8 +124,7 @@ func buildLoad(r *Results, res *loadgen.Result) {
 	o := res.Options
 	r.Meta.Clients = o.Clients
 	r.Meta.Proto = string(o.Proto)
-	switch { // the protocols that send Size bytes
-	case o.Proto == loadgen.Echo, o.Proto == loadgen.Memcache, o.Proto == loadgen.Redis && o.Mix != (loadgen.Mix{}):
+	if o.SendsSize() {
 		r.Meta.Size = o.Size
 	}
 	r.Meta.Workload = o.Workload()

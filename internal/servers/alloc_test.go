@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 // rawClient is a blocking ping-pong client on a raw socket: it allocates
@@ -92,7 +94,7 @@ func startQuiet(tb testing.TB, s Server, o Options) string {
 func TestNoAllocPerRequest(t *testing.T) {
 	const warm, n = 200, 2000
 	for _, s := range All() {
-		if s.Name == "fork" || s.Proto != "" {
+		if s.Name == "fork" || loadgen.SpokenBy(s.Name) != loadgen.PingPong {
 			continue // fork: served in another process; http, resp: other protocols (net/http allocates per request)
 		}
 		t.Run(s.Name, func(t *testing.T) {
@@ -125,7 +127,7 @@ func TestNoAllocPerRequest(t *testing.T) {
 // allocates nothing).
 func BenchmarkRoundTrip(b *testing.B) {
 	for _, s := range All() {
-		if s.Proto != "" {
+		if loadgen.SpokenBy(s.Name) != loadgen.PingPong {
 			continue
 		}
 		b.Run(s.Name, func(b *testing.B) {

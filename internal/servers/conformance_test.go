@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 func TestMain(m *testing.M) {
@@ -287,7 +289,7 @@ var conformance = []struct {
 
 func TestConformance(t *testing.T) {
 	for _, s := range All() {
-		if s.Proto != "" {
+		if loadgen.SpokenBy(s.Name) != loadgen.PingPong {
 			continue // not ping-pong: TestProtoServers
 		}
 		t.Run(s.Name, func(t *testing.T) {

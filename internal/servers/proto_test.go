@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 // TestProtoServers: the http and resp servers answer their protocol on
@@ -60,8 +62,8 @@ func TestProtoServers(t *testing.T) {
 	}{{"http", "http", http1}, {"resp", "redis", resp1}} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := Lookup(tc.name)
-			if err != nil || s.Proto != tc.proto {
-				t.Fatalf("Lookup(%s) = proto %q, %v; want %q", tc.name, s.Proto, err, tc.proto)
+			if err != nil || string(loadgen.SpokenBy(s.Name)) != tc.proto {
+				t.Fatalf("Lookup(%s) = %v, speaks %q; want %q", tc.name, err, loadgen.SpokenBy(s.Name), tc.proto)
 			}
 			t.Run("talk", func(t *testing.T) { tc.talk(t, start(t, s, Options{})) })
 			t.Run("0 makes it exit", func(t *testing.T) {

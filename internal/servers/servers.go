@@ -25,9 +25,6 @@ type Server struct {
 	Name     string // as used by --server and 'volleyscope serve'
 	Model    string // the I/O model, one line
 	Requires string // kernel requirement, "" if none beyond Linux
-	// Proto is the protocol it speaks, as loadgen names it: "" for
-	// ping-pong (and echo with Options.Echo), "http" or "redis".
-	Proto string
 	// Serve serves ln until ctx is cancelled (returns nil) or a client
 	// sends 0 (returns ErrExitRequested).
 	Serve func(ctx context.Context, ln *net.TCPListener, opts Options) error
@@ -45,8 +42,8 @@ var registry = []Server{
 	{Name: "epoll-et", Model: "one thread, non-blocking sockets, edge-triggered epoll", Serve: serveEpollET},
 	{Name: "iouring", Model: "one thread, one io_uring: accept, recv, send", Requires: "Linux 5.6 (io_uring accept/recv/send)", Serve: serveIOUring, check: checkIOUring},
 	{Name: "iouring-multishot", Model: "one thread, one io_uring: multishot accept and recv, provided-buffer ring", Requires: "Linux 6.0 (multishot recv, buffer rings)", Serve: serveMultishot, check: checkMultishot},
-	{Name: "http", Model: "HTTP/1.1: Go net/http, a goroutine per connection, a 6-byte \"hello\" body (--proto http)", Proto: "http", Serve: serveHTTP},
-	{Name: "resp", Model: "RESP (Redis): PING, GET, SET; a goroutine per connection (--proto redis)", Proto: "redis", Serve: serveRESP},
+	{Name: "http", Model: "HTTP/1.1: Go net/http, a goroutine per connection, a 6-byte \"hello\" body (--proto http)", Serve: serveHTTP},
+	{Name: "resp", Model: "RESP (Redis): PING, GET, SET; a goroutine per connection (--proto redis)", Serve: serveRESP},
 }
 
 // All lists the servers.

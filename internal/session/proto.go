@@ -16,27 +16,22 @@ func pickProto(load *loadgen.Options, builtin string) error {
 	if builtin == "" {
 		return nil
 	}
-	srv, err := servers.Lookup(builtin)
-	if err != nil {
+	if _, err := servers.Lookup(builtin); err != nil {
 		return err
 	}
-	speaks := loadgen.Proto(srv.Proto)
-	if speaks == "" {
-		speaks = loadgen.PingPong
-	}
+	speaks := loadgen.SpokenBy(builtin)
 	switch {
 	case load.Proto == "":
 		load.Proto = speaks
 		return nil
-	case load.Proto == speaks, load.Proto == loadgen.Echo && speaks == loadgen.PingPong:
+	case loadgen.Speaks(builtin, load.Proto):
 		return nil
 	case load.Proto == loadgen.Line:
 		return nil // the user's own fixed exchange, for any server
 	}
 	var want string
 	for _, s := range servers.All() {
-		p := loadgen.Proto(s.Proto)
-		if p == load.Proto || (p == "" && (load.Proto == loadgen.PingPong || load.Proto == loadgen.Echo)) {
+		if loadgen.Speaks(s.Name, load.Proto) {
 			if want != "" {
 				want += ", "
 			}

@@ -275,7 +275,7 @@ func TestBenchTimeToTarget(t *testing.T) {
 }
 
 // seconds is a rehearsed run's measured time to target, +Inf if never.
-func seconds(r *loadgen.Result) float64 {
+func seconds(r *loadgen.Summary) float64 {
 	if r.StopReason != loadgen.StopTarget {
 		return math.Inf(1)
 	}
@@ -286,7 +286,7 @@ func seconds(r *loadgen.Result) float64 {
 // CPU 0, client on CPU 1: the default layout) for a default run's
 // warm-up and cap, and applies the default stopping rule to its round
 // trips: as a run would have stopped, and run on to the cap.
-func cPairRehearsal(t *testing.T) (rule, capped *loadgen.Result) {
+func cPairRehearsal(t *testing.T) (rule, capped *loadgen.Summary) {
 	cclient, cserver := bin(t, "pingpong_client"), bin(t, "pingpong_server")
 	srv, err := serverproc.Start(context.Background(), serverproc.Options{Argv: []string{cserver}, CPUs: []int{0}})
 	if err != nil {

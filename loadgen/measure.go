@@ -39,7 +39,7 @@ func (w Window) Span() time.Duration {
 	return time.Duration(w.End - w.Start)
 }
 
-// Targets of the stopping rule, as named in Result.Limiting.
+// Targets of the stopping rule, as named in Summary.Limiting.
 const (
 	TargetP50 = "p50"
 	TargetP99 = "p99"
@@ -338,7 +338,7 @@ func finiteOr(x, alt float64) float64 {
 // round trips (a --record file's connections) measured in window w: the
 // same classification, statistics and checks, without a load. End 0 means
 // the window is open at the end. The stop reason is StopReplay.
-func Summarize(opts Options, conns []Conn, w Window) *Result {
+func Summarize(opts Options, conns []Conn, w Window) *Summary {
 	return Replay(opts, conns, w, Hooks{})
 }
 
@@ -347,10 +347,10 @@ func Summarize(opts Options, conns []Conn, w Window) *Result {
 // connections, Began at the first request (wall time unknown: zero),
 // every round trip to Sink in completion order, one Progress once the
 // window is decided, and Halting at the end.
-func Replay(opts Options, conns []Conn, w Window, hooks Hooks) *Result {
+func Replay(opts Options, conns []Conn, w Window, hooks Hooks) *Summary {
 	opts.defaults()
 	all := completed(conns)
-	res := &Result{Options: opts, StopReason: StopReplay}
+	res := &Summary{Options: opts, StopReason: StopReplay}
 	for _, c := range conns {
 		res.Conns = append(res.Conns, c.ConnInfo)
 	}
@@ -403,10 +403,10 @@ func completed(conns []Conn) []pending {
 // of reach, at the duration cap, or, when the recording ends first,
 // StopRequests. It tells how a run would have gone on latencies from
 // elsewhere, such as another client's.
-func Rehearse(opts Options, conns []Conn) *Result {
+func Rehearse(opts Options, conns []Conn) *Summary {
 	opts.defaults()
 	all := completed(conns)
-	res := &Result{Options: opts}
+	res := &Summary{Options: opts}
 	for _, c := range conns {
 		res.Conns = append(res.Conns, c.ConnInfo)
 	}

@@ -82,7 +82,7 @@ type Options struct {
 
 // Hooks are where a run hands what it sees to its caller, as it goes.
 // Every field may be nil. They are apart from Options, which is
-// configuration only and is kept in the Result.
+// configuration only and is kept in the Summary.
 type Hooks struct {
 	// Progress, if set, is called from the run loop after every check.
 	Progress func(Progress)
@@ -225,9 +225,9 @@ const (
 	StopReplay      = "replay"      // summarized from recorded round trips (Summarize)
 )
 
-// Result is everything a run measured. It is returned even when the run
+// Summary is everything a run measured. It is returned even when the run
 // ended with an error, holding what was measured before the fault.
-type Result struct {
+type Summary struct {
 	Options    Options
 	Started    time.Time  // wall clock at the first request (Window.FirstT0)
 	Setup      SetupStats // how the connections were set up, and by which client model
@@ -265,7 +265,7 @@ type Result struct {
 // Run drives the server at opts.Addr until the stopping rule is met, ctx is
 // cancelled, or a connection fails. The result holds what was measured in
 // every case; the error says why a run ended early.
-func Run(ctx context.Context, opts Options, hooks Hooks) (*Result, error) {
+func Run(ctx context.Context, opts Options, hooks Hooks) (*Summary, error) {
 	opts.defaults()
 	if err := opts.CheckProto(); err != nil {
 		return nil, err
@@ -285,7 +285,7 @@ func Run(ctx context.Context, opts Options, hooks Hooks) (*Result, error) {
 			return nil, fmt.Errorf("prepare clients: %w", err)
 		}
 	}
-	res := &Result{Options: opts, Started: time.Now(), Conns: set.info(), Setup: set.stats()}
+	res := &Summary{Options: opts, Started: time.Now(), Conns: set.info(), Setup: set.stats()}
 	m := newMeasurer(&opts, hooks.Sink, set.conns, nanotime())
 	if hooks.Began != nil {
 		hooks.Began(res.Started, m.win.FirstT0)
@@ -454,7 +454,7 @@ func (a *alarm) close() {
 }
 
 // fill copies the measurer's summaries into the result.
-func (res *Result) fill(m *measurer) {
+func (res *Summary) fill(m *measurer) {
 	res.Window = m.win
 	res.Measured, res.Outside, res.MSERDiscarded = m.measured, m.warmCount, m.mserCut
 	res.Hist = m.bat.Hist()

@@ -195,7 +195,7 @@ func TestFlagDefaultsAreLoadgens(t *testing.T) {
 		{"warmup", lf.warmup, o.Warmup},
 		{"timeout", lf.timeout, o.Timeout},
 		{"client-model", lf.clientModel, "auto"},                              // loadgen.ClientAuto is "", its name "auto"
-		{"connect-timeout", lf.connectTimeout, loadgen.DefaultConnectTimeout}, // applied at set-up, not kept in Result.Options
+		{"connect-timeout", lf.connectTimeout, loadgen.DefaultConnectTimeout}, // applied at set-up, not kept in Summary.Options
 		{"connect-rate", lf.connectRate, o.ConnectRate},
 		{"rate", lf.rate, o.Rate},
 		{"no-mser", lf.noMSER, o.NoMSER},

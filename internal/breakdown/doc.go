@@ -33,13 +33,13 @@
 //	b5  request read            syscalls: exit of that syscall (io_uring: of
 //	                            the io_uring_enter that reaped it) /
 //	                            default: its sock:sock_recv_length
-//	b6  server sends last part  syscalls: entry of the syscall that sent the
-//	                            reply's last part (b7's) / default: the
+//	b6  server's last send    syscalls: entry of the syscall that sent the
+//	                            reply's last piece (b7's) / default: the
 //	                            start of that send on the server's socket
 //	                            (its first TCP send start after the previous
 //	                            send returned; on kernels with neither, a
 //	                            send's return)
-//	b7  reply's last part ready sock:sk_data_ready on the client's socket:
+//	b7  last piece ready      sock:sk_data_ready on the client's socket:
 //	                            the last one before b9
 //	b8  client on CPU           sched_switch in of the client thread if it
 //	                            was off CPU at b7, else b7 (b7 too when the
@@ -61,20 +61,20 @@
 //     data-ready there before that read returned: the request's last bytes
 //     queued. The client's time between its writes is in client_net, and
 //     so is a send held back by a full server receive window; the
-//     server's reads of the request's earlier parts overlap it and are on
+//     server's reads of the request's earlier pieces overlap it and are on
 //     no critical path (a 256 KiB SET to the built-in resp server, which
 //     reads as the request arrives: client_net 80 µs of a 294 µs mean,
 //     where the first data-ready gave 21 µs).
-//   - The reply's critical part is its last: b7 is the last data-ready on
+//   - The reply's critical piece is its last: b7 is the last data-ready on
 //     the client's socket before the read that completed the reply (b9),
 //     and b6 the entry of the send that queued it. Everything the server
 //     does from the read that completed the request to that last send
-//     (its processing, the reply's earlier parts, further reads of a
+//     (its processing, the reply's earlier pieces, further reads of a
 //     request it echoes as it comes, as socat does 8 KiB at a time, and
 //     the time it waits for the client's window) is server_user; the
-//     client's reads of the earlier parts overlap it and are on no
-//     critical path. client_kernel_recv is only the last part's read.
-//   - A part of the reply that the server's TCP holds back (Nagle, a full
+//     client's reads of the earlier pieces overlap it and are on no
+//     critical path. client_kernel_recv is only the last piece's read.
+//   - A piece of the reply that the server's TCP holds back (Nagle, a full
 //     window) is held between b6 and b7: server_net.
 //
 // For one write and one read on each side these are the single events.

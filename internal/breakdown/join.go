@@ -56,8 +56,9 @@ const (
 	NoClientRecv  = "no client receive syscall before t1"
 )
 
-// Result is the join of a whole run.
-type Result struct {
+// RoundTrips are the round trips of a whole run, joined or not, with the
+// join's counts.
+type RoundTrips struct {
 	Trips    []RoundTrip
 	Joined   int
 	Unjoined int
@@ -337,14 +338,14 @@ func (ix *index) wokenBy(dr probe.Event, exclude uint32) (uint32, int64, bool) {
 }
 
 // Join splits every measured round trip of in.Conns.
-func Join(in Input) *Result {
+func Join(in Input) *RoundTrips {
 	evs := in.Events
 	if !slices.IsSortedFunc(evs, byTS) {
 		evs = slices.Clone(evs)
 		slices.SortStableFunc(evs, byTS)
 	}
 	ix := buildIndex(evs)
-	res := &Result{Reasons: map[string]int{}}
+	res := &RoundTrips{Reasons: map[string]int{}}
 	for _, c := range in.Conns {
 		cport := uint16(c.LocalPort)
 		j := joiner{ix: ix, ctid: uint32(c.TID),
@@ -446,12 +447,12 @@ func (j *joiner) split(rt *RoundTrip) {
 		b[5] = int64(recvSys.TS)
 	}
 
-	// b7, b9: the reply may come in several parts, each queued to the
+	// b7, b9: the reply may come in several pieces, each queued to the
 	// client's socket (a data-ready) and read by one or more client reads.
 	// The round trip ends with the read that completed the reply, b9, and
-	// the part on the critical path is the last one queued before it: b7
+	// the piece on the critical path is the last one queued before it: b7
 	// is the last data-ready on the client's socket in [first data-ready
-	// after b5, b9]. The server's time writing the earlier parts is then
+	// after b5, b9]. The server's time writing the earlier pieces is then
 	// the server's (server_user), not the client's receive.
 	cdr1, ok := firstAt(ix.ready[j.csk], b[5])
 	if !ok || int64(cdr1.TS) > rt.T1 {
@@ -475,7 +476,7 @@ func (j *joiner) split(rt *RoundTrip) {
 	cdr, _ := lastIn(ix.ready[j.csk], int64(cdr1.TS), b[9]) // cdr1 at least
 	b[7] = int64(cdr.TS)
 
-	// b6: the entry of the server's send that queued that last part. On
+	// b6: the entry of the server's send that queued that last piece. On
 	// loopback the data-ready above runs inside that send, so the sender's
 	// syscall in progress at b7 is it (its sock_send_length may even come
 	// after t1 if the server was preempted before the send returned).
@@ -598,7 +599,7 @@ func (j *joiner) sendStartBefore(from, to int64) (probe.Event, bool) {
 }
 
 // lastPartSend finds, where no send start is seen, the send whose
-// sock_send_length marks the reply's last part, queued at b7: on loopback
+// sock_send_length marks the reply's last piece, queued at b7: on loopback
 // the part is queued inside that send, which returns after b7 (before
 // t1, or a round trip past it when the server was preempted before
 // returning); elsewhere the last send that returned in [b5, b7]. io_uring

@@ -9,9 +9,9 @@ import (
 
 // multipart is one round trip from t0 = 1000 to t1 = 15500 whose request
 // the client writes in two writes and whose reply the server writes in
-// three parts, spinning in between, each part read by a client read of its
+// three pieces, spinning in between, each piece read by a client read of its
 // own (the shape of a 16 KiB HTTP body, and of socat echoing 8 KiB at a
-// time). The server reads the request's first part, sleeps in a second
+// time). The server reads the request's first piece, sleeps in a second
 // read until the rest comes, and is woken for it:
 //
 //	client  write1 [1300, 2500]   data ready at the server 2000
@@ -91,9 +91,9 @@ func multipart(syscalls bool) []probe.Event {
 // TestJoinMultipart: a request in several writes and a reply in several
 // parts split along the critical path: the request is complete at the
 // server with the data-ready its last read consumed, the server's time
-// between that read and its last write (the earlier parts and the spins
+// between that read and its last write (the earlier pieces and the spins
 // between them) is server_user, the reply is complete at the client with
-// the last part's data-ready, and the components sum exactly to t1 − t0
+// the last piece's data-ready, and the components sum exactly to t1 − t0
 // with client_kernel_recv only the last read's return.
 func TestJoinMultipart(t *testing.T) {
 	for _, tc := range []struct {
@@ -120,10 +120,10 @@ func TestJoinMultipart(t *testing.T) {
 			if rt.Ns != want {
 				t.Errorf("components\n got %v\nwant %v", rt.Ns, want)
 			}
-			// The two earlier parts and the spins: server time, never the
+			// The two earlier pieces and the spins: server time, never the
 			// client's receive.
 			if rt.Ns[ServerUser] < 8000 || rt.Ns[ClientKernelRecv] > 100 {
-				t.Errorf("server_user %d ns, client_kernel_recv %d ns: the earlier parts of the reply are not the server's", rt.Ns[ServerUser], rt.Ns[ClientKernelRecv])
+				t.Errorf("server_user %d ns, client_kernel_recv %d ns: the earlier pieces of the reply are not the server's", rt.Ns[ServerUser], rt.Ns[ClientKernelRecv])
 			}
 		})
 	}

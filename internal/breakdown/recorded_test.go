@@ -133,7 +133,7 @@ var signatures = map[string]func(t *testing.T, c map[string]float64, in breakdow
 		}
 	},
 	// Replies in parts: the server's time writing the parts before the
-	// last is server_user; client_kernel_recv is the last part's read.
+	// last is server_user; client_kernel_recv is the last piece's read.
 	"default_socat_8k_parts.rec.gz": func(t *testing.T, c map[string]float64, in breakdown.Input) {
 		// socat (TCP-LISTEN:…,fork,nodelay PIPE) echoing 64 KiB in 8 KiB
 		// parts, default level.

@@ -10,7 +10,7 @@ type ComponentSummary struct {
 }
 
 // Summarize the components of the joined round trips.
-func (r *Result) Summarize() []ComponentSummary {
+func (r *RoundTrips) Summarize() []ComponentSummary {
 	a := NewAccumulator()
 	for i := range r.Trips {
 		if r.Trips[i].Joined {
@@ -22,7 +22,7 @@ func (r *Result) Summarize() []ComponentSummary {
 
 // Row returns the components of round trip seq on connection conn, for
 // requests.csv.
-func (r *Result) Row() func(conn, seq int) ([]int64, bool) {
+func (r *RoundTrips) Row() func(conn, seq int) ([]int64, bool) {
 	type key struct{ conn, seq int }
 	byKey := make(map[key]int, len(r.Trips))
 	for i, t := range r.Trips {

@@ -147,7 +147,7 @@ func TestCompareGroups(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		a, b    []float64
-		outcome stats.Outcome
+		outcome stats.Conclusion
 	}{
 		{"same setup, noisy", []float64{1.00, 0.72, 1.10}, []float64{0.68, 1.05, 0.95}, stats.Inconclusive},
 		{"30% apart", []float64{1.00, 1.02, 0.99}, []float64{1.30, 1.31, 1.29}, stats.Different},
@@ -172,7 +172,7 @@ func TestCompareGroups(t *testing.T) {
 					line = l
 				}
 			}
-			want := map[stats.Outcome]string{stats.Inconclusive: "no conclusion", stats.Different: "slower", stats.Equivalent: "equivalent"}[tc.outcome]
+			want := map[stats.Conclusion]string{stats.Inconclusive: "no conclusion", stats.Different: "slower", stats.Equivalent: "equivalent"}[tc.outcome]
 			if !strings.Contains(line, want) {
 				t.Errorf("p50 verdict %q, want %q in it; report:\n%s", line, want, out)
 			}

@@ -17,7 +17,7 @@ type Parts struct {
 	// server CPUs, spin); Build fills clients, protocol, client CPUs and
 	// the start time from Load.
 	Meta Meta
-	Load *loadgen.Result
+	Load *loadgen.Summary
 	// Join is the breakdown of the measured round trips; nil without the probe.
 	Join *breakdown.Accumulator
 	// Syscalls is the per-syscall table (--syscalls).
@@ -120,7 +120,7 @@ func Build(p Parts) *Results {
 	return r
 }
 
-func buildLoad(r *Results, res *loadgen.Result) {
+func buildLoad(r *Results, res *loadgen.Summary) {
 	o := res.Options
 	r.Meta.Clients = o.Clients
 	r.Meta.Proto = string(o.Proto)
@@ -199,7 +199,7 @@ func buildProbe(r *Results, p Parts) {
 
 // saturation warns when the client, not the server, may have set what
 // was measured.
-func saturation(r *Results, res *loadgen.Result) []string {
+func saturation(r *Results, res *loadgen.Summary) []string {
 	cl := res.ClientLoad
 	if !cl.Known || res.Latency.Count == 0 {
 		return nil

@@ -86,10 +86,10 @@ func (v *Verdict) SaturationCaveat(n int) string {
 // interval at LookConfidence, and what that interval says against the
 // margin.
 type MetricVerdict struct {
-	Metric  string        `json:"metric"` // p50, p99, mean, throughput
-	Ratio   stats.Ratio   `json:"ratio"`
-	Outcome stats.Outcome `json:"outcome"`
-	Text    string        `json:"text"`
+	Metric     string           `json:"metric"` // p50, p99, mean, throughput
+	Ratio      stats.Ratio      `json:"ratio"`
+	Conclusion stats.Conclusion `json:"outcome"`
+	Text       string           `json:"text"`
 }
 
 // ErrNoVerdict is returned by Verdict.Decide when the rounds cannot carry a
@@ -154,7 +154,7 @@ func (v *Verdict) Decide() error {
 	}{{"p50", v.P50}, {"p99", v.P99}, {"mean", v.Mean}, {"throughput", v.Throughput}} {
 		v.Metrics = append(v.Metrics, Judge(v.A, v.B, m.name, m.r, v.Margin, level))
 	}
-	v.Conclusive = v.Metrics[0].Outcome != stats.Inconclusive
+	v.Conclusive = v.Metrics[0].Conclusion != stats.Inconclusive
 	for i := range v.Breakdown {
 		c := &v.Breakdown[i]
 		c.DiffNs = nil
@@ -196,13 +196,13 @@ func positive(xs []float64) bool {
 // difference, an equivalence within ±margin, or neither.
 func Judge(a, b, metric string, r stats.Ratio, margin, level float64) MetricVerdict {
 	o := stats.Classify(r, margin)
-	return MetricVerdict{Metric: metric, Ratio: r, Outcome: o, Text: metricText(a, b, metric, r, o, margin, level)}
+	return MetricVerdict{Metric: metric, Ratio: r, Conclusion: o, Text: metricText(a, b, metric, r, o, margin, level)}
 }
 
 // metricText says what one metric's ratio B/A shows, e.g. "B is 12.0%
 // faster than A on p50: B/A 0.880 [0.850, 0.911]". Lower is better for
 // latencies, higher for throughput.
-func metricText(a, b, metric string, r stats.Ratio, o stats.Outcome, margin, level float64) string {
+func metricText(a, b, metric string, r stats.Ratio, o stats.Conclusion, margin, level float64) string {
 	iv := fmt.Sprintf("%s/%s %.3f [%.3f, %.3f] at %s confidence", b, a, r.Ratio, r.Low, r.High, Pct(level))
 	switch o {
 	case stats.Equivalent:

@@ -185,7 +185,7 @@ func (j *joinStage) stop() (SourceReport, error) {
 }
 
 // addParts puts the join's findings into the summary's parts.
-func (j *joinStage) addParts(parts *report.Parts, sr SourceReport, load *loadgen.Result) {
+func (j *joinStage) addParts(parts *report.Parts, sr SourceReport, load *loadgen.Summary) {
 	parts.Probe = sr.Probe
 	if parts.Probe != nil {
 		parts.Probe.Late = j.stream.Late()

@@ -191,7 +191,7 @@ func (p *pipeline) hooks() loadgen.Hooks {
 }
 
 // finish stops the stages, builds the summary, and writes it.
-func (p *pipeline) finish(load *loadgen.Result, runErr error) (*report.Results, error) {
+func (p *pipeline) finish(load *loadgen.Summary, runErr error) (*report.Results, error) {
 	var sr SourceReport
 	var srcErr error
 	if p.join != nil {
@@ -241,12 +241,12 @@ func (p *pipeline) teardown() {
 
 // loadStage makes the round trips: a live load, or a recorded one.
 type loadStage interface {
-	run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Result, error)
+	run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summary, error)
 }
 
 type liveLoad struct{ opts loadgen.Options }
 
-func (l liveLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Result, error) {
+func (l liveLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summary, error) {
 	return loadgen.Run(ctx, l.opts, hooks)
 }
 
@@ -258,7 +258,7 @@ type recordedLoad struct {
 	window loadgen.Window
 }
 
-func (l recordedLoad) run(_ context.Context, hooks loadgen.Hooks) (*loadgen.Result, error) {
+func (l recordedLoad) run(_ context.Context, hooks loadgen.Hooks) (*loadgen.Summary, error) {
 	return loadgen.Replay(l.opts, l.conns, l.window, hooks), nil
 }
 

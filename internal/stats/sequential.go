@@ -33,23 +33,23 @@ func LookConfidence(conf float64, j int) float64 {
 	return 1 - (1-conf)/float64(j*(j+1))
 }
 
-// Outcome is what a ratio's interval says against an equivalence margin.
-type Outcome string
+// Conclusion is what a ratio's interval says against an equivalence margin.
+type Conclusion string
 
 const (
 	// Different: the interval excludes 1.
-	Different Outcome = "different"
+	Different Conclusion = "different"
 	// Equivalent: the interval lies within [1/(1+m), 1+m]; at level conf
 	// this is the two one-sided tests at (1−conf)/2 each.
-	Equivalent Outcome = "equivalent"
+	Equivalent Conclusion = "equivalent"
 	// Inconclusive: neither.
-	Inconclusive Outcome = "inconclusive"
+	Inconclusive Conclusion = "inconclusive"
 )
 
 // Classify judges r against the equivalence margin m (e.g. 0.05 for
 // ±5%). A difference smaller than the margin that the interval still
 // shows is Different: it is real, if small.
-func Classify(r Ratio, m float64) Outcome {
+func Classify(r Ratio, m float64) Conclusion {
 	switch {
 	case math.IsNaN(r.Low) || math.IsNaN(r.High):
 		return Inconclusive

@@ -37,7 +37,7 @@ func TestLookAt(t *testing.T) {
 // simulate runs the sequential rule on pairs whose log ratio is normal
 // with the given true ratio and spread, up to maxPairs; it returns the
 // outcome at the stop, the interval there, and the pairs used.
-func simulate(rng *rand.Rand, ratio, spread, margin float64, maxPairs int) (Outcome, Ratio, int) {
+func simulate(rng *rand.Rand, ratio, spread, margin float64, maxPairs int) (Conclusion, Ratio, int) {
 	var a, b []float64
 	var last Ratio
 	for n := 1; n <= maxPairs; n++ {
@@ -66,7 +66,7 @@ func TestSequentialRule(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		ratio   float64
-		want    Outcome
+		want    Conclusion
 		minRate float64 // of trials ending in want
 	}{
 		{"b_10pct_slower", 1.10, Different, 0.97},

@@ -33,13 +33,13 @@
 //	b5  request read            syscalls: exit of that syscall (io_uring: of
 //	                            the io_uring_enter that reaped it) /
 //	                            default: its sock:sock_recv_length
-//	b6  server's last send    syscalls: entry of the syscall that sent the
+//	b6  server's last send      syscalls: entry of the syscall that sent the
 //	                            reply's last piece (b7's) / default: the
 //	                            start of that send on the server's socket
 //	                            (its first TCP send start after the previous
 //	                            send returned; on kernels with neither, a
 //	                            send's return)
-//	b7  last piece ready      sock:sk_data_ready on the client's socket:
+//	b7  last piece ready        sock:sk_data_ready on the client's socket:
 //	                            the last one before b9
 //	b8  client on CPU           sched_switch in of the client thread if it
 //	                            was off CPU at b7, else b7 (b7 too when the

@@ -64,12 +64,6 @@ func (p *Probe) MachineRuns() (runs uint64, ns uint64, err error) {
 	return runs, ns, nil
 }
 
-// Stats is MachineRuns under its former name.
-//
-// Deprecated: use MachineRuns, whose name says the counts are
-// machine-wide.
-func (p *Probe) Stats() (runs uint64, ns uint64, err error) { return p.MachineRuns() }
-
 // ProgramRun is one program's share of MachineRuns.
 type ProgramRun struct {
 	Program string // the program's name in bpf/probe.c

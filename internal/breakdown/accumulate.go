@@ -2,7 +2,6 @@ package breakdown
 
 import (
 	"math/bits"
-	"time"
 
 	"github.com/volleyscope/volleyscope/internal/stats"
 )
@@ -101,14 +100,6 @@ func (a *Accumulator) Add(rt *RoundTrip) {
 	}
 	a.tail.add(rt)
 	a.conc.add(a, rt)
-}
-
-// MeanLatency is the mean t1 − t0 of the joined round trips so far.
-func (a *Accumulator) MeanLatency() time.Duration {
-	if a.Joined == 0 {
-		return 0
-	}
-	return time.Duration(a.latSum / float64(a.Joined))
 }
 
 // Components summarizes each component over the joined round trips, in

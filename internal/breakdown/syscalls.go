@@ -21,17 +21,6 @@ type SyscallStat struct {
 	Hist  *hdrHist
 }
 
-// Syscalls summarizes the completed system calls among events, per side
-// (threads in clientTIDs are the client; every other tracked thread is the
-// server) and name, busiest first.
-func Syscalls(events []probe.Event, clientTIDs map[uint32]bool) []SyscallStat {
-	t := NewSyscallTable()
-	for i := range events {
-		t.Add(&events[i], clientTIDs)
-	}
-	return t.Stats()
-}
-
 type syscallKey struct {
 	side string
 	nr   uint64

@@ -109,14 +109,3 @@ func WelchRatio(a, b []float64, conf float64) Ratio {
 	r.Significant = r.Low > 1 || r.High < 1
 	return r
 }
-
-// WelchDiff is mean(a) − mean(b) for runs on their own, with a Welch
-// interval; NaN bounds with fewer than 2 on a side.
-func WelchDiff(a, b []float64, conf float64) Diff {
-	if len(a) < 2 || len(b) < 2 {
-		return Diff{Low: math.NaN(), High: math.NaN(), N: min(len(a), len(b))}
-	}
-	d, se, df := welch(a, b)
-	h := tQuantile(conf, df) * se
-	return Diff{Diff: d, Low: d - h, High: d + h, N: min(len(a), len(b)), Significant: d-h > 0 || d+h < 0}
-}

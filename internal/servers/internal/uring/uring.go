@@ -110,8 +110,7 @@ type params struct {
 
 // Ring is one io_uring instance with its mapped queues.
 type Ring struct {
-	fd       int
-	features uint32
+	fd int
 
 	sqHead, sqTail *uint32
 	sqMask         uint32
@@ -137,7 +136,7 @@ func New(entries uint32, flags uint32) (*Ring, error) {
 	if errno != 0 {
 		return nil, fmt.Errorf("io_uring_setup: %w", errno)
 	}
-	r := &Ring{fd: int(fd), features: p.features}
+	r := &Ring{fd: int(fd)}
 	if err := r.mmap(&p); err != nil {
 		r.Close()
 		return nil, err
@@ -190,12 +189,6 @@ func (r *Ring) mmap(p *params) error {
 	return nil
 }
 
-// Fd is the ring's file descriptor.
-func (r *Ring) Fd() int { return r.fd }
-
-// Features is the IORING_FEAT_* mask the kernel reported at setup.
-func (r *Ring) Features() uint32 { return r.features }
-
 // Close unmaps the queues and closes the ring; the kernel cancels whatever
 // is still in flight.
 func (r *Ring) Close() error {
@@ -229,9 +222,6 @@ func (r *Ring) GetSQE() *SQE {
 	r.sqLocal++
 	return sqe
 }
-
-// Pending is the number of SQEs handed out and not yet consumed by the kernel.
-func (r *Ring) Pending() uint32 { return r.sqLocal - atomic.LoadUint32(r.sqHead) }
 
 // Submit publishes the prepared SQEs and tells the kernel about them
 // without waiting for completions.

@@ -24,9 +24,9 @@ const struct event *unused_event __attribute__((unused));
 // BPF ring buffer only (ring_slots == 0): records are submitted with
 // BPF_RB_NO_WAKEUP and the reader polls on a short timer; only after
 // wakeup_records records from one CPU is the reader woken at once, so a
-// burst cannot overflow the buffer. Waking the reader per event costs 1.36×
-// a loopback round trip on a 2-vCPU VM, batching 1.045× (measured); a
-// timer alone costs no wake-ups on the round trip's path at all.
+// burst cannot overflow the buffer. A wake-up per event would put the
+// reader's wake-up inside every round trip measured, and batched wake-ups
+// still put some there; a timer alone puts none on the round trip's path.
 volatile const __u64 wakeup_records = 65536;
 
 // The BPF ring buffer (ring_slots == 0); user space sizes it before load
@@ -74,9 +74,9 @@ volatile const __u16 port1 = 0;
 
 // syscalls: raw_syscalls enter/exit are attached (--syscalls), so socket
 // events inside a syscall fold into its record. Without them the inflight
-// map is never filled and the socket hooks skip its lookup: on this 2-vCPU
-// VM every helper call and every hook that fires costs tens of ns, and the
-// syscall tracepoints alone cost ~6% of a one-CPU round trip.
+// map is never filled and the socket hooks skip its lookup: every helper
+// call and every hook that fires adds to the round trip measured, and the
+// syscall tracepoints fire on every system call of the machine.
 volatile const bool syscalls = false;
 
 // hooks_only: every program returns at its first test, so a benchmark can
@@ -138,9 +138,9 @@ static __always_inline bool current_tracked(__u32 *tidp, __u32 *tgidp)
 // on one CPU may nest: softirq and hardirq hooks interrupt others), writes
 // the record, and commits it by writing seq last. The reader maps both
 // arrays, takes committed records from tail to head on a timer and
-// advances tail. No lock, no helper call, no wake-up: measured on a 2-vCPU
-// VM this costs ~50 ns less per record than bpf_ringbuf_output, about 3%
-// of a one-CPU loopback round trip at 9 records per round trip.
+// advances tail. No lock, no helper call, no wake-up: plain stores cost
+// less per record than bpf_ringbuf_output's helper call, and a round trip
+// writes several records (README, "What the probe costs").
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);

@@ -218,9 +218,9 @@ func (c *client) runThread(stop *atomic.Bool, limit int64, timeout time.Duration
 // yieldEvery is how often a client thread reschedules its goroutine,
 // between two round trips. The Go runtime's sysmon thread takes the P of
 // a goroutine that has not been rescheduled for 10 ms, and then polls
-// every 20 µs for a while: a client thread that never yields brought
-// sysmon onto the client CPU 5842 times in 50000 round trips (16 µs
-// round trips on one CPU); one that yields every 5 ms leaves it asleep.
+// every 20 µs for a while: a client thread that never yields keeps
+// bringing sysmon onto the client CPU, inside the round trips it times;
+// one that yields more often than every 10 ms leaves it asleep.
 // A yield costs a few context switches, outside the timed part of a
 // round trip.
 const yieldEvery = int64(5 * time.Millisecond)
@@ -278,9 +278,9 @@ func (c *client) sendBlocking() error {
 // raw system call: without the Go runtime's system call bookkeeping
 // (entersyscall, exitsyscall), which only a call that may block needs.
 // MSG_NOSIGNAL keeps a socket the peer or the watchdog shut down from
-// raising SIGPIPE. (In the epoll model, sendto and recvfrom this way
-// measured no faster than write and read with the bookkeeping: +128 ns
-// median over 24 rounds, one CPU.)
+// raising SIGPIPE. (In the epoll model, sendto and recvfrom made this way
+// were not faster than write and read with the bookkeeping, so the epoll
+// model keeps write and read.)
 func sendNow(fd int, b []byte) (int, error) {
 	n, _, errno := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
 		unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)

@@ -37,12 +37,10 @@ const (
 )
 
 // AutoEpollFrom is the connection count from which ClientAuto uses the
-// epoll model. Measured on a 2-vCPU VM, epoll-lt server on CPU 0, client
-// on CPU 1, 2 s runs: at 1 connection threads were ahead (21k vs 19k
-// round trips/s, p50 37 vs 39-58 µs); at 4, epoll was (p50 39-43 vs
-// 59-72 µs in four of four runs, throughput higher in three of four),
-// because the threads then share the client CPU and pay a context switch
-// per reply; from 16 on epoll carried up to 2.7x the throughput.
+// epoll model. With one connection a thread of its own is quickest; from
+// a few on, the threads share the client CPU and pay a context switch per
+// reply, which one epoll thread per CPU avoids (README, "Load flags",
+// has the runs that set the crossover).
 const AutoEpollFrom = 4
 
 // ParseClientModel checks a client model name given on the command line;
@@ -235,9 +233,9 @@ func startClients(ctx context.Context, opts *Options, addr *net.TCPAddr) (*clien
 func (s *clientSet) startThreads(opts *Options) error {
 	// Each client thread gives up its P while blocked in read; when the
 	// reply arrives it must get a P back before it can take its timestamp.
-	// With fewer Ps than busy threads it parks on a futex for that
-	// (measured: stalls of up to 258 ms with 2 Ps), so keep a P free for
-	// every client on top of the machine's CPUs.
+	// With fewer Ps than busy threads it parks on a futex for that, a
+	// stall inside the timed round trip, so keep a P free for every
+	// client on top of the machine's CPUs.
 	s.growRuntime(opts.Clients)
 	s.setup.Threads = opts.Clients
 	for i, c := range s.conns {

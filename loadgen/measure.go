@@ -269,10 +269,9 @@ func (m *measurer) limiting() string {
 
 // minTargetSpan is the least measured time at which the targets count
 // as met (or the duration cap, if shorter). A shorter stretch can look
-// steady between a machine's slower swings: on this VM two default runs
-// met p50 ±1% and p99 ±5% after 1.2 s and 3.2 s measured, in quiet
-// moments, while three others found the p50 needing 8–48 min and the
-// same C pair's 1 s medians ranged over 22–37 µs.
+// steady between a machine's slower swings, and meet the targets in a
+// quiet moment that the rest of the run does not share (README, "How a
+// run decides it is done").
 const minTargetSpan = 5 * time.Second
 
 // The rule first asks whether the targets are out of reach once

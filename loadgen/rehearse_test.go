@@ -24,8 +24,8 @@ func closedLoop(r *rand.Rand, span time.Duration, level func(t time.Duration) fl
 
 // TestRehearse applies the stopping rule, check by check, to synthetic
 // latencies: a steady server meets the default targets, not before 5 s
-// measured; one whose level swings ±15% from second to second (as this
-// VM's own C ping-pong pair did) is stopped as out of reach once a sixth
+// measured; one whose level swings ±15% from second to second (as a
+// shared machine's can) is stopped as out of reach once a sixth
 // of the cap (10 s) is measured, with an estimate of the time the targets
 // need far beyond the cap; KeepGoing, or a cap under 10 s, runs it to the
 // cap; a recording that ends first says so.

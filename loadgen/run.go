@@ -297,9 +297,10 @@ func Run(ctx context.Context, opts Options, hooks Hooks) (*Summary, error) {
 	loadFromWarmup := false
 
 	// The loop keeps time on a thread of its own, asleep in the kernel
-	// between checks and at a better priority where allowed: with Go's
-	// timers, hundreds of busy client threads on its CPU held the wake-up
-	// (an M at nice 0 among them) and a 2 s run measured 7 s.
+	// between checks and at a better priority where allowed: a Go timer's
+	// wake-up needs an M, and hundreds of busy client threads on the
+	// same CPU can hold every one of them, so the run would overrun its
+	// duration.
 	defer loopThread()()
 	alarm, err := newAlarm(ctx.Done(), set.done())
 	if err != nil {
@@ -399,11 +400,10 @@ func loopThread() func() {
 // It sleeps in one system call per check. The Go runtime's sysmon takes
 // the P of a goroutine that has not been rescheduled for 10 ms, asleep in
 // a system call or not, and after each such take it wakes every 20 µs for
-// a millisecond or more. A loop that slept in 20 ms slices, to see Ctrl-C
-// soon, thus kept sysmon waking 2,400 times a second on the client CPU
-// (same-CPU ping-pong against the C server, this VM). Waiting in ppoll on
-// an eventfd that a goroutine writes when a stop channel closes sees the
-// stop at once, with one take per check.
+// a millisecond or more. A loop that slept in short slices, to see
+// Ctrl-C soon, would keep sysmon waking on the client CPU all the time.
+// Waiting in ppoll on an eventfd that a goroutine writes when a stop
+// channel closes sees the stop at once, with one take per check.
 type alarm struct {
 	efd  int
 	fds  []unix.PollFd // the eventfd, for ppoll

@@ -38,8 +38,8 @@ const (
 	// (Linux 5.12).
 	RingPerCPU RingKind = "percpu"
 	// RingBPF: the kernel's BPF ring buffer (Linux 5.8), one helper call
-	// per record: measured ~50 ns more per record than RingPerCPU on a
-	// 2-vCPU VM. Kept for comparison and for kernels before 5.12.
+	// per record, which costs more per record than RingPerCPU's plain
+	// stores. Kept for comparison and for kernels before 5.12.
 	RingBPF RingKind = "bpf"
 )
 
@@ -89,8 +89,9 @@ type Config struct {
 	// Syscalls also attaches raw_syscalls enter/exit and sched_waking: the
 	// per-syscall table, the split of server_queue from server_kernel_recv,
 	// and which thread a request woke. Those hooks fire on every system
-	// call and wake-up of the machine, tracked or not; measured on a 2-vCPU
-	// VM they add ~7% to a one-CPU round trip even when they return at once.
+	// call and wake-up of the machine, tracked or not, and cost a share of
+	// a short round trip even when they return at once (README, "What the
+	// probe costs").
 	Syscalls bool
 	// Skip names events not to attach (shown as "off"): for measuring
 	// what each costs.

@@ -110,8 +110,8 @@ func (p *Probe) runRings(ctx context.Context, fn func(*Event)) error {
 
 // ReaderLate is the longest the per-CPU rings' reader began a drain after
 // it meant to, so far: how long other work kept it from its CPU, or the
-// Go runtime from firing its timer (up to 29 ms here with a busy
-// one-CPU ping-pong in the same process). A ring fills in a time its size
+// Go runtime from firing its timer (a busy ping-pong in the same process
+// on the same CPU delays it most). A ring fills in a time its size
 // and the event rate set; a reader late by a good part of that loses
 // records whatever its wait policy. 0 with the BPF ring buffer, which
 // wakes its reader itself.

@@ -33,9 +33,10 @@ const (
 
 // Ring sizing.
 const (
-	// defaultSlots per CPU: 2^18 records, 14 MiB. At the 92,000 round
-	// trips/s a 2-vCPU VM reached with 64 clients, ~10 records each over
-	// 2 CPUs, that is half a second of records against a 20 ms poll.
+	// defaultSlots per CPU: 2^18 records, 14 MiB: at the highest
+	// loopback rates, many clients spread over few CPUs, a ring still
+	// holds many poll intervals of records, so a reader held off its CPU
+	// for a while loses none (README, "What the probe costs").
 	defaultSlots = 1 << 18
 	minSlots     = 4096
 	// defaultRingBytes bounds all CPUs' rings together when only the CPU
@@ -46,9 +47,10 @@ const (
 	holdSeconds = 0.25
 )
 
-// recordsPerRoundTrip is about what one round trip writes: measured ~9
-// at the default level on loopback; the syscall hooks add the entry and
-// exit of every system call of both sides (counted high).
+// recordsPerRoundTrip is about what one round trip writes at the default
+// level on loopback (README, "What the probe costs", has the measured
+// count); the syscall hooks add the entry and exit of every system call
+// of both sides (counted high).
 func recordsPerRoundTrip(syscalls bool) float64 {
 	if syscalls {
 		return 20

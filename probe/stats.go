@@ -92,9 +92,10 @@ func (p *Probe) ProgramRuns() ([]ProgramRun, error) {
 	return out, nil
 }
 
-// StopStats turns the kernel's run statistics off (they cost two clock
-// reads per program run: measured here, 13% of a one-CPU round trip). The
-// counts gathered so far stay readable through MachineRuns.
+// StopStats turns the kernel's run statistics off: they cost two clock
+// reads per program run, on every run of the machine, a share of a short
+// round trip that the probe should not add (README, "What the probe
+// costs"). The counts gathered so far stay readable through MachineRuns.
 func (p *Probe) StopStats() {
 	p.mu.Lock()
 	defer p.mu.Unlock()

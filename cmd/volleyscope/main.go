@@ -68,9 +68,9 @@ func main() {
 		os.Exit(statusUsage)
 	}
 	// A soft memory limit, unless the user set one: the streaming join
-	// allocates as it goes, and without it the heap grew to twice what it
-	// holds (a 60 s default run peaked at 229 MB RSS, 145 MB with it on a
-	// 20 s run). The garbage collector works harder only near the limit.
+	// allocates as it goes, and without a limit the heap grows to twice
+	// what it holds before the collector runs (GOGC's default). The
+	// garbage collector works harder only near the limit.
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memoryLimit)
 	}

@@ -10,8 +10,8 @@
 // least Confidence between them. It assumes only that rounds are
 // independent, and one round that a noisy neighbour hit moves it by one
 // rank, where a mean and a t interval would take the outlier's full
-// weight (measured here: same-CPU rounds of 17 µs with single rounds of
-// 50 µs). Rounds go on until every tracked ratio's interval has a
+// weight (on a shared machine a single round can be several times
+// slower than the rest). Rounds go on until every tracked ratio's interval has a
 // half-width of at most HalfWidth of the ratio, or the budget is spent.
 package benchstat
 

@@ -62,9 +62,9 @@
 //     queued. The client's time between its writes is in client_net, and
 //     so is a send held back by a full server receive window; the
 //     server's reads of the request's earlier pieces overlap it and are on
-//     no critical path (a 256 KiB SET to the built-in resp server, which
-//     reads as the request arrives: client_net 80 µs of a 294 µs mean,
-//     where the first data-ready gave 21 µs).
+//     no critical path (taking the first data-ready instead would charge
+//     the client's later writes to the server; README, "Requests and
+//     replies in several pieces").
 //   - The reply's critical piece is its last: b7 is the last data-ready on
 //     the client's socket before the read that completed the reply (b9),
 //     and b6 the entry of the send that queued it. Everything the server

@@ -126,8 +126,8 @@ func TestCompareRefusesEmptyRun(t *testing.T) {
 }
 
 // TestCompareGroups: runs of one setup that differ from run to run by
-// far more than their own intervals (the back-to-back runs that the old
-// compare called a 31% difference) are not called different as groups;
+// far more than their own intervals (as back-to-back runs on a shared
+// machine do) are not called different as groups;
 // groups 30% apart with a small spread are; a group of runs gets a golden
 // report.
 func TestCompareGroups(t *testing.T) {

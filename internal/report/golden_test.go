@@ -35,7 +35,7 @@ func testVerdict(t *testing.T) *Verdict {
 }
 
 // TestDecideRefuses: no verdict from fewer than two pairs or from a round
-// that measured nothing (the NaN and [0.000, 0.000] verdicts of before).
+// that measured nothing, whose ratios would be NaN or [0, 0].
 func TestDecideRefuses(t *testing.T) {
 	for _, tc := range []struct {
 		name string

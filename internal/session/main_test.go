@@ -85,9 +85,8 @@ func runHog() {
 		os.Exit(1)
 	}
 	// A hog that competes by weight is a matter of luck under EEVDF: a
-	// woken server with lag to spend runs at once, and in rounds seen here
-	// a nice -20 hog delayed the first round by 170 µs a request and the
-	// next two by nothing. A real-time hog is not: for hogBurst of every
+	// woken server with lag to spend runs at once, so a nice -20 hog may
+	// delay one round and not the next. A real-time hog is not: for hogBurst of every
 	// hogPeriod it holds CPU 0 outright, so a request that arrives or runs
 	// then waits for the burst to end. The gaps keep the kernel's
 	// real-time throttling out of it.

@@ -209,12 +209,11 @@ func (tr *truth) index(t *testing.T, name string) int {
 // landsIn checks that an injected delay of want ns moved component's p50
 // by want ± (10% + 3 × its noise), and every other component's p50 but
 // the *_preempted by no more than 3 × its own noise plus 5% of want. The 5% is the injection's
-// side effects that are real but not its time: a round trip 200 µs longer
+// side effects that are real but not its time: a longer round trip
 // leaves the CPUs idle longer between messages (deeper idle states, colder
-// caches), which moved server_net and client_user_recv by 2–4 µs here.
+// caches), which lengthens the components around the idle stretch.
 // A *_wakeup gets 10%: a CPU left idle longer stops polling and halts
-// (guest halt-polling), and its wake-up then costs an exit from halt; a
-// 200 µs spin moved client_wakeup by 14.3 µs beside a second make test.
+// (guest halt-polling), and its wake-up then costs an exit from halt.
 func landsIn(t *testing.T, tr *truth, component string, want float64) {
 	t.Helper()
 	k := tr.index(t, component)
@@ -298,12 +297,11 @@ func TestTruthServerSpinUnderHog(t *testing.T) {
 			// 29th of it. How much of that wait a round shows, and whether
 			// as wake-ups (the server was not eligible when its request
 			// came) or preemptions (it stopped being eligible mid-spin), is
-			// EEVDF's lag from round to round: baseline rounds' waits were
-			// seen from 0.1 to 5 ms, so no difference between the kinds of
-			// round is asserted. What held in every one of the 15 spin
-			// rounds measured is that spins are preempted: server_preempted
-			// means of 315 µs to 47 ms. Each spin round must show at least
-			// half the spin there.
+			// EEVDF's lag from round to round, and baseline rounds wait
+			// too, so no difference between the kinds of round is
+			// asserted. What the hog makes certain is that spins are
+			// preempted: each spin round must show at least half the spin
+			// in server_preempted.
 			pre := tr.index(t, "server_preempted")
 			for i, r := range tr.inj {
 				if m := r[pre].MeanNs; m < want/2 {

@@ -177,8 +177,7 @@ func (b *Batcher) Count() int64 { return b.n }
 // Batcher's own, kept up to date by Add: read it, do not modify it.
 func (b *Batcher) Hist() *hdrhistogram.Histogram { return b.hist }
 
-// Minimum batch sizes. A batch mean needs a few samples (the old
-// BatchMeans rule). A batch q-quantile needs quantileTail samples on its
+// Minimum batch sizes. A batch mean needs a few samples. A batch q-quantile needs quantileTail samples on its
 // far side, i.e. 40/min(q, 1−q) in all: 80 for p50, 4000 for p99. Sectioning
 // stays valid with fewer on iid and AR(1) data (99% coverage measured down
 // to 5 beyond the p99), but latency tails come in bursts (a preemption or

@@ -2,4 +2,10 @@
 // layout volley.h, vmlinux.h from this kernel's BTF) and the Go bindings and
 // objects bpf2go generates from them. The generated files are committed so
 // that a plain 'go build' needs no clang; 'make generate' rebuilds them.
+//
+// What it promises: ProbeEvent is struct event of volley.h, field for
+// field (package probe's TestEventLayout holds its decoder to it, and
+// TestKindsMatchHeader its Kind constants to enum event_kind); the
+// objects load on kernels with BTF, and every setting a program reads is a
+// volatile const set before load.
 package bpf

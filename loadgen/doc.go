@@ -1,27 +1,39 @@
 // Package loadgen drives a server with a Volley-style load and records the
 // latency of every round trip as the client itself observed it.
 //
-// Ping-pong, the protocol of the built-in servers: the client sends a
-// 4-byte big-endian integer and expects that integer plus one back
-// (wrapping at 2^32); the integer 0 asks the server to exit. Echo: the
-// client sends Size bytes and expects the same bytes back. For real
-// servers: HTTP/1.1 keep-alive GETs, RESP (Redis) PING or a GET/SET mix,
-// memcached's text get/set, and a fixed request with a fixed reply (line).
-// Every reply is checked; a reply framed by its own content (HTTP, RESP,
-// memcache) is read until its framing says it is complete, however many
-// reads that takes, into a buffer that grows to the largest reply and is
-// reused. One request is in flight per connection: no pipelining.
+// What it promises:
+//
+//   - One Record per round trip, with its CLOCK_MONOTONIC send and
+//     receive times in nanoseconds (the clock bpf_ktime_get_ns reads, so
+//     kernel events and round trips share one time line), taken right
+//     before the send and right after the reply's last byte, into
+//     preallocated buffers: nothing is allocated per round trip.
+//   - Every reply is checked against what the protocol expects; a wrong,
+//     short or late one stops the run with a *ReplyError that names the
+//     connection and the request.
+//   - Run returns a Summary even when it ends early or with an error,
+//     holding what was measured before; Summarize computes the same from
+//     recorded round trips.
+//   - One measured window per run (Window), decided once by the run loop:
+//     a round trip is measured exactly when Start ≤ T0 < End, and every
+//     consumer of the round trips uses that window.
+//   - The stopping rule: warm-up, an optional MSER-5 cut, then measure
+//     until the intervals of the p50 and p99 reach their targets, the
+//     duration cap, or the point where the targets are out of reach.
+//   - Options' zero values are the defaults; CheckProto refuses protocol
+//     settings that cannot make a run before anything connects.
+//
+// The protocols are one table (Protocols): each row says what a round
+// trip sends, the port its servers use by convention, the built-in server
+// that speaks it, what Size sets, and, for protocols whose replies are
+// framed by their own content (HTTP, RESP, memcache), the framer that
+// reads a reply until its framing says it is complete. Ping-pong, echo and
+// line are fixed-length exchanges. One request is in flight per
+// connection: no pipelining.
 //
 // The default client is one locked OS thread per connection doing blocking
 // write and read on a raw socket fd, so nothing of Go's netpoller or
 // scheduler stands between the client and the kernel: the client side of a
-// kernel breakdown is the kernel's. Timestamps are CLOCK_MONOTONIC
-// nanoseconds (the clock bpf_ktime_get_ns reads), taken right before the
-// send and right after the last byte of the reply, into preallocated
-// per-client buffers.
-//
-// The package also owns the server's lifecycle (start pinned, wait until it
-// accepts, stop with the 0 message, SIGTERM, SIGKILL) and the stopping rule:
-// warm-up discarded, then run until the batch-means confidence interval of
-// the mean is narrower than the target, capped by a maximum duration.
+// kernel breakdown is the kernel's. With many connections, one epoll
+// thread per client CPU carries them (ClientEpoll).
 package loadgen

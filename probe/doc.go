@@ -1,6 +1,14 @@
 // Package probe loads the volleyscope eBPF programs, attaches each event to
 // the best hook the running kernel allows, and reads the events.
 //
+// What it promises: events (Event, of a Kind that matches bpf/volley.h's
+// enum event_kind) from the tracked threads, processes and ports only,
+// each stamped with CLOCK_MONOTONIC (bpf_ktime_get_ns); every record
+// dropped for a full ring counted (Lost, LostPerCPU), never silently
+// missing; the hook chosen for each event, or why none works, reported
+// (Hooks: each Hook's State and Err); and, after Close, nothing left
+// attached or loaded.
+//
 // Hooks are chosen per event by what loads and attaches, never by version
 // number: tp_btf (typed, cheapest) → raw tracepoint → classic tracepoint,
 // and for the socket events on kernels without the sock:* tracepoints (they

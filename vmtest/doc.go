@@ -31,7 +31,7 @@
 // wall time.
 //
 // Under software emulation (TCG) the guest's scheduling is the emulator's:
-// the init detects it (report.Virtualization) and sets VOLLEYSCOPE_EMULATED,
+// the init detects it (hostinfo.Virtualization) and sets VOLLEYSCOPE_EMULATED,
 // under which the probe test logs its scheduling-rate bounds (switches and
 // wakings per round trip, wake-ups outside the sender's write) instead of
 // asserting them. What proves the hooks is still asserted: every hook of

@@ -16,64 +16,65 @@ import (
 // event_kind, which they copy: the same kinds, by name and value, and a
 // String for each that is the C name's suffix in lower case.
 func TestKindsMatchHeader(t *testing.T) {
-	h, err := os.ReadFile("../bpf/volley.h")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, body, ok := strings.Cut(string(h), "enum event_kind {")
-	body, _, ok2 := strings.Cut(body, "};")
-	if !ok || !ok2 {
-		t.Fatal("bpf/volley.h has no 'enum event_kind { … };'")
-	}
-	c := map[string]uint64{} // KIND_SOCK_SEND → 2
-	for _, m := range regexp.MustCompile(`(?m)^\s*(KIND_\w+)\s*=\s*(\d+)\s*,`).FindAllStringSubmatch(body, -1) {
-		v, _ := strconv.ParseUint(m[2], 10, 16)
-		c[m[1]] = v
-	}
+	c, g := headerKinds(t), goKinds(t)
 	if len(c) == 0 {
-		t.Fatal("no KIND_* = N entries in enum event_kind")
-	}
-
-	f, err := parser.ParseFile(token.NewFileSet(), "event.go", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	goKinds := map[string]uint64{} // KIND_SOCK_SEND (from KindSockSend) → 2
-	for _, d := range f.Decls {
-		g, ok := d.(*ast.GenDecl)
-		if !ok || g.Tok != token.CONST {
-			continue
-		}
-		for _, s := range g.Specs {
-			vs := s.(*ast.ValueSpec)
-			if id, ok := vs.Type.(*ast.Ident); !ok || id.Name != "Kind" || len(vs.Values) != 1 {
-				continue
-			}
-			lit, ok := vs.Values[0].(*ast.BasicLit)
-			if !ok {
-				t.Fatalf("%s: want a literal value, as the header has", vs.Names[0].Name)
-			}
-			v, _ := strconv.ParseUint(lit.Value, 0, 16)
-			goKinds[upperSnake(vs.Names[0].Name)] = v
-		}
+		t.Fatal("no KIND_* = N in bpf/volley.h's enum event_kind")
 	}
 	for name, v := range c {
-		gv, ok := goKinds[name]
-		switch {
-		case !ok:
-			t.Errorf("%s = %d has no Go constant", name, v)
-		case gv != v:
-			t.Errorf("%s is %d in the header, %d in Go", name, v, gv)
+		if gv, ok := g[name]; !ok || gv != v {
+			t.Errorf("%s is %d in the header; its Go constant: %d (present: %v)", name, v, gv, ok)
 		}
 		if want := strings.ToLower(strings.TrimPrefix(name, "KIND_")); Kind(v).String() != want {
 			t.Errorf("Kind(%d).String() = %q, want %q", v, Kind(v).String(), want)
 		}
 	}
-	for name := range goKinds {
+	for name := range g {
 		if _, ok := c[name]; !ok {
 			t.Errorf("Go constant for %s is not in the header", name)
 		}
 	}
+}
+
+// headerKinds reads bpf/volley.h's enum event_kind: KIND_SOCK_SEND → 2.
+func headerKinds(t *testing.T) map[string]uint64 {
+	h, err := os.ReadFile("../bpf/volley.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ := strings.Cut(string(h), "enum event_kind {")
+	body, _, _ = strings.Cut(body, "};")
+	kinds := map[string]uint64{}
+	for _, m := range regexp.MustCompile(`(?m)^\s*(KIND_\w+)\s*=\s*(\d+)\s*,`).FindAllStringSubmatch(body, -1) {
+		kinds[m[1]], _ = strconv.ParseUint(m[2], 10, 16)
+	}
+	return kinds
+}
+
+// goKinds reads event.go's Kind constants, named as the header names
+// them: KindSockSend → KIND_SOCK_SEND.
+func goKinds(t *testing.T) map[string]uint64 {
+	f, err := parser.ParseFile(token.NewFileSet(), "event.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]uint64{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		vs, ok := n.(*ast.ValueSpec)
+		if !ok {
+			return true
+		}
+		if id, isIdent := vs.Type.(*ast.Ident); !isIdent || id.Name != "Kind" || len(vs.Values) != 1 {
+			return false
+		}
+		lit, ok := vs.Values[0].(*ast.BasicLit)
+		if !ok {
+			t.Errorf("%s: want a literal value, as the header has", vs.Names[0].Name)
+			return false
+		}
+		kinds[upperSnake(vs.Names[0].Name)], _ = strconv.ParseUint(lit.Value, 0, 16)
+		return false
+	})
+	return kinds
 }
 
 // upperSnake turns KindSockSend into KIND_SOCK_SEND.

@@ -3,16 +3,14 @@ package session
 import (
 	"bytes"
 	"context"
-	"flag"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/volleyscope/volleyscope/internal/golden"
 	"github.com/volleyscope/volleyscope/internal/outdir"
 	"github.com/volleyscope/volleyscope/internal/report"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden.json from the current output")
 
 // TestReplayPipeline runs the whole pipeline — source, load, window,
 // join, sinks, summary — from a recording, without root or a kernel:
@@ -53,20 +51,7 @@ func TestReplayPipeline(t *testing.T) {
 			if rows := int64(bytes.Count(csv, []byte("\n")) - 1); rows != res.Latency.Count+res.Run.Outside {
 				t.Errorf("requests.csv has %d rows, results.json %d measured + %d outside", rows, res.Latency.Count, res.Run.Outside)
 			}
-			golden := filepath.Join("testdata", "replay_"+name+".golden.json")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want2, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got, want2) {
-				t.Errorf("results.json differs from %s (rerun with -update and review the diff)", golden)
-			}
+			golden.Check(t, "replay_"+name+".golden.json", got)
 		})
 	}
 }

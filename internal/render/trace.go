@@ -111,17 +111,33 @@ func (m jsonMicros) MarshalJSON() ([]byte, error) {
 	return b, nil
 }
 
-// Phases of a round trip as the trace shows them: the side that carries
-// it, from one boundary to another; the components between those
-// boundaries nest inside.
-var tracePhases = []struct {
-	name     string
-	from, to int // boundaries b0 … b10
-}{
-	{"client: user and send", 0, 2},
-	{"server", 2, 7},
-	{"client: wake-up and receive", 7, 10},
+// tracePhase is a stretch of a round trip that one side carries, from one
+// boundary to another; the components between those boundaries nest
+// inside it.
+type tracePhase struct {
+	name     string // "client: client_user … client_net"
+	from, to int    // boundaries b0 … b10
 }
+
+// tracePhases are the runs of consecutive gap components on one side, in
+// the component table's order.
+var tracePhases = func() (ph []tracePhase) {
+	side := ""
+	for k := 0; k < breakdown.NumBounds-1; k++ {
+		c := breakdown.Component(k)
+		if c.Side() != side {
+			side = c.Side()
+			ph = append(ph, tracePhase{from: k})
+		}
+		last := &ph[len(ph)-1]
+		last.to = k + 1
+		last.name = side + ": " + breakdown.Component(last.from).String()
+		if k > last.from {
+			last.name += " … " + c.String()
+		}
+	}
+	return ph
+}()
 
 // WriteTrace writes t as a Chrome/Perfetto trace: one process (the run),
 // one thread per connection, each round trip a span with its client and

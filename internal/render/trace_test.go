@@ -49,12 +49,7 @@ func parseTrace(t *testing.T, b []byte) []parsedEvent {
 var depthNames = []func(string) bool{
 	func(n string) bool { return strings.HasPrefix(n, "round trip") },
 	func(n string) bool {
-		return slices.ContainsFunc(tracePhases, func(p struct {
-			name     string
-			from, to int
-		}) bool {
-			return p.name == n
-		})
+		return slices.ContainsFunc(tracePhases, func(p tracePhase) bool { return p.name == n })
 	},
 	func(n string) bool { return slices.Contains(breakdown.Names(), n) },
 	func(n string) bool { return n == "waiting for a CPU" },
@@ -212,5 +207,30 @@ func TestTraceSample(t *testing.T) {
 			}
 			checkNesting(t, parseTrace(t, b.Bytes()))
 		}
+	}
+}
+
+// TestTracePhases: the phases drawn from the component table cover the
+// gaps b0 … b10 in order, each carried by one side, the two sides taking
+// turns.
+func TestTracePhases(t *testing.T) {
+	next := 0
+	for i, ph := range tracePhases {
+		if ph.from != next || ph.to <= ph.from {
+			t.Fatalf("phase %d %+v does not start at b%d", i, ph, next)
+		}
+		side := breakdown.Component(ph.from).Side()
+		for k := ph.from; k < ph.to; k++ {
+			if breakdown.Component(k).Side() != side {
+				t.Errorf("phase %q holds %s of the other side", ph.name, breakdown.Component(k))
+			}
+		}
+		if i > 0 && breakdown.Component(tracePhases[i-1].from).Side() == side {
+			t.Errorf("phases %q and %q are on one side", tracePhases[i-1].name, ph.name)
+		}
+		next = ph.to
+	}
+	if next != breakdown.NumBounds-1 {
+		t.Errorf("phases end at b%d, want b%d", next, breakdown.NumBounds-1)
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 // TestTruthMultipartReply: an echo server (testdata/chunkserver) reads a
 // whole 64 KiB request, then writes it back either at once or in eight
-// 8 KiB parts with 50 µs of CPU spun between two parts; interleaved
+// 8 KiB pieces with 50 µs of CPU spun between two pieces; interleaved
 // rounds of each, at both probe levels. The seven spins are server time:
 // server_user must grow by at least them, and the client's components,
 // client_kernel_recv above all (where the parts after the first used to

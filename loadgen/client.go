@@ -423,7 +423,7 @@ func (e sendError) Unwrap() error { return e.err }
 
 // replyError describes the round trip in flight that failed with err.
 func (c *client) replyError(err error, timeout time.Duration) *ReplyError {
-	e := &ReplyError{Conn: c.id, Request: c.seq, Want: c.x.want, Got: c.x.got[:c.rd], Text: c.x.proto != PingPong && c.x.proto != Echo}
+	e := &ReplyError{Conn: c.id, Request: c.seq, Want: c.x.want, Got: c.x.got[:c.rd], Text: textProto(c.x.proto)}
 	if e.Text {
 		e.Sent = bytes.Clone(c.x.req) // the buffer is reused for the next request
 	}

@@ -73,7 +73,7 @@ func (e *ReplyError) Error() string {
 	hint, showGot := "", show
 	if !e.Text && printable(e.Got) && !bytes.Equal(e.Got, e.Want) {
 		showGot = quotePrefix
-		hint = "; the reply is text: the server may speak another protocol (--proto http, redis, memcache or line)"
+		hint = "; the reply is text: the server may speak another protocol (--proto " + protoNames(func(p ProtoInfo) bool { return !p.Binary }) + ")"
 	}
 	if e.Want != nil {
 		s += fmt.Sprintf(": %s: expected %s, received %s (%d bytes)", e.Reason, show(e.Want), showGot(e.Got), len(e.Got))

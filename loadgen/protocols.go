@@ -19,6 +19,9 @@ type ProtoInfo struct {
 	// Common: every built-in server that no row names speaks it
 	// (ping-pong, and echo in its echo mode).
 	Common bool
+	// Binary: its bytes are binary, shown in hex in a ReplyError; a text
+	// protocol's are quoted.
+	Binary bool
 	// Size is what Options.Size sets for it; "": it does not use Size.
 	Size string
 	// usesSize says whether o sends Size bytes (results.json's
@@ -34,8 +37,8 @@ type ProtoInfo struct {
 
 // protocols is the protocol table, in the order help texts give it.
 var protocols = []ProtoInfo{
-	{Name: PingPong, Help: "a 4-byte integer, answered with integer+1", Common: true},
-	{Name: Echo, Help: "Size bytes, answered with the same bytes", Common: true, Size: "the payload"},
+	{Name: PingPong, Help: "a 4-byte integer, answered with integer+1", Common: true, Binary: true},
+	{Name: Echo, Help: "Size bytes, answered with the same bytes", Common: true, Binary: true, Size: "the payload"},
 	{Name: HTTP, Help: "an HTTP/1.1 keep-alive GET, answered with a response of an accepted status", DefaultPort: 80, Builtin: "http",
 		newFramer: func(o *Options, _ *exchange) framer { return newHTTPFramer(o) }, workload: httpWorkload},
 	{Name: Redis, Help: "RESP: PING, or a GET/SET mix", DefaultPort: 6379, Builtin: "resp", Size: "the value of a GET/SET mix",
@@ -61,12 +64,28 @@ func LookupProto(p Proto) (ProtoInfo, bool) {
 
 // ProtoNames lists the protocols' names as a person reads them: "a, b
 // or c".
-func ProtoNames() string {
-	names := make([]string, len(protocols))
-	for i, info := range protocols {
-		names[i] = string(info.Name)
+func ProtoNames() string { return protoNames(func(ProtoInfo) bool { return true }) }
+
+// protoNames lists the names of the protocols that pass keep, as
+// ProtoNames does.
+func protoNames(keep func(ProtoInfo) bool) string {
+	var names []string
+	for _, info := range protocols {
+		if keep(info) {
+			names = append(names, string(info.Name))
+		}
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// textProto says whether p is a text protocol, whose bytes a ReplyError
+// quotes.
+func textProto(p Proto) bool {
+	info, ok := LookupProto(p)
+	return ok && !info.Binary
 }
 
 // ParseProto checks a protocol name given on the command line.

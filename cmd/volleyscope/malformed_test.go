@@ -128,9 +128,9 @@ var malformed = []struct {
 	{[]string{"compare", "a.json"}, "two or more"},
 	{[]string{"compare", "no-such-a.json", "no-such-b.json"}, "no-such-a.json"},
 	{[]string{"compare", "--confidence", "2", "a.json", "b.json"}, "--confidence"},
-	{[]string{"compare", "../../internal/report/testdata/results-probed.json", "../../internal/report/testdata/results-probed.json"}, "same run"},
-	{[]string{"compare", "../../internal/report/testdata/results-probed.json", "../../internal/report/testdata/results-bench-interrupted.json", "--",
-		"../../internal/report/testdata/results-probed.json", "../../internal/report/testdata/results-bench-interrupted.json"}, "same run"},
+	{[]string{"compare", "../../testdata/results/results-probed.json", "../../testdata/results/results-probed.json"}, "same run"},
+	{[]string{"compare", "../../testdata/results/results-probed.json", "../../testdata/results/results-bench-interrupted.json", "--",
+		"../../testdata/results/results-probed.json", "../../testdata/results/results-bench-interrupted.json"}, "same run"},
 }
 
 // TestMalformedInputs runs the CLI over command lines it cannot act on:

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/volleyscope/volleyscope/internal/servers"
 	"github.com/volleyscope/volleyscope/loadgen"
 )
 
@@ -82,14 +81,10 @@ func ServerProto(server string) loadgen.Proto {
 		server = DefaultServer
 	}
 	sp, err := ParseSpec(server)
-	if err != nil || sp.Builtin == "" {
+	if err != nil {
 		return loadgen.PingPong
 	}
-	srv, err := servers.Lookup(sp.Builtin)
-	if err != nil || srv.Proto == "" {
-		return loadgen.PingPong
-	}
-	return loadgen.Proto(srv.Proto)
+	return loadgen.SpokenBy(sp.Builtin)
 }
 
 // CheckAddr checks a running server's address: HOST:PORT with a port in

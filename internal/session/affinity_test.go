@@ -28,7 +28,7 @@ func TestRunConfinesItself(t *testing.T) {
 	calls := 0
 	_, err := Run(context.Background(), Config{
 		Self: selfBin, ServerCPUs: serverCPUs,
-		Load: loadgen.Options{Clients: 2, ClientCPUs: clientCPUs, Duration: 1500 * time.Millisecond, Warmup: -1, CI: -1},
+		Load: loadgen.Options{Clients: 2, ClientCPUs: clientCPUs, Duration: 1500 * time.Millisecond, Warmup: -1, CI: -1, Timeout: stallTimeout},
 	}, Callbacks{
 		Progress: func(loadgen.Progress) {
 			if calls++; calls < 2 {

@@ -112,3 +112,9 @@ const (
 	hogBurst  = 200 * time.Microsecond
 	hogPeriod = 300 * time.Microsecond
 )
+
+// stallTimeout is the reply timeout of the tests' runs: a machine loaded
+// by other work (another test run, a CPU hog at high priority) has
+// stalled a single round trip for seconds, and no test here is about
+// timeouts.
+const stallTimeout = 30 * time.Second

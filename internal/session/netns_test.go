@@ -20,7 +20,7 @@ func TestNetNS(t *testing.T) {
 		t.Skip("needs iproute2's ip")
 	}
 	out, err := Run(context.Background(), Config{Self: selfBin, Server: "threads", NetNS: true, Probe: true, ServerCPUs: []int{0},
-		Load: loadgen.Options{Clients: 2, ClientCPUs: []int{1}, Duration: time.Second, Warmup: 200 * time.Millisecond, CI: -1, P99CI: -1}}, Callbacks{})
+		Load: loadgen.Options{Clients: 2, ClientCPUs: []int{1}, Duration: time.Second, Warmup: 200 * time.Millisecond, CI: -1, P99CI: -1, Timeout: stallTimeout}}, Callbacks{})
 	if err != nil {
 		t.Fatal(err)
 	}

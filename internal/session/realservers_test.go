@@ -135,7 +135,7 @@ func TestRealServers(t *testing.T) {
 			dir := t.TempDir()
 			load := tc.load
 			load.Clients, load.Duration, load.Warmup, load.CI, load.P99CI = 2, 2*time.Second, 300*time.Millisecond, -1, -1
-			load.Timeout, load.ClientCPUs = 5*time.Second, client
+			load.Timeout, load.ClientCPUs = stallTimeout, client
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			out, err := Run(ctx, Config{Server: rs.spec(t, bin, dir, unusedPort(t)), ServerCPUs: server, Load: load}, Callbacks{})
@@ -168,7 +168,7 @@ func TestRealServerBreakdown(t *testing.T) {
 	defer cancel()
 	out, err := Run(ctx, Config{Server: rs.spec(t, bin, dir, unusedPort(t)), ServerCPUs: server, Probe: true, Out: filepath.Join(dir, "out"),
 		Load: loadgen.Options{Proto: loadgen.HTTP, Clients: 4, Duration: 3 * time.Second, Warmup: 500 * time.Millisecond,
-			CI: -1, P99CI: -1, Timeout: 10 * time.Second, ClientCPUs: client}}, Callbacks{})
+			CI: -1, P99CI: -1, Timeout: stallTimeout, ClientCPUs: client}}, Callbacks{})
 	if err != nil && out == nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func TestClientSaturationWarning(t *testing.T) {
 			close(done)
 		}
 		out, err := Run(context.Background(), Config{Self: selfBin, ServerCPUs: []int{0}, Load: loadgen.Options{
-			ClientCPUs: []int{1}, Duration: 2 * time.Second, Warmup: 200 * time.Millisecond, CI: -1, P99CI: -1,
+			ClientCPUs: []int{1}, Duration: 2 * time.Second, Warmup: 200 * time.Millisecond, CI: -1, P99CI: -1, Timeout: stallTimeout,
 		}}, Callbacks{})
 		stop.Store(true)
 		<-done

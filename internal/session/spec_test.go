@@ -86,7 +86,7 @@ func TestVersusServerSpecs(t *testing.T) {
 				t.Fatal(err)
 			}
 			var seen []string
-			cfg := Config{Self: selfBin, Load: loadgen.Options{Clients: 1, Requests: 2000, Warmup: -1, CI: -1, P99CI: -1, Duration: 20 * time.Second}}
+			cfg := Config{Self: selfBin, Load: loadgen.Options{Clients: 1, Requests: 2000, Warmup: -1, CI: -1, P99CI: -1, Duration: 20 * time.Second, Timeout: stallTimeout}}
 			v, err := Versus(context.Background(), cfg, Callbacks{}, a, b, Plan{Pairs: 2}, func(r Round) error {
 				if r.Results != nil {
 					seen = append(seen, r.Label+" "+r.Results.Meta.Server)

@@ -151,9 +151,11 @@ func TestRunLoopback(t *testing.T) {
 func TestRunStopsOnTarget(t *testing.T) {
 	f := startFake(t, nil)
 	o := quick(f.addr())
-	// Loose targets: this checks the rule stops the run, not how fast a
-	// noisy machine converges (stats tests cover the intervals).
-	o.CI, o.P99CI = 0.3, 0.6
+	// A loose p50 target alone: this checks that the rule stops the run,
+	// not how fast a loaded machine converges (the stats tests cover the
+	// intervals); beside another test's CPU hog the p99's interval may
+	// not narrow within the cap at all.
+	o.CI, o.P99CI = 0.3, -1
 	o.Duration = 20 * time.Second
 	o.MinSamples = 500
 	res, err := Run(context.Background(), o, Hooks{})
@@ -162,10 +164,10 @@ func TestRunStopsOnTarget(t *testing.T) {
 	}
 	// The final intervals also count the round trips in flight at the
 	// stop, so they may differ a little from the ones the rule saw.
-	if res.StopReason != StopTarget || res.P50.RelHalfWidth() > 0.36 || res.P99.RelHalfWidth() > 0.72 {
-		t.Errorf("stop %q at p50 ±%.3f p99 ±%.3f, want target at ≈0.3 and 0.6", res.StopReason, res.P50.RelHalfWidth(), res.P99.RelHalfWidth())
+	if res.StopReason != StopTarget || res.P50.RelHalfWidth() > 0.36 {
+		t.Errorf("stop %q at p50 ±%.3f, want target at ≈0.3", res.StopReason, res.P50.RelHalfWidth())
 	}
-	if res.Limiting != TargetP50 && res.Limiting != TargetP99 {
+	if res.Limiting != TargetP50 {
 		t.Errorf("limiting target %q", res.Limiting)
 	}
 	if res.TargetAfter <= 0 || res.TargetAfter > res.Window.Span() {

@@ -256,6 +256,169 @@ static __always_inline bool sock_ports_btf(struct sock *sk, __u16 *lport, __u16 
 	return port_followed(*lport) || port_followed(*rport);
 }
 
+/* ---- interrupts: irq:irq_handler_entry/exit, irq:softirq_entry/exit ---- */
+
+// Interrupt time of the tracked threads, summed per CPU in the kernel:
+// the hooks fire for every interrupt of the machine, so they emit
+// nothing themselves. The outermost interrupt context on a CPU (a hard
+// IRQ nested in a softirq counts once, in the softirq) that ends while a
+// tracked thread is current adds its length to the CPU's sum. The sum is
+// emitted as one KIND_IRQ record at that thread's next record (a syscall,
+// a socket event, its switch out), so a round trip's boundaries split it
+// where they fall, and a thread that no interrupt hit costs nothing.
+//
+// What is not an interrupt of the thread: NET_RX processing that makes
+// data ready on a followed socket (on_data_ready marks it). On loopback
+// and veth that softirq is the receiver's network stack run inside the
+// sender's send (do_softirq from local_bh_enable, current = the sender),
+// and on a NIC it is the receive path: either way it is the network's
+// time, *_net, not an interruption of the work the thread was doing. Any
+// other softirq (timers, RCU, another socket's packets) and every hard
+// IRQ is counted, in whatever component it lands.
+//
+// x86's system vectors (local APIC timer, IPIs) have their own
+// tracepoints and are not counted; their time stays in the component
+// they interrupted.
+struct cpu_irq {
+	__u64 entry;   // the outermost interrupt's start, 0 if none is running
+	__u64 ns;      // interrupt time of thread tid since its last record
+	__u64 first;   // start of the first interrupt in ns
+	__u64 last;    // end of the last
+	__u64 top_ns;  // the longest of them
+	__u64 top;     // which it was (IRQ_SOFT | vector, IRQ_HARD | irq)
+	__u64 cur;     // the outermost interrupt in progress
+	__u64 stretch; // interrupt time, network's included, of the thread on CPU since in_ts
+	__u64 in_ts;   // in_tid's switch in on this CPU
+	__u64 in_sum;  // its sum_exec_runtime then
+	__u32 tid;     // the thread ns belongs to
+	__u32 in_tid;  // the tracked thread switched in last, 0 if it left
+	__u32 depth;   // interrupt contexts nested now
+	__u32 count;   // interrupts in ns
+	__u32 followed;// the interrupt in progress made data ready on a followed socket
+	__u32 pad[5];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024); // the possible CPUs, set before load
+	__type(key, __u32);
+	__type(value, struct cpu_irq);
+} cpu_irqs SEC(".maps");
+
+// irq_time_accounting: the kernel charges interrupt time to no task
+// (CONFIG_IRQ_TIME_ACCOUNTING), so a thread's sum_exec_runtime leaves it
+// out; set by user space from the kernel's BTF.
+volatile const bool irq_time_accounting = false;
+
+static __always_inline struct cpu_irq *this_cpu_irq(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&cpu_irqs, &cpu);
+}
+
+static __always_inline void on_irq_entry(__u64 what)
+{
+	if (hooks_only)
+		return;
+	struct cpu_irq *c = this_cpu_irq();
+	if (!c)
+		return;
+	if (c->depth++ == 0) {
+		c->entry = bpf_ktime_get_ns();
+		c->cur = what;
+		c->followed = 0;
+	}
+}
+
+static __always_inline void on_irq_exit(void)
+{
+	if (hooks_only)
+		return;
+	struct cpu_irq *c = this_cpu_irq();
+	if (!c || c->depth == 0) // the probe attached inside an interrupt
+		return;
+	if (--c->depth != 0 || !c->entry)
+		return;
+	__u64 start = c->entry, now = bpf_ktime_get_ns(), d = now - start;
+	c->entry = 0;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	if (!tid_tracked(tid))
+		return;
+	if (tid == c->in_tid)
+		c->stretch += d;
+	if (c->followed)
+		return; // the network's time (see above)
+	if (c->tid != tid || !c->ns) {
+		// The sum of a thread that left without a record is lost with
+		// it: it ran nothing of a round trip since.
+		c->tid = tid;
+		c->ns = 0;
+		c->count = 0;
+		c->top_ns = 0;
+		c->first = start;
+	}
+	c->ns += d;
+	c->count++;
+	c->last = now;
+	if (d > c->top_ns) {
+		c->top_ns = d;
+		c->top = c->cur;
+	}
+}
+
+// irq_flush emits the interrupt time of tid on this CPU since its last
+// record, if any; not from interrupt context (a data-ready inside the
+// very softirq being timed).
+static __always_inline void irq_flush(__u32 tid, __u32 tgid)
+{
+	struct cpu_irq *c = this_cpu_irq();
+	if (!c || !c->ns || c->tid != tid || c->depth)
+		return;
+	struct event e;
+	fill(&e, KIND_IRQ, tid, tgid);
+	e.ts = c->last;
+	e.arg0 = c->first;
+	e.sk = c->ns;
+	e.arg1 = c->top;
+	e.ret = c->count;
+	c->ns = 0;
+	submit(&e);
+}
+
+// irq_followed marks the interrupt in progress on this CPU, if any, as
+// the network path of a followed socket.
+static __always_inline void irq_followed(void)
+{
+	struct cpu_irq *c = this_cpu_irq();
+	if (c && c->depth)
+		c->followed = 1;
+}
+
+SEC("tp_btf/irq_handler_entry")
+int BPF_PROG(tpbtf_irq_handler_entry, int irq) { on_irq_entry(IRQ_HARD | (__u32)irq); return 0; }
+SEC("tp_btf/irq_handler_exit")
+int BPF_PROG(tpbtf_irq_handler_exit, int irq) { on_irq_exit(); return 0; }
+SEC("tp_btf/softirq_entry")
+int BPF_PROG(tpbtf_softirq_entry, unsigned int vec) { on_irq_entry(IRQ_SOFT | vec); return 0; }
+SEC("tp_btf/softirq_exit")
+int BPF_PROG(tpbtf_softirq_exit, unsigned int vec) { on_irq_exit(); return 0; }
+SEC("raw_tp/irq_handler_entry")
+int rawtp_irq_handler_entry(struct bpf_raw_tracepoint_args *ctx) { on_irq_entry(IRQ_HARD | (__u32)ctx->args[0]); return 0; }
+SEC("raw_tp/irq_handler_exit")
+int rawtp_irq_handler_exit(struct bpf_raw_tracepoint_args *ctx) { on_irq_exit(); return 0; }
+SEC("raw_tp/softirq_entry")
+int rawtp_softirq_entry(struct bpf_raw_tracepoint_args *ctx) { on_irq_entry(IRQ_SOFT | (__u32)ctx->args[0]); return 0; }
+SEC("raw_tp/softirq_exit")
+int rawtp_softirq_exit(struct bpf_raw_tracepoint_args *ctx) { on_irq_exit(); return 0; }
+SEC("tracepoint/irq/irq_handler_entry")
+int tp_irq_handler_entry(struct trace_event_raw_irq_handler_entry *ctx) { on_irq_entry(IRQ_HARD | (__u32)ctx->irq); return 0; }
+SEC("tracepoint/irq/irq_handler_exit")
+int tp_irq_handler_exit(void *ctx) { on_irq_exit(); return 0; }
+SEC("tracepoint/irq/softirq_entry")
+int tp_softirq_entry(struct trace_event_raw_softirq *ctx) { on_irq_entry(IRQ_SOFT | ctx->vec); return 0; }
+SEC("tracepoint/irq/softirq_exit")
+int tp_softirq_exit(void *ctx) { on_irq_exit(); return 0; }
+
 /* ---- syscalls: raw_syscalls:sys_enter / sys_exit ---- */
 
 static __always_inline void on_sys_enter(long nr)
@@ -263,6 +426,7 @@ static __always_inline void on_sys_enter(long nr)
 	__u32 tid, tgid;
 	if (!current_tracked(&tid, &tgid))
 		return;
+	irq_flush(tid, tgid);
 	// Reuse the thread's entry in place: a hash update and delete per
 	// syscall would cost more than the rest of the probe.
 	struct inflight *f = bpf_map_lookup_elem(&inflight, &tid);
@@ -284,6 +448,7 @@ static __always_inline void on_sys_exit(long ret)
 	struct inflight *f = bpf_map_lookup_elem(&inflight, &tid);
 	if (!f || !f->enter_ts)
 		return;
+	irq_flush(tid, bpf_get_current_pid_tgid() >> 32);
 	struct event e;
 	fill(&e, KIND_SYSCALL, tid, bpf_get_current_pid_tgid() >> 32);
 	e.arg0 = f->enter_ts;
@@ -322,6 +487,7 @@ static __always_inline void on_sock_len(__u16 kind, struct sock *sk, int ret, bo
 	__u16 lport, rport;
 	if (typed ? !sock_ports_btf(sk, &lport, &rport) : !sock_ports(sk, &lport, &rport))
 		return;
+	irq_flush(tid, tgid);
 	// Inside a plain send/receive syscall the event is folded into that
 	// syscall's record (one record instead of two). io_uring_enter (426)
 	// may run several sends and receives, so those stand alone, as do
@@ -437,6 +603,7 @@ static __always_inline void on_data_ready(struct sock *sk, bool typed)
 	__u16 lport, rport;
 	if (typed ? !sock_ports_btf(sk, &lport, &rport) : !sock_ports(sk, &lport, &rport))
 		return;
+	irq_followed();
 	__u64 id = bpf_get_current_pid_tgid();
 	struct event e;
 	fill(&e, KIND_DATA_READY, (__u32)id, id >> 32);
@@ -633,8 +800,23 @@ int tp_sched_wakeup(struct trace_event_raw_sched_wakeup_template *ctx) { on_wake
 // on_switch runs for every context switch of the machine: it follows the
 // CPU's waiter (on_cpu_switch), then records the switch if it concerns a
 // tracked thread, and starts a wait when a tracked thread is preempted.
-// prev_comm is a kernel address of the 16-byte comm.
-static __always_inline void on_switch(__u32 prev, __u32 prev_tgid, const char *prev_comm, __u32 next, long prev_state)
+// prev_comm is a kernel address of the 16-byte comm. prev_sum and
+// next_sum are the tasks' se.sum_exec_runtime, 0 where the hook cannot
+// read them (classic tracepoint).
+//
+// A preempted thread's record carries in sk the time of its stretch on
+// the CPU that the scheduler did not credit to it: the stretch's length
+// less the sum_exec_runtime it gained (and, where the kernel keeps
+// interrupt time apart, less the interrupts in it). A wake-up that
+// preempts the running task stamps the run queue's clock and marks the
+// next clock update to be skipped (rq_clock_skip_update), so the
+// preempted task's time ends at the wake-up, and the time from there to
+// this switch (the reschedule IPI's flight, the return to the scheduler)
+// goes to the task that preempted it. That is when the scheduler
+// considers it preempted, so user space starts the preemption there. A
+// hypervisor's steal time (PARAVIRT_TIME_ACCOUNTING) is uncredited too.
+static __always_inline void on_switch(__u32 prev, __u32 prev_tgid, const char *prev_comm, __u64 prev_sum,
+				      __u32 next, __u64 next_sum, long prev_state)
 {
 	__u64 ts = bpf_ktime_get_ns();
 	__u32 cpu = bpf_get_smp_processor_id();
@@ -642,10 +824,32 @@ static __always_inline void on_switch(__u32 prev, __u32 prev_tgid, const char *p
 	on_cpu_switch(cpu, ts, prev, prev_tgid, prev_comm, prev_tracked, next, next_tracked);
 	if (!prev_tracked && !next_tracked)
 		return;
+	__u64 uncredited = 0;
+	struct cpu_irq *c = bpf_map_lookup_elem(&cpu_irqs, &cpu);
+	if (c) {
+		if (prev_tracked) {
+			irq_flush(prev, prev_tgid);
+			if (c->in_tid == prev && prev_state == 0 && prev_sum && prev_sum >= c->in_sum) {
+				__u64 wall = ts - c->in_ts, credited = prev_sum - c->in_sum;
+				if (irq_time_accounting)
+					credited += c->stretch;
+				if (wall > credited)
+					uncredited = wall - credited;
+			}
+		}
+		c->in_tid = 0;
+		if (next_tracked && next_sum) {
+			c->in_tid = next;
+			c->in_ts = ts;
+			c->in_sum = next_sum;
+			c->stretch = 0;
+		}
+	}
 	__u64 id = bpf_get_current_pid_tgid();
 	struct event e;
 	fill(&e, KIND_SWITCH, (__u32)id, id >> 32);
 	e.ts = ts; // the key of a finished wait in holds
+	e.sk = uncredited;
 	e.arg0 = prev;
 	e.arg1 = next;
 	e.ret = prev_state;
@@ -659,7 +863,8 @@ int BPF_PROG(tpbtf_sched_switch, bool preempt, struct task_struct *prev, struct 
 {
 	// prev_state is read from the task (the tracepoint's fourth argument
 	// was added in 5.18); 0 means runnable, i.e. preempted.
-	on_switch(prev->pid, prev->tgid, prev->comm, next->pid, preempt ? 0 : prev->__state);
+	on_switch(prev->pid, prev->tgid, prev->comm, prev->se.sum_exec_runtime, next->pid, next->se.sum_exec_runtime,
+		  preempt ? 0 : prev->__state);
 	return 0;
 }
 SEC("raw_tp/sched_switch")
@@ -667,12 +872,12 @@ int rawtp_sched_switch(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *prev = (struct task_struct *)ctx->args[1];
 	struct task_struct *next = (struct task_struct *)ctx->args[2];
-	on_switch(BPF_CORE_READ(prev, pid), BPF_CORE_READ(prev, tgid), prev->comm, BPF_CORE_READ(next, pid),
-		  ctx->args[0] ? 0 : BPF_CORE_READ(prev, __state));
+	on_switch(BPF_CORE_READ(prev, pid), BPF_CORE_READ(prev, tgid), prev->comm, BPF_CORE_READ(prev, se.sum_exec_runtime),
+		  BPF_CORE_READ(next, pid), BPF_CORE_READ(next, se.sum_exec_runtime), ctx->args[0] ? 0 : BPF_CORE_READ(prev, __state));
 	return 0;
 }
 SEC("tracepoint/sched/sched_switch")
-int tp_sched_switch(struct trace_event_raw_sched_switch *ctx) { on_switch(ctx->prev_pid, 0, ctx->prev_comm, ctx->next_pid, ctx->prev_state); return 0; }
+int tp_sched_switch(struct trace_event_raw_sched_switch *ctx) { on_switch(ctx->prev_pid, 0, ctx->prev_comm, 0, ctx->next_pid, 0, ctx->prev_state); return 0; }
 
 static __always_inline void on_fork(__u32 parent_tgid, __u32 parent, __u32 child)
 {
@@ -767,6 +972,7 @@ int tp_io_uring_submit_req(struct trace_event_raw_io_uring_submit_req *ctx)
 	__u32 tid, tgid;
 	if (!current_tracked(&tid, &tgid))
 		return 0;
+	irq_flush(tid, tgid);
 	struct event e;
 	fill(&e, KIND_URING_SUBMIT, tid, tgid);
 	e.arg0 = BPF_CORE_READ(ctx, user_data);
@@ -781,6 +987,7 @@ int tp_io_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 	__u32 tid, tgid;
 	if (!current_tracked(&tid, &tgid))
 		return 0;
+	irq_flush(tid, tgid);
 	struct event e;
 	fill(&e, KIND_URING_COMPLETE, tid, tgid);
 	e.arg0 = BPF_CORE_READ(ctx, user_data);

@@ -13,6 +13,26 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type ProbeCpuIrq struct {
+	_        structs.HostLayout
+	Entry    uint64
+	Ns       uint64
+	First    uint64
+	Last     uint64
+	TopNs    uint64
+	Top      uint64
+	Cur      uint64
+	Stretch  uint64
+	InTs     uint64
+	InSum    uint64
+	Tid      uint32
+	InTid    uint32
+	Depth    uint32
+	Count    uint32
+	Followed uint32
+	Pad      [5]uint32
+}
+
 type ProbeCpuWait struct {
 	_      structs.HostLayout
 	Waiter uint32
@@ -83,6 +103,7 @@ type ProbeInflight struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	ProbeMapCpuIrqs                = "cpu_irqs"
 	ProbeMapCpuWaits               = "cpu_waits"
 	ProbeMapEvents                 = "events"
 	ProbeMapHolds                  = "holds"
@@ -104,6 +125,8 @@ const (
 	ProbeProgKretprobeTcpRecvmsg   = "kretprobe_tcp_recvmsg"
 	ProbeProgKretprobeTcpSendmsg   = "kretprobe_tcp_sendmsg"
 	ProbeProgRawtpInetSockSetState = "rawtp_inet_sock_set_state"
+	ProbeProgRawtpIrqHandlerEntry  = "rawtp_irq_handler_entry"
+	ProbeProgRawtpIrqHandlerExit   = "rawtp_irq_handler_exit"
 	ProbeProgRawtpSchedProcessExit = "rawtp_sched_process_exit"
 	ProbeProgRawtpSchedProcessFork = "rawtp_sched_process_fork"
 	ProbeProgRawtpSchedSwitch      = "rawtp_sched_switch"
@@ -112,12 +135,16 @@ const (
 	ProbeProgRawtpSkDataReady      = "rawtp_sk_data_ready"
 	ProbeProgRawtpSockRecvLength   = "rawtp_sock_recv_length"
 	ProbeProgRawtpSockSendLength   = "rawtp_sock_send_length"
+	ProbeProgRawtpSoftirqEntry     = "rawtp_softirq_entry"
+	ProbeProgRawtpSoftirqExit      = "rawtp_softirq_exit"
 	ProbeProgRawtpSysEnter         = "rawtp_sys_enter"
 	ProbeProgRawtpSysExit          = "rawtp_sys_exit"
 	ProbeProgRawtpTcpSendmsgLocked = "rawtp_tcp_sendmsg_locked"
 	ProbeProgTpInetSockSetState    = "tp_inet_sock_set_state"
 	ProbeProgTpIoUringComplete     = "tp_io_uring_complete"
 	ProbeProgTpIoUringSubmitReq    = "tp_io_uring_submit_req"
+	ProbeProgTpIrqHandlerEntry     = "tp_irq_handler_entry"
+	ProbeProgTpIrqHandlerExit      = "tp_irq_handler_exit"
 	ProbeProgTpSchedProcessExit    = "tp_sched_process_exit"
 	ProbeProgTpSchedProcessFork    = "tp_sched_process_fork"
 	ProbeProgTpSchedSwitch         = "tp_sched_switch"
@@ -126,9 +153,13 @@ const (
 	ProbeProgTpSkDataReady         = "tp_sk_data_ready"
 	ProbeProgTpSockRecvLength      = "tp_sock_recv_length"
 	ProbeProgTpSockSendLength      = "tp_sock_send_length"
+	ProbeProgTpSoftirqEntry        = "tp_softirq_entry"
+	ProbeProgTpSoftirqExit         = "tp_softirq_exit"
 	ProbeProgTpSysEnter            = "tp_sys_enter"
 	ProbeProgTpSysExit             = "tp_sys_exit"
 	ProbeProgTpbtfInetSockSetState = "tpbtf_inet_sock_set_state"
+	ProbeProgTpbtfIrqHandlerEntry  = "tpbtf_irq_handler_entry"
+	ProbeProgTpbtfIrqHandlerExit   = "tpbtf_irq_handler_exit"
 	ProbeProgTpbtfSchedProcessExit = "tpbtf_sched_process_exit"
 	ProbeProgTpbtfSchedProcessFork = "tpbtf_sched_process_fork"
 	ProbeProgTpbtfSchedSwitch      = "tpbtf_sched_switch"
@@ -137,10 +168,13 @@ const (
 	ProbeProgTpbtfSkDataReady      = "tpbtf_sk_data_ready"
 	ProbeProgTpbtfSockRecvLength   = "tpbtf_sock_recv_length"
 	ProbeProgTpbtfSockSendLength   = "tpbtf_sock_send_length"
+	ProbeProgTpbtfSoftirqEntry     = "tpbtf_softirq_entry"
+	ProbeProgTpbtfSoftirqExit      = "tpbtf_softirq_exit"
 	ProbeProgTpbtfSysEnter         = "tpbtf_sys_enter"
 	ProbeProgTpbtfSysExit          = "tpbtf_sys_exit"
 	ProbeProgTpbtfTcpSendmsgLocked = "tpbtf_tcp_sendmsg_locked"
 	ProbeVarHooksOnly              = "hooks_only"
+	ProbeVarIrqTimeAccounting      = "irq_time_accounting"
 	ProbeVarPort0                  = "port0"
 	ProbeVarPort1                  = "port1"
 	ProbeVarRingSlots              = "ring_slots"
@@ -204,6 +238,8 @@ type ProbeProgramSpecs struct {
 	KretprobeTcpRecvmsg   *ebpf.ProgramSpec `ebpf:"kretprobe_tcp_recvmsg"`
 	KretprobeTcpSendmsg   *ebpf.ProgramSpec `ebpf:"kretprobe_tcp_sendmsg"`
 	RawtpInetSockSetState *ebpf.ProgramSpec `ebpf:"rawtp_inet_sock_set_state"`
+	RawtpIrqHandlerEntry  *ebpf.ProgramSpec `ebpf:"rawtp_irq_handler_entry"`
+	RawtpIrqHandlerExit   *ebpf.ProgramSpec `ebpf:"rawtp_irq_handler_exit"`
 	RawtpSchedProcessExit *ebpf.ProgramSpec `ebpf:"rawtp_sched_process_exit"`
 	RawtpSchedProcessFork *ebpf.ProgramSpec `ebpf:"rawtp_sched_process_fork"`
 	RawtpSchedSwitch      *ebpf.ProgramSpec `ebpf:"rawtp_sched_switch"`
@@ -212,12 +248,16 @@ type ProbeProgramSpecs struct {
 	RawtpSkDataReady      *ebpf.ProgramSpec `ebpf:"rawtp_sk_data_ready"`
 	RawtpSockRecvLength   *ebpf.ProgramSpec `ebpf:"rawtp_sock_recv_length"`
 	RawtpSockSendLength   *ebpf.ProgramSpec `ebpf:"rawtp_sock_send_length"`
+	RawtpSoftirqEntry     *ebpf.ProgramSpec `ebpf:"rawtp_softirq_entry"`
+	RawtpSoftirqExit      *ebpf.ProgramSpec `ebpf:"rawtp_softirq_exit"`
 	RawtpSysEnter         *ebpf.ProgramSpec `ebpf:"rawtp_sys_enter"`
 	RawtpSysExit          *ebpf.ProgramSpec `ebpf:"rawtp_sys_exit"`
 	RawtpTcpSendmsgLocked *ebpf.ProgramSpec `ebpf:"rawtp_tcp_sendmsg_locked"`
 	TpInetSockSetState    *ebpf.ProgramSpec `ebpf:"tp_inet_sock_set_state"`
 	TpIoUringComplete     *ebpf.ProgramSpec `ebpf:"tp_io_uring_complete"`
 	TpIoUringSubmitReq    *ebpf.ProgramSpec `ebpf:"tp_io_uring_submit_req"`
+	TpIrqHandlerEntry     *ebpf.ProgramSpec `ebpf:"tp_irq_handler_entry"`
+	TpIrqHandlerExit      *ebpf.ProgramSpec `ebpf:"tp_irq_handler_exit"`
 	TpSchedProcessExit    *ebpf.ProgramSpec `ebpf:"tp_sched_process_exit"`
 	TpSchedProcessFork    *ebpf.ProgramSpec `ebpf:"tp_sched_process_fork"`
 	TpSchedSwitch         *ebpf.ProgramSpec `ebpf:"tp_sched_switch"`
@@ -226,9 +266,13 @@ type ProbeProgramSpecs struct {
 	TpSkDataReady         *ebpf.ProgramSpec `ebpf:"tp_sk_data_ready"`
 	TpSockRecvLength      *ebpf.ProgramSpec `ebpf:"tp_sock_recv_length"`
 	TpSockSendLength      *ebpf.ProgramSpec `ebpf:"tp_sock_send_length"`
+	TpSoftirqEntry        *ebpf.ProgramSpec `ebpf:"tp_softirq_entry"`
+	TpSoftirqExit         *ebpf.ProgramSpec `ebpf:"tp_softirq_exit"`
 	TpSysEnter            *ebpf.ProgramSpec `ebpf:"tp_sys_enter"`
 	TpSysExit             *ebpf.ProgramSpec `ebpf:"tp_sys_exit"`
 	TpbtfInetSockSetState *ebpf.ProgramSpec `ebpf:"tpbtf_inet_sock_set_state"`
+	TpbtfIrqHandlerEntry  *ebpf.ProgramSpec `ebpf:"tpbtf_irq_handler_entry"`
+	TpbtfIrqHandlerExit   *ebpf.ProgramSpec `ebpf:"tpbtf_irq_handler_exit"`
 	TpbtfSchedProcessExit *ebpf.ProgramSpec `ebpf:"tpbtf_sched_process_exit"`
 	TpbtfSchedProcessFork *ebpf.ProgramSpec `ebpf:"tpbtf_sched_process_fork"`
 	TpbtfSchedSwitch      *ebpf.ProgramSpec `ebpf:"tpbtf_sched_switch"`
@@ -237,6 +281,8 @@ type ProbeProgramSpecs struct {
 	TpbtfSkDataReady      *ebpf.ProgramSpec `ebpf:"tpbtf_sk_data_ready"`
 	TpbtfSockRecvLength   *ebpf.ProgramSpec `ebpf:"tpbtf_sock_recv_length"`
 	TpbtfSockSendLength   *ebpf.ProgramSpec `ebpf:"tpbtf_sock_send_length"`
+	TpbtfSoftirqEntry     *ebpf.ProgramSpec `ebpf:"tpbtf_softirq_entry"`
+	TpbtfSoftirqExit      *ebpf.ProgramSpec `ebpf:"tpbtf_softirq_exit"`
 	TpbtfSysEnter         *ebpf.ProgramSpec `ebpf:"tpbtf_sys_enter"`
 	TpbtfSysExit          *ebpf.ProgramSpec `ebpf:"tpbtf_sys_exit"`
 	TpbtfTcpSendmsgLocked *ebpf.ProgramSpec `ebpf:"tpbtf_tcp_sendmsg_locked"`
@@ -246,6 +292,7 @@ type ProbeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProbeMapSpecs struct {
+	CpuIrqs      *ebpf.MapSpec `ebpf:"cpu_irqs"`
 	CpuWaits     *ebpf.MapSpec `ebpf:"cpu_waits"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Holds        *ebpf.MapSpec `ebpf:"holds"`
@@ -262,15 +309,16 @@ type ProbeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProbeVariableSpecs struct {
-	HooksOnly     *ebpf.VariableSpec `ebpf:"hooks_only"`
-	Port0         *ebpf.VariableSpec `ebpf:"port0"`
-	Port1         *ebpf.VariableSpec `ebpf:"port1"`
-	RingSlots     *ebpf.VariableSpec `ebpf:"ring_slots"`
-	Syscalls      *ebpf.VariableSpec `ebpf:"syscalls"`
-	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedHold    *ebpf.VariableSpec `ebpf:"unused_hold"`
-	UnusedHoldKey *ebpf.VariableSpec `ebpf:"unused_hold_key"`
-	WakeupRecords *ebpf.VariableSpec `ebpf:"wakeup_records"`
+	HooksOnly         *ebpf.VariableSpec `ebpf:"hooks_only"`
+	IrqTimeAccounting *ebpf.VariableSpec `ebpf:"irq_time_accounting"`
+	Port0             *ebpf.VariableSpec `ebpf:"port0"`
+	Port1             *ebpf.VariableSpec `ebpf:"port1"`
+	RingSlots         *ebpf.VariableSpec `ebpf:"ring_slots"`
+	Syscalls          *ebpf.VariableSpec `ebpf:"syscalls"`
+	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedHold        *ebpf.VariableSpec `ebpf:"unused_hold"`
+	UnusedHoldKey     *ebpf.VariableSpec `ebpf:"unused_hold_key"`
+	WakeupRecords     *ebpf.VariableSpec `ebpf:"wakeup_records"`
 }
 
 // ProbeObjects contains all objects after they have been loaded into the kernel.
@@ -293,6 +341,7 @@ func (o *ProbeObjects) Close() error {
 //
 // It can be passed to LoadProbeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProbeMaps struct {
+	CpuIrqs      *ebpf.Map `ebpf:"cpu_irqs"`
 	CpuWaits     *ebpf.Map `ebpf:"cpu_waits"`
 	Events       *ebpf.Map `ebpf:"events"`
 	Holds        *ebpf.Map `ebpf:"holds"`
@@ -307,6 +356,7 @@ type ProbeMaps struct {
 
 func (m *ProbeMaps) Close() error {
 	return _ProbeClose(
+		m.CpuIrqs,
 		m.CpuWaits,
 		m.Events,
 		m.Holds,
@@ -324,15 +374,16 @@ func (m *ProbeMaps) Close() error {
 //
 // It can be passed to LoadProbeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProbeVariables struct {
-	HooksOnly     *ebpf.Variable `ebpf:"hooks_only"`
-	Port0         *ebpf.Variable `ebpf:"port0"`
-	Port1         *ebpf.Variable `ebpf:"port1"`
-	RingSlots     *ebpf.Variable `ebpf:"ring_slots"`
-	Syscalls      *ebpf.Variable `ebpf:"syscalls"`
-	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
-	UnusedHold    *ebpf.Variable `ebpf:"unused_hold"`
-	UnusedHoldKey *ebpf.Variable `ebpf:"unused_hold_key"`
-	WakeupRecords *ebpf.Variable `ebpf:"wakeup_records"`
+	HooksOnly         *ebpf.Variable `ebpf:"hooks_only"`
+	IrqTimeAccounting *ebpf.Variable `ebpf:"irq_time_accounting"`
+	Port0             *ebpf.Variable `ebpf:"port0"`
+	Port1             *ebpf.Variable `ebpf:"port1"`
+	RingSlots         *ebpf.Variable `ebpf:"ring_slots"`
+	Syscalls          *ebpf.Variable `ebpf:"syscalls"`
+	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UnusedHold        *ebpf.Variable `ebpf:"unused_hold"`
+	UnusedHoldKey     *ebpf.Variable `ebpf:"unused_hold_key"`
+	WakeupRecords     *ebpf.Variable `ebpf:"wakeup_records"`
 }
 
 // ProbePrograms contains all programs after they have been loaded into the kernel.
@@ -350,6 +401,8 @@ type ProbePrograms struct {
 	KretprobeTcpRecvmsg   *ebpf.Program `ebpf:"kretprobe_tcp_recvmsg"`
 	KretprobeTcpSendmsg   *ebpf.Program `ebpf:"kretprobe_tcp_sendmsg"`
 	RawtpInetSockSetState *ebpf.Program `ebpf:"rawtp_inet_sock_set_state"`
+	RawtpIrqHandlerEntry  *ebpf.Program `ebpf:"rawtp_irq_handler_entry"`
+	RawtpIrqHandlerExit   *ebpf.Program `ebpf:"rawtp_irq_handler_exit"`
 	RawtpSchedProcessExit *ebpf.Program `ebpf:"rawtp_sched_process_exit"`
 	RawtpSchedProcessFork *ebpf.Program `ebpf:"rawtp_sched_process_fork"`
 	RawtpSchedSwitch      *ebpf.Program `ebpf:"rawtp_sched_switch"`
@@ -358,12 +411,16 @@ type ProbePrograms struct {
 	RawtpSkDataReady      *ebpf.Program `ebpf:"rawtp_sk_data_ready"`
 	RawtpSockRecvLength   *ebpf.Program `ebpf:"rawtp_sock_recv_length"`
 	RawtpSockSendLength   *ebpf.Program `ebpf:"rawtp_sock_send_length"`
+	RawtpSoftirqEntry     *ebpf.Program `ebpf:"rawtp_softirq_entry"`
+	RawtpSoftirqExit      *ebpf.Program `ebpf:"rawtp_softirq_exit"`
 	RawtpSysEnter         *ebpf.Program `ebpf:"rawtp_sys_enter"`
 	RawtpSysExit          *ebpf.Program `ebpf:"rawtp_sys_exit"`
 	RawtpTcpSendmsgLocked *ebpf.Program `ebpf:"rawtp_tcp_sendmsg_locked"`
 	TpInetSockSetState    *ebpf.Program `ebpf:"tp_inet_sock_set_state"`
 	TpIoUringComplete     *ebpf.Program `ebpf:"tp_io_uring_complete"`
 	TpIoUringSubmitReq    *ebpf.Program `ebpf:"tp_io_uring_submit_req"`
+	TpIrqHandlerEntry     *ebpf.Program `ebpf:"tp_irq_handler_entry"`
+	TpIrqHandlerExit      *ebpf.Program `ebpf:"tp_irq_handler_exit"`
 	TpSchedProcessExit    *ebpf.Program `ebpf:"tp_sched_process_exit"`
 	TpSchedProcessFork    *ebpf.Program `ebpf:"tp_sched_process_fork"`
 	TpSchedSwitch         *ebpf.Program `ebpf:"tp_sched_switch"`
@@ -372,9 +429,13 @@ type ProbePrograms struct {
 	TpSkDataReady         *ebpf.Program `ebpf:"tp_sk_data_ready"`
 	TpSockRecvLength      *ebpf.Program `ebpf:"tp_sock_recv_length"`
 	TpSockSendLength      *ebpf.Program `ebpf:"tp_sock_send_length"`
+	TpSoftirqEntry        *ebpf.Program `ebpf:"tp_softirq_entry"`
+	TpSoftirqExit         *ebpf.Program `ebpf:"tp_softirq_exit"`
 	TpSysEnter            *ebpf.Program `ebpf:"tp_sys_enter"`
 	TpSysExit             *ebpf.Program `ebpf:"tp_sys_exit"`
 	TpbtfInetSockSetState *ebpf.Program `ebpf:"tpbtf_inet_sock_set_state"`
+	TpbtfIrqHandlerEntry  *ebpf.Program `ebpf:"tpbtf_irq_handler_entry"`
+	TpbtfIrqHandlerExit   *ebpf.Program `ebpf:"tpbtf_irq_handler_exit"`
 	TpbtfSchedProcessExit *ebpf.Program `ebpf:"tpbtf_sched_process_exit"`
 	TpbtfSchedProcessFork *ebpf.Program `ebpf:"tpbtf_sched_process_fork"`
 	TpbtfSchedSwitch      *ebpf.Program `ebpf:"tpbtf_sched_switch"`
@@ -383,6 +444,8 @@ type ProbePrograms struct {
 	TpbtfSkDataReady      *ebpf.Program `ebpf:"tpbtf_sk_data_ready"`
 	TpbtfSockRecvLength   *ebpf.Program `ebpf:"tpbtf_sock_recv_length"`
 	TpbtfSockSendLength   *ebpf.Program `ebpf:"tpbtf_sock_send_length"`
+	TpbtfSoftirqEntry     *ebpf.Program `ebpf:"tpbtf_softirq_entry"`
+	TpbtfSoftirqExit      *ebpf.Program `ebpf:"tpbtf_softirq_exit"`
 	TpbtfSysEnter         *ebpf.Program `ebpf:"tpbtf_sys_enter"`
 	TpbtfSysExit          *ebpf.Program `ebpf:"tpbtf_sys_exit"`
 	TpbtfTcpSendmsgLocked *ebpf.Program `ebpf:"tpbtf_tcp_sendmsg_locked"`
@@ -401,6 +464,8 @@ func (p *ProbePrograms) Close() error {
 		p.KretprobeTcpRecvmsg,
 		p.KretprobeTcpSendmsg,
 		p.RawtpInetSockSetState,
+		p.RawtpIrqHandlerEntry,
+		p.RawtpIrqHandlerExit,
 		p.RawtpSchedProcessExit,
 		p.RawtpSchedProcessFork,
 		p.RawtpSchedSwitch,
@@ -409,12 +474,16 @@ func (p *ProbePrograms) Close() error {
 		p.RawtpSkDataReady,
 		p.RawtpSockRecvLength,
 		p.RawtpSockSendLength,
+		p.RawtpSoftirqEntry,
+		p.RawtpSoftirqExit,
 		p.RawtpSysEnter,
 		p.RawtpSysExit,
 		p.RawtpTcpSendmsgLocked,
 		p.TpInetSockSetState,
 		p.TpIoUringComplete,
 		p.TpIoUringSubmitReq,
+		p.TpIrqHandlerEntry,
+		p.TpIrqHandlerExit,
 		p.TpSchedProcessExit,
 		p.TpSchedProcessFork,
 		p.TpSchedSwitch,
@@ -423,9 +492,13 @@ func (p *ProbePrograms) Close() error {
 		p.TpSkDataReady,
 		p.TpSockRecvLength,
 		p.TpSockSendLength,
+		p.TpSoftirqEntry,
+		p.TpSoftirqExit,
 		p.TpSysEnter,
 		p.TpSysExit,
 		p.TpbtfInetSockSetState,
+		p.TpbtfIrqHandlerEntry,
+		p.TpbtfIrqHandlerExit,
 		p.TpbtfSchedProcessExit,
 		p.TpbtfSchedProcessFork,
 		p.TpbtfSchedSwitch,
@@ -434,6 +507,8 @@ func (p *ProbePrograms) Close() error {
 		p.TpbtfSkDataReady,
 		p.TpbtfSockRecvLength,
 		p.TpbtfSockSendLength,
+		p.TpbtfSoftirqEntry,
+		p.TpbtfSoftirqExit,
 		p.TpbtfSysEnter,
 		p.TpbtfSysExit,
 		p.TpbtfTcpSendmsgLocked,

@@ -20,11 +20,19 @@ enum event_kind {
 	KIND_URING_SUBMIT = 11,  // io_uring_submit_req: arg0 = user_data, arg1 = opcode
 	KIND_URING_COMPLETE = 12,// io_uring_complete: arg0 = user_data, ret = res
 	KIND_SEND_START = 13,    // TCP send starts (tcp_sendmsg_locked or tcp_sendmsg entry): sk
+	KIND_IRQ = 14,           // interrupts of a tracked thread since its last record: ts = the last one's end,
+	                         // arg0 = the first one's start, sk = their total ns, arg1 = the longest (IRQ_*), ret = how many
 };
+
+// KIND_IRQ's arg1: which interrupt, IRQ_SOFT | vector number (NET_RX_SOFTIRQ …)
+// or IRQ_HARD | irq number.
+#define IRQ_HARD (1ULL << 32)
+#define IRQ_SOFT (2ULL << 32)
 
 struct event {
 	__u64 ts;    // bpf_ktime_get_ns(): CLOCK_MONOTONIC
-	__u64 sk;    // struct sock address, 0 if none
+	__u64 sk;    // struct sock address, 0 if none; KIND_IRQ: interrupt ns; KIND_SWITCH: prev's
+	             // uncredited ns (see on_switch)
 	__u64 arg0;
 	__u64 arg1;
 	__u32 tid;   // current task

@@ -26,13 +26,18 @@ const (
 	KindUringSubmit   Kind = 11 // io_uring_submit_req: Arg0 = user_data, Arg1 = opcode
 	KindUringComplete Kind = 12 // io_uring_complete: Arg0 = user_data, Ret = res
 	KindSendStart     Kind = 13 // a TCP send starts (tcp_sendmsg_locked, or tcp_sendmsg entry): SK, ports; TID = sender
+	KindIrq           Kind = 14 // interrupts of tracked thread TID since its previous record: Arg0 = first one's start, TS = last one's end, SK = their total ns, Arg1 = the longest (an Interrupt), Ret = how many
 )
+
+// A KindSwitch record's SK is, for a preempted prev, the time at the end
+// of its stretch on the CPU that the scheduler did not credit to it: its
+// preemption began that long before the switch (probe.c, on_switch).
 
 var kindNames = map[Kind]string{
 	KindSyscall: "syscall", KindSockSend: "sock_send", KindSockRecv: "sock_recv", KindDataReady: "data_ready",
 	KindWaking: "waking", KindWakeup: "wakeup", KindSwitch: "switch", KindFork: "fork", KindExit: "exit",
 	KindSockState: "sock_state", KindUringSubmit: "uring_submit", KindUringComplete: "uring_complete",
-	KindSendStart: "send_start",
+	KindSendStart: "send_start", KindIrq: "irq",
 }
 
 func (k Kind) String() string {

@@ -82,6 +82,13 @@ var hookTable = []eventHooks{
 	{event: "sched_waking", costs: "which server thread a request woke, when another thread reads it", cands: tpCands("sched_waking", "sched"), detail: true},
 	{event: "sched_wakeup", costs: "nothing in the breakdown (reported only)", cands: tpCands("sched_wakeup", "sched")},
 	{event: "sched_switch", costs: "server_wakeup and client_wakeup (folded into the next component)", cands: tpCands("sched_switch", "sched")},
+	// Interrupts: fire for every interrupt of the machine, emit only the
+	// sum that hit a tracked thread (probe.c). Without the entry and exit
+	// of a kind, that kind's time stays in the component it interrupted.
+	{event: "irq_handler_entry", costs: "hard IRQ time in client_irq and server_irq (it stays in the component it interrupted)", cands: tpCands("irq_handler_entry", "irq")},
+	{event: "irq_handler_exit", costs: "hard IRQ time (as irq_handler_entry)", cands: tpCands("irq_handler_exit", "irq")},
+	{event: "softirq_entry", costs: "softirq time in client_irq and server_irq (it stays in the component it interrupted)", cands: tpCands("softirq_entry", "irq")},
+	{event: "softirq_exit", costs: "softirq time (as softirq_entry)", cands: tpCands("softirq_exit", "irq")},
 	{event: "sched_process_fork", costs: "following a forking server's children", cands: tpCands("sched_process_fork", "sched")},
 	{event: "sched_process_exit", costs: "pruning exited threads (none for the breakdown)", cands: tpCands("sched_process_exit", "sched")},
 	{event: "inet_sock_set_state", costs: "socket identity events (none for the breakdown)", cands: tpCands("inet_sock_set_state", "sock")},

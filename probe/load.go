@@ -97,6 +97,7 @@ func (p *Probe) prepareSpec() (*ebpf.CollectionSpec, error) {
 		return nil, fmt.Errorf("load spec: %w", err)
 	}
 	s.CpuWaits.MaxEntries = uint32(ncpu) // one waiter slot per CPU
+	s.CpuIrqs.MaxEntries = uint32(ncpu)  // one interrupt sum per CPU
 	if cfg.Ring == RingPerCPU {
 		slots := cfg.RingSlots
 		if slots == 0 {
@@ -123,12 +124,26 @@ func (p *Probe) prepareSpec() (*ebpf.CollectionSpec, error) {
 		{s.HooksOnly, cfg.HooksOnly},
 		{s.Port0, cfg.Ports[0]},
 		{s.Port1, port1},
+		{s.IrqTimeAccounting, irqTimeAccounting()},
 	} {
 		if err := v.spec.Set(v.val); err != nil {
 			return nil, fmt.Errorf("set %s: %w", v.spec.Name, err)
 		}
 	}
 	return spec, nil
+}
+
+// irqTimeAccounting says whether the kernel keeps interrupt time out of
+// the tasks' CPU time (CONFIG_IRQ_TIME_ACCOUNTING): its BTF then has the
+// per-CPU struct irqtime that holds it. Unknown (no kernel BTF) reads as
+// no, which at worst counts an interrupt in a preemption's start as well.
+func irqTimeAccounting() bool {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	var st *btf.Struct
+	return spec.TypeByName("irqtime", &st) == nil
 }
 
 // createMaps creates every map once; each program loaded later shares

@@ -6,8 +6,10 @@ type Component int
 // The components, in the order of Table. The first ten are the gaps
 // between consecutive boundaries, in the order they happen on the
 // critical path, less the time the side on the critical path spent
-// runnable but off its CPU; the last two are that time, per side. They
-// are last so that the ten gaps keep their requests.csv columns.
+// runnable but off its CPU and the time interrupts took from it on its
+// CPU; the last four are those times, per side. They are last so that
+// the ten gaps keep their requests.csv columns (and the *_preempted
+// theirs).
 const (
 	ClientUser Component = iota
 	ClientNet
@@ -21,6 +23,8 @@ const (
 	ClientUserRecv
 	ClientPreempted
 	ServerPreempted
+	ClientIrq
+	ServerIrq
 	NumComponents
 )
 
@@ -37,7 +41,8 @@ type ComponentInfo struct {
 	Side string
 	// Color is its colour on the report page: blues and greens for the
 	// client's side, warm colours for the server's, greys and browns for
-	// the time each side was preempted.
+	// the time each side was preempted, paler ones for the time
+	// interrupts took.
 	Color   string
 	Meaning string // from which boundary to which, in one line
 }
@@ -58,6 +63,8 @@ var Table = [NumComponents]ComponentInfo{
 	ClientUserRecv:   {"client_user_recv", "client", "#17becf", "receive returned → t1"},
 	ClientPreempted:  {"client_preempted", "client", "#7f7f7f", "the client thread preempted (runnable, off CPU) in client_user, client_net, client_kernel_recv or client_user_recv"},
 	ServerPreempted:  {"server_preempted", "server", "#8c564b", "the server thread preempted in server_queue, server_kernel_recv, server_user or server_net"},
+	ClientIrq:        {"client_irq", "client", "#c7c7c7", "hard IRQs and softirqs on the client thread's CPU while it ran, in the components client_preempted is carved from"},
+	ServerIrq:        {"server_irq", "server", "#c49c94", "the same for the server thread, in those of server_preempted"},
 }
 
 func (c Component) String() string { return Table[c].Name }

@@ -17,9 +17,9 @@ type RoundTrip struct {
 	Bounds [NumBounds]int64
 	// Ns are the components, never negative. Ns[k] for k < ClientPreempted
 	// is Bounds[k+1] − Bounds[k] less the time the side on the critical
-	// path was preempted within it; Ns[ClientPreempted] and
-	// Ns[ServerPreempted] sum what was taken out, so Ns sums to what the
-	// gaps sum to.
+	// path was preempted or interrupted within it; the *Preempted and
+	// *Irq components sum what was taken out, so Ns sums to what the gaps
+	// sum to.
 	Ns [NumComponents]int64
 	// Joined is false when the kernel events could not be matched; Reason
 	// then says which step failed.
@@ -36,6 +36,10 @@ type RoundTrip struct {
 	MoreWaits int
 	// ServerTID is the server thread that received the request.
 	ServerTID uint32
+	// Irqs are the interrupts that took ClientIrq and ServerIrq's time,
+	// the first NIrqs of them (see IrqTime).
+	Irqs  [MaxIrqs]IrqTime
+	NIrqs int
 }
 
 // Input is what the join needs.
@@ -73,10 +77,21 @@ type portPair struct{ l, r uint16 }
 // swEv is one sched_switch of a thread: in, or out; preempt marks a
 // switch out with prev_state 0 (TASK_RUNNING): the thread stays runnable
 // and waits for a CPU.
+// unc is, for a preemption, how long before ts the scheduler stopped
+// crediting the thread's CPU time (probe.KindSwitch's SK): the
+// preemption starts at ts − unc.
 type swEv struct {
 	ts      int64
+	unc     int64
 	in      bool
 	preempt bool
+}
+
+// irqEv is a KindIrq record: interrupts of a thread on its CPU within
+// [from, to], ns of them in all, the longest being what.
+type irqEv struct {
+	from, to, ns int64
+	what         probe.Interrupt
 }
 
 type index struct {
@@ -88,6 +103,7 @@ type index struct {
 	start  map[portPair][]probe.Event // TCP send starts outside a traced syscall
 	wakes  map[uint16][]probe.Event   // sched_waking per waker CPU
 	readyC map[uint16][]int64         // data-ready times per CPU
+	irq    map[uint32][]irqEv         // interrupts per thread, by end
 }
 
 func newIndex() *index {
@@ -96,6 +112,7 @@ func newIndex() *index {
 		ready: map[portPair][]probe.Event{}, recv: map[portPair][]probe.Event{}, send: map[portPair][]probe.Event{},
 		start: map[portPair][]probe.Event{},
 		wakes: map[uint16][]probe.Event{}, readyC: map[uint16][]int64{},
+		irq: map[uint32][]irqEv{},
 	}
 }
 
@@ -128,7 +145,11 @@ func (ix *index) add(evs []probe.Event) {
 			}
 		case probe.KindSwitch:
 			if prev := uint32(e.Arg0); prev != 0 {
-				ix.sw[prev] = pushAt(ix.sw[prev], swEv{ts: ts, preempt: e.Ret == 0}, func(v swEv) int64 { return v.ts })
+				sw := swEv{ts: ts, preempt: e.Ret == 0}
+				if sw.preempt {
+					sw.unc = min(int64(e.SK), 1<<40) // a record from before the field: 0
+				}
+				ix.sw[prev] = pushAt(ix.sw[prev], sw, func(v swEv) int64 { return v.ts })
 			}
 			if next := uint32(e.Arg1); next != 0 {
 				ix.sw[next] = pushAt(ix.sw[next], swEv{ts: ts, in: true}, func(v swEv) int64 { return v.ts })
@@ -152,6 +173,10 @@ func (ix *index) add(evs []probe.Event) {
 			ix.start[k] = push(ix.start[k], e)
 		case probe.KindWaking:
 			ix.wakes[e.CPU] = push(ix.wakes[e.CPU], e)
+		case probe.KindIrq:
+			if from := int64(e.Arg0); from <= ts && e.SK > 0 {
+				ix.irq[e.TID] = pushAt(ix.irq[e.TID], irqEv{from: from, to: ts, ns: min(int64(e.SK), ts-from), what: probe.Interrupt(e.Arg1)}, func(v irqEv) int64 { return v.to })
+			}
 		}
 	}
 }
@@ -187,6 +212,7 @@ func (ix *index) trim(bound int64) {
 	trimAll(ix.start, bound, evTS)
 	trimAll(ix.wakes, bound, evTS)
 	trimAll(ix.readyC, bound, func(v int64) int64 { return v })
+	trimAll(ix.irq, bound, func(v irqEv) int64 { return v.to })
 	for k, s := range ix.sw {
 		if i := sort.Search(len(s), func(i int) bool { return s[i].ts >= bound }); i > 1 {
 			ix.sw[k] = s[i-1:]
@@ -223,6 +249,9 @@ func (ix *index) held() int {
 		}
 	}
 	for _, s := range ix.wakes {
+		n += len(s)
+	}
+	for _, s := range ix.irq {
 		n += len(s)
 	}
 	return n
@@ -275,8 +304,9 @@ func (ix *index) switchInAfter(tid uint32, t int64) (int64, bool) {
 }
 
 // preemptedIn is how long tid was preempted within [a, b): from each
-// switch out while runnable to its next switch in, clipped to [a, b). A
-// preemption whose switch in is missing lasts to b.
+// switch out while runnable (less the time before it that the scheduler
+// no longer credited to the thread, swEv.unc) to its next switch in,
+// clipped to [a, b). A preemption whose switch in is missing lasts to b.
 func (ix *index) preemptedIn(tid uint32, a, b int64) int64 {
 	if b <= a {
 		return 0
@@ -285,7 +315,7 @@ func (ix *index) preemptedIn(tid uint32, a, b int64) int64 {
 	i := max(sort.Search(len(s), func(i int) bool { return s[i].ts > a })-1, 0)
 	var total int64
 	from := int64(-1) // start of the preemption in progress, -1 if none
-	for ; i < len(s) && s[i].ts < b; i++ {
+	for ; i < len(s) && s[i].ts-s[i].unc < b; i++ {
 		switch e := s[i]; {
 		case e.in:
 			if from >= 0 {
@@ -294,16 +324,38 @@ func (ix *index) preemptedIn(tid uint32, a, b int64) int64 {
 			}
 		case e.preempt:
 			if from < 0 {
-				from = e.ts
+				from = e.ts - e.unc
 			}
 		default:
 			from = -1
 		}
 	}
 	if from >= 0 {
-		total += b - max(from, a)
+		total += max(b-max(from, a), 0)
 	}
 	return total
+}
+
+// irqIn calls f with each interrupt record of tid that overlaps [a, b)
+// and the part of its time that falls there: all of it when the record
+// lies within, else its time in proportion to the overlap (a record
+// spans the interrupts between two of the thread's records, which the
+// boundaries mostly are).
+func (ix *index) irqIn(tid uint32, a, b int64, f func(r irqEv, ns int64)) {
+	if b <= a {
+		return
+	}
+	s := ix.irq[tid]
+	for i := sort.Search(len(s), func(i int) bool { return s[i].to >= a }); i < len(s) && s[i].from < b; i++ {
+		r := s[i]
+		lo, hi := max(r.from, a), min(r.to, b)
+		switch {
+		case r.from >= a && r.to < b:
+			f(r, r.ns)
+		case hi > lo:
+			f(r, r.ns*(hi-lo)/(r.to-r.from))
+		}
+	}
 }
 
 // blockedIn is tid's first switch out in [a, b) while not runnable (it
@@ -385,7 +437,7 @@ func (j *joiner) split(rt *RoundTrip) {
 	ix := j.ix
 	b := &rt.Bounds
 	b[0], b[10] = rt.T0, rt.T1
-	rt.NWaits, rt.MoreWaits = 0, 0
+	rt.NWaits, rt.MoreWaits, rt.NIrqs = 0, 0, 0
 	fail := func(reason string) { rt.Joined, rt.Reason = false, reason }
 
 	// b1: the client's first syscall entered at or after t0 is its send;
@@ -625,12 +677,14 @@ func (j *joiner) lastPartSend(b5, b7, recvTS, t0, t1 int64) (probe.Event, bool) 
 
 // carvePreempted moves the time the thread carrying the request was
 // preempted (switched out while runnable, until its next switch in) out of
-// the gap it interrupts and into ClientPreempted or ServerPreempted. The
-// client thread carries it in [b0, b2) and [b8, b10); the server's
-// receiving thread in [b3, b5) and on into server_user until it goes to
-// sleep, the sending thread from then to b7. The wake-ups [b2, b3) and
-// [b7, b8) are left whole: a woken thread's wait for its first switch in
-// is the wake-up, whatever the scheduler's reason. Only positive gaps are
+// the gap it interrupts and into ClientPreempted or ServerPreempted, and
+// the time interrupts took from it on its CPU into ClientIrq or
+// ServerIrq. The client thread carries it in [b0, b2) and [b8, b10); the
+// server's receiving thread in [b3, b5) and on into server_user until it
+// goes to sleep, the sending thread from then to b7. The wake-ups
+// [b2, b3) and [b7, b8) are left whole: a woken thread's wait for its
+// first switch in is the wake-up, whatever the scheduler's reason, and it
+// is not on a CPU for an interrupt to take. Only positive gaps are
 // carved, and never by more than their length, so the sum is unchanged.
 func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
 	b := &rt.Bounds
@@ -643,12 +697,21 @@ func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
 		if p > 0 {
 			j.recordPreempted(rt, c, tid, from, to)
 		}
-		rt.Ns[c] -= p
+		pc, ic := ClientPreempted, ClientIrq
 		if c.Side() == "server" {
-			rt.Ns[ServerPreempted] += p
-		} else {
-			rt.Ns[ClientPreempted] += p
+			pc, ic = ServerPreempted, ServerIrq
 		}
+		rt.Ns[c] -= p
+		rt.Ns[pc] += p
+		// An interrupt within the uncredited stretch before a preemption
+		// (swEv.unc) may be counted as both; bounded by what is left of
+		// the gap, so the sum holds.
+		j.ix.irqIn(tid, from, to, func(r irqEv, ns int64) {
+			ns = min(ns, rt.Ns[c])
+			rt.Ns[c] -= ns
+			rt.Ns[ic] += ns
+			rt.addIrq(ic, r.what, ns)
+		})
 	}
 	for _, c := range []Component{ClientUser, ClientNet, ClientKernelRecv, ClientUserRecv} {
 		carve(c, j.ctid, b[c], b[c+1])

@@ -173,3 +173,39 @@ func (j *joiner) recordPreempted(rt *RoundTrip, c Component, tid uint32, from, t
 		t = in + 1
 	}
 }
+
+// MaxIrqs is how many interrupt kinds a RoundTrip names, two of them
+// kept for "others" (one per side).
+const MaxIrqs = 6
+
+// IrqTime is time that interrupts took from the thread carrying a round
+// trip: Ns of Component (ClientIrq or ServerIrq) taken by What, the
+// longest interrupt of each probe record (a record sums the interrupts
+// between two of the thread's own records, and is named by its longest).
+// What 0 is other kinds, beyond the first MaxIrqs−2.
+type IrqTime struct {
+	Component Component
+	What      probe.Interrupt
+	Ns        int64
+}
+
+// addIrq adds ns of c taken by what.
+func (rt *RoundTrip) addIrq(c Component, what probe.Interrupt, ns int64) {
+	if ns <= 0 {
+		return
+	}
+	for try := 0; try < 2; try++ {
+		for i := range rt.NIrqs {
+			if q := &rt.Irqs[i]; q.Component == c && q.What == what {
+				q.Ns += ns
+				return
+			}
+		}
+		if rt.NIrqs < MaxIrqs-2 || what == 0 {
+			break
+		}
+		what = 0
+	}
+	rt.Irqs[rt.NIrqs] = IrqTime{Component: c, What: what, Ns: ns}
+	rt.NIrqs++
+}

@@ -459,6 +459,7 @@ func htmlSlowest(b *strings.Builder, trips []report.SlowTrip) {
 		hb := &strings.Builder{}
 		for _, side := range []string{"server", "client"} {
 			writeHolders(hb, t, side)
+			writeInterrupts(hb, t, side)
 		}
 		var held []string
 		for _, line := range strings.Split(strings.TrimSpace(hb.String()), "\n") {
@@ -470,7 +471,7 @@ func htmlSlowest(b *strings.Builder, trips []report.SlowTrip) {
 			bar.String() + "<br/>" + strings.Join(big, "<br/>"), strings.Join(held, "<br/>")})
 	}
 	b.WriteString("<p class=\"muted\">Components over 5% of each round trip, and the tasks that held the CPU while a side waited for one.</p>\n")
-	table(b, "slowest", []string{"#", "latency", "conn #seq", "components (the largest named)", "waited for a CPU"}, rows)
+	table(b, "slowest", []string{"#", "latency", "conn #seq", "components (the largest named)", "waited for a CPU, or interrupted"}, rows)
 }
 
 func htmlRun(b *strings.Builder, r *report.Results) {

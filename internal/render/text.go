@@ -359,12 +359,33 @@ func WriteSlowest(w io.Writer, trips []report.SlowTrip) error {
 		b.WriteString("\n")
 		for _, side := range []string{"server", "client"} {
 			writeHolders(b, t, side)
+			writeInterrupts(b, t, side)
 		}
 		if _, err := io.WriteString(w, b.String()); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeInterrupts writes one line for a side of a slow round trip that
+// interrupts took time from: how long in all, and which, longest first.
+func writeInterrupts(b *strings.Builder, t report.SlowTrip, side string) {
+	var total int64
+	var parts []string
+	for _, q := range t.Interrupts {
+		if q.Side != side {
+			continue
+		}
+		total += q.Ns
+		if len(parts) < 3 {
+			parts = append(parts, fmt.Sprintf("%s %s", q.Interrupt, report.Dur(float64(q.Ns))))
+		}
+	}
+	if total == 0 {
+		return
+	}
+	fmt.Fprintf(b, "       %s interrupted %s on its CPU: %s\n", side, report.Dur(float64(total)), strings.Join(parts, ", "))
 }
 
 // writeHolders writes one line for a side of a slow round trip that

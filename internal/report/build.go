@@ -1,8 +1,10 @@
 package report
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/volleyscope/volleyscope/internal/breakdown"
 	"github.com/volleyscope/volleyscope/internal/proccost"
@@ -250,6 +252,26 @@ func buildBands(j *breakdown.Accumulator) []Band {
 	return out
 }
 
+// tripIrqs names the interrupts of a slow round trip, longest first
+// within a side.
+func tripIrqs(rt *breakdown.RoundTrip) []TripIrq {
+	var out []TripIrq
+	for _, q := range rt.Irqs[:rt.NIrqs] {
+		name := q.What.Name()
+		if q.What == 0 {
+			name = "others"
+		}
+		out = append(out, TripIrq{Component: q.Component.String(), Side: q.Component.Side(), Interrupt: name, Ns: q.Ns})
+	}
+	slices.SortStableFunc(out, func(x, y TripIrq) int {
+		if x.Side != y.Side {
+			return cmp.Compare(x.Side, y.Side)
+		}
+		return cmp.Compare(y.Ns, x.Ns)
+	})
+	return out
+}
+
 // buildSlowest is the slowest round trips with their components and
 // their waits for a CPU.
 func buildSlowest(j *breakdown.Accumulator) []SlowTrip {
@@ -285,6 +307,7 @@ func buildSlowest(j *breakdown.Accumulator) []SlowTrip {
 			st.Waits = append(st.Waits, tw)
 		}
 		st.MoreWaits = rt.MoreWaits
+		st.Interrupts = tripIrqs(&rt.RoundTrip)
 		out = append(out, st)
 	}
 	return out

@@ -195,6 +195,21 @@ type SlowTrip struct {
 	// MoreWaits counts those beyond the first eight.
 	Waits     []TripWait `json:"waits,omitempty"`
 	MoreWaits int        `json:"more_waits,omitempty"`
+	// Interrupts name what took the *_irq components' time, per side,
+	// longest first within a side.
+	Interrupts []TripIrq `json:"interrupts,omitempty"`
+}
+
+// TripIrq is time that interrupts of one kind took from a side in a slow
+// round trip.
+type TripIrq struct {
+	Component string `json:"component"` // client_irq or server_irq
+	Side      string `json:"side"`
+	// Interrupt is "softirq NET_RX" (a softirq vector), "irq 41
+	// virtio3-rx" (a hard IRQ, its number and handlers) or "others"
+	// (kinds beyond the first four).
+	Interrupt string `json:"interrupt"`
+	Ns        int64  `json:"ns"`
 }
 
 // TripWait is one wait for a CPU in a slow round trip, and the tasks that

@@ -310,6 +310,8 @@ struct {
 // out; set by user space from the kernel's BTF.
 volatile const bool irq_time_accounting = false;
 
+#define IRQ_STALE_NS 1000000000ULL
+
 static __always_inline struct cpu_irq *this_cpu_irq(void)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
@@ -323,6 +325,11 @@ static __always_inline void on_irq_entry(__u64 what)
 	struct cpu_irq *c = this_cpu_irq();
 	if (!c)
 		return;
+	// A nesting count left up by an exit that was never seen (a program
+	// skipped by the kernel's recursion guard) is reset once the
+	// interrupt it counts would be older than any interrupt runs.
+	if (c->depth && bpf_ktime_get_ns() - c->entry > IRQ_STALE_NS)
+		c->depth = 0;
 	if (c->depth++ == 0) {
 		c->entry = bpf_ktime_get_ns();
 		c->cur = what;

@@ -85,10 +85,13 @@ var hookTable = []eventHooks{
 	// Interrupts: fire for every interrupt of the machine, emit only the
 	// sum that hit a tracked thread (probe.c). Without the entry and exit
 	// of a kind, that kind's time stays in the component it interrupted.
-	{event: "irq_handler_entry", costs: "hard IRQ time in client_irq and server_irq (it stays in the component it interrupted)", cands: tpCands("irq_handler_entry", "irq")},
-	{event: "irq_handler_exit", costs: "hard IRQ time (as irq_handler_entry)", cands: tpCands("irq_handler_exit", "irq")},
-	{event: "softirq_entry", costs: "softirq time in client_irq and server_irq (it stays in the component it interrupted)", cands: tpCands("softirq_entry", "irq")},
-	{event: "softirq_exit", costs: "softirq time (as softirq_entry)", cands: tpCands("softirq_exit", "irq")},
+	// Each exit is attached before its entry: an entry seen without its
+	// exit (one attached in between) would leave the CPU's nesting count
+	// up for good, while an exit without its entry is ignored.
+	{event: "irq_handler_exit", costs: "hard IRQ time in client_irq and server_irq (it stays in the component it interrupted)", cands: tpCands("irq_handler_exit", "irq")},
+	{event: "irq_handler_entry", costs: "hard IRQ time (as irq_handler_exit)", cands: tpCands("irq_handler_entry", "irq")},
+	{event: "softirq_exit", costs: "softirq time in client_irq and server_irq (it stays in the component it interrupted)", cands: tpCands("softirq_exit", "irq")},
+	{event: "softirq_entry", costs: "softirq time (as softirq_exit)", cands: tpCands("softirq_entry", "irq")},
 	{event: "sched_process_fork", costs: "following a forking server's children", cands: tpCands("sched_process_fork", "sched")},
 	{event: "sched_process_exit", costs: "pruning exited threads (none for the breakdown)", cands: tpCands("sched_process_exit", "sched")},
 	{event: "inet_sock_set_state", costs: "socket identity events (none for the breakdown)", cands: tpCands("inet_sock_set_state", "sock")},

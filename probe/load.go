@@ -124,7 +124,7 @@ func (p *Probe) prepareSpec() (*ebpf.CollectionSpec, error) {
 		{s.HooksOnly, cfg.HooksOnly},
 		{s.Port0, cfg.Ports[0]},
 		{s.Port1, port1},
-		{s.IrqTimeAccounting, irqTimeAccounting()},
+		{s.IrqTimeAccounting, IRQTimeAccounting()},
 	} {
 		if err := v.spec.Set(v.val); err != nil {
 			return nil, fmt.Errorf("set %s: %w", v.spec.Name, err)
@@ -133,11 +133,11 @@ func (p *Probe) prepareSpec() (*ebpf.CollectionSpec, error) {
 	return spec, nil
 }
 
-// irqTimeAccounting says whether the kernel keeps interrupt time out of
+// IRQTimeAccounting says whether the kernel keeps interrupt time out of
 // the tasks' CPU time (CONFIG_IRQ_TIME_ACCOUNTING): its BTF then has the
 // per-CPU struct irqtime that holds it. Unknown (no kernel BTF) reads as
 // no, which at worst counts an interrupt in a preemption's start as well.
-func irqTimeAccounting() bool {
+func IRQTimeAccounting() bool {
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
 		return false

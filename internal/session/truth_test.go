@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"os"
@@ -208,7 +209,7 @@ func (tr *truth) index(t *testing.T, name string) int {
 
 // landsIn checks that an injected delay of want ns moved component's p50
 // by want ± (10% + 3 × its noise), and every other component's p50 but
-// the *_preempted by no more than 3 × its own noise plus 5% of want. The 5% is the injection's
+// the *_preempted and *_irq by no more than 3 × its own noise plus 5% of want. The 5% is the injection's
 // side effects that are real but not its time: a longer round trip
 // leaves the CPUs idle longer between messages (deeper idle states, colder
 // caches), which lengthens the components around the idle stretch.
@@ -221,10 +222,11 @@ func landsIn(t *testing.T, tr *truth, component string, want float64) {
 		t.Errorf("%s p50 moved by %.1f µs, want %.0f µs ± (10%% + 3 × %.1f µs spread between rounds)", component, d/1e3, want/1e3, noise/1e3)
 	}
 	for i, name := range tr.names {
-		// More time on a CPU is more time to be preempted in: the
-		// *_preempted components grow with the injection on a busy
-		// machine, as the time the machine took, not the injection's.
-		if i == k || strings.HasSuffix(name, "_preempted") {
+		// More time on a CPU is more time to be preempted or
+		// interrupted in: the *_preempted and *_irq components grow
+		// with the injection on a busy machine, as the time the machine
+		// took, not the injection's.
+		if i == k || strings.HasSuffix(name, "_preempted") || strings.HasSuffix(name, "_irq") {
 			continue
 		}
 		side := want / 20
@@ -315,7 +317,11 @@ func TestTruthServerSpinUnderHog(t *testing.T) {
 // TestSlowestNameTheHog: with a nice -15 shell loop on the server's CPU
 // and a 200 µs spin (so that the server is preempted mid-request), the
 // slowest round trips' server waits name the hog's comm as the task that
-// held the CPU, for most of their length.
+// held the CPU longest. Other tasks may really hold that CPU too (a
+// second probed run beside this one, with its server on the same CPU),
+// and being named is then right: the test asks that the waits be named
+// and that the hog, at nice -15, hold them longer than any other task,
+// not that it be the only one.
 func TestSlowestNameTheHog(t *testing.T) {
 	requireRoot(t)
 	if runtime.NumCPU() < 2 {
@@ -330,7 +336,8 @@ func TestSlowestNameTheHog(t *testing.T) {
 	if len(r.Slowest) == 0 {
 		t.Fatal("no slowest round trips in the results")
 	}
-	var waited, named, byHog int64
+	var waited, named int64
+	byComm := map[string]int64{}
 	for _, st := range r.Slowest {
 		for _, w := range st.Waits {
 			if w.Side != "server" {
@@ -342,9 +349,7 @@ func TestSlowestNameTheHog(t *testing.T) {
 			}
 			named += w.Ns
 			for _, h := range w.Holders {
-				if h.Comm == hogComm {
-					byHog += h.Ns
-				}
+				byComm[h.Comm] += h.Ns
 			}
 		}
 	}
@@ -353,12 +358,24 @@ func TestSlowestNameTheHog(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%s", b.String())
-	t.Logf("server waits of the %d slowest: %.1f µs, %.1f µs of them named, %.1f µs held by %s", len(r.Slowest), float64(waited)/1e3, float64(named)/1e3, float64(byHog)/1e3, hogComm)
+	top, topNs := "", int64(0)
+	for _, c := range slices.Sorted(maps.Keys(byComm)) {
+		if byComm[c] > topNs {
+			top, topNs = c, byComm[c]
+		}
+	}
+	t.Logf("server waits of the %d slowest: %.1f µs, %.1f µs of them named; held by %s %.1f µs, longest %s", len(r.Slowest),
+		float64(waited)/1e3, float64(named)/1e3, hogComm, float64(byComm[hogComm])/1e3, top)
 	// The hog runs whenever the server is off CPU and runnable, but for
-	// the odd kernel thread; the waits are named unless a second tracked
-	// thread waited for CPU 0 at the same time.
-	if waited == 0 || byHog*2 < waited {
-		t.Errorf("%s held the CPU %.1f µs of the slowest round trips' %.1f µs of server waits, want over half", hogComm, float64(byHog)/1e3, float64(waited)/1e3)
+	// the odd kernel thread and what else shares the CPU; a wait goes
+	// unnamed when a second tracked thread waited for CPU 0 at the same
+	// time, or the probe no longer kept it.
+	if waited == 0 || named*2 < waited {
+		t.Errorf("%.1f µs of the slowest round trips' %.1f µs of server waits named, want over half", float64(named)/1e3, float64(waited)/1e3)
+	}
+	if top != hogComm {
+		t.Errorf("%s held the CPU %.1f µs of the slowest round trips' server waits, %s longer (%.1f µs): want the nice -15 hog named first",
+			hogComm, float64(byComm[hogComm])/1e3, top, float64(topNs)/1e3)
 	}
 }
 

@@ -82,9 +82,9 @@
 // t1 − t0 exactly.
 //
 // The first ten components are the gaps between consecutive boundaries,
-// less the time the thread carrying the request was preempted in them;
-// two more components hold that time, so the twelve still partition
-// [t0, t1]:
+// less the time the thread carrying the request was preempted or
+// interrupted in them; four more components hold that time, so the
+// fourteen still partition [t0, t1]:
 //
 //	client_preempted  the client thread switched out by sched_switch with
 //	                  prev_state 0 (runnable) until its next switch in,
@@ -94,11 +94,20 @@
 //	                  of the receive until it sleeps, then the thread of
 //	                  the send: out of server_queue, server_kernel_recv,
 //	                  server_user, server_net
+//	client_irq        hard IRQs and softirqs that ran on the client
+//	server_irq        (server) thread's CPU while it was on it, in the
+//	                  same spans: probe KindIrq records, which sum them
+//	                  between two of the thread's own records
+//
+// A preemption starts where the scheduler stopped crediting the thread's
+// CPU time (KindSwitch's SK before the switch out): a wake-up that
+// preempts a running task ends its credited time there, and charges the
+// time to the switch to the task that preempts it.
 //
 // The wake-ups [b2, b3) and [b7, b8) are not carved: a woken thread's wait
 // for its first switch in is the wake-up, whatever kept it waiting. A
 // side's preemption while the other side carries the request is not on
-// the critical path and is in no component. The two come last in Names()
+// the critical path and is in no component. The four come last in Names()
 // so the ten gaps keep their requests.csv columns.
 //
 // By default client_user includes the send syscall's entry up to TCP (a

@@ -55,17 +55,20 @@ func TestTruthInterruptLoad(t *testing.T) {
 		}
 	})
 	irq, user := tr.index(t, "server_irq"), tr.index(t, "server_user")
-	dIrq, nIrq := tr.shift(irq, mean)
-	t.Logf("flood: %d datagrams steered to CPU 0 in %d rounds (%d NET_RX softirqs there); server_irq mean grew by %.1f µs (spread between rounds %.1f µs)",
-		sent, truthPairs, netRX, dIrq/1e3, nIrq/1e3)
+	bLo, bHi := tr.spread(tr.base, irq, mean)
+	iLo, iHi := tr.spread(tr.inj, irq, mean)
+	t.Logf("flood: %d datagrams steered to CPU 0 in %d rounds (%d NET_RX softirqs there); server_irq mean %.1f–%.1f µs without it, %.1f–%.1f µs with it",
+		sent, truthPairs, netRX, bLo/1e3, bHi/1e3, iLo/1e3, iHi/1e3)
 	if sent < 1000 {
 		t.Fatalf("the flood sent only %d datagrams", sent)
 	}
 	// The flood keeps CPU 0's softirq busy a few percent of the time, so a
-	// spin of 200 µs meets a few µs of it: want at least 1 µs, clear of
-	// the rounds' spread.
-	if dIrq < max(3*nIrq, 1e3) {
-		t.Errorf("server_irq mean grew by %.2f µs under the interrupt load, want ≥ 1 µs and 3 × its %.2f µs spread between rounds", dIrq/1e3, nIrq/1e3)
+	// spin of 200 µs meets a few µs of it on average; how much varies
+	// with where the bursts fall, so the rounds with the load are not
+	// held to each other: each must stand 1 µs clear of every round
+	// without it.
+	if iLo < bHi+1e3 {
+		t.Errorf("server_irq mean %.2f µs in a round with the interrupt load, want 1 µs over the %.2f µs of the highest round without it", iLo/1e3, bHi/1e3)
 	}
 	work := func(r []report.Component) float64 {
 		if probe.IRQTimeAccounting() {

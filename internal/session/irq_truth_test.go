@@ -46,7 +46,7 @@ func TestTruthInterruptLoad(t *testing.T) {
 	}
 	cfg := Config{Server: "threads", ServerSpin: 200 * time.Microsecond}
 	var sent, netRX uint64
-	tr := interleave(t, cfg, cfg, func(t *testing.T, _ *Config) func() {
+	tr := interleave(t, cfg, cfg, func(t *testing.T, _ *Config, _ *Callbacks) func() {
 		rx0 := netRXOn(t, 0)
 		stop := startIRQFlood(t, 1, 0)
 		return func() {

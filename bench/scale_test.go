@@ -270,7 +270,8 @@ func exitCode(err error) int {
 // printed. With mem non-nil it also samples the process's memory into it.
 // A run that printed results but exited non-zero returns both.
 func volley(ctx context.Context, exe, sub string, mem *memory, args ...string) (*results, error) {
-	cmd := exec.CommandContext(ctx, exe, append([]string{sub, "--json", "-q"}, args...)...)
+	// --wait: another test package may be measuring on the same CPUs.
+	cmd := exec.CommandContext(ctx, exe, append([]string{sub, "--json", "-q", "--wait"}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	var runErr error

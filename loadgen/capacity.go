@@ -55,8 +55,12 @@ func (o Options) BufferBytes() int64 {
 // memory available (MemAvailable), a value larger than a reply may be,
 // more connections than the open-file limit allows even raised to its
 // hard limit (it raises the soft limit as Run would), or more
-// connections to one address than the ephemeral port range has ports.
+// connections to one address than the ephemeral port range has ports,
+// or more connection threads than the client CPUs carry (CheckThreads).
 func CheckCapacity(o Options) error {
+	if err := o.CheckThreads(); err != nil {
+		return &CapacityError{"Clients", err}
+	}
 	clients := max(o.Clients, 1)
 	size := o.Size
 	if size <= 0 {

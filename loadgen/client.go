@@ -163,11 +163,12 @@ func (c *client) fail(err error) {
 	}
 }
 
-// runThread is the threads model: round trips until stop is set, limit
-// round trips are done (limit > 0), or one fails. In open loop it sleeps
-// until each intended time, from start. It allocates nothing per round
-// trip.
-func (c *client) runThread(stop *atomic.Bool, limit int64, timeout time.Duration, start int64) {
+// runThread is the threads model: round trips until stop is set, one
+// ends past stopAt (when set), limit round trips are done (limit > 0), or
+// one fails. In open loop it sleeps until each intended time, from start.
+// It allocates nothing per round trip, and reads no clock beyond the
+// round trip's own.
+func (c *client) runThread(stop *atomic.Bool, stopAt *atomic.Int64, limit int64, timeout time.Duration, start int64) {
 	to := timeout.Nanoseconds()
 	next := start
 	if c.gapNs > 0 {
@@ -208,6 +209,9 @@ func (c *client) runThread(stop *atomic.Bool, limit int64, timeout time.Duration
 			return
 		}
 		c.recs.add(Record{T0: t0, T1: t1, Intended: c.intended})
+		if at := stopAt.Load(); at > 0 && t1 >= at {
+			return // the duration cap: the run loop may not have had a CPU to say so
+		}
 		if t1-lastYield > yieldEvery {
 			runtime.Gosched()
 			lastYield = t1

@@ -178,7 +178,11 @@ type clientSet struct {
 	model   ClientModel
 	setup   SetupStats
 
-	stop    atomic.Bool
+	stop atomic.Bool
+	// stopAt is a check past the duration cap, in CLOCK_MONOTONIC ns (0:
+	// none): a client thread stops by itself after a round trip that ended
+	// past it, so the cap holds when the run loop is kept from its CPU.
+	stopAt  atomic.Int64
 	startNs atomic.Int64 // CLOCK_MONOTONIC ns of begin
 	start   chan struct{}
 	fin     chan struct{} // closed when every client loop returned
@@ -252,7 +256,7 @@ func (s *clientSet) startThreads(opts *Options) error {
 		}
 		return err
 	}, func(i int) {
-		s.conns[i].runThread(&s.stop, opts.Requests, opts.Timeout, s.startNs.Load())
+		s.conns[i].runThread(&s.stop, &s.stopAt, opts.Requests, opts.Timeout, s.startNs.Load())
 	})
 	if err != nil {
 		return err

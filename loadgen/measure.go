@@ -374,7 +374,7 @@ func Replay(opts Options, conns []Conn, w Window, hooks Hooks) *Summary {
 	}
 	res.fill(m)
 	if hooks.Progress != nil {
-		hooks.Progress(Progress{Elapsed: time.Duration(m.win.End - w.FirstT0), Measured: int(res.Measured)})
+		hooks.Progress(Progress{Elapsed: time.Duration(m.win.End - w.FirstT0), WindowStart: m.win.Start, Measured: int(res.Measured)})
 	}
 	if hooks.Halting != nil {
 		hooks.Halting()

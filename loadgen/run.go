@@ -204,14 +204,17 @@ type Delivery struct {
 
 // Progress is a snapshot of a run in progress.
 type Progress struct {
-	Elapsed  time.Duration // since the first request
-	Warmup   bool          // the window's start is not decided yet (warm-up or pilot)
-	Measured int           // round trips measured so far
-	Mean     float64       // ns
-	P50      float64       // ns
-	P99      float64       // ns
-	RelCI    float64       // relative half-width of the p50's interval (Inf if undefined yet)
-	P99RelCI float64       // relative half-width of the p99's interval (Inf if undefined yet)
+	Elapsed time.Duration // since the first request
+	Warmup  bool          // the window's start is not decided yet (warm-up or pilot)
+	// WindowStart is the measured window's start (Window.Start) once it is
+	// decided; 0 before.
+	WindowStart int64
+	Measured    int     // round trips measured so far
+	Mean        float64 // ns
+	P50         float64 // ns
+	P99         float64 // ns
+	RelCI       float64 // relative half-width of the p50's interval (Inf if undefined yet)
+	P99RelCI    float64 // relative half-width of the p99's interval (Inf if undefined yet)
 }
 
 // Stop reasons.
@@ -270,6 +273,9 @@ func Run(ctx context.Context, opts Options, hooks Hooks) (*Summary, error) {
 	if err := opts.CheckProto(); err != nil {
 		return nil, err
 	}
+	if err := opts.CheckThreads(); err != nil {
+		return nil, err
+	}
 	addr, err := net.ResolveTCPAddr("tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("resolve server address %q: %w", opts.Addr, err)
@@ -291,6 +297,9 @@ func Run(ctx context.Context, opts Options, hooks Hooks) (*Summary, error) {
 		hooks.Began(res.Started, m.win.FirstT0)
 	}
 	deadline := m.win.WarmupEnd + opts.Duration.Nanoseconds()
+	// A check after the cap, so that a run loop on time halts the clients
+	// first (and samples their threads before any has ended).
+	set.stopAt.Store(deadline + opts.CheckEvery.Nanoseconds())
 	set.begin()
 	load := newClientLoad(set.conns, opts.ClientCPUs)
 	load.start(m.win.FirstT0)
@@ -316,8 +325,11 @@ func Run(ctx context.Context, opts Options, hooks Hooks) (*Summary, error) {
 		case <-ctx.Done():
 			reason = StopInterrupted
 		case <-set.done():
-			// Every client ended by itself: its request count, or an error.
-			reason = StopRequests
+			// Every client ended by itself: its request count, an error,
+			// or the duration cap (m.stop below says so).
+			if nanotime() < deadline {
+				reason = StopRequests
+			}
 		default:
 		}
 		now := nanotime()
@@ -333,8 +345,12 @@ func Run(ctx context.Context, opts Options, hooks Hooks) (*Summary, error) {
 		}
 		met := m.check(now)
 		if hooks.Progress != nil {
+			var start int64
+			if m.decided {
+				start = m.win.Start
+			}
 			hooks.Progress(Progress{
-				Elapsed: time.Duration(now - m.win.FirstT0), Warmup: !m.decided, Measured: int(m.measured),
+				Elapsed: time.Duration(now - m.win.FirstT0), Warmup: !m.decided, WindowStart: start, Measured: int(m.measured),
 				Mean: m.mean.Mean, P50: m.p50.Mean, P99: m.p99.Mean,
 				RelCI: m.p50.RelHalfWidth(), P99RelCI: m.p99.RelHalfWidth(),
 			})
@@ -348,6 +364,12 @@ func Run(ctx context.Context, opts Options, hooks Hooks) (*Summary, error) {
 	loadAtEnd := load.sample()
 	set.halt()
 	end := nanotime()
+	if reason == StopDuration {
+		// A run loop kept from its CPU past the cap ends the window at the
+		// cap, where the client threads stopped by themselves: the
+		// measured time never exceeds --duration. Overshoot says how late.
+		end = min(end, deadline)
+	}
 	if hooks.Halting != nil {
 		hooks.Halting()
 	}

@@ -37,26 +37,59 @@ type Neighbour struct {
 // way (a perf event ioctl) are not.
 func (p *Probe) Neighbours() []Neighbour { return p.neighbours }
 
-// NeighbourWarnings is one line per hook with neighbours, in Hook order,
-// e.g. "2 other BPF programs run on sched_switch (bpftrace id 41,
-// bpftrace id 42): their run time adds to our boundaries".
+// NeighbourWarnings is one line for all the neighbours (none without
+// any): each owner with the hooks it shares with us and its program ids,
+// owners in order of their first hook, e.g. "other BPF programs run on
+// 2 of our hooks: bpftrace (pid 812) on sched_switch, sys_enter (ids 41,
+// 50); program id 42 on sched_switch: their run time adds to our
+// boundaries". Another volleyscope run beside ours attaches to every one
+// of our hooks: one line says so, where a line per hook said it nine times.
 func NeighbourWarnings(ns []Neighbour) []string {
-	var lines []string
-	for i := 0; i < len(ns); {
-		j := i
-		var who []string
-		for ; j < len(ns) && ns[j].Hook == ns[i].Hook; j++ {
-			name := cmp.Or(ns[j].Owner, ns[j].Program, "program")
-			who = append(who, fmt.Sprintf("%s id %d", name, ns[j].ProgramID))
-		}
-		what := "other BPF program runs"
-		if j-i > 1 {
-			what = "other BPF programs run"
-		}
-		lines = append(lines, fmt.Sprintf("%d %s on %s (%s): their run time adds to our boundaries", j-i, what, ns[i].Hook, strings.Join(who, ", ")))
-		i = j
+	if len(ns) == 0 {
+		return nil
 	}
-	return lines
+	type group struct {
+		who   string
+		hooks []string
+		ids   []string
+	}
+	var groups []*group
+	byWho := map[string]*group{}
+	hooks := map[string]bool{}
+	for _, n := range ns {
+		who := cmp.Or(n.Owner, n.Program, "program")
+		if n.PID > 0 {
+			who = fmt.Sprintf("%s (pid %d)", who, n.PID)
+		}
+		g := byWho[who]
+		if g == nil {
+			g = &group{who: who}
+			byWho[who] = g
+			groups = append(groups, g)
+		}
+		if !slices.Contains(g.hooks, n.Hook) {
+			g.hooks = append(g.hooks, n.Hook)
+		}
+		g.ids = append(g.ids, strconv.Itoa(int(n.ProgramID)))
+		hooks[n.Hook] = true
+	}
+	parts := make([]string, len(groups))
+	for i, g := range groups {
+		ids := "id " + g.ids[0]
+		if len(g.ids) > 1 {
+			ids = "ids " + strings.Join(g.ids, ", ")
+		}
+		parts[i] = fmt.Sprintf("%s on %s (%s)", g.who, strings.Join(g.hooks, ", "), ids)
+	}
+	what := "other BPF programs run"
+	if len(ns) == 1 {
+		what = "another BPF program runs"
+	}
+	of := fmt.Sprintf("%d of our hooks", len(hooks))
+	if len(hooks) == 1 {
+		of = "one of our hooks"
+	}
+	return []string{fmt.Sprintf("%s on %s: %s: their run time adds to our boundaries", what, of, strings.Join(parts, "; "))}
 }
 
 // kernelHook is the kernel's name for an attachment's target: the

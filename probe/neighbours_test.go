@@ -69,7 +69,7 @@ func TestNeighbours(t *testing.T) {
 	var warned bool
 	for _, w := range NeighbourWarnings(p.Neighbours()) {
 		t.Log(w)
-		if strings.Contains(w, "on sched_switch (") && strings.Contains(w, "vs_neighbour id ") && strings.HasSuffix(w, "their run time adds to our boundaries") {
+		if strings.Contains(w, "vs_neighbour") && strings.Contains(w, "sched_switch") && strings.HasSuffix(w, "their run time adds to our boundaries") {
 			warned = true
 		}
 	}
@@ -86,14 +86,20 @@ func TestNeighbourWarnings(t *testing.T) {
 	}{
 		{"none", nil, nil},
 		{"one", []Neighbour{{Hook: "sched_switch", ProgramID: 7, Program: "tp_sched"}},
-			[]string{"1 other BPF program runs on sched_switch (tp_sched id 7): their run time adds to our boundaries"}},
+			[]string{"another BPF program runs on one of our hooks: tp_sched on sched_switch (id 7): their run time adds to our boundaries"}},
 		{"two hooks, owners first", []Neighbour{
-			{Hook: "sched_switch", ProgramID: 41, Program: "sched_switch", Owner: "bpftrace"},
+			{Hook: "sched_switch", ProgramID: 41, Program: "sched_switch", Owner: "bpftrace", PID: 812},
 			{Hook: "sched_switch", ProgramID: 42},
-			{Hook: "sys_enter", ProgramID: 50, Owner: "bpftrace"},
+			{Hook: "sys_enter", ProgramID: 50, Owner: "bpftrace", PID: 812},
 		}, []string{
-			"2 other BPF programs run on sched_switch (bpftrace id 41, program id 42): their run time adds to our boundaries",
-			"1 other BPF program runs on sys_enter (bpftrace id 50): their run time adds to our boundaries",
+			"other BPF programs run on 2 of our hooks: bpftrace (pid 812) on sched_switch, sys_enter (ids 41, 50); program on sched_switch (id 42): their run time adds to our boundaries",
+		}},
+		{"another volleyscope: one line", []Neighbour{
+			{Hook: "sched_switch", ProgramID: 1, Owner: "volleyscope", PID: 9},
+			{Hook: "sched_wakeup", ProgramID: 2, Owner: "volleyscope", PID: 9},
+			{Hook: "tcp_sendmsg_locked", ProgramID: 3, Owner: "volleyscope", PID: 9},
+		}, []string{
+			"other BPF programs run on 3 of our hooks: volleyscope (pid 9) on sched_switch, sched_wakeup, tcp_sendmsg_locked (ids 1, 2, 3): their run time adds to our boundaries",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -259,7 +259,9 @@ func run(ctx context.Context, args []string) error {
 	tryKVM := false // auto mode, KVM not yet proven to run a guest
 	if accel == "auto" {
 		accel = "tcg"
-		if kvmUsable() {
+		if err := kvmUsable(ctx, o.CPUs); err != nil {
+			fmt.Printf("vmtest: KVM cannot run a guest here (%v): TCG (software emulation)\n", err)
+		} else {
 			accel, tryKVM = "kvm", true
 		}
 	}

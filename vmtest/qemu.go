@@ -16,27 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
-
-// kvmUsable reports whether /dev/kvm can create a VM. The node can exist
-// in a guest without nested virtualisation, where KVM_CREATE_VM fails;
-// qemu would then refuse -accel kvm.
-func kvmUsable() bool {
-	fd, err := unix.Open("/dev/kvm", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	defer unix.Close(fd)
-	const kvmCreateVM = 0xAE01 // _IO(KVMIO=0xAE, 0x01), linux/kvm.h
-	vm, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvmCreateVM, 0)
-	if errno != 0 {
-		return false
-	}
-	unix.Close(int(vm))
-	return true
-}
 
 // tcgCPU is the CPU model under TCG: every feature TCG emulates ("max")
 // but CMPXCHG16B. With it, Debian's 6.12 double-faulted now and then in

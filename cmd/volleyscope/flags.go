@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,6 +57,7 @@ type loadFlags struct {
 
 	netns bool
 	netem string
+	wait  bool // --wait: queue behind a run that holds our CPUs
 
 	json    bool
 	out     string
@@ -126,6 +128,7 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 	fs.BoolVar(&f.keepGoing, "keep-going", false, "measure to --duration even when the --ci and --p99-ci targets are out of reach by then (default: stop early and say what they would need)")
 	fs.BoolVar(&f.netns, "netns", false, "run the server in a network namespace of its own, joined to the client's by a veth pair that the run creates and removes (root)")
 	fs.StringVar(&f.netem, "netem", "", "netem arguments for that veth pair, e.g. 'delay 100us' (with --netns; needs a kernel with netem)")
+	fs.BoolVar(&f.wait, "wait", false, "when another volleyscope run holds a CPU this run pins, wait for it to end instead of refusing to start")
 	fs.BoolVar(&f.json, "json", false, "print the results.json summary on stdout instead of the table")
 	fs.StringVar(&f.out, "out", "", "write results.json, requests.csv, latency.hlog, report.html and (with the probe) trace.json into this directory (checked before measuring)")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress or notices on stderr")
@@ -227,7 +230,8 @@ func (f *loadFlags) config() (session.Config, error) {
 	if f.warmup == 0 {
 		opts.Warmup = -1
 	}
-	cfg := session.Config{Server: f.server, Addr: f.addr, ServerCPUs: scpus, ServerSpin: f.serverSpin, Load: opts, NetNS: f.netns, Netem: f.netem, Verbose: f.verbose}
+	cfg := session.Config{Server: f.server, Addr: f.addr, ServerCPUs: scpus, ServerSpin: f.serverSpin, Load: opts, NetNS: f.netns, Netem: f.netem, Verbose: f.verbose,
+		LockCPUs: true, WaitCPUs: f.wait, Command: strings.Join(os.Args, " ")}
 	if f.addr != "" {
 		cfg.ServerCPUs = nil
 	}

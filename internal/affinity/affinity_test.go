@@ -2,11 +2,13 @@ package affinity
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // allowed reads a thread's Cpus_allowed_list from its status file, a view
@@ -137,4 +139,36 @@ func equal(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// TestOfProcesses: a process pinned with taskset is read back as its CPU;
+// an unpinned one as nil (any CPU).
+func TestOfProcesses(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs")
+	}
+	pinned := exec.Command("taskset", "-c", "1", "sleep", "5")
+	if err := pinned.Start(); err != nil {
+		t.Skipf("taskset: %v", err)
+	}
+	defer func() { pinned.Process.Kill(); pinned.Wait() }()
+	free := exec.Command("sleep", "5")
+	if err := free.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { free.Process.Kill(); free.Wait() }()
+	// taskset pins itself, then execs sleep: wait until the exec is done.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if got := OfProcesses([]int{pinned.Process.Pid}); equal(got, []int{1}) {
+			break
+		}
+	}
+	if got := OfProcesses([]int{pinned.Process.Pid}); !equal(got, []int{1}) {
+		t.Errorf("pinned to CPU 1: got %v", got)
+	}
+	if ours := OfProcesses([]int{os.Getpid()}); ours != nil {
+		t.Logf("this test runs pinned to %v: the unpinned case is not checked", ours)
+	} else if got := OfProcesses([]int{free.Process.Pid}); got != nil {
+		t.Errorf("unpinned: got %v, want nil", got)
+	}
 }

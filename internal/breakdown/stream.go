@@ -47,6 +47,7 @@ type Stream struct {
 	acc       *Accumulator
 	sys       *SyscallTable
 	uring     *UringTable
+	win       tableWindow // the tables' measured window
 	// Replies the server sent, per sendBucket of time: TCP send starts,
 	// and sends that returned data (used where no send start is hooked).
 	starts, sends map[int64]int64
@@ -162,10 +163,8 @@ func (s *Stream) advance(watermark int64, all bool) {
 			s.late++
 		}
 		s.countSend(&in[i])
-		if s.sys != nil {
-			s.sys.Add(&in[i], clients)
-		}
 	}
+	s.tableSyscalls(in, clients)
 	in, s.sortBuf = sortRuns(in, s.sortBuf)
 	s.merged = mergeSorted(s.merged[:0], s.pending, in)
 	s.pending, s.merged = s.merged, s.pending
@@ -178,11 +177,7 @@ func (s *Stream) advance(watermark int64, all bool) {
 		n, _ = slices.BinarySearchFunc(s.pending, watermark, func(e probe.Event, t int64) int { return cmp.Compare(int64(e.TS), t) })
 	}
 	s.ix.add(s.pending[:n])
-	for i := range s.pending[:n] { // final and in time order
-		if k := s.pending[i].Kind; k == probe.KindUringSubmit || k == probe.KindUringComplete {
-			s.uring.Add(&s.pending[i])
-		}
-	}
+	s.tableUring(s.pending[:n], clients) // final and in time order
 	s.pending = append(s.pending[:0], s.pending[n:]...)
 	s.waiting = append(s.waiting, trips...)
 	if !all {

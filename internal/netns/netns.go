@@ -36,7 +36,7 @@ func Create() (*Pair, error) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		return nil, fmt.Errorf("--netns needs iproute2's ip command: %w", err)
 	}
-	RemoveStale()
+	_ = RemoveStale() // what remains of others does not stop this run
 	pid := os.Getpid()
 	// A /30 of 10.250.0.0/16 per process, chosen by its pid.
 	sub := pid % 16384
@@ -108,23 +108,37 @@ func (p *Pair) Close() error {
 
 // RemoveStale removes the namespaces and devices that processes no
 // longer alive left behind (a volleyscope killed with SIGKILL cannot
-// clean up after itself).
-func RemoveStale() {
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		return
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || !strings.HasPrefix(f[0], prefix+"-") {
-			continue
+// clean up after itself). It reads /run/netns and /sys/class/net, and
+// runs ip(8) only when something is left, so every run may call it at
+// once, --netns or not. What could not be removed (ip missing, or not
+// root) is the error, with the commands that remove it.
+func RemoveStale() error {
+	dead := map[int]bool{}
+	find := func(dir, pre string) {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			rest, ok := strings.CutPrefix(e.Name(), pre)
+			if !ok {
+				continue
+			}
+			if pid, err := strconv.Atoi(rest); err == nil && pid > 0 && !alive(pid) {
+				dead[pid] = true
+			}
 		}
-		pid, err := strconv.Atoi(strings.TrimPrefix(f[0], prefix+"-"))
-		if err != nil || alive(pid) {
-			continue
-		}
-		(&Pair{NS: f[0], HostIf: fmt.Sprintf("%sh%d", prefix, pid)}).Close()
 	}
+	find("/run/netns", prefix+"-")
+	find("/sys/class/net", prefix+"h")
+	var errs []error
+	for pid := range dead {
+		p := &Pair{NS: fmt.Sprintf("%s-%d", prefix, pid), HostIf: fmt.Sprintf("%sh%d", prefix, pid)}
+		if err := p.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove the namespace or veth left by a killed --netns run: %w; remove them as root with 'ip netns del NAME' and 'ip link del NAME'", err)
+	}
+	return nil
 }
 
 func alive(pid int) bool {

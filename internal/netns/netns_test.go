@@ -37,7 +37,9 @@ func TestCreateCloseRemoveStale(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { stale.Close() })
-	RemoveStale()
+	if err := RemoveStale(); err != nil {
+		t.Error(err)
+	}
 	if nsExists(stale.NS) || linkExists(stale.HostIf) {
 		t.Errorf("RemoveStale left %+v", stale)
 	}

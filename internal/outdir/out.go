@@ -48,6 +48,7 @@ func OpenOut(dir string, columns []string) (*Out, error) {
 	if err := PrepareDir(dir); err != nil {
 		return nil, err
 	}
+	RemoveStaleTemps(dir) // a run killed by SIGKILL could not
 	o := &Out{dir: dir}
 	var err error
 	if o.csv, err = createAtomic(filepath.Join(dir, RequestsFile)); err != nil {
@@ -105,7 +106,7 @@ func createAtomic(path string) (*atomicFile, error) {
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	f, err := os.CreateTemp(dir, tempPattern(base))
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}

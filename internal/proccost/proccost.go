@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Sample is a process tree's counters at one moment.
@@ -35,8 +36,7 @@ type Cost struct {
 	Voluntary   float64 `json:"voluntary"`   // of which the process blocked
 	Involuntary float64 `json:"involuntary"` // of which it was preempted
 	// Syscalls is the server's system calls per request, from the probe's
-	// syscall hooks (--syscalls) over the whole run, warm-up included; 0
-	// without them.
+	// syscall hooks (--syscalls) over the measured window; 0 without them.
 	Syscalls float64 `json:"syscalls,omitempty"`
 	Threads  int     `json:"threads"`   // threads of the tree at the end
 	Procs    int     `json:"processes"` // processes of the tree at the end
@@ -46,10 +46,24 @@ type Cost struct {
 // Take samples pid and every process descending from it. Threads that
 // end between two samples take their counters with them: a server that
 // forks per connection is counted only over the children alive at both.
-func Take(pid int) (Sample, error) {
-	pids := tree(pid)
+func Take(pid int) (Sample, error) { return TakeAll([]int{pid}) }
+
+// TakeAll samples every process of roots and their descendants, each
+// once: the processes of a server that forked its workers before it was
+// found (serverproc.FindAll lists them).
+func TakeAll(roots []int) (Sample, error) {
+	var pids []int
+	seen := map[int]bool{}
+	for _, r := range roots {
+		for _, p := range tree(r) {
+			if !seen[p] {
+				seen[p] = true
+				pids = append(pids, p)
+			}
+		}
+	}
 	if len(pids) == 0 {
-		return Sample{}, fmt.Errorf("sample process %d: it is gone", pid)
+		return Sample{}, fmt.Errorf("sample processes %v: they are gone", roots)
 	}
 	var s Sample
 	for _, p := range pids {
@@ -62,7 +76,7 @@ func Take(pid int) (Sample, error) {
 		}
 	}
 	if s.Threads == 0 {
-		return s, fmt.Errorf("sample process %d: no threads readable", pid)
+		return s, fmt.Errorf("sample processes %v: no threads readable", roots)
 	}
 	return s, nil
 }
@@ -105,6 +119,31 @@ func (s *Sample) add(task string) {
 func parse(s string) uint64 {
 	n, _ := strconv.ParseUint(s, 10, 64)
 	return n
+}
+
+// MinSpan is the shortest stretch between two samples whose difference
+// is given as a cost. schedstat counts nanoseconds, but the kernel brings
+// a running thread's count up to date only when it is switched out or at
+// the scheduler tick (1–10 ms by CONFIG_HZ), so each sample may miss up
+// to a tick of a thread that never blocks; over 50 ticks of the slowest
+// HZ that error is at most 2% per such thread (a server thread that
+// blocks for every request is brought up to date each time).
+const MinSpan = 500 * time.Millisecond
+
+// Check says why a cost over span (between two samples), for a measured
+// window of window, is not valid, or "" when it is: the samples must be
+// MinSpan apart at least, and cover half of the window or more, so that
+// the figure is the window's and not a moment's.
+func Check(span, window time.Duration) string {
+	switch {
+	case span <= 0:
+		return "no two samples of the server were taken inside the measured window"
+	case span < MinSpan:
+		return fmt.Sprintf("its samples were %v apart, under the %v that its counters need (a longer --duration gives it)", span.Round(time.Millisecond), MinSpan)
+	case span < window/2:
+		return fmt.Sprintf("its samples cover %v of the %v measured window (the first came late)", span.Round(time.Millisecond), window.Round(time.Millisecond))
+	}
+	return ""
 }
 
 // Per is the cost of each of requests between a and b (b taken later).

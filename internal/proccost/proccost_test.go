@@ -48,3 +48,23 @@ func TestTakeCountsABusyChild(t *testing.T) {
 		t.Error("Take of a missing process gave no error")
 	}
 }
+
+// TestCheck: a cost is given only over samples far enough apart that
+// cover most of the measured window.
+func TestCheck(t *testing.T) {
+	for _, tc := range []struct {
+		span, window time.Duration
+		valid        bool
+	}{
+		{0, time.Second, false},
+		{2 * time.Millisecond, time.Second, false},
+		{400 * time.Millisecond, 500 * time.Millisecond, false},
+		{800 * time.Millisecond, time.Second, true},
+		{time.Second, 3 * time.Second, false},
+		{2 * time.Second, 3 * time.Second, true},
+	} {
+		if got := Check(tc.span, tc.window) == ""; got != tc.valid {
+			t.Errorf("Check(%v, %v) = %q, want valid %v", tc.span, tc.window, Check(tc.span, tc.window), tc.valid)
+		}
+	}
+}

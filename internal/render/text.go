@@ -12,6 +12,7 @@ import (
 
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/stats"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 var stopText = map[string]string{
@@ -29,6 +30,9 @@ func WriteText(w io.Writer, r *report.Results) error {
 	m := r.Meta
 	b := &strings.Builder{}
 	fmt.Fprintf(b, "volleyscope: %s server, %d client(s), %s", m.Server, m.Clients, m.Proto)
+	if m.RateRPS > 0 {
+		fmt.Fprintf(b, " at %s/s offered (open loop)", loadgen.Thousands(m.RateRPS))
+	}
 	if m.Proto == "echo" {
 		fmt.Fprintf(b, " %d B", m.Size)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/volleyscope/volleyscope/internal/breakdown"
 	"github.com/volleyscope/volleyscope/internal/proccost"
@@ -122,9 +123,14 @@ func Build(p Parts) *Results {
 	return r
 }
 
+// OvershootWarn is how long past its duration cap a run may take to
+// finish its round trips in flight before it says so.
+const OvershootWarn = time.Second
+
 func buildLoad(r *Results, res *loadgen.Summary) {
 	o := res.Options
 	r.Meta.Clients = o.Clients
+	r.Meta.RateRPS = o.Rate
 	r.Meta.Proto = string(o.Proto)
 	if o.SendsSize() {
 		r.Meta.Size = o.Size
@@ -154,6 +160,15 @@ func buildLoad(r *Results, res *loadgen.Summary) {
 		WarmupNs: o.Warmup.Nanoseconds(), Outside: res.Outside, MSERDiscarded: res.MSERDiscarded, MSEROff: o.NoMSER,
 		WarmupIncluded: res.WarmupIncluded, MeasuredNs: w.Span().Nanoseconds(), OvershootNs: res.Overshoot.Nanoseconds(),
 		Validity: res.Validity, ClientLoad: res.ClientLoad, Setup: res.Setup,
+	}
+	if res.Overshoot > OvershootWarn {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("the run ended %.1f s after its duration cap: its threads waited that long for a CPU (finishing the round trips in flight); use fewer connections per client CPU or --client-model epoll",
+			res.Overshoot.Seconds()))
+	}
+	// An overloaded open loop first: it explains the unsteady batches
+	// the validity warnings then find.
+	if o := res.Overload(); o != "" {
+		r.Warnings = append(r.Warnings, o)
 	}
 	r.Warnings = append(r.Warnings, res.Validity.Warnings...)
 	if n := res.Measured; n > 0 && float64(res.MSERDiscarded) > mserWarnShare*float64(n) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/volleyscope/volleyscope/internal/stats"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
 // ErrNothingToCompare is returned by WriteComparison when a run has no
@@ -68,7 +69,9 @@ func Differences(na string, a *Results, nb string, b *Results) []string {
 	diff("CPU count", a.Meta.NCPU, b.Meta.NCPU)
 	diff("server", a.Meta.Server, b.Meta.Server)
 	diff("server spin", Dur(float64(a.Meta.ServerSpin)), Dur(float64(b.Meta.ServerSpin)))
-	diff("clients", a.Meta.Clients, b.Meta.Clients)
+	if la, lb := loadText(a.Meta), loadText(b.Meta); la != lb {
+		out = append(out, fmt.Sprintf("different load: %s %s, %s %s", na, la, nb, lb))
+	}
 	diff("proto", a.Meta.Proto, b.Meta.Proto)
 	diff("payload size (bytes)", a.Meta.Size, b.Meta.Size)
 	diff("workload", orNone(a.Meta.Workload), orNone(b.Meta.Workload))
@@ -151,4 +154,14 @@ func GeoMean(xs []float64) float64 {
 		return s / float64(len(xs))
 	}
 	return math.Exp(logs / float64(len(xs)))
+}
+
+// loadText is the load a run put on its server: its connections, and an
+// open loop's offered rate.
+func loadText(m Meta) string {
+	s := fmt.Sprintf("%d connection(s), closed loop", m.Clients)
+	if m.RateRPS > 0 {
+		s = fmt.Sprintf("%d connection(s), open loop offering %s/s", m.Clients, loadgen.Thousands(m.RateRPS))
+	}
+	return s
 }

@@ -77,7 +77,7 @@ func TestDifferences(t *testing.T) {
 		"CPU model differs: A AMD EPYC, B Intel Xeon",
 		"CPU count differs: A 2, B 4",
 		"server differs: A goroutine, B iouring",
-		"clients differs: A 1, B 4",
+		"different load: A 1 connection(s), closed loop, B 4 connection(s), closed loop",
 		"proto differs: A pingpong, B echo",
 		"payload size (bytes) differs: A 0, B 512",
 		"client CPUs differs: A 1, B 1,2,3",

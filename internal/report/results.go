@@ -64,8 +64,11 @@ type Meta struct {
 	NCPU     int    `json:"ncpu"`
 	Server   string `json:"server"`
 	Clients  int    `json:"clients"`
-	Proto    string `json:"proto"`
-	Size     int    `json:"size_bytes,omitempty"` // echo payload, or redis/memcache value
+	// RateRPS is the open loop's offered rate (--rate), round trips per
+	// second in all; 0 for a closed loop.
+	RateRPS float64 `json:"rate_rps,omitempty"`
+	Proto   string  `json:"proto"`
+	Size    int     `json:"size_bytes,omitempty"` // echo payload, or redis/memcache value
 	// Workload is what each request asks beyond Proto (the HTTP GET, the
 	// GET/SET mix), from loadgen.Options.Workload; empty for ping-pong
 	// and echo.

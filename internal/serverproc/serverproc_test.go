@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -239,5 +241,45 @@ func TestFind(t *testing.T) {
 		if _, _, err := Find(tc.addr); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Find(%q) = %v, want %q", tc.addr, err, tc.want)
 		}
+	}
+}
+
+// TestFindAll: a server that forked its workers before we looked
+// (testdata/preforkserver) is found whole, its parent first.
+func TestFindAll(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "preforkserver")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../testdata/preforkserver").CombinedOutput(); err != nil {
+		t.Fatalf("build preforkserver: %v\n%s", err, out)
+	}
+	s, err := Start(context.Background(), Options{Argv: []string{bin, "-workers", "3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	var pids []int
+	for deadline := time.Now().Add(5 * time.Second); len(pids) < 4 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if pids, _, err = FindAll(s.Addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(pids) != 4 || pids[0] != s.PID() {
+		t.Fatalf("FindAll = %v, want the parent %d first and its 3 workers", pids, s.PID())
+	}
+	for _, p := range pids[1:] {
+		if parentPID(p) != s.PID() {
+			t.Errorf("pid %d: parent %d, want %d", p, parentPID(p), s.PID())
+		}
+	}
+	// A connection the server accepted names the worker that holds it, too.
+	c, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if again, _, err := FindAll(s.Addr); err != nil || len(again) != 4 {
+		t.Errorf("FindAll with a connection = %v, %v; want the same 4 processes", again, err)
+	}
+	if pid, _, err := Find(s.Addr); err != nil || pid != s.PID() {
+		t.Errorf("Find = %d, %v; want the parent %d", pid, err, s.PID())
 	}
 }

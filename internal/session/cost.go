@@ -5,53 +5,70 @@ import (
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/proccost"
+	"github.com/volleyscope/volleyscope/loadgen"
 )
 
-// serverCost samples the server's processes when the measured window is
-// decided and when the clients are told to stop; the difference over the
-// requests served in between (the window's throughput times the time
-// between the samples) is the server's cost per request. Closing the
-// connections afterwards is not counted. A nil *serverCost (the server's
-// processes unknown) measures nothing.
+// serverCost samples the server's processes (and their descendants, each
+// once) at the first check after the warm-up and when the clients are
+// told to stop; the difference over the requests served in between (the
+// window's throughput times the time between the samples) is the
+// server's cost per request. The first sample is not put off until the
+// window's start is decided (after the pilot stretch): in a short run
+// that decision may come at the last check, leaving two samples a moment
+// apart. Closing the connections afterwards is not counted. A nil
+// *serverCost (the server's processes unknown) measures nothing.
 type serverCost struct {
-	pids      []int
+	warmup    time.Duration
 	mu        sync.Mutex
+	pids      []int
 	a, b      proccost.Sample
 	ta, tb    time.Time
 	haveA, ok bool
 }
 
-func newServerCost(pids []int) *serverCost {
+// newServerCost measures pids, after a warm-up of warmup (the load's
+// option: 0 is loadgen's default, negative none).
+func newServerCost(pids []int, warmup time.Duration) *serverCost {
 	if len(pids) == 0 {
 		return nil
 	}
-	return &serverCost{pids: pids}
-}
-
-// sample is the processes' cost so far.
-func (c *serverCost) sample() (proccost.Sample, error) {
-	var sum proccost.Sample
-	for _, pid := range c.pids {
-		s, err := proccost.Take(pid)
-		if err != nil {
-			return sum, err
-		}
-		sum = sum.Add(s)
+	switch {
+	case warmup == 0:
+		warmup = loadgen.DefaultWarmup
+	case warmup < 0:
+		warmup = 0
 	}
-	return sum, nil
+	return &serverCost{pids: pids, warmup: warmup}
 }
 
-func (c *serverCost) first() {
+// add measures more processes (workers found once the clients had
+// connected); only before the first sample.
+func (c *serverCost) add(pids []int) {
 	if c == nil {
 		return
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.haveA {
+		c.pids = append(c.pids, pids...)
+	}
+}
+
+// progress takes the first sample at the first check past the warm-up.
+func (c *serverCost) progress(g loadgen.Progress) {
+	if c != nil && (!g.Warmup || g.Elapsed >= c.warmup) {
+		c.first()
+	}
+}
+
+func (c *serverCost) first() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.haveA {
 		return
 	}
 	var err error
-	c.a, err = c.sample()
+	c.a, err = proccost.TakeAll(c.pids)
 	c.ta, c.haveA = time.Now(), err == nil
 }
 
@@ -65,21 +82,27 @@ func (c *serverCost) last() {
 		return
 	}
 	var err error
-	c.b, err = c.sample()
+	c.b, err = proccost.TakeAll(c.pids)
 	c.tb, c.ok = time.Now(), err == nil
 }
 
-// per is the cost per request at rps requests per second; nil when the
-// samples are missing (no server process, or the run ended first).
-func (c *serverCost) per(rps float64) *proccost.Cost {
+// per is the cost per request of the run load; nil when the samples are
+// missing (no server process, or the run ended first), and nil with the
+// reason, for the run's warnings, when they do not make a valid figure
+// (proccost.Check).
+func (c *serverCost) per(load *loadgen.Summary) (*proccost.Cost, string) {
 	if c == nil {
-		return nil
+		return nil, ""
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.ok || rps <= 0 {
-		return nil
+	if !c.ok || load.ThroughputRPS <= 0 {
+		return nil, ""
 	}
-	cost := proccost.Per(c.a, c.b, rps*c.tb.Sub(c.ta).Seconds())
-	return &cost
+	span := c.tb.Sub(c.ta)
+	if why := proccost.Check(span, load.Window.Span()); why != "" {
+		return nil, "the server's CPU time and context switches per request are not given: " + why
+	}
+	cost := proccost.Per(c.a, c.b, load.ThroughputRPS*span.Seconds())
+	return &cost, ""
 }

@@ -161,9 +161,22 @@ func (j *joinStage) delivered(d loadgen.Delivery) {
 
 // windowDecided: the pilot stretch is handed over, and the source may
 // stop measuring its own cost.
-func (j *joinStage) windowDecided() {
+func (j *joinStage) windowDecided(start int64) {
 	j.source.WarmupOver()
+	j.stream.SetWindowStart(start) // the syscall and io_uring tables count from here
 	j.stream.Release()
+}
+
+// windowEnded: the clients are told to stop at t; the syscall and
+// io_uring tables count nothing begun later.
+func (j *joinStage) windowEnded(t int64) { j.stream.SetWindowEnd(t) }
+
+// window gives the stream the run's final window: its end may lie before
+// the moment the clients were halted (a run loop late past the duration
+// cap ends the window at the cap), and a replay decides it only here.
+func (j *joinStage) window(w loadgen.Window) {
+	j.stream.SetWindowStart(w.Start)
+	j.stream.SetWindowEnd(w.End)
 }
 
 // stop ends the source, detaches it and finishes the join; idempotent.
@@ -195,14 +208,14 @@ func (j *joinStage) addParts(parts *report.Parts, sr SourceReport, load *loadgen
 	parts.ServerSends = j.stream.ServerSends(load.Window.Start, load.Window.End)
 	if t := j.stream.Syscalls(); t != nil {
 		parts.Syscalls = t.Stats()
-		if c := parts.ServerCost; c != nil && load.Measured+load.Outside > 0 {
+		if c := parts.ServerCost; c != nil && load.Measured > 0 {
 			var n int64
 			for _, s := range parts.Syscalls {
 				if s.Side == "server" {
 					n += s.Count
 				}
 			}
-			c.Syscalls = float64(n) / float64(load.Measured+load.Outside)
+			c.Syscalls = float64(n) / float64(load.Measured) // the table counts the window only
 		}
 	}
 	parts.Uring = j.stream.Uring().Stats()

@@ -21,8 +21,8 @@ func TestServerDiesWithVolleyscope(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"goroutine", []string{"bench", "--duration", "30s"}},
-		{"fork", []string{"bench", "--duration", "30s", "--server", "fork", "--clients", "2"}},
+		{"goroutine", []string{"bench", "--wait", "--duration", "30s"}},
+		{"fork", []string{"bench", "--wait", "--duration", "30s", "--server", "fork", "--clients", "2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(selfBin, tc.args...)

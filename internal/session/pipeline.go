@@ -108,6 +108,9 @@ func plan(cfg Config, cb Callbacks) (*pipeline, error) {
 // probe's reader, progress and the join. The server was forked from a
 // thread pinned to its own CPUs.
 func (p *pipeline) serve(ctx context.Context) error {
+	if err := p.claimCPUs(ctx); err != nil {
+		return err
+	}
 	if err := p.server.start(ctx, p.cfg, &p.meta, p.cb.note); err != nil {
 		return err
 	}
@@ -119,7 +122,7 @@ func (p *pipeline) serve(ctx context.Context) error {
 		return err
 	}
 	p.undo = append(p.undo, func() { _ = undo() })
-	p.cost = newServerCost(p.server.pids)
+	p.cost = newServerCost(p.server.pids, p.cfg.Load.Warmup)
 	return nil
 }
 
@@ -161,23 +164,31 @@ func (p *pipeline) startJoin(src EventSource) error {
 
 // hooks are the load's hand-over to the other stages.
 func (p *pipeline) hooks() loadgen.Hooks {
-	h := loadgen.Hooks{Halting: p.cost.last}
+	h := loadgen.Hooks{Halting: func() {
+		p.cost.last()
+		if p.join != nil {
+			p.join.windowEnded(monotonicNow())
+		}
+	}}
 	if out := p.sinks.out; out != nil {
 		h.Began = out.Log.Begin
 	}
 	h.Progress = func(g loadgen.Progress) {
-		if !g.Warmup { // the measured window is decided
-			p.cost.first()
-			if p.join != nil {
-				p.join.windowDecided()
-			}
+		p.cost.progress(g)
+		if !g.Warmup && p.join != nil { // the measured window is decided
+			p.join.windowDecided(g.WindowStart)
 		}
 		if p.cb.Progress != nil {
 			p.cb.Progress(g)
 		}
 	}
 	if p.join != nil {
-		h.ClientsReady = p.join.clientsReady
+		h.ClientsReady = func(conns []loadgen.ConnInfo) error {
+			if err := p.join.clientsReady(conns); err != nil {
+				return err
+			}
+			return p.followLateWorkers() // their accepted connections exist now
+		}
 	}
 	if p.join != nil || p.sinks.out != nil {
 		h.Sink = func(d loadgen.Delivery) {
@@ -195,13 +206,20 @@ func (p *pipeline) finish(load *loadgen.Summary, runErr error) (*report.Results,
 	var sr SourceReport
 	var srcErr error
 	if p.join != nil {
+		if load != nil {
+			p.join.window(load.Window)
+		}
 		sr, srcErr = p.join.stop()
 	}
 	runErr, stopErr := p.server.end(runErr, p.meta.Server)
 	if load == nil {
 		return nil, runErr
 	}
-	parts := report.Parts{Meta: p.meta, Load: load, ServerCost: p.cost.per(load.ThroughputRPS)}
+	parts := report.Parts{Meta: p.meta, Load: load}
+	var costWarning string
+	if parts.ServerCost, costWarning = p.cost.per(load); costWarning != "" {
+		parts.Warnings = append(parts.Warnings, costWarning)
+	}
 	for _, e := range []error{runErr, stopErr} {
 		if e != nil {
 			parts.Errors = append(parts.Errors, e.Error())
@@ -220,6 +238,7 @@ func (p *pipeline) finish(load *loadgen.Summary, runErr error) (*report.Results,
 		}
 	}
 	res := report.Build(parts)
+	joinErr := checkJoined(res) // before commit: its warning goes into results.json
 	if err := p.sinks.commit(res, parts.Join); err != nil {
 		return res, errors.Join(runErr, err)
 	}
@@ -228,6 +247,9 @@ func (p *pipeline) finish(load *loadgen.Summary, runErr error) (*report.Results,
 	}
 	if runErr == nil && p.join != nil {
 		runErr = LostEvents(sr.Lost, sr.ReaderLate)
+	}
+	if runErr == nil {
+		runErr = joinErr
 	}
 	return res, runErr
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/volleyscope/volleyscope/internal/affinity"
 	"github.com/volleyscope/volleyscope/internal/netns"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/serverproc"
@@ -40,15 +41,19 @@ func (s *serverStage) start(ctx context.Context, cfg Config, meta *report.Meta, 
 	meta.Server = s.label
 	if s.addr != "" { // running already
 		meta.ServerCPUs = nil
-		pid, port, err := serverproc.Find(s.addr)
+		// Every process holding its sockets: a server that forked its
+		// workers before we looked (nginx's master and workers) is served
+		// by all of them.
+		pids, port, err := serverproc.FindAll(s.addr)
 		if err != nil {
 			if cfg.Probe {
 				return err
 			}
 			return nil // the load alone needs no pid; the cost is then unknown
 		}
-		s.pids, s.port = []int{pid}, port
-		note(fmt.Sprintf("server at %s is pid %d", s.addr, pid))
+		s.pids, s.port = pids, port
+		meta.ServerCPUs = affinity.OfProcesses(pids) // where its user pinned it, if anywhere
+		note(fmt.Sprintf("server at %s is %s", s.addr, pidText(pids)))
 		return nil
 	}
 	if cfg.NetNS {
@@ -62,6 +67,10 @@ func (s *serverStage) start(ctx context.Context, cfg Config, meta *report.Meta, 
 	}
 	note(fmt.Sprintf("server %s started: pid %d, port %d, CPUs %v", s.spec.Label, s.proc.PID(), s.proc.Port, cfg.ServerCPUs))
 	s.addr, s.port, s.pids = s.proc.Addr, uint16(s.proc.Port), []int{s.proc.PID()}
+	if pids := s.newHolders(); len(pids) > 0 { // a server that forked its workers already
+		s.pids = append(s.pids, pids...)
+		note("server processes: " + pidList(s.pids))
+	}
 	return nil
 }
 

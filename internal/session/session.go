@@ -35,6 +35,12 @@ type Config struct {
 	Out   string // write results.json, requests.csv and latency.hlog into this directory
 	// Verbose adds detail to the notices: every probe hook, by event.
 	Verbose bool
+	// LockCPUs holds the CPUs the run pins (client and server) against
+	// other volleyscope runs for as long as it runs (internal/cpulock):
+	// a run that finds one taken is refused, or with WaitCPUs waits.
+	// Command is the command line recorded for such a run to name.
+	LockCPUs, WaitCPUs bool
+	Command            string
 }
 
 // DefaultCPUs picks a client/server placement: on a machine with two or

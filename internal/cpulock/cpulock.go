@@ -102,7 +102,7 @@ func lockOne(ctx context.Context, cpu int, wait bool) (*os.File, error) {
 			return nil, fmt.Errorf("lock CPU %d: %w", cpu, err)
 		}
 		if !wait {
-			holder := Holder(f)
+			holder := liveHolder(f)
 			f.Close()
 			return nil, &BusyError{CPU: cpu, Holder: holder}
 		}
@@ -129,6 +129,28 @@ func Holder(f *os.File) string {
 		return "pid " + pid
 	}
 	return fmt.Sprintf("pid %s (%s)", pid, cmd)
+}
+
+// liveHolder is Holder, once the file names a live process: a run that
+// has just taken the lock writes its name a moment later, and until then
+// the file still names the run before it.
+func liveHolder(f *os.File) string {
+	for i := 0; i < 10; i++ {
+		if pid := holderPID(f); pid > 0 && (unix.Kill(pid, 0) == nil || unix.Kill(pid, 0) == unix.EPERM) {
+			return Holder(f)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return "another run (starting)"
+}
+
+// holderPID is the pid a lock file names, or 0.
+func holderPID(f *os.File) int {
+	b := make([]byte, 32)
+	n, _ := f.ReadAt(b, 0)
+	pid, _, _ := strings.Cut(string(b[:n]), " ")
+	p, _ := strconv.Atoi(pid)
+	return p
 }
 
 // Release lets the CPUs go. It may be called more than once, and on nil.

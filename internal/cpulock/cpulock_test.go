@@ -52,6 +52,15 @@ func TestBusy(t *testing.T) {
 	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "--wait") {
 		t.Errorf("second run on CPU 1: %v, want ErrBusy saying %q and naming --wait", err, want)
 	}
+	// A file naming a run that is gone (the lock just taken by one that
+	// has not written its name yet) does not name the gone run.
+	if f, err := os.OpenFile(dir+"/cpu-1.lock", os.O_RDWR, 0); err == nil {
+		_, _ = f.WriteAt([]byte("4194303 volleyscope gone\n"), 0)
+		f.Close()
+	}
+	if _, err := Acquire(ctx, []int{1}, false, "third"); !errors.Is(err, ErrBusy) || strings.Contains(err.Error(), "gone") {
+		t.Errorf("CPU 1 named by a dead pid: %v, want ErrBusy not naming it", err)
+	}
 	if c, err := Acquire(ctx, []int{2, 3}, false, "disjoint"); err != nil {
 		t.Errorf("disjoint CPUs: %v", err)
 	} else {

@@ -334,6 +334,13 @@ func Run(ctx context.Context, opts Options, hooks Hooks) (*Summary, error) {
 		}
 		now := nanotime()
 		next = max(next, now-opts.CheckEvery.Nanoseconds()) // no burst of checks after a stall
+		if now >= deadline && m.win.End == 0 {
+			// The cap closes the window, however late the check that
+			// passes it (a check period after it, or seconds for a run
+			// loop kept from its CPU): round trips begun later are
+			// outside, and the measured time never exceeds --duration.
+			m.win.End = deadline
+		}
 		m.collect(now)
 		if !loadFromWarmup && now >= m.win.WarmupEnd && now < deadline {
 			// From the warm-up's end: the window starts there or
@@ -364,11 +371,8 @@ func Run(ctx context.Context, opts Options, hooks Hooks) (*Summary, error) {
 	loadAtEnd := load.sample()
 	set.halt()
 	end := nanotime()
-	if reason == StopDuration {
-		// A run loop kept from its CPU past the cap ends the window at the
-		// cap, where the client threads stopped by themselves: the
-		// measured time never exceeds --duration. Overshoot says how late.
-		end = min(end, deadline)
+	if m.win.End != 0 {
+		end = m.win.End // closed at the cap above; Overshoot says how late the stop came
 	}
 	if hooks.Halting != nil {
 		hooks.Halting()

@@ -41,6 +41,19 @@ func TestRunCapHoldsWithoutRunLoop(t *testing.T) {
 	if res.Overshoot <= 0 {
 		t.Errorf("overshoot %v, want the run loop's lateness", res.Overshoot)
 	}
+	// One window, one count: the round trips measured are those begun
+	// inside it, none after the cap however late the loop saw it.
+	var inside int64
+	for _, recs := range got.recs {
+		for _, r := range recs {
+			if res.Window.Measured(r.T0) {
+				inside++
+			}
+		}
+	}
+	if inside != res.Measured || got.measured != res.Measured {
+		t.Errorf("measured %d (sink %d), but %d round trips began inside the window", res.Measured, got.measured, inside)
+	}
 	stopAt := deadline + o.CheckEvery.Nanoseconds()
 	for id, recs := range got.recs {
 		late := 0

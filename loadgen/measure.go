@@ -139,13 +139,21 @@ func (m *measurer) take(ps []pending, now int64) {
 
 // decide fixes the window's start: MSER-5 over the pilot stretch, whose
 // cut is a transient the time warm-up did not cover.
+//
+// Round trips begun after the window closed at the duration cap are held
+// with the pilot, to keep each connection's order, but are no part of
+// the stretch MSER-5 judges: they would move its cut past the window.
 func (m *measurer) decide() {
-	xs := make([]float64, len(m.pilot))
-	for i, p := range m.pilot {
-		xs[i] = float64(p.r.Latency())
+	xs := make([]float64, 0, len(m.pilot))
+	judged := make([]pending, 0, len(m.pilot))
+	for _, p := range m.pilot {
+		if m.win.End == 0 || p.r.T0 < m.win.End {
+			xs = append(xs, float64(p.r.Latency()))
+			judged = append(judged, p)
+		}
 	}
 	if d := stats.MSER5(xs); d > 0 {
-		for _, p := range m.pilot[:d] {
+		for _, p := range judged[:d] {
 			m.win.Start = max(m.win.Start, p.r.T0+1)
 		}
 	}

@@ -631,6 +631,145 @@ int BPF_PROG(fentry_sock_def_readable, struct sock *sk) { on_data_ready(sk, true
 SEC("kprobe/sock_def_readable")
 int BPF_KPROBE(kprobe_sock_def_readable, struct sock *sk) { on_data_ready(sk, false); return 0; }
 
+/* ---- the packet's path: net:net_dev_start_xmit (or net_dev_queue), net:netif_receive_skb ---- */
+
+// Each direction's network time is split at two points of its data
+// segment: handed to the device (the sender's stack ends) and receive
+// processing started (the receiver's stack begins). Only segments with
+// payload are recorded: a pure ACK is on no round trip's critical path,
+// and leaving it out keeps the records at one per data segment and side.
+// The TCP sequence number goes with both records, so that user space
+// pairs the receive with the transmit of the same segment, whatever else
+// was in flight.
+
+// tcp_payload is the payload of a TCP segment whose header is at th,
+// with hdrs bytes of headers before it within len bytes of the packet.
+static __always_inline __s32 tcp_payload(const __u8 *th, __u32 len, __u32 hdrs)
+{
+	__u32 all = hdrs + (th[12] >> 4) * 4;
+	return len > all ? len - all : 0;
+}
+
+// on_xmit: net_dev_start_xmit fires in xmit_one (dev_hard_start_xmit),
+// after the qdisc, in the sender's context (or the qdisc's softirq when
+// it was deferred). The socket is the skb's owner: the ports are two
+// loads away, the cheapest test, so an unfollowed packet costs nothing
+// else. skb->data is at the link-layer header then.
+static __always_inline void on_xmit(struct sk_buff *skb, struct net_device *dev, bool typed)
+{
+	if (hooks_only || !skb)
+		return;
+	struct sock *sk = typed ? skb->sk : BPF_CORE_READ(skb, sk);
+	__u16 lport, rport;
+	if (typed ? !sock_ports_btf(sk, &lport, &rport) : !sock_ports(sk, &lport, &rport))
+		return;
+	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (fam != 2 /* AF_INET */ && fam != 10 /* AF_INET6 */)
+		return;
+	unsigned char *head = BPF_CORE_READ(skb, head), *data = BPF_CORE_READ(skb, data);
+	__u16 th_off = BPF_CORE_READ(skb, transport_header);
+	__u32 len = BPF_CORE_READ(skb, len);
+	__u8 th[20];
+	if (th_off == (__u16)~0U || bpf_probe_read_kernel(th, sizeof(th), head + th_off))
+		return;
+	__u32 hdrs = (__u32)(head + th_off - data); // link, network headers
+	__s32 payload = tcp_payload(th, len, hdrs);
+	if (payload <= 0)
+		return;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct event e;
+	fill(&e, KIND_NET_XMIT, (__u32)id, id >> 32);
+	e.sk = (__u64)sk;
+	e.lport = lport;
+	e.rport = rport;
+	e.arg0 = bpf_ntohl(*(__u32 *)&th[4]);
+	e.arg1 = dev ? BPF_CORE_READ(dev, ifindex) : 0;
+	e.ret = payload;
+	submit(&e);
+}
+
+// on_netif_receive: netif_receive_skb fires at the start of
+// __netif_receive_skb_core, for every packet the machine receives (after
+// GRO), in the receive softirq: on loopback and veth that is the
+// sender's CPU, inside its send (the backlog processed at
+// local_bh_enable). No socket is attached yet, so the ports are read from
+// the packet: skb->data is at the network header (eth_type_trans pulled
+// the link layer). One read covers an IPv4 header without options and
+// the TCP header after it, or an IPv6 header and a TCP header right after
+// it (a segment behind IPv6 extension headers is not recorded); IPv4
+// options take a second read. The cheapest tests come first: the
+// protocol, then the ports.
+#define NET_HDR_READ 60
+static __always_inline void on_netif_receive(struct sk_buff *skb, bool typed)
+{
+	if (hooks_only || !skb)
+		return;
+	__u16 proto = typed ? skb->protocol : BPF_CORE_READ(skb, protocol);
+	if (proto != bpf_htons(0x0800) && proto != bpf_htons(0x86DD))
+		return;
+	unsigned char *data = typed ? skb->data : BPF_CORE_READ(skb, data);
+	__u8 b[NET_HDR_READ];
+	if (bpf_probe_read_kernel(b, sizeof(b), data))
+		return;
+	__u32 off, len;
+	if (proto == bpf_htons(0x0800)) {
+		if ((b[0] >> 4) != 4 || b[9] != 6 /* IPPROTO_TCP */)
+			return;
+		off = (b[0] & 0xf) * 4;
+		len = ((__u32)b[2] << 8) | b[3];
+		if (off != 20) {
+			if (off < 20 || bpf_probe_read_kernel(&b[20], 20, data + off))
+				return;
+		}
+		off = 20; // where the TCP header is in b
+	} else {
+		if ((b[0] >> 4) != 6 || b[6] != 6)
+			return;
+		off = 40;
+		len = 40 + (((__u32)b[4] << 8) | b[5]);
+	}
+	// off is 20 or 40: spelled out so the verifier sees constant offsets.
+	const __u8 *th = off == 20 ? &b[20] : &b[40];
+	__u16 sport = ((__u16)th[0] << 8) | th[1], dport = ((__u16)th[2] << 8) | th[3];
+	if (!port_followed(sport) && !port_followed(dport))
+		return;
+	__u32 hdrs = proto == bpf_htons(0x0800) ? (b[0] & 0xf) * 4 : 40;
+	__s32 payload = tcp_payload(th, len, hdrs);
+	if (payload <= 0)
+		return;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct event e;
+	fill(&e, KIND_NET_RECV, (__u32)id, id >> 32);
+	e.lport = dport; // as the receiving socket sees them
+	e.rport = sport;
+	e.arg0 = ((__u32)th[4] << 24) | ((__u32)th[5] << 16) | ((__u32)th[6] << 8) | th[7];
+	e.arg1 = BPF_CORE_READ(skb, dev, ifindex);
+	e.ret = payload;
+	submit(&e);
+}
+
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(tpbtf_net_dev_start_xmit, const struct sk_buff *skb, const struct net_device *dev) { on_xmit((struct sk_buff *)skb, (struct net_device *)dev, true); return 0; }
+SEC("raw_tp/net_dev_start_xmit")
+int rawtp_net_dev_start_xmit(struct bpf_raw_tracepoint_args *ctx) { on_xmit((struct sk_buff *)ctx->args[0], (struct net_device *)ctx->args[1], false); return 0; }
+SEC("tracepoint/net/net_dev_start_xmit")
+int tp_net_dev_start_xmit(struct trace_event_raw_net_dev_start_xmit *ctx) { on_xmit((struct sk_buff *)ctx->skbaddr, 0, false); return 0; }
+// net_dev_queue fires in __dev_queue_xmit before the qdisc: where
+// net_dev_start_xmit cannot be hooked, the qdisc's time goes to the
+// device part instead of the sender's stack.
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(tpbtf_net_dev_queue, struct sk_buff *skb) { on_xmit(skb, skb->dev, true); return 0; }
+SEC("raw_tp/net_dev_queue")
+int rawtp_net_dev_queue(struct bpf_raw_tracepoint_args *ctx) { struct sk_buff *skb = (struct sk_buff *)ctx->args[0]; on_xmit(skb, BPF_CORE_READ(skb, dev), false); return 0; }
+SEC("tracepoint/net/net_dev_queue")
+int tp_net_dev_queue(struct trace_event_raw_net_dev_template *ctx) { on_xmit((struct sk_buff *)ctx->skbaddr, 0, false); return 0; }
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(tpbtf_netif_receive_skb, struct sk_buff *skb) { on_netif_receive(skb, true); return 0; }
+SEC("raw_tp/netif_receive_skb")
+int rawtp_netif_receive_skb(struct bpf_raw_tracepoint_args *ctx) { on_netif_receive((struct sk_buff *)ctx->args[0], false); return 0; }
+SEC("tracepoint/net/netif_receive_skb")
+int tp_netif_receive_skb(struct trace_event_raw_net_dev_template *ctx) { on_netif_receive((struct sk_buff *)ctx->skbaddr, false); return 0; }
+
 /* ---- CPU holders: who ran on a CPU while a tracked thread waited ---- */
 
 // One slot per CPU: the tracked thread waiting for that CPU (woken onto

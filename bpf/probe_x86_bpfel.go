@@ -127,6 +127,9 @@ const (
 	ProbeProgRawtpInetSockSetState = "rawtp_inet_sock_set_state"
 	ProbeProgRawtpIrqHandlerEntry  = "rawtp_irq_handler_entry"
 	ProbeProgRawtpIrqHandlerExit   = "rawtp_irq_handler_exit"
+	ProbeProgRawtpNetDevQueue      = "rawtp_net_dev_queue"
+	ProbeProgRawtpNetDevStartXmit  = "rawtp_net_dev_start_xmit"
+	ProbeProgRawtpNetifReceiveSkb  = "rawtp_netif_receive_skb"
 	ProbeProgRawtpSchedProcessExit = "rawtp_sched_process_exit"
 	ProbeProgRawtpSchedProcessFork = "rawtp_sched_process_fork"
 	ProbeProgRawtpSchedSwitch      = "rawtp_sched_switch"
@@ -145,6 +148,9 @@ const (
 	ProbeProgTpIoUringSubmitReq    = "tp_io_uring_submit_req"
 	ProbeProgTpIrqHandlerEntry     = "tp_irq_handler_entry"
 	ProbeProgTpIrqHandlerExit      = "tp_irq_handler_exit"
+	ProbeProgTpNetDevQueue         = "tp_net_dev_queue"
+	ProbeProgTpNetDevStartXmit     = "tp_net_dev_start_xmit"
+	ProbeProgTpNetifReceiveSkb     = "tp_netif_receive_skb"
 	ProbeProgTpSchedProcessExit    = "tp_sched_process_exit"
 	ProbeProgTpSchedProcessFork    = "tp_sched_process_fork"
 	ProbeProgTpSchedSwitch         = "tp_sched_switch"
@@ -160,6 +166,9 @@ const (
 	ProbeProgTpbtfInetSockSetState = "tpbtf_inet_sock_set_state"
 	ProbeProgTpbtfIrqHandlerEntry  = "tpbtf_irq_handler_entry"
 	ProbeProgTpbtfIrqHandlerExit   = "tpbtf_irq_handler_exit"
+	ProbeProgTpbtfNetDevQueue      = "tpbtf_net_dev_queue"
+	ProbeProgTpbtfNetDevStartXmit  = "tpbtf_net_dev_start_xmit"
+	ProbeProgTpbtfNetifReceiveSkb  = "tpbtf_netif_receive_skb"
 	ProbeProgTpbtfSchedProcessExit = "tpbtf_sched_process_exit"
 	ProbeProgTpbtfSchedProcessFork = "tpbtf_sched_process_fork"
 	ProbeProgTpbtfSchedSwitch      = "tpbtf_sched_switch"
@@ -240,6 +249,9 @@ type ProbeProgramSpecs struct {
 	RawtpInetSockSetState *ebpf.ProgramSpec `ebpf:"rawtp_inet_sock_set_state"`
 	RawtpIrqHandlerEntry  *ebpf.ProgramSpec `ebpf:"rawtp_irq_handler_entry"`
 	RawtpIrqHandlerExit   *ebpf.ProgramSpec `ebpf:"rawtp_irq_handler_exit"`
+	RawtpNetDevQueue      *ebpf.ProgramSpec `ebpf:"rawtp_net_dev_queue"`
+	RawtpNetDevStartXmit  *ebpf.ProgramSpec `ebpf:"rawtp_net_dev_start_xmit"`
+	RawtpNetifReceiveSkb  *ebpf.ProgramSpec `ebpf:"rawtp_netif_receive_skb"`
 	RawtpSchedProcessExit *ebpf.ProgramSpec `ebpf:"rawtp_sched_process_exit"`
 	RawtpSchedProcessFork *ebpf.ProgramSpec `ebpf:"rawtp_sched_process_fork"`
 	RawtpSchedSwitch      *ebpf.ProgramSpec `ebpf:"rawtp_sched_switch"`
@@ -258,6 +270,9 @@ type ProbeProgramSpecs struct {
 	TpIoUringSubmitReq    *ebpf.ProgramSpec `ebpf:"tp_io_uring_submit_req"`
 	TpIrqHandlerEntry     *ebpf.ProgramSpec `ebpf:"tp_irq_handler_entry"`
 	TpIrqHandlerExit      *ebpf.ProgramSpec `ebpf:"tp_irq_handler_exit"`
+	TpNetDevQueue         *ebpf.ProgramSpec `ebpf:"tp_net_dev_queue"`
+	TpNetDevStartXmit     *ebpf.ProgramSpec `ebpf:"tp_net_dev_start_xmit"`
+	TpNetifReceiveSkb     *ebpf.ProgramSpec `ebpf:"tp_netif_receive_skb"`
 	TpSchedProcessExit    *ebpf.ProgramSpec `ebpf:"tp_sched_process_exit"`
 	TpSchedProcessFork    *ebpf.ProgramSpec `ebpf:"tp_sched_process_fork"`
 	TpSchedSwitch         *ebpf.ProgramSpec `ebpf:"tp_sched_switch"`
@@ -273,6 +288,9 @@ type ProbeProgramSpecs struct {
 	TpbtfInetSockSetState *ebpf.ProgramSpec `ebpf:"tpbtf_inet_sock_set_state"`
 	TpbtfIrqHandlerEntry  *ebpf.ProgramSpec `ebpf:"tpbtf_irq_handler_entry"`
 	TpbtfIrqHandlerExit   *ebpf.ProgramSpec `ebpf:"tpbtf_irq_handler_exit"`
+	TpbtfNetDevQueue      *ebpf.ProgramSpec `ebpf:"tpbtf_net_dev_queue"`
+	TpbtfNetDevStartXmit  *ebpf.ProgramSpec `ebpf:"tpbtf_net_dev_start_xmit"`
+	TpbtfNetifReceiveSkb  *ebpf.ProgramSpec `ebpf:"tpbtf_netif_receive_skb"`
 	TpbtfSchedProcessExit *ebpf.ProgramSpec `ebpf:"tpbtf_sched_process_exit"`
 	TpbtfSchedProcessFork *ebpf.ProgramSpec `ebpf:"tpbtf_sched_process_fork"`
 	TpbtfSchedSwitch      *ebpf.ProgramSpec `ebpf:"tpbtf_sched_switch"`
@@ -403,6 +421,9 @@ type ProbePrograms struct {
 	RawtpInetSockSetState *ebpf.Program `ebpf:"rawtp_inet_sock_set_state"`
 	RawtpIrqHandlerEntry  *ebpf.Program `ebpf:"rawtp_irq_handler_entry"`
 	RawtpIrqHandlerExit   *ebpf.Program `ebpf:"rawtp_irq_handler_exit"`
+	RawtpNetDevQueue      *ebpf.Program `ebpf:"rawtp_net_dev_queue"`
+	RawtpNetDevStartXmit  *ebpf.Program `ebpf:"rawtp_net_dev_start_xmit"`
+	RawtpNetifReceiveSkb  *ebpf.Program `ebpf:"rawtp_netif_receive_skb"`
 	RawtpSchedProcessExit *ebpf.Program `ebpf:"rawtp_sched_process_exit"`
 	RawtpSchedProcessFork *ebpf.Program `ebpf:"rawtp_sched_process_fork"`
 	RawtpSchedSwitch      *ebpf.Program `ebpf:"rawtp_sched_switch"`
@@ -421,6 +442,9 @@ type ProbePrograms struct {
 	TpIoUringSubmitReq    *ebpf.Program `ebpf:"tp_io_uring_submit_req"`
 	TpIrqHandlerEntry     *ebpf.Program `ebpf:"tp_irq_handler_entry"`
 	TpIrqHandlerExit      *ebpf.Program `ebpf:"tp_irq_handler_exit"`
+	TpNetDevQueue         *ebpf.Program `ebpf:"tp_net_dev_queue"`
+	TpNetDevStartXmit     *ebpf.Program `ebpf:"tp_net_dev_start_xmit"`
+	TpNetifReceiveSkb     *ebpf.Program `ebpf:"tp_netif_receive_skb"`
 	TpSchedProcessExit    *ebpf.Program `ebpf:"tp_sched_process_exit"`
 	TpSchedProcessFork    *ebpf.Program `ebpf:"tp_sched_process_fork"`
 	TpSchedSwitch         *ebpf.Program `ebpf:"tp_sched_switch"`
@@ -436,6 +460,9 @@ type ProbePrograms struct {
 	TpbtfInetSockSetState *ebpf.Program `ebpf:"tpbtf_inet_sock_set_state"`
 	TpbtfIrqHandlerEntry  *ebpf.Program `ebpf:"tpbtf_irq_handler_entry"`
 	TpbtfIrqHandlerExit   *ebpf.Program `ebpf:"tpbtf_irq_handler_exit"`
+	TpbtfNetDevQueue      *ebpf.Program `ebpf:"tpbtf_net_dev_queue"`
+	TpbtfNetDevStartXmit  *ebpf.Program `ebpf:"tpbtf_net_dev_start_xmit"`
+	TpbtfNetifReceiveSkb  *ebpf.Program `ebpf:"tpbtf_netif_receive_skb"`
 	TpbtfSchedProcessExit *ebpf.Program `ebpf:"tpbtf_sched_process_exit"`
 	TpbtfSchedProcessFork *ebpf.Program `ebpf:"tpbtf_sched_process_fork"`
 	TpbtfSchedSwitch      *ebpf.Program `ebpf:"tpbtf_sched_switch"`
@@ -466,6 +493,9 @@ func (p *ProbePrograms) Close() error {
 		p.RawtpInetSockSetState,
 		p.RawtpIrqHandlerEntry,
 		p.RawtpIrqHandlerExit,
+		p.RawtpNetDevQueue,
+		p.RawtpNetDevStartXmit,
+		p.RawtpNetifReceiveSkb,
 		p.RawtpSchedProcessExit,
 		p.RawtpSchedProcessFork,
 		p.RawtpSchedSwitch,
@@ -484,6 +514,9 @@ func (p *ProbePrograms) Close() error {
 		p.TpIoUringSubmitReq,
 		p.TpIrqHandlerEntry,
 		p.TpIrqHandlerExit,
+		p.TpNetDevQueue,
+		p.TpNetDevStartXmit,
+		p.TpNetifReceiveSkb,
 		p.TpSchedProcessExit,
 		p.TpSchedProcessFork,
 		p.TpSchedSwitch,
@@ -499,6 +532,9 @@ func (p *ProbePrograms) Close() error {
 		p.TpbtfInetSockSetState,
 		p.TpbtfIrqHandlerEntry,
 		p.TpbtfIrqHandlerExit,
+		p.TpbtfNetDevQueue,
+		p.TpbtfNetDevStartXmit,
+		p.TpbtfNetifReceiveSkb,
 		p.TpbtfSchedProcessExit,
 		p.TpbtfSchedProcessFork,
 		p.TpbtfSchedSwitch,

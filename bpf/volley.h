@@ -22,6 +22,10 @@ enum event_kind {
 	KIND_SEND_START = 13,    // TCP send starts (tcp_sendmsg_locked or tcp_sendmsg entry): sk
 	KIND_IRQ = 14,           // interrupts of a tracked thread since its last record: ts = the last one's end,
 	                         // arg0 = the first one's start, sk = their total ns, arg1 = the longest (IRQ_*), ret = how many
+	KIND_NET_XMIT = 15,      // a followed socket's data segment handed to a device (net_dev_start_xmit): sk, ports
+	                         // (the sender's), arg0 = TCP seq, arg1 = ifindex, ret = payload bytes
+	KIND_NET_RECV = 16,      // receive processing of a data segment of a followed port starts (netif_receive_skb):
+	                         // ports as the receiving socket sees them, arg0 = TCP seq, arg1 = ifindex, ret = payload bytes
 };
 
 // KIND_IRQ's arg1: which interrupt, IRQ_SOFT | vector number (NET_RX_SOFTIRQ …)

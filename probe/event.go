@@ -27,6 +27,8 @@ const (
 	KindUringComplete Kind = 12 // io_uring_complete: Arg0 = user_data, Ret = res
 	KindSendStart     Kind = 13 // a TCP send starts (tcp_sendmsg_locked, or tcp_sendmsg entry): SK, ports; TID = sender
 	KindIrq           Kind = 14 // interrupts of tracked thread TID since its previous record: Arg0 = first one's start, TS = last one's end, SK = their total ns, Arg1 = the longest (an Interrupt), Ret = how many
+	KindNetXmit       Kind = 15 // a data segment of a followed socket handed to a device (net_dev_start_xmit, or net_dev_queue): SK, ports (the sender's socket), Arg0 = TCP sequence number, Arg1 = ifindex, Ret = payload bytes
+	KindNetRecv       Kind = 16 // receive processing of a data segment to or from a followed port starts (netif_receive_skb): ports as the receiving socket sees them, Arg0, Arg1, Ret as KindNetXmit; TID = current (softirq)
 )
 
 // A KindSwitch record's SK is, for a preempted prev, the time at the end
@@ -37,7 +39,7 @@ var kindNames = map[Kind]string{
 	KindSyscall: "syscall", KindSockSend: "sock_send", KindSockRecv: "sock_recv", KindDataReady: "data_ready",
 	KindWaking: "waking", KindWakeup: "wakeup", KindSwitch: "switch", KindFork: "fork", KindExit: "exit",
 	KindSockState: "sock_state", KindUringSubmit: "uring_submit", KindUringComplete: "uring_complete",
-	KindSendStart: "send_start", KindIrq: "irq",
+	KindSendStart: "send_start", KindIrq: "irq", KindNetXmit: "net_xmit", KindNetRecv: "net_recv",
 }
 
 func (k Kind) String() string {

@@ -92,6 +92,15 @@ var hookTable = []eventHooks{
 	{event: "irq_handler_entry", costs: "hard IRQ time (as irq_handler_exit)", cands: tpCands("irq_handler_entry", "irq")},
 	{event: "softirq_exit", costs: "softirq time in client_irq and server_irq (it stays in the component it interrupted)", cands: tpCands("softirq_exit", "irq")},
 	{event: "softirq_entry", costs: "softirq time (as softirq_exit)", cands: tpCands("softirq_entry", "irq")},
+	// The packet's path: where a direction's network time is split into
+	// the sender's stack, the device and the receiver's stack. Without
+	// either, client_net and server_net stay whole. net_dev_queue (before
+	// the qdisc) stands in for net_dev_start_xmit (after it) where that
+	// cannot be hooked. napi_gro_receive_entry is not a candidate for the
+	// receive: loopback and veth never pass there, so it would attach and
+	// split nothing.
+	{event: "net_dev_xmit", costs: "the sender stack / device split of client_net and server_net (they stay whole)", cands: append(tpCands("net_dev_start_xmit", "net"), tpCands("net_dev_queue", "net")...)},
+	{event: "netif_receive_skb", costs: "the device / receiver stack split of client_net and server_net (they stay whole)", cands: tpCands("netif_receive_skb", "net")},
 	{event: "sched_process_fork", costs: "following a forking server's children", cands: tpCands("sched_process_fork", "sched")},
 	{event: "sched_process_exit", costs: "pruning exited threads (none for the breakdown)", cands: tpCands("sched_process_exit", "sched")},
 	{event: "inet_sock_set_state", costs: "socket identity events (none for the breakdown)", cands: tpCands("inet_sock_set_state", "sock")},

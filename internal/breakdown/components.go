@@ -7,9 +7,11 @@ type Component int
 // between consecutive boundaries, in the order they happen on the
 // critical path, less the time the side on the critical path spent
 // runnable but off its CPU and the time interrupts took from it on its
-// CPU; the last four are those times, per side. They are last so that
-// the ten gaps keep their requests.csv columns (and the *_preempted
-// theirs).
+// CPU; the next four are those times, per side. The last six split
+// client_net and server_net at their data segment's hand-off to a device
+// and the start of its receive processing (join.go, splitNet); the
+// *_net gap keeps what they do not split. Each group was added after the
+// one before, so the columns of requests.csv keep their places.
 const (
 	ClientUser Component = iota
 	ClientNet
@@ -25,6 +27,12 @@ const (
 	ServerPreempted
 	ClientIrq
 	ServerIrq
+	ClientNetTx
+	ClientNetDev
+	ClientNetRx
+	ServerNetTx
+	ServerNetDev
+	ServerNetRx
 	NumComponents
 )
 
@@ -52,12 +60,12 @@ type ComponentInfo struct {
 // the README to it).
 var Table = [NumComponents]ComponentInfo{
 	ClientUser:       {"client_user", "client", "#1f77b4", "t0 → the client enters the send syscall"},
-	ClientNet:        {"client_net", "client", "#9ecae1", "send entry → the request's last data ready on the server's socket"},
+	ClientNet:        {"client_net", "client", "#9ecae1", "send entry → the request's last data ready on the server's socket, where the packet hooks did not split it into client_net_tx, _dev and _rx"},
 	ServerWakeup:     {"server_wakeup", "server", "#ff7f0e", "data ready → the server thread on CPU (0 if it was running)"},
 	ServerQueue:      {"server_queue", "server", "#fdd0a2", "on CPU → the server starts the receive that completes the request"},
 	ServerKernelRecv: {"server_kernel_recv", "server", "#d62728", "start of the receive → it returns to userspace"},
 	ServerUser:       {"server_user", "server", "#ff9896", "receive returned → the server enters the send of the reply's last piece (earlier pieces included)"},
-	ServerNet:        {"server_net", "server", "#9467bd", "that send's entry → its data ready on the client's socket"},
+	ServerNet:        {"server_net", "server", "#9467bd", "that send's entry → its data ready on the client's socket, where the packet hooks did not split it into server_net_tx, _dev and _rx"},
 	ClientWakeup:     {"client_wakeup", "client", "#2ca02c", "data ready → the client thread on CPU (0 if it was running)"},
 	ClientKernelRecv: {"client_kernel_recv", "client", "#98df8a", "on CPU → the client's read of the reply's last piece returns"},
 	ClientUserRecv:   {"client_user_recv", "client", "#17becf", "receive returned → t1"},
@@ -65,6 +73,30 @@ var Table = [NumComponents]ComponentInfo{
 	ServerPreempted:  {"server_preempted", "server", "#8c564b", "the server thread preempted in server_queue, server_kernel_recv, server_user or server_net"},
 	ClientIrq:        {"client_irq", "client", "#c7c7c7", "hard IRQs and softirqs on the client thread's CPU while it ran, in the components client_preempted is carved from"},
 	ServerIrq:        {"server_irq", "server", "#c49c94", "the same for the server thread, in those of server_preempted"},
+	ClientNetTx:      {"client_net_tx", "client", "#6baed6", "send entry → the request's last segment handed to the device (the client's TCP/IP stack and qdisc)"},
+	ClientNetDev:     {"client_net_dev", "client", "#c6dbef", "handed to the device → the server's side starts receiving it (loopback, veth: the hand-off to the receive softirq; a NIC: the wire)"},
+	ClientNetRx:      {"client_net_rx", "client", "#4292c6", "receive processing starts → data ready on the server's socket (the server's IP and TCP)"},
+	ServerNetTx:      {"server_net_tx", "server", "#807dba", "the reply's send entry → its last segment handed to the device"},
+	ServerNetDev:     {"server_net_dev", "server", "#bcbddc", "handed to the device → the client's side starts receiving it"},
+	ServerNetRx:      {"server_net_rx", "server", "#6a51a3", "receive processing starts → data ready on the client's socket"},
+}
+
+// netParts are the parts a direction's network gap splits into (sender
+// stack, device, receiver stack), by that gap.
+var netParts = map[Component][3]Component{
+	ClientNet: {ClientNetTx, ClientNetDev, ClientNetRx},
+	ServerNet: {ServerNetTx, ServerNetDev, ServerNetRx},
+}
+
+// IsNet says whether c is network time: a direction's *_net gap or one of
+// its parts.
+func IsNet(c Component) bool {
+	for gap, parts := range netParts {
+		if c == gap || c == parts[0] || c == parts[1] || c == parts[2] {
+			return true
+		}
+	}
+	return false
 }
 
 func (c Component) String() string { return Table[c].Name }

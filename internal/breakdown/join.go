@@ -40,6 +40,12 @@ type RoundTrip struct {
 	// the first NIrqs of them (see IrqTime).
 	Irqs  [MaxIrqs]IrqTime
 	NIrqs int
+	// Xmit and Recv are, per direction (0 the request, 1 the reply), when
+	// its data segment on the critical path was handed to a device and
+	// when receive processing of it started: where client_net and
+	// server_net split (splitNet). 0 where the packet hooks did not see
+	// it; the direction's *_net gap then stays whole.
+	Xmit, Recv [2]int64
 }
 
 // Input is what the join needs.
@@ -104,6 +110,8 @@ type index struct {
 	wakes  map[uint16][]probe.Event   // sched_waking per waker CPU
 	readyC map[uint16][]int64         // data-ready times per CPU
 	irq    map[uint32][]irqEv         // interrupts per thread, by end
+	xmit   map[portPair][]probe.Event // data segments handed to a device, by the sender's socket
+	nrecv  map[portPair][]probe.Event // their receive processing, by the receiver's socket
 }
 
 func newIndex() *index {
@@ -112,7 +120,8 @@ func newIndex() *index {
 		ready: map[portPair][]probe.Event{}, recv: map[portPair][]probe.Event{}, send: map[portPair][]probe.Event{},
 		start: map[portPair][]probe.Event{},
 		wakes: map[uint16][]probe.Event{}, readyC: map[uint16][]int64{},
-		irq: map[uint32][]irqEv{},
+		irq:  map[uint32][]irqEv{},
+		xmit: map[portPair][]probe.Event{}, nrecv: map[portPair][]probe.Event{},
 	}
 }
 
@@ -173,6 +182,12 @@ func (ix *index) add(evs []probe.Event) {
 			ix.start[k] = push(ix.start[k], e)
 		case probe.KindWaking:
 			ix.wakes[e.CPU] = push(ix.wakes[e.CPU], e)
+		case probe.KindNetXmit:
+			k := portPair{e.Lport, e.Rport}
+			ix.xmit[k] = push(ix.xmit[k], e)
+		case probe.KindNetRecv:
+			k := portPair{e.Lport, e.Rport}
+			ix.nrecv[k] = push(ix.nrecv[k], e)
 		case probe.KindIrq:
 			if from := int64(e.Arg0); from <= ts && e.SK > 0 {
 				ix.irq[e.TID] = pushAt(ix.irq[e.TID], irqEv{from: from, to: ts, ns: min(int64(e.SK), ts-from), what: probe.Interrupt(e.Arg1)}, func(v irqEv) int64 { return v.to })
@@ -210,6 +225,8 @@ func (ix *index) trim(bound int64) {
 	trimAll(ix.recv, bound, evTS)
 	trimAll(ix.send, bound, evTS)
 	trimAll(ix.start, bound, evTS)
+	trimAll(ix.xmit, bound, evTS)
+	trimAll(ix.nrecv, bound, evTS)
 	trimAll(ix.wakes, bound, evTS)
 	trimAll(ix.readyC, bound, func(v int64) int64 { return v })
 	trimAll(ix.irq, bound, func(v irqEv) int64 { return v.to })
@@ -243,7 +260,7 @@ func (ix *index) held() int {
 	for _, s := range ix.sw {
 		n += len(s)
 	}
-	for _, m := range []map[portPair][]probe.Event{ix.ready, ix.recv, ix.send, ix.start} {
+	for _, m := range []map[portPair][]probe.Event{ix.ready, ix.recv, ix.send, ix.start, ix.xmit, ix.nrecv} {
 		for _, s := range m {
 			n += len(s)
 		}
@@ -586,10 +603,88 @@ func (j *joiner) split(rt *RoundTrip) {
 		rt.Ns[c] = d
 		sum += d
 	}
+	j.splitNet(rt, ClientNet, j.csk, j.ssk)
+	j.splitNet(rt, ServerNet, j.ssk, j.csk)
 	j.carvePreempted(rt, stid, sendTID)
 	if diff := sum - (rt.T1 - rt.T0); diff > tol || -diff > tol {
 		rt.Consistent = false
 	}
+}
+
+// splitNet splits the network gap g (client_net, server_net) at its data
+// segment's hand-off to a device and the start of its receive
+// processing: into the sender's stack, the device and the receiver's
+// stack (netParts). The segment is the last whose receive processing
+// started in the gap, on snd's peer rcv: the data ready that ends the gap
+// runs in that processing, after it. Its transmit is the one on snd that
+// carried its sequence number, the last before the receive within the
+// gap (a retransmit's, if any). Without both records in order the gap
+// stays whole.
+//
+// On loopback and veth the whole gap runs on the sender's CPU, mostly
+// inside its send: the transmit queues the segment to the CPU's backlog
+// and raises the receive softirq, which runs when the sender's stack
+// re-enables bottom halves on its way out. The device part is that
+// hand-off: the rest of the sender's transmit path after the driver took
+// the segment, up to the softirq's start. On a NIC it is the driver,
+// the wire and the interrupt on the receiving host.
+func (j *joiner) splitNet(rt *RoundTrip, g Component, snd, rcv portPair) {
+	d := 0
+	if g == ServerNet {
+		d = 1
+	}
+	rt.Xmit[d], rt.Recv[d] = 0, 0
+	a, z := rt.Bounds[g], rt.Bounds[g+1]
+	if z <= a {
+		return
+	}
+	r, ok := lastIn(j.ix.nrecv[rcv], a, z)
+	if !ok {
+		return
+	}
+	y := int64(r.TS)
+	xs := j.ix.xmit[snd]
+	for i := sort.Search(len(xs), func(i int) bool { return int64(xs[i].TS) > y }) - 1; i >= 0 && int64(xs[i].TS) >= a; i-- {
+		// The segment's sequence number within the transmitted range,
+		// modulo 2³².
+		if uint32(r.Arg0)-uint32(xs[i].Arg0) < uint32(max(xs[i].Ret, 0)) {
+			x := int64(xs[i].TS)
+			rt.Xmit[d], rt.Recv[d] = x, y
+			p := netParts[g]
+			rt.Ns[p[0]], rt.Ns[p[1]], rt.Ns[p[2]] = x-a, y-x, z-y
+			rt.Ns[g] = 0
+			return
+		}
+	}
+}
+
+// span is the stretch in which component c's time lies, before
+// carving: its gap, or its part of a split network gap; empty for a
+// network gap that was split and for the parts of one that was not.
+func (rt *RoundTrip) span(c Component) (int64, int64) {
+	b := &rt.Bounds
+	for g, p := range netParts {
+		d := 0
+		if g == ServerNet {
+			d = 1
+		}
+		x, y := rt.Xmit[d], rt.Recv[d]
+		switch {
+		case c == g && x != 0:
+			return b[g], b[g]
+		case c != p[0] && c != p[1] && c != p[2]:
+			continue
+		case x == 0:
+			return b[g], b[g]
+		case c == p[0]:
+			return b[g], x
+		case c == p[1]:
+			return x, y
+		default:
+			return y, b[g+1]
+		}
+	}
+	return b[c], b[c+1]
 }
 
 // lastIn returns the last event of s (sorted by TS) with a ≤ TS ≤ b.
@@ -689,7 +784,8 @@ func (j *joiner) lastPartSend(b5, b7, recvTS, t0, t1 int64) (probe.Event, bool) 
 func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
 	b := &rt.Bounds
 	carve := func(c Component, tid uint32, from, to int64) {
-		from, to = max(from, b[c]), min(to, b[c+1])
+		lo, hi := rt.span(c)
+		from, to = max(from, lo), min(to, hi)
 		if tid == 0 || to <= from {
 			return
 		}
@@ -713,8 +809,8 @@ func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
 			rt.addIrq(ic, r.what, ns)
 		})
 	}
-	for _, c := range []Component{ClientUser, ClientNet, ClientKernelRecv, ClientUserRecv} {
-		carve(c, j.ctid, b[c], b[c+1])
+	for _, c := range []Component{ClientUser, ClientNet, ClientNetTx, ClientNetDev, ClientNetRx, ClientKernelRecv, ClientUserRecv} {
+		carve(c, j.ctid, b[0], b[10])
 	}
 	carve(ServerQueue, recvTID, b[3], b[4])
 	carve(ServerKernelRecv, recvTID, b[4], b[5])
@@ -729,7 +825,9 @@ func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
 	}
 	carve(ServerUser, recvTID, b[5], handoff)
 	carve(ServerUser, sendTID, handoff, b[6])
-	carve(ServerNet, sendTID, b[6], b[7])
+	for _, c := range []Component{ServerNet, ServerNetTx, ServerNetDev, ServerNetRx} {
+		carve(c, sendTID, b[6], b[7])
+	}
 }
 
 // x86-64 numbers of the receive and send calls whose socket events the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/breakdown"
@@ -228,7 +229,7 @@ func saturation(r *Results, res *loadgen.Summary) []string {
 			100*cl.CPUsBusy, 100*cl.OnCPU, Dur(cl.RunDelayPerTripNs), 100*delayShare)
 		var share float64
 		for _, c := range r.Breakdown {
-			if c.Side == "client" && c.Component != "client_net" {
+			if c.Side == "client" && !strings.HasPrefix(c.Component, "client_net") { // the network's time, not the client's
 				share += c.Share
 			}
 		}

@@ -81,22 +81,29 @@ var Table = [NumComponents]ComponentInfo{
 	ServerNetRx:      {"server_net_rx", "server", "#6a51a3", "receive processing starts → data ready on the client's socket"},
 }
 
-// netParts are the parts a direction's network gap splits into (sender
-// stack, device, receiver stack), by that gap.
-var netParts = map[Component][3]Component{
-	ClientNet: {ClientNetTx, ClientNetDev, ClientNetRx},
-	ServerNet: {ServerNetTx, ServerNetDev, ServerNetRx},
+// netSplit says whether c is a network gap (client_net, server_net) or
+// one of its parts: the gap, the direction (0 the request, 1 the reply)
+// and which part (0 sender stack, 1 device, 2 receiver stack; -1 the gap
+// itself).
+func netSplit(c Component) (gap Component, dir, part int, ok bool) {
+	switch c {
+	case ClientNet:
+		return ClientNet, 0, -1, true
+	case ClientNetTx, ClientNetDev, ClientNetRx:
+		return ClientNet, 0, int(c - ClientNetTx), true
+	case ServerNet:
+		return ServerNet, 1, -1, true
+	case ServerNetTx, ServerNetDev, ServerNetRx:
+		return ServerNet, 1, int(c - ServerNetTx), true
+	}
+	return 0, 0, 0, false
 }
 
 // IsNet says whether c is network time: a direction's *_net gap or one of
 // its parts.
 func IsNet(c Component) bool {
-	for gap, parts := range netParts {
-		if c == gap || c == parts[0] || c == parts[1] || c == parts[2] {
-			return true
-		}
-	}
-	return false
+	_, _, _, ok := netSplit(c)
+	return ok
 }
 
 func (c Component) String() string { return Table[c].Name }

@@ -614,7 +614,7 @@ func (j *joiner) split(rt *RoundTrip) {
 // splitNet splits the network gap g (client_net, server_net) at its data
 // segment's hand-off to a device and the start of its receive
 // processing: into the sender's stack, the device and the receiver's
-// stack (netParts). The segment is the last whose receive processing
+// stack (its three parts in Table). The segment is the last whose receive processing
 // started in the gap, on snd's peer rcv: the data ready that ends the gap
 // runs in that processing, after it. Its transmit is the one on snd that
 // carried its sequence number, the last before the receive within the
@@ -629,10 +629,7 @@ func (j *joiner) split(rt *RoundTrip) {
 // the segment, up to the softirq's start. On a NIC it is the driver,
 // the wire and the interrupt on the receiving host.
 func (j *joiner) splitNet(rt *RoundTrip, g Component, snd, rcv portPair) {
-	d := 0
-	if g == ServerNet {
-		d = 1
-	}
+	_, d, _, _ := netSplit(g)
 	rt.Xmit[d], rt.Recv[d] = 0, 0
 	a, z := rt.Bounds[g], rt.Bounds[g+1]
 	if z <= a {
@@ -650,8 +647,11 @@ func (j *joiner) splitNet(rt *RoundTrip, g Component, snd, rcv portPair) {
 		if uint32(r.Arg0)-uint32(xs[i].Arg0) < uint32(max(xs[i].Ret, 0)) {
 			x := int64(xs[i].TS)
 			rt.Xmit[d], rt.Recv[d] = x, y
-			p := netParts[g]
-			rt.Ns[p[0]], rt.Ns[p[1]], rt.Ns[p[2]] = x-a, y-x, z-y
+			tx := ClientNetTx
+			if g == ServerNet {
+				tx = ServerNetTx
+			}
+			rt.Ns[tx], rt.Ns[tx+1], rt.Ns[tx+2] = x-a, y-x, z-y
 			rt.Ns[g] = 0
 			return
 		}
@@ -663,28 +663,22 @@ func (j *joiner) splitNet(rt *RoundTrip, g Component, snd, rcv portPair) {
 // network gap that was split and for the parts of one that was not.
 func (rt *RoundTrip) span(c Component) (int64, int64) {
 	b := &rt.Bounds
-	for g, p := range netParts {
-		d := 0
-		if g == ServerNet {
-			d = 1
-		}
-		x, y := rt.Xmit[d], rt.Recv[d]
-		switch {
-		case c == g && x != 0:
-			return b[g], b[g]
-		case c != p[0] && c != p[1] && c != p[2]:
-			continue
-		case x == 0:
-			return b[g], b[g]
-		case c == p[0]:
-			return b[g], x
-		case c == p[1]:
-			return x, y
-		default:
-			return y, b[g+1]
-		}
+	g, d, part, ok := netSplit(c)
+	if !ok {
+		return b[c], b[c+1]
 	}
-	return b[c], b[c+1]
+	x, y := rt.Xmit[d], rt.Recv[d]
+	switch {
+	case part < 0 && x == 0:
+		return b[g], b[g+1]
+	case part < 0 || x == 0:
+		return b[g], b[g]
+	case part == 0:
+		return b[g], x
+	case part == 1:
+		return x, y
+	}
+	return y, b[g+1]
 }
 
 // lastIn returns the last event of s (sorted by TS) with a ≤ TS ≤ b.

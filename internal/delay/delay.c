@@ -1,6 +1,7 @@
 //go:build ignore
 
-// A test-only network-path delay: a tc (tcx egress) program that busy-waits
+// A test-only network-path delay: a tc program (tcx egress, or ingress:
+// both see the packet from its link-layer header) that busy-waits
 // delay_ns on every data-carrying TCP segment of one direction of one
 // connection. This kernel has no netem (CONFIG_NET_SCH_NETEM is off), and
 // on loopback egress runs inside the sender's send system call, so the

@@ -1,7 +1,8 @@
 // Package delay injects a known network-path delay for the breakdown's
-// truth tests: a tcx egress program on an interface that busy-waits a fixed
-// time on the data segments of one direction of one TCP connection. It is
-// test-only tooling; nothing in the product attaches it.
+// truth tests: a tcx program on an interface's egress or ingress that
+// busy-waits a fixed time on the data segments of one direction of one
+// TCP connection. It is test-only tooling; nothing in the product attaches
+// it.
 package delay
 
 import (
@@ -27,8 +28,22 @@ type Match struct {
 	DstPort uint16 // delay segments sent to this port
 }
 
-// Attach holds every matching data segment leaving iface for d.
+// Attach holds every matching data segment leaving iface for d. tcx
+// egress runs in __dev_queue_xmit, before the qdisc and the driver: in
+// the sender's stack.
 func Attach(iface string, m Match, d time.Duration) (*Injector, error) {
+	return attach(iface, m, d, ebpf.AttachTCXEgress)
+}
+
+// AttachIngress holds every matching data segment arriving on iface for
+// d. tcx ingress runs in __netif_receive_skb_core, after receive
+// processing started (the netif_receive_skb tracepoint): in the
+// receiver's stack.
+func AttachIngress(iface string, m Match, d time.Duration) (*Injector, error) {
+	return attach(iface, m, d, ebpf.AttachTCXIngress)
+}
+
+func attach(iface string, m Match, d time.Duration, at ebpf.AttachType) (*Injector, error) {
 	if (m.SrcPort == 0) == (m.DstPort == 0) {
 		return nil, errors.New("attach delay: set exactly one of SrcPort and DstPort")
 	}
@@ -52,10 +67,12 @@ func Attach(iface string, m Match, d time.Duration) (*Injector, error) {
 	if err := spec.LoadAndAssign(&inj.objs, nil); err != nil {
 		return nil, fmt.Errorf("attach delay: load: %w", err)
 	}
-	inj.l, err = link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: inj.objs.DelayEgress, Attach: ebpf.AttachTCXEgress})
+	// The program reads the packet from its link-layer header, where
+	// both hooks have skb->data.
+	inj.l, err = link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: inj.objs.DelayEgress, Attach: at})
 	if err != nil {
 		inj.objs.Close()
-		return nil, fmt.Errorf("attach delay to %s egress: %w", iface, err)
+		return nil, fmt.Errorf("attach delay to %s %s: %w", iface, at, err)
 	}
 	return inj, nil
 }

@@ -74,7 +74,7 @@ func TestTruthMultipartReply(t *testing.T) {
 			// parts: its components may move by their spread between rounds
 			// and 5% of the spins (10% for a wake-up, as in landsIn: a
 			// client asleep longer between parts wakes from a deeper idle).
-			for _, name := range []string{"client_user", "client_net", "client_kernel_recv", "client_user_recv", "client_wakeup"} {
+			for _, name := range []string{"client_user", "client_net", "client_net_tx", "client_net_dev", "client_net_rx", "client_kernel_recv", "client_user_recv", "client_wakeup"} {
 				k := tr.index(t, name)
 				side := want / 20
 				if name == "client_wakeup" {

@@ -525,8 +525,9 @@ func TestTruthCPUHog(t *testing.T) {
 }
 
 // TestTruthNetworkDelay: our tcx program holds every client→server data
-// segment 100 µs at lo egress, inside the client's send syscall: client_net
-// grows by 100 µs and nothing else.
+// segment 100 µs at lo egress, inside the client's send syscall and before
+// the segment is handed to the device (net_dev_start_xmit): client_net_tx,
+// the client's stack, grows by 100 µs and nothing else.
 func TestTruthNetworkDelay(t *testing.T) {
 	requireRoot(t)
 	port := freePort(t)
@@ -546,7 +547,7 @@ func TestTruthNetworkDelay(t *testing.T) {
 	if delayed < 1000 {
 		t.Fatalf("injector delayed only %d segments", delayed)
 	}
-	landsIn(t, tr, "client_net", 100e3)
+	landsIn(t, tr, "client_net_tx", 100e3)
 }
 
 // TestBreakdownSumsAndJoins: at 2 clients on the default server, at both

@@ -99,6 +99,29 @@ func netSplit(c Component) (gap Component, dir, part int, ok bool) {
 	return 0, 0, 0, false
 }
 
+// NetParts are the parts a network gap (client_net, server_net) splits
+// into, sender stack first; none for any other component.
+func NetParts(c Component) []Component {
+	switch c {
+	case ClientNet:
+		return []Component{ClientNetTx, ClientNetDev, ClientNetRx}
+	case ServerNet:
+		return []Component{ServerNetTx, ServerNetDev, ServerNetRx}
+	}
+	return nil
+}
+
+// IsNetName is IsNet by a component's name (false for a name Table does
+// not hold).
+func IsNetName(name string) bool {
+	for c, info := range Table {
+		if info.Name == name {
+			return IsNet(Component(c))
+		}
+	}
+	return false
+}
+
 // IsNet says whether c is network time: a direction's *_net gap or one of
 // its parts.
 func IsNet(c Component) bool {

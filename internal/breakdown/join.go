@@ -658,10 +658,10 @@ func (j *joiner) splitNet(rt *RoundTrip, g Component, snd, rcv portPair) {
 	}
 }
 
-// span is the stretch in which component c's time lies, before
+// Span is the stretch in which component c's time lies, before
 // carving: its gap, or its part of a split network gap; empty for a
 // network gap that was split and for the parts of one that was not.
-func (rt *RoundTrip) span(c Component) (int64, int64) {
+func (rt *RoundTrip) Span(c Component) (int64, int64) {
 	b := &rt.Bounds
 	g, d, part, ok := netSplit(c)
 	if !ok {
@@ -778,7 +778,7 @@ func (j *joiner) lastPartSend(b5, b7, recvTS, t0, t1 int64) (probe.Event, bool) 
 func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
 	b := &rt.Bounds
 	carve := func(c Component, tid uint32, from, to int64) {
-		lo, hi := rt.span(c)
+		lo, hi := rt.Span(c)
 		from, to = max(from, lo), min(to, hi)
 		if tid == 0 || to <= from {
 			return

@@ -141,9 +141,10 @@ var tracePhases = func() (ph []tracePhase) {
 
 // WriteTrace writes t as a Chrome/Perfetto trace: one process (the run),
 // one thread per connection, each round trip a span with its client and
-// server phases nested inside, its components inside those, and each wait
-// for a CPU inside the component it was carved from, with the tasks that
-// held the CPU (for the slowest round trips) in its args. Times are µs
+// server phases nested inside, its components inside those (a split
+// network gap's parts inside it), and each wait for a CPU inside the
+// component it was carved from, with the tasks that held the CPU (for the
+// slowest round trips) in its args. Times are µs
 // from the first round trip's start; otherData says where that is on
 // CLOCK_MONOTONIC, and how many round trips the sample holds of how many.
 func WriteTrace(w io.Writer, r *report.Results, t *Trace) error {
@@ -222,6 +223,13 @@ func WriteTrace(w io.Writer, r *report.Results, t *Trace) error {
 				if b[k+1] > b[k] {
 					c := breakdown.Component(k)
 					span(c.String(), c.Side(), tid, b[k], b[k+1], map[string]any{"ns": rt.Ns[c]})
+					// A split network gap holds its parts.
+					for _, p := range breakdown.NetParts(c) {
+						from, to := rt.Span(p)
+						if from, to = max(from, b[k]), min(to, b[k+1]); to > from {
+							span(p.String(), p.Side(), tid, from, to, map[string]any{"ns": rt.Ns[p]})
+						}
+					}
 				}
 			}
 		}

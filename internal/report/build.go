@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/breakdown"
@@ -229,7 +228,7 @@ func saturation(r *Results, res *loadgen.Summary) []string {
 			100*cl.CPUsBusy, 100*cl.OnCPU, Dur(cl.RunDelayPerTripNs), 100*delayShare)
 		var share float64
 		for _, c := range r.Breakdown {
-			if c.Side == "client" && !strings.HasPrefix(c.Component, "client_net") { // the network's time, not the client's
+			if c.Side == "client" && !breakdown.IsNetName(c.Component) {
 				share += c.Share
 			}
 		}

@@ -83,8 +83,8 @@
 //
 // The first ten components are the gaps between consecutive boundaries,
 // less the time the thread carrying the request was preempted or
-// interrupted in them; four more components hold that time, so the
-// fourteen still partition [t0, t1]:
+// interrupted in them; four more components hold that time, so they
+// still partition [t0, t1]:
 //
 //	client_preempted  the client thread switched out by sched_switch with
 //	                  prev_state 0 (runnable) until its next switch in,
@@ -104,11 +104,24 @@
 // preempts a running task ends its credited time there, and charges the
 // time to the switch to the task that preempts it.
 //
+// Each direction's network gap, client_net [b1, b2) and server_net
+// [b6, b7), splits further at two points of its data segment on the critical
+// path (the last whose receive processing started in the gap): handed to a device (net:net_dev_start_xmit, or
+// net_dev_queue) and receive processing started (net:netif_receive_skb),
+// the transmit paired with the receive by the TCP sequence number both
+// records carry. The three parts are the sender's stack (*_net_tx), the
+// device (*_net_dev: on loopback and veth the hand-off to the receive
+// softirq, on a NIC the wire) and the receiver's stack (*_net_rx); the
+// gap itself keeps what is not split, all of it when either record is
+// missing, 0 otherwise. Preemption and interrupts are carved from each
+// part's own span.
+//
 // The wake-ups [b2, b3) and [b7, b8) are not carved: a woken thread's wait
 // for its first switch in is the wake-up, whatever kept it waiting. A
 // side's preemption while the other side carries the request is not on
-// the critical path and is in no component. The four come last in Names()
-// so the ten gaps keep their requests.csv columns.
+// the critical path and is in no component. The four come after the ten
+// gaps in Names() (and the six parts of the network gaps after them), so
+// the columns of requests.csv keep their places.
 //
 // By default client_user includes the send syscall's entry up to TCP (a
 // few hundred ns), and client_user_recv the receive's return to user

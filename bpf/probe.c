@@ -663,12 +663,15 @@ static __always_inline void on_xmit(struct sk_buff *skb, struct net_device *dev,
 	__u16 lport, rport;
 	if (typed ? !sock_ports_btf(sk, &lport, &rport) : !sock_ports(sk, &lport, &rport))
 		return;
-	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+	// Typed pointers (tp_btf) are read with plain loads, the others with
+	// the checked helper.
+	__u16 fam = typed ? sk->__sk_common.skc_family : BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (fam != 2 /* AF_INET */ && fam != 10 /* AF_INET6 */)
 		return;
-	unsigned char *head = BPF_CORE_READ(skb, head), *data = BPF_CORE_READ(skb, data);
-	__u16 th_off = BPF_CORE_READ(skb, transport_header);
-	__u32 len = BPF_CORE_READ(skb, len);
+	unsigned char *head = typed ? skb->head : BPF_CORE_READ(skb, head);
+	unsigned char *data = typed ? skb->data : BPF_CORE_READ(skb, data);
+	__u16 th_off = typed ? skb->transport_header : BPF_CORE_READ(skb, transport_header);
+	__u32 len = typed ? skb->len : BPF_CORE_READ(skb, len);
 	__u8 th[20];
 	if (th_off == (__u16)~0U || bpf_probe_read_kernel(th, sizeof(th), head + th_off))
 		return;
@@ -683,7 +686,7 @@ static __always_inline void on_xmit(struct sk_buff *skb, struct net_device *dev,
 	e.lport = lport;
 	e.rport = rport;
 	e.arg0 = bpf_ntohl(*(__u32 *)&th[4]);
-	e.arg1 = dev ? BPF_CORE_READ(dev, ifindex) : 0;
+	e.arg1 = !dev ? 0 : typed ? dev->ifindex : BPF_CORE_READ(dev, ifindex);
 	e.ret = payload;
 	submit(&e);
 }
@@ -743,7 +746,7 @@ static __always_inline void on_netif_receive(struct sk_buff *skb, bool typed)
 	e.lport = dport; // as the receiving socket sees them
 	e.rport = sport;
 	e.arg0 = ((__u32)th[4] << 24) | ((__u32)th[5] << 16) | ((__u32)th[6] << 8) | th[7];
-	e.arg1 = BPF_CORE_READ(skb, dev, ifindex);
+	e.arg1 = typed ? skb->dev->ifindex : BPF_CORE_READ(skb, dev, ifindex);
 	e.ret = payload;
 	submit(&e);
 }

@@ -113,8 +113,8 @@
 // device (*_net_dev: on loopback and veth the hand-off to the receive
 // softirq, on a NIC the wire) and the receiver's stack (*_net_rx); the
 // gap itself keeps what is not split, all of it when either record is
-// missing, 0 otherwise. Preemption and interrupts are carved from each
-// part's own span.
+// missing, 0 otherwise. Interrupts are carved from each part's own span,
+// the sender's preemption from its stack's part only (carvePreempted).
 //
 // The wake-ups [b2, b3) and [b7, b8) are not carved: a woken thread's wait
 // for its first switch in is the wake-up, whatever kept it waiting. A

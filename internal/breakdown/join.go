@@ -775,6 +775,15 @@ func (j *joiner) lastPartSend(b5, b7, recvTS, t0, t1 int64) (probe.Event, bool) 
 // first switch in is the wake-up, whatever the scheduler's reason, and it
 // is not on a CPU for an interrupt to take. Only positive gaps are
 // carved, and never by more than their length, so the sum is unchanged.
+//
+// A split network gap's device and receiver-stack parts lose no
+// preemption, only interrupts: from the hand-off to the device on, the
+// segment is carried by the receive softirq, not by the sender's thread.
+// Run inline (loopback, veth) it runs with preemption off in the
+// sender's context, so a preemption seen there is the scheduler's
+// uncredited stretch (a wake-up during the softirq) before a switch that
+// came after it; deferred to ksoftirqd, the sender's preemption is off
+// the segment's path, and the wait for ksoftirqd is the hand-off.
 func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
 	b := &rt.Bounds
 	carve := func(c Component, tid uint32, from, to int64) {
@@ -783,7 +792,10 @@ func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
 		if tid == 0 || to <= from {
 			return
 		}
-		p := j.ix.preemptedIn(tid, from, to)
+		var p int64
+		if _, _, part, _ := netSplit(c); part < 1 {
+			p = j.ix.preemptedIn(tid, from, to)
+		}
 		if p > 0 {
 			j.recordPreempted(rt, c, tid, from, to)
 		}

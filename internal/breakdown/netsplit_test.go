@@ -9,8 +9,8 @@ import (
 // TestJoinSplitsNet: a direction's network gap splits at its segment's
 // transmit and receive records when the receive's sequence number falls
 // in the transmitted range; otherwise (no record, another segment, the
-// wrong order) the gap stays whole. Preemption inside a part is carved
-// from that part, and the sum holds throughout.
+// wrong order) the gap stays whole. The sender's preemption is carved
+// from its stack's part only, and the sum holds throughout.
 func TestJoinSplitsNet(t *testing.T) {
 	b := [11]int64{1000, 1300, 5000, 20000, 20000, 21000, 22000, 25000, 40000, 41000, 41500}
 	xmit := func(l, r uint16, ts int64, seq uint32, n int32) probe.Event {
@@ -43,12 +43,16 @@ func TestJoinSplitsNet(t *testing.T) {
 			want: map[Component]int64{ClientNetTx: 700, ClientNetDev: 1000, ClientNetRx: 2000, ServerNet: 3000}},
 		{name: "the last segment received", extra: append(req, xmit(cport, sport, 3500, 110, 10), recv(sport, cport, 4000, 110, 10)),
 			want: map[Component]int64{ClientNetTx: 2200, ClientNetDev: 500, ClientNetRx: 1000, ServerNet: 3000}},
+		{name: "client preempted in its stack", extra: append(req, preempt(ctid, 1, 1500, 1800)...),
+			want: map[Component]int64{ClientNetTx: 400, ClientNetDev: 1000, ClientNetRx: 2000, ClientPreempted: 300, ServerNet: 3000}},
+		// After the hand-off the softirq carries the segment, not the
+		// client's thread.
 		{name: "client preempted in the device part", extra: append(req, preempt(ctid, 1, 2500, 2800)...),
-			want: map[Component]int64{ClientNetTx: 700, ClientNetDev: 700, ClientNetRx: 2000, ClientPreempted: 300, ServerNet: 3000}},
+			want: map[Component]int64{ClientNetTx: 700, ClientNetDev: 1000, ClientNetRx: 2000, ServerNet: 3000}},
 		{name: "client preempted unsplit", extra: preempt(ctid, 1, 2500, 2800),
 			want: map[Component]int64{ClientNet: 3400, ClientPreempted: 300, ServerNet: 3000}},
 		{name: "server preempted across its hand-off", extra: append(rep, preempt(stid, 0, 22400, 22600)...),
-			want: map[Component]int64{ClientNet: 3700, ServerNetTx: 400, ServerNetDev: 400, ServerNetRx: 2000, ServerPreempted: 200}},
+			want: map[Component]int64{ClientNet: 3700, ServerNetTx: 400, ServerNetDev: 500, ServerNetRx: 2000, ServerPreempted: 100}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt := joinOne(t, b, append(crossCPU(b[0], b), tc.extra...))

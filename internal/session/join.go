@@ -202,6 +202,7 @@ func (j *joinStage) addParts(parts *report.Parts, sr SourceReport, load *loadgen
 	parts.Probe = sr.Probe
 	if parts.Probe != nil {
 		parts.Probe.Late = j.stream.Late()
+		parts.Probe.ReaderCPU, parts.Probe.JoinCPU, parts.Probe.Wall = sr.ReaderCPU, j.joinCPU, j.end.Sub(j.started)
 	}
 	parts.Warnings = append(parts.Warnings, sr.Warnings...)
 	parts.Join = j.stream.Summary()

@@ -179,7 +179,9 @@ volatile const __u32 ring_slots = 0;
 static __always_inline void submit(struct event *e)
 {
 	if (ring_slots) {
-		__u32 cpu = bpf_get_smp_processor_id();
+		// The record's CPU is this one (a program is not migrated
+		// while it runs): no helper call.
+		__u32 cpu = e->cpu;
 		struct cursor *c = bpf_map_lookup_elem(&ring_cursors, &cpu);
 		if (!c)
 			return;
@@ -217,14 +219,21 @@ static __always_inline void submit(struct event *e)
 		n[0] += 1;
 }
 
-static __always_inline void fill(struct event *e, __u16 kind, __u32 tid, __u32 tgid)
+// fill_at starts a record whose time, CPU and task the caller already
+// has: no helper call.
+static __always_inline void fill_at(struct event *e, __u16 kind, __u32 tid, __u32 tgid, __u64 ts, __u32 cpu)
 {
 	__builtin_memset(e, 0, sizeof(*e));
-	e->ts = bpf_ktime_get_ns();
+	e->ts = ts;
 	e->kind = kind;
 	e->tid = tid;
 	e->tgid = tgid;
-	e->cpu = bpf_get_smp_processor_id();
+	e->cpu = cpu;
+}
+
+static __always_inline void fill(struct event *e, __u16 kind, __u32 tid, __u32 tgid)
+{
+	fill_at(e, kind, tid, tgid, bpf_ktime_get_ns(), bpf_get_smp_processor_id());
 }
 
 static __always_inline bool port_followed(__u16 p)
@@ -807,7 +816,10 @@ int tp_sched_wakeup(struct trace_event_raw_sched_wakeup_template *ctx) { on_wake
 // on_switch runs for every context switch of the machine: it follows the
 // CPU's waiter (on_cpu_switch), then records the switch if it concerns a
 // tracked thread, and starts a wait when a tracked thread is preempted.
-// prev_comm is a kernel address of the 16-byte comm. prev_sum and
+// prev_comm is a kernel address of the 16-byte comm. The tracepoint fires
+// in __schedule on prev's CPU, before the switch: the current task is
+// prev, so the record's task is prev's (prev_tgid 0: the hook cannot
+// tell, ask the helper), and its time and CPU are the switch's. prev_sum and
 // next_sum are the tasks' se.sum_exec_runtime, 0 where the hook cannot
 // read them (classic tracepoint).
 //
@@ -852,10 +864,11 @@ static __always_inline void on_switch(__u32 prev, __u32 prev_tgid, const char *p
 			c->stretch = 0;
 		}
 	}
-	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = prev_tgid;
+	if (!tgid)
+		tgid = bpf_get_current_pid_tgid() >> 32;
 	struct event e;
-	fill(&e, KIND_SWITCH, (__u32)id, id >> 32);
-	e.ts = ts; // the key of a finished wait in holds
+	fill_at(&e, KIND_SWITCH, prev, tgid, ts, cpu); // ts: the key of a finished wait in holds
 	e.sk = uncredited;
 	e.arg0 = prev;
 	e.arg1 = next;

@@ -32,7 +32,7 @@ func TestBenchObserver(t *testing.T) {
 		dur    string
 		budget benchstat.Budget
 	}
-	loads := []load{{"c256", 256, "5s", benchstat.Budget{MinRounds: 4, MaxRounds: 6, Time: 120 * time.Second}}}
+	loads := []load{{"c256", 256, "5s", benchstat.Budget{MinRounds: 8, MaxRounds: 8, Time: 200 * time.Second}}}
 	if os.Getenv("VOLLEYSCOPE_BENCH_C10K") == "1" {
 		loads = append(loads, load{"c10k", c10k, "10s", benchstat.Budget{MinRounds: 3, MaxRounds: 4, Time: 240 * time.Second}})
 	}
@@ -50,7 +50,11 @@ func TestBenchObserver(t *testing.T) {
 			one := func(sub string) *results {
 				r, err := volley(ctx, exe, sub, nil, args...)
 				if err != nil || r == nil || len(r.Errors) > 0 {
-					fmt.Printf("  %s: %s failed, round left out: %v\n", l.name, sub, err)
+					var errs []string
+					if r != nil {
+						errs = r.Errors
+					}
+					fmt.Printf("  %s: %s failed, round left out: %v %q\n", l.name, sub, err, errs)
 					if failed++; failed >= 3 {
 						t.Fatalf("%s: %d rounds failed", l.name, failed)
 					}

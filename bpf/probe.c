@@ -243,6 +243,26 @@ static __always_inline bool port_followed(__u16 p)
 	return p && (p == port0 || p == port1);
 }
 
+// A sample of the connections (sample_mask != 0): only those whose client
+// port, hashed by multiplying with sample_mult, has no bit of sample_mask
+// in bits 16 and up. At high rates the socket events of every connection
+// would cost the observer more CPU than the clients can spare; the
+// latency of every round trip is still measured by the load. User space
+// sets both before load and holds the same hash (probe.Sampled).
+volatile const __u32 sample_mask = 0;
+volatile const __u32 sample_mult = 0;
+
+static __always_inline bool conn_followed(__u16 lport, __u16 rport)
+{
+	bool l = port_followed(lport);
+	if (!l && !port_followed(rport))
+		return false;
+	if (!sample_mask)
+		return true;
+	__u32 client = l ? rport : lport;
+	return (((client * sample_mult) >> 16) & sample_mask) == 0;
+}
+
 // sock_ports reads a socket's ports (through bpf_probe_read: for hooks
 // whose socket pointer is untyped) and says whether it is followed.
 static __always_inline bool sock_ports(struct sock *sk, __u16 *lport, __u16 *rport)
@@ -251,7 +271,7 @@ static __always_inline bool sock_ports(struct sock *sk, __u16 *lport, __u16 *rpo
 		return false;
 	*lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	return port_followed(*lport) || port_followed(*rport);
+	return conn_followed(*lport, *rport);
 }
 
 // sock_ports_btf is sock_ports for typed (tp_btf, fentry) pointers: direct
@@ -262,7 +282,7 @@ static __always_inline bool sock_ports_btf(struct sock *sk, __u16 *lport, __u16 
 		return false;
 	*lport = sk->__sk_common.skc_num;
 	*rport = bpf_ntohs(sk->__sk_common.skc_dport);
-	return port_followed(*lport) || port_followed(*rport);
+	return conn_followed(*lport, *rport);
 }
 
 /* ---- interrupts: irq:irq_handler_entry/exit, irq:softirq_entry/exit ---- */

@@ -59,6 +59,11 @@ type ProbeParts struct {
 	// recording.
 	ReaderCPU, JoinCPU time.Duration
 	Wall               time.Duration
+	// The connection sample: the probe followed the socket events of the
+	// connections whose client port is in one in SampleOneIn (1: all);
+	// with a sample, SampledConns of Conns.
+	SampleOneIn         uint32
+	SampledConns, Conns int
 }
 
 // BreakdownTolerance is how far a joined round trip's components may sum
@@ -202,6 +207,9 @@ func buildProbe(r *Results, p Parts) {
 		r.Meta.Hooks[ev] = pp.Hooks[ev]
 	}
 	info := &ProbeInfo{Missing: pp.Missing, Ring: pp.Ring, Syscalls: pp.Syscalls, Events: pp.Records}
+	if pp.SampleOneIn > 1 {
+		info.Sample = &ConnSample{OneIn: pp.SampleOneIn, Followed: pp.SampledConns, Connections: pp.Conns}
+	}
 	if pp.WarmupRuns > 0 {
 		info.BPFNsPerEvent = float64(pp.WarmupBPFNs) / float64(pp.WarmupRuns)
 	}

@@ -311,13 +311,25 @@ type ProbeInfo struct {
 	// over the run; and the whole observer per round trip (their CPU over
 	// every round trip completed, plus overhead_ns_per_rtt). Absent for a
 	// recording.
-	ReaderCPUNs      int64             `json:"reader_cpu_ns,omitempty"`
-	JoinCPUNs        int64             `json:"join_cpu_ns,omitempty"`
-	ObserverCPUShare float64           `json:"observer_cpu_share,omitempty"`
-	ObserverNsPerRTT float64           `json:"observer_ns_per_rtt,omitempty"`
-	Missing          map[string]string `json:"missing,omitempty"` // event → why, and what it costs
-	Ring             string            `json:"ring,omitempty"`    // where records went: per-CPU rings or the BPF ring buffer (and why)
-	Syscalls         bool              `json:"syscalls"`          // the syscall hooks were on (--syscalls)
+	ReaderCPUNs      int64   `json:"reader_cpu_ns,omitempty"`
+	JoinCPUNs        int64   `json:"join_cpu_ns,omitempty"`
+	ObserverCPUShare float64 `json:"observer_cpu_share,omitempty"`
+	ObserverNsPerRTT float64 `json:"observer_ns_per_rtt,omitempty"`
+	// Sample, when the probe followed a sample of the connections (many
+	// connections: the observer kept off the clients' CPU): the breakdown
+	// and its check are of the followed connections' round trips; the
+	// latency and throughput are of every round trip.
+	Sample   *ConnSample       `json:"connection_sample,omitempty"`
+	Missing  map[string]string `json:"missing,omitempty"` // event → why, and what it costs
+	Ring     string            `json:"ring,omitempty"`    // where records went: per-CPU rings or the BPF ring buffer (and why)
+	Syscalls bool              `json:"syscalls"`          // the syscall hooks were on (--syscalls)
+}
+
+// ConnSample is the probe's sample of the connections.
+type ConnSample struct {
+	OneIn       uint32 `json:"one_in"`      // about one connection in this many, by a hash of its client port
+	Followed    int    `json:"followed"`    // connections followed
+	Connections int    `json:"connections"` // connections in all
 }
 
 // ResultsSchema is the version of the results.json layout that WriteJSON

@@ -15,7 +15,7 @@ import (
 // TestBenchObserver measures what the observer (the probe's programs, its
 // ring reader and the join, all on the client CPUs) costs a loaded run:
 // 'run' against 'bench' on the same server and load, in interleaved
-// rounds of fixed length, at 256 connections (and at 10,000 with
+// rounds of fixed length, at 64 and 256 connections (and at 10,000 with
 // VOLLEYSCOPE_BENCH_C10K=1, which takes minutes more). The ratio is run's
 // throughput over bench's, a floor of 0.95; beside it, the share of the
 // round trip run's breakdown puts in client_preempted (the client thread
@@ -32,9 +32,15 @@ func TestBenchObserver(t *testing.T) {
 		dur    string
 		budget benchstat.Budget
 	}
-	loads := []load{{"c256", 256, "5s", benchstat.Budget{MinRounds: 8, MaxRounds: 8, Time: 200 * time.Second}}}
+	loads := []load{
+		{"c64", 64, "5s", benchstat.Budget{MinRounds: 8, MaxRounds: 8, Time: 200 * time.Second}},
+		{"c256", 256, "5s", benchstat.Budget{MinRounds: 8, MaxRounds: 8, Time: 200 * time.Second}},
+	}
 	if os.Getenv("VOLLEYSCOPE_BENCH_C10K") == "1" {
 		loads = append(loads, load{"c10k", c10k, "10s", benchstat.Budget{MinRounds: 3, MaxRounds: 4, Time: 240 * time.Second}})
+	}
+	if v := os.Getenv("VOLLEYSCOPE_BENCH_OBSERVER"); v != "" { // one load alone, e.g. c256
+		loads = slices.DeleteFunc(loads, func(l load) bool { return l.name != v })
 	}
 	for _, l := range loads {
 		t.Run(l.name, func(t *testing.T) {
@@ -80,9 +86,13 @@ func TestBenchObserver(t *testing.T) {
 				if p := run.Probe; p != nil {
 					observer = append(observer, p.ObserverCPUShare)
 					perTrip = append(perTrip, p.ObserverNsPerRTT)
-					fmt.Printf("  %s round %d: run %.0f/s, bench %.0f/s, client_preempted %.1f%% of the mean, probe %.0f ns a round trip (%.1f runs × %.0f ns), observer %.1f%% of the client CPUs (%.0f ns a round trip), client threads on CPU %.0f%%\n",
-						l.name, round+1, run.ThroughputRPS, bch.ThroughputRPS, 100*share, p.OverheadNsPerRT, p.ProgramRunsPerRTT, p.BPFNsPerEvent,
-						100*p.ObserverCPUShare, p.ObserverNsPerRTT, 100*run.Run.ClientLoad.OnCPU)
+					sample := "every connection"
+					if sm := p.Sample; sm != nil {
+						sample = fmt.Sprintf("%d of %d connections", sm.Followed, sm.Connections)
+					}
+					fmt.Printf("  %s round %d: run %.0f/s, bench %.0f/s, client_preempted %.1f%% of the mean, probe %.0f ns a round trip (%.1f runs × %.0f ns, %.1f records), observer %.1f%% of the client CPUs (reader %.0f ms, join %.0f ms; %.0f ns a round trip), client threads on CPU %.0f%%, %s followed\n",
+						l.name, round+1, run.ThroughputRPS, bch.ThroughputRPS, 100*share, p.OverheadNsPerRT, p.ProgramRunsPerRTT, p.BPFNsPerEvent, p.EventsPerRTT,
+						100*p.ObserverCPUShare, float64(p.ReaderCPUNs)/1e6, float64(p.JoinCPUNs)/1e6, p.ObserverNsPerRTT, 100*run.Run.ClientLoad.OnCPU, sample)
 				}
 				if done, why := l.budget.Done(round+1, ratio); done {
 					fmt.Printf("  %s: %d rounds, %.0fs, stopped: %s\n", l.name, round+1, l.budget.Elapsed().Seconds(), why)

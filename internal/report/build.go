@@ -80,7 +80,7 @@ const (
 	// observerWarnShare: the observer's threads holding more than this
 	// share of the client CPUs while the client is saturated are named
 	// as the cause: the load, not the observer, should hold those CPUs.
-	observerWarnShare = 0.03
+	observerWarnShare = 0.05
 )
 
 // Build makes the results of one run from its parts: the one place where

@@ -13,7 +13,7 @@ func TestConnSample(t *testing.T) {
 		clients int
 		record  string
 		want    uint32
-	}{{1, "", 1}, {followAll, "", 1}, {followAll + 1, "", 2}, {256, "", 8}, {10000, "", 512}, {256, "x.rec", 1}} {
+	}{{1, "", 1}, {followAll, "", 1}, {followAll + 1, "", 2}, {256, "", 16}, {10000, "", 1024}, {256, "x.rec", 1}} {
 		cfg := Config{Load: loadgen.Options{Clients: tc.clients}, Record: tc.record}
 		if got := connSample(cfg); got != tc.want {
 			t.Errorf("%d clients, record %q: one in %d, want %d", tc.clients, tc.record, got, tc.want)

@@ -110,7 +110,7 @@ func openProbe(cfg Config, port uint16) (*probeSource, error) {
 // the client CPUs) would take the CPU the clients drive the load with:
 // the probe follows a sample of about followAll connections, and every
 // round trip's latency is still measured by the load.
-const followAll = 32
+const followAll = 16
 
 // connSample is the probe's connection sample for cfg: one in a power of
 // two, 1 (all) up to followAll connections and when the events are
@@ -191,6 +191,9 @@ func (s *probeSource) Holders() breakdown.HolderSource { return s.p }
 // with Config.Verbose.
 func (s *probeSource) Summary() string {
 	short, _ := hookLines(s.p.ModeUsed(), s.p.Ring().String(), s.p.Hooks())
+	if s.sample > 1 {
+		short += fmt.Sprintf("; following about one connection in %d (more than %d connections)", s.sample, followAll)
+	}
 	return short
 }
 

@@ -237,7 +237,9 @@ func (j *joinStage) addParts(parts *report.Parts, sr SourceReport, load *loadgen
 	parts.Probe = sr.Probe
 	if parts.Probe != nil {
 		parts.Probe.Late = j.stream.Late()
-		parts.Probe.ReaderCPU, parts.Probe.JoinCPU, parts.Probe.Wall = sr.ReaderCPU, j.joinCPU, j.end.Sub(j.started)
+		if j.probe != nil { // a replay's join is no observer of a load
+			parts.Probe.ReaderCPU, parts.Probe.JoinCPU, parts.Probe.Wall = sr.ReaderCPU, j.joinCPU, j.end.Sub(j.started)
+		}
 		j.sampleMu.Lock()
 		if j.sampled != nil {
 			parts.Probe.SampledConns, parts.Probe.Conns = len(j.sampled), j.conns

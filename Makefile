@@ -39,7 +39,8 @@ bench/pingpong_server: bench/c/pingpong_server.c
 
 # One package at a time (-p 1): two benchmarks side by side would measure
 # each other. Every stage has a time budget; the whole takes under 30 minutes,
-# up to 6 of them in TestBenchScale (C10K, 60 s run, client models).
+# up to 6 of them in TestBenchScale (C10K, 60 s run, client models) and up to
+# 7 in TestBenchObserver (run against bench at 64 and 256 connections).
 bench: build bench/pingpong_client bench/pingpong_server ## side-by-side ratios with intervals and verdicts, as BENCH lines (root for the probe's)
 	VOLLEYSCOPE_BENCH=1 VOLLEYSCOPE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -timeout 30m -run 'TestBench' -v ./bench/ ./probe/ 2>&1 | grep --line-buffered -E '^(BENCH|  |--- FAIL|FAIL)'
 

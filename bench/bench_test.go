@@ -64,7 +64,10 @@ type results struct {
 		TargetNeedsNs int64              `json:"target_needs_ns"`
 		MeasuredNs    int64              `json:"measured_ns"`
 		Setup         loadgen.SetupStats `json:"setup"`
+		ClientLoad    loadgen.ClientLoad `json:"client_load"`
 	} `json:"run"`
+	Breakdown      []report.Component     `json:"breakdown"`
+	Probe          *report.ProbeInfo      `json:"probe"`
 	Errors         []string               `json:"errors"`
 	LostEvents     uint64                 `json:"lost_events"`
 	BreakdownCheck *report.BreakdownCheck `json:"breakdown_check"`

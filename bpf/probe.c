@@ -179,7 +179,9 @@ volatile const __u32 ring_slots = 0;
 static __always_inline void submit(struct event *e)
 {
 	if (ring_slots) {
-		__u32 cpu = bpf_get_smp_processor_id();
+		// The record's CPU is this one (a program is not migrated
+		// while it runs): no helper call.
+		__u32 cpu = e->cpu;
 		struct cursor *c = bpf_map_lookup_elem(&ring_cursors, &cpu);
 		if (!c)
 			return;
@@ -217,14 +219,21 @@ static __always_inline void submit(struct event *e)
 		n[0] += 1;
 }
 
-static __always_inline void fill(struct event *e, __u16 kind, __u32 tid, __u32 tgid)
+// fill_at starts a record whose time, CPU and task the caller already
+// has: no helper call.
+static __always_inline void fill_at(struct event *e, __u16 kind, __u32 tid, __u32 tgid, __u64 ts, __u32 cpu)
 {
 	__builtin_memset(e, 0, sizeof(*e));
-	e->ts = bpf_ktime_get_ns();
+	e->ts = ts;
 	e->kind = kind;
 	e->tid = tid;
 	e->tgid = tgid;
-	e->cpu = bpf_get_smp_processor_id();
+	e->cpu = cpu;
+}
+
+static __always_inline void fill(struct event *e, __u16 kind, __u32 tid, __u32 tgid)
+{
+	fill_at(e, kind, tid, tgid, bpf_ktime_get_ns(), bpf_get_smp_processor_id());
 }
 
 static __always_inline bool port_followed(__u16 p)
@@ -232,6 +241,26 @@ static __always_inline bool port_followed(__u16 p)
 	if (hooks_only)
 		return false;
 	return p && (p == port0 || p == port1);
+}
+
+// A sample of the connections (sample_mask != 0): only those whose client
+// port, hashed by multiplying with sample_mult, has no bit of sample_mask
+// in bits 16 and up. At high rates the socket events of every connection
+// would cost the observer more CPU than the clients can spare; the
+// latency of every round trip is still measured by the load. User space
+// sets both before load and holds the same hash (probe.Sampled).
+volatile const __u32 sample_mask = 0;
+volatile const __u32 sample_mult = 0;
+
+static __always_inline bool conn_followed(__u16 lport, __u16 rport)
+{
+	bool l = port_followed(lport);
+	if (!l && !port_followed(rport))
+		return false;
+	if (!sample_mask)
+		return true;
+	__u32 client = l ? rport : lport;
+	return (((client * sample_mult) >> 16) & sample_mask) == 0;
 }
 
 // sock_ports reads a socket's ports (through bpf_probe_read: for hooks
@@ -242,7 +271,7 @@ static __always_inline bool sock_ports(struct sock *sk, __u16 *lport, __u16 *rpo
 		return false;
 	*lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	return port_followed(*lport) || port_followed(*rport);
+	return conn_followed(*lport, *rport);
 }
 
 // sock_ports_btf is sock_ports for typed (tp_btf, fentry) pointers: direct
@@ -253,7 +282,7 @@ static __always_inline bool sock_ports_btf(struct sock *sk, __u16 *lport, __u16 
 		return false;
 	*lport = sk->__sk_common.skc_num;
 	*rport = bpf_ntohs(sk->__sk_common.skc_dport);
-	return port_followed(*lport) || port_followed(*rport);
+	return conn_followed(*lport, *rport);
 }
 
 /* ---- interrupts: irq:irq_handler_entry/exit, irq:softirq_entry/exit ---- */
@@ -949,7 +978,10 @@ int tp_sched_wakeup(struct trace_event_raw_sched_wakeup_template *ctx) { on_wake
 // on_switch runs for every context switch of the machine: it follows the
 // CPU's waiter (on_cpu_switch), then records the switch if it concerns a
 // tracked thread, and starts a wait when a tracked thread is preempted.
-// prev_comm is a kernel address of the 16-byte comm. prev_sum and
+// prev_comm is a kernel address of the 16-byte comm. The tracepoint fires
+// in __schedule on prev's CPU, before the switch: the current task is
+// prev, so the record's task is prev's (prev_tgid 0: the hook cannot
+// tell, ask the helper), and its time and CPU are the switch's. prev_sum and
 // next_sum are the tasks' se.sum_exec_runtime, 0 where the hook cannot
 // read them (classic tracepoint).
 //
@@ -994,10 +1026,11 @@ static __always_inline void on_switch(__u32 prev, __u32 prev_tgid, const char *p
 			c->stretch = 0;
 		}
 	}
-	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = prev_tgid;
+	if (!tgid)
+		tgid = bpf_get_current_pid_tgid() >> 32;
 	struct event e;
-	fill(&e, KIND_SWITCH, (__u32)id, id >> 32);
-	e.ts = ts; // the key of a finished wait in holds
+	fill_at(&e, KIND_SWITCH, prev, tgid, ts, cpu); // ts: the key of a finished wait in holds
 	e.sk = uncredited;
 	e.arg0 = prev;
 	e.arg1 = next;

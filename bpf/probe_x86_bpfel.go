@@ -187,6 +187,8 @@ const (
 	ProbeVarPort0                  = "port0"
 	ProbeVarPort1                  = "port1"
 	ProbeVarRingSlots              = "ring_slots"
+	ProbeVarSampleMask             = "sample_mask"
+	ProbeVarSampleMult             = "sample_mult"
 	ProbeVarSyscalls               = "syscalls"
 	ProbeVarUnusedEvent            = "unused_event"
 	ProbeVarUnusedHold             = "unused_hold"
@@ -332,6 +334,8 @@ type ProbeVariableSpecs struct {
 	Port0             *ebpf.VariableSpec `ebpf:"port0"`
 	Port1             *ebpf.VariableSpec `ebpf:"port1"`
 	RingSlots         *ebpf.VariableSpec `ebpf:"ring_slots"`
+	SampleMask        *ebpf.VariableSpec `ebpf:"sample_mask"`
+	SampleMult        *ebpf.VariableSpec `ebpf:"sample_mult"`
 	Syscalls          *ebpf.VariableSpec `ebpf:"syscalls"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedHold        *ebpf.VariableSpec `ebpf:"unused_hold"`
@@ -397,6 +401,8 @@ type ProbeVariables struct {
 	Port0             *ebpf.Variable `ebpf:"port0"`
 	Port1             *ebpf.Variable `ebpf:"port1"`
 	RingSlots         *ebpf.Variable `ebpf:"ring_slots"`
+	SampleMask        *ebpf.Variable `ebpf:"sample_mask"`
+	SampleMult        *ebpf.Variable `ebpf:"sample_mult"`
 	Syscalls          *ebpf.Variable `ebpf:"syscalls"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedHold        *ebpf.Variable `ebpf:"unused_hold"`

@@ -113,6 +113,26 @@ type Config struct {
 	// HooksOnly makes every program return at its first test: what the
 	// kernel charges for running the hooks at all (benchmarks only).
 	HooksOnly bool
+	// SampleOneIn follows the socket events of about one connection in
+	// this many (a power of two; 0 or 1: every connection), chosen by
+	// Sampled from the client's port. The scheduler events of tracked
+	// threads are followed whatever the sample.
+	SampleOneIn uint32
+}
+
+// sampleMult is the multiplier of the connection sample's hash (Knuth's
+// multiplicative hash): ephemeral ports come in steps (Linux prefers even
+// ones for connect), so their low bits alone would pick all or none.
+const sampleMult = 0x9e3779b1
+
+// Sampled says whether the connection from clientPort is in a sample of
+// one in oneIn: the same test the programs make (conn_followed in
+// bpf/probe.c).
+func Sampled(clientPort uint16, oneIn uint32) bool {
+	if oneIn <= 1 {
+		return true
+	}
+	return (uint32(clientPort)*sampleMult)>>16&(oneIn-1) == 0
 }
 
 // withDefaults checks cfg once and fills its defaults.
@@ -132,6 +152,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.RingSlots != 0 && (cfg.RingSlots < 64 || cfg.RingSlots&(cfg.RingSlots-1) != 0) {
 		return cfg, fmt.Errorf("ring slots %d: want a power of two ≥ 64", cfg.RingSlots)
+	}
+	if n := cfg.SampleOneIn; n&(n-1) != 0 || n > 1<<16 {
+		return cfg, fmt.Errorf("connection sample one in %d: want a power of two up to 65536", n)
 	}
 	if cfg.RoundTripsPerSec < 0 {
 		return cfg, fmt.Errorf("expected round trips per second %g: want ≥ 0", cfg.RoundTripsPerSec)

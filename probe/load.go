@@ -125,6 +125,8 @@ func (p *Probe) prepareSpec() (*ebpf.CollectionSpec, error) {
 		{s.Port0, cfg.Ports[0]},
 		{s.Port1, port1},
 		{s.IrqTimeAccounting, IRQTimeAccounting()},
+		{s.SampleMask, max(cfg.SampleOneIn, 1) - 1},
+		{s.SampleMult, uint32(sampleMult)},
 	} {
 		if err := v.spec.Set(v.val); err != nil {
 			return nil, fmt.Errorf("set %s: %w", v.spec.Name, err)

@@ -126,6 +126,14 @@ func WriteText(w io.Writer, r *report.Results) error {
 	if p := r.Probe; p != nil {
 		fmt.Fprintf(w, "probe cost: %.1f records per round trip; during the warm-up its programs ran %.1f times per round trip machine-wide (other processes' events included) at %.0f ns: %s of CPU per round trip; %d events lost\n",
 			p.EventsPerRTT, p.ProgramRunsPerRTT, p.BPFNsPerEvent, report.Dur(p.OverheadNsPerRT), r.LostEvents)
+		if sm := p.Sample; sm != nil {
+			fmt.Fprintf(w, "probe followed %d of %d connections (one in %d, by client port), to keep the observer off the clients' CPU: the breakdown is of their round trips; latency and throughput are of all\n",
+				sm.Followed, sm.Connections, sm.OneIn)
+		}
+		if p.ReaderCPUNs+p.JoinCPUNs > 0 {
+			fmt.Fprintf(w, "observer cost: ring reader %s and join %s of CPU, %.1f%% of the client CPUs; with the programs, %s a round trip\n",
+				report.Dur(float64(p.ReaderCPUNs)), report.Dur(float64(p.JoinCPUNs)), 100*p.ObserverCPUShare, report.Dur(p.ObserverNsPerRTT))
+		}
 		for _, ev := range report.SortedKeys(p.Missing) {
 			fmt.Fprintf(w, "probe: no hook for %s: %s\n", ev, p.Missing[ev])
 		}

@@ -53,6 +53,17 @@ type ProbeParts struct {
 	// round trips completed meanwhile.
 	WarmupRuns, WarmupBPFNs uint64
 	WarmupTrips             int64
+	// The observer's threads on this host: the CPU time of the ring
+	// reader and of the join (its flush after the load left out), over
+	// Wall, the time from the source's start to its stop. Zero for a
+	// recording.
+	ReaderCPU, JoinCPU time.Duration
+	Wall               time.Duration
+	// The connection sample: the probe followed the socket events of the
+	// connections whose client port is in one in SampleOneIn (1: all);
+	// with a sample, SampledConns of Conns.
+	SampleOneIn         uint32
+	SampledConns, Conns int
 }
 
 // BreakdownTolerance is how far a joined round trip's components may sum
@@ -66,6 +77,10 @@ const (
 	saturatedRunDelay = 0.10 // client threads' run-queue wait per round trip, as a share of the mean latency
 	saturatedCPUs     = 0.90 // the client CPUs' busy share, whatever kept them busy
 	mserWarnShare     = 0.05 // MSER-5 cut over this share of the measured round trips
+	// observerWarnShare: the observer's threads holding more than this
+	// share of the client CPUs while the client is saturated are named
+	// as the cause: the load, not the observer, should hold those CPUs.
+	observerWarnShare = 0.05
 )
 
 // Build makes the results of one run from its parts: the one place where
@@ -192,6 +207,9 @@ func buildProbe(r *Results, p Parts) {
 		r.Meta.Hooks[ev] = pp.Hooks[ev]
 	}
 	info := &ProbeInfo{Missing: pp.Missing, Ring: pp.Ring, Syscalls: pp.Syscalls, Events: pp.Records}
+	if pp.SampleOneIn > 1 {
+		info.Sample = &ConnSample{OneIn: pp.SampleOneIn, Followed: pp.SampledConns, Connections: pp.Conns}
+	}
 	if pp.WarmupRuns > 0 {
 		info.BPFNsPerEvent = float64(pp.WarmupBPFNs) / float64(pp.WarmupRuns)
 	}
@@ -204,6 +222,7 @@ func buildProbe(r *Results, p Parts) {
 			info.EventsPerRTT = float64(pp.Records) / float64(total)
 		}
 	}
+	observerCost(info, pp, p.Load, r.Meta.NCPU)
 	r.Probe = info
 	r.LostEvents = pp.Lost
 	if pp.Lost > 0 {
@@ -211,6 +230,27 @@ func buildProbe(r *Results, p Parts) {
 	}
 	if pp.Late > 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("%d probe records arrived after their round trips were joined (the reader fell behind): those round trips may be unjoined", pp.Late))
+	}
+}
+
+// observerCost fills the observer's CPU: the reader's and the join's, as
+// a share of the client CPUs over the run (where the process is confined)
+// and, with the programs' estimate, per round trip.
+func observerCost(info *ProbeInfo, pp *ProbeParts, res *loadgen.Summary, ncpu int) {
+	info.ReaderCPUNs, info.JoinCPUNs = pp.ReaderCPU.Nanoseconds(), pp.JoinCPU.Nanoseconds()
+	cpu := float64(info.ReaderCPUNs + info.JoinCPUNs)
+	if cpu == 0 || res == nil {
+		return
+	}
+	n := len(res.Options.ClientCPUs)
+	if n == 0 {
+		n = max(ncpu, 1) // not pinned: the whole machine
+	}
+	if pp.Wall > 0 {
+		info.ObserverCPUShare = cpu / (float64(n) * float64(pp.Wall.Nanoseconds()))
+	}
+	if trips := res.Measured + res.Outside; trips > 0 {
+		info.ObserverNsPerRTT = cpu/float64(trips) + info.OverheadNsPerRT
 	}
 }
 
@@ -237,6 +277,10 @@ func saturation(r *Results, res *loadgen.Summary) []string {
 		}
 		s += "; give the clients more CPUs (--client-cpus), fewer threads (--client-model epoll), or keep other work off their CPUs"
 		out = append(out, s)
+		if p := r.Probe; p != nil && p.ObserverCPUShare > observerWarnShare {
+			out = append(out, fmt.Sprintf("the observer held the client CPUs, not the load alone: volleyscope's ring reader and join used %.0f%% of them (%s a round trip with the probe's programs) while the client was saturated; its throughput and the client's side of the breakdown carry that cost: compare with 'volleyscope bench', or give the clients more CPUs (--client-cpus)",
+				100*p.ObserverCPUShare, Dur(p.ObserverNsPerRTT)))
+		}
 	}
 	return out
 }

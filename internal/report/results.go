@@ -301,14 +301,35 @@ type UringOp struct {
 
 // ProbeInfo describes the probe's own cost and coverage.
 type ProbeInfo struct {
-	Events            uint64            `json:"events"`               // records received
-	EventsPerRTT      float64           `json:"events_per_rtt"`       // records per round trip
-	ProgramRunsPerRTT float64           `json:"program_runs_per_rtt"` // BPF program runs per round trip, machine-wide, measured during the warm-up (most return after one lookup)
-	BPFNsPerEvent     float64           `json:"bpf_ns_per_event"`     // mean BPF run time per program run (BPF_ENABLE_STATS)
-	OverheadNsPerRT   float64           `json:"overhead_ns_per_rtt"`  // program runs per round trip × ns per run: the probe's own estimate of its cost
-	Missing           map[string]string `json:"missing,omitempty"`    // event → why, and what it costs
-	Ring              string            `json:"ring,omitempty"`       // where records went: per-CPU rings or the BPF ring buffer (and why)
-	Syscalls          bool              `json:"syscalls"`             // the syscall hooks were on (--syscalls)
+	Events            uint64  `json:"events"`               // records received
+	EventsPerRTT      float64 `json:"events_per_rtt"`       // records per round trip
+	ProgramRunsPerRTT float64 `json:"program_runs_per_rtt"` // BPF program runs per round trip, machine-wide, measured during the warm-up (most return after one lookup)
+	BPFNsPerEvent     float64 `json:"bpf_ns_per_event"`     // mean BPF run time per program run (BPF_ENABLE_STATS)
+	OverheadNsPerRT   float64 `json:"overhead_ns_per_rtt"`  // program runs per round trip × ns per run: the probe's own estimate of its cost
+	// The observer's threads: CPU time of the ring reader and of the join
+	// (its flush after the load left out); their share of the client CPUs
+	// over the run; and the whole observer per round trip (their CPU over
+	// every round trip completed, plus overhead_ns_per_rtt). Absent for a
+	// recording.
+	ReaderCPUNs      int64   `json:"reader_cpu_ns,omitempty"`
+	JoinCPUNs        int64   `json:"join_cpu_ns,omitempty"`
+	ObserverCPUShare float64 `json:"observer_cpu_share,omitempty"`
+	ObserverNsPerRTT float64 `json:"observer_ns_per_rtt,omitempty"`
+	// Sample, when the probe followed a sample of the connections (many
+	// connections: the observer kept off the clients' CPU): the breakdown
+	// and its check are of the followed connections' round trips; the
+	// latency and throughput are of every round trip.
+	Sample   *ConnSample       `json:"connection_sample,omitempty"`
+	Missing  map[string]string `json:"missing,omitempty"` // event → why, and what it costs
+	Ring     string            `json:"ring,omitempty"`    // where records went: per-CPU rings or the BPF ring buffer (and why)
+	Syscalls bool              `json:"syscalls"`          // the syscall hooks were on (--syscalls)
+}
+
+// ConnSample is the probe's sample of the connections.
+type ConnSample struct {
+	OneIn       uint32 `json:"one_in"`      // about one connection in this many, by a hash of its client port
+	Followed    int    `json:"followed"`    // connections followed
+	Connections int    `json:"connections"` // connections in all
 }
 
 // ResultsSchema is the version of the results.json layout that WriteJSON

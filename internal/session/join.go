@@ -51,6 +51,11 @@ type joinStage struct {
 	// over the time from start to stop.
 	joinCPU      time.Duration
 	started, end time.Time
+	// The connection sample (probeSource.sample > 1): the connections
+	// the probe follows, by id, and how many there are in all.
+	sampleMu sync.Mutex
+	sampled  map[int]bool // nil: every connection
+	conns    int
 }
 
 // startJoin starts reading src and joining what it delivers; onTrip
@@ -128,7 +133,7 @@ func (j *joinStage) loop() {
 
 // clientsReady starts following the client threads.
 func (j *joinStage) clientsReady(conns []loadgen.ConnInfo) error {
-	j.stream.AddConns(conns)
+	j.stream.AddConns(j.sample(conns))
 	seen := map[int]bool{}
 	var tids []int
 	for _, c := range conns {
@@ -146,17 +151,47 @@ func (j *joinStage) clientsReady(conns []loadgen.ConnInfo) error {
 	return nil
 }
 
-// delivered takes one completed round trip from the load.
-func (j *joinStage) delivered(d loadgen.Delivery) {
+// sample is the part of conns the probe follows, all of them unless it
+// follows a sample.
+func (j *joinStage) sample(conns []loadgen.ConnInfo) []loadgen.ConnInfo {
+	if j.probe == nil || j.probe.sample <= 1 {
+		return conns
+	}
+	var in []loadgen.ConnInfo
+	j.sampleMu.Lock()
+	defer j.sampleMu.Unlock()
+	if j.sampled == nil {
+		j.sampled = map[int]bool{}
+	}
+	j.conns += len(conns)
+	for _, c := range conns {
+		if probe.Sampled(uint16(c.LocalPort), j.probe.sample) {
+			j.sampled[c.ID] = true
+			in = append(in, c)
+		}
+	}
+	return in
+}
+
+// delivered takes one completed round trip from the load, and says
+// whether the join took it (measured, on a followed connection).
+func (j *joinStage) delivered(d loadgen.Delivery) bool {
 	if j.probe != nil {
 		j.probe.tripDone()
-	}
-	if d.Measured {
-		j.stream.Trip(d.Conn, d.Seq, d.Record)
 	}
 	if j.rec != nil {
 		j.rec.trip(d)
 	}
+	if !d.Measured {
+		return false
+	}
+	j.sampleMu.Lock()
+	followed := j.sampled == nil || j.sampled[d.Conn]
+	j.sampleMu.Unlock()
+	if followed {
+		j.stream.Trip(d.Conn, d.Seq, d.Record)
+	}
+	return followed
 }
 
 // windowDecided: the pilot stretch is handed over, and the source may
@@ -202,10 +237,20 @@ func (j *joinStage) addParts(parts *report.Parts, sr SourceReport, load *loadgen
 	parts.Probe = sr.Probe
 	if parts.Probe != nil {
 		parts.Probe.Late = j.stream.Late()
+		if j.probe != nil { // a replay's join is no observer of a load
+			parts.Probe.ReaderCPU, parts.Probe.JoinCPU, parts.Probe.Wall = sr.ReaderCPU, j.joinCPU, j.end.Sub(j.started)
+		}
+		j.sampleMu.Lock()
+		if j.sampled != nil {
+			parts.Probe.SampledConns, parts.Probe.Conns = len(j.sampled), j.conns
+		}
+		j.sampleMu.Unlock()
 	}
 	parts.Warnings = append(parts.Warnings, sr.Warnings...)
 	parts.Join = j.stream.Summary()
-	parts.ServerSends = j.stream.ServerSends(load.Window.Start, load.Window.End)
+	if j.sampled == nil { // a sample's sends are not the server's
+		parts.ServerSends = j.stream.ServerSends(load.Window.Start, load.Window.End)
+	}
 	if t := j.stream.Syscalls(); t != nil {
 		parts.Syscalls = t.Stats()
 		if c := parts.ServerCost; c != nil && load.Measured > 0 {

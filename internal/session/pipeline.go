@@ -192,10 +192,7 @@ func (p *pipeline) hooks() loadgen.Hooks {
 	}
 	if p.join != nil || p.sinks.out != nil {
 		h.Sink = func(d loadgen.Delivery) {
-			if p.join != nil {
-				p.join.delivered(d)
-			}
-			p.sinks.delivered(d, p.join != nil)
+			p.sinks.delivered(d, p.join != nil && p.join.delivered(d))
 		}
 	}
 	return h

@@ -81,6 +81,7 @@ type probeSource struct {
 	verbose    bool         // Notices adds every hook (Config.Verbose)
 	readerCPU  atomic.Int64 // ns of CPU the reader thread used, set as Run returns
 	neighbours []string
+	sample     uint32 // socket events of one connection in sample (probe.Sampled); ≤ 1: all
 	statsOff   atomic.Bool
 	warmTrips  *atomic.Int64 // round trips completed while the kernel's statistics ran (set by the pipeline)
 
@@ -96,11 +97,33 @@ func openProbe(cfg Config, port uint16) (*probeSource, error) {
 	// round trip per connection cannot come faster than a few tens of
 	// microseconds, and the whole machine's rate is bounded too.
 	rate := min(20_000*float64(max(cfg.Load.Clients, 1)), 400_000)
-	p, err := probe.Open(probe.Config{Mode: probe.Mode(cfg.ProbeMode), Ports: []uint16{port}, Stats: true, Syscalls: cfg.Syscalls, RoundTripsPerSec: rate})
+	sample := connSample(cfg)
+	p, err := probe.Open(probe.Config{Mode: probe.Mode(cfg.ProbeMode), Ports: []uint16{port}, Stats: true, Syscalls: cfg.Syscalls, RoundTripsPerSec: rate, SampleOneIn: sample})
 	if err != nil {
 		return nil, fmt.Errorf("open probe: %w", err)
 	}
-	return &probeSource{p: p, syscalls: cfg.Syscalls, verbose: cfg.Verbose, neighbours: probe.NeighbourWarnings(p.Neighbours()), warmTrips: new(atomic.Int64)}, nil
+	return &probeSource{p: p, syscalls: cfg.Syscalls, verbose: cfg.Verbose, neighbours: probe.NeighbourWarnings(p.Neighbours()), warmTrips: new(atomic.Int64), sample: sample}, nil
+}
+
+// followAll is how many connections the probe follows in full. Beyond
+// it the observer (the programs' records, the reader and the join, on
+// the client CPUs) would take the CPU the clients drive the load with:
+// the probe follows a sample of about followAll connections, and every
+// round trip's latency is still measured by the load.
+const followAll = 16
+
+// connSample is the probe's connection sample for cfg: one in a power of
+// two, 1 (all) up to followAll connections and when the events are
+// recorded (a replay joins what was recorded).
+func connSample(cfg Config) uint32 {
+	n := uint32(1)
+	if cfg.Record != "" {
+		return n
+	}
+	for cfg.Load.Clients > int(n)*followAll {
+		n *= 2
+	}
+	return n
 }
 
 func (s *probeSource) FollowProcesses(pids []int) error {
@@ -168,6 +191,9 @@ func (s *probeSource) Holders() breakdown.HolderSource { return s.p }
 // with Config.Verbose.
 func (s *probeSource) Summary() string {
 	short, _ := hookLines(s.p.ModeUsed(), s.p.Ring().String(), s.p.Hooks())
+	if s.sample > 1 {
+		short += fmt.Sprintf("; following about one connection in %d (more than %d connections)", s.sample, followAll)
+	}
 	return short
 }
 
@@ -194,7 +220,7 @@ func (s *probeSource) Close() (SourceReport, error) {
 	s.runs, s.bpfNs, s.statsErr = s.p.MachineRuns()
 	pp := &report.ProbeParts{
 		Mode: s.p.ModeUsed(), Hooks: map[string]string{}, Missing: map[string]string{},
-		Ring: s.p.Ring().String(), Syscalls: s.syscalls, Records: s.p.Records(), Lost: rep.Lost,
+		Ring: s.p.Ring().String(), Syscalls: s.syscalls, Records: s.p.Records(), Lost: rep.Lost, SampleOneIn: max(s.sample, 1),
 	}
 	for _, h := range s.p.Hooks() {
 		pp.Hooks[h.Event] = h.String()

@@ -1,0 +1,83 @@
+package breakdown
+
+import (
+	"cmp"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/volleyscope/volleyscope/loadgen"
+)
+
+// BenchmarkStream is the streaming join's cost per kernel event, on the
+// recorded streams fed the way a live run feeds them (internal/session's
+// joinStage): every event one at a time through Event, each measured
+// round trip through Trip once it completed, Advance every joinEvery
+// behind the newest event with the live run's keep, and Flush at the end.
+// It reports ns/event and allocs/event beside the per-run figures.
+func BenchmarkStream(b *testing.B) {
+	files, _ := filepath.Glob("../../testdata/streams/*.rec.gz")
+	if len(files) == 0 {
+		b.Fatal("no recorded streams in testdata/streams")
+	}
+	// The live run's timing (internal/session: joinEvery, and keep as
+	// 2×DefaultCheckEvery + the probe's lag + keepSlack).
+	const (
+		every = int64(100 * time.Millisecond)
+		keep  = 2*loadgen.DefaultCheckEvery + 500*time.Millisecond
+	)
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".rec.gz")
+		one, err := ReadRecording(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(one.Events) == 0 {
+			continue
+		}
+		// A few copies end to end, so that the stream trims its index as
+		// a long run's does.
+		span := int64(one.Events[len(one.Events)-1].TS - one.Events[0].TS)
+		in := repeat(one, 4, max(120e6, span+20e6))
+		var infos []loadgen.ConnInfo
+		var trips []waiting
+		for _, c := range in.Conns {
+			infos = append(infos, c.ConnInfo)
+			for i, r := range c.Records {
+				if r.T0 >= in.MeasureStart {
+					trips = append(trips, waiting{c.ID, int64(i), r})
+				}
+			}
+		}
+		slices.SortFunc(trips, func(x, y waiting) int { return cmp.Compare(x.r.T1, y.r.T1) })
+		b.Run(name, func(b *testing.B) {
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
+			for b.Loop() {
+				s := NewStream(in.ServerPort, infos, false, keep, func(*RoundTrip, loadgen.Record) {})
+				ei, ti := 0, 0
+				for now := int64(in.Events[0].TS) + every; ei < len(in.Events); now += every {
+					for ; ei < len(in.Events) && int64(in.Events[ei].TS) < now; ei++ {
+						s.Event(&in.Events[ei])
+					}
+					for ; ti < len(trips) && trips[ti].r.T1 < now; ti++ {
+						s.Trip(trips[ti].conn, trips[ti].seq, trips[ti].r)
+					}
+					s.Advance(now)
+				}
+				for ; ti < len(trips); ti++ {
+					s.Trip(trips[ti].conn, trips[ti].seq, trips[ti].r)
+				}
+				s.Flush()
+			}
+			runtime.ReadMemStats(&ms1)
+			n := float64(b.N) * float64(len(in.Events))
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/event")
+			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/n, "allocs/event")
+			b.ReportMetric(float64(len(in.Events))/float64(max(len(trips), 1)), "events/trip")
+		})
+	}
+}

@@ -38,10 +38,13 @@ func BenchmarkStream(b *testing.B) {
 		if len(one.Events) == 0 {
 			continue
 		}
-		// A few copies end to end, so that the stream trims its index as
-		// a long run's does.
-		span := int64(one.Events[len(one.Events)-1].TS - one.Events[0].TS)
-		in := repeat(one, 4, max(120e6, span+20e6))
+		// Copies end to end, 1 ms apart, for several times keep (at least
+		// three copies, at most about 600k events): the stream then spends
+		// most of its time as a long run's does, with a full index
+		// trimmed behind the watermark, not growing from empty.
+		shift := int64(one.Events[len(one.Events)-1].TS-one.Events[0].TS) + 1e6
+		copies := max(3, min(int(5*keep.Nanoseconds()/shift), 600_000/len(one.Events)))
+		in := repeat(one, copies, shift)
 		var infos []loadgen.ConnInfo
 		var trips []waiting
 		for _, c := range in.Conns {

@@ -101,27 +101,27 @@ type irqEv struct {
 }
 
 type index struct {
-	sys    map[uint32][]probe.Event // completed syscalls per thread, by entry time
-	sw     map[uint32][]swEv        // switches in and out per thread
-	ready  map[portPair][]probe.Event
-	recv   map[portPair][]probe.Event // sock_recv_length with data
-	send   map[portPair][]probe.Event // sock_send_length with data
-	start  map[portPair][]probe.Event // TCP send starts outside a traced syscall
-	wakes  map[uint16][]probe.Event   // sched_waking per waker CPU
-	readyC map[uint16][]int64         // data-ready times per CPU
-	irq    map[uint32][]irqEv         // interrupts per thread, by end
-	xmit   map[portPair][]probe.Event // data segments handed to a device, by the sender's socket
-	nrecv  map[portPair][]probe.Event // their receive processing, by the receiver's socket
+	sys    map[uint32]*series[probe.Event] // completed syscalls per thread, by entry time
+	sw     map[uint32]*series[swEv]        // switches in and out per thread
+	ready  map[portPair]*series[probe.Event]
+	recv   map[portPair]*series[probe.Event] // sock_recv_length with data
+	send   map[portPair]*series[probe.Event] // sock_send_length with data
+	start  map[portPair]*series[probe.Event] // TCP send starts outside a traced syscall
+	wakes  map[uint16]*series[probe.Event]   // sched_waking per waker CPU
+	readyC map[uint16]*series[int64]         // data-ready times per CPU
+	irq    map[uint32]*series[irqEv]         // interrupts per thread, by end
+	xmit   map[portPair]*series[probe.Event] // data segments handed to a device, by the sender's socket
+	nrecv  map[portPair]*series[probe.Event] // their receive processing, by the receiver's socket
 }
 
 func newIndex() *index {
 	return &index{
-		sys: map[uint32][]probe.Event{}, sw: map[uint32][]swEv{},
-		ready: map[portPair][]probe.Event{}, recv: map[portPair][]probe.Event{}, send: map[portPair][]probe.Event{},
-		start: map[portPair][]probe.Event{},
-		wakes: map[uint16][]probe.Event{}, readyC: map[uint16][]int64{},
-		irq:  map[uint32][]irqEv{},
-		xmit: map[portPair][]probe.Event{}, nrecv: map[portPair][]probe.Event{},
+		sys: map[uint32]*series[probe.Event]{}, sw: map[uint32]*series[swEv]{},
+		ready: map[portPair]*series[probe.Event]{}, recv: map[portPair]*series[probe.Event]{}, send: map[portPair]*series[probe.Event]{},
+		start: map[portPair]*series[probe.Event]{},
+		wakes: map[uint16]*series[probe.Event]{}, readyC: map[uint16]*series[int64]{},
+		irq:  map[uint32]*series[irqEv]{},
+		xmit: map[portPair]*series[probe.Event]{}, nrecv: map[portPair]*series[probe.Event]{},
 	}
 }
 
@@ -140,16 +140,16 @@ func (ix *index) add(evs []probe.Event) {
 		ts := int64(e.TS)
 		switch e.Kind {
 		case probe.KindSyscall:
-			ix.sys[e.TID] = pushByEntry(ix.sys[e.TID], e)
+			pushTo(ix.sys, e.TID, e, entry)
 			// A send or receive inside a plain syscall is folded into the
 			// syscall's record by the probe: index it as one.
 			if e.SK != 0 && e.Ret > 0 {
 				k := portPair{e.Lport, e.Rport}
 				switch {
 				case isRecv(e.Arg1):
-					ix.recv[k] = push(ix.recv[k], e)
+					pushTo(ix.recv, k, e, evTS)
 				case isSend(e.Arg1):
-					ix.send[k] = push(ix.send[k], e)
+					pushTo(ix.send, k, e, evTS)
 				}
 			}
 		case probe.KindSwitch:
@@ -158,63 +158,106 @@ func (ix *index) add(evs []probe.Event) {
 				if sw.preempt {
 					sw.unc = min(int64(e.SK), 1<<40) // a record from before the field: 0
 				}
-				ix.sw[prev] = pushAt(ix.sw[prev], sw, func(v swEv) int64 { return v.ts })
+				pushTo(ix.sw, prev, sw, swTS)
 			}
 			if next := uint32(e.Arg1); next != 0 {
-				ix.sw[next] = pushAt(ix.sw[next], swEv{ts: ts, in: true}, func(v swEv) int64 { return v.ts })
+				pushTo(ix.sw, next, swEv{ts: ts, in: true}, swTS)
 			}
 		case probe.KindDataReady:
 			k := portPair{e.Lport, e.Rport}
-			ix.ready[k] = push(ix.ready[k], e)
-			ix.readyC[e.CPU] = pushAt(ix.readyC[e.CPU], ts, func(v int64) int64 { return v })
+			pushTo(ix.ready, k, e, evTS)
+			pushTo(ix.readyC, e.CPU, ts, self)
 		case probe.KindSockRecv:
 			if e.Ret > 0 {
 				k := portPair{e.Lport, e.Rport}
-				ix.recv[k] = push(ix.recv[k], e)
+				pushTo(ix.recv, k, e, evTS)
 			}
 		case probe.KindSockSend:
 			if e.Ret > 0 {
 				k := portPair{e.Lport, e.Rport}
-				ix.send[k] = push(ix.send[k], e)
+				pushTo(ix.send, k, e, evTS)
 			}
 		case probe.KindSendStart:
 			k := portPair{e.Lport, e.Rport}
-			ix.start[k] = push(ix.start[k], e)
+			pushTo(ix.start, k, e, evTS)
 		case probe.KindWaking:
-			ix.wakes[e.CPU] = push(ix.wakes[e.CPU], e)
+			pushTo(ix.wakes, e.CPU, e, evTS)
 		case probe.KindNetXmit:
 			k := portPair{e.Lport, e.Rport}
-			ix.xmit[k] = push(ix.xmit[k], e)
+			pushTo(ix.xmit, k, e, evTS)
 		case probe.KindNetRecv:
 			k := portPair{e.Lport, e.Rport}
-			ix.nrecv[k] = push(ix.nrecv[k], e)
+			pushTo(ix.nrecv, k, e, evTS)
 		case probe.KindIrq:
 			if from := int64(e.Arg0); from <= ts && e.SK > 0 {
-				ix.irq[e.TID] = pushAt(ix.irq[e.TID], irqEv{from: from, to: ts, ns: min(int64(e.SK), ts-from), what: probe.Interrupt(e.Arg1)}, func(v irqEv) int64 { return v.to })
+				pushTo(ix.irq, e.TID, irqEv{from: from, to: ts, ns: min(int64(e.SK), ts-from), what: probe.Interrupt(e.Arg1)}, irqTo)
 			}
 		}
 	}
 }
 
-// pushAt adds v to s, kept in order of at(v): appended, unless it is
-// older than the last (then inserted after its equals).
-func pushAt[T any](s []T, v T, at func(T) int64) []T {
-	t := at(v)
-	if n := len(s); n == 0 || at(s[n-1]) <= t {
-		return append(s, v)
+// series is one key's values in an index, in time order: buf[off:].
+// Trims move off instead of reslicing, so the room before it is reused
+// once the buffer is full: at steady state, pushes and trims allocate
+// nothing and each value is copied at most about once.
+type series[T any] struct {
+	buf []T
+	off int
+}
+
+// live is the values kept; nil for a nil series (a key never seen).
+func (s *series[T]) live() []T {
+	if s == nil {
+		return nil
 	}
-	i := sort.Search(len(s), func(i int) bool { return at(s[i]) > t })
-	return slices.Insert(s, i, v)
+	return s.buf[s.off:]
+}
+
+// push adds v, kept in order of at(v): appended, unless it is older than
+// the last (then inserted after its equals).
+func (s *series[T]) push(v T, at func(T) int64) {
+	t := at(v)
+	live := s.buf[s.off:]
+	if n := len(live); n > 0 && at(live[n-1]) > t {
+		i := sort.Search(n, func(i int) bool { return at(live[i]) > t })
+		s.buf = slices.Insert(s.buf, s.off+i, v)
+		return
+	}
+	if len(s.buf) == cap(s.buf) {
+		n := len(live)
+		if s.off >= n {
+			// At least half the buffer was trimmed: move what is kept
+			// to the front.
+			copy(s.buf, live)
+			s.buf = s.buf[:n]
+		} else {
+			s.buf = append(make([]T, 0, max(2*n, 16)), live...)
+		}
+		s.off = 0
+	}
+	s.buf = append(s.buf, v)
+}
+
+// pushTo pushes v to m's series for k.
+func pushTo[K comparable, T any](m map[K]*series[T], k K, v T, at func(T) int64) {
+	s := m[k]
+	if s == nil {
+		s = &series[T]{}
+		m[k] = s
+	}
+	s.push(v, at)
 }
 
 func evTS(e probe.Event) int64 { return int64(e.TS) }
 
+func swTS(v swEv) int64 { return v.ts }
+
+func irqTo(v irqEv) int64 { return v.to }
+
+func self(v int64) int64 { return v }
+
 // entry is a completed syscall's entry time, a signed clock value.
 func entry(e probe.Event) int64 { return int64(e.Arg0) }
-
-func push(s []probe.Event, e probe.Event) []probe.Event { return pushAt(s, e, evTS) }
-
-func pushByEntry(s []probe.Event, e probe.Event) []probe.Event { return pushAt(s, e, entry) }
 
 // trim lets go of the events before bound, keeping each thread's last
 // switch before it: whether a thread is on a CPU at bound depends on it.
@@ -228,25 +271,27 @@ func (ix *index) trim(bound int64) {
 	trimAll(ix.xmit, bound, evTS)
 	trimAll(ix.nrecv, bound, evTS)
 	trimAll(ix.wakes, bound, evTS)
-	trimAll(ix.readyC, bound, func(v int64) int64 { return v })
-	trimAll(ix.irq, bound, func(v irqEv) int64 { return v.to })
-	for k, s := range ix.sw {
-		if i := sort.Search(len(s), func(i int) bool { return s[i].ts >= bound }); i > 1 {
-			ix.sw[k] = s[i-1:]
+	trimAll(ix.readyC, bound, self)
+	trimAll(ix.irq, bound, irqTo)
+	for _, s := range ix.sw {
+		l := s.live()
+		if i := sort.Search(len(l), func(i int) bool { return l[i].ts >= bound }); i > 1 {
+			s.off += i - 1
 		}
 	}
 }
 
 // trimAll drops every value of m stamped before bound (each slice is in
 // time order, by at).
-func trimAll[K comparable, T any](m map[K][]T, bound int64, at func(T) int64) {
+func trimAll[K comparable, T any](m map[K]*series[T], bound int64, at func(T) int64) {
 	for k, s := range m {
-		i := sort.Search(len(s), func(i int) bool { return at(s[i]) >= bound })
+		l := s.live()
+		i := sort.Search(len(l), func(i int) bool { return at(l[i]) >= bound })
 		switch {
-		case i == len(s):
+		case i == len(l):
 			delete(m, k)
 		case i > 0:
-			m[k] = s[i:]
+			s.off += i
 		}
 	}
 }
@@ -255,21 +300,21 @@ func trimAll[K comparable, T any](m map[K][]T, bound int64, at func(T) int64) {
 func (ix *index) held() int {
 	n := 0
 	for _, s := range ix.sys {
-		n += len(s)
+		n += len(s.live())
 	}
 	for _, s := range ix.sw {
-		n += len(s)
+		n += len(s.live())
 	}
-	for _, m := range []map[portPair][]probe.Event{ix.ready, ix.recv, ix.send, ix.start, ix.xmit, ix.nrecv} {
+	for _, m := range []map[portPair]*series[probe.Event]{ix.ready, ix.recv, ix.send, ix.start, ix.xmit, ix.nrecv} {
 		for _, s := range m {
-			n += len(s)
+			n += len(s.live())
 		}
 	}
 	for _, s := range ix.wakes {
-		n += len(s)
+		n += len(s.live())
 	}
 	for _, s := range ix.irq {
-		n += len(s)
+		n += len(s.live())
 	}
 	return n
 }
@@ -285,7 +330,7 @@ func firstAt(s []probe.Event, t int64) (probe.Event, bool) {
 
 // enclosing finds tid's syscall that was in progress at t.
 func (ix *index) enclosing(tid uint32, t int64) (probe.Event, bool) {
-	s := ix.sys[tid]
+	s := ix.sys[tid].live()
 	i := sort.Search(len(s), func(i int) bool { return int64(s[i].Arg0) > t }) - 1
 	if i < 0 || int64(s[i].TS) < t {
 		return probe.Event{}, false
@@ -296,7 +341,7 @@ func (ix *index) enclosing(tid uint32, t int64) (probe.Event, bool) {
 // offCPUAt reports whether tid was switched out at t, and when it next
 // switched in.
 func (ix *index) offCPUAt(tid uint32, t int64) (bool, int64) {
-	s := ix.sw[tid]
+	s := ix.sw[tid].live()
 	i := sort.Search(len(s), func(i int) bool { return s[i].ts > t })
 	if i == 0 || s[i-1].in {
 		return false, 0
@@ -311,7 +356,7 @@ func (ix *index) offCPUAt(tid uint32, t int64) (bool, int64) {
 
 // switchInAfter is tid's first switch in at or after t.
 func (ix *index) switchInAfter(tid uint32, t int64) (int64, bool) {
-	s := ix.sw[tid]
+	s := ix.sw[tid].live()
 	for i := sort.Search(len(s), func(i int) bool { return s[i].ts >= t }); i < len(s); i++ {
 		if s[i].in {
 			return s[i].ts, true
@@ -328,7 +373,7 @@ func (ix *index) preemptedIn(tid uint32, a, b int64) int64 {
 	if b <= a {
 		return 0
 	}
-	s := ix.sw[tid]
+	s := ix.sw[tid].live()
 	i := max(sort.Search(len(s), func(i int) bool { return s[i].ts > a })-1, 0)
 	var total int64
 	from := int64(-1) // start of the preemption in progress, -1 if none
@@ -362,7 +407,7 @@ func (ix *index) irqIn(tid uint32, a, b int64, f func(r irqEv, ns int64)) {
 	if b <= a {
 		return
 	}
-	s := ix.irq[tid]
+	s := ix.irq[tid].live()
 	for i := sort.Search(len(s), func(i int) bool { return s[i].to >= a }); i < len(s) && s[i].from < b; i++ {
 		r := s[i]
 		lo, hi := max(r.from, a), min(r.to, b)
@@ -378,7 +423,7 @@ func (ix *index) irqIn(tid uint32, a, b int64, f func(r irqEv, ns int64)) {
 // blockedIn is tid's first switch out in [a, b) while not runnable (it
 // went to sleep), if any.
 func (ix *index) blockedIn(tid uint32, a, b int64) (int64, bool) {
-	s := ix.sw[tid]
+	s := ix.sw[tid].live()
 	for i := sort.Search(len(s), func(i int) bool { return s[i].ts >= a }); i < len(s) && s[i].ts < b; i++ {
 		if !s[i].in && !s[i].preempt {
 			return s[i].ts, true
@@ -393,11 +438,11 @@ func (ix *index) blockedIn(tid uint32, a, b int64) (int64, bool) {
 func (ix *index) wokenBy(dr probe.Event, exclude uint32) (uint32, int64, bool) {
 	t := int64(dr.TS)
 	limit := t + 200_000
-	rc := ix.readyC[dr.CPU]
+	rc := ix.readyC[dr.CPU].live()
 	if j := sort.Search(len(rc), func(j int) bool { return rc[j] > t }); j < len(rc) && rc[j] < limit {
 		limit = rc[j]
 	}
-	ws := ix.wakes[dr.CPU]
+	ws := ix.wakes[dr.CPU].live()
 	for i := sort.Search(len(ws), func(i int) bool { return int64(ws[i].TS) >= t }); i < len(ws) && int64(ws[i].TS) < limit; i++ {
 		if w := uint32(ws[i].Arg0); w != exclude {
 			return w, int64(ws[i].TS), true
@@ -459,11 +504,11 @@ func (j *joiner) split(rt *RoundTrip) {
 
 	// b1: the client's first syscall entered at or after t0 is its send;
 	// without syscall events, the first send start on its socket.
-	cs := ix.sys[j.ctid]
+	cs := ix.sys[j.ctid].live()
 	i := sort.Search(len(cs), func(i int) bool { return int64(cs[i].Arg0) >= rt.T0 })
 	if i < len(cs) && int64(cs[i].Arg0) <= rt.T1 {
 		b[1] = int64(cs[i].Arg0)
-	} else if st, ok := firstAt(ix.start[j.csk], rt.T0); ok && int64(st.TS) <= rt.T1 {
+	} else if st, ok := firstAt(ix.start[j.csk].live(), rt.T0); ok && int64(st.TS) <= rt.T1 {
 		b[1] = int64(st.TS)
 	} else {
 		fail(NoClientSend)
@@ -478,20 +523,20 @@ func (j *joiner) split(rt *RoundTrip) {
 	// server's socket that returned before the server began its reply,
 	// and b2 is the last data-ready there before that receive returned
 	// (for a one-segment request read at once, the only ones).
-	sdr1, ok := firstAt(ix.ready[j.ssk], b[1])
+	sdr1, ok := firstAt(ix.ready[j.ssk].live(), b[1])
 	if !ok || int64(sdr1.TS) > rt.T1 {
 		fail(NoServerReady)
 		return
 	}
-	srv, ok := firstAt(ix.recv[j.ssk], int64(sdr1.TS))
+	srv, ok := firstAt(ix.recv[j.ssk].live(), int64(sdr1.TS))
 	if !ok || int64(srv.TS) > rt.T1 {
 		fail(NoServerRecv)
 		return
 	}
 	if f := j.replyStart(b[1], rt.T1); f > int64(srv.TS) {
-		srv, _ = lastIn(ix.recv[j.ssk], int64(srv.TS), f)
+		srv, _ = lastIn(ix.recv[j.ssk].live(), int64(srv.TS), f)
 	}
-	sdr, _ := lastIn(ix.ready[j.ssk], int64(sdr1.TS), int64(srv.TS)) // sdr1 at least
+	sdr, _ := lastIn(ix.ready[j.ssk].live(), int64(sdr1.TS), int64(srv.TS)) // sdr1 at least
 	b[2] = int64(sdr.TS)
 	stid := srv.TID
 	rt.ServerTID = stid
@@ -523,7 +568,7 @@ func (j *joiner) split(rt *RoundTrip) {
 	// is the last data-ready on the client's socket in [first data-ready
 	// after b5, b9]. The server's time writing the earlier pieces is then
 	// the server's (server_user), not the client's receive.
-	cdr1, ok := firstAt(ix.ready[j.csk], b[5])
+	cdr1, ok := firstAt(ix.ready[j.csk].live(), b[5])
 	if !ok || int64(cdr1.TS) > rt.T1 {
 		fail(NoClientReady)
 		return
@@ -534,7 +579,7 @@ func (j *joiner) split(rt *RoundTrip) {
 	if k >= 0 && int64(cs[k].TS) >= int64(cdr1.TS) {
 		b[9] = int64(cs[k].TS)
 	} else {
-		rs := ix.recv[j.csk]
+		rs := ix.recv[j.csk].live()
 		k = sort.Search(len(rs), func(k int) bool { return int64(rs[k].TS) > rt.T1 }) - 1
 		if k < 0 || int64(rs[k].TS) < int64(cdr1.TS) {
 			fail(NoClientRecv)
@@ -542,7 +587,7 @@ func (j *joiner) split(rt *RoundTrip) {
 		}
 		b[9] = int64(rs[k].TS)
 	}
-	cdr, _ := lastIn(ix.ready[j.csk], int64(cdr1.TS), b[9]) // cdr1 at least
+	cdr, _ := lastIn(ix.ready[j.csk].live(), int64(cdr1.TS), b[9]) // cdr1 at least
 	b[7] = int64(cdr.TS)
 
 	// b6: the entry of the server's send that queued that last piece. On
@@ -635,12 +680,12 @@ func (j *joiner) splitNet(rt *RoundTrip, g Component, snd, rcv portPair) {
 	if z <= a {
 		return
 	}
-	r, ok := lastIn(j.ix.nrecv[rcv], a, z)
+	r, ok := lastIn(j.ix.nrecv[rcv].live(), a, z)
 	if !ok {
 		return
 	}
 	y := int64(r.TS)
-	xs := j.ix.xmit[snd]
+	xs := j.ix.xmit[snd].live()
 	for i := sort.Search(len(xs), func(i int) bool { return int64(xs[i].TS) > y }) - 1; i >= 0 && int64(xs[i].TS) >= a; i-- {
 		// The segment's sequence number within the transmitted range,
 		// modulo 2³².
@@ -697,10 +742,10 @@ func lastIn(s []probe.Event, a, b int64) (probe.Event, bool) {
 // before.
 func (j *joiner) replyStart(from, to int64) int64 {
 	f := to
-	if st, ok := firstAt(j.ix.start[j.ssk], from); ok {
+	if st, ok := firstAt(j.ix.start[j.ssk].live(), from); ok {
 		f = min(f, int64(st.TS))
 	}
-	s := j.ix.send[j.ssk]
+	s := j.ix.send[j.ssk].live()
 	for i := sort.Search(len(s), func(i int) bool { return int64(s[i].TS) >= from }); i < len(s) && int64(s[i].TS) < f; i++ {
 		at := int64(s[i].TS)
 		if s[i].Kind == probe.KindSyscall {
@@ -721,7 +766,7 @@ func (j *joiner) replyStart(from, to int64) int64 {
 // Where no send returns are seen the sends cannot be told apart, and the
 // last start is taken.
 func (j *joiner) sendStartBefore(from, to int64) (probe.Event, bool) {
-	starts, sends := j.ix.start[j.ssk], j.ix.send[j.ssk]
+	starts, sends := j.ix.start[j.ssk].live(), j.ix.send[j.ssk].live()
 	st, ok := lastIn(starts, from, to)
 	if !ok {
 		return st, false
@@ -747,7 +792,7 @@ func (j *joiner) sendStartBefore(from, to int64) (probe.Event, bool) {
 // may submit the send and reap the receive in one io_uring_enter: the
 // send is then found after the receive's own event, recvTS.
 func (j *joiner) lastPartSend(b5, b7, recvTS, t0, t1 int64) (probe.Event, bool) {
-	s := j.ix.send[j.ssk]
+	s := j.ix.send[j.ssk].live()
 	limit := t1 + (t1 - t0)
 	if e, ok := firstAt(s, b7); ok && int64(e.TS) <= t1 {
 		return e, true

@@ -338,11 +338,10 @@ func (ix *index) enclosing(tid uint32, t int64) (probe.Event, bool) {
 	return s[i], true
 }
 
-// offCPUAt reports whether tid was switched out at t, and when it next
+// offCPUAt reports whether the thread of switches s was switched out at t, and when it next
 // switched in.
-func (ix *index) offCPUAt(tid uint32, t int64) (bool, int64) {
-	s := ix.sw[tid].live()
-	i := sort.Search(len(s), func(i int) bool { return s[i].ts > t })
+func offCPUAt(s []swEv, t int64) (bool, int64) {
+	i := gallop(len(s), func(i int) bool { return s[i].ts > t })
 	if i == 0 || s[i-1].in {
 		return false, 0
 	}
@@ -354,10 +353,9 @@ func (ix *index) offCPUAt(tid uint32, t int64) (bool, int64) {
 	return true, 0
 }
 
-// switchInAfter is tid's first switch in at or after t.
-func (ix *index) switchInAfter(tid uint32, t int64) (int64, bool) {
-	s := ix.sw[tid].live()
-	for i := sort.Search(len(s), func(i int) bool { return s[i].ts >= t }); i < len(s); i++ {
+// switchInAfter is the first switch in of s at or after t.
+func switchInAfter(s []swEv, t int64) (int64, bool) {
+	for i := gallop(len(s), func(i int) bool { return s[i].ts >= t }); i < len(s); i++ {
 		if s[i].in {
 			return s[i].ts, true
 		}
@@ -365,16 +363,15 @@ func (ix *index) switchInAfter(tid uint32, t int64) (int64, bool) {
 	return 0, false
 }
 
-// preemptedIn is how long tid was preempted within [a, b): from each
+// preemptedIn is how long the thread of switches s was preempted within [a, b): from each
 // switch out while runnable (less the time before it that the scheduler
 // no longer credited to the thread, swEv.unc) to its next switch in,
 // clipped to [a, b). A preemption whose switch in is missing lasts to b.
-func (ix *index) preemptedIn(tid uint32, a, b int64) int64 {
+func preemptedIn(s []swEv, a, b int64) int64 {
 	if b <= a {
 		return 0
 	}
-	s := ix.sw[tid].live()
-	i := max(sort.Search(len(s), func(i int) bool { return s[i].ts > a })-1, 0)
+	i := max(gallop(len(s), func(i int) bool { return s[i].ts > a })-1, 0)
 	var total int64
 	from := int64(-1) // start of the preemption in progress, -1 if none
 	for ; i < len(s) && s[i].ts-s[i].unc < b; i++ {
@@ -398,17 +395,16 @@ func (ix *index) preemptedIn(tid uint32, a, b int64) int64 {
 	return total
 }
 
-// irqIn calls f with each interrupt record of tid that overlaps [a, b)
+// irqIn calls f with each interrupt record of s that overlaps [a, b)
 // and the part of its time that falls there: all of it when the record
 // lies within, else its time in proportion to the overlap (a record
 // spans the interrupts between two of the thread's records, which the
 // boundaries mostly are).
-func (ix *index) irqIn(tid uint32, a, b int64, f func(r irqEv, ns int64)) {
+func irqIn(s []irqEv, a, b int64, f func(r irqEv, ns int64)) {
 	if b <= a {
 		return
 	}
-	s := ix.irq[tid].live()
-	for i := sort.Search(len(s), func(i int) bool { return s[i].to >= a }); i < len(s) && s[i].from < b; i++ {
+	for i := gallop(len(s), func(i int) bool { return s[i].to >= a }); i < len(s) && s[i].from < b; i++ {
 		r := s[i]
 		lo, hi := max(r.from, a), min(r.to, b)
 		switch {
@@ -420,11 +416,10 @@ func (ix *index) irqIn(tid uint32, a, b int64, f func(r irqEv, ns int64)) {
 	}
 }
 
-// blockedIn is tid's first switch out in [a, b) while not runnable (it
+// blockedIn is the first switch out of s in [a, b) while not runnable (it
 // went to sleep), if any.
-func (ix *index) blockedIn(tid uint32, a, b int64) (int64, bool) {
-	s := ix.sw[tid].live()
-	for i := sort.Search(len(s), func(i int) bool { return s[i].ts >= a }); i < len(s) && s[i].ts < b; i++ {
+func blockedIn(s []swEv, a, b int64) (int64, bool) {
+	for i := gallop(len(s), func(i int) bool { return s[i].ts >= a }); i < len(s) && s[i].ts < b; i++ {
 		if !s[i].in && !s[i].preempt {
 			return s[i].ts, true
 		}
@@ -491,6 +486,75 @@ type joiner struct {
 	ix       *index
 	ctid     uint32
 	csk, ssk portPair
+	// The round trip being split starts at t0; its threads' switches and
+	// interrupts from just before it, looked up once (see sw).
+	t0      int64
+	thr     [4]thread
+	nthr    int
+	scratch thread // a fifth thread's, not kept
+}
+
+// thread is one thread's switches from the last before t0 on, and its
+// interrupt records from the first ending at or after t0.
+type thread struct {
+	tid uint32
+	sw  []swEv
+	irq []irqEv
+}
+
+// at is tid's thread, looked up in the index on first use in a round trip.
+func (j *joiner) at(tid uint32) *thread {
+	for i := range j.nthr {
+		if j.thr[i].tid == tid {
+			return &j.thr[i]
+		}
+	}
+	sw, irq := j.ix.sw[tid].live(), j.ix.irq[tid].live()
+	// The last switch before t0 (not at it: a search for ts ≥ t, t ≥ t0,
+	// must find the first of equal stamps) and the first interrupt record
+	// ending at or after t0.
+	sw = sw[max(sort.Search(len(sw), func(i int) bool { return sw[i].ts >= j.t0 })-1, 0):]
+	irq = irq[sort.Search(len(irq), func(i int) bool { return irq[i].to >= j.t0 }):]
+	t := thread{tid: tid, sw: sw, irq: irq}
+	if j.nthr == len(j.thr) {
+		j.scratch = t
+		return &j.scratch
+	}
+	j.thr[j.nthr] = t
+	j.nthr++
+	return &j.thr[j.nthr-1]
+}
+
+// sw is tid's switches for searches from t on: from the last switch
+// before the round trip's start when t is within the round trip, which
+// every search from a time at or after the start finds the same answer
+// in as in all of them; all of them otherwise.
+func (j *joiner) sw(tid uint32, t int64) []swEv {
+	if t < j.t0 {
+		return j.ix.sw[tid].live()
+	}
+	return j.at(tid).sw
+}
+
+// irq is tid's interrupt records for searches from t on, likewise.
+func (j *joiner) irq(tid uint32, t int64) []irqEv {
+	if t < j.t0 {
+		return j.ix.irq[tid].live()
+	}
+	return j.at(tid).irq
+}
+
+// gallop is sort.Search for a search whose answer is most often near the
+// start: it brackets the answer by doubling steps, then searches the
+// bracket.
+func gallop(n int, f func(int) bool) int {
+	lo, step := 0, 1
+	for lo+step <= n && !f(lo+step-1) {
+		lo += step
+		step *= 2
+	}
+	hi := min(lo+step, n)
+	return lo + sort.Search(hi-lo, func(i int) bool { return f(lo + i) })
 }
 
 // split follows one round trip's critical path; see the package comment
@@ -501,6 +565,7 @@ func (j *joiner) split(rt *RoundTrip) {
 	b[0], b[10] = rt.T0, rt.T1
 	rt.NWaits, rt.MoreWaits, rt.NIrqs = 0, 0, 0
 	fail := func(reason string) { rt.Joined, rt.Reason = false, reason }
+	j.t0, j.nthr = rt.T0, 0
 
 	// b1: the client's first syscall entered at or after t0 is its send;
 	// without syscall events, the first send start on its socket.
@@ -545,11 +610,11 @@ func (j *joiner) split(rt *RoundTrip) {
 	// b3: the server on CPU.
 	b[3] = b[2]
 	if w, wt, ok := ix.wokenBy(sdr, j.ctid); ok {
-		if in, ok := ix.switchInAfter(w, wt); ok && in <= int64(srv.TS) {
+		if in, ok := switchInAfter(j.sw(w, wt), wt); ok && in <= int64(srv.TS) {
 			b[3] = in
 			rt.addWait(Wait{Component: ServerWakeup, TID: w, FromNs: b[2], ToNs: in, InNs: in})
 		}
-	} else if off, in := ix.offCPUAt(stid, b[2]); off && in > 0 && in <= int64(srv.TS) {
+	} else if off, in := offCPUAt(j.sw(stid, b[2]), b[2]); off && in > 0 && in <= int64(srv.TS) {
 		b[3] = in
 		rt.addWait(Wait{Component: ServerWakeup, TID: stid, FromNs: b[2], ToNs: in, InNs: in})
 	}
@@ -627,7 +692,7 @@ func (j *joiner) split(rt *RoundTrip) {
 	// returned from its read at b9, so the record of its switch in is
 	// missing (seen under load), and no wake-up is known.
 	b[8] = b[7]
-	if off, in := ix.offCPUAt(j.ctid, b[7]); off && in > 0 && in <= b[9] {
+	if off, in := offCPUAt(j.sw(j.ctid, b[7]), b[7]); off && in > 0 && in <= b[9] {
 		b[8] = in
 		rt.addWait(Wait{Component: ClientWakeup, TID: j.ctid, FromNs: b[7], ToNs: in, InNs: in})
 	}
@@ -839,7 +904,7 @@ func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
 		}
 		var p int64
 		if _, _, part, _ := netSplit(c); part < 1 {
-			p = j.ix.preemptedIn(tid, from, to)
+			p = preemptedIn(j.sw(tid, from), from, to)
 		}
 		if p > 0 {
 			j.recordPreempted(rt, c, tid, from, to)
@@ -853,7 +918,7 @@ func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
 		// An interrupt within the uncredited stretch before a preemption
 		// (swEv.unc) may be counted as both; bounded by what is left of
 		// the gap, so the sum holds.
-		j.ix.irqIn(tid, from, to, func(r irqEv, ns int64) {
+		irqIn(j.irq(tid, from), from, to, func(r irqEv, ns int64) {
 			ns = min(ns, rt.Ns[c])
 			rt.Ns[c] -= ns
 			rt.Ns[ic] += ns
@@ -870,7 +935,7 @@ func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
 	}
 	handoff := b[6]
 	if sendTID != recvTID {
-		if t, ok := j.ix.blockedIn(recvTID, b[5], b[6]); ok {
+		if t, ok := blockedIn(j.sw(recvTID, b[5]), b[5], b[6]); ok {
 			handoff = t
 		}
 	}

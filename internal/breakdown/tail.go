@@ -156,15 +156,15 @@ func (j *joiner) recordPreempted(rt *RoundTrip, c Component, tid uint32, from, t
 	}
 	t := from
 	for range 4 * MaxWaits { // bounded: a round trip preempted more often keeps its first ones
-		in, ok := j.ix.switchInAfter(tid, t)
+		in, ok := switchInAfter(j.sw(tid, t), t)
 		if !ok {
-			if p := j.ix.preemptedIn(tid, t, to); p > 0 {
+			if p := preemptedIn(j.sw(tid, t), t, to); p > 0 {
 				rt.addWait(Wait{Component: pc, TID: tid, FromNs: to - p, ToNs: to})
 			}
 			return
 		}
 		end := min(in, to)
-		if p := j.ix.preemptedIn(tid, t, end); p > 0 {
+		if p := preemptedIn(j.sw(tid, t), t, end); p > 0 {
 			rt.addWait(Wait{Component: pc, TID: tid, FromNs: end - p, ToNs: end, InNs: in})
 		}
 		if in >= to {

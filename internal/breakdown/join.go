@@ -321,7 +321,7 @@ func (ix *index) held() int {
 
 // firstAt returns the first event of s (sorted by TS) with TS ≥ t.
 func firstAt(s []probe.Event, t int64) (probe.Event, bool) {
-	i := sort.Search(len(s), func(i int) bool { return int64(s[i].TS) >= t })
+	i := gallop(len(s), func(i int) bool { return int64(s[i].TS) >= t })
 	if i == len(s) {
 		return probe.Event{}, false
 	}
@@ -492,6 +492,73 @@ type joiner struct {
 	thr     [4]thread
 	nthr    int
 	scratch thread // a fifth thread's, not kept
+	// The connection's events from t0 on, per list, looked up once
+	// (bit l of have: conn[l] is set; see evs).
+	conn [numConnLists][]probe.Event
+	have uint16
+}
+
+// connList names one of a connection's event lists in the index.
+type connList int
+
+const (
+	readyC connList = iota // data ready on the client's socket
+	readyS                 // … on the server's
+	recvC
+	recvS
+	sendS
+	startC
+	startS
+	xmitC
+	xmitS
+	nrecvC
+	nrecvS
+	numConnLists
+)
+
+// list is l's events in the index, all of them.
+func (j *joiner) list(l connList) []probe.Event {
+	ix := j.ix
+	switch l {
+	case readyC:
+		return ix.ready[j.csk].live()
+	case readyS:
+		return ix.ready[j.ssk].live()
+	case recvC:
+		return ix.recv[j.csk].live()
+	case recvS:
+		return ix.recv[j.ssk].live()
+	case sendS:
+		return ix.send[j.ssk].live()
+	case startC:
+		return ix.start[j.csk].live()
+	case startS:
+		return ix.start[j.ssk].live()
+	case xmitC:
+		return ix.xmit[j.csk].live()
+	case xmitS:
+		return ix.xmit[j.ssk].live()
+	case nrecvC:
+		return ix.nrecv[j.csk].live()
+	}
+	return ix.nrecv[j.ssk].live()
+}
+
+// evs is l's events for searches that need nothing stamped before t:
+// from the first at or after t0 when t is within the round trip (a
+// search for the first event at or after t, or the last at or before some
+// time that must be at or after t, finds the same one there), all of
+// them otherwise.
+func (j *joiner) evs(l connList, t int64) []probe.Event {
+	if t < j.t0 {
+		return j.list(l)
+	}
+	if j.have&(1<<l) == 0 {
+		s := j.list(l)
+		j.conn[l] = s[sort.Search(len(s), func(i int) bool { return int64(s[i].TS) >= j.t0 }):]
+		j.have |= 1 << l
+	}
+	return j.conn[l]
 }
 
 // thread is one thread's switches from the last before t0 on, and its
@@ -565,7 +632,7 @@ func (j *joiner) split(rt *RoundTrip) {
 	b[0], b[10] = rt.T0, rt.T1
 	rt.NWaits, rt.MoreWaits, rt.NIrqs = 0, 0, 0
 	fail := func(reason string) { rt.Joined, rt.Reason = false, reason }
-	j.t0, j.nthr = rt.T0, 0
+	j.t0, j.nthr, j.have = rt.T0, 0, 0
 
 	// b1: the client's first syscall entered at or after t0 is its send;
 	// without syscall events, the first send start on its socket.
@@ -573,7 +640,7 @@ func (j *joiner) split(rt *RoundTrip) {
 	i := sort.Search(len(cs), func(i int) bool { return int64(cs[i].Arg0) >= rt.T0 })
 	if i < len(cs) && int64(cs[i].Arg0) <= rt.T1 {
 		b[1] = int64(cs[i].Arg0)
-	} else if st, ok := firstAt(ix.start[j.csk].live(), rt.T0); ok && int64(st.TS) <= rt.T1 {
+	} else if st, ok := firstAt(j.evs(startC, rt.T0), rt.T0); ok && int64(st.TS) <= rt.T1 {
 		b[1] = int64(st.TS)
 	} else {
 		fail(NoClientSend)
@@ -588,20 +655,20 @@ func (j *joiner) split(rt *RoundTrip) {
 	// server's socket that returned before the server began its reply,
 	// and b2 is the last data-ready there before that receive returned
 	// (for a one-segment request read at once, the only ones).
-	sdr1, ok := firstAt(ix.ready[j.ssk].live(), b[1])
+	sdr1, ok := firstAt(j.evs(readyS, b[1]), b[1])
 	if !ok || int64(sdr1.TS) > rt.T1 {
 		fail(NoServerReady)
 		return
 	}
-	srv, ok := firstAt(ix.recv[j.ssk].live(), int64(sdr1.TS))
+	srv, ok := firstAt(j.evs(recvS, int64(sdr1.TS)), int64(sdr1.TS))
 	if !ok || int64(srv.TS) > rt.T1 {
 		fail(NoServerRecv)
 		return
 	}
 	if f := j.replyStart(b[1], rt.T1); f > int64(srv.TS) {
-		srv, _ = lastIn(ix.recv[j.ssk].live(), int64(srv.TS), f)
+		srv, _ = lastIn(j.evs(recvS, int64(srv.TS)), int64(srv.TS), f)
 	}
-	sdr, _ := lastIn(ix.ready[j.ssk].live(), int64(sdr1.TS), int64(srv.TS)) // sdr1 at least
+	sdr, _ := lastIn(j.evs(readyS, int64(sdr1.TS)), int64(sdr1.TS), int64(srv.TS)) // sdr1 at least
 	b[2] = int64(sdr.TS)
 	stid := srv.TID
 	rt.ServerTID = stid
@@ -633,7 +700,7 @@ func (j *joiner) split(rt *RoundTrip) {
 	// is the last data-ready on the client's socket in [first data-ready
 	// after b5, b9]. The server's time writing the earlier pieces is then
 	// the server's (server_user), not the client's receive.
-	cdr1, ok := firstAt(ix.ready[j.csk].live(), b[5])
+	cdr1, ok := firstAt(j.evs(readyC, b[5]), b[5])
 	if !ok || int64(cdr1.TS) > rt.T1 {
 		fail(NoClientReady)
 		return
@@ -644,15 +711,17 @@ func (j *joiner) split(rt *RoundTrip) {
 	if k >= 0 && int64(cs[k].TS) >= int64(cdr1.TS) {
 		b[9] = int64(cs[k].TS)
 	} else {
-		rs := ix.recv[j.csk].live()
-		k = sort.Search(len(rs), func(k int) bool { return int64(rs[k].TS) > rt.T1 }) - 1
+		// Only a receive at or after cdr1 will do: it is searched for
+		// among those from then on.
+		rs := j.evs(recvC, int64(cdr1.TS))
+		k = gallop(len(rs), func(k int) bool { return int64(rs[k].TS) > rt.T1 }) - 1
 		if k < 0 || int64(rs[k].TS) < int64(cdr1.TS) {
 			fail(NoClientRecv)
 			return
 		}
 		b[9] = int64(rs[k].TS)
 	}
-	cdr, _ := lastIn(ix.ready[j.csk].live(), int64(cdr1.TS), b[9]) // cdr1 at least
+	cdr, _ := lastIn(j.evs(readyC, int64(cdr1.TS)), int64(cdr1.TS), b[9]) // cdr1 at least
 	b[7] = int64(cdr.TS)
 
 	// b6: the entry of the server's send that queued that last piece. On
@@ -713,8 +782,8 @@ func (j *joiner) split(rt *RoundTrip) {
 		rt.Ns[c] = d
 		sum += d
 	}
-	j.splitNet(rt, ClientNet, j.csk, j.ssk)
-	j.splitNet(rt, ServerNet, j.ssk, j.csk)
+	j.splitNet(rt, ClientNet, xmitC, nrecvS)
+	j.splitNet(rt, ServerNet, xmitS, nrecvC)
 	j.carvePreempted(rt, stid, sendTID)
 	if diff := sum - (rt.T1 - rt.T0); diff > tol || -diff > tol {
 		rt.Consistent = false
@@ -738,20 +807,20 @@ func (j *joiner) split(rt *RoundTrip) {
 // hand-off: the rest of the sender's transmit path after the driver took
 // the segment, up to the softirq's start. On a NIC it is the driver,
 // the wire and the interrupt on the receiving host.
-func (j *joiner) splitNet(rt *RoundTrip, g Component, snd, rcv portPair) {
+func (j *joiner) splitNet(rt *RoundTrip, g Component, snd, rcv connList) {
 	_, d, _, _ := netSplit(g)
 	rt.Xmit[d], rt.Recv[d] = 0, 0
 	a, z := rt.Bounds[g], rt.Bounds[g+1]
 	if z <= a {
 		return
 	}
-	r, ok := lastIn(j.ix.nrecv[rcv].live(), a, z)
+	r, ok := lastIn(j.evs(rcv, a), a, z)
 	if !ok {
 		return
 	}
 	y := int64(r.TS)
-	xs := j.ix.xmit[snd].live()
-	for i := sort.Search(len(xs), func(i int) bool { return int64(xs[i].TS) > y }) - 1; i >= 0 && int64(xs[i].TS) >= a; i-- {
+	xs := j.evs(snd, a)
+	for i := gallop(len(xs), func(i int) bool { return int64(xs[i].TS) > y }) - 1; i >= 0 && int64(xs[i].TS) >= a; i-- {
 		// The segment's sequence number within the transmitted range,
 		// modulo 2³².
 		if uint32(r.Arg0)-uint32(xs[i].Arg0) < uint32(max(xs[i].Ret, 0)) {
@@ -793,7 +862,7 @@ func (rt *RoundTrip) Span(c Component) (int64, int64) {
 
 // lastIn returns the last event of s (sorted by TS) with a ≤ TS ≤ b.
 func lastIn(s []probe.Event, a, b int64) (probe.Event, bool) {
-	i := sort.Search(len(s), func(i int) bool { return int64(s[i].TS) > b }) - 1
+	i := gallop(len(s), func(i int) bool { return int64(s[i].TS) > b }) - 1
 	if i < 0 || int64(s[i].TS) < a {
 		return probe.Event{}, false
 	}
@@ -807,11 +876,11 @@ func lastIn(s []probe.Event, a, b int64) (probe.Event, bool) {
 // before.
 func (j *joiner) replyStart(from, to int64) int64 {
 	f := to
-	if st, ok := firstAt(j.ix.start[j.ssk].live(), from); ok {
+	if st, ok := firstAt(j.evs(startS, from), from); ok {
 		f = min(f, int64(st.TS))
 	}
-	s := j.ix.send[j.ssk].live()
-	for i := sort.Search(len(s), func(i int) bool { return int64(s[i].TS) >= from }); i < len(s) && int64(s[i].TS) < f; i++ {
+	s := j.evs(sendS, from)
+	for i := gallop(len(s), func(i int) bool { return int64(s[i].TS) >= from }); i < len(s) && int64(s[i].TS) < f; i++ {
 		at := int64(s[i].TS)
 		if s[i].Kind == probe.KindSyscall {
 			at = entry(s[i])
@@ -831,7 +900,7 @@ func (j *joiner) replyStart(from, to int64) int64 {
 // Where no send returns are seen the sends cannot be told apart, and the
 // last start is taken.
 func (j *joiner) sendStartBefore(from, to int64) (probe.Event, bool) {
-	starts, sends := j.ix.start[j.ssk].live(), j.ix.send[j.ssk].live()
+	starts, sends := j.evs(startS, from), j.evs(sendS, from) // every search is from from on
 	st, ok := lastIn(starts, from, to)
 	if !ok {
 		return st, false
@@ -857,7 +926,7 @@ func (j *joiner) sendStartBefore(from, to int64) (probe.Event, bool) {
 // may submit the send and reap the receive in one io_uring_enter: the
 // send is then found after the receive's own event, recvTS.
 func (j *joiner) lastPartSend(b5, b7, recvTS, t0, t1 int64) (probe.Event, bool) {
-	s := j.ix.send[j.ssk].live()
+	s := j.evs(sendS, min(b5, b7, recvTS))
 	limit := t1 + (t1 - t0)
 	if e, ok := firstAt(s, b7); ok && int64(e.TS) <= t1 {
 		return e, true

@@ -16,7 +16,8 @@ import (
 // recorded streams fed the way a live run feeds them (internal/session's
 // joinStage): every event one at a time through Event, each measured
 // round trip through Trip once it completed, Advance every joinEvery
-// behind the newest event with the live run's keep, and Flush at the end.
+// behind the newest event with the live run's keep, everything held until
+// the window's start, and Flush at the end.
 // It reports ns/event and allocs/event beside the per-run figures.
 func BenchmarkStream(b *testing.B) {
 	files, _ := filepath.Glob("../../testdata/streams/*.rec.gz")
@@ -61,8 +62,15 @@ func BenchmarkStream(b *testing.B) {
 			runtime.ReadMemStats(&ms0)
 			for b.Loop() {
 				s := NewStream(in.ServerPort, infos, false, keep, func(*RoundTrip, loadgen.Record) {})
+				s.Hold(1) // until the window's start is known, as in a live run
+				held := true
 				ei, ti := 0, 0
 				for now := int64(in.Events[0].TS) + every; ei < len(in.Events); now += every {
+					if held && now > in.MeasureStart {
+						s.SetWindowStart(in.MeasureStart)
+						s.Release()
+						held = false
+					}
 					for ; ei < len(in.Events) && int64(in.Events[ei].TS) < now; ei++ {
 						s.Event(&in.Events[ei])
 					}

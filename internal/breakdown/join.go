@@ -140,16 +140,16 @@ func (ix *index) add(evs []probe.Event) {
 		ts := int64(e.TS)
 		switch e.Kind {
 		case probe.KindSyscall:
-			pushTo(ix.sys, e.TID, e, entry)
+			pushTo(ix.sys, e.TID, e, entry(e), entry)
 			// A send or receive inside a plain syscall is folded into the
 			// syscall's record by the probe: index it as one.
 			if e.SK != 0 && e.Ret > 0 {
 				k := portPair{e.Lport, e.Rport}
 				switch {
 				case isRecv(e.Arg1):
-					pushTo(ix.recv, k, e, evTS)
+					pushTo(ix.recv, k, e, ts, evTS)
 				case isSend(e.Arg1):
-					pushTo(ix.send, k, e, evTS)
+					pushTo(ix.send, k, e, ts, evTS)
 				}
 			}
 		case probe.KindSwitch:
@@ -158,39 +158,39 @@ func (ix *index) add(evs []probe.Event) {
 				if sw.preempt {
 					sw.unc = min(int64(e.SK), 1<<40) // a record from before the field: 0
 				}
-				pushTo(ix.sw, prev, sw, swTS)
+				pushTo(ix.sw, prev, sw, ts, swTS)
 			}
 			if next := uint32(e.Arg1); next != 0 {
-				pushTo(ix.sw, next, swEv{ts: ts, in: true}, swTS)
+				pushTo(ix.sw, next, swEv{ts: ts, in: true}, ts, swTS)
 			}
 		case probe.KindDataReady:
 			k := portPair{e.Lport, e.Rport}
-			pushTo(ix.ready, k, e, evTS)
-			pushTo(ix.readyC, e.CPU, ts, self)
+			pushTo(ix.ready, k, e, ts, evTS)
+			pushTo(ix.readyC, e.CPU, ts, ts, self)
 		case probe.KindSockRecv:
 			if e.Ret > 0 {
 				k := portPair{e.Lport, e.Rport}
-				pushTo(ix.recv, k, e, evTS)
+				pushTo(ix.recv, k, e, ts, evTS)
 			}
 		case probe.KindSockSend:
 			if e.Ret > 0 {
 				k := portPair{e.Lport, e.Rport}
-				pushTo(ix.send, k, e, evTS)
+				pushTo(ix.send, k, e, ts, evTS)
 			}
 		case probe.KindSendStart:
 			k := portPair{e.Lport, e.Rport}
-			pushTo(ix.start, k, e, evTS)
+			pushTo(ix.start, k, e, ts, evTS)
 		case probe.KindWaking:
-			pushTo(ix.wakes, e.CPU, e, evTS)
+			pushTo(ix.wakes, e.CPU, e, ts, evTS)
 		case probe.KindNetXmit:
 			k := portPair{e.Lport, e.Rport}
-			pushTo(ix.xmit, k, e, evTS)
+			pushTo(ix.xmit, k, e, ts, evTS)
 		case probe.KindNetRecv:
 			k := portPair{e.Lport, e.Rport}
-			pushTo(ix.nrecv, k, e, evTS)
+			pushTo(ix.nrecv, k, e, ts, evTS)
 		case probe.KindIrq:
 			if from := int64(e.Arg0); from <= ts && e.SK > 0 {
-				pushTo(ix.irq, e.TID, irqEv{from: from, to: ts, ns: min(int64(e.SK), ts-from), what: probe.Interrupt(e.Arg1)}, irqTo)
+				pushTo(ix.irq, e.TID, irqEv{from: from, to: ts, ns: min(int64(e.SK), ts-from), what: probe.Interrupt(e.Arg1)}, ts, irqTo)
 			}
 		}
 	}
@@ -201,8 +201,9 @@ func (ix *index) add(evs []probe.Event) {
 // once the buffer is full: at steady state, pushes and trims allocate
 // nothing and each value is copied at most about once.
 type series[T any] struct {
-	buf []T
-	off int
+	buf  []T
+	off  int
+	last int64 // the time of buf's last value
 }
 
 // live is the values kept; nil for a nil series (a key never seen).
@@ -213,12 +214,11 @@ func (s *series[T]) live() []T {
 	return s.buf[s.off:]
 }
 
-// push adds v, kept in order of at(v): appended, unless it is older than
-// the last (then inserted after its equals).
-func (s *series[T]) push(v T, at func(T) int64) {
-	t := at(v)
+// push adds v, stamped t = at(v), kept in order of at: appended, unless
+// it is older than the last (then inserted after its equals).
+func (s *series[T]) push(v T, t int64, at func(T) int64) {
 	live := s.buf[s.off:]
-	if n := len(live); n > 0 && at(live[n-1]) > t {
+	if n := len(live); n > 0 && s.last > t {
 		i := sort.Search(n, func(i int) bool { return at(live[i]) > t })
 		s.buf = slices.Insert(s.buf, s.off+i, v)
 		return
@@ -236,16 +236,17 @@ func (s *series[T]) push(v T, at func(T) int64) {
 		s.off = 0
 	}
 	s.buf = append(s.buf, v)
+	s.last = t
 }
 
 // pushTo pushes v to m's series for k.
-func pushTo[K comparable, T any](m map[K]*series[T], k K, v T, at func(T) int64) {
+func pushTo[K comparable, T any](m map[K]*series[T], k K, v T, t int64, at func(T) int64) {
 	s := m[k]
 	if s == nil {
 		s = &series[T]{}
 		m[k] = s
 	}
-	s.push(v, at)
+	s.push(v, t, at)
 }
 
 func evTS(e probe.Event) int64 { return int64(e.TS) }

@@ -47,9 +47,6 @@ func (e *BusyError) Error() string {
 // Is makes errors.Is(err, ErrBusy) hold.
 func (e *BusyError) Is(target error) bool { return target == ErrBusy }
 
-// pollEvery is how often Acquire retries a busy CPU while it waits.
-const pollEvery = 100 * time.Millisecond
-
 // Lock is the CPUs one run holds.
 type Lock struct {
 	files []*os.File
@@ -106,12 +103,39 @@ func lockOne(ctx context.Context, cpu int, wait bool) (*os.File, error) {
 			f.Close()
 			return nil, &BusyError{CPU: cpu, Holder: holder}
 		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("wait for CPU %d: %w", cpu, ctx.Err())
-		case <-time.After(pollEvery):
+		return waitFor(ctx, f, cpu)
+	}
+}
+
+// waitFor blocks in flock until the CPU is ours or ctx ends. A blocked
+// flock is woken the moment the holder lets go, so a waiting run takes
+// the CPU before a run started after it (polling would let newcomers
+// that start between two polls win, again and again).
+func waitFor(ctx context.Context, f *os.File, cpu int) (*os.File, error) {
+	done := make(chan error, 1)
+	go func() {
+		for {
+			err := unix.Flock(int(f.Fd()), unix.LOCK_EX)
+			if err != unix.EINTR {
+				done <- err
+				return
+			}
 		}
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock CPU %d: %w", cpu, err)
+		}
+		return f, nil
+	case <-ctx.Done():
+		// The flock may still be granted: let it go then.
+		go func() {
+			<-done
+			f.Close()
+		}()
+		return nil, fmt.Errorf("wait for CPU %d: %w", cpu, ctx.Err())
 	}
 }
 

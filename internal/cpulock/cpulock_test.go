@@ -77,7 +77,7 @@ func TestBusy(t *testing.T) {
 		b.Release()
 		got <- err
 	}()
-	time.Sleep(2 * pollEvery)
+	time.Sleep(200 * time.Millisecond) // the waiter is blocked by then
 	a.Release()
 	a.Release() // twice is harmless
 	select {

@@ -33,8 +33,11 @@ type Ratio struct {
 	// is at or below it, fail when the whole interval is above it,
 	// unresolved when it straddles it. Zero: no target, no verdict line.
 	Target float64
-	Num    []float64 // per round, the measured side (ours, with the probe, ...)
-	Den    []float64 // per round, the reference side
+	// Floor turns Target into the least the ratio may be: pass when the
+	// whole interval is at or above it, fail when it is all below.
+	Floor bool
+	Num   []float64 // per round, the measured side (ours, with the probe, ...)
+	Den   []float64 // per round, the reference side
 }
 
 // Add records one round.
@@ -112,6 +115,12 @@ func (r *Ratio) Verdict() string {
 	switch {
 	case math.IsNaN(iv.Low):
 		return "unresolved"
+	case r.Floor && iv.Low >= r.Target:
+		return "pass"
+	case r.Floor && iv.High < r.Target:
+		return "fail"
+	case r.Floor:
+		return "unresolved"
 	case iv.High <= r.Target:
 		return "pass"
 	case iv.Low > r.Target:
@@ -132,7 +141,11 @@ func (r *Ratio) Print(w io.Writer) {
 	}
 	target := ""
 	if r.Target != 0 {
-		target = fmt.Sprintf(", target ≤ %.2f", r.Target)
+		op := "≤"
+		if r.Floor {
+			op = "≥"
+		}
+		target = fmt.Sprintf(", target %s %.2f", op, r.Target)
 	}
 	fmt.Fprintf(w, "  %s: median of %d paired rounds, order-statistic interval (%.1f%%) ±%.1f%%%s\n",
 		r.Name, len(r.Num), 100*iv.Coverage, 100*r.RelHalfWidth(), target)

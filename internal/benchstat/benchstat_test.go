@@ -118,3 +118,21 @@ func TestMedianIntervalCoverage(t *testing.T) {
 		}
 	}
 }
+
+func TestFloorVerdict(t *testing.T) {
+	r := &Ratio{Name: "x", Target: 0.95, Floor: true}
+	for i := 0; i < 8; i++ {
+		r.Add(0.98+0.001*float64(i), 1)
+	}
+	if v := r.Verdict(); v != "pass" {
+		t.Errorf("floor 0.95, ratios ≈0.98: %q, want pass", v)
+	}
+	r.Target = 1.01
+	if v := r.Verdict(); v != "fail" {
+		t.Errorf("floor 1.01, ratios ≈0.98: %q, want fail", v)
+	}
+	r.Target = 0.982
+	if v := r.Verdict(); v != "unresolved" {
+		t.Errorf("floor inside the interval: %q, want unresolved", v)
+	}
+}

@@ -1,0 +1,394 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/volleyscope/volleyscope/internal/hostinfo"
+	"github.com/volleyscope/volleyscope/internal/proccost"
+	"github.com/volleyscope/volleyscope/internal/report"
+	"github.com/volleyscope/volleyscope/probe"
+)
+
+const testToken = "s3cret-token"
+
+// fakeHost serves one server, "echo", whose sessions make an event every
+// tick, numbered in Arg0, stamped with the fake clock.
+type fakeHost struct {
+	offset int64 // the fake clock's offset from CLOCK_MONOTONIC
+	every  time.Duration
+
+	mu       sync.Mutex
+	opened   int
+	closed   int
+	sessions []*fakeSession
+	notes    []string
+}
+
+func (h *fakeHost) Info() Info {
+	return Info{Host: hostinfo.Host{Kernel: "6.18-test", NCPU: 2}, Servers: []ServerInfo{{Name: "echo", Addr: "127.0.0.1:9", Port: 9, PIDs: []int{1}}}}
+}
+
+func (h *fakeHost) Now() int64 { return monotonicNow() + h.offset }
+
+func (h *fakeHost) Note(s string) {
+	h.mu.Lock()
+	h.notes = append(h.notes, s)
+	h.mu.Unlock()
+}
+
+func (h *fakeHost) Open(_ context.Context, req EventsRequest) (Session, error) {
+	if req.Server != "echo" && req.Server != "" {
+		return nil, fmt.Errorf("no server %q here: the agent serves echo", req.Server)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.opened++
+	s := &fakeSession{h: h}
+	h.sessions = append(h.sessions, s)
+	return s, nil
+}
+
+func (h *fakeHost) counts() (opened, closed int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.opened, h.closed
+}
+
+type fakeSession struct {
+	h    *fakeHost
+	wm   atomic.Int64
+	sent atomic.Uint64
+}
+
+func (s *fakeSession) Started() Started {
+	return Started{Server: s.h.Info().Servers[0], Summary: "fake probe"}
+}
+
+func (s *fakeSession) Run(ctx context.Context, deliver func(*probe.Event)) error {
+	every := s.h.every
+	if every == 0 {
+		every = 200 * time.Microsecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var e probe.Event
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		for range 4 {
+			now := s.h.Now()
+			e = probe.Event{TS: uint64(now), Arg0: s.sent.Load(), Kind: probe.KindSockSend, Lport: 9, Rport: 40000, TID: 7, TGID: 1}
+			deliver(&e)
+			s.sent.Add(1)
+			s.wm.Store(now)
+		}
+	}
+}
+
+func (s *fakeSession) Watermark() int64 { return s.wm.Load() }
+
+func (s *fakeSession) Mark(name string) MarkReply {
+	return MarkReply{Name: name, AgentNs: s.h.Now(), Cost: proccost.Sample{CPUNs: 42, Threads: 1, Procs: 1}}
+}
+
+func (s *fakeSession) Close() (Final, error) {
+	s.h.mu.Lock()
+	s.h.closed++
+	s.h.mu.Unlock()
+	return Final{Lost: 3, Probe: &report.ProbeParts{Mode: "fake", Records: s.sent.Load()}}, nil
+}
+
+// startAgent serves h on a loopback port until the test ends.
+func startAgent(t *testing.T, h Host, cred Credentials, protocol int) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	s := &server{host: h, protocol: protocol}
+	if cred.Token != "" {
+		s.token = hashToken(cred.Token)
+	}
+	go func() { done <- s.serve(ctx, lis, cred) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("the agent did not stop within 10s")
+		}
+	})
+	return lis.Addr().String()
+}
+
+func dialT(t *testing.T, addr string, cred Credentials) *Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, addr, cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// drain reads the stream to its final account, checking the events'
+// order and watermarks; it returns the events and the final account.
+func drain(t *testing.T, es *EventStream) (events []probe.Event, marks []MarkReply, fin *Final) {
+	t.Helper()
+	var wm int64
+	for {
+		m, err := es.Recv()
+		if err == io.EOF {
+			return events, marks, fin
+		}
+		if err != nil {
+			t.Fatalf("recv: %v", err)
+		}
+		switch {
+		case m.Batch != nil:
+			if m.Batch.Watermark < wm {
+				t.Fatalf("watermark went back from %d to %d", wm, m.Batch.Watermark)
+			}
+			wm = m.Batch.Watermark
+			events = append(events, m.Batch.Events...)
+		case m.Mark != nil:
+			marks = append(marks, *m.Mark)
+		case m.Final != nil:
+			fin = m.Final
+		}
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compress=%v", compress), func(t *testing.T) {
+			h := &fakeHost{offset: 5_000_000_000}
+			addr := startAgent(t, h, Credentials{Token: testToken}, ProtocolVersion)
+			c := dialT(t, addr, Credentials{Token: testToken})
+			info := c.Info()
+			if info.Protocol != ProtocolVersion || info.Host.Kernel != "6.18-test" || len(info.Servers) != 1 || info.Servers[0].Name != "echo" {
+				t.Fatalf("info = %+v", info)
+			}
+			ctx := context.Background()
+			t1, t2, t3, err := c.Ping(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if t1 > t3 || t2 < t1+h.offset || t2 > t3+h.offset {
+				t.Fatalf("ping: t1 %d, t2 %d, t3 %d: t2 is not between t1 and t3 plus the offset %d", t1, t2, t3, h.offset)
+			}
+			es, err := c.Events(ctx, EventsRequest{Server: "echo", Compress: compress})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if es.Started().Summary != "fake probe" {
+				t.Fatalf("started = %+v", es.Started())
+			}
+			time.Sleep(100 * time.Millisecond)
+			if err := es.Mark("first"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			if err := es.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			events, marks, fin := drain(t, es)
+			if fin == nil {
+				t.Fatal("no final account")
+			}
+			if len(marks) != 1 || marks[0].Name != "first" || marks[0].Cost.CPUNs != 42 {
+				t.Fatalf("marks = %+v", marks)
+			}
+			if len(events) == 0 || uint64(len(events)) != fin.Events || fin.Probe == nil || fin.Probe.Records != fin.Events || fin.Lost != 3 {
+				t.Fatalf("%d events received; final account %+v", len(events), fin)
+			}
+			for i, e := range events {
+				if e.Arg0 != uint64(i) || e.Kind != probe.KindSockSend || e.Lport != 9 {
+					t.Fatalf("event %d = %+v: lost, reordered or garbled", i, e)
+				}
+			}
+			if fin.Bytes == 0 || fin.Batches == 0 {
+				t.Fatalf("final account: %d bytes in %d batches", fin.Bytes, fin.Batches)
+			}
+			t.Logf("%d events, %d batches, %d bytes on the wire: %.1f bytes/event", fin.Events, fin.Batches, fin.Bytes, float64(fin.Bytes)/float64(fin.Events))
+			waitClosed(t, h, 1)
+		})
+	}
+}
+
+// waitClosed waits until the host's sessions are all closed.
+func waitClosed(t *testing.T, h *fakeHost, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		opened, closed := h.counts()
+		if opened == want && closed == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions opened, %d closed; want %d of each", opened, closed, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	h := &fakeHost{}
+	addr := startAgent(t, h, Credentials{Token: testToken}, ProtocolVersion)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := Dial(ctx, addr, Credentials{Token: "wrong"})
+	if !errors.Is(err, ErrAuth) || err.Error() != "agent "+addr+": bad token (give the agent's --token)" {
+		t.Errorf("bad token: %v", err)
+	}
+	if _, err := Dial(ctx, addr, Credentials{}); err == nil || !strings.Contains(err.Error(), "no token") {
+		t.Errorf("dial without a token: %v", err)
+	}
+	// A client that sends none: every method is refused before its
+	// handler runs.
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, m := range []string{methodHello, methodPing} {
+		err := conn.Invoke(ctx, m, &HelloRequest{Protocol: ProtocolVersion}, &Info{})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%s without a token: %v", m, err)
+		}
+	}
+	st, err := conn.NewStream(ctx, &serviceDesc.Streams[0], methodEvents)
+	if err == nil {
+		_ = st.SendMsg(&clientMsg{Start: &EventsRequest{}})
+		err = st.RecvMsg(&inMsg{})
+	}
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("Events without a token: %v", err)
+	}
+	if opened, _ := h.counts(); opened != 0 {
+		t.Errorf("%d sessions opened without a token", opened)
+	}
+	if err := Serve(ctx, nil, Credentials{}, h); err == nil {
+		t.Error("Serve without a token: no error")
+	}
+}
+
+func TestVersionMismatch(t *testing.T) {
+	h := &fakeHost{}
+	for _, tc := range []struct{ agent, client int }{{ProtocolVersion + 1, ProtocolVersion}, {ProtocolVersion, ProtocolVersion + 1}} {
+		addr := startAgent(t, h, Credentials{Token: testToken}, tc.agent)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := dial(ctx, addr, Credentials{Token: testToken}, tc.client)
+		cancel()
+		want := fmt.Sprintf("agent %s: protocol version %d, this volleyscope speaks %d (volleyscope ", addr, tc.agent, tc.client)
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("agent %d, client %d: %v; want it to begin %q", tc.agent, tc.client, err, want)
+		}
+	}
+}
+
+func TestBusyAndUnknownServer(t *testing.T) {
+	h := &fakeHost{}
+	addr := startAgent(t, h, Credentials{Token: testToken}, ProtocolVersion)
+	c := dialT(t, addr, Credentials{Token: testToken})
+	ctx := context.Background()
+	if _, err := c.Events(ctx, EventsRequest{Server: "nginx"}); err == nil || !strings.Contains(err.Error(), `no server "nginx"`) {
+		t.Errorf("unknown server: %v", err)
+	}
+	es, err := c.Events(ctx, EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := dialT(t, addr, Credentials{Token: testToken})
+	if _, err := other.Events(ctx, EventsRequest{}); err == nil || !strings.Contains(err.Error(), "busy") {
+		t.Errorf("a second session: %v", err)
+	}
+	es.Stop()
+	drain(t, es)
+	es, err = other.Events(ctx, EventsRequest{})
+	if err != nil {
+		t.Fatalf("a session after the first stopped: %v", err)
+	}
+	es.Stop()
+	drain(t, es)
+	waitClosed(t, h, 2)
+}
+
+// TestGarbage writes bytes that are not gRPC to the agent's port; it
+// goes on serving.
+func TestGarbage(t *testing.T) {
+	h := &fakeHost{}
+	addr := startAgent(t, h, Credentials{Token: testToken}, ProtocolVersion)
+	for _, junk := range []string{"\x00\x01\x02garbage\xff\xfe", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x04\x08\x00\x00\x00\x00\x00\xff\xff\xff\xff"} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write([]byte(junk))
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		io.Copy(io.Discard, conn)
+		conn.Close()
+	}
+	c := dialT(t, addr, Credentials{Token: testToken})
+	if _, _, _, err := c.Ping(context.Background()); err != nil {
+		t.Fatalf("ping after garbage: %v", err)
+	}
+}
+
+// TestCorruptBatch: a batch that does not decode ends the stream with an
+// error saying so.
+func TestCorruptBatch(t *testing.T) {
+	h := &fakeHost{}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{host: h, protocol: ProtocolVersion, token: hashToken(testToken)}
+	desc := serviceDesc
+	desc.Streams = []grpc.StreamDesc{{StreamName: "Events", ServerStreams: true, ClientStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
+		var m clientMsg
+		ss.RecvMsg(&m)
+		ss.SendMsg(&outMsg{kindStarted, Started{}})
+		b := make([]byte, batchHeader+probe.EventSize+7)
+		b[0] = kindBatch
+		putUint32(b[9:], 2) // two events announced, one and a bit sent
+		return ss.SendMsg(outBatch(b))
+	}}}
+	gs := grpc.NewServer(grpc.ForceServerCodec(codec{}), grpc.ChainUnaryInterceptor(s.unaryAuth))
+	gs.RegisterService(&desc, s)
+	go gs.Serve(lis)
+	defer gs.Stop()
+	c := dialT(t, lis.Addr().String(), Credentials{Token: testToken})
+	es, err := c.Events(context.Background(), EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = es.Recv()
+	if err == nil || !strings.Contains(err.Error(), "corrupt event batch: 2 events announced") {
+		t.Fatalf("corrupt batch: %v", err)
+	}
+}

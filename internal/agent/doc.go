@@ -1,0 +1,35 @@
+// Package agent is the control plane between a controlling `volleyscope
+// run --agent HOST:PORT` and a `volleyscope agent` on the server's
+// machine: the agent runs the probe on its server's processes there and
+// streams the kernel events to the controller, which joins them with its
+// own.
+//
+// The transport is gRPC. Its service is declared by hand (a
+// grpc.ServiceDesc and its handlers, in service.go) with a codec of our
+// own registered for the content-subtype "vsagent", rather than generated
+// from a .proto file: the build has no protoc, and the messages are few
+// and plain — JSON for the control messages, and for the event batches
+// the probe's own record layout (probe.Encode), which is already a
+// stable, versioned binary format (the --record files use it). gRPC still
+// does everything a hand-rolled protocol would get wrong: the framing,
+// HTTP/2 streams and their flow control, deadlines and cancellation,
+// keepalive, TLS and per-RPC credentials.
+//
+// The service (ServiceName):
+//
+//	Hello   unary   versions both ways, the agent's host and servers
+//	Ping    unary   the agent's clock, for the controller's clock estimate
+//	Events  bidi    start request, then marks and stop from the controller;
+//	                started, batches, mark replies and the final account
+//	                from the agent
+//
+// A later method (Load: client connections run on the agent's host, their
+// round trips streamed back) is one more entry in the descriptor and one
+// more Host method; nothing else changes.
+//
+// Security: every RPC carries a token (metadata TokenKey), compared in
+// constant time by the server's interceptors before any handler runs;
+// optionally mutual TLS (Credentials.TLS), where the agent requires and
+// verifies the client's certificate. The agent starts only the servers
+// on its own command line; a start request names one of them.
+package agent

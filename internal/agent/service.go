@@ -1,0 +1,529 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+
+	"github.com/volleyscope/volleyscope/internal/version"
+	"github.com/volleyscope/volleyscope/probe"
+)
+
+// ServiceName is the gRPC service's full name; a change of its methods'
+// meaning raises ProtocolVersion, not the name.
+const ServiceName = "volleyscope.agent.Agent"
+
+// Host is what the agent serves: the session package implements it over
+// the machine's servers and probe, tests over fakes.
+type Host interface {
+	// Info is the host and its servers (Protocol and Version are set by
+	// this package).
+	Info() Info
+	// Now is the agent's clock: CLOCK_MONOTONIC ns, as its events are
+	// stamped.
+	Now() int64
+	// Open attaches the probe to the server req names. It must refuse a
+	// server that is not one of Info's.
+	Open(ctx context.Context, req EventsRequest) (Session, error)
+	// Note is told what the agent does and refuses, for its log.
+	Note(msg string)
+}
+
+// Session is an Events session's probe on the agent's host.
+type Session interface {
+	Started() Started
+	// Run delivers events until ctx ends, then what is left, and returns
+	// (as session.EventSource's Run). deliver is called from one
+	// goroutine; the event is reused after it returns.
+	Run(ctx context.Context, deliver func(*probe.Event)) error
+	// Watermark is a time (the agent's clock) before which every event
+	// has been delivered.
+	Watermark() int64
+	// Mark samples the server processes' cost counters.
+	Mark(name string) MarkReply
+	// Close detaches the probe; Run has returned or was never called. It
+	// is called exactly once.
+	Close() (Final, error)
+}
+
+// Timing of the Events stream.
+const (
+	// flushEvery is how often the agent sends what it has, an empty batch
+	// if nothing: the batch carries the watermark forward, and its
+	// arrival tells the controller the agent is alive.
+	flushEvery = 50 * time.Millisecond
+	// silentFor is how long the controller waits for any message before
+	// it calls the agent lost: many flushes.
+	silentFor = 3 * time.Second
+	// batchEvents is how many events make a full batch (64 KiB of
+	// records), sent at once rather than at the next flush.
+	batchEvents = 1024
+	// pendingBatches bounds the full batches waiting for the network: a
+	// probe reader that gets this far ahead of the connection waits, and
+	// the kernel's rings count what it then drops.
+	pendingBatches = 64
+	// keepaliveEvery and keepaliveWait: the agent pings an idle
+	// controller's connection and drops it when a ping goes unanswered,
+	// so that a controller gone without closing (its host died) frees the
+	// probe within a few seconds.
+	keepaliveEvery = time.Second
+	keepaliveWait  = 2 * time.Second
+)
+
+// Serve serves the agent's service on lis until ctx ends, then stops
+// every session (their probes are closed) and returns. cred.Token is
+// required.
+func Serve(ctx context.Context, lis net.Listener, cred Credentials, host Host) error {
+	if cred.Token == "" {
+		return errors.New("serve agent: no token: give one with --token or --token-file")
+	}
+	s := &server{host: host, token: hashToken(cred.Token), protocol: ProtocolVersion}
+	return s.serve(ctx, lis, cred)
+}
+
+type server struct {
+	host     Host
+	token    [sha256.Size]byte
+	protocol int         // ProtocolVersion; tests set another
+	busy     atomic.Bool // an Events session is running
+}
+
+func (s *server) serve(ctx context.Context, lis net.Listener, cred Credentials) error {
+	tc := insecure.NewCredentials()
+	if cred.TLS != nil {
+		tc = credentials.NewTLS(cred.TLS)
+	}
+	gs := grpc.NewServer(
+		grpc.Creds(tc),
+		grpc.ForceServerCodec(codec{}),
+		grpc.ChainUnaryInterceptor(s.unaryAuth),
+		grpc.ChainStreamInterceptor(s.streamAuth),
+		grpc.StatsHandler(wireBytes{}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveEvery, Timeout: keepaliveWait}),
+		// Let the controller's keepalive pings through: it pings a
+		// connection without a stream too.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+	)
+	gs.RegisterService(&serviceDesc, s)
+	done := make(chan error, 1)
+	go func() { done <- gs.Serve(lis) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("serve agent on %s: %w", lis.Addr(), err)
+	case <-ctx.Done():
+	}
+	// Sessions end with their streams, closing their probes.
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		gs.Stop()
+	}
+	<-done
+	return nil
+}
+
+// tokenKey is the metadata key of the token every RPC carries.
+const tokenKey = "volleyscope-token"
+
+func hashToken(t string) [sha256.Size]byte { return sha256.Sum256([]byte(t)) }
+
+// auth checks the token of a call, in constant time (both hashed, so
+// that not even its length shows).
+func (s *server) auth(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	got := md.Get(tokenKey)
+	if len(got) == 0 {
+		s.host.Note("refused a call without a token from " + peerOf(ctx))
+		return status.Error(codes.Unauthenticated, "no token")
+	}
+	h := hashToken(got[0])
+	if subtle.ConstantTimeCompare(h[:], s.token[:]) != 1 {
+		s.host.Note("refused a call with a bad token from " + peerOf(ctx))
+		return status.Error(codes.Unauthenticated, "bad token")
+	}
+	return nil
+}
+
+func (s *server) unaryAuth(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if err := s.auth(ctx); err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+func (s *server) streamAuth(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if err := s.auth(ss.Context()); err != nil {
+		return err
+	}
+	return h(srv, ss)
+}
+
+// serviceDesc declares the service by hand (see the package comment).
+// A Load method would be one more entry in Streams.
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: ServiceName,
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{
+		{MethodName: "Hello", Handler: helloHandler},
+		{MethodName: "Ping", Handler: pingHandler},
+	},
+	Streams: []grpc.StreamDesc{
+		{StreamName: "Events", Handler: eventsHandler, ServerStreams: true, ClientStreams: true},
+	},
+}
+
+// Full method names, for the client.
+const (
+	methodHello  = "/" + ServiceName + "/Hello"
+	methodPing   = "/" + ServiceName + "/Ping"
+	methodEvents = "/" + ServiceName + "/Events"
+)
+
+func helloHandler(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
+	var req HelloRequest
+	if err := dec(&req); err != nil {
+		return nil, err
+	}
+	s := srv.(*server)
+	h := func(ctx context.Context, r any) (any, error) { return s.hello(ctx, r.(*HelloRequest)) }
+	if ic == nil {
+		return h(ctx, &req)
+	}
+	return ic(ctx, &req, &grpc.UnaryServerInfo{Server: srv, FullMethod: methodHello}, h)
+}
+
+func (s *server) hello(ctx context.Context, req *HelloRequest) (*Info, error) {
+	if req.Protocol != s.protocol {
+		s.host.Note(fmt.Sprintf("refused %s: protocol version %d (volleyscope %s), this agent speaks %d", peerOf(ctx), req.Protocol, req.Version, s.protocol))
+		// Phrased as the controller reads it, after "agent ADDR: ".
+		return nil, status.Error(codes.FailedPrecondition, versionMismatch(s.protocol, req.Protocol, version.String(), req.Version))
+	}
+	info := s.host.Info()
+	info.Protocol, info.Version = s.protocol, version.String()
+	return &info, nil
+}
+
+// versionMismatch is the error of a version mismatch as the controller
+// says it.
+func versionMismatch(agentProto, ourProto int, agentVersion, ourVersion string) string {
+	return fmt.Sprintf("protocol version %d, this volleyscope speaks %d (volleyscope %s on the agent vs %s here); run the same volleyscope on both hosts", agentProto, ourProto, agentVersion, ourVersion)
+}
+
+func pingHandler(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
+	var req struct{}
+	if err := dec(&req); err != nil {
+		return nil, err
+	}
+	s := srv.(*server)
+	h := func(context.Context, any) (any, error) { return &pingReply{AgentNs: s.host.Now()}, nil }
+	if ic == nil {
+		return h(ctx, &req)
+	}
+	return ic(ctx, &req, &grpc.UnaryServerInfo{Server: srv, FullMethod: methodPing}, h)
+}
+
+func eventsHandler(srv any, ss grpc.ServerStream) error {
+	return srv.(*server).events(ss)
+}
+
+// events serves one Events session: the probe attached for the stream's
+// life, closed however it ends.
+func (s *server) events(ss grpc.ServerStream) error {
+	ctx := ss.Context()
+	var first clientMsg
+	if err := ss.RecvMsg(&first); err != nil {
+		return err
+	}
+	if first.Start == nil {
+		return status.Error(codes.InvalidArgument, "the first message of Events must be the start request")
+	}
+	if !s.busy.CompareAndSwap(false, true) {
+		s.host.Note("refused an events session from " + peerOf(ctx) + ": one is running")
+		return status.Error(codes.ResourceExhausted, "busy: another controller's run is using this agent (one run at a time)")
+	}
+	defer s.busy.Store(false)
+	cpu0 := processCPU()
+	sess, err := s.host.Open(ctx, *first.Start)
+	if err != nil {
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	s.host.Note(fmt.Sprintf("events session for %s: server %s", peerOf(ctx), sess.Started().Server.Name))
+	closed := false
+	closeSess := func() (Final, error) {
+		closed = true
+		return sess.Close()
+	}
+	defer func() {
+		if !closed {
+			closeSess()
+		}
+	}()
+	if first.Start.Compress {
+		if err := grpc.SetSendCompressor(ctx, gzip.Name); err != nil {
+			return status.Error(codes.InvalidArgument, "compress the events: "+err.Error())
+		}
+	}
+	if err := ss.SendMsg(&outMsg{kindStarted, sess.Started()}); err != nil {
+		return err
+	}
+
+	// The controller's messages: marks, then stop, or an error when the
+	// stream breaks (the controller is gone).
+	marks := make(chan string, 16)
+	stopped := make(chan error, 1)
+	go func() {
+		for {
+			var m clientMsg
+			if err := ss.RecvMsg(&m); err != nil {
+				stopped <- err
+				return
+			}
+			switch {
+			case m.Stop:
+				stopped <- nil
+				return
+			case m.Mark != "":
+				select {
+				case marks <- m.Mark:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+
+	b := newBatcher()
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	runDone := make(chan error, 1)
+	go func() {
+		err := sess.Run(runCtx, b.deliver)
+		b.close()
+		runDone <- err
+	}()
+	// endRun stops the probe's reader and waits for it.
+	var runErr error
+	ran := true
+	endRun := func() {
+		if ran {
+			cancelRun()
+			runErr = <-runDone
+			ran = false
+		}
+	}
+	defer endRun()
+
+	var wm int64
+	flush := func() error {
+		// The watermark is read before the events are taken: every event
+		// delivered before it is among them or sent already.
+		wm = max(wm, sess.Watermark())
+		for _, out := range b.take(wm) {
+			if err := ss.SendMsg(out); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tick := time.NewTicker(flushEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-b.full:
+		case name := <-marks:
+			if err := flush(); err != nil {
+				return err
+			}
+			r := sess.Mark(name)
+			if err := ss.SendMsg(&outMsg{kindMark, r}); err != nil {
+				return err
+			}
+			continue
+		case err := <-runDone:
+			ran = false
+			runErr = err
+			if err == nil {
+				err = errors.New("the probe's reader stopped")
+			}
+			fin, _ := closeSess()
+			s.host.Note("events session ended: " + err.Error())
+			return status.Error(codes.Internal, fmt.Sprintf("probe on the agent: %v (lost %d events)", err, fin.Lost))
+		case err := <-stopped:
+			endRun()
+			if err != nil { // the controller is gone
+				s.host.Note(fmt.Sprintf("events session for %s ended: the controller is gone (%v); probe detached", peerOf(ctx), err))
+				return err
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			fin, cerr := closeSess()
+			if runErr != nil {
+				fin.Err = runErr.Error()
+			} else if cerr != nil {
+				fin.Err = cerr.Error()
+			}
+			fin.AgentCPU = processCPU() - cpu0
+			fin.Events, fin.Batches = b.events, b.batches
+			// What the final account itself costs is left out.
+			if n := wireBytesOf(ctx); n != nil {
+				fin.Bytes = uint64(n.Load())
+			}
+			s.host.Note(fmt.Sprintf("events session for %s stopped: %d events, %d bytes sent", peerOf(ctx), fin.Events, fin.Bytes))
+			return ss.SendMsg(&outMsg{kindFinal, fin})
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// batcher lays the probe's events out in batches, on the wire already,
+// between the reader's goroutine and the stream's.
+type batcher struct {
+	mu      sync.Mutex
+	space   *sync.Cond // a full batch was taken, or the batcher closed
+	cur     []byte     // the batch being filled: header, then events
+	n       int        // events in cur
+	ready   [][]byte   // full batches
+	closed  bool
+	full    chan struct{} // a batch filled
+	events  uint64
+	batches uint64
+}
+
+func newBatcher() *batcher {
+	b := &batcher{full: make(chan struct{}, 1)}
+	b.space = sync.NewCond(&b.mu)
+	return b
+}
+
+func (b *batcher) deliver(e *probe.Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cur == nil {
+		b.cur = make([]byte, batchHeader, batchHeader+batchEvents*probe.EventSize)
+	}
+	at := len(b.cur)
+	b.cur = b.cur[:at+probe.EventSize]
+	probe.Encode(b.cur[at:], e)
+	b.n++
+	if b.n < batchEvents {
+		return
+	}
+	b.ready = append(b.ready, b.cur)
+	b.cur, b.n = nil, 0
+	select {
+	case b.full <- struct{}{}:
+	default:
+	}
+	for len(b.ready) >= pendingBatches && !b.closed {
+		b.space.Wait()
+	}
+}
+
+// take returns every batch filled or begun, ready to send; an empty one
+// when there are none, to carry the watermark.
+func (b *batcher) take(wm int64) []outBatch {
+	b.mu.Lock()
+	ready := b.ready
+	if b.cur != nil || len(ready) == 0 {
+		if b.cur == nil {
+			b.cur = make([]byte, batchHeader)
+		}
+		ready = append(ready, b.cur)
+	}
+	b.ready, b.cur, b.n = nil, nil, 0
+	b.space.Broadcast()
+	b.mu.Unlock()
+	out := make([]outBatch, len(ready))
+	for i, r := range ready {
+		r[0] = kindBatch
+		putUint64(r[1:], uint64(wm))
+		n := (len(r) - batchHeader) / probe.EventSize
+		putUint32(r[9:], uint32(n))
+		b.events += uint64(n)
+		b.batches++
+		out[i] = r
+	}
+	return out
+}
+
+func (b *batcher) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.space.Broadcast()
+	b.mu.Unlock()
+}
+
+func putUint64(b []byte, v uint64) {
+	for i := range 8 {
+		b[i] = byte(v >> (8 * i))
+	}
+}
+
+func putUint32(b []byte, v uint32) {
+	for i := range 4 {
+		b[i] = byte(v >> (8 * i))
+	}
+}
+
+// processCPU is the agent process's CPU time so far, in ns.
+func processCPU() int64 {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// wireBytes counts the bytes each Events stream sends, as they go on the
+// wire (compressed, with gRPC's message headers), from gRPC's stats.
+type wireBytes struct{}
+
+type wireKey struct{}
+
+func (wireBytes) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if info.FullMethodName == methodEvents {
+		return context.WithValue(ctx, wireKey{}, new(atomic.Int64))
+	}
+	return ctx
+}
+
+func (wireBytes) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if p, ok := s.(*stats.OutPayload); ok {
+		if n := wireBytesOf(ctx); n != nil {
+			n.Add(int64(p.WireLength))
+		}
+	}
+}
+
+func (wireBytes) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (wireBytes) HandleConn(context.Context, stats.ConnStats)                       {}
+
+func wireBytesOf(ctx context.Context) *atomic.Int64 {
+	n, _ := ctx.Value(wireKey{}).(*atomic.Int64)
+	return n
+}

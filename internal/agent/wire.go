@@ -96,7 +96,7 @@ type MarkReply struct {
 
 // Final is the agent's account of an Events session, its last message.
 type Final struct {
-	Lost       uint64             `json:"lost"`         // events dropped before they were read
+	Lost       uint64             `json:"lost"`          // events dropped before they were read
 	ReaderCPU  int64              `json:"reader_cpu_ns"` // CPU time of the agent's ring reader
 	ReaderLate int64              `json:"reader_late_ns"`
 	Probe      *report.ProbeParts `json:"probe"`

@@ -128,3 +128,53 @@ func Encode(b []byte, e *Event) {
 	le.PutUint16(b[offRport:], e.Rport)
 	le.PutUint32(b[offSeq:], 0)
 }
+
+// ShiftTimes adds d to every field of e that is a time on the clock of
+// the host that recorded it: TS, KindSyscall's Arg0 (entry) and
+// KindIrq's Arg0 (the first interrupt's start). A source on another host
+// maps its events onto the controller's clock with it. Durations stay as
+// they are (KindIrq's and KindSwitch's SK), and so does every other
+// field: no other kind carries a time (bpf/probe.c: fill, on_syscall_exit,
+// irq_flush).
+func (e *Event) ShiftTimes(d int64) {
+	e.TS += uint64(d)
+	if e.Kind == KindSyscall || e.Kind == KindIrq {
+		e.Arg0 += uint64(d)
+	}
+}
+
+// OnSocketSide says whether the socket e names is the server's (its local
+// port is serverPort) or a client's (its remote port is); ok is false for
+// an event that names no socket, or when both ports are serverPort (a
+// client bound to the server's port number cannot be told apart by
+// ports). Every kind that names a socket gives its ports as that socket
+// sees them, the socket being on the host the event fired on: the
+// sender's for KindNetXmit, KindSendStart and KindSockSend, the
+// receiver's for KindNetRecv (read from the packet and swapped),
+// KindDataReady and KindSockRecv. So when two "hosts" are namespaces of
+// one kernel, whose probe sees both, each keeps the events of its own
+// side. TID is no guide there: a KindDataReady or KindNetRecv often
+// runs in the sender's softirq, on the other side's thread.
+func (e *Event) OnSocketSide(serverPort uint16) (server, ok bool) {
+	if serverPort == 0 || !e.Kind.namesSocket() {
+		return false, false
+	}
+	l, r := e.Lport == serverPort, e.Rport == serverPort
+	switch {
+	case l && !r:
+		return true, true
+	case r && !l:
+		return false, true
+	}
+	return false, false
+}
+
+// namesSocket says whether events of kind k carry a socket's ports
+// (KindSyscall's only when the syscall touched one: zero ports otherwise).
+func (k Kind) namesSocket() bool {
+	switch k {
+	case KindSyscall, KindSockSend, KindSockRecv, KindDataReady, KindSockState, KindSendStart, KindNetXmit, KindNetRecv:
+		return true
+	}
+	return false
+}

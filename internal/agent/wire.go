@@ -102,8 +102,9 @@ type Final struct {
 	Probe      *report.ProbeParts `json:"probe"`
 	Warnings   []string           `json:"warnings"`
 	Err        string             `json:"error,omitempty"` // the probe's error, if it stopped on one
-	// Set by this package: the agent process's CPU time over the session
-	// (reader, encoding, compression and gRPC), and what it sent.
+	// Set by this package: the agent process's CPU time from the probe's
+	// attachment to the stop (reader, encoding, compression and gRPC; not
+	// the probe's loading), and what it sent.
 	AgentCPU int64  `json:"agent_cpu_ns"`
 	Events   uint64 `json:"events"`
 	Batches  uint64 `json:"batches"`

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/affinity"
 	"github.com/volleyscope/volleyscope/internal/agent"
 	"github.com/volleyscope/volleyscope/internal/hostinfo"
 	"github.com/volleyscope/volleyscope/internal/proccost"
@@ -83,6 +85,7 @@ type AgentHost struct {
 	note    func(string)
 	host    hostinfo.Host
 	servers []*agentServer
+	undo    func() error // the agent's confinement
 }
 
 // agentServer is a server the agent started or follows.
@@ -136,8 +139,32 @@ func StartAgent(ctx context.Context, cfg AgentConfig, note func(string)) (*Agent
 			return nil, err
 		}
 	}
+	// The agent itself (its probe's reader, the encoding and the
+	// network) keeps off the servers' CPUs, as a run keeps its clients
+	// and reader off them.
+	if rest := otherCPUs(cfg.ServerCPUs); len(rest) > 0 {
+		undo, err := affinity.ConfineProcess(rest)
+		if err != nil {
+			return nil, err
+		}
+		h.undo = undo
+	}
 	ok = true
 	return h, nil
+}
+
+// otherCPUs are the CPUs not in cpus; nil when cpus is empty.
+func otherCPUs(cpus []int) []int {
+	if len(cpus) == 0 {
+		return nil
+	}
+	var rest []int
+	for c := range runtime.NumCPU() {
+		if !slices.Contains(cpus, c) {
+			rest = append(rest, c)
+		}
+	}
+	return rest
 }
 
 // startServer starts one --server: as a run starts it, but a built-in
@@ -195,6 +222,10 @@ func (h *AgentHost) add(ctx context.Context, st *serverStage, cfg Config) error 
 func (h *AgentHost) Stop() {
 	for _, s := range h.servers {
 		s.stage.stop()
+	}
+	if h.undo != nil {
+		_ = h.undo()
+		h.undo = nil
 	}
 }
 

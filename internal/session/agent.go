@@ -278,10 +278,14 @@ func (h *AgentHost) Open(_ context.Context, req agent.EventsRequest) (agent.Sess
 			return nil, fmt.Errorf("server %s has exited: %s; restart the agent", srv.name, how)
 		}
 	}
-	// The rings are sized for the sample's share of a load as large as
-	// the sample implies (connSample's rule, read backwards).
+	// The rings are sized for the run's connections, or, not given, for
+	// a load as large as the sample implies (connSample's rule, read
+	// backwards).
 	cfg := Config{ProbeMode: req.ProbeMode, Syscalls: req.Syscalls, Verbose: h.cfg.Verbose}
-	cfg.Load.Clients = int(max(req.SampleOneIn, 1)) * followAll
+	cfg.Load.Clients = req.Clients
+	if cfg.Load.Clients <= 0 {
+		cfg.Load.Clients = int(max(req.SampleOneIn, 1)) * followAll
+	}
 	info := srv.info()
 	ps, err := openProbeSampled(cfg, info.Port, req.SampleOneIn)
 	if err != nil {

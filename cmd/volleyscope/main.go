@@ -29,6 +29,7 @@ usage:
   volleyscope vs A B [flags]           interleaved A/B runs of two servers, one verdict
   volleyscope sweep [flags]            throughput and latency against load, the knee named
   volleyscope replay FILE              join and report a 'run --record' file offline
+  volleyscope agent --listen ADDR ...  serve a server's probe to a run on another host (root)
   volleyscope version                  the build: module version, VCS revision, +dirty
   volleyscope help COMMAND             a command's flags and examples
 
@@ -149,6 +150,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 		return cmdSweep(ctx, args)
 	case "replay":
 		return cmdReplay(ctx, args)
+	case "agent":
+		return cmdAgent(ctx, args)
 	case "version", "--version":
 		if len(args) > 0 {
 			return usagef("version: want no arguments, got %q", args)

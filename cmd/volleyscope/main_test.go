@@ -248,7 +248,7 @@ func TestExitStatus(t *testing.T) {
 // description and examples, by 'help CMD' and by 'CMD --help' alike, and
 // exits 0.
 func TestHelp(t *testing.T) {
-	for _, cmd := range []string{"run", "bench", "vs", "compare", "servers", "serve"} {
+	for _, cmd := range []string{"run", "bench", "vs", "compare", "servers", "serve", "agent"} {
 		t.Run(cmd, func(t *testing.T) {
 			var err1, err2 error
 			viaHelp := captureStdout(t, func() { err1 = run(context.Background(), "help", []string{cmd}) })
@@ -269,6 +269,9 @@ func TestHelp(t *testing.T) {
 				t.Errorf("help has an empty flags section:\n%s", viaHelp)
 			}
 		})
+	}
+	if agent := captureStdout(t, func() { run(context.Background(), "agent", []string{"--help"}) }); strings.Contains(agent, "--test-clock") {
+		t.Errorf("agent's help shows the test-only --test-clock:\n%s", agent)
 	}
 	vs := captureStdout(t, func() { run(context.Background(), "vs", []string{"--help"}) })
 	for _, rejected := range []string{"--addr", "--server "} {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/volleyscope/volleyscope/internal/breakdown"
 	"github.com/volleyscope/volleyscope/internal/hostinfo"
 	"github.com/volleyscope/volleyscope/internal/proccost"
 	"github.com/volleyscope/volleyscope/internal/report"
@@ -391,4 +392,44 @@ func TestCorruptBatch(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "corrupt event batch: 2 events announced") {
 		t.Fatalf("corrupt batch: %v", err)
 	}
+}
+
+// TestStopWhileBehind: a reader far ahead of the network waits for room;
+// a stop then still sends every event it delivered, and a controller
+// that goes instead leaves nothing waiting.
+func TestStopWhileBehind(t *testing.T) {
+	in, err := breakdown.ReadRecording(benchStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &replayHost{events: serverSide(in), repeat: 100}
+	addr := startAgent(t, h, Credentials{Token: testToken}, ProtocolVersion)
+	c := dialT(t, addr, Credentials{Token: testToken})
+	es, err := c.Events(context.Background(), EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := es.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	events, _, fin := drain(t, es)
+	if want := len(h.events) * h.repeat; len(events) != want || fin == nil || fin.Events != uint64(want) {
+		t.Fatalf("%d events received, want %d; final account %+v", len(events), want, fin)
+	}
+	// Gone instead of stopping: the session ends all the same.
+	ctx, cancel := context.WithCancel(context.Background())
+	es, err = c.Events(ctx, EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	es, err = dialT(t, addr, Credentials{Token: testToken}).Events(context.Background(), EventsRequest{})
+	for try := 0; err != nil && strings.Contains(err.Error(), "busy") && try < 100; try++ {
+		time.Sleep(50 * time.Millisecond)
+		es, err = c.Events(context.Background(), EventsRequest{})
+	}
+	if err != nil {
+		t.Fatalf("a session after one whose controller went: %v", err)
+	}
+	es.Close()
 }

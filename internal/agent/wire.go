@@ -37,7 +37,10 @@ type Info struct {
 // ServerInfo is one server the agent started or follows.
 type ServerInfo struct {
 	Name string `json:"name"` // what a start request names it by (its label)
-	Addr string `json:"addr"` // HOST:PORT the load connects to
+	// Addr is HOST:PORT the load connects to. HOST is the agent's
+	// --listen host: when that is unspecified (0.0.0.0, ::) connect to the
+	// host the agent was dialled at.
+	Addr string `json:"addr"`
 	Port uint16 `json:"port"` // its listening port, as the agent's probe sees it
 	PIDs []int  `json:"pids"` // its processes
 }
@@ -51,6 +54,10 @@ type pingReply struct {
 // agent's servers.
 type EventsRequest struct {
 	Server string `json:"server"` // ServerInfo.Name; "" for the only one
+	// Clients is the run's connection count, which sizes the probe's
+	// rings; 0 sizes them for the sample's share of a load that would
+	// have it (session's connSample, read backwards).
+	Clients int `json:"clients"`
 	// SampleOneIn follows the socket events of one connection in N
 	// (probe.Config.SampleOneIn); 0 and 1: all.
 	SampleOneIn uint32 `json:"sample_one_in"`
@@ -102,8 +109,9 @@ type Final struct {
 	Probe      *report.ProbeParts `json:"probe"`
 	Warnings   []string           `json:"warnings"`
 	Err        string             `json:"error,omitempty"` // the probe's error, if it stopped on one
-	// Set by this package: the agent process's CPU time over the session
-	// (reader, encoding, compression and gRPC), and what it sent.
+	// Set by this package: the agent process's CPU time from the probe's
+	// attachment to the stop (reader, encoding, compression and gRPC; not
+	// the probe's loading), and what it sent.
 	AgentCPU int64  `json:"agent_cpu_ns"`
 	Events   uint64 `json:"events"`
 	Batches  uint64 `json:"batches"`

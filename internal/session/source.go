@@ -93,11 +93,16 @@ type probeSource struct {
 // openProbe loads and attaches the probe for a server listening on
 // port, sized for the load's rate.
 func openProbe(cfg Config, port uint16) (*probeSource, error) {
+	return openProbeSampled(cfg, port, connSample(cfg))
+}
+
+// openProbeSampled is openProbe with the connection sample given (an
+// agent's, from its controller's request).
+func openProbeSampled(cfg Config, port uint16, sample uint32) (*probeSource, error) {
 	// Rings are sized for the rate the clients can drive: a loopback
 	// round trip per connection cannot come faster than a few tens of
 	// microseconds, and the whole machine's rate is bounded too.
 	rate := min(20_000*float64(max(cfg.Load.Clients, 1)), 400_000)
-	sample := connSample(cfg)
 	p, err := probe.Open(probe.Config{Mode: probe.Mode(cfg.ProbeMode), Ports: []uint16{port}, Stats: true, Syscalls: cfg.Syscalls, RoundTripsPerSec: rate, SampleOneIn: sample})
 	if err != nil {
 		return nil, fmt.Errorf("open probe: %w", err)

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/volleyscope/volleyscope/internal/agent"
+	"github.com/volleyscope/volleyscope/internal/session"
+)
+
+const agentSynopsis = `volleyscope agent --listen ADDR --token T (--server SPEC | --pid PID | --port PORT)... [flags]
+
+Runs on the server's machine, as root: starts the servers named on its
+own command line (or follows running ones by --pid or --port), and for a
+controlling 'volleyscope run --agent HOST:PORT' on another host runs the
+probe on a server's processes and streams its events there. It never
+runs anything it is sent: a controller can only name one of these
+servers. One run at a time; the servers it started stop with it
+(SIGINT, SIGTERM).
+
+Every call must carry the token given with --token or --token-file (the
+same on both sides). With --cert, --key and --ca the connection is
+mutual TLS: the agent requires a client certificate signed by --ca.
+Without them the traffic, the token with it, goes in clear: use that
+only on a network you trust.
+
+examples:
+  volleyscope agent --listen 10.0.0.2:7470 --token-file /etc/volleyscope/token --server epoll-lt --server-cpus 0
+  volleyscope agent --listen 10.0.0.2:7470 --token-file tok --port 6379
+  volleyscope agent --listen 10.0.0.2:7470 --token-file tok --server iouring \
+      --cert agent.pem --key agent.key --ca ca.pem`
+
+func cmdAgent(ctx context.Context, args []string) error {
+	fs := newFlagSet("agent", agentSynopsis)
+	listen := fs.String("listen", "", "HOST:PORT to listen on (required; built-in servers listen on HOST too)")
+	token := fs.String("token", "", "the token every call must carry (or --token-file)")
+	tokenFile := fs.String("token-file", "", "read the token from this file's first line")
+	cert := fs.String("cert", "", "mutual TLS: this agent's certificate (PEM)")
+	key := fs.String("key", "", "mutual TLS: its private key (PEM)")
+	ca := fs.String("ca", "", "mutual TLS: the CA that signs the controllers' certificates (PEM)")
+	srvs := fs.StringArray("server", nil, "a server to start (repeatable): "+session.SpecSyntax)
+	pids := fs.IntSlice("pid", nil, "follow the running server of this process (repeatable)")
+	ports := fs.IntSlice("port", nil, "follow the running server listening on this port (repeatable)")
+	serverCPUs := fs.String("server-cpus", "", "pin the servers it starts to these CPUs, e.g. 0 or 0-1")
+	verbose := fs.BoolP("verbose", "v", false, "tell every probe hook")
+	testClock := fs.String("test-clock", "", "tests only: OFFSET,DRIFT added to the agent's clock, e.g. 5s,20us/s")
+	_ = fs.MarkHidden("test-clock")
+	if help, err := parseArgs(fs, args, 0, "no arguments"); help || err != nil {
+		return err
+	}
+
+	// Everything is checked before anything starts.
+	host, port, err := net.SplitHostPort(*listen)
+	switch {
+	case !fs.Changed("listen"):
+		return usagef("agent: --listen HOST:PORT is required: the agent binds only where it is told, e.g. --listen 10.0.0.2:7470")
+	case err != nil || host == "":
+		return usagef("agent: --listen %q: want HOST:PORT, e.g. 10.0.0.2:7470", *listen)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return usagef("agent: --listen %q: port %q is not in 1-65535", *listen, port)
+	}
+	cred, err := agentCredentials(*token, *tokenFile, *cert, *key, *ca, true)
+	if err != nil {
+		return err
+	}
+	if len(*srvs)+len(*pids)+len(*ports) == 0 {
+		return usagef("agent: no server: give --server SPEC to start one, or --pid PID or --port PORT to follow a running one")
+	}
+	for _, s := range *srvs {
+		if _, err := session.ParseSpec(s); err != nil {
+			return usagef("agent: --server: %v", err)
+		}
+	}
+	for _, p := range *pids {
+		if p < 1 {
+			return usagef("agent: --pid %d: want a process id", p)
+		}
+	}
+	for _, p := range *ports {
+		if p < 1 || p > 65535 {
+			return usagef("agent: --port %d: want a port in 1-65535", p)
+		}
+	}
+	cpus, err := parseCPUs(*serverCPUs)
+	if err != nil {
+		return usagef("agent: --server-cpus: %v", err)
+	}
+	cfg := session.AgentConfig{Servers: *srvs, PIDs: *pids, Ports: *ports, ServerCPUs: cpus, Host: host, Verbose: *verbose}
+	if *testClock != "" {
+		if cfg.Clock, err = session.ParseClockTransform(*testClock); err != nil {
+			return usagef("agent: --test-clock: %v", err)
+		}
+	}
+
+	note := func(s string) { fmt.Fprintln(os.Stderr, "agent: "+s) }
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("agent: listen on %s: %w", *listen, err)
+	}
+	defer lis.Close()
+	if cred.TLS == nil {
+		note("warning: no TLS (--cert, --key, --ca): the traffic and the token travel in clear")
+	}
+	h, err := session.StartAgent(ctx, cfg, note)
+	if err != nil {
+		return err
+	}
+	defer h.Stop()
+	var names []string
+	for _, s := range h.Info().Servers {
+		names = append(names, fmt.Sprintf("%s at %s (pids %v)", s.Name, s.Addr, s.PIDs))
+	}
+	note(fmt.Sprintf("listening on %s (protocol %d); servers: %s", lis.Addr(), agent.ProtocolVersion, strings.Join(names, "; ")))
+	if !cfg.Clock.IsZero() {
+		note(fmt.Sprintf("test clock: offset %v, drift %g s/s", cfg.Clock.Offset, cfg.Clock.Drift))
+	}
+	if err := agent.Serve(ctx, lis, cred, h); err != nil {
+		return err
+	}
+	note("stopping")
+	return nil
+}
+
+// agentCredentials reads the token and the TLS files of an agent
+// (server) or a controller. Both are flags of the same names on both
+// sides.
+func agentCredentials(token, tokenFile, cert, key, ca string, server bool) (agent.Credentials, error) {
+	var c agent.Credentials
+	switch {
+	case token != "" && tokenFile != "":
+		return c, usagef("agent: --token and --token-file: give one")
+	case tokenFile != "":
+		t, err := agent.ReadToken(tokenFile)
+		if err != nil {
+			return c, usagef("agent: %v", err)
+		}
+		c.Token = t
+	case strings.TrimSpace(token) != "":
+		c.Token = strings.TrimSpace(token)
+	default:
+		return c, usagef("agent: --token or --token-file is required: nobody may drive an agent without the token given on both sides")
+	}
+	if cert != "" || key != "" || ca != "" {
+		t, err := agent.TLSConfig(cert, key, ca, server)
+		if err != nil {
+			return c, usagef("agent: %v", err)
+		}
+		c.TLS = t
+	}
+	return c, nil
+}

@@ -1,0 +1,367 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/volleyscope/volleyscope/internal/affinity"
+	"github.com/volleyscope/volleyscope/internal/agent"
+	"github.com/volleyscope/volleyscope/internal/hostinfo"
+	"github.com/volleyscope/volleyscope/internal/proccost"
+	"github.com/volleyscope/volleyscope/internal/report"
+	"github.com/volleyscope/volleyscope/internal/serverproc"
+	"github.com/volleyscope/volleyscope/probe"
+)
+
+// AgentConfig is what a `volleyscope agent` serves: the servers on its
+// own command line, and nothing a controller could name otherwise.
+type AgentConfig struct {
+	Servers    []string // server specs (SpecSyntax) the agent starts; built-ins listen on Host
+	PIDs       []int    // running servers followed by a process
+	Ports      []int    // running servers followed by their listening port
+	ServerCPUs []int    // CPUs for the servers it starts; nil: not pinned
+	Host       string   // the address the agent listens on: its built-in servers listen there too
+	Self       string   // the volleyscope binary that runs built-in servers; default this executable
+	// Clock is the test-only transform of the agent's clock (its events,
+	// watermarks and pings): zero for the real clock.
+	Clock ClockTransform
+	// Verbose adds every probe hook to a session's notices.
+	Verbose bool
+}
+
+// ClockTransform makes an agent's clock run off the true one, to test
+// the controller's clock estimate: the agent's time is the true time plus
+// Offset plus Drift × (true time − the agent's start).
+type ClockTransform struct {
+	Offset time.Duration
+	Drift  float64 // seconds gained per second (20 µs/s: 20e-6)
+	start  int64
+}
+
+// ParseClockTransform reads OFFSET,DRIFT, e.g. "5s,20us/s" (a drift of
+// 20 µs gained per second; "-3us/s" loses). DRIFT may be left out.
+func ParseClockTransform(s string) (ClockTransform, error) {
+	off, drift, _ := strings.Cut(s, ",")
+	var c ClockTransform
+	var err error
+	if c.Offset, err = time.ParseDuration(strings.TrimSpace(off)); err != nil {
+		return c, fmt.Errorf("clock offset %q: want a duration such as 5s or -1.5s", off)
+	}
+	if drift = strings.TrimSpace(drift); drift != "" {
+		per, ok := strings.CutSuffix(drift, "/s")
+		d, err := time.ParseDuration(per)
+		if !ok || err != nil || math.Abs(d.Seconds()) >= 0.01 {
+			return c, fmt.Errorf("clock drift %q: want a duration per second under 10ms/s, such as 20us/s", drift)
+		}
+		c.Drift = d.Seconds()
+	}
+	return c, nil
+}
+
+// IsZero says whether c leaves the clock as it is.
+func (c ClockTransform) IsZero() bool { return c.Offset == 0 && c.Drift == 0 }
+
+// shift is what c adds to the true time t.
+func (c ClockTransform) shift(t int64) int64 {
+	if c.IsZero() {
+		return 0
+	}
+	return c.Offset.Nanoseconds() + int64(c.Drift*float64(t-c.start))
+}
+
+// AgentHost is the agent's side of the session package: its servers,
+// and a probe on one of them per Events session (agent.Host).
+type AgentHost struct {
+	cfg     AgentConfig
+	note    func(string)
+	host    hostinfo.Host
+	servers []*agentServer
+	undo    func() error // the agent's confinement
+}
+
+// agentServer is a server the agent started or follows.
+type agentServer struct {
+	name  string
+	stage *serverStage
+	mu    sync.Mutex // pids grow as late workers are found
+}
+
+// StartAgent starts (or finds) the agent's servers. Stop stops those it
+// started. note receives one line per thing done, for the agent's log.
+func StartAgent(ctx context.Context, cfg AgentConfig, note func(string)) (*AgentHost, error) {
+	if len(cfg.Servers)+len(cfg.PIDs)+len(cfg.Ports) == 0 {
+		return nil, flagErr("--server", errors.New("the agent needs a server: --server SPEC to start one, or --pid or --port to follow a running one"))
+	}
+	if err := probe.Check(); err != nil {
+		return nil, err
+	}
+	if err := cleanLeftovers(); err != nil {
+		note("warning: " + err.Error())
+	}
+	if cfg.Clock.start == 0 {
+		cfg.Clock.start = monotonicNow()
+	}
+	h := &AgentHost{cfg: cfg, note: note, host: hostinfo.Local()}
+	ok := false
+	defer func() {
+		if !ok {
+			h.Stop()
+		}
+	}()
+	for _, spec := range cfg.Servers {
+		if err := h.startServer(ctx, spec); err != nil {
+			return nil, err
+		}
+	}
+	for _, pid := range cfg.PIDs {
+		ports, err := serverproc.ListeningPorts(pid)
+		if err != nil {
+			return nil, flagErr("--pid", err)
+		}
+		if len(ports) != 1 {
+			return nil, flagErr("--pid", fmt.Errorf("pid %d listens on %d TCP ports %v: give the server's with --port instead", pid, len(ports), ports))
+		}
+		if err := h.follow(ctx, int(ports[0]), "--pid"); err != nil {
+			return nil, err
+		}
+	}
+	for _, port := range cfg.Ports {
+		if err := h.follow(ctx, port, "--port"); err != nil {
+			return nil, err
+		}
+	}
+	// The agent itself (its probe's reader, the encoding and the
+	// network) keeps off the servers' CPUs, as a run keeps its clients
+	// and reader off them.
+	if rest := otherCPUs(cfg.ServerCPUs); len(rest) > 0 {
+		undo, err := affinity.ConfineProcess(rest)
+		if err != nil {
+			return nil, err
+		}
+		h.undo = undo
+	}
+	ok = true
+	return h, nil
+}
+
+// otherCPUs are the CPUs not in cpus; nil when cpus is empty.
+func otherCPUs(cpus []int) []int {
+	if len(cpus) == 0 {
+		return nil
+	}
+	var rest []int
+	for c := range runtime.NumCPU() {
+		if !slices.Contains(cpus, c) {
+			rest = append(rest, c)
+		}
+	}
+	return rest
+}
+
+// startServer starts one --server: as a run starts it, but a built-in
+// listens on the agent's host, where the controller's clients reach it.
+func (h *AgentHost) startServer(ctx context.Context, spec string) error {
+	cfg := Config{Server: spec, Self: h.cfg.Self, ServerCPUs: h.cfg.ServerCPUs, Probe: true}
+	st, err := planServer(&cfg)
+	if err != nil {
+		return flagErr("--server", err)
+	}
+	if st.addr == "" && st.spec.Builtin != "" && h.cfg.Host != "" {
+		st.opts.Argv = append(st.opts.Argv, "--host", h.cfg.Host)
+		st.opts.Host = h.cfg.Host
+	}
+	return h.add(ctx, st, cfg)
+}
+
+// follow follows the running server listening on port.
+func (h *AgentHost) follow(ctx context.Context, port int, flag string) error {
+	if port < 1 || port > 65535 {
+		return flagErr(flag, fmt.Errorf("port %d is not in 1-65535", port))
+	}
+	host := h.cfg.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	st := &serverStage{addr: addr, label: addr}
+	if err := h.add(ctx, st, Config{Addr: addr, Probe: true}); err != nil {
+		return flagErr(flag, err)
+	}
+	return nil
+}
+
+func (h *AgentHost) add(ctx context.Context, st *serverStage, cfg Config) error {
+	var meta report.Meta
+	if err := st.start(ctx, cfg, &meta, h.note); err != nil {
+		st.stop()
+		return err
+	}
+	name := st.label
+	if st.spec.Label != "" {
+		name = st.spec.Label
+	}
+	for _, s := range h.servers {
+		if s.name == name {
+			name += "-" + strconv.Itoa(int(st.port))
+		}
+	}
+	h.servers = append(h.servers, &agentServer{name: name, stage: st})
+	return nil
+}
+
+// Stop stops the servers the agent started; idempotent.
+func (h *AgentHost) Stop() {
+	for _, s := range h.servers {
+		s.stage.stop()
+	}
+	if h.undo != nil {
+		_ = h.undo()
+		h.undo = nil
+	}
+}
+
+// Info lists the host and the servers (agent.Host).
+func (h *AgentHost) Info() agent.Info {
+	info := agent.Info{Host: h.host}
+	for _, s := range h.servers {
+		info.Servers = append(info.Servers, s.info())
+	}
+	return info
+}
+
+func (s *agentServer) info() agent.ServerInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return agent.ServerInfo{Name: s.name, Addr: s.stage.addr, Port: s.stage.port, PIDs: slices.Clone(s.stage.pids)}
+}
+
+// Now is the agent's clock: CLOCK_MONOTONIC, through the test transform.
+func (h *AgentHost) Now() int64 {
+	t := monotonicNow()
+	return t + h.cfg.Clock.shift(t)
+}
+
+// Note passes the agent package's notes to the agent's log.
+func (h *AgentHost) Note(msg string) { h.note(msg) }
+
+// Open attaches the probe to the server req names, only ever one of the
+// agent's own (agent.Host).
+func (h *AgentHost) Open(_ context.Context, req agent.EventsRequest) (agent.Session, error) {
+	var srv *agentServer
+	var names []string
+	for _, s := range h.servers {
+		names = append(names, s.name)
+		if s.name == req.Server || (req.Server == "" && len(h.servers) == 1) {
+			srv = s
+		}
+	}
+	if srv == nil {
+		return nil, fmt.Errorf("no server %q on this agent: it serves %s", req.Server, strings.Join(names, ", "))
+	}
+	if n := req.SampleOneIn; n&(n-1) != 0 || n > 1<<16 {
+		return nil, fmt.Errorf("connection sample one in %d: want a power of two up to 65536", n)
+	}
+	if _, err := probe.ParseMode(req.ProbeMode); err != nil {
+		return nil, err
+	}
+	if srv.stage.proc != nil {
+		if dead, how := srv.stage.proc.Exited(); dead {
+			return nil, fmt.Errorf("server %s has exited: %s; restart the agent", srv.name, how)
+		}
+	}
+	// The rings are sized for the run's connections, or, not given, for
+	// a load as large as the sample implies (connSample's rule, read
+	// backwards).
+	cfg := Config{ProbeMode: req.ProbeMode, Syscalls: req.Syscalls, Verbose: h.cfg.Verbose}
+	cfg.Load.Clients = req.Clients
+	if cfg.Load.Clients <= 0 {
+		cfg.Load.Clients = int(max(req.SampleOneIn, 1)) * followAll
+	}
+	info := srv.info()
+	ps, err := openProbeSampled(cfg, info.Port, req.SampleOneIn)
+	if err != nil {
+		return nil, err
+	}
+	if err := ps.FollowProcesses(info.PIDs); err != nil {
+		ps.Close()
+		return nil, err
+	}
+	ps.WarmupOver() // no warm-up to measure the probe's cost in: the kernel's statistics would slow every run
+	return &agentSession{h: h, srv: srv, ps: ps, port: info.Port, started: agent.Started{Server: info, Summary: ps.Summary(), Notices: ps.Notices()}}, nil
+}
+
+// agentSession is one Events session's probe (agent.Session).
+type agentSession struct {
+	h       *AgentHost
+	srv     *agentServer
+	ps      *probeSource
+	port    uint16
+	started agent.Started
+}
+
+func (s *agentSession) Started() agent.Started { return s.started }
+
+// Run delivers the server side's events, on the agent's clock. The probe
+// sees every network namespace's sockets on the server's port: when the
+// controller and the agent are two namespaces of one kernel, it sees the
+// clients' sockets too, whose events are the controller's probe's to
+// report.
+func (s *agentSession) Run(ctx context.Context, deliver func(*probe.Event)) error {
+	clock := s.h.cfg.Clock
+	return s.ps.Run(ctx, func(e *probe.Event) {
+		if server, ok := e.OnSocketSide(s.port); ok && !server {
+			return
+		}
+		if !clock.IsZero() {
+			e.ShiftTimes(clock.shift(int64(e.TS)))
+		}
+		deliver(e)
+	})
+}
+
+func (s *agentSession) Watermark() int64 {
+	w := s.ps.Watermark()
+	return w + s.h.cfg.Clock.shift(w)
+}
+
+// Mark samples the server's cost; first it follows the server's workers
+// that showed since (a worker that holds only the connections it
+// accepted shows once the clients are connected: a controller marks
+// then).
+func (s *agentSession) Mark(name string) agent.MarkReply {
+	s.srv.mu.Lock()
+	fresh := s.srv.stage.newHolders()
+	var err error
+	if len(fresh) > 0 {
+		if err = s.ps.FollowProcesses(fresh); err == nil {
+			s.srv.stage.pids = append(s.srv.stage.pids, fresh...)
+			s.h.note("server processes followed once the clients connected: " + pidList(fresh))
+		}
+	}
+	pids := slices.Clone(s.srv.stage.pids)
+	s.srv.mu.Unlock()
+	r := agent.MarkReply{Name: name}
+	var sample proccost.Sample
+	if err == nil {
+		sample, err = proccost.TakeAll(pids)
+	}
+	r.AgentNs, r.Cost = s.h.Now(), sample
+	if err != nil {
+		r.Err = err.Error()
+	}
+	return r
+}
+
+func (s *agentSession) Close() (agent.Final, error) {
+	rep, err := s.ps.Close()
+	return agent.Final{Lost: rep.Lost, ReaderCPU: rep.ReaderCPU.Nanoseconds(), ReaderLate: rep.ReaderLate.Nanoseconds(), Probe: rep.Probe, Warnings: rep.Warnings}, err
+}

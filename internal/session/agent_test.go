@@ -1,0 +1,256 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/volleyscope/volleyscope/internal/agent"
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/probe"
+)
+
+const agentTestToken = "agent-test-token"
+
+// testAgent is a `volleyscope agent` process serving the threads server
+// on 127.0.0.1, its clock shifted by offset (and a drift).
+type testAgent struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	addr   string
+	done   chan struct{}
+}
+
+const (
+	testClockOffset = 5 * time.Second
+	testClockSpec   = "5s,20us/s"
+)
+
+func startTestAgent(t *testing.T) *testAgent {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	a := &testAgent{stderr: &syncBuffer{}, addr: addr, done: make(chan struct{})}
+	a.cmd = exec.Command(selfBin, "agent", "--listen", addr, "--token", agentTestToken, "--server", "threads", "--server-cpus", "0", "--test-clock", testClockSpec)
+	a.cmd.Stderr = a.stderr
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.cmd.Wait(); close(a.done) }()
+	t.Cleanup(func() {
+		a.cmd.Process.Kill()
+		<-a.done
+		if t.Failed() {
+			t.Logf("agent's stderr:\n%s", a.stderr.String())
+		}
+	})
+	return a
+}
+
+// dial connects to the agent once it listens.
+func (a *testAgent) dial(t *testing.T) *agent.Client {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := agent.Dial(ctx, a.addr, agent.Credentials{Token: agentTestToken})
+		cancel()
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		select {
+		case <-a.done:
+			t.Fatalf("the agent exited: %s", a.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dial the agent for 30s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// bpfFDs counts the BPF programs and maps process pid holds.
+func bpfFDs(pid int) int {
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	n := 0
+	for _, fd := range fds {
+		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if strings.HasPrefix(l, "anon_inode:bpf") {
+			n++
+		}
+	}
+	return n
+}
+
+func waitGone(t *testing.T, pids []int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for _, p := range pids {
+		for running(p) {
+			if time.Now().After(deadline) {
+				syscall.Kill(p, syscall.SIGKILL)
+				t.Fatalf("server process %d still runs %v after the agent went", p, within)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// TestAgentEndToEnd runs a real agent process (probe, threads server,
+// the test clock) and drives its server from here: the events are the
+// server side's, on the agent's shifted clock, and nothing stays
+// attached after the session, nor running after the agent's SIGTERM.
+func TestAgentEndToEnd(t *testing.T) {
+	requireRoot(t)
+	a := startTestAgent(t)
+	c := a.dial(t)
+	info := c.Info()
+	if len(info.Servers) != 1 || info.Servers[0].Name != "threads" || info.Servers[0].Port == 0 || len(info.Servers[0].PIDs) == 0 {
+		t.Fatalf("info: %+v", info)
+	}
+	srv := info.Servers[0]
+	ctx := context.Background()
+	t1, t2, t3, err := c.Ping(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// t2 is between t1 and t3 on the agent's clock, which is ahead by
+	// the offset and what the drift added since the agent started.
+	if t2 < t1+testClockOffset.Nanoseconds() || t2 > t3+(testClockOffset+time.Second).Nanoseconds() {
+		t.Errorf("ping: agent clock %v ahead, want about %v", time.Duration(t2-(t1+t3)/2), testClockOffset)
+	}
+	es, err := c.Events(ctx, agent.EventsRequest{Server: "threads"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("probe on the agent: %s", es.Started().Summary)
+	lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	sum, err := loadgen.Run(lctx, loadgen.Options{Addr: srv.Addr, Clients: 2, Duration: time.Second, Warmup: -1, Requests: 3000, KeepGoing: true, Timeout: stallTimeout}, loadgen.Hooks{})
+	cancel()
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if err := es.Mark("load-done"); err != nil {
+		t.Fatal(err)
+	}
+	if err := es.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	end := monotonicNow()
+	var events, clientSide, sendStarts int
+	var marks []agent.MarkReply
+	var fin *agent.Final
+	var minTS, maxTS uint64
+	for {
+		m, err := es.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case m.Mark != nil:
+			marks = append(marks, *m.Mark)
+		case m.Final != nil:
+			fin = m.Final
+		case m.Batch != nil:
+			for i := range m.Batch.Events {
+				e := &m.Batch.Events[i]
+				events++
+				if server, ok := e.OnSocketSide(srv.Port); ok && !server {
+					clientSide++
+				}
+				if e.Kind == probe.KindSendStart {
+					sendStarts++
+				}
+				if minTS == 0 || e.TS < minTS {
+					minTS = e.TS
+				}
+				maxTS = max(maxTS, e.TS)
+			}
+		}
+	}
+	if fin == nil || fin.Events != uint64(events) || fin.Probe == nil || fin.Bytes == 0 {
+		t.Fatalf("final account %+v for %d events received", fin, events)
+	}
+	if clientSide > 0 {
+		t.Errorf("%d events of the clients' sockets were sent; the agent keeps the server side", clientSide)
+	}
+	if int64(sendStarts) < (sum.Measured+sum.Outside)/2 {
+		t.Errorf("%d send starts for %d round trips", sendStarts, (sum.Measured + sum.Outside))
+	}
+	// The events are on the agent's clock: later than ours by the offset.
+	lo, hi := t1+testClockOffset.Nanoseconds(), end+(testClockOffset+time.Second).Nanoseconds()
+	if int64(minTS) < lo || int64(maxTS) > hi {
+		t.Errorf("events from %d to %d; want them within %d to %d (our clock plus %v)", minTS, maxTS, lo, hi, testClockOffset)
+	}
+	if len(marks) != 1 || marks[0].Err != "" || marks[0].Cost.CPUNs == 0 {
+		t.Errorf("marks: %+v", marks)
+	}
+	t.Logf("%d round trips; %d events, %d batches, %d bytes: %.1f bytes/event; agent CPU %v (%.0f ns/event), lost %d",
+		(sum.Measured + sum.Outside), events, fin.Batches, fin.Bytes, float64(fin.Bytes)/float64(events), time.Duration(fin.AgentCPU), float64(fin.AgentCPU)/float64(events), fin.Lost)
+
+	pid := a.cmd.Process.Pid
+	deadline := time.Now().Add(5 * time.Second)
+	for bpfFDs(pid) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent holds %d BPF programs and maps 5s after the session ended", bpfFDs(pid))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent still runs 10s after SIGTERM")
+	}
+	if code := a.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("agent exit status %d after SIGTERM", code)
+	}
+	waitGone(t, srv.PIDs, 5*time.Second)
+}
+
+// TestAgentKilledMidRun: SIGKILL of the agent mid-stream is an error on
+// the controller's side within seconds, and its server goes with it.
+func TestAgentKilledMidRun(t *testing.T) {
+	requireRoot(t)
+	a := startTestAgent(t)
+	c := a.dial(t)
+	srv := c.Info().Servers[0]
+	es, err := c.Events(context.Background(), agent.EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := es.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	a.cmd.Process.Kill()
+	start := time.Now()
+	for {
+		_, err := es.Recv()
+		if err == nil {
+			continue
+		}
+		if took := time.Since(start); took > 5*time.Second || !strings.Contains(err.Error(), "connection lost mid-run") {
+			t.Errorf("after %v: %v", took, err)
+		} else {
+			t.Logf("after %v: %v", took.Round(time.Millisecond), err)
+		}
+		break
+	}
+	waitGone(t, srv.PIDs, 10*time.Second)
+}

@@ -71,13 +71,18 @@ func parseRun(args []string, withProbe bool) (lf *loadFlags, cfg session.Config,
 	lf = &loadFlags{}
 	lf.register(fs, true, loadgen.DefaultDuration)
 	var pf probeFlags
+	var af agentFlags
 	if withProbe {
 		pf.register(fs)
+		af.register(fs)
 	}
 	if help, err := parseArgs(fs, args, 0, "no arguments, only flags"); help || err != nil {
 		return nil, cfg, help, err
 	}
 	if cfg, err = lf.config(); err != nil {
+		return nil, cfg, false, err
+	}
+	if err := af.apply(fs, &cfg, false); err != nil {
 		return nil, cfg, false, err
 	}
 	if err := preflight(cfg); err != nil {

@@ -47,6 +47,8 @@ func cmdSweep(ctx context.Context, args []string) error {
 	fs.Lookup("duration").Usage = "cap on each level's measured time; a level usually stops earlier at the --ci and --p99-ci targets"
 	fs.Lookup("out").Usage = "write each level's files into a directory of its own here, and the sweep as sweep.json and sweep.svg (checked before measuring)"
 	withProbe := fs.Bool("probe", probe.Check() == nil, "attach the eBPF probe: breakdowns and the server-side throughput (the default is whether this process may)")
+	var af agentFlags
+	af.register(fs)
 	if help, err := parseArgs(fs, args, 0, ""); help || err != nil {
 		return err
 	}
@@ -56,6 +58,9 @@ func cmdSweep(ctx context.Context, args []string) error {
 	}
 	cfg, err := lf.config()
 	if err != nil {
+		return err
+	}
+	if err := af.apply(fs, &cfg, true); err != nil {
 		return err
 	}
 	cfg.Probe = *withProbe

@@ -65,6 +65,8 @@ func cmdVs(ctx context.Context, args []string) error {
 	maxPairs := fs.Int("max-pairs", session.DefaultMaxPairs, "sequential (--pairs 0): at most this many pairs")
 	margin := fs.Float64("margin", session.DefaultMargin, "call A and B equivalent when the ratio's interval lies within ±this fraction")
 	withProbe := fs.Bool("probe", probe.Check() == nil, "attach the eBPF probe and compare the breakdowns (the default is whether this process may)")
+	var af agentFlags
+	af.register(fs)
 	if help, err := parseArgs(fs, args, 2, "two servers, A and B"); help || err != nil {
 		return err
 	}
@@ -92,6 +94,9 @@ func cmdVs(ctx context.Context, args []string) error {
 	lf.targets = []string{who[0].Server, who[1].Server}
 	cfg, err := lf.config()
 	if err != nil {
+		return err
+	}
+	if err := af.apply(fs, &cfg, false); err != nil {
 		return err
 	}
 	for i, c := range who {

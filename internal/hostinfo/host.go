@@ -19,6 +19,9 @@ type Host struct {
 	Vulnerabilities map[string]string
 	Governor        string // CPU 0's cpufreq governor; "" where none is exposed
 	Virtualization  string // what the machine runs on (Virtualization)
+	// ClockSource is the kernel's clock source (tsc, kvm-clock, hpet…):
+	// what CLOCK_MONOTONIC, and so every timestamp, is read from.
+	ClockSource string
 }
 
 // Local reads the facts of this machine. A fact it cannot read is left
@@ -50,5 +53,8 @@ func Local() Host {
 		h.Governor = strings.TrimSpace(string(b))
 	}
 	h.Virtualization = Virtualization()
+	if b, err := os.ReadFile("/sys/devices/system/clocksource/clocksource0/current_clocksource"); err == nil {
+		h.ClockSource = strings.TrimSpace(string(b))
+	}
 	return h
 }

@@ -108,6 +108,11 @@ func WriteText(w io.Writer, r *report.Results) error {
 			return err
 		}
 	}
+	if th := r.TwoHosts; th != nil {
+		if err := WriteTwoHosts(w, th); err != nil {
+			return err
+		}
+	}
 	if len(r.BreakdownByBand) > 0 {
 		if err := WriteBands(w, r.BreakdownByBand); err != nil {
 			return err

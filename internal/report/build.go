@@ -34,8 +34,11 @@ type Parts struct {
 	// ServerCost is what the server's process tree spent per request over
 	// the window, from /proc; nil when its process is not known.
 	ServerCost *proccost.Cost
-	Errors     []string // what went wrong, in order
-	Warnings   []string // checks made elsewhere (e.g. other tracers on our hooks)
+	// TwoHosts is a run across two hosts' clock estimate and one-way
+	// times (session fills it); nil on one host.
+	TwoHosts *TwoHosts
+	Errors   []string // what went wrong, in order
+	Warnings []string // checks made elsewhere (e.g. other tracers on our hooks)
 }
 
 // ProbeParts is what the probe says of itself after a run.
@@ -122,6 +125,14 @@ func Build(p Parts) *Results {
 		}
 		r.BreakdownCheck = bc
 	}
+	if t := p.TwoHosts; t != nil {
+		r.TwoHosts = t
+		ws := t.oneWayWarnings()
+		held := len(ws) == 0
+		r.Run.Validity.OneWayHeld = &held
+		r.Run.Validity.Warnings = append(r.Run.Validity.Warnings, ws...)
+		r.Warnings = append(r.Warnings, ws...)
+	}
 	for _, s := range p.Syscalls {
 		r.Syscalls = append(r.Syscalls, Syscall{Side: s.Side, Name: s.Name, Count: s.Count, P50Ns: s.P50Ns, P99Ns: s.P99Ns, MaxNs: s.MaxNs, Log2: s.Log2})
 	}
@@ -174,7 +185,7 @@ func buildLoad(r *Results, res *loadgen.Summary) {
 		FirstT0Ns: w.FirstT0, WindowStartNs: w.Start, WindowEndNs: w.End,
 		WarmupNs: o.Warmup.Nanoseconds(), Outside: res.Outside, MSERDiscarded: res.MSERDiscarded, MSEROff: o.NoMSER,
 		WarmupIncluded: res.WarmupIncluded, MeasuredNs: w.Span().Nanoseconds(), OvershootNs: res.Overshoot.Nanoseconds(),
-		Validity: res.Validity, ClientLoad: res.ClientLoad, Setup: res.Setup,
+		Validity: RunValidity{Validity: res.Validity}, ClientLoad: res.ClientLoad, Setup: res.Setup,
 	}
 	if res.Overshoot > OvershootWarn {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("the run ended %.1f s after its duration cap: its threads waited that long for a CPU (finishing the round trips in flight); use fewer connections per client CPU or --client-model epoll",

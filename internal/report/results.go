@@ -50,7 +50,10 @@ type Results struct {
 	Uring      []UringOp  `json:"io_uring,omitempty"` // io_uring operations per opcode
 	LostEvents uint64     `json:"lost_events"`
 	Probe      *ProbeInfo `json:"probe,omitempty"`
-	Errors     []string   `json:"errors"`
+	// TwoHosts is a run across two hosts' (run --agent): the clock
+	// estimate and the one-way times per direction.
+	TwoHosts *TwoHosts `json:"two_hosts,omitempty"`
+	Errors   []string  `json:"errors"`
 	// Warnings are the run's own checks that failed (validity, client
 	// saturation, other tracers on our hooks, a large MSER-5 cut): the
 	// numbers stand, but read them with the warning in mind.
@@ -94,6 +97,7 @@ type Meta struct {
 	// "qemu-tcg" marks software emulation, whose timings are not the
 	// hardware's; a hypervisor's name; "" where none shows.
 	Virtualization string `json:"virtualization,omitempty"`
+	ClockSource    string `json:"clock_source,omitempty"` // the kernel's clock source: what every timestamp is read from
 }
 
 // Latency summarizes the client-observed round-trip time in nanoseconds.
@@ -144,12 +148,20 @@ type RunInfo struct {
 	WarmupIncluded bool               `json:"warmup_included,omitempty"` // ended during warm-up: warm-up round trips are summarized
 	MeasuredNs     int64              `json:"measured_ns"`
 	OvershootNs    int64              `json:"overshoot_ns"` // wall time past the duration cap, finishing round trips in flight
-	Validity       stats.Validity     `json:"validity"`
+	Validity       RunValidity        `json:"validity"`
 	ClientLoad     loadgen.ClientLoad `json:"client_load"`
 	// Setup is the connection set-up: how many, how fast (the SXE
 	// figures: connections/s and the time to connect them all), failures
 	// by reason, and the client model.
 	Setup loadgen.SetupStats `json:"setup"`
+}
+
+// RunValidity is the batches' statistical validity and, across two
+// hosts, whether the one-way times held within the clock estimate's
+// uncertainty (OneWayHeld; false: see TwoHosts and the warnings).
+type RunValidity struct {
+	stats.Validity
+	OneWayHeld *bool `json:"one_way_times_held,omitempty"`
 }
 
 // Component is one part of the round trip, summarized over the joined
@@ -386,7 +398,7 @@ func ReadJSON(path string) (*Results, error) {
 func MetaOf(h hostinfo.Host) Meta {
 	return Meta{
 		Kernel: h.Kernel, CPUModel: h.CPUModel, NCPU: h.NCPU, Vulnerabilities: h.Vulnerabilities,
-		Governor: h.Governor, Virtualization: h.Virtualization,
+		Governor: h.Governor, Virtualization: h.Virtualization, ClockSource: h.ClockSource,
 		Hooks: map[string]string{}, ProbeMode: "none", StartedAt: time.Now().UTC(), Version: version.String(),
 	}
 }

@@ -18,9 +18,12 @@ import (
 // apart. Closing the connections afterwards is not counted. A nil
 // *serverCost (the server's processes unknown) measures nothing.
 type serverCost struct {
-	warmup    time.Duration
-	mu        sync.Mutex
-	pids      []int
+	warmup time.Duration
+	mu     sync.Mutex
+	pids   []int
+	// take samples the server's processes: this host's /proc, or an
+	// agent's on the server's host.
+	take      func() (proccost.Sample, error)
 	a, b      proccost.Sample
 	ta, tb    time.Time
 	haveA, ok bool
@@ -32,13 +35,26 @@ func newServerCost(pids []int, warmup time.Duration) *serverCost {
 	if len(pids) == 0 {
 		return nil
 	}
+	c := &serverCost{pids: pids, warmup: costWarmup(warmup)}
+	c.take = func() (proccost.Sample, error) { return proccost.TakeAll(c.pids) }
+	return c
+}
+
+// newRemoteCost measures a server on another host, sampled by take.
+func newRemoteCost(take func() (proccost.Sample, error), warmup time.Duration) *serverCost {
+	return &serverCost{take: take, warmup: costWarmup(warmup)}
+}
+
+// costWarmup is the load's warm-up option (0: loadgen's default,
+// negative: none) as a duration.
+func costWarmup(warmup time.Duration) time.Duration {
 	switch {
 	case warmup == 0:
-		warmup = loadgen.DefaultWarmup
+		return loadgen.DefaultWarmup
 	case warmup < 0:
-		warmup = 0
+		return 0
 	}
-	return &serverCost{pids: pids, warmup: warmup}
+	return warmup
 }
 
 // add measures more processes (workers found once the clients had
@@ -68,7 +84,7 @@ func (c *serverCost) first() {
 		return
 	}
 	var err error
-	c.a, err = proccost.TakeAll(c.pids)
+	c.a, err = c.take()
 	c.ta, c.haveA = time.Now(), err == nil
 }
 
@@ -82,7 +98,7 @@ func (c *serverCost) last() {
 		return
 	}
 	var err error
-	c.b, err = proccost.TakeAll(c.pids)
+	c.b, err = c.take()
 	c.tb, c.ok = time.Now(), err == nil
 }
 

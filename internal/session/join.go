@@ -72,7 +72,7 @@ func startJoin(src EventSource, port uint16, cfg Config, onTrip func(*breakdown.
 		check = loadgen.DefaultCheckEvery
 	}
 	j := &joinStage{source: src, rec: rec, readDone: make(chan error, 1), loopStop: make(chan struct{}), loopDone: make(chan struct{}), started: time.Now()}
-	j.probe, _ = src.(*probeSource)
+	j.probe = probeOf(src)
 	j.stream = breakdown.NewStream(port, nil, cfg.Syscalls, 2*check+probeLag+keepSlack, onTrip)
 	j.stream.Hold(1)
 	if h := src.Holders(); h != nil {

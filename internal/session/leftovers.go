@@ -36,13 +36,14 @@ func runCPUs(cfg Config) []int {
 	if len(cpus) == 0 {
 		return all()
 	}
-	startsServer := cfg.Addr == ""
-	if startsServer {
+	switch {
+	case cfg.Agent != "": // the server is on the agent's host
+	case cfg.Addr == "":
 		if len(cfg.ServerCPUs) == 0 {
 			return all()
 		}
 		cpus = append(slices.Clone(cpus), cfg.ServerCPUs...)
-	} else {
+	default:
 		cpus = append(slices.Clone(cpus), addrServerCPUs(cfg.Addr)...)
 	}
 	return cpus

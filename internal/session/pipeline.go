@@ -33,13 +33,15 @@ type pipeline struct {
 	meta report.Meta
 
 	server *serverStage
+	remote *remoteServer // the server on another host (--agent); nil on this one
 	source EventSource
 	join   *joinStage
 	load   loadStage
 	cost   *serverCost // the server's cost over the measured window; nil if its processes are unknown
 	sinks  sinks
 
-	undo []func() // teardown, run last first
+	undo  []func()                // teardown, run last first
+	abort context.CancelCauseFunc // stops the load early: a stage that cannot go on (an agent lost)
 }
 
 // Callbacks are where a run reports as it goes. Both may be nil.
@@ -64,10 +66,12 @@ func Run(ctx context.Context, cfg Config, cb Callbacks) (*report.Results, error)
 		return nil, err
 	}
 	defer p.teardown()
+	ctx, p.abort = context.WithCancelCause(ctx)
+	defer p.abort(nil)
 	if err := p.serve(ctx); err != nil {
 		return nil, err
 	}
-	if err := p.attach(); err != nil {
+	if err := p.attach(ctx); err != nil {
 		return nil, err
 	}
 	load, runErr := p.load.run(ctx, p.hooks())
@@ -94,12 +98,15 @@ func plan(cfg Config, cb Callbacks) (*pipeline, error) {
 	p.meta.IOUring = servers.IOUringFeatures()
 	p.meta.ServerCPUs = cfg.ServerCPUs
 	p.meta.ServerSpin = cfg.ServerSpin.Nanoseconds()
+	p.cfg = cfg
+	if cfg.Agent != "" { // the agent says what it serves: serveRemote
+		return p, nil
+	}
 	var err error
-	if p.server, err = planServer(&cfg); err != nil {
+	if p.server, err = planServer(&p.cfg); err != nil {
 		p.teardown()
 		return nil, err
 	}
-	p.cfg = cfg
 	return p, nil
 }
 
@@ -110,6 +117,9 @@ func plan(cfg Config, cb Callbacks) (*pipeline, error) {
 func (p *pipeline) serve(ctx context.Context) error {
 	if err := p.claimCPUs(ctx); err != nil {
 		return err
+	}
+	if p.cfg.Agent != "" {
+		return p.serveRemote(ctx)
 	}
 	if err := p.server.start(ctx, p.cfg, &p.meta, p.cb.note); err != nil {
 		return err
@@ -127,9 +137,12 @@ func (p *pipeline) serve(ctx context.Context) error {
 }
 
 // attach opens the event source and starts the join over it.
-func (p *pipeline) attach() error {
+func (p *pipeline) attach(ctx context.Context) error {
 	if !p.cfg.Probe {
 		return nil
+	}
+	if p.remote != nil {
+		return p.attachRemote(ctx)
 	}
 	ps, err := openProbe(p.cfg, p.server.port)
 	if err != nil {
@@ -157,7 +170,14 @@ func (p *pipeline) startJoin(src EventSource) error {
 		}
 	}
 	p.source = src
-	p.join = startJoin(src, p.server.port, p.cfg, p.sinks.joined, p.sinks.rec)
+	onTrip := p.sinks.joined
+	if r := p.remote; r != nil {
+		onTrip = func(rt *breakdown.RoundTrip, rec loadgen.Record) {
+			r.oneWay.add(rt)
+			p.sinks.joined(rt, rec)
+		}
+	}
+	p.join = startJoin(src, p.server.port, p.cfg, onTrip, p.sinks.rec)
 	p.undo = append(p.undo, func() { p.join.stop() })
 	return nil
 }
@@ -209,6 +229,9 @@ func (p *pipeline) finish(load *loadgen.Summary, runErr error) (*report.Results,
 		sr, srcErr = p.join.stop()
 	}
 	runErr, stopErr := p.server.end(runErr, p.meta.Server)
+	if runErr == nil && p.remote != nil {
+		runErr = p.remote.lost.Load() // the load was stopped for it; what came before stands
+	}
 	if load == nil {
 		return nil, runErr
 	}
@@ -228,6 +251,9 @@ func (p *pipeline) finish(load *loadgen.Summary, runErr error) (*report.Results,
 			parts.Errors = append(parts.Errors, "probe: "+srcErr.Error())
 		}
 		p.join.addParts(&parts, sr, load)
+		if p.remote != nil {
+			parts.TwoHosts = p.remote.parts(sr, load.Measured+load.Outside)
+		}
 		if rec := p.sinks.rec; rec != nil {
 			if recErr = rec.close(load.Window); recErr != nil {
 				parts.Errors = append(parts.Errors, recErr.Error())

@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/agent"
 	"github.com/volleyscope/volleyscope/loadgen"
 )
 
@@ -41,6 +42,13 @@ type Config struct {
 	// Command is the command line recorded for such a run to name.
 	LockCPUs, WaitCPUs bool
 	Command            string
+	// Agent is an agent's address (HOST:PORT): the server is on its host
+	// and the agent runs the probe there (run --agent); AgentServer names
+	// which of its servers (default: its only one), and AgentCred is how
+	// the two trust each other.
+	Agent       string
+	AgentServer string
+	AgentCred   agent.Credentials
 }
 
 // DefaultCPUs picks a client/server placement: on a machine with two or
@@ -55,4 +63,15 @@ func DefaultCPUs() (client, server []int) {
 		client = append(client, c)
 	}
 	return client, []int{0}
+}
+
+// withServer is cfg loading the server spec names: on this host, or,
+// with an agent, the agent's server of that name.
+func (cfg Config) withServer(spec string) Config {
+	if cfg.Agent != "" {
+		cfg.AgentServer = spec
+	} else {
+		cfg.Server = spec
+	}
+	return cfg
 }

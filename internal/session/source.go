@@ -60,6 +60,21 @@ type SourceReport struct {
 	ReaderCPU  time.Duration
 	ReaderLate time.Duration // how late, at worst, a drain of the rings began
 	Warnings   []string      // for results.json (e.g. other BPF programs on our hooks)
+	// Remote is the account of an agent's probe on another host, and the
+	// estimate of its clock; nil for a source on this host.
+	Remote *RemoteReport
+}
+
+// probeOf is the probe on this host behind src, if any: the join counts
+// its round trips and follows its connection sample.
+func probeOf(src EventSource) *probeSource {
+	switch s := src.(type) {
+	case *probeSource:
+		return s
+	case interface{ probeSource() *probeSource }:
+		return s.probeSource()
+	}
+	return nil
 }
 
 // Timing of the local probe's watermark. The reader drains the rings

@@ -60,8 +60,7 @@ func Sweep(ctx context.Context, cfg Config, cb Callbacks, servers []Contender, l
 		level := make([]*report.SweepPoint, len(servers)) // in the servers' order
 		for _, k := range order {
 			sv := servers[k]
-			c := cfg
-			c.Server = sv.Server
+			c := cfg.withServer(sv.Server)
 			c.Load.Clients, c.Load.Rate = l.Clients, l.Rate
 			if cfg.Out != "" {
 				dir := l.Name(i)

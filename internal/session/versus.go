@@ -158,7 +158,7 @@ func Versus(ctx context.Context, cfg Config, cb Callbacks, a, b Contender, plan 
 	// Fail fast on a server that cannot run, before any round.
 	for _, c := range []Contender{a, b} {
 		sp, err := ParseSpec(c.Server)
-		if err == nil && sp.Addr == "" {
+		if err == nil && sp.Addr == "" && cfg.Agent == "" { // an agent's servers are its own to start
 			_, err = serverOptions(cfg.Self, sp, cfg.Load.Proto, cfg.ServerSpin)
 		}
 		if err != nil {
@@ -173,8 +173,7 @@ func Versus(ctx context.Context, cfg Config, cb Callbacks, a, b Contender, plan 
 			break
 		}
 		for k, c := range []Contender{a, b} {
-			rc := cfg
-			rc.Server = c.Server
+			rc := cfg.withServer(c.Server)
 			cb.note(fmt.Sprintf("pair %d/%d: %s", i, pairs, c.Label))
 			res, err := Run(ctx, rc, cb)
 			if err == nil && ctx.Err() != nil {

@@ -1,0 +1,137 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/volleyscope/volleyscope/internal/agent"
+	"github.com/volleyscope/volleyscope/internal/netns"
+	"github.com/volleyscope/volleyscope/internal/report"
+	"github.com/volleyscope/volleyscope/loadgen"
+)
+
+// agentPort is where the tests' agents listen, in their own namespace.
+const agentPort = 7470
+
+// startAgent makes a namespace joined to ours by veth (the server's
+// host) and starts `volleyscope agent` in it serving the threads server,
+// with extra flags; it returns the agent's address and its token. The
+// test's cleanup stops the agent and removes the namespace.
+func startAgent(t *testing.T, extra ...string) (addr, token string, pair *netns.Pair) {
+	t.Helper()
+	requireRoot(t)
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip")
+	}
+	pair, err := netns.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pair.Close() })
+	addr = net.JoinHostPort(pair.NSAddr, fmt.Sprint(agentPort))
+	token = fmt.Sprintf("test-token-%d-%d", os.Getpid(), time.Now().UnixNano())
+	argv := pair.Exec(append([]string{selfBin, "agent", "--listen", addr, "--token", token, "--server", "threads", "--server-cpus", "0"}, extra...))
+	cmd := exec.Command(argv[0], argv[1:]...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			b.WriteString(sc.Text() + "\n")
+		}
+		logs <- b.String()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("agent's log:\n%s", <-logs)
+		}
+	})
+	// Bounded: the agent answers Hello once its server is up.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c, err := agent.Dial(ctx, addr, agent.Credentials{Token: token})
+		cancel()
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent at %s did not answer: %v", addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return addr, token, pair
+}
+
+// twoHostRun runs the default load against the agent's server.
+func twoHostRun(t *testing.T, addr, token string, d time.Duration) *report.Results {
+	t.Helper()
+	r, err := Run(context.Background(), Config{Self: selfBin, Agent: addr, AgentCred: agent.Credentials{Token: token}, Probe: true,
+		Load: loadgen.Options{Clients: 2, ClientCPUs: []int{1}, Duration: d, Warmup: 300 * time.Millisecond, CI: -1, P99CI: -1, Timeout: stallTimeout}}, Callbacks{Note: func(s string) { t.Log(s) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// checkTwoHosts holds what every two-host run must show: every round
+// trip joined across the two event sources, the sum check, the clock
+// estimate, and no one-way time negative beyond its uncertainty.
+func checkTwoHosts(t *testing.T, r *report.Results) *report.TwoHosts {
+	t.Helper()
+	bc := r.BreakdownCheck
+	if bc == nil || bc.Joined == 0 || float64(bc.Joined) < 0.99*float64(bc.Joined+bc.Unjoined) {
+		t.Errorf("joined %+v across two hosts, want ≥ 99%%", bc)
+	} else if bc.SumWithinTolerance < 0.99 {
+		t.Errorf("sum check holds for %.1f%% of joined round trips, want ≥ 99%%", 100*bc.SumWithinTolerance)
+	}
+	th := r.TwoHosts
+	if th == nil {
+		t.Fatal("no two_hosts section in the results")
+	}
+	if held := r.Run.Validity.OneWayHeld; held == nil || !*held {
+		t.Errorf("one-way times did not hold within the clock estimate: %+v %+v", th.Request, th.Reply)
+	}
+	for _, w := range []report.OneWay{th.Request, th.Reply} {
+		if w.Checked == 0 {
+			t.Errorf("no one-way time checked against the estimate: %+v", w)
+		}
+	}
+	t.Logf("joined %d of %d; client→server mean %.1f µs (min %.1f, ± %.1f), server→client mean %.1f µs (min %.1f, ± %.1f); clock %+v; agent %.0f ns/event, %.0f bytes/round trip",
+		bc.Joined, bc.Joined+bc.Unjoined, th.Request.MeanNs/1e3, float64(th.Request.MinNs)/1e3, float64(th.Request.UncertaintyNs)/1e3,
+		th.Reply.MeanNs/1e3, float64(th.Reply.MinNs)/1e3, float64(th.Reply.UncertaintyNs)/1e3, th.Clock, th.AgentNsPerEvent, th.BytesPerRTT)
+	return th
+}
+
+// TestTwoHostsNetNS: the server and its agent in one namespace, the
+// clients in ours, joined by veth: every round trip joins across the
+// two event sources, and the one kernel's shared clock is estimated as
+// such (an offset of 0 within the interval).
+func TestTwoHostsNetNS(t *testing.T) {
+	addr, token, _ := startAgent(t)
+	r := twoHostRun(t, addr, token, 2*time.Second)
+	th := checkTwoHosts(t, r)
+	if off, h := th.Clock.OffsetFirstNs, th.Clock.HalfWidthMaxNs; off < -h || off > h {
+		t.Errorf("one kernel, one clock: offset %d ns, want 0 within ±%d", off, h)
+	}
+}

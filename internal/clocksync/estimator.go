@@ -183,7 +183,8 @@ type summary struct {
 // estimates at each point: the run's mean drift. x is seconds from the
 // first sample, y ns from the first point's estimate.
 type lineSums struct {
-	n                  float64
+	n                  float64 // the sum of the weights
+	points             int
 	y0                 int64
 	sx, sy, sxx, sxy   float64
 	haveY0, haveSlopes bool
@@ -346,13 +347,20 @@ func (e *Estimator) fold(s *summary, b *bucket) {
 	if !s.line.haveY0 {
 		s.line.y0, s.line.haveY0 = est.theta, true
 	}
+	// Weighted by 1/half-width², as the drift fit is: a bucket bounded
+	// only by pings (before the load, or a stretch without traffic) is
+	// known to tens of µs where a segment-bound one is known to one, and
+	// must not tilt the run's line.
 	dt, _ := sub(t, s.first)
 	x, y := float64(dt)/1e9, float64(est.theta-s.line.y0)
-	s.line.n++
-	s.line.sx += x
-	s.line.sy += y
-	s.line.sxx += x * x
-	s.line.sxy += x * y
+	hw := float64(max(est.half, weightFloor))
+	w := 1 / (hw * hw)
+	s.line.n += w
+	s.line.sx += w * x
+	s.line.sy += w * y
+	s.line.sxx += w * x * x
+	s.line.sxy += w * x * y
+	s.line.points++
 }
 
 // estimate is θ at one time: the middle of the bounds there and their
@@ -612,7 +620,7 @@ type Report struct {
 	OffsetFirstNs int64 `json:"offset_first_ns"`
 	OffsetLastNs  int64 `json:"offset_last_ns"`
 	// DriftNsPerS is the run's mean drift of θ (ns per second: 1000 is
-	// 1 ppm), the slope of a line through the estimates; DriftMinNsPerS
+	// 1 ppm), the slope of a line through the estimates (weighted by their precision); DriftMinNsPerS
 	// and DriftMaxNsPerS the range of the local fits (apart when a clock
 	// was slewed).
 	DriftNsPerS    float64 `json:"drift_ns_per_s"`
@@ -675,11 +683,11 @@ func (e *Estimator) Report() Report {
 	}
 	if est, ok := e.eval(max(e.maxTU, e.maxTV)); ok {
 		r.OffsetLastNs = est.theta
-		if s.line.n < 2 {
+		if s.line.points < 2 {
 			r.DriftNsPerS = est.slope
 		}
 	}
-	if l := s.line; l.n >= 2 {
+	if l := s.line; l.points >= 2 {
 		if d := l.n*l.sxx - l.sx*l.sx; d > 0 {
 			r.DriftNsPerS = (l.n*l.sxy - l.sx*l.sy) / d
 		}

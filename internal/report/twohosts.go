@@ -16,6 +16,9 @@ type TwoHosts struct {
 	Agent      string           `json:"agent"` // the agent's address
 	ServerHost HostFacts        `json:"server_host"`
 	Clock      clocksync.Report `json:"clock"`
+	// ClockSeries is the estimate over the run, as the agent's events
+	// were mapped: a point every half second or so.
+	ClockSeries []ClockPoint `json:"clock_series,omitempty"`
 	// The one-way times, client → server (the request: client_net and
 	// its parts) and server → client (the reply: server_net).
 	Request OneWay `json:"client_to_server"`
@@ -41,6 +44,14 @@ type HostFacts struct {
 	Virtualization  string            `json:"virtualization,omitempty"`
 	ClockSource     string            `json:"clock_source,omitempty"`
 	Version         string            `json:"volleyscope_version"` // the agent's
+}
+
+// ClockPoint is the clock estimate at one time: the agent's clock minus
+// this host's, within ± HalfWidthNs.
+type ClockPoint struct {
+	TNs         int64 `json:"t_ns"` // this host's CLOCK_MONOTONIC
+	OffsetNs    int64 `json:"offset_ns"`
+	HalfWidthNs int64 `json:"half_width_ns"`
 }
 
 // OneWay is one direction's one-way time over the joined round trips,

@@ -40,7 +40,8 @@ type AgentConfig struct {
 
 // ClockTransform makes an agent's clock run off the true one, to test
 // the controller's clock estimate: the agent's time is the true time plus
-// Offset plus Drift × (true time − the agent's start).
+// Offset plus Drift × the true time (CLOCK_MONOTONIC), so that a test on
+// the same machine knows the true offset at every moment.
 type ClockTransform struct {
 	Offset time.Duration
 	Drift  float64 // seconds gained per second (20 µs/s: 20e-6)
@@ -106,9 +107,6 @@ func StartAgent(ctx context.Context, cfg AgentConfig, note func(string)) (*Agent
 	}
 	if err := cleanLeftovers(); err != nil {
 		note("warning: " + err.Error())
-	}
-	if cfg.Clock.start == 0 {
-		cfg.Clock.start = monotonicNow()
 	}
 	h := &AgentHost{cfg: cfg, note: note, host: hostinfo.Local()}
 	ok := false

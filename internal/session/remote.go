@@ -13,6 +13,7 @@ import (
 	"github.com/volleyscope/volleyscope/internal/breakdown"
 	"github.com/volleyscope/volleyscope/internal/clocksync"
 	"github.com/volleyscope/volleyscope/internal/proccost"
+	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/probe"
 )
 
@@ -62,6 +63,9 @@ type twoHosts struct {
 	mu    sync.Mutex // deliveries, the matcher and the estimator
 	clock *clocksync.Estimator
 	match *clocksync.Matcher
+	// series is the estimate over the run, a point every every ns.
+	series []report.ClockPoint
+	every  int64
 	// lost is told when the agent's stream failed mid-run (it died, the
 	// connection dropped): the run cannot be split any more.
 	lost func(error)
@@ -69,7 +73,7 @@ type twoHosts struct {
 
 func newTwoHosts(local EventSource, remote *agentSource, port uint16) *twoHosts {
 	est := clocksync.New(clocksync.Options{})
-	t := &twoHosts{local: local, remote: remote, port: port, clock: est, match: clocksync.NewMatcher(est, clocksync.MatcherOptions{})}
+	t := &twoHosts{local: local, remote: remote, port: port, clock: est, match: clocksync.NewMatcher(est, clocksync.MatcherOptions{}), every: clockEvery.Nanoseconds()}
 	remote.clock = t
 	return t
 }
@@ -154,7 +158,7 @@ func (t *twoHosts) Close() (SourceReport, error) {
 		}
 	}
 	t.mu.Lock()
-	rep.Remote = &RemoteReport{Agent: t.remote.name, Account: acc, Clock: t.clock.Report()}
+	rep.Remote = &RemoteReport{Agent: t.remote.name, Account: acc, Clock: t.clock.Report(), Series: t.series}
 	t.mu.Unlock()
 	return rep, errors.Join(err, rerr)
 }
@@ -165,6 +169,7 @@ type RemoteReport struct {
 	Agent   string
 	Account *agent.Final
 	Clock   clocksync.Report
+	Series  []report.ClockPoint
 }
 
 // agentSource is the event stream of an agent's probe on the server's
@@ -275,7 +280,34 @@ func (a *agentSource) release(deliver func(*probe.Event), all bool) {
 	}
 	if tA, ok := c.clock.ToController(wm); ok {
 		a.wm.Store(tA - readerSlack.Nanoseconds())
+		c.sampleClock(tA)
 	}
+}
+
+// clockEvery spaces the points of the estimate kept for results.json;
+// clockPoints bounds them (every other one is dropped when full).
+const (
+	clockEvery  = 500 * time.Millisecond
+	clockPoints = 512
+)
+
+// sampleClock keeps the estimate at tA, once per clockEvery: the run's
+// offset over time, as the events were mapped.
+func (t *twoHosts) sampleClock(tA int64) {
+	if n := len(t.series); n > 0 && tA < t.series[n-1].TNs+t.every {
+		return
+	}
+	theta, h, ok := t.clock.At(tA)
+	if !ok {
+		return
+	}
+	if len(t.series) == clockPoints {
+		for i := range clockPoints / 2 {
+			t.series[i] = t.series[2*i]
+		}
+		t.series, t.every = t.series[:clockPoints/2], 2*t.every
+	}
+	t.series = append(t.series, report.ClockPoint{TNs: tA, OffsetNs: theta, HalfWidthNs: h})
 }
 
 func (a *agentSource) watermark() int64 { return a.wm.Load() }

@@ -141,7 +141,7 @@ func (r *remoteServer) parts(sr SourceReport, trips int64) *report.TwoHosts {
 		Virtualization: h.Virtualization, ClockSource: h.ClockSource, Version: info.Version,
 	}}
 	if rr := sr.Remote; rr != nil {
-		t.Clock = rr.Clock
+		t.Clock, t.ClockSeries = rr.Clock, rr.Series
 		if a := rr.Account; a != nil {
 			t.AgentCPUNs, t.AgentEvents, t.AgentBytes = a.AgentCPU, a.Events, a.Bytes
 			if a.Events > 0 {

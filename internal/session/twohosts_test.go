@@ -135,3 +135,35 @@ func TestTwoHostsNetNS(t *testing.T) {
 		t.Errorf("one kernel, one clock: offset %d ns, want 0 within ±%d", off, h)
 	}
 }
+
+// TestTwoHostsClockInjected: the agent's clock is made to run off the
+// true one by an offset of seconds and a drift of 20 µs/s (its hidden
+// --test-clock). Since both "hosts" share one kernel's clock, the true
+// offset is known at every moment: the estimate must hold it within its
+// reported interval all through the run, so the one-way times it gives
+// are those of the same run read on the shared clock, within that
+// interval; and the recovered drift must be the injected one.
+func TestTwoHostsClockInjected(t *testing.T) {
+	const offset, drift = -3_500_000_000, 20e-6 // ns, s/s
+	addr, token, _ := startAgent(t, "--test-clock", "-3.5s,20us/s")
+	r := twoHostRun(t, addr, token, 3*time.Second)
+	th := checkTwoHosts(t, r)
+	truth := func(tA int64) int64 { return offset + int64(drift*float64(tA)) }
+	if len(th.ClockSeries) < 3 {
+		t.Fatalf("clock series of %d points over the run, want several", len(th.ClockSeries))
+	}
+	var worst int64
+	for _, p := range th.ClockSeries {
+		miss := p.OffsetNs - truth(p.TNs)
+		worst = max(worst, max(miss, -miss))
+		if miss < -p.HalfWidthNs || miss > p.HalfWidthNs {
+			t.Errorf("at %d ns: offset %d, the truth %d: off by %d ns, outside ±%d", p.TNs, p.OffsetNs, truth(p.TNs), miss, p.HalfWidthNs)
+		}
+	}
+	c := th.Clock
+	if d := c.DriftNsPerS - drift*1e9; d < -5000 || d > 5000 {
+		t.Errorf("drift %.0f ns/s recovered, %.0f injected", c.DriftNsPerS, drift*1e9)
+	}
+	t.Logf("injected offset %d ns + %.0f ns/s × t; recovered %d ns at the first sample, drift %.0f ns/s; worst miss %d ns, half-width median %d, max %d ns",
+		offset, drift*1e9, c.OffsetFirstNs, c.DriftNsPerS, worst, c.HalfWidthMedianNs, c.HalfWidthMaxNs)
+}

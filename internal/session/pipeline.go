@@ -229,8 +229,16 @@ func (p *pipeline) finish(load *loadgen.Summary, runErr error) (*report.Results,
 		sr, srcErr = p.join.stop()
 	}
 	runErr, stopErr := p.server.end(runErr, p.meta.Server)
-	if runErr == nil && p.remote != nil {
-		runErr = p.remote.lost.Load() // the load was stopped for it; what came before stands
+	if p.remote != nil {
+		// The agent lost is the cause (its server may have gone with it):
+		// say so first; what was measured before stands.
+		if lost := p.remote.lost.Load(); lost != nil {
+			if runErr != nil {
+				runErr = fmt.Errorf("%w; the load: %w", lost, runErr)
+			} else {
+				runErr = lost
+			}
+		}
 	}
 	if load == nil {
 		return nil, runErr

@@ -213,7 +213,7 @@ func (a *agentSource) run(ctx context.Context, deliver func(*probe.Event)) error
 		}
 		if err != nil {
 			a.release(deliver, true)
-			a.err = fmt.Errorf("%s: %w", a.name, err)
+			a.err = err // the agent package's errors name the agent
 			return a.err
 		}
 		switch {

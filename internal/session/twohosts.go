@@ -122,7 +122,7 @@ func (p *pipeline) attachRemote(ctx context.Context) error {
 	r.source = newAgentSource("agent "+r.addr, r.stream, r.client)
 	r.hosts = newTwoHosts(ps, r.source, p.server.port)
 	r.hosts.lost = func(err error) {
-		r.lost.Store(fmt.Errorf("stopped the load: %w", err))
+		r.lost.Store(fmt.Errorf("%w; the run stopped there (what was measured before is kept)", err))
 		p.abort(err)
 	}
 	r.oneWay = newOneWay(r.hosts.halfWidth)

@@ -24,7 +24,7 @@ const agentPort = 7470
 // host) and starts `volleyscope agent` in it serving the threads server,
 // with extra flags; it returns the agent's address and its token. The
 // test's cleanup stops the agent and removes the namespace.
-func startAgent(t *testing.T, extra ...string) (addr, token string, pair *netns.Pair) {
+func startAgent(t *testing.T, extra ...string) (addr, token string, cmd *exec.Cmd) {
 	t.Helper()
 	requireRoot(t)
 	if _, err := exec.LookPath("ip"); err != nil {
@@ -38,11 +38,12 @@ func startAgent(t *testing.T, extra ...string) (addr, token string, pair *netns.
 	addr = net.JoinHostPort(pair.NSAddr, fmt.Sprint(agentPort))
 	token = fmt.Sprintf("test-token-%d-%d", os.Getpid(), time.Now().UnixNano())
 	argv := pair.Exec(append([]string{selfBin, "agent", "--listen", addr, "--token", token, "--server", "threads", "--server-cpus", "0"}, extra...))
-	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd = exec.Command(argv[0], argv[1:]...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	waited := make(chan struct{})
 	logs := make(chan string, 1)
 	go func() {
 		var b strings.Builder
@@ -51,16 +52,16 @@ func startAgent(t *testing.T, extra ...string) (addr, token string, pair *netns.
 			b.WriteString(sc.Text() + "\n")
 		}
 		logs <- b.String()
+		_ = cmd.Wait()
+		close(waited)
 	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-waited:
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			<-waited
 		}
 		if t.Failed() {
 			t.Logf("agent's log:\n%s", <-logs)
@@ -80,7 +81,7 @@ func startAgent(t *testing.T, extra ...string) (addr, token string, pair *netns.
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return addr, token, pair
+	return addr, token, cmd
 }
 
 // twoHostRun runs the default load against the agent's server.
@@ -166,4 +167,32 @@ func TestTwoHostsClockInjected(t *testing.T) {
 	}
 	t.Logf("injected offset %d ns + %.0f ns/s × t; recovered %d ns at the first sample, drift %.0f ns/s; worst miss %d ns, half-width median %d, max %d ns",
 		offset, drift*1e9, c.OffsetFirstNs, c.DriftNsPerS, worst, c.HalfWidthMedianNs, c.HalfWidthMaxNs)
+}
+
+// TestTwoHostsAgentDies: the agent is killed mid-run. The run stops with
+// an error that names the agent, keeps what was measured before, and
+// leaves nothing of its own attached.
+func TestTwoHostsAgentDies(t *testing.T) {
+	addr, token, cmd := startAgent(t)
+	go func() {
+		time.Sleep(2500 * time.Millisecond) // past the warm-up, into the window
+		_ = cmd.Process.Kill()
+	}()
+	began := time.Now()
+	r, err := Run(context.Background(), Config{Self: selfBin, Agent: addr, AgentCred: agent.Credentials{Token: token}, Probe: true,
+		Load: loadgen.Options{Clients: 2, ClientCPUs: []int{1}, Duration: 20 * time.Second, Warmup: 300 * time.Millisecond, CI: -1, P99CI: -1, Timeout: stallTimeout}}, Callbacks{})
+	took := time.Since(began)
+	if err == nil || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("run with its agent killed: error %v, want one naming the agent %s", err, addr)
+	}
+	t.Logf("after %v: %v", took.Round(time.Millisecond), err)
+	if took > 15*time.Second {
+		t.Errorf("the run went on %v after its agent died", took)
+	}
+	if r == nil || r.Latency.Count == 0 {
+		t.Fatalf("nothing kept of what was measured before the agent died: %+v", r)
+	}
+	if n := bpfFDs(os.Getpid()); n != 0 {
+		t.Errorf("this process holds %d BPF programs and maps after the run", n)
+	}
 }

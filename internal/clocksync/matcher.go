@@ -232,6 +232,12 @@ func (m *Matcher) Flush() {
 	}
 }
 
+// Settled is how far each host's events are in and settled: host A's
+// on its clock, host B's on its own. A segment sent and received before
+// them has been paired (or given up) already; the estimate at a time
+// short of them will not change for want of its segments.
+func (m *Matcher) Settled() (a, b int64) { return m.settled(hostA), m.settled(hostB) }
+
 // Stats counts what the Matcher saw and paired so far.
 func (m *Matcher) Stats() MatchStats { return m.stats }
 

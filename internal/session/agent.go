@@ -45,38 +45,64 @@ type AgentConfig struct {
 type ClockTransform struct {
 	Offset time.Duration
 	Drift  float64 // seconds gained per second (20 µs/s: 20e-6)
-	start  int64
+	// From SlewAt (CLOCK_MONOTONIC ns) on, the clock gains Slew per
+	// second instead of Drift, as when NTP slews it: its rate changes,
+	// it never steps. 0: no change.
+	SlewAt int64
+	Slew   float64
 }
 
-// ParseClockTransform reads OFFSET,DRIFT, e.g. "5s,20us/s" (a drift of
-// 20 µs gained per second; "-3us/s" loses). DRIFT may be left out.
+// ParseClockTransform reads OFFSET,DRIFT[,SLEW@T], e.g. "5s,20us/s" (a
+// drift of 20 µs gained per second; "-3us/s" loses) or
+// "5s,20us/s,-40us/s@12345000000000" (from CLOCK_MONOTONIC 12345 s on, 40
+// µs lost per second). DRIFT may be left out.
 func ParseClockTransform(s string) (ClockTransform, error) {
-	off, drift, _ := strings.Cut(s, ",")
+	parts := strings.Split(s, ",")
 	var c ClockTransform
 	var err error
-	if c.Offset, err = time.ParseDuration(strings.TrimSpace(off)); err != nil {
-		return c, fmt.Errorf("clock offset %q: want a duration such as 5s or -1.5s", off)
+	if c.Offset, err = time.ParseDuration(strings.TrimSpace(parts[0])); err != nil {
+		return c, fmt.Errorf("clock offset %q: want a duration such as 5s or -1.5s", parts[0])
 	}
-	if drift = strings.TrimSpace(drift); drift != "" {
-		per, ok := strings.CutSuffix(drift, "/s")
+	rate := func(r string) (float64, error) {
+		per, ok := strings.CutSuffix(strings.TrimSpace(r), "/s")
 		d, err := time.ParseDuration(per)
 		if !ok || err != nil || math.Abs(d.Seconds()) >= 0.01 {
-			return c, fmt.Errorf("clock drift %q: want a duration per second under 10ms/s, such as 20us/s", drift)
+			return 0, fmt.Errorf("clock drift %q: want a duration per second under 10ms/s, such as 20us/s", r)
 		}
-		c.Drift = d.Seconds()
+		return d.Seconds(), nil
+	}
+	if len(parts) > 1 && strings.TrimSpace(parts[1]) != "" {
+		if c.Drift, err = rate(parts[1]); err != nil {
+			return c, err
+		}
+	}
+	if len(parts) > 2 {
+		r, at, ok := strings.Cut(parts[2], "@")
+		if c.SlewAt, err = strconv.ParseInt(strings.TrimSpace(at), 10, 64); !ok || err != nil || c.SlewAt <= 0 {
+			return c, fmt.Errorf("clock slew %q: want RATE@T, T in CLOCK_MONOTONIC ns", parts[2])
+		}
+		if c.Slew, err = rate(r); err != nil {
+			return c, err
+		}
+	}
+	if len(parts) > 3 {
+		return c, fmt.Errorf("clock transform %q: want OFFSET,DRIFT[,SLEW@T]", s)
 	}
 	return c, nil
 }
 
 // IsZero says whether c leaves the clock as it is.
-func (c ClockTransform) IsZero() bool { return c.Offset == 0 && c.Drift == 0 }
+func (c ClockTransform) IsZero() bool { return c.Offset == 0 && c.Drift == 0 && c.SlewAt == 0 }
 
 // shift is what c adds to the true time t.
 func (c ClockTransform) shift(t int64) int64 {
 	if c.IsZero() {
 		return 0
 	}
-	return c.Offset.Nanoseconds() + int64(c.Drift*float64(t-c.start))
+	if c.SlewAt > 0 && t > c.SlewAt {
+		return c.Offset.Nanoseconds() + int64(c.Drift*float64(c.SlewAt)+c.Slew*float64(t-c.SlewAt))
+	}
+	return c.Offset.Nanoseconds() + int64(c.Drift*float64(t))
 }
 
 // AgentHost is the agent's side of the session package: its servers,

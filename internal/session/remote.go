@@ -254,11 +254,18 @@ func (a *agentSource) release(deliver func(*probe.Event), all bool) {
 	c := a.clock
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// An event is mapped once the estimate around it is settled: samples
+	// of both directions reach past it (Ready), and every segment sent
+	// or received around it has been matched. Pings alone reach past it
+	// sooner, and would map it by their loose bounds (the end of a load,
+	// a reader held off its CPU).
+	setA, setB := c.match.Settled()
+	lead := int64(clocksync.DefaultSpanNs)
 	n := 0
 	for i := range a.held {
 		e := &a.held[i]
 		tA, ok := c.clock.ToController(int64(e.TS))
-		if !all && (!ok || int64(e.TS) > a.agentWM || !c.clock.Ready(tA)) {
+		if !all && (!ok || int64(e.TS) > a.agentWM || !c.clock.Ready(tA) || tA+lead > setA || int64(e.TS)+lead > setB) {
 			break
 		}
 		if ok {

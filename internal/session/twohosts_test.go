@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/agent"
+	"github.com/volleyscope/volleyscope/internal/clocksync"
 	"github.com/volleyscope/volleyscope/internal/netns"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/loadgen"
@@ -148,25 +149,58 @@ func TestTwoHostsClockInjected(t *testing.T) {
 	const offset, drift = -3_500_000_000, 20e-6 // ns, s/s
 	addr, token, _ := startAgent(t, "--test-clock", "-3.5s,20us/s")
 	r := twoHostRun(t, addr, token, 3*time.Second)
-	th := checkTwoHosts(t, r)
 	truth := func(tA int64) int64 { return offset + int64(drift*float64(tA)) }
+	c := checkClock(t, r, truth)
+	if d := c.DriftNsPerS - drift*1e9; d < -5000 || d > 5000 {
+		t.Errorf("drift %.0f ns/s recovered, %.0f injected", c.DriftNsPerS, drift*1e9)
+	}
+}
+
+// TestTwoHostsClockSlewed: mid-run, the agent's clock changes rate (20
+// µs/s gained, then 40 µs/s lost), as NTP slews a clock: it never steps.
+// The estimate follows it within its interval all through the run.
+func TestTwoHostsClockSlewed(t *testing.T) {
+	const offset, drift, slew = 2_000_000_000, 20e-6, -40e-6
+	at := monotonicNow() + (4 * time.Second).Nanoseconds() // the agent starts, the warm-up, then some 3 s into the window
+	addr, token, _ := startAgent(t, "--test-clock", fmt.Sprintf("2s,20us/s,-40us/s@%d", at))
+	r := twoHostRun(t, addr, token, 6*time.Second)
+	truth := func(tA int64) int64 {
+		if tA > at {
+			return offset + int64(drift*float64(at)+slew*float64(tA-at))
+		}
+		return offset + int64(drift*float64(tA))
+	}
+	c := checkClock(t, r, truth)
+	if c.DriftMinNsPerS > slew*1e9/2 || c.DriftMaxNsPerS < drift*1e9/2 {
+		t.Errorf("local drift fits %.0f to %.0f ns/s: the rate change (%.0f, then %.0f) not seen", c.DriftMinNsPerS, c.DriftMaxNsPerS, drift*1e9, slew*1e9)
+	}
+}
+
+// checkClock holds a two-host run's clock estimate to the truth at every
+// point kept: within the estimate's own interval. The one-way times
+// differ from those read on the shared clock by exactly the estimate's
+// miss, so they hold within that interval too.
+func checkClock(t *testing.T, r *report.Results, truth func(int64) int64) clocksync.Report {
+	t.Helper()
+	th := checkTwoHosts(t, r)
 	if len(th.ClockSeries) < 3 {
 		t.Fatalf("clock series of %d points over the run, want several", len(th.ClockSeries))
 	}
-	var worst int64
+	var worst, worstH int64
 	for _, p := range th.ClockSeries {
 		miss := p.OffsetNs - truth(p.TNs)
-		worst = max(worst, max(miss, -miss))
+		if max(miss, -miss) > worst {
+			worst, worstH = max(miss, -miss), p.HalfWidthNs
+		}
 		if miss < -p.HalfWidthNs || miss > p.HalfWidthNs {
 			t.Errorf("at %d ns: offset %d, the truth %d: off by %d ns, outside ±%d", p.TNs, p.OffsetNs, truth(p.TNs), miss, p.HalfWidthNs)
 		}
 	}
 	c := th.Clock
-	if d := c.DriftNsPerS - drift*1e9; d < -5000 || d > 5000 {
-		t.Errorf("drift %.0f ns/s recovered, %.0f injected", c.DriftNsPerS, drift*1e9)
-	}
-	t.Logf("injected offset %d ns + %.0f ns/s × t; recovered %d ns at the first sample, drift %.0f ns/s; worst miss %d ns, half-width median %d, max %d ns",
-		offset, drift*1e9, c.OffsetFirstNs, c.DriftNsPerS, worst, c.HalfWidthMedianNs, c.HalfWidthMaxNs)
+	first := th.ClockSeries[0]
+	t.Logf("true offset %d ns at the first point, estimated %d ± %d; drift %.0f ns/s recovered (local fits %.0f to %.0f); worst miss %d ns (of ± %d there) over %d points; half-width median %d, max %d ns",
+		truth(first.TNs), first.OffsetNs, first.HalfWidthNs, c.DriftNsPerS, c.DriftMinNsPerS, c.DriftMaxNsPerS, worst, worstH, len(th.ClockSeries), c.HalfWidthMedianNs, c.HalfWidthMaxNs)
+	return c
 }
 
 // TestTwoHostsAgentDies: the agent is killed mid-run. The run stops with

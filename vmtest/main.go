@@ -65,6 +65,12 @@ type options struct {
 	CPU string
 	// Verbose copies the whole console to stdout, not only VMTEST lines.
 	Verbose bool
+	// Net is the matrix kernel (a label) of one more boot, networked: the
+	// guest serves on a NIC whose tap is in a namespace this run makes,
+	// and the host drives it from there (netScenario). Default 6.12;
+	// off ("") with --kernel, --kernel-pkg, another --pkg or
+	// --volleyscope=false unless given.
+	Net string
 }
 
 // keepLogs is how many console logs the cache keeps, newest first.
@@ -103,6 +109,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.Accel, "accel", "auto", "qemu accelerator: kvm, tcg or auto")
 	fs.StringVar(&o.CPU, "cpu", tcgCPU, "qemu -cpu model under TCG (KVM uses host)")
 	fs.BoolVarP(&o.Verbose, "verbose", "v", false, "copy the whole guest console to stdout")
+	fs.StringVar(&o.Net, "net", defaultNet, "boot this matrix kernel once more with a NIC on a tap in a namespace of the run's own, and drive a server in the guest from the host ('' for none)")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: go run ./vmtest [flags]   (as root)\n\n"+
 			"Boots Debian kernels under qemu (6.1, and 6.12 from bookworm-backports),\n"+
@@ -148,6 +155,17 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if len(o.Levels) == 1 && o.Levels[0] == "" {
 		o.Levels = nil
+	}
+	if !fs.Changed("net") && (o.Kernel != "" || len(o.KernelPkgs) > 0 || o.Pkg != "./probe" || !o.Volleyscope) {
+		o.Net = "" // a run narrowed to other things does not get this boot unasked
+	}
+	if o.Net != "" {
+		if o.Kernel != "" {
+			return nil, errors.New("--net boots a matrix kernel's package (the NIC driver is a module), which --kernel has not; add --net ''")
+		}
+		if !slices.ContainsFunc(defaultMatrix, func(k kernelSpec) bool { return k.Label == o.Net }) {
+			return nil, fmt.Errorf("--net: %q is not in the matrix (%s)", o.Net, strings.Join(labels, ", "))
+		}
 	}
 	if o.ResultsDir == "" {
 		o.ResultsDir = filepath.Join(o.CacheDir, "results")
@@ -232,7 +250,7 @@ func run(ctx context.Context, args []string) error {
 			if err != nil {
 				return fmt.Errorf("kernel %s: %w", s.Label, err)
 			}
-			if t.k, err = fetchKernel(ctx, o.CacheDir, env, pkg); err != nil {
+			if t.k, err = fetchKernel(ctx, o.CacheDir, env, pkg, false); err != nil {
 				return fmt.Errorf("kernel %s: %w", s.Label, err)
 			}
 		}
@@ -243,13 +261,25 @@ func run(ctx context.Context, args []string) error {
 		targets = append(targets, t)
 	}
 
+	var netKernel kernel
+	if o.Net != "" {
+		i := slices.IndexFunc(defaultMatrix, func(k kernelSpec) bool { return k.Label == o.Net })
+		pkg, env, err := resolveKernel(ctx, o.CacheDir, defaultMatrix[i])
+		if err != nil {
+			return fmt.Errorf("kernel %s (--net): %w", o.Net, err)
+		}
+		if netKernel, err = fetchKernel(ctx, o.CacheDir, env, pkg, true); err != nil {
+			return fmt.Errorf("kernel %s (--net): %w", o.Net, err)
+		}
+	}
+
 	work, err := os.MkdirTemp("", "vmtest-")
 	if err != nil {
 		return fmt.Errorf("create work dir: %w", err)
 	}
 	defer os.RemoveAll(work)
 	start := time.Now()
-	bins, err := buildBinaries(ctx, work, o)
+	bins, err := buildBinaries(ctx, work, o, len(targets) > 0)
 	if err != nil {
 		return err
 	}
@@ -342,10 +372,17 @@ func run(ctx context.Context, args []string) error {
 			}
 		}
 	}
+	if o.Net != "" {
+		v, err := runNetBoot(ctx, o, netKernel, bins, work, accel)
+		if err != nil {
+			return err
+		}
+		matrix = append(matrix, v)
+	}
 	pruneLogs(o.CacheDir)
 	fmt.Println()
 	// The note is about the probe's kernel test (VOLLEYSCOPE_EMULATED).
-	printMatrix(matrix, accel == "tcg" && o.Pkg == "./probe", time.Since(wallStart))
+	printMatrix(matrix, accel == "tcg" && o.Pkg == "./probe" && len(targets) > 0, time.Since(wallStart))
 	if len(resultFiles) >= 2 && bins.Volleyscope != "" {
 		compareKernels(ctx, bins.Volleyscope, o.ResultsDir, resultFiles)
 	}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/volleyscope/volleyscope/internal/report"
+)
+
+// netScenario is what a networked guest serves and what the host runs
+// against it through the tap: the test of a second kernel and clock
+// reached over a real (emulated) NIC.
+type netScenario struct {
+	// What names the scenario's verdict line ("run=NAME").
+	What string
+	// Port is where the guest's command listens, on the guest's address.
+	Port int
+	// Guest are the arguments of /volleyscope in the guest.
+	Guest func(g *guestNet, port int) []string
+	// Host are the arguments of volleyscope on the host, run inside the
+	// namespace once the guest answers on Port.
+	Host func(g *guestNet, port int) []string
+	// Check judges the host command's standard output (its --json); the
+	// string is the verdict's detail.
+	Check func(stdout []byte) (string, error)
+}
+
+// serveBench proves the path: the guest runs a built-in server on its
+// address, the host's 'volleyscope bench' drives it through the tap for
+// a fixed two seconds (no stopping target: under TCG the intervals are
+// the emulator's), and every connection and round trip must complete.
+// Clients are not pinned: a pinned run takes volleyscope's CPU lock, and
+// qemu holds a CPU of its own anyway.
+var serveBench = netScenario{
+	What: "run=net-bench",
+	Port: 9000,
+	Guest: func(g *guestNet, port int) []string {
+		return []string{"serve", "threads", "--host", g.GuestAddr, "-p", strconv.Itoa(port)}
+	},
+	Host: func(g *guestNet, port int) []string {
+		return []string{"bench", "--addr", joinHostPort(g.GuestAddr, port), "--clients", "2",
+			"--duration", "2s", "--warmup", "500ms", "--ci", "0", "--p99-ci", "0",
+			"--client-cpus", "", "--json", "--quiet"}
+	},
+	Check: checkBench,
+}
+
+// checkBench: the bench measured round trips, ran its whole duration and
+// neither a connection nor a round trip failed.
+func checkBench(stdout []byte) (string, error) {
+	var r report.Results
+	if err := json.Unmarshal(stdout, &r); err != nil {
+		return "", fmt.Errorf("read the host's results: %w", err)
+	}
+	s := r.Run.Setup
+	switch {
+	case len(r.Errors) > 0:
+		return "", fmt.Errorf("the host's run has errors: %s", strings.Join(r.Errors, "; "))
+	case len(s.Failures) > 0:
+		return "", fmt.Errorf("%d of %d connections to the guest failed: %v", s.Attempts-s.Connections, s.Attempts, s.Failures)
+	case r.Latency.Count == 0:
+		return "", errors.New("the host measured no round trip with the guest")
+	case r.Run.StopReason != "duration":
+		return "", fmt.Errorf("the host's run stopped by %q, want duration", r.Run.StopReason)
+	}
+	return fmt.Sprintf("%d round trips through the tap, %d connections, p50 %.0f µs (emulated)",
+		r.Latency.Count, s.Connections, r.Latency.P50/1e3), nil
+}
+
+func joinHostPort(host string, port int) string { return host + ":" + strconv.Itoa(port) }
+
+// netBootConfig is what a networked boot needs besides the scenario.
+type netBootConfig struct {
+	Kernel      kernel
+	Volleyscope string // the static binary, for the guest and the host
+	Init        string // the guest's /init
+	Work        string // for the initramfs
+	Boot        bootConfig
+	// Timeout bounds the boot until the guest answers, and then the
+	// host's command; the guest's power-off after it has stopGrace.
+	Timeout time.Duration
+}
+
+// stopGrace is how long the guest has, after the host writes stopLine,
+// to stop its command and power off before qemu is killed.
+const stopGrace = time.Minute
+
+// netBoot boots a guest with a NIC on a tap in a namespace of its own,
+// runs the scenario, and removes the namespace whatever happens. The
+// verdict is FAIL with the reason when any step fails; the boot result,
+// when qemu ran, has the console log.
+func netBoot(ctx context.Context, nc netBootConfig, sc netScenario) (verdict, *bootResult) {
+	v := verdict{Kernel: nc.Kernel.Name, What: sc.What, Result: "FAIL"}
+	detail, res, err := netBootRun(ctx, nc, sc)
+	if err != nil {
+		v.Detail = err.Error()
+		if res != nil && res.LogPath != "" {
+			v.Detail += " (console log " + res.LogPath + ")"
+		}
+		return v, res
+	}
+	v.Result, v.Detail = "PASS", detail
+	return v, res
+}
+
+func netBootRun(ctx context.Context, nc netBootConfig, sc netScenario) (string, *bootResult, error) {
+	if nc.Kernel.Dir == "" {
+		return "", nil, errors.New("a networked guest needs a kernel package (its NIC driver is a module): not --kernel")
+	}
+	mods, err := resolveModules(ctx, nc.Kernel, nicModules)
+	if err != nil {
+		return "", nil, err
+	}
+	g, err := newGuestNet()
+	if err != nil {
+		return "", nil, err
+	}
+	defer func() {
+		if err := g.Close(); err != nil {
+			fmt.Printf("vmtest: %v\n", err)
+		}
+	}()
+	addr := joinHostPort(g.GuestAddr, sc.Port)
+	gc := guestConfig{
+		Net:   &guestNetConfig{Addr: g.GuestCIDR()},
+		Serve: &guestServe{Args: sc.Guest(g, sc.Port), Ready: addr, Timeout: (nc.Timeout + stopGrace).String()},
+	}
+	for _, m := range mods {
+		gc.Net.Modules = append(gc.Net.Modules, modulePath(m))
+	}
+	initrd := filepath.Join(nc.Work, "initrd-net-"+nc.Kernel.Name+".cpio.gz")
+	if err := buildInitramfs(initrd, binaries{Init: nc.Init, Volleyscope: nc.Volleyscope}, gc, mods...); err != nil {
+		return "", nil, err
+	}
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		return "", nil, fmt.Errorf("make the guest console's pipe: %w", err)
+	}
+	defer stdinW.Close()
+	ready := make(chan string, 1)
+	bc := nc.Boot
+	bc.Kernel, bc.Initrd, bc.Net, bc.Stdin, bc.Ready = nc.Kernel, initrd, g, stdinR, ready
+	bc.Timeout = nc.Timeout + stopGrace
+
+	type outcome struct {
+		res *bootResult
+		err error
+	}
+	booted := make(chan outcome, 1)
+	go func() {
+		res, err := boot(ctx, bc)
+		stdinR.Close()
+		booted <- outcome{res, err}
+	}()
+	// Whatever happens below, qemu has ended when this returns: the
+	// namespace cannot go while it holds the tap.
+	var out outcome
+	waited := false
+	wait := func() outcome {
+		if !waited {
+			out, waited = <-booted, true
+		}
+		return out
+	}
+	defer wait()
+
+	tctx, cancel := context.WithTimeout(ctx, nc.Timeout)
+	defer cancel()
+	select {
+	case <-ready:
+	case o := <-booted:
+		out, waited = o, true
+		if o.err != nil {
+			return "", o.res, fmt.Errorf("the guest ended before it served on %s: %w", addr, o.err)
+		}
+		return "", o.res, fmt.Errorf("the guest ended before it served on %s", addr)
+	case <-tctx.Done():
+		stopGuest(stdinW)
+		return "", wait().res, fmt.Errorf("the guest did not serve on %s within %s", addr, nc.Timeout)
+	}
+	if err := g.WaitPort(tctx, addr); err != nil {
+		stopGuest(stdinW)
+		return "", wait().res, err
+	}
+	argv := g.Exec(append([]string{nc.Volleyscope}, sc.Host(g, sc.Port)...)...)
+	fmt.Printf("vmtest: host: %s\n", strings.Join(argv, " "))
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(tctx, argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 5 * time.Second
+	hostErr := cmd.Run()
+	stopGuest(stdinW)
+	o := wait()
+	if hostErr != nil {
+		return "", o.res, fmt.Errorf("host: volleyscope %s: %w: %s", sc.Host(g, sc.Port)[0], hostErr, lastLines(stderr.Bytes(), 5))
+	}
+	detail, err := sc.Check(stdout.Bytes())
+	if err != nil {
+		return "", o.res, err
+	}
+	if o.err != nil {
+		return "", o.res, o.err
+	}
+	if v, ok := o.res.find("run=serve"); !ok || v.Result != "PASS" {
+		why := "no verdict"
+		if ok {
+			why = v.Result + " " + v.Detail
+		}
+		return "", o.res, fmt.Errorf("the guest's command: %s", why)
+	}
+	return detail, o.res, nil
+}
+
+// stopGuest asks the guest's init to stop its command and power off.
+func stopGuest(console *os.File) {
+	console.WriteString(stopLine + "\n")
+}
+
+// netBootTimeout bounds a networked boot until the host's command is
+// done; the guest then has stopGrace to power off.
+const netBootTimeout = 4 * time.Minute
+
+// runNetBoot is the --net boot of the vmtest command: one guest, the
+// scenario, its verdict line, holding the machine-wide lock like every
+// boot. Only a cancelled run is an error; a failed scenario is a FAIL.
+func runNetBoot(ctx context.Context, o *options, k kernel, bins binaries, work, accel string) (verdict, error) {
+	unlock, err := machineLock(ctx)
+	if err != nil {
+		return verdict{}, err
+	}
+	defer unlock()
+	nc := netBootConfig{
+		Kernel:      k,
+		Volleyscope: bins.Volleyscope,
+		Init:        bins.Init,
+		Work:        work,
+		Timeout:     netBootTimeout,
+		Boot: bootConfig{
+			Accel:   accel,
+			CPU:     o.CPU,
+			MemMiB:  o.MemMiB,
+			CPUs:    o.CPUs,
+			Verbose: o.Verbose,
+			LogPath: filepath.Join(o.CacheDir, "console-"+k.Name+"-"+accel+"-net-"+time.Now().Format("20060102-150405")+".log"),
+		},
+	}
+	v, _ := netBoot(ctx, nc, serveBench)
+	if ctx.Err() != nil {
+		return v, ctx.Err()
+	}
+	return v, nil
+}

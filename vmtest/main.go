@@ -73,6 +73,9 @@ type options struct {
 	Net string
 }
 
+// defaultCache is the cache directory (--cache).
+const defaultCache = "/var/cache/volleyscope-vmtest"
+
 // keepLogs is how many console logs the cache keeps, newest first.
 const keepLogs = 30
 
@@ -95,7 +98,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringSliceVar(&o.Kernels, "kernels", labels, "kernels of the matrix to run (each the newest Debian cloud package of its series)")
 	fs.StringSliceVar(&o.KernelPkgs, "kernel-pkg", nil, "Debian kernel package(s) to boot instead of the matrix, comma-separated")
 	fs.StringVar(&o.Kernel, "kernel", "", "boot this vmlinuz instead of the matrix")
-	fs.StringVar(&o.CacheDir, "cache", "/var/cache/volleyscope-vmtest", "directory for packages, kernels, console logs and results")
+	fs.StringVar(&o.CacheDir, "cache", defaultCache, "directory for packages, kernels, console logs and results")
 	fs.StringVar(&o.ResultsDir, "results", "", "directory for each guest's results.json, as KERNEL.json (default CACHE/results)")
 	fs.StringVar(&o.Pkg, "pkg", "./probe", "Go package whose tests run in the guest")
 	fs.StringVar(&o.Run, "run", "^TestKernelHooksAndEvents$", "-test.run pattern; each level L adds /^L/")

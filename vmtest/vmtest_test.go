@@ -173,3 +173,70 @@ func TestSpecs(t *testing.T) {
 		t.Errorf("--kernels 6.12: %+v", m)
 	}
 }
+
+// TestReadyLine: the guest's VMTEST-READY line hands its address to the
+// host, also behind a kernel message, and a second one does not block.
+func TestReadyLine(t *testing.T) {
+	ready := make(chan string, 1)
+	res := &bootResult{ready: ready}
+	parseLine("[    4.2] virtio_net virtio0 eth0: renamedVMTEST-READY 10.213.0.2:9000", res, true)
+	parseLine("VMTEST-READY 10.213.0.2:9000", res, true)
+	select {
+	case a := <-ready:
+		if a != "10.213.0.2:9000" {
+			t.Errorf("ready %q, want 10.213.0.2:9000", a)
+		}
+	default:
+		t.Fatal("no address from the VMTEST-READY line")
+	}
+	if len(res.Verdicts) != 0 {
+		t.Errorf("a READY line made verdicts %+v", res.Verdicts)
+	}
+}
+
+// TestNetFlags: --net boots a matrix kernel; it is on by default only for
+// the default matrix, and refuses --kernel, which has no modules.
+func TestNetFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		net  string
+		err  string
+	}{
+		{nil, defaultNet, ""},
+		{[]string{"--net="}, "", ""},
+		{[]string{"--kernels="}, defaultNet, ""},
+		{[]string{"--kernel-pkg", "linux-image-x"}, "", ""},
+		{[]string{"--kernel-pkg", "linux-image-x", "--net", "6.1"}, "6.1", ""},
+		{[]string{"--volleyscope=false"}, "", ""},
+		{[]string{"--kernel", "/boot/vmlinuz"}, "", ""},
+		{[]string{"--kernel", "/boot/vmlinuz", "--net", "6.12"}, "", "--kernel has not"},
+		{[]string{"--net", "5.10"}, "", `--net: "5.10" is not in the matrix`},
+	} {
+		o, err := parseFlags(tc.args)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: err %v, want %q", tc.args, err, tc.err)
+		case tc.err == "" && err != nil:
+			t.Errorf("%q: %v", tc.args, err)
+		case err == nil && o.Net != tc.net:
+			t.Errorf("%q: --net %q, want %q", tc.args, o.Net, tc.net)
+		}
+	}
+}
+
+// TestModuleName: file names of modules, compressed or not, map to the
+// names .modinfo's depends= uses (- and _ alike).
+func TestModuleName(t *testing.T) {
+	for in, want := range map[string]string{
+		"virtio_net.ko":      "virtio_net",
+		"net_failover.ko.xz": "net_failover",
+		"virtio-rng.ko.xz":   "virtio_rng",
+		"modules.builtin":    "",
+		"virtio_net.ko.zst":  "",
+	} {
+		got, ok := moduleName(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("moduleName(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+}

@@ -103,7 +103,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("vmtest-init: %s has %s\n", ifname, cfg.Net.Addr)
+		fmt.Printf("vmtest-init: %s has %s (modules loaded: %s)\n", ifname, cfg.Net.Addr, strings.Join(cfg.Net.Modules, " "))
 	}
 	if len(cfg.Volleyscope) > 0 {
 		runVolleyscope(release, &cfg)

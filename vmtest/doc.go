@@ -47,6 +47,23 @@
 // components side by side, and the runs labelled as emulated (meta
 // virtualization "qemu-tcg"), with no verdict.
 //
+// One more boot (--net, default the 6.12 kernel) gives the guest a second
+// host's place: a virtio-net NIC whose tap is in a network namespace the
+// run makes (vmt-PID, a /30 of 10.213.0.0/16) and always removes, qemu
+// running inside it. The guest's init loads the NIC's modules from the
+// initramfs (Debian builds virtio_net as a module; the host resolves what
+// it depends on from each module's .modinfo), addresses the NIC, starts a
+// /volleyscope command on its address and prints VMTEST-READY once that
+// answers. The host dials it from the namespace, runs its own volleyscope
+// there against it (netScenario), then writes "vmtest-stop" on the
+// console (qemu's stdin): the guest stops the command and powers off.
+//
+//	VMTEST kernel=6.12.95+deb12-cloud-amd64 run=serve PASS (…)
+//	6.12.95+deb12-cloud-amd64  run=net-bench  PASS N round trips through the tap, …
+//
+// TestGuestNetwork runs the same boot from 'go test' (root, qemu and the
+// kernel 'make vmtest' cached).
+//
 // Steps, all as root ('make vmtest'):
 //
 //  1. install qemu-system-x86 with apt-get if qemu-system-x86_64 is missing;
@@ -72,7 +89,11 @@
 //
 //	go run ./vmtest [--kernels 6.1,6.12] [--modes tracepoint,fentry,kprobe]
 //	                [--levels default,syscalls] [--kernel-pkg NAME[,NAME…]]
-//	                [--volleyscope=false] [--cache DIR] [--results DIR]
+//	                [--volleyscope=false] [--net 6.12|''] [--cache DIR] [--results DIR]
+//
+// The networked boot alone (a few seconds of qemu under TCG):
+//
+//	go run ./vmtest --kernels= --net 6.12
 //
 // The self-test, which attaches a tiny program per hook family without the
 // probe package, is:

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,14 +27,24 @@ type netScenario struct {
 	// Port is where the guest's command listens, on the guest's address.
 	Port int
 	// Guest are the arguments of /volleyscope in the guest.
-	Guest func(g *guestNet, port int) []string
+	Guest func(e netEnd) []string
 	// Host are the arguments of volleyscope on the host, run inside the
 	// namespace once the guest answers on Port.
-	Host func(g *guestNet, port int) []string
+	Host func(e netEnd) []string
 	// Check judges the host command's standard output (its --json); the
 	// string is the verdict's detail.
 	Check func(stdout []byte) (string, error)
 }
+
+// netEnd is what a scenario's command lines are made from.
+type netEnd struct {
+	GuestAddr string // the guest's IPv4 address
+	Addr      string // GuestAddr:Port, where the guest's command answers
+	Token     string // a secret made for this boot, for an agent's --token
+}
+
+// serveBenchPort is where serveBench's server listens in the guest.
+const serveBenchPort = 9000
 
 // serveBench proves the path: the guest runs a built-in server on its
 // address, the host's 'volleyscope bench' drives it through the tap for
@@ -42,12 +54,12 @@ type netScenario struct {
 // qemu holds a CPU of its own anyway.
 var serveBench = netScenario{
 	What: "run=net-bench",
-	Port: 9000,
-	Guest: func(g *guestNet, port int) []string {
-		return []string{"serve", "threads", "--host", g.GuestAddr, "-p", strconv.Itoa(port)}
+	Port: serveBenchPort,
+	Guest: func(e netEnd) []string {
+		return []string{"serve", "threads", "--host", e.GuestAddr, "-p", strconv.Itoa(serveBenchPort)}
 	},
-	Host: func(g *guestNet, port int) []string {
-		return []string{"bench", "--addr", joinHostPort(g.GuestAddr, port), "--clients", "2",
+	Host: func(e netEnd) []string {
+		return []string{"bench", "--addr", e.Addr, "--clients", "2",
 			"--duration", "2s", "--warmup", "500ms", "--ci", "0", "--p99-ci", "0",
 			"--client-cpus", "", "--json", "--quiet"}
 	},
@@ -130,9 +142,14 @@ func netBootRun(ctx context.Context, nc netBootConfig, sc netScenario) (string, 
 		}
 	}()
 	addr := joinHostPort(g.GuestAddr, sc.Port)
+	tok := make([]byte, 16)
+	if _, err := rand.Read(tok); err != nil {
+		return "", nil, fmt.Errorf("make a token: %w", err)
+	}
+	end := netEnd{GuestAddr: g.GuestAddr, Addr: addr, Token: hex.EncodeToString(tok)}
 	gc := guestConfig{
 		Net:   &guestNetConfig{Addr: g.GuestCIDR()},
-		Serve: &guestServe{Args: sc.Guest(g, sc.Port), Ready: addr, Timeout: (nc.Timeout + stopGrace).String()},
+		Serve: &guestServe{Args: sc.Guest(end), Ready: addr, Timeout: (nc.Timeout + stopGrace).String()},
 	}
 	for _, m := range mods {
 		gc.Net.Modules = append(gc.Net.Modules, modulePath(m))
@@ -191,7 +208,8 @@ func netBootRun(ctx context.Context, nc netBootConfig, sc netScenario) (string, 
 		stopGuest(stdinW)
 		return "", wait().res, err
 	}
-	argv := g.Exec(append([]string{nc.Volleyscope}, sc.Host(g, sc.Port)...)...)
+	hostArgs := sc.Host(end)
+	argv := g.Exec(append([]string{nc.Volleyscope}, hostArgs...)...)
 	fmt.Printf("vmtest: host: %s\n", strings.Join(argv, " "))
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(tctx, argv[0], argv[1:]...)
@@ -201,7 +219,7 @@ func netBootRun(ctx context.Context, nc netBootConfig, sc netScenario) (string, 
 	stopGuest(stdinW)
 	o := wait()
 	if hostErr != nil {
-		return "", o.res, fmt.Errorf("host: volleyscope %s: %w: %s", sc.Host(g, sc.Port)[0], hostErr, lastLines(stderr.Bytes(), 5))
+		return "", o.res, fmt.Errorf("host: volleyscope %s: %w: %s", hostArgs[0], hostErr, lastLines(stderr.Bytes(), 5))
 	}
 	detail, err := sc.Check(stdout.Bytes())
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/report"
@@ -215,6 +216,7 @@ func netBootRun(ctx context.Context, nc netBootConfig, sc netScenario) (string, 
 	cmd := exec.CommandContext(tctx, argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	hostErr := cmd.Run()
 	stopGuest(stdinW)
 	o := wait()

@@ -141,10 +141,13 @@ func boot(ctx context.Context, bc bootConfig) (*bootResult, error) {
 	tctx, cancel := context.WithTimeout(ctx, bc.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(tctx, argv[0], argv[1:]...)
-	// nil is /dev/null: nothing to type, and no terminal to upset. An
-	// *os.File is handed to qemu as it is, with no copying goroutine for
-	// Wait to wait on.
-	cmd.Stdin = bc.Stdin
+	// No Stdin is /dev/null: nothing to type, and no terminal to upset.
+	// An *os.File is handed to qemu as it is, with no copying goroutine
+	// for Wait to wait on. (A nil *os.File must not reach the io.Reader:
+	// exec would take it for a file.)
+	if bc.Stdin != nil {
+		cmd.Stdin = bc.Stdin
+	}
 	// qemu must not outlive this process: under TCG it holds a CPU, and
 	// a networked one holds the tap in the namespace.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

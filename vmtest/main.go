@@ -376,11 +376,11 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 	if o.Net != "" {
-		v, err := runNetBoot(ctx, o, netKernel, bins, work, accel)
+		vs, err := runNetBoots(ctx, o, netKernel, bins, work, accel)
+		matrix = append(matrix, vs...)
 		if err != nil {
 			return err
 		}
-		matrix = append(matrix, v)
 	}
 	pruneLogs(o.CacheDir)
 	fmt.Println()

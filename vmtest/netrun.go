@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/volleyscope/volleyscope/internal/report"
 )
 
@@ -34,7 +36,20 @@ type netScenario struct {
 	Host func(e netEnd) []string
 	// Check judges the host command's standard output (its --json); the
 	// string is the verdict's detail.
-	Check func(stdout []byte) (string, error)
+	Check func(stdout []byte, f netFacts) (string, error)
+	// Needs, when set, says what the volleyscope binary lacks for this
+	// scenario ("" when it has everything): the scenario is then a SKIP
+	// naming it, not a FAIL.
+	Needs func(volleyscope string) string
+}
+
+// netFacts are what the host saw of the boot, for Check.
+type netFacts struct {
+	// StartMonoNs and ReadyMonoNs are the host's CLOCK_MONOTONIC when
+	// qemu started and when the guest said it served: the guest's own
+	// CLOCK_MONOTONIC started from zero in between, so the guest's clock
+	// minus the host's is about minus a time in that span.
+	StartMonoNs, ReadyMonoNs int64
 }
 
 // netEnd is what a scenario's command lines are made from.
@@ -69,7 +84,7 @@ var serveBench = netScenario{
 
 // checkBench: the bench measured round trips, ran its whole duration and
 // neither a connection nor a round trip failed.
-func checkBench(stdout []byte) (string, error) {
+func checkBench(stdout []byte, _ netFacts) (string, error) {
 	var r report.Results
 	if err := json.Unmarshal(stdout, &r); err != nil {
 		return "", fmt.Errorf("read the host's results: %w", err)
@@ -114,6 +129,11 @@ const stopGrace = time.Minute
 func netBoot(ctx context.Context, nc netBootConfig, sc netScenario) (verdict, *bootResult) {
 	v := verdict{Kernel: nc.Kernel.Name, What: sc.What, Result: "FAIL"}
 	detail, res, err := netBootRun(ctx, nc, sc)
+	var skip skipError
+	if errors.As(err, &skip) {
+		v.Result, v.Detail = "SKIP", string(skip)
+		return v, res
+	}
 	if err != nil {
 		v.Detail = err.Error()
 		if res != nil && res.LogPath != "" {
@@ -128,6 +148,11 @@ func netBoot(ctx context.Context, nc netBootConfig, sc netScenario) (verdict, *b
 func netBootRun(ctx context.Context, nc netBootConfig, sc netScenario) (string, *bootResult, error) {
 	if nc.Kernel.Dir == "" {
 		return "", nil, errors.New("a networked guest needs a kernel package (its NIC driver is a module): not --kernel")
+	}
+	if sc.Needs != nil {
+		if why := sc.Needs(nc.Volleyscope); why != "" {
+			return "", nil, skipError(why)
+		}
 	}
 	mods, err := resolveModules(ctx, nc.Kernel, nicModules)
 	if err != nil {
@@ -193,8 +218,10 @@ func netBootRun(ctx context.Context, nc netBootConfig, sc netScenario) (string, 
 
 	tctx, cancel := context.WithTimeout(ctx, nc.Timeout)
 	defer cancel()
+	facts := netFacts{StartMonoNs: monoNow()}
 	select {
 	case <-ready:
+		facts.ReadyMonoNs = monoNow()
 	case o := <-booted:
 		out, waited = o, true
 		if o.err != nil {
@@ -220,12 +247,16 @@ func netBootRun(ctx context.Context, nc netBootConfig, sc netScenario) (string, 
 	hostErr := cmd.Run()
 	stopGuest(stdinW)
 	o := wait()
-	if hostErr != nil {
+	if hostErr != nil && stdout.Len() == 0 {
 		return "", o.res, fmt.Errorf("host: volleyscope %s: %w: %s", hostArgs[0], hostErr, lastLines(stderr.Bytes(), 5))
 	}
-	detail, err := sc.Check(stdout.Bytes())
+	detail, err := sc.Check(stdout.Bytes(), facts)
 	if err != nil {
 		return "", o.res, err
+	}
+	if hostErr != nil {
+		// What it measured passed the checks, yet it failed: say both.
+		return "", o.res, fmt.Errorf("host: volleyscope %s: %w: %s (its results: %s)", hostArgs[0], hostErr, lastLines(stderr.Bytes(), 5), detail)
 	}
 	if o.err != nil {
 		return "", o.res, o.err
@@ -240,6 +271,21 @@ func netBootRun(ctx context.Context, nc netBootConfig, sc netScenario) (string, 
 	return detail, o.res, nil
 }
 
+// skipError is a scenario that cannot run here, with the reason.
+type skipError string
+
+func (e skipError) Error() string { return string(e) }
+
+// monoNow is the host's CLOCK_MONOTONIC in ns, the clock the run's
+// results are on.
+func monoNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano()
+}
+
 // stopGuest asks the guest's init to stop its command and power off.
 func stopGuest(console *os.File) {
 	console.WriteString(stopLine + "\n")
@@ -249,10 +295,25 @@ func stopGuest(console *os.File) {
 // done; the guest then has stopGrace to power off.
 const netBootTimeout = 4 * time.Minute
 
-// runNetBoot is the --net boot of the vmtest command: one guest, the
-// scenario, its verdict line, holding the machine-wide lock like every
+// netScenarios are the --net boots, one guest each.
+var netScenarios = []netScenario{serveBench, agentRun}
+
+// runNetBoots are the --net boots of the vmtest command: per scenario one
+// guest and its verdict line, holding the machine-wide lock like every
 // boot. Only a cancelled run is an error; a failed scenario is a FAIL.
-func runNetBoot(ctx context.Context, o *options, k kernel, bins binaries, work, accel string) (verdict, error) {
+func runNetBoots(ctx context.Context, o *options, k kernel, bins binaries, work, accel string) ([]verdict, error) {
+	var vs []verdict
+	for _, sc := range netScenarios {
+		v, err := runNetBoot(ctx, o, k, bins, work, accel, sc)
+		if err != nil {
+			return vs, err
+		}
+		vs = append(vs, v)
+	}
+	return vs, nil
+}
+
+func runNetBoot(ctx context.Context, o *options, k kernel, bins binaries, work, accel string, sc netScenario) (verdict, error) {
 	unlock, err := machineLock(ctx)
 	if err != nil {
 		return verdict{}, err
@@ -270,10 +331,10 @@ func runNetBoot(ctx context.Context, o *options, k kernel, bins binaries, work, 
 			MemMiB:  o.MemMiB,
 			CPUs:    o.CPUs,
 			Verbose: o.Verbose,
-			LogPath: filepath.Join(o.CacheDir, "console-"+k.Name+"-"+accel+"-net-"+time.Now().Format("20060102-150405")+".log"),
+			LogPath: filepath.Join(o.CacheDir, "console-"+k.Name+"-"+accel+"-"+strings.TrimPrefix(sc.What, "run=")+"-"+time.Now().Format("20060102-150405")+".log"),
 		},
 	}
-	v, _ := netBoot(ctx, nc, serveBench)
+	v, _ := netBoot(ctx, nc, sc)
 	if ctx.Err() != nil {
 		return v, ctx.Err()
 	}

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -238,5 +239,61 @@ func TestModuleName(t *testing.T) {
 		if got != want || ok != (want != "") {
 			t.Errorf("moduleName(%q) = %q, %v; want %q", in, got, ok, want)
 		}
+	}
+}
+
+// TestCheckAgentRun: the guest's run must be joined, its clock offset
+// where the guest's boot puts it, and no one-way time negative beyond
+// the estimate's interval.
+func TestCheckAgentRun(t *testing.T) {
+	facts := netFacts{StartMonoNs: 100e9, ReadyMonoNs: 110e9}
+	good := func() map[string]any {
+		return map[string]any{
+			"latency_ns":      map[string]any{"count": 1000},
+			"breakdown_check": map[string]any{"joined": 1000, "unjoined": 0},
+			"errors":          []string{},
+			"run":             map[string]any{"validity": map[string]any{"one_way_times_held": true}},
+			"two_hosts": map[string]any{
+				"clock":            map[string]any{"offset_first_ns": -105e9, "half_width_median_ns": 20000, "samples_ab": 500, "samples_ba": 500},
+				"client_to_server": map[string]any{"checked": 1000},
+				"server_to_client": map[string]any{"checked": 1000},
+			},
+		}
+	}
+	th := func(m map[string]any) map[string]any { return m["two_hosts"].(map[string]any) }
+	for _, tc := range []struct {
+		name string
+		edit func(map[string]any)
+		want string // "" = pass
+	}{
+		{"good", func(map[string]any) {}, ""},
+		{"a few unjoined", func(m map[string]any) { m["breakdown_check"] = map[string]any{"joined": 1000, "unjoined": 5} }, ""},
+		{"many unjoined", func(m map[string]any) { m["breakdown_check"] = map[string]any{"joined": 1000, "unjoined": 50} }, "not joined across the two hosts"},
+		{"one host", func(m map[string]any) { delete(m, "two_hosts") }, "no two_hosts"},
+		{"offset near zero", func(m map[string]any) { th(m)["clock"].(map[string]any)["offset_first_ns"] = 0 }, "not where the guest's boot puts it"},
+		{"offset of the wrong sign", func(m map[string]any) { th(m)["clock"].(map[string]any)["offset_first_ns"] = 105e9 }, "not where the guest's boot puts it"},
+		{"one direction only", func(m map[string]any) { th(m)["clock"].(map[string]any)["samples_ba"] = 0 }, "no clock estimate"},
+		{"negative one-way", func(m map[string]any) {
+			th(m)["server_to_client"] = map[string]any{"checked": 1000, "negative_beyond_uncertainty": 3}
+		}, "negative beyond"},
+		{"validity not said", func(m map[string]any) { m["run"] = map[string]any{} }, "one_way_times_held"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := good()
+			tc.edit(m)
+			b, err := json.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			detail, err := checkAgentRun(b, facts)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("checkAgentRun = %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("checkAgentRun = %v, want %q", err, tc.want)
+			case err == nil && !strings.Contains(detail, "clock offset -105.000 s"):
+				t.Errorf("detail %q does not give the offset", detail)
+			}
+		})
 	}
 }

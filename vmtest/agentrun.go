@@ -31,7 +31,7 @@ var agentRun = netScenario{
 	Host: func(e netEnd) []string {
 		return []string{"run", "--agent", e.Addr, "--token", e.Token, "--clients", "2",
 			"--duration", "3s", "--warmup", "500ms", "--ci", "0", "--p99-ci", "0",
-			"--client-cpus", "", "--json", "--quiet"}
+			"--client-cpus", "", "--wait", "--json", "--quiet"}
 	},
 	Check: checkAgentRun,
 	Needs: needsAgent,
@@ -104,22 +104,24 @@ func checkAgentRun(stdout []byte, f netFacts) (string, error) {
 		return "", errors.New("the host measured no round trip with the guest")
 	case bc == nil || bc.Joined == 0:
 		return "", errors.New("no round trip was joined with the guest's events")
-	case float64(bc.Unjoined) > maxUnjoined*float64(bc.Joined+bc.Unjoined):
-		return "", fmt.Errorf("%d of %d round trips not joined across the two hosts, over %g%%: %s", bc.Unjoined, bc.Joined+bc.Unjoined, 100*maxUnjoined, reasons(bc.UnjoinedReasons))
 	case th.TwoHosts == nil:
 		return "", errors.New("results.json has no two_hosts: the run was not split across the hosts")
 	}
 	t := th.TwoHosts
 	c := t.Clock
-	// θ is the guest's clock minus the host's: minus the host's time at
-	// the guest kernel's start, which lies between qemu's start and the
-	// guest's READY.
-	lo, hi := -(f.ReadyMonoNs + offsetSlack.Nanoseconds()), -(f.StartMonoNs - offsetSlack.Nanoseconds())
+	// Every failure below carries the whole account, so that a FAIL line
+	// still shows the join, the estimate and the one-way counts.
 	detail := fmt.Sprintf("%d of %d round trips joined (%.2f%%); clock offset %.3f s ± %.1f µs, drift %.0f ns/s (guest booted at host %.3f s); negative one-way times beyond the interval: %d of %d client→server, %d of %d server→client",
 		bc.Joined, bc.Joined+bc.Unjoined, 100*float64(bc.Joined)/float64(bc.Joined+bc.Unjoined),
 		float64(c.OffsetFirstNs)/1e9, float64(c.HalfWidthMedianNs)/1e3, c.DriftNsPerS, float64(f.StartMonoNs)/1e9,
 		t.Request.Negative, t.Request.Checked, t.Reply.Negative, t.Reply.Checked)
+	// θ is the guest's clock minus the host's: minus the host's time at
+	// the guest kernel's start, which lies between qemu's start and the
+	// guest's READY.
+	lo, hi := -(f.ReadyMonoNs + offsetSlack.Nanoseconds()), -(f.StartMonoNs - offsetSlack.Nanoseconds())
 	switch {
+	case float64(bc.Unjoined) > maxUnjoined*float64(bc.Joined+bc.Unjoined):
+		return "", fmt.Errorf("%d of %d round trips not joined across the two hosts, over %g%% (%s); %s", bc.Unjoined, bc.Joined+bc.Unjoined, 100*maxUnjoined, reasons(bc.UnjoinedReasons), detail)
 	case c.SamplesAB == 0 || c.SamplesBA == 0:
 		return "", fmt.Errorf("no clock estimate: %d samples host→guest, %d guest→host; %s", c.SamplesAB, c.SamplesBA, detail)
 	case c.OffsetFirstNs < lo || c.OffsetFirstNs > hi:

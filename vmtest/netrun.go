@@ -66,8 +66,9 @@ const serveBenchPort = 9000
 // address, the host's 'volleyscope bench' drives it through the tap for
 // a fixed two seconds (no stopping target: under TCG the intervals are
 // the emulator's), and every connection and round trip must complete.
-// Clients are not pinned: a pinned run takes volleyscope's CPU lock, and
-// qemu holds a CPU of its own anyway.
+// Clients are not pinned (qemu holds a CPU of its own anyway), and --wait
+// queues the run behind another volleyscope run that holds a CPU it
+// measures, rather than failing: the machine is shared.
 var serveBench = netScenario{
 	What: "run=net-bench",
 	Port: serveBenchPort,
@@ -77,7 +78,7 @@ var serveBench = netScenario{
 	Host: func(e netEnd) []string {
 		return []string{"bench", "--addr", e.Addr, "--clients", "2",
 			"--duration", "2s", "--warmup", "500ms", "--ci", "0", "--p99-ci", "0",
-			"--client-cpus", "", "--json", "--quiet"}
+			"--client-cpus", "", "--wait", "--json", "--quiet"}
 	},
 	Check: checkBench,
 }
@@ -110,6 +111,9 @@ func joinHostPort(host string, port int) string { return host + ":" + strconv.It
 type netBootConfig struct {
 	Kernel      kernel
 	Volleyscope string // the static binary, for the guest and the host
+	// HostVolleyscope, when set, is the host's binary instead: a guest
+	// and a host of different builds (another version's agent).
+	HostVolleyscope string
 	Init        string // the guest's /init
 	Work        string // for the initramfs
 	Boot        bootConfig
@@ -237,7 +241,11 @@ func netBootRun(ctx context.Context, nc netBootConfig, sc netScenario) (string, 
 		return "", wait().res, err
 	}
 	hostArgs := sc.Host(end)
-	argv := g.Exec(append([]string{nc.Volleyscope}, hostArgs...)...)
+	hostBin := nc.Volleyscope
+	if nc.HostVolleyscope != "" {
+		hostBin = nc.HostVolleyscope
+	}
+	argv := g.Exec(append([]string{hostBin}, hostArgs...)...)
 	fmt.Printf("vmtest: host: %s\n", strings.Join(argv, " "))
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(tctx, argv[0], argv[1:]...)
@@ -247,6 +255,13 @@ func netBootRun(ctx context.Context, nc netBootConfig, sc netScenario) (string, 
 	hostErr := cmd.Run()
 	stopGuest(stdinW)
 	o := wait()
+	if stdout.Len() > 0 && bc.LogPath != "" {
+		// Kept beside the console log, for a look at what the host saw.
+		path := strings.TrimSuffix(bc.LogPath, ".log") + "-host.json"
+		if err := os.WriteFile(path, stdout.Bytes(), 0o644); err == nil {
+			fmt.Printf("vmtest: host's output: %s\n", path)
+		}
+	}
 	if hostErr != nil && stdout.Len() == 0 {
 		return "", o.res, fmt.Errorf("host: volleyscope %s: %w: %s", hostArgs[0], hostErr, lastLines(stderr.Bytes(), 5))
 	}

@@ -55,45 +55,13 @@ func needsAgent(vs string) string {
 // little off the host's over the seconds before the run.
 const offsetSlack = 2 * time.Second
 
-// twoHostsJSON is what checkAgentRun reads beyond report.Results: the
-// two-host part of results.json (report.TwoHosts, clocksync.Report) and
-// run.validity.one_way_times_held.
-type twoHostsJSON struct {
-	TwoHosts *struct {
-		Clock struct {
-			OffsetFirstNs     int64   `json:"offset_first_ns"`
-			OffsetLastNs      int64   `json:"offset_last_ns"`
-			DriftNsPerS       float64 `json:"drift_ns_per_s"`
-			HalfWidthMedianNs int64   `json:"half_width_median_ns"`
-			SamplesAB         int64   `json:"samples_ab"`
-			SamplesBA         int64   `json:"samples_ba"`
-		} `json:"clock"`
-		Request oneWayJSON `json:"client_to_server"`
-		Reply   oneWayJSON `json:"server_to_client"`
-	} `json:"two_hosts"`
-	Run struct {
-		Validity struct {
-			OneWayHeld *bool `json:"one_way_times_held"`
-		} `json:"validity"`
-	} `json:"run"`
-}
-
-type oneWayJSON struct {
-	Checked  int64 `json:"checked"`
-	Negative int64 `json:"negative_beyond_uncertainty"`
-}
-
 // checkAgentRun: round trips measured and joined across the two hosts
 // (at most maxUnjoined left out), the clock estimate made from both
 // directions with the guest's offset where its boot puts it, and every
 // checked one-way time non-negative within the estimate's interval.
 func checkAgentRun(stdout []byte, f netFacts) (string, error) {
 	var r report.Results
-	var th twoHostsJSON
 	if err := json.Unmarshal(stdout, &r); err != nil {
-		return "", fmt.Errorf("read the host's results: %w", err)
-	}
-	if err := json.Unmarshal(stdout, &th); err != nil {
 		return "", fmt.Errorf("read the host's results: %w", err)
 	}
 	bc := r.BreakdownCheck
@@ -104,10 +72,10 @@ func checkAgentRun(stdout []byte, f netFacts) (string, error) {
 		return "", errors.New("the host measured no round trip with the guest")
 	case bc == nil || bc.Joined == 0:
 		return "", errors.New("no round trip was joined with the guest's events")
-	case th.TwoHosts == nil:
+	case r.TwoHosts == nil:
 		return "", errors.New("results.json has no two_hosts: the run was not split across the hosts")
 	}
-	t := th.TwoHosts
+	t := r.TwoHosts
 	c := t.Clock
 	// Every failure below carries the whole account, so that a FAIL line
 	// still shows the join, the estimate and the one-way counts.
@@ -130,7 +98,7 @@ func checkAgentRun(stdout []byte, f netFacts) (string, error) {
 		return "", fmt.Errorf("no one-way time checked; %s", detail)
 	case t.Request.Negative > 0 || t.Reply.Negative > 0:
 		return "", fmt.Errorf("one-way times negative beyond the clock estimate's interval; %s", detail)
-	case th.Run.Validity.OneWayHeld == nil || !*th.Run.Validity.OneWayHeld:
+	case r.Run.Validity.OneWayHeld == nil || !*r.Run.Validity.OneWayHeld:
 		return "", fmt.Errorf("run.validity.one_way_times_held is not true; %s", detail)
 	}
 	return detail, nil

@@ -114,9 +114,9 @@ type netBootConfig struct {
 	// HostVolleyscope, when set, is the host's binary instead: a guest
 	// and a host of different builds (another version's agent).
 	HostVolleyscope string
-	Init        string // the guest's /init
-	Work        string // for the initramfs
-	Boot        bootConfig
+	Init            string // the guest's /init
+	Work            string // for the initramfs
+	Boot            bootConfig
 	// Timeout bounds the boot until the guest answers, and then the
 	// host's command; the guest's power-off after it has stopGrace.
 	Timeout time.Duration

@@ -47,7 +47,7 @@
 // components side by side, and the runs labelled as emulated (meta
 // virtualization "qemu-tcg"), with no verdict.
 //
-// One more boot (--net, default the 6.12 kernel) gives the guest a second
+// Two more boots (--net, default the 6.12 kernel) give the guest a second
 // host's place: a virtio-net NIC whose tap is in a network namespace the
 // run makes (vmt-PID, a /30 of 10.213.0.0/16) and always removes, qemu
 // running inside it. The guest's init loads the NIC's modules from the
@@ -55,13 +55,17 @@
 // it depends on from each module's .modinfo), addresses the NIC, starts a
 // /volleyscope command on its address and prints VMTEST-READY once that
 // answers. The host dials it from the namespace, runs its own volleyscope
-// there against it (netScenario), then writes "vmtest-stop" on the
-// console (qemu's stdin): the guest stops the command and powers off.
+// there against it, then writes "vmtest-stop" on the console (qemu's
+// stdin): the guest stops the command and powers off. The scenarios
+// (netScenarios):
 //
-//	VMTEST kernel=6.12.95+deb12-cloud-amd64 run=serve PASS (…)
-//	6.12.95+deb12-cloud-amd64  run=net-bench  PASS N round trips through the tap, …
+//   - run=net-bench: 'serve threads' in the guest, 'bench' on the host;
+//     every connection and round trip completes;
+//   - run=net-agent: 'agent --server threads' in the guest, 'run --agent'
+//     on the host; the join across the two hosts, the clock estimate and
+//     the one-way times (agentRun).
 //
-// TestGuestNetwork runs the same boot from 'go test' (root, qemu and the
+// TestGuestNetwork runs the same boots from 'go test' (root, qemu and the
 // kernel 'make vmtest' cached).
 //
 // Steps, all as root ('make vmtest'):
@@ -91,7 +95,7 @@
 //	                [--levels default,syscalls] [--kernel-pkg NAME[,NAME…]]
 //	                [--volleyscope=false] [--net 6.12|''] [--cache DIR] [--results DIR]
 //
-// The networked boot alone (a few seconds of qemu under TCG):
+// The networked boots alone:
 //
 //	go run ./vmtest --kernels= --net 6.12
 //

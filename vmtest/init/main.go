@@ -91,7 +91,7 @@ func run() error {
 	release := unix.ByteSliceToString(uts.Release[:])
 	virt := hostinfo.Virtualization()
 	fmt.Printf("vmtest-init: kernel %s, virtualization %q\n", release, virt)
-	if virt == hostinfo.VirtEmulated {
+	if virt == hostinfo.VirtEmulated && len(cfg.Runs) > 0 {
 		// The probe's kernel tests then log their scheduling-rate bounds
 		// instead of asserting them: under TCG those rates are the
 		// emulator's.

@@ -231,6 +231,9 @@ func netBootRun(ctx context.Context, nc netBootConfig, sc netScenario) (string, 
 		if o.err != nil {
 			return "", o.res, fmt.Errorf("the guest ended before it served on %s: %w", addr, o.err)
 		}
+		if v, ok := o.res.find("run=serve"); ok {
+			return "", o.res, fmt.Errorf("the guest ended before it served on %s: %s %s", addr, v.Result, v.Detail)
+		}
 		return "", o.res, fmt.Errorf("the guest ended before it served on %s", addr)
 	case <-tctx.Done():
 		stopGuest(stdinW)

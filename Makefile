@@ -44,7 +44,7 @@ bench/pingpong_server: bench/c/pingpong_server.c
 bench: build bench/pingpong_client bench/pingpong_server ## side-by-side ratios with intervals and verdicts, as BENCH lines (root for the probe's)
 	VOLLEYSCOPE_BENCH=1 VOLLEYSCOPE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -timeout 30m -run 'TestBench' -v ./bench/ ./probe/ ./internal/agent/ 2>&1 | grep --line-buffered -E '^(BENCH|  |--- FAIL|FAIL)'
 
-vmtest: ## kernel matrix under qemu: Debian's 6.1 and 6.12, the probe's tests per hook mode and level, a run each, compared (root, ~4 min)
+vmtest: ## kernel matrix under qemu: Debian's 6.1 and 6.12, the probe's tests per hook mode and level, a run each, compared, and guests reached through a tap: a server, and an agent under run --agent (root, ~4 min)
 	$(GO) run ./vmtest
 
 lint: ## gofmt and go vet

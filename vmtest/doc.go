@@ -47,6 +47,27 @@
 // components side by side, and the runs labelled as emulated (meta
 // virtualization "qemu-tcg"), with no verdict.
 //
+// Two more boots (--net, default the 6.12 kernel) give the guest a second
+// host's place: a virtio-net NIC whose tap is in a network namespace the
+// run makes (vmt-PID, a /30 of 10.213.0.0/16) and always removes, qemu
+// running inside it. The guest's init loads the NIC's modules from the
+// initramfs (Debian builds virtio_net as a module; the host resolves what
+// it depends on from each module's .modinfo), addresses the NIC, starts a
+// /volleyscope command on its address and prints VMTEST-READY once that
+// answers. The host dials it from the namespace, runs its own volleyscope
+// there against it, then writes "vmtest-stop" on the console (qemu's
+// stdin): the guest stops the command and powers off. The scenarios
+// (netScenarios):
+//
+//   - run=net-bench: 'serve threads' in the guest, 'bench' on the host;
+//     every connection and round trip completes;
+//   - run=net-agent: 'agent --server threads' in the guest, 'run --agent'
+//     on the host; the join across the two hosts, the clock estimate and
+//     the one-way times (agentRun).
+//
+// TestGuestNetwork runs the same boots from 'go test' (root, qemu and the
+// kernel 'make vmtest' cached).
+//
 // Steps, all as root ('make vmtest'):
 //
 //  1. install qemu-system-x86 with apt-get if qemu-system-x86_64 is missing;
@@ -72,7 +93,11 @@
 //
 //	go run ./vmtest [--kernels 6.1,6.12] [--modes tracepoint,fentry,kprobe]
 //	                [--levels default,syscalls] [--kernel-pkg NAME[,NAME…]]
-//	                [--volleyscope=false] [--cache DIR] [--results DIR]
+//	                [--volleyscope=false] [--net 6.12|''] [--cache DIR] [--results DIR]
+//
+// The networked boots alone:
+//
+//	go run ./vmtest --kernels= --net 6.12
 //
 // The self-test, which attaches a tiny program per hook family without the
 // probe package, is:

@@ -24,7 +24,38 @@ type guestConfig struct {
 	Volleyscope []string `json:"volleyscope,omitempty"`
 	// ResultsFile is where that run writes results.json.
 	ResultsFile string `json:"results_file,omitempty"`
+	// Net brings up the guest's NIC; nil: loopback only.
+	Net *guestNetConfig `json:"net,omitempty"`
+	// Serve is a /volleyscope command run last, for the host to reach
+	// through Net, until the host writes stopLine on the console.
+	Serve *guestServe `json:"serve,omitempty"`
 }
+
+// guestNetConfig is vmtest/init's netConfig.
+type guestNetConfig struct {
+	// Modules are initramfs paths of the NIC's modules, each after those
+	// it depends on.
+	Modules []string `json:"modules"`
+	Addr    string   `json:"addr"` // IPv4/prefix of the guest's NIC
+}
+
+// guestServe is vmtest/init's serveConfig.
+type guestServe struct {
+	Args    []string `json:"args"`    // of /volleyscope
+	Ready   string   `json:"ready"`   // host:port that answers once it serves
+	Timeout string   `json:"timeout"` // bound of the whole command (Go duration)
+}
+
+// stopLine, written on the guest's console, makes its init stop the Serve
+// command and power off (vmtest/init's stopLine).
+const stopLine = "vmtest-stop"
+
+// moduleDir is where an initramfs keeps the kernel modules it carries, as
+// NAME.ko.
+const moduleDir = "lib/modules"
+
+// modulePath is a module's path in the guest.
+func modulePath(m module) string { return "/" + moduleDir + "/" + m.Name + ".ko" }
 
 // guestRun is one run of the test binary: a hook mode, a probe level and
 // the -test.run pattern that selects that level's tests.
@@ -50,25 +81,29 @@ type binaries struct {
 	Init, Test, Volleyscope string // Volleyscope "" when not wanted
 }
 
-// buildBinaries compiles the guest's /init, the test binary and
-// volleyscope, all static (CGO_ENABLED=0: the initramfs has no C library).
-func buildBinaries(ctx context.Context, work string, o *options) (binaries, error) {
+// buildBinaries compiles the guest's /init, the test binary (when tests
+// run) and volleyscope (when a guest runs it), all static (CGO_ENABLED=0:
+// the initramfs has no C library).
+func buildBinaries(ctx context.Context, work string, o *options, tests bool) (binaries, error) {
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return binaries{}, err
 	}
-	b := binaries{Init: filepath.Join(work, "init"), Test: filepath.Join(work, "probe.test")}
+	b := binaries{Init: filepath.Join(work, "init")}
 	if err := goCmd(ctx, root, "build", "-trimpath", "-o", b.Init, "./vmtest/init"); err != nil {
 		return b, fmt.Errorf("build guest init: %w", err)
 	}
-	if err := goCmd(ctx, root, "test", "-c", "-o", b.Test, o.Pkg); err != nil {
-		return b, fmt.Errorf("build test binary of %s: %w", o.Pkg, err)
+	if tests {
+		b.Test = filepath.Join(work, "probe.test")
+		if err := goCmd(ctx, root, "test", "-c", "-o", b.Test, o.Pkg); err != nil {
+			return b, fmt.Errorf("build test binary of %s: %w", o.Pkg, err)
+		}
+		if _, err := os.Stat(b.Test); err != nil {
+			// 'go test -c' writes nothing for a package without tests.
+			return b, fmt.Errorf("build test binary of %s: %w", o.Pkg, err)
+		}
 	}
-	if _, err := os.Stat(b.Test); err != nil {
-		// 'go test -c' writes nothing for a package without tests.
-		return b, fmt.Errorf("build test binary of %s: %w", o.Pkg, err)
-	}
-	if o.Volleyscope {
+	if o.Volleyscope || o.Net != "" {
 		b.Volleyscope = filepath.Join(work, "volleyscope")
 		if err := goCmd(ctx, root, "build", "-trimpath", "-o", b.Volleyscope, "./cmd/volleyscope"); err != nil {
 			return b, fmt.Errorf("build volleyscope: %w", err)
@@ -77,9 +112,10 @@ func buildBinaries(ctx context.Context, work string, o *options) (binaries, erro
 	return b, nil
 }
 
-// buildInitramfs packs the binaries and the guest's config into a newc
-// cpio archive, gzip-compressed, at path.
-func buildInitramfs(path string, bins binaries, gc guestConfig) error {
+// buildInitramfs packs the binaries, the guest's config and the kernel
+// modules into a newc cpio archive, gzip-compressed, at path. A binary
+// whose path is "" is left out.
+func buildInitramfs(path string, bins binaries, gc guestConfig, mods ...module) error {
 	cfg, err := json.Marshal(gc)
 	if err != nil {
 		return fmt.Errorf("encode guest config: %w", err)
@@ -107,15 +143,28 @@ func buildInitramfs(path string, bins binaries, gc guestConfig) error {
 		func() error { return w.dir("tmp", 0o1777) },
 		func() error { return w.file("vmtest.json", 0o644, cfg) },
 		func() error { return w.fileFrom("init", 0o755, bins.Init) },
-		func() error { return w.fileFrom("probe.test", 0o755, bins.Test) },
+		func() error {
+			if bins.Test == "" {
+				return nil
+			}
+			return w.fileFrom("probe.test", 0o755, bins.Test)
+		},
 		func() error {
 			if bins.Volleyscope == "" {
 				return nil
 			}
 			return w.fileFrom("volleyscope", 0o755, bins.Volleyscope)
 		},
-		w.close,
 	}
+	if len(mods) > 0 {
+		entries = append(entries,
+			func() error { return w.dir("lib", 0o755) },
+			func() error { return w.dir(moduleDir, 0o755) })
+	}
+	for _, m := range mods {
+		entries = append(entries, func() error { return w.file(modulePath(m)[1:], 0o644, m.Data) })
+	}
+	entries = append(entries, w.close)
 	for _, e := range entries {
 		if err := e(); err != nil {
 			return fmt.Errorf("write initramfs: %w", err)

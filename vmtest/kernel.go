@@ -18,6 +18,7 @@ import (
 type kernel struct {
 	Name     string            // release, e.g. 6.1.0-56-cloud-amd64
 	Vmlinuz  string            // path of the image
+	Dir      string            // the extracted package (boot/, and lib/modules when kept); "" for --kernel
 	Config   map[string]string // CONFIG_* → value from the package's config; nil if unknown
 	Warnings []string          // config options missing for the tests, if known
 }
@@ -210,12 +211,16 @@ func nextRun(s string) (string, string) {
 }
 
 // fetchKernel downloads (once) and extracts (once) a kernel package into
-// cache and returns its image. Only boot/ is kept of the package: the
-// guest loads no modules.
-func fetchKernel(ctx context.Context, cache string, env aptEnv, pkg string) (kernel, error) {
+// cache and returns its image. Of the package boot/ is kept, and with
+// modules its lib/modules too (a networked guest loads its NIC's driver
+// from there); a cached extraction without them is redone from the cached
+// package.
+func fetchKernel(ctx context.Context, cache string, env aptEnv, pkg string, modules bool) (kernel, error) {
 	dir := filepath.Join(cache, pkg)
 	if k, err := findKernel(dir); err == nil {
-		return k, nil
+		if _, err := os.Stat(modulesDir(k)); err == nil || !modules {
+			return k, nil
+		}
 	}
 	debs, _ := filepath.Glob(filepath.Join(cache, pkg+"_*.deb"))
 	if len(debs) == 0 {
@@ -237,12 +242,18 @@ func fetchKernel(ctx context.Context, cache string, env aptEnv, pkg string) (ker
 		return kernel{}, fmt.Errorf("extract %s: %w: %s", deb, err, lastLines(out, 5))
 	}
 	os.RemoveAll(dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return kernel{}, fmt.Errorf("extract %s: %w", deb, err)
+	keep := []string{"boot"}
+	if modules {
+		keep = append(keep, filepath.Join("lib", "modules"))
 	}
-	if err := os.Rename(filepath.Join(tmp, "boot"), filepath.Join(dir, "boot")); err != nil {
-		os.RemoveAll(dir)
-		return kernel{}, fmt.Errorf("extract %s: %w", deb, err)
+	for _, d := range keep {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, d)), 0o755); err != nil {
+			return kernel{}, fmt.Errorf("extract %s: %w", deb, err)
+		}
+		if err := os.Rename(filepath.Join(tmp, d), filepath.Join(dir, d)); err != nil {
+			os.RemoveAll(dir)
+			return kernel{}, fmt.Errorf("extract %s: %w", deb, err)
+		}
 	}
 	return findKernel(dir)
 }
@@ -256,7 +267,7 @@ func findKernel(dir string) (kernel, error) {
 	}
 	img := imgs[0]
 	release := strings.TrimPrefix(filepath.Base(img), "vmlinuz-")
-	k := kernel{Name: release, Vmlinuz: img}
+	k := kernel{Name: release, Vmlinuz: img, Dir: dir}
 	cfg, err := os.ReadFile(filepath.Join(dir, "boot", "config-"+release))
 	if err != nil {
 		k.Warnings = append(k.Warnings, "no kernel config to check: "+err.Error())

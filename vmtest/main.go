@@ -65,7 +65,16 @@ type options struct {
 	CPU string
 	// Verbose copies the whole console to stdout, not only VMTEST lines.
 	Verbose bool
+	// Net is the matrix kernel (a label) of one more boot, networked: the
+	// guest serves on a NIC whose tap is in a namespace this run makes,
+	// and the host drives it from there (netScenario). Default 6.12;
+	// off ("") with --kernel, --kernel-pkg, another --pkg or
+	// --volleyscope=false unless given.
+	Net string
 }
+
+// defaultCache is the cache directory (--cache).
+const defaultCache = "/var/cache/volleyscope-vmtest"
 
 // keepLogs is how many console logs the cache keeps, newest first.
 const keepLogs = 30
@@ -89,7 +98,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringSliceVar(&o.Kernels, "kernels", labels, "kernels of the matrix to run (each the newest Debian cloud package of its series)")
 	fs.StringSliceVar(&o.KernelPkgs, "kernel-pkg", nil, "Debian kernel package(s) to boot instead of the matrix, comma-separated")
 	fs.StringVar(&o.Kernel, "kernel", "", "boot this vmlinuz instead of the matrix")
-	fs.StringVar(&o.CacheDir, "cache", "/var/cache/volleyscope-vmtest", "directory for packages, kernels, console logs and results")
+	fs.StringVar(&o.CacheDir, "cache", defaultCache, "directory for packages, kernels, console logs and results")
 	fs.StringVar(&o.ResultsDir, "results", "", "directory for each guest's results.json, as KERNEL.json (default CACHE/results)")
 	fs.StringVar(&o.Pkg, "pkg", "./probe", "Go package whose tests run in the guest")
 	fs.StringVar(&o.Run, "run", "^TestKernelHooksAndEvents$", "-test.run pattern; each level L adds /^L/")
@@ -103,6 +112,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.Accel, "accel", "auto", "qemu accelerator: kvm, tcg or auto")
 	fs.StringVar(&o.CPU, "cpu", tcgCPU, "qemu -cpu model under TCG (KVM uses host)")
 	fs.BoolVarP(&o.Verbose, "verbose", "v", false, "copy the whole guest console to stdout")
+	fs.StringVar(&o.Net, "net", defaultNet, "boot this matrix kernel once more with a NIC on a tap in a namespace of the run's own, and drive a server in the guest from the host ('' for none)")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: go run ./vmtest [flags]   (as root)\n\n"+
 			"Boots Debian kernels under qemu (6.1, and 6.12 from bookworm-backports),\n"+
@@ -148,6 +158,17 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if len(o.Levels) == 1 && o.Levels[0] == "" {
 		o.Levels = nil
+	}
+	if !fs.Changed("net") && (o.Kernel != "" || len(o.KernelPkgs) > 0 || o.Pkg != "./probe" || !o.Volleyscope) {
+		o.Net = "" // a run narrowed to other things does not get this boot unasked
+	}
+	if o.Net != "" {
+		if o.Kernel != "" {
+			return nil, errors.New("--net boots a matrix kernel's package (the NIC driver is a module), which --kernel has not; add --net ''")
+		}
+		if !slices.ContainsFunc(defaultMatrix, func(k kernelSpec) bool { return k.Label == o.Net }) {
+			return nil, fmt.Errorf("--net: %q is not in the matrix (%s)", o.Net, strings.Join(labels, ", "))
+		}
 	}
 	if o.ResultsDir == "" {
 		o.ResultsDir = filepath.Join(o.CacheDir, "results")
@@ -232,7 +253,7 @@ func run(ctx context.Context, args []string) error {
 			if err != nil {
 				return fmt.Errorf("kernel %s: %w", s.Label, err)
 			}
-			if t.k, err = fetchKernel(ctx, o.CacheDir, env, pkg); err != nil {
+			if t.k, err = fetchKernel(ctx, o.CacheDir, env, pkg, false); err != nil {
 				return fmt.Errorf("kernel %s: %w", s.Label, err)
 			}
 		}
@@ -243,13 +264,25 @@ func run(ctx context.Context, args []string) error {
 		targets = append(targets, t)
 	}
 
+	var netKernel kernel
+	if o.Net != "" {
+		i := slices.IndexFunc(defaultMatrix, func(k kernelSpec) bool { return k.Label == o.Net })
+		pkg, env, err := resolveKernel(ctx, o.CacheDir, defaultMatrix[i])
+		if err != nil {
+			return fmt.Errorf("kernel %s (--net): %w", o.Net, err)
+		}
+		if netKernel, err = fetchKernel(ctx, o.CacheDir, env, pkg, true); err != nil {
+			return fmt.Errorf("kernel %s (--net): %w", o.Net, err)
+		}
+	}
+
 	work, err := os.MkdirTemp("", "vmtest-")
 	if err != nil {
 		return fmt.Errorf("create work dir: %w", err)
 	}
 	defer os.RemoveAll(work)
 	start := time.Now()
-	bins, err := buildBinaries(ctx, work, o)
+	bins, err := buildBinaries(ctx, work, o, len(targets) > 0)
 	if err != nil {
 		return err
 	}
@@ -342,10 +375,17 @@ func run(ctx context.Context, args []string) error {
 			}
 		}
 	}
+	if o.Net != "" {
+		vs, err := runNetBoots(ctx, o, netKernel, bins, work, accel)
+		matrix = append(matrix, vs...)
+		if err != nil {
+			return err
+		}
+	}
 	pruneLogs(o.CacheDir)
 	fmt.Println()
 	// The note is about the probe's kernel test (VOLLEYSCOPE_EMULATED).
-	printMatrix(matrix, accel == "tcg" && o.Pkg == "./probe", time.Since(wallStart))
+	printMatrix(matrix, accel == "tcg" && o.Pkg == "./probe" && len(targets) > 0, time.Since(wallStart))
 	if len(resultFiles) >= 2 && bins.Volleyscope != "" {
 		compareKernels(ctx, bins.Volleyscope, o.ResultsDir, resultFiles)
 	}

@@ -36,6 +36,11 @@ var defaultMatrix = []kernelSpec{
 	{Label: "6.12", Pattern: `^linux-image-6\.12\..*-cloud-amd64-unsigned$`, Backports: true, Modes: []string{"tracepoint", "fentry", "kprobe"}},
 }
 
+// defaultNet is the kernel of the networked boot (--net): one boot is
+// enough to prove a guest reachable through its tap, and 6.12 is the
+// newer of the two.
+const defaultNet = "6.12"
+
 // defaultLevels are the probe's two levels: the hooks the breakdown needs,
 // and those plus the syscall hooks (--syscalls). The probe's kernel test
 // names its subtests after them (TestKernelHooksAndEvents/default/…,

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -41,6 +42,16 @@ type bootConfig struct {
 	// nothing by then: a nested KVM can accept a VM and then never run
 	// it, and auto mode falls back to TCG on errNotStarted.
 	StartTimeout time.Duration
+	// Net, when set, gives the guest a virtio NIC on its tap and runs
+	// qemu inside its namespace; nil: loopback only.
+	Net *guestNet
+	// Stdin is qemu's standard input, which -nographic makes the guest's
+	// serial console input: the host's way to speak to the guest's init
+	// (stopLine). nil: /dev/null.
+	Stdin *os.File
+	// Ready, when set, receives the address of the guest's
+	// "VMTEST-READY ADDR" line: what it serves answers there.
+	Ready chan<- string
 }
 
 // errNotStarted: qemu ended, or was stopped, before the guest's init
@@ -62,6 +73,7 @@ type bootResult struct {
 	ResultsErr error
 	b64        strings.Builder // results being received
 	inResults  bool
+	ready      chan<- string // bootConfig.Ready
 }
 
 // verdictLine matches the guest init's per-run line: "VMTEST kernel=K
@@ -99,33 +111,52 @@ func boot(ctx context.Context, bc bootConfig) (*bootResult, error) {
 		// patching across vCPUs. Slower, but the guest runs through.
 		accel = "tcg,thread=single"
 	}
+	nic := []string{"-nic", "none"} // loopback only: no emulated NIC, no option ROM
+	if bc.Net != nil {
+		nic = bc.Net.qemuArgs()
+	}
 	args := []string{
 		"-accel", accel,
 		"-cpu", cpu,
 		"-m", strconv.Itoa(bc.MemMiB),
 		"-smp", strconv.Itoa(bc.CPUs),
 		"-nographic", "-no-reboot",
-		"-nic", "none", // loopback only: no emulated NIC, no option ROM
+	}
+	args = append(args, nic...)
+	args = append(args,
 		"-kernel", bc.Kernel.Vmlinuz,
 		"-initrd", bc.Initrd,
 		// panic=-1: reboot at once on a panic, which -no-reboot turns into
 		// qemu's exit instead of a hang until the timeout; softlockup_panic=1
 		// turns a CPU stuck in the kernel (a looping probe) into such a panic.
 		"-append", "console=ttyS0 panic=-1 softlockup_panic=1 quiet",
+	)
+	argv := append([]string{"qemu-system-x86_64"}, args...)
+	if bc.Net != nil {
+		argv = bc.Net.Exec(argv...)
 	}
 	fmt.Printf("vmtest: booting %s (%s, -cpu %s, %d CPUs, %d MiB, timeout %s), console log %s\n",
 		bc.Kernel.Name, bc.Accel, cpu, bc.CPUs, bc.MemMiB, bc.Timeout, bc.LogPath)
 
 	tctx, cancel := context.WithTimeout(ctx, bc.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(tctx, "qemu-system-x86_64", args...)
-	cmd.Stdin = nil // /dev/null: nothing to type, and no terminal to upset
+	cmd := exec.CommandContext(tctx, argv[0], argv[1:]...)
+	// No Stdin is /dev/null: nothing to type, and no terminal to upset.
+	// An *os.File is handed to qemu as it is, with no copying goroutine
+	// for Wait to wait on. (A nil *os.File must not reach the io.Reader:
+	// exec would take it for a file.)
+	if bc.Stdin != nil {
+		cmd.Stdin = bc.Stdin
+	}
+	// qemu must not outlive this process: under TCG it holds a CPU, and
+	// a networked one holds the tap in the namespace.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
 	cmd.Stderr = pw
 	cmd.WaitDelay = 5 * time.Second
 
-	res := &bootResult{LogPath: bc.LogPath}
+	res := &bootResult{LogPath: bc.LogPath, ready: bc.Ready}
 	readDone := make(chan struct{})
 	started := make(chan struct{})
 	go func() {
@@ -222,6 +253,12 @@ func parseLine(line string, res *bootResult, verbose bool) {
 		}
 		if strings.HasPrefix(tail, "VMTEST-DONE") {
 			res.Done = true
+		}
+		if addr, ok := strings.CutPrefix(tail, "VMTEST-READY "); ok && res.ready != nil {
+			select {
+			case res.ready <- strings.TrimSpace(addr):
+			default:
+			}
 		}
 	case alarming.MatchString(line):
 		if !verbose {

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -171,5 +172,128 @@ func TestSpecs(t *testing.T) {
 	}
 	if m := specs(&options{Kernels: []string{"6.12"}}); len(m) != 1 || m[0].Label != "6.12" || len(m[0].Modes) != 3 {
 		t.Errorf("--kernels 6.12: %+v", m)
+	}
+}
+
+// TestReadyLine: the guest's VMTEST-READY line hands its address to the
+// host, also behind a kernel message, and a second one does not block.
+func TestReadyLine(t *testing.T) {
+	ready := make(chan string, 1)
+	res := &bootResult{ready: ready}
+	parseLine("[    4.2] virtio_net virtio0 eth0: renamedVMTEST-READY 10.213.0.2:9000", res, true)
+	parseLine("VMTEST-READY 10.213.0.2:9000", res, true)
+	select {
+	case a := <-ready:
+		if a != "10.213.0.2:9000" {
+			t.Errorf("ready %q, want 10.213.0.2:9000", a)
+		}
+	default:
+		t.Fatal("no address from the VMTEST-READY line")
+	}
+	if len(res.Verdicts) != 0 {
+		t.Errorf("a READY line made verdicts %+v", res.Verdicts)
+	}
+}
+
+// TestNetFlags: --net boots a matrix kernel; it is on by default only for
+// the default matrix, and refuses --kernel, which has no modules.
+func TestNetFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		net  string
+		err  string
+	}{
+		{nil, defaultNet, ""},
+		{[]string{"--net="}, "", ""},
+		{[]string{"--kernels="}, defaultNet, ""},
+		{[]string{"--kernel-pkg", "linux-image-x"}, "", ""},
+		{[]string{"--kernel-pkg", "linux-image-x", "--net", "6.1"}, "6.1", ""},
+		{[]string{"--volleyscope=false"}, "", ""},
+		{[]string{"--kernel", "/boot/vmlinuz"}, "", ""},
+		{[]string{"--kernel", "/boot/vmlinuz", "--net", "6.12"}, "", "--kernel has not"},
+		{[]string{"--net", "5.10"}, "", `--net: "5.10" is not in the matrix`},
+	} {
+		o, err := parseFlags(tc.args)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: err %v, want %q", tc.args, err, tc.err)
+		case tc.err == "" && err != nil:
+			t.Errorf("%q: %v", tc.args, err)
+		case err == nil && o.Net != tc.net:
+			t.Errorf("%q: --net %q, want %q", tc.args, o.Net, tc.net)
+		}
+	}
+}
+
+// TestModuleName: file names of modules, compressed or not, map to the
+// names .modinfo's depends= uses (- and _ alike).
+func TestModuleName(t *testing.T) {
+	for in, want := range map[string]string{
+		"virtio_net.ko":      "virtio_net",
+		"net_failover.ko.xz": "net_failover",
+		"virtio-rng.ko.xz":   "virtio_rng",
+		"modules.builtin":    "",
+		"virtio_net.ko.zst":  "",
+	} {
+		got, ok := moduleName(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("moduleName(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+}
+
+// TestCheckAgentRun: the guest's run must be joined, its clock offset
+// where the guest's boot puts it, and no one-way time negative beyond
+// the estimate's interval.
+func TestCheckAgentRun(t *testing.T) {
+	facts := netFacts{StartMonoNs: 100e9, ReadyMonoNs: 110e9}
+	good := func() map[string]any {
+		return map[string]any{
+			"latency_ns":      map[string]any{"count": 1000},
+			"breakdown_check": map[string]any{"joined": 1000, "unjoined": 0},
+			"errors":          []string{},
+			"run":             map[string]any{"validity": map[string]any{"one_way_times_held": true}},
+			"two_hosts": map[string]any{
+				"clock":            map[string]any{"offset_first_ns": -105e9, "half_width_median_ns": 20000, "samples_ab": 500, "samples_ba": 500},
+				"client_to_server": map[string]any{"checked": 1000},
+				"server_to_client": map[string]any{"checked": 1000},
+			},
+		}
+	}
+	th := func(m map[string]any) map[string]any { return m["two_hosts"].(map[string]any) }
+	for _, tc := range []struct {
+		name string
+		edit func(map[string]any)
+		want string // "" = pass
+	}{
+		{"good", func(map[string]any) {}, ""},
+		{"a few unjoined", func(m map[string]any) { m["breakdown_check"] = map[string]any{"joined": 1000, "unjoined": 5} }, ""},
+		{"many unjoined", func(m map[string]any) { m["breakdown_check"] = map[string]any{"joined": 1000, "unjoined": 50} }, "not joined across the two hosts"},
+		{"one host", func(m map[string]any) { delete(m, "two_hosts") }, "no two_hosts"},
+		{"offset near zero", func(m map[string]any) { th(m)["clock"].(map[string]any)["offset_first_ns"] = 0 }, "not where the guest's boot puts it"},
+		{"offset of the wrong sign", func(m map[string]any) { th(m)["clock"].(map[string]any)["offset_first_ns"] = 105e9 }, "not where the guest's boot puts it"},
+		{"one direction only", func(m map[string]any) { th(m)["clock"].(map[string]any)["samples_ba"] = 0 }, "no clock estimate"},
+		{"negative one-way", func(m map[string]any) {
+			th(m)["server_to_client"] = map[string]any{"checked": 1000, "negative_beyond_uncertainty": 3}
+		}, "negative beyond"},
+		{"validity not said", func(m map[string]any) { m["run"] = map[string]any{} }, "one_way_times_held"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := good()
+			tc.edit(m)
+			b, err := json.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			detail, err := checkAgentRun(b, facts)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("checkAgentRun = %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("checkAgentRun = %v, want %q", err, tc.want)
+			case err == nil && !strings.Contains(detail, "clock offset -105.000 s"):
+				t.Errorf("detail %q does not give the offset", detail)
+			}
+		})
 	}
 }

@@ -1,10 +1,12 @@
 // Command init is PID 1 of the initramfs that 'make vmtest' boots under
 // qemu. It prepares the few kernel file systems eBPF tests need, brings the
-// loopback interface up, makes a short 'volleyscope run' and prints its
+// loopback interface up (and, for a networked guest, loads the NIC's
+// modules and addresses it), makes a short 'volleyscope run' and prints its
 // results.json on the console, runs /probe.test once per hook mode and
 // probe level with VOLLEYSCOPE_PROBE_MODE set, prints one
-// "VMTEST kernel=… mode=… level=… PASS|FAIL|SKIP …" line per run, and
-// powers the machine off.
+// "VMTEST kernel=… mode=… level=… PASS|FAIL|SKIP …" line per run, serves
+// the host (a volleyscope server or agent, until the host writes
+// "vmtest-stop" on the console), and powers the machine off.
 //
 // It is built with CGO_ENABLED=0 so that it is static: the initramfs holds
 // no C library and no dynamic loader.
@@ -40,6 +42,11 @@ type config struct {
 	Env         []string  `json:"env"`          // extra KEY=VALUE for the tests
 	Volleyscope []string  `json:"volleyscope"`  // arguments of /volleyscope; none: no run
 	ResultsFile string    `json:"results_file"` // the results.json that run writes
+	// Net, when set, brings up the NIC qemu gives a networked guest.
+	Net *netConfig `json:"net"`
+	// Serve, when set, is a command run last, for the host to reach
+	// through Net, until the host says stop.
+	Serve *serveConfig `json:"serve"`
 }
 
 // testRun is one run of the test binary.
@@ -84,18 +91,28 @@ func run() error {
 	release := unix.ByteSliceToString(uts.Release[:])
 	virt := hostinfo.Virtualization()
 	fmt.Printf("vmtest-init: kernel %s, virtualization %q\n", release, virt)
-	if virt == hostinfo.VirtEmulated {
+	if virt == hostinfo.VirtEmulated && len(cfg.Runs) > 0 {
 		// The probe's kernel tests then log their scheduling-rate bounds
 		// instead of asserting them: under TCG those rates are the
 		// emulator's.
 		cfg.Env = append(cfg.Env, "VOLLEYSCOPE_EMULATED="+virt)
 		fmt.Println("vmtest-init: software emulation: the probe tests' rate bounds are logged, not asserted; each round trip's events are still checked")
 	}
+	if cfg.Net != nil {
+		ifname, err := setupNet(cfg.Net)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("vmtest-init: %s has %s (modules loaded: %s)\n", ifname, cfg.Net.Addr, strings.Join(cfg.Net.Modules, " "))
+	}
 	if len(cfg.Volleyscope) > 0 {
 		runVolleyscope(release, &cfg)
 	}
 	for _, r := range cfg.Runs {
 		runTests(release, r, &cfg)
+	}
+	if cfg.Serve != nil {
+		serve(release, cfg.Serve)
 	}
 	return nil
 }

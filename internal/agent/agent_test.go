@@ -304,11 +304,59 @@ func TestVersionMismatch(t *testing.T) {
 		addr := startAgent(t, h, Credentials{Token: testToken}, tc.agent)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := dial(ctx, addr, Credentials{Token: testToken}, tc.client)
-		cancel()
 		want := fmt.Sprintf("agent %s: protocol version %d, this volleyscope speaks %d (volleyscope ", addr, tc.agent, tc.client)
 		if err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("agent %d, client %d: %v; want it to begin %q", tc.agent, tc.client, err, want)
 		}
+		// Every method checks it, not Hello alone.
+		conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithPerRPCCredentials(callCreds{token: testToken, protocol: tc.client}), grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r pingReply
+		if err := conn.Invoke(ctx, methodPing, &struct{}{}, &r); status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("Ping of another version: %v", err)
+		}
+		st, err := conn.NewStream(ctx, &serviceDesc.Streams[0], methodEvents)
+		if err == nil {
+			_ = st.SendMsg(&clientMsg{Start: &EventsRequest{}})
+			err = st.RecvMsg(&inMsg{})
+		}
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("Events of another version: %v", err)
+		}
+		conn.Close()
+		cancel()
+	}
+	if opened, _ := h.counts(); opened != 0 {
+		t.Errorf("%d sessions opened", opened)
+	}
+
+	// An agent that does not check (another version's) is checked by the
+	// controller.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := serviceDesc
+	desc.Methods = []grpc.MethodDesc{{MethodName: "Hello", Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		var req HelloRequest
+		if err := dec(&req); err != nil {
+			return nil, err
+		}
+		return &Info{Protocol: ProtocolVersion + 7, Version: "v9.9.9"}, nil
+	}}}
+	gs := grpc.NewServer(grpc.ForceServerCodec(codec{}))
+	gs.RegisterService(&desc, &server{})
+	go gs.Serve(lis)
+	defer gs.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = Dial(ctx, lis.Addr().String(), Credentials{Token: testToken})
+	want := fmt.Sprintf("agent %s: protocol version %d, this volleyscope speaks %d (volleyscope v9.9.9 on the agent vs ", lis.Addr(), ProtocolVersion+7, ProtocolVersion)
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("an agent that does not check: %v; want it to begin %q", err, want)
 	}
 }
 

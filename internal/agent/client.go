@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -49,7 +50,7 @@ func dial(ctx context.Context, addr string, cred Credentials, protocol int) (*Cl
 	}
 	conn, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(tc),
-		grpc.WithPerRPCCredentials(tokenCreds(cred.Token)),
+		grpc.WithPerRPCCredentials(callCreds{token: cred.Token, protocol: protocol}),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})),
 		// gRPC pings no more often than every 10 s from a client; the
 		// Events stream's own heartbeat (flushEvery, silentFor) notices a
@@ -74,8 +75,9 @@ func (c *Client) hello(ctx context.Context, protocol int) error {
 	if err := c.conn.Invoke(ctx, methodHello, &req, &c.info); err != nil {
 		return c.err(err, "")
 	}
+	// The agent checked our version; this checks an agent that did not.
 	if c.info.Protocol != protocol {
-		return fmt.Errorf("agent %s: %s", c.addr, versionMismatch(c.info.Protocol, protocol, c.info.Version, version.String()))
+		return fmt.Errorf("agent %s: %s", c.addr, versionMismatch(c.info.Protocol, strconv.Itoa(protocol), c.info.Version, version.String()))
 	}
 	return nil
 }

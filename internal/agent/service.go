@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,13 +152,10 @@ func (s *server) serve(ctx context.Context, lis net.Listener, cred Credentials) 
 	return nil
 }
 
-// tokenKey is the metadata key of the token every RPC carries.
-const tokenKey = "volleyscope-token"
-
 func hashToken(t string) [sha256.Size]byte { return sha256.Sum256([]byte(t)) }
 
-// auth checks the token of a call, in constant time (both hashed, so
-// that not even its length shows).
+// auth checks a call's token, in constant time (both hashed, so that not
+// even its length shows), then its protocol version.
 func (s *server) auth(ctx context.Context) error {
 	md, _ := metadata.FromIncomingContext(ctx)
 	got := md.Get(tokenKey)
@@ -170,7 +168,21 @@ func (s *server) auth(ctx context.Context) error {
 		s.host.Note("refused a call with a bad token from " + peerOf(ctx))
 		return status.Error(codes.Unauthenticated, "bad token")
 	}
+	proto, theirs := first(md, protocolKey), first(md, versionKey)
+	if proto != strconv.Itoa(s.protocol) {
+		s.host.Note(fmt.Sprintf("refused %s: protocol version %q (volleyscope %s), this agent speaks %d", peerOf(ctx), proto, theirs, s.protocol))
+		// Phrased as the controller reads it, after "agent ADDR: ".
+		return status.Error(codes.FailedPrecondition, versionMismatch(s.protocol, proto, version.String(), theirs))
+	}
 	return nil
+}
+
+// first is the first value of key in md, or "".
+func first(md metadata.MD, key string) string {
+	if v := md.Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 func (s *server) unaryAuth(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -221,21 +233,20 @@ func helloHandler(srv any, ctx context.Context, dec func(any) error, ic grpc.Una
 	return ic(ctx, &req, &grpc.UnaryServerInfo{Server: srv, FullMethod: methodHello}, h)
 }
 
-func (s *server) hello(ctx context.Context, req *HelloRequest) (*Info, error) {
-	if req.Protocol != s.protocol {
-		s.host.Note(fmt.Sprintf("refused %s: protocol version %d (volleyscope %s), this agent speaks %d", peerOf(ctx), req.Protocol, req.Version, s.protocol))
-		// Phrased as the controller reads it, after "agent ADDR: ".
-		return nil, status.Error(codes.FailedPrecondition, versionMismatch(s.protocol, req.Protocol, version.String(), req.Version))
-	}
+// hello answers a controller whose version the interceptor checked.
+func (s *server) hello(_ context.Context, _ *HelloRequest) (*Info, error) {
 	info := s.host.Info()
 	info.Protocol, info.Version = s.protocol, version.String()
 	return &info, nil
 }
 
 // versionMismatch is the error of a version mismatch as the controller
-// says it.
-func versionMismatch(agentProto, ourProto int, agentVersion, ourVersion string) string {
-	return fmt.Sprintf("protocol version %d, this volleyscope speaks %d (volleyscope %s on the agent vs %s here); run the same volleyscope on both hosts", agentProto, ourProto, agentVersion, ourVersion)
+// says it; ourProto is what the controller sent ("" for nothing).
+func versionMismatch(agentProto int, ourProto, agentVersion, ourVersion string) string {
+	if ourProto == "" {
+		ourProto = "none"
+	}
+	return fmt.Sprintf("protocol version %d, this volleyscope speaks %s (volleyscope %s on the agent vs %s here); run the same volleyscope on both hosts", agentProto, ourProto, agentVersion, ourVersion)
 }
 
 func pingHandler(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {

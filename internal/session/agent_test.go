@@ -214,6 +214,26 @@ func TestAgentEndToEnd(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// A controller that goes mid-session leaves nothing attached either.
+	gctx, gone := context.WithCancel(ctx)
+	es, err = c.Events(gctx, agent.EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bpfFDs(pid) == 0 {
+		t.Error("no BPF program in the agent during its second session")
+	}
+	if _, err := es.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	gone()
+	deadline = time.Now().Add(5 * time.Second)
+	for bpfFDs(pid) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent holds %d BPF programs and maps 5s after its controller went", bpfFDs(pid))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-a.done:

@@ -24,9 +24,10 @@ import (
 
 // Client is a controller's connection to one agent.
 type Client struct {
-	addr string
-	conn *grpc.ClientConn
-	info Info
+	addr     string
+	conn     *grpc.ClientConn // Hello and Events
+	pingConn *grpc.ClientConn // Ping
+	info     Info
 }
 
 // callTimeout bounds a unary call whose context has no deadline.
@@ -44,24 +45,38 @@ func dial(ctx context.Context, addr string, cred Credentials, protocol int) (*Cl
 	if cred.Token == "" {
 		return nil, fmt.Errorf("agent %s: no token: give the agent's token with --token or --token-file", addr)
 	}
-	tc := insecure.NewCredentials()
-	if cred.TLS != nil {
-		tc = credentials.NewTLS(cred.TLS)
+	newConn := func() (*grpc.ClientConn, error) {
+		tc := insecure.NewCredentials()
+		if cred.TLS != nil {
+			tc = credentials.NewTLS(cred.TLS)
+		}
+		conn, err := grpc.NewClient("passthrough:///"+addr,
+			grpc.WithTransportCredentials(tc),
+			grpc.WithPerRPCCredentials(callCreds{token: cred.Token, protocol: protocol}),
+			grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})),
+			// gRPC pings no more often than every 10 s from a client; the
+			// Events stream's own heartbeat (flushEvery, silentFor) notices
+			// a dead agent sooner.
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: keepaliveWait, PermitWithoutStream: true}),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("agent %s: %w", addr, err)
+		}
+		return conn, nil
 	}
-	conn, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(tc),
-		grpc.WithPerRPCCredentials(callCreds{token: cred.Token, protocol: protocol}),
-		grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})),
-		// gRPC pings no more often than every 10 s from a client; the
-		// Events stream's own heartbeat (flushEvery, silentFor) notices a
-		// dead agent sooner.
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: keepaliveWait, PermitWithoutStream: true}),
-	)
+	conn, err := newConn()
 	if err != nil {
-		return nil, fmt.Errorf("agent %s: %w", addr, err)
+		return nil, err
 	}
 	c := &Client{addr: addr, conn: conn}
 	if err := c.hello(ctx, protocol); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	// Pings go on a connection of their own: on the events' connection a
+	// ping waits behind the batches ahead of it in the TCP stream, which
+	// widens the round trips the clock estimate is made from.
+	if c.pingConn, err = newConn(); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -93,7 +108,7 @@ func (c *Client) Ping(ctx context.Context) (t1, t2, t3 int64, err error) {
 	defer cancel()
 	var r pingReply
 	t1 = monotonicNow()
-	err = c.conn.Invoke(ctx, methodPing, &struct{}{}, &r)
+	err = c.pingConn.Invoke(ctx, methodPing, &struct{}{}, &r)
 	t3 = monotonicNow()
 	if err != nil {
 		return 0, 0, 0, c.err(err, "")
@@ -101,8 +116,8 @@ func (c *Client) Ping(ctx context.Context) (t1, t2, t3 int64, err error) {
 	return t1, r.AgentNs, t3, nil
 }
 
-// Close closes the connection; a stream still open on it ends.
-func (c *Client) Close() error { return c.conn.Close() }
+// Close closes the connections; a stream still open on them ends.
+func (c *Client) Close() error { return errors.Join(c.conn.Close(), c.pingConn.Close()) }
 
 // Events starts an Events session: the agent attaches its probe to the
 // server req names and answers with Started (EventStream.Started), or

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,6 +37,12 @@ const (
 
 func startTestAgent(t *testing.T) *testAgent {
 	t.Helper()
+	return startTestAgentWith(t, "--server", "threads", "--server-cpus", "0")
+}
+
+// startTestAgentWith starts an agent with these server flags.
+func startTestAgentWith(t *testing.T, servers ...string) *testAgent {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +50,8 @@ func startTestAgent(t *testing.T) *testAgent {
 	addr := l.Addr().String()
 	l.Close()
 	a := &testAgent{stderr: &syncBuffer{}, addr: addr, done: make(chan struct{})}
-	a.cmd = exec.Command(selfBin, "agent", "--listen", addr, "--token", agentTestToken, "--server", "threads", "--server-cpus", "0", "--test-clock", testClockSpec)
+	args := append([]string{"agent", "--listen", addr, "--token", agentTestToken, "--test-clock", testClockSpec}, servers...)
+	a.cmd = exec.Command(selfBin, args...)
 	a.cmd.Stderr = a.stderr
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -276,3 +284,45 @@ func TestAgentKilledMidRun(t *testing.T) {
 	}
 	waitGone(t, srv.PIDs, 10*time.Second)
 }
+
+// TestAgentFollowsRunning: an agent given --pid or --port follows a
+// server it did not start, and leaves it running when it stops.
+func TestAgentFollowsRunning(t *testing.T) {
+	requireRoot(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	srv := exec.Command(selfBin, "serve", "threads", "-p", fmt.Sprint(port))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	for try := 0; ; try++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			break
+		}
+		if try == 100 {
+			t.Fatal("the server does not listen after 5s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, by := range [][]string{{"--pid", fmt.Sprint(srv.Process.Pid)}, {"--port", fmt.Sprint(port)}} {
+		t.Run(by[0], func(t *testing.T) {
+			a := startTestAgentWith(t, by...)
+			info := a.dial(t).Info()
+			if len(info.Servers) != 1 || int(info.Servers[0].Port) != port || !slices.Contains(info.Servers[0].PIDs, srv.Process.Pid) {
+				t.Fatalf("info: %+v; want port %d, pid %d", info, port, srv.Process.Pid)
+			}
+			a.cmd.Process.Signal(syscall.SIGTERM)
+			<-a.done
+			if !running(srv.Process.Pid) {
+				t.Fatal("the agent stopped a server it did not start")
+			}
+		})
+	}
+}
+

@@ -127,7 +127,8 @@ func TestAgentEndToEnd(t *testing.T) {
 	a := startTestAgent(t)
 	c := a.dial(t)
 	info := c.Info()
-	if len(info.Servers) != 1 || info.Servers[0].Name != "threads" || info.Servers[0].Port == 0 || len(info.Servers[0].PIDs) == 0 {
+	if len(info.Servers) != 1 || info.Servers[0].Name != "threads" || info.Servers[0].Port == 0 || len(info.Servers[0].PIDs) == 0 ||
+		!slices.Equal(info.Servers[0].CPUs, []int{0}) || info.Host.Kernel == "" || info.IOUring == "" {
 		t.Fatalf("info: %+v", info)
 	}
 	srv := info.Servers[0]
@@ -325,4 +326,3 @@ func TestAgentFollowsRunning(t *testing.T) {
 		})
 	}
 }
-

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -131,7 +132,7 @@ func (c *Client) Events(ctx context.Context, req EventsRequest) (*EventStream, e
 		cancel()
 		return nil, c.err(err, "")
 	}
-	es := &EventStream{c: c, st: st, cancel: cancel}
+	es := &EventStream{c: c, st: st, ctx: ctx, cancel: cancel}
 	if err := es.send(&clientMsg{Start: &req}); err != nil {
 		cancel()
 		return nil, err
@@ -153,7 +154,10 @@ func (c *Client) Events(ctx context.Context, req EventsRequest) (*EventStream, e
 type EventStream struct {
 	c       *Client
 	st      grpc.ClientStream
+	ctx     context.Context // the caller's
 	cancel  context.CancelFunc
+	silent  atomic.Bool // the watchdog ended the stream
+	closed  atomic.Bool // Close ended it
 	started Started
 	in      inMsg
 	sendMu  sync.Mutex
@@ -192,25 +196,22 @@ func (s *EventStream) Recv() (Message, error) {
 // recv reads one message into s.in, with a watchdog that ends the
 // stream if the agent says nothing for silentFor.
 func (s *EventStream) recv() error {
-	silent := false
-	var mu sync.Mutex
 	t := time.AfterFunc(silentFor, func() {
-		mu.Lock()
-		silent = true
-		mu.Unlock()
+		s.silent.Store(true)
 		s.cancel()
 	})
 	err := s.st.RecvMsg(&s.in)
 	t.Stop()
-	if err == nil {
+	switch {
+	case err == nil:
 		return nil
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if silent {
+	case s.silent.Load():
 		return fmt.Errorf("agent %s: connection lost mid-run: nothing from the agent for %v", s.c.addr, silentFor)
-	}
-	if err == io.EOF {
+	case s.ctx.Err() != nil: // the caller's doing
+		return fmt.Errorf("agent %s: events: %w", s.c.addr, s.ctx.Err())
+	case s.closed.Load():
+		return fmt.Errorf("agent %s: events: %w", s.c.addr, ErrClosed)
+	case err == io.EOF:
 		return fmt.Errorf("agent %s: connection lost mid-run: the stream ended before the agent's final account", s.c.addr)
 	}
 	return s.c.err(err, "mid-run")
@@ -238,7 +239,13 @@ func (s *EventStream) Stop() error {
 
 // Close ends the stream at once, without a final account: the agent
 // closes its probe when it sees the stream go.
-func (s *EventStream) Close() { s.cancel() }
+func (s *EventStream) Close() {
+	s.closed.Store(true)
+	s.cancel()
+}
+
+// ErrClosed is what Recv returns after Close.
+var ErrClosed = errors.New("stream closed")
 
 func (s *EventStream) send(m *clientMsg) error {
 	s.sendMu.Lock()

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestAgentCredentials(t *testing.T) {
+func TestCredFlags(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "token")
 	if err := os.WriteFile(file, []byte("  s3cret \nsecond line\n"), 0o600); err != nil {
@@ -20,12 +20,14 @@ func TestAgentCredentials(t *testing.T) {
 		bad         bool
 	}{
 		{token: "abc", want: "abc"},
+		{token: "  ", bad: true},
 		{file: file, want: "s3cret"},
 		{file: empty, bad: true},
 		{bad: true},
 		{token: "a", file: file, bad: true},
 	} {
-		c, err := agentCredentials(tc.token, tc.file, "", "", "", true)
+		f := credFlags{token: tc.token, tokenFile: tc.file}
+		c, err := f.creds(true)
 		if (err != nil) != tc.bad || c.Token != tc.want {
 			t.Errorf("token %q, file %q: %q, %v", tc.token, tc.file, c.Token, err)
 		}

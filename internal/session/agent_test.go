@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -324,5 +325,31 @@ func TestAgentFollowsRunning(t *testing.T) {
 				t.Fatal("the agent stopped a server it did not start")
 			}
 		})
+	}
+}
+
+func TestParseClockTransform(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		offset time.Duration
+		drift  float64
+		bad    bool
+	}{
+		{in: "5s,20us/s", offset: 5 * time.Second, drift: 20e-6},
+		{in: "-3.5s, -1us/s", offset: -3500 * time.Millisecond, drift: -1e-6},
+		{in: "1ms", offset: time.Millisecond},
+		{in: "5s,20us", bad: true},
+		{in: "5s,1s/s", bad: true},
+		{in: "x", bad: true},
+		{in: "", bad: true},
+	} {
+		c, err := ParseClockTransform(tc.in)
+		if (err != nil) != tc.bad || (!tc.bad && (c.Offset != tc.offset || math.Abs(c.Drift-tc.drift) > 1e-12)) {
+			t.Errorf("%q: %+v, %v", tc.in, c, err)
+		}
+	}
+	c := ClockTransform{Offset: time.Second, Drift: 20e-6}
+	if got := c.shift(1e9); got != 1e9+20e3 {
+		t.Errorf("shift at 1 s: %d", got)
 	}
 }

@@ -406,6 +406,15 @@ func TestGarbage(t *testing.T) {
 	if _, _, _, err := c.Ping(context.Background()); err != nil {
 		t.Fatalf("ping after garbage: %v", err)
 	}
+	// A message over the bound is not read, even from a controller with
+	// the token.
+	err := c.conn.Invoke(context.Background(), methodHello, &HelloRequest{Version: strings.Repeat("x", maxClientMsg)}, &Info{})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("an oversized Hello: %v", err)
+	}
+	if _, _, _, err := c.Ping(context.Background()); err != nil {
+		t.Fatalf("ping after an oversized message: %v", err)
+	}
 }
 
 // TestCorruptBatch: a batch that does not decode ends the stream with an

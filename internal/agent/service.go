@@ -89,6 +89,9 @@ const (
 	keepaliveWait  = 2 * time.Second
 )
 
+// maxClientMsg bounds a message from the controller.
+const maxClientMsg = 64 << 10
+
 // Serve serves the agent's service on lis until ctx ends, then stops
 // every session (their probes are closed) and returns. cred.Token is
 // required.
@@ -127,6 +130,9 @@ func (s *server) serve(ctx context.Context, lis net.Listener, cred Credentials) 
 		grpc.ChainUnaryInterceptor(s.unaryAuth),
 		grpc.ChainStreamInterceptor(s.streamAuth),
 		grpc.StatsHandler(wireBytes{}),
+		// The controller's messages are small JSON: a larger one is not
+		// read.
+		grpc.MaxRecvMsgSize(maxClientMsg),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveEvery, Timeout: keepaliveWait}),
 		// Let the controller's keepalive pings through: it pings a
 		// connection without a stream too.
@@ -205,8 +211,8 @@ var serviceDesc = grpc.ServiceDesc{
 	ServiceName: ServiceName,
 	HandlerType: (*any)(nil),
 	Methods: []grpc.MethodDesc{
-		{MethodName: "Hello", Handler: helloHandler},
-		{MethodName: "Ping", Handler: pingHandler},
+		{MethodName: "Hello", Handler: unary(methodHello, (*server).hello)},
+		{MethodName: "Ping", Handler: unary(methodPing, (*server).ping)},
 	},
 	Streams: []grpc.StreamDesc{
 		{StreamName: "Events", Handler: eventsHandler, ServerStreams: true, ClientStreams: true},
@@ -220,24 +226,34 @@ const (
 	methodEvents = "/" + ServiceName + "/Events"
 )
 
-func helloHandler(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
-	var req HelloRequest
-	if err := dec(&req); err != nil {
-		return nil, err
+// unary runs a unary method's handler behind the interceptors, which
+// see no request: the request is decoded only once the call passed them
+// (the token), so that nothing from an unknown peer is even parsed.
+func unary[Req any](method string, h func(s *server, ctx context.Context, req *Req) (any, error)) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
+		handle := func(ctx context.Context, _ any) (any, error) {
+			var req Req
+			if err := dec(&req); err != nil {
+				return nil, err
+			}
+			return h(srv.(*server), ctx, &req)
+		}
+		if ic == nil {
+			return handle(ctx, nil)
+		}
+		return ic(ctx, nil, &grpc.UnaryServerInfo{Server: srv, FullMethod: method}, handle)
 	}
-	s := srv.(*server)
-	h := func(ctx context.Context, r any) (any, error) { return s.hello(ctx, r.(*HelloRequest)) }
-	if ic == nil {
-		return h(ctx, &req)
-	}
-	return ic(ctx, &req, &grpc.UnaryServerInfo{Server: srv, FullMethod: methodHello}, h)
 }
 
 // hello answers a controller whose version the interceptor checked.
-func (s *server) hello(_ context.Context, _ *HelloRequest) (*Info, error) {
+func (s *server) hello(_ context.Context, _ *HelloRequest) (any, error) {
 	info := s.host.Info()
 	info.Protocol, info.Version = s.protocol, version.String()
 	return &info, nil
+}
+
+func (s *server) ping(context.Context, *struct{}) (any, error) {
+	return &pingReply{AgentNs: s.host.Now()}, nil
 }
 
 // versionMismatch is the error of a version mismatch as the controller
@@ -247,19 +263,6 @@ func versionMismatch(agentProto int, ourProto, agentVersion, ourVersion string) 
 		ourProto = "none"
 	}
 	return fmt.Sprintf("protocol version %d, this volleyscope speaks %s (volleyscope %s on the agent vs %s here); run the same volleyscope on both hosts", agentProto, ourProto, agentVersion, ourVersion)
-}
-
-func pingHandler(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
-	var req struct{}
-	if err := dec(&req); err != nil {
-		return nil, err
-	}
-	s := srv.(*server)
-	h := func(context.Context, any) (any, error) { return &pingReply{AgentNs: s.host.Now()}, nil }
-	if ic == nil {
-		return h(ctx, &req)
-	}
-	return ic(ctx, &req, &grpc.UnaryServerInfo{Server: srv, FullMethod: methodPing}, h)
 }
 
 func eventsHandler(srv any, ss grpc.ServerStream) error {

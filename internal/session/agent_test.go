@@ -256,11 +256,18 @@ func TestAgentEndToEnd(t *testing.T) {
 	waitGone(t, srv.PIDs, 5*time.Second)
 }
 
-// TestAgentKilledMidRun: SIGKILL of the agent mid-stream is an error on
-// the controller's side within seconds, and its server goes with it.
+// TestAgentKilledMidRun: an agent that was sent garbage serves the next
+// client; its SIGKILL mid-stream is an error on the controller's side
+// within seconds, and its server goes with it.
 func TestAgentKilledMidRun(t *testing.T) {
 	requireRoot(t)
 	a := startTestAgent(t)
+	a.dial(t).Close()
+	// Garbage on its port first: the agent serves the next client.
+	if g, err := net.Dial("tcp", a.addr); err == nil {
+		g.Write([]byte("\x16\x03\x01garbage, not HTTP/2\r\n\r\n"))
+		g.Close()
+	}
 	c := a.dial(t)
 	srv := c.Info().Servers[0]
 	es, err := c.Events(context.Background(), agent.EventsRequest{})

@@ -31,6 +31,7 @@ const testToken = "s3cret-token"
 type fakeHost struct {
 	offset int64 // the fake clock's offset from CLOCK_MONOTONIC
 	every  time.Duration
+	runErr error // what a session's Run fails with at once, if set
 
 	mu       sync.Mutex
 	opened   int
@@ -80,6 +81,9 @@ func (s *fakeSession) Started() Started {
 }
 
 func (s *fakeSession) Run(ctx context.Context, deliver func(*probe.Event)) error {
+	if s.h.runErr != nil {
+		return s.h.runErr
+	}
 	every := s.h.every
 	if every == 0 {
 		every = 200 * time.Microsecond
@@ -398,7 +402,7 @@ func TestGarbage(t *testing.T) {
 			t.Fatal(err)
 		}
 		conn.Write([]byte(junk))
-		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		io.Copy(io.Discard, conn)
 		conn.Close()
 	}
@@ -489,4 +493,27 @@ func TestStopWhileBehind(t *testing.T) {
 		t.Fatalf("a session after one whose controller went: %v", err)
 	}
 	es.Close()
+}
+
+// TestProbeFails: the agent's probe reader stopping on an error ends the
+// stream with it, and the session is closed.
+func TestProbeFails(t *testing.T) {
+	h := &fakeHost{runErr: errors.New("read rings: bad things")}
+	addr := startAgent(t, h, Credentials{Token: testToken}, ProtocolVersion)
+	c := dialT(t, addr, Credentials{Token: testToken})
+	es, err := c.Events(context.Background(), EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := es.Recv()
+		if err == nil {
+			continue
+		}
+		if want := "agent " + addr + ": probe on the agent: read rings: bad things"; !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%v; want it to begin %q", err, want)
+		}
+		break
+	}
+	waitClosed(t, h, 1)
 }

@@ -517,3 +517,37 @@ func TestProbeFails(t *testing.T) {
 	}
 	waitClosed(t, h, 1)
 }
+
+// TestServeStops: Serve returns when its context ends, with a running
+// session cut and its probe already closed; the controller is told.
+func TestServeStops(t *testing.T) {
+	h := &fakeHost{}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, lis, Credentials{Token: testToken}, h) }()
+	c := dialT(t, lis.Addr().String(), Credentials{Token: testToken})
+	es, err := c.Events(context.Background(), EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still runs 10s after its context ended")
+	}
+	if opened, closed := h.counts(); opened != 1 || closed != 1 {
+		t.Fatalf("Serve returned with %d sessions opened, %d closed", opened, closed)
+	}
+	err, _ = recvUntilError(es, time.Now())
+	if !strings.Contains(err.Error(), "connection lost mid-run") {
+		t.Errorf("the controller is told: %v", err)
+	}
+}

@@ -74,8 +74,9 @@ const (
 	// silentFor is how long the controller waits for any message before
 	// it calls the agent lost: many flushes.
 	silentFor = 3 * time.Second
-	// batchEvents is how many events make a full batch (64 KiB of
-	// records), sent at once rather than at the next flush.
+	// batchEvents is how many events make a full batch (a message well
+	// under gRPC's 4 MiB default limit), sent at once rather than at the
+	// next flush.
 	batchEvents = 1024
 	// pendingBatches bounds the full batches waiting for the network: a
 	// probe reader that gets this far ahead of the connection waits, and
@@ -88,6 +89,9 @@ const (
 	keepaliveEvery = time.Second
 	keepaliveWait  = 2 * time.Second
 )
+
+// stopGrace is how long a stopping agent lets calls in flight finish.
+const stopGrace = 500 * time.Millisecond
 
 // maxClientMsg bounds a message from the controller.
 const maxClientMsg = 64 << 10
@@ -137,6 +141,8 @@ func (s *server) serve(ctx context.Context, lis net.Listener, cred Credentials) 
 		// Let the controller's keepalive pings through: it pings a
 		// connection without a stream too.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+		// Stop returns once every session has closed its probe.
+		grpc.WaitForHandlers(true),
 	)
 	gs.RegisterService(&serviceDesc, s)
 	done := make(chan error, 1)
@@ -146,12 +152,13 @@ func (s *server) serve(ctx context.Context, lis net.Listener, cred Credentials) 
 		return fmt.Errorf("serve agent on %s: %w", lis.Addr(), err)
 	case <-ctx.Done():
 	}
-	// Sessions end with their streams, closing their probes.
+	// Calls in flight may finish; a run's session, which would not end by
+	// itself, is cut, and its probe closed, before Serve returns.
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(2 * time.Second):
+	case <-time.After(stopGrace):
 		gs.Stop()
 	}
 	<-done

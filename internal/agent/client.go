@@ -34,6 +34,11 @@ type Client struct {
 // callTimeout bounds a unary call whose context has no deadline.
 const callTimeout = 5 * time.Second
 
+// startWait bounds the agent's answer to a start request: loading and
+// attaching the probe, which a slow machine (a guest under software
+// emulation) takes long over.
+const startWait = time.Minute
+
 // Dial connects to the agent at addr, says Hello and checks that both
 // sides speak the same protocol version. The connection is kept alive:
 // a dead agent or a dropped connection fails the calls and streams on
@@ -137,7 +142,7 @@ func (c *Client) Events(ctx context.Context, req EventsRequest) (*EventStream, e
 		cancel()
 		return nil, err
 	}
-	if err := es.recv(); err != nil {
+	if err := es.recv(startWait); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -175,7 +180,7 @@ func (s *EventStream) Recv() (Message, error) {
 	if s.done {
 		return Message{}, io.EOF
 	}
-	if err := s.recv(); err != nil {
+	if err := s.recv(silentFor); err != nil {
 		return Message{}, err
 	}
 	switch s.in.kind {
@@ -194,9 +199,9 @@ func (s *EventStream) Recv() (Message, error) {
 }
 
 // recv reads one message into s.in, with a watchdog that ends the
-// stream if the agent says nothing for silentFor.
-func (s *EventStream) recv() error {
-	t := time.AfterFunc(silentFor, func() {
+// stream if the agent says nothing for wait.
+func (s *EventStream) recv(wait time.Duration) error {
+	t := time.AfterFunc(wait, func() {
 		s.silent.Store(true)
 		s.cancel()
 	})
@@ -206,7 +211,7 @@ func (s *EventStream) recv() error {
 	case err == nil:
 		return nil
 	case s.silent.Load():
-		return fmt.Errorf("agent %s: connection lost mid-run: nothing from the agent for %v", s.c.addr, silentFor)
+		return fmt.Errorf("agent %s: connection lost mid-run: nothing from the agent for %v", s.c.addr, wait)
 	case s.ctx.Err() != nil: // the caller's doing
 		return fmt.Errorf("agent %s: events: %w", s.c.addr, s.ctx.Err())
 	case s.closed.Load():

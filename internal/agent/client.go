@@ -157,16 +157,17 @@ func (c *Client) Events(ctx context.Context, req EventsRequest) (*EventStream, e
 // EventStream is a running Events session. Recv is called from one
 // goroutine; Mark and Stop from any.
 type EventStream struct {
-	c       *Client
-	st      grpc.ClientStream
-	ctx     context.Context // the caller's
-	cancel  context.CancelFunc
-	silent  atomic.Bool // the watchdog ended the stream
-	closed  atomic.Bool // Close ended it
-	started Started
-	in      inMsg
-	sendMu  sync.Mutex
-	done    bool // the final account was received
+	c        *Client
+	st       grpc.ClientStream
+	ctx      context.Context // the caller's
+	cancel   context.CancelFunc
+	silent   atomic.Bool // the watchdog ended the stream
+	closed   atomic.Bool // Close ended it
+	stopping atomic.Bool // Stop was sent
+	started  Started
+	in       inMsg
+	sendMu   sync.Mutex
+	done     bool // the final account was received
 }
 
 // Started is the agent's answer to the start request.
@@ -180,7 +181,11 @@ func (s *EventStream) Recv() (Message, error) {
 	if s.done {
 		return Message{}, io.EOF
 	}
-	if err := s.recv(silentFor); err != nil {
+	wait := silentFor
+	if s.stopping.Load() { // the agent detaches its probe, silently
+		wait = startWait
+	}
+	if err := s.recv(wait); err != nil {
 		return Message{}, err
 	}
 	switch s.in.kind {
@@ -234,6 +239,7 @@ func (s *EventStream) Mark(name string) error {
 // Stop asks the agent to detach its probe: Recv then returns the last
 // batches and the final account.
 func (s *EventStream) Stop() error {
+	s.stopping.Store(true)
 	if err := s.send(&clientMsg{Stop: true}); err != nil {
 		return err
 	}

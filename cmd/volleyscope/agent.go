@@ -37,11 +37,8 @@ examples:
 func cmdAgent(ctx context.Context, args []string) error {
 	fs := newFlagSet("agent", agentSynopsis)
 	listen := fs.String("listen", "", "HOST:PORT to listen on (required; built-in servers listen on HOST too)")
-	token := fs.String("token", "", "the token every call must carry (or --token-file)")
-	tokenFile := fs.String("token-file", "", "read the token from this file's first line")
-	cert := fs.String("cert", "", "mutual TLS: this agent's certificate (PEM)")
-	key := fs.String("key", "", "mutual TLS: its private key (PEM)")
-	ca := fs.String("ca", "", "mutual TLS: the CA that signs the controllers' certificates (PEM)")
+	var cf credFlags
+	cf.register(fs)
 	srvs := fs.StringArray("server", nil, "a server to start (repeatable): "+session.SpecSyntax)
 	pids := fs.IntSlice("pid", nil, "follow the running server of this process (repeatable)")
 	ports := fs.IntSlice("port", nil, "follow the running server listening on this port (repeatable)")
@@ -64,7 +61,7 @@ func cmdAgent(ctx context.Context, args []string) error {
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 		return usagef("agent: --listen %q: port %q is not in 1-65535", *listen, port)
 	}
-	cred, err := agentCredentials(*token, *tokenFile, *cert, *key, *ca, true)
+	cred, err := cf.creds(true)
 	if err != nil {
 		return err
 	}
@@ -124,33 +121,4 @@ func cmdAgent(ctx context.Context, args []string) error {
 	}
 	note("stopping")
 	return nil
-}
-
-// agentCredentials reads the token and the TLS files of an agent
-// (server) or a controller. Both are flags of the same names on both
-// sides.
-func agentCredentials(token, tokenFile, cert, key, ca string, server bool) (agent.Credentials, error) {
-	var c agent.Credentials
-	switch {
-	case token != "" && tokenFile != "":
-		return c, usagef("agent: --token and --token-file: give one")
-	case tokenFile != "":
-		t, err := agent.ReadToken(tokenFile)
-		if err != nil {
-			return c, usagef("agent: %v", err)
-		}
-		c.Token = t
-	case strings.TrimSpace(token) != "":
-		c.Token = strings.TrimSpace(token)
-	default:
-		return c, usagef("agent: --token or --token-file is required: nobody may drive an agent without the token given on both sides")
-	}
-	if cert != "" || key != "" || ca != "" {
-		t, err := agent.TLSConfig(cert, key, ca, server)
-		if err != nil {
-			return c, usagef("agent: %v", err)
-		}
-		c.TLS = t
-	}
-	return c, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -39,7 +40,7 @@ func (f *credFlags) creds(server bool) (agent.Credentials, error) {
 			return c, usagef("%v", err)
 		}
 		c.Token = tok
-	case f.token != "":
+	case strings.TrimSpace(f.token) != "": // a blank token is none
 		c.Token = f.token
 	default:
 		return c, usagef("--token or --token-file is required: an agent admits nobody without the token both sides are given")

@@ -31,6 +31,7 @@ const testToken = "s3cret-token"
 type fakeHost struct {
 	offset int64 // the fake clock's offset from CLOCK_MONOTONIC
 	every  time.Duration
+	runErr error // what a session's Run fails with at once, if set
 
 	mu       sync.Mutex
 	opened   int
@@ -80,6 +81,9 @@ func (s *fakeSession) Started() Started {
 }
 
 func (s *fakeSession) Run(ctx context.Context, deliver func(*probe.Event)) error {
+	if s.h.runErr != nil {
+		return s.h.runErr
+	}
 	every := s.h.every
 	if every == 0 {
 		every = 200 * time.Microsecond
@@ -304,11 +308,59 @@ func TestVersionMismatch(t *testing.T) {
 		addr := startAgent(t, h, Credentials{Token: testToken}, tc.agent)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := dial(ctx, addr, Credentials{Token: testToken}, tc.client)
-		cancel()
 		want := fmt.Sprintf("agent %s: protocol version %d, this volleyscope speaks %d (volleyscope ", addr, tc.agent, tc.client)
 		if err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("agent %d, client %d: %v; want it to begin %q", tc.agent, tc.client, err, want)
 		}
+		// Every method checks it, not Hello alone.
+		conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithPerRPCCredentials(callCreds{token: testToken, protocol: tc.client}), grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r pingReply
+		if err := conn.Invoke(ctx, methodPing, &struct{}{}, &r); status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("Ping of another version: %v", err)
+		}
+		st, err := conn.NewStream(ctx, &serviceDesc.Streams[0], methodEvents)
+		if err == nil {
+			_ = st.SendMsg(&clientMsg{Start: &EventsRequest{}})
+			err = st.RecvMsg(&inMsg{})
+		}
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("Events of another version: %v", err)
+		}
+		conn.Close()
+		cancel()
+	}
+	if opened, _ := h.counts(); opened != 0 {
+		t.Errorf("%d sessions opened", opened)
+	}
+
+	// An agent that does not check (another version's) is checked by the
+	// controller.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := serviceDesc
+	desc.Methods = []grpc.MethodDesc{{MethodName: "Hello", Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		var req HelloRequest
+		if err := dec(&req); err != nil {
+			return nil, err
+		}
+		return &Info{Protocol: ProtocolVersion + 7, Version: "v9.9.9"}, nil
+	}}}
+	gs := grpc.NewServer(grpc.ForceServerCodec(codec{}))
+	gs.RegisterService(&desc, &server{})
+	go gs.Serve(lis)
+	defer gs.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = Dial(ctx, lis.Addr().String(), Credentials{Token: testToken})
+	want := fmt.Sprintf("agent %s: protocol version %d, this volleyscope speaks %d (volleyscope v9.9.9 on the agent vs ", lis.Addr(), ProtocolVersion+7, ProtocolVersion)
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("an agent that does not check: %v; want it to begin %q", err, want)
 	}
 }
 
@@ -350,13 +402,22 @@ func TestGarbage(t *testing.T) {
 			t.Fatal(err)
 		}
 		conn.Write([]byte(junk))
-		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		io.Copy(io.Discard, conn)
 		conn.Close()
 	}
 	c := dialT(t, addr, Credentials{Token: testToken})
 	if _, _, _, err := c.Ping(context.Background()); err != nil {
 		t.Fatalf("ping after garbage: %v", err)
+	}
+	// A message over the bound is not read, even from a controller with
+	// the token.
+	err := c.conn.Invoke(context.Background(), methodHello, &HelloRequest{Version: strings.Repeat("x", maxClientMsg)}, &Info{})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("an oversized Hello: %v", err)
+	}
+	if _, _, _, err := c.Ping(context.Background()); err != nil {
+		t.Fatalf("ping after an oversized message: %v", err)
 	}
 }
 
@@ -432,4 +493,61 @@ func TestStopWhileBehind(t *testing.T) {
 		t.Fatalf("a session after one whose controller went: %v", err)
 	}
 	es.Close()
+}
+
+// TestProbeFails: the agent's probe reader stopping on an error ends the
+// stream with it, and the session is closed.
+func TestProbeFails(t *testing.T) {
+	h := &fakeHost{runErr: errors.New("read rings: bad things")}
+	addr := startAgent(t, h, Credentials{Token: testToken}, ProtocolVersion)
+	c := dialT(t, addr, Credentials{Token: testToken})
+	es, err := c.Events(context.Background(), EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := es.Recv()
+		if err == nil {
+			continue
+		}
+		if want := "agent " + addr + ": probe on the agent: read rings: bad things"; !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%v; want it to begin %q", err, want)
+		}
+		break
+	}
+	waitClosed(t, h, 1)
+}
+
+// TestServeStops: Serve returns when its context ends, with a running
+// session cut and its probe already closed; the controller is told.
+func TestServeStops(t *testing.T) {
+	h := &fakeHost{}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, lis, Credentials{Token: testToken}, h) }()
+	c := dialT(t, lis.Addr().String(), Credentials{Token: testToken})
+	es, err := c.Events(context.Background(), EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still runs 10s after its context ended")
+	}
+	if opened, closed := h.counts(); opened != 1 || closed != 1 {
+		t.Fatalf("Serve returned with %d sessions opened, %d closed", opened, closed)
+	}
+	err, _ = recvUntilError(es, time.Now())
+	if !strings.Contains(err.Error(), "connection lost mid-run") {
+		t.Errorf("the controller is told: %v", err)
+	}
 }

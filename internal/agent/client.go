@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -23,13 +25,19 @@ import (
 
 // Client is a controller's connection to one agent.
 type Client struct {
-	addr string
-	conn *grpc.ClientConn
-	info Info
+	addr     string
+	conn     *grpc.ClientConn // Hello and Events
+	pingConn *grpc.ClientConn // Ping
+	info     Info
 }
 
 // callTimeout bounds a unary call whose context has no deadline.
 const callTimeout = 5 * time.Second
+
+// startWait bounds the agent's answer to a start request: loading and
+// attaching the probe, which a slow machine (a guest under software
+// emulation) takes long over.
+const startWait = time.Minute
 
 // Dial connects to the agent at addr, says Hello and checks that both
 // sides speak the same protocol version. The connection is kept alive:
@@ -43,24 +51,38 @@ func dial(ctx context.Context, addr string, cred Credentials, protocol int) (*Cl
 	if cred.Token == "" {
 		return nil, fmt.Errorf("agent %s: no token: give the agent's token with --token or --token-file", addr)
 	}
-	tc := insecure.NewCredentials()
-	if cred.TLS != nil {
-		tc = credentials.NewTLS(cred.TLS)
+	newConn := func() (*grpc.ClientConn, error) {
+		tc := insecure.NewCredentials()
+		if cred.TLS != nil {
+			tc = credentials.NewTLS(cred.TLS)
+		}
+		conn, err := grpc.NewClient("passthrough:///"+addr,
+			grpc.WithTransportCredentials(tc),
+			grpc.WithPerRPCCredentials(callCreds{token: cred.Token, protocol: protocol}),
+			grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})),
+			// gRPC pings no more often than every 10 s from a client; the
+			// Events stream's own heartbeat (flushEvery, silentFor) notices
+			// a dead agent sooner.
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: keepaliveWait, PermitWithoutStream: true}),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("agent %s: %w", addr, err)
+		}
+		return conn, nil
 	}
-	conn, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(tc),
-		grpc.WithPerRPCCredentials(tokenCreds(cred.Token)),
-		grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})),
-		// gRPC pings no more often than every 10 s from a client; the
-		// Events stream's own heartbeat (flushEvery, silentFor) notices a
-		// dead agent sooner.
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: keepaliveWait, PermitWithoutStream: true}),
-	)
+	conn, err := newConn()
 	if err != nil {
-		return nil, fmt.Errorf("agent %s: %w", addr, err)
+		return nil, err
 	}
 	c := &Client{addr: addr, conn: conn}
 	if err := c.hello(ctx, protocol); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	// Pings go on a connection of their own: on the events' connection a
+	// ping waits behind the batches ahead of it in the TCP stream, which
+	// widens the round trips the clock estimate is made from.
+	if c.pingConn, err = newConn(); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -74,8 +96,9 @@ func (c *Client) hello(ctx context.Context, protocol int) error {
 	if err := c.conn.Invoke(ctx, methodHello, &req, &c.info); err != nil {
 		return c.err(err, "")
 	}
+	// The agent checked our version; this checks an agent that did not.
 	if c.info.Protocol != protocol {
-		return fmt.Errorf("agent %s: %s", c.addr, versionMismatch(c.info.Protocol, protocol, c.info.Version, version.String()))
+		return fmt.Errorf("agent %s: %s", c.addr, versionMismatch(c.info.Protocol, strconv.Itoa(protocol), c.info.Version, version.String()))
 	}
 	return nil
 }
@@ -91,7 +114,7 @@ func (c *Client) Ping(ctx context.Context) (t1, t2, t3 int64, err error) {
 	defer cancel()
 	var r pingReply
 	t1 = monotonicNow()
-	err = c.conn.Invoke(ctx, methodPing, &struct{}{}, &r)
+	err = c.pingConn.Invoke(ctx, methodPing, &struct{}{}, &r)
 	t3 = monotonicNow()
 	if err != nil {
 		return 0, 0, 0, c.err(err, "")
@@ -99,8 +122,8 @@ func (c *Client) Ping(ctx context.Context) (t1, t2, t3 int64, err error) {
 	return t1, r.AgentNs, t3, nil
 }
 
-// Close closes the connection; a stream still open on it ends.
-func (c *Client) Close() error { return c.conn.Close() }
+// Close closes the connections; a stream still open on them ends.
+func (c *Client) Close() error { return errors.Join(c.conn.Close(), c.pingConn.Close()) }
 
 // Events starts an Events session: the agent attaches its probe to the
 // server req names and answers with Started (EventStream.Started), or
@@ -114,12 +137,12 @@ func (c *Client) Events(ctx context.Context, req EventsRequest) (*EventStream, e
 		cancel()
 		return nil, c.err(err, "")
 	}
-	es := &EventStream{c: c, st: st, cancel: cancel}
+	es := &EventStream{c: c, st: st, ctx: ctx, cancel: cancel}
 	if err := es.send(&clientMsg{Start: &req}); err != nil {
 		cancel()
 		return nil, err
 	}
-	if err := es.recv(); err != nil {
+	if err := es.recv(startWait); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -134,13 +157,17 @@ func (c *Client) Events(ctx context.Context, req EventsRequest) (*EventStream, e
 // EventStream is a running Events session. Recv is called from one
 // goroutine; Mark and Stop from any.
 type EventStream struct {
-	c       *Client
-	st      grpc.ClientStream
-	cancel  context.CancelFunc
-	started Started
-	in      inMsg
-	sendMu  sync.Mutex
-	done    bool // the final account was received
+	c        *Client
+	st       grpc.ClientStream
+	ctx      context.Context // the caller's
+	cancel   context.CancelFunc
+	silent   atomic.Bool // the watchdog ended the stream
+	closed   atomic.Bool // Close ended it
+	stopping atomic.Bool // Stop was sent
+	started  Started
+	in       inMsg
+	sendMu   sync.Mutex
+	done     bool // the final account was received
 }
 
 // Started is the agent's answer to the start request.
@@ -154,7 +181,11 @@ func (s *EventStream) Recv() (Message, error) {
 	if s.done {
 		return Message{}, io.EOF
 	}
-	if err := s.recv(); err != nil {
+	wait := silentFor
+	if s.stopping.Load() { // the agent detaches its probe, silently
+		wait = startWait
+	}
+	if err := s.recv(wait); err != nil {
 		return Message{}, err
 	}
 	switch s.in.kind {
@@ -173,27 +204,24 @@ func (s *EventStream) Recv() (Message, error) {
 }
 
 // recv reads one message into s.in, with a watchdog that ends the
-// stream if the agent says nothing for silentFor.
-func (s *EventStream) recv() error {
-	silent := false
-	var mu sync.Mutex
-	t := time.AfterFunc(silentFor, func() {
-		mu.Lock()
-		silent = true
-		mu.Unlock()
+// stream if the agent says nothing for wait.
+func (s *EventStream) recv(wait time.Duration) error {
+	t := time.AfterFunc(wait, func() {
+		s.silent.Store(true)
 		s.cancel()
 	})
 	err := s.st.RecvMsg(&s.in)
 	t.Stop()
-	if err == nil {
+	switch {
+	case err == nil:
 		return nil
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if silent {
-		return fmt.Errorf("agent %s: connection lost mid-run: nothing from the agent for %v", s.c.addr, silentFor)
-	}
-	if err == io.EOF {
+	case s.silent.Load():
+		return fmt.Errorf("agent %s: connection lost mid-run: nothing from the agent for %v", s.c.addr, wait)
+	case s.ctx.Err() != nil: // the caller's doing
+		return fmt.Errorf("agent %s: events: %w", s.c.addr, s.ctx.Err())
+	case s.closed.Load():
+		return fmt.Errorf("agent %s: events: %w", s.c.addr, ErrClosed)
+	case err == io.EOF:
 		return fmt.Errorf("agent %s: connection lost mid-run: the stream ended before the agent's final account", s.c.addr)
 	}
 	return s.c.err(err, "mid-run")
@@ -211,6 +239,7 @@ func (s *EventStream) Mark(name string) error {
 // Stop asks the agent to detach its probe: Recv then returns the last
 // batches and the final account.
 func (s *EventStream) Stop() error {
+	s.stopping.Store(true)
 	if err := s.send(&clientMsg{Stop: true}); err != nil {
 		return err
 	}
@@ -221,7 +250,13 @@ func (s *EventStream) Stop() error {
 
 // Close ends the stream at once, without a final account: the agent
 // closes its probe when it sees the stream go.
-func (s *EventStream) Close() { s.cancel() }
+func (s *EventStream) Close() {
+	s.closed.Store(true)
+	s.cancel()
+}
+
+// ErrClosed is what Recv returns after Close.
+var ErrClosed = errors.New("stream closed")
 
 func (s *EventStream) send(m *clientMsg) error {
 	s.sendMu.Lock()

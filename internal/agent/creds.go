@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc/peer"
+
+	"github.com/volleyscope/volleyscope/internal/version"
 )
 
 // Credentials are what both sides need to trust each other: the token,
@@ -63,16 +66,28 @@ func ReadToken(path string) (string, error) {
 	return tok, nil
 }
 
-// tokenCreds sends the token with every call.
-type tokenCreds string
+// callCreds sends the token with every call, and the protocol version
+// and volleyscope version it speaks, so that the agent checks both before
+// any handler runs, whatever the method.
+type callCreds struct {
+	token    string
+	protocol int
+}
 
-func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{tokenKey: string(t)}, nil
+// Metadata keys of every call.
+const (
+	tokenKey    = "volleyscope-token"
+	protocolKey = "volleyscope-protocol"
+	versionKey  = "volleyscope-version"
+)
+
+func (c callCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{tokenKey: c.token, protocolKey: strconv.Itoa(c.protocol), versionKey: version.String()}, nil
 }
 
 // RequireTransportSecurity is false: a token without TLS is allowed,
 // with the agent's warning that it travels in clear.
-func (tokenCreds) RequireTransportSecurity() bool { return false }
+func (callCreds) RequireTransportSecurity() bool { return false }
 
 // peerOf names a call's remote address for the agent's log.
 func peerOf(ctx context.Context) string {

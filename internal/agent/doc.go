@@ -27,9 +27,18 @@
 // round trips streamed back) is one more entry in the descriptor and one
 // more Host method; nothing else changes.
 //
-// Security: every RPC carries a token (metadata TokenKey), compared in
-// constant time by the server's interceptors before any handler runs;
-// optionally mutual TLS (Credentials.TLS), where the agent requires and
-// verifies the client's certificate. The agent starts only the servers
-// on its own command line; a start request names one of them.
+// Security: every RPC carries the token and the protocol and volleyscope
+// versions in its metadata (callCreds), checked by the server's
+// interceptors before any handler runs and before its request is even
+// decoded: the token compared in constant time, a version mismatch
+// refused with both versions named. Optionally mutual TLS
+// (Credentials.TLS), where the agent requires and verifies the client's
+// certificate. The agent starts only the servers on its own command line;
+// a start request names one of them.
+//
+// Liveness: the agent sends a batch at least every flushEvery, empty if
+// need be, so a controller that hears nothing for silentFor calls the
+// agent lost (gRPC's client keepalive may not ping more often than every
+// 10 s); the agent pings an idle controller's connection (keepalive) and
+// ends the session of one that does not answer.
 package agent

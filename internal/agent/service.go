@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,8 +74,9 @@ const (
 	// silentFor is how long the controller waits for any message before
 	// it calls the agent lost: many flushes.
 	silentFor = 3 * time.Second
-	// batchEvents is how many events make a full batch (64 KiB of
-	// records), sent at once rather than at the next flush.
+	// batchEvents is how many events make a full batch (a message well
+	// under gRPC's 4 MiB default limit), sent at once rather than at the
+	// next flush.
 	batchEvents = 1024
 	// pendingBatches bounds the full batches waiting for the network: a
 	// probe reader that gets this far ahead of the connection waits, and
@@ -87,6 +89,12 @@ const (
 	keepaliveEvery = time.Second
 	keepaliveWait  = 2 * time.Second
 )
+
+// stopGrace is how long a stopping agent lets calls in flight finish.
+const stopGrace = 500 * time.Millisecond
+
+// maxClientMsg bounds a message from the controller.
+const maxClientMsg = 64 << 10
 
 // Serve serves the agent's service on lis until ctx ends, then stops
 // every session (their probes are closed) and returns. cred.Token is
@@ -126,10 +134,15 @@ func (s *server) serve(ctx context.Context, lis net.Listener, cred Credentials) 
 		grpc.ChainUnaryInterceptor(s.unaryAuth),
 		grpc.ChainStreamInterceptor(s.streamAuth),
 		grpc.StatsHandler(wireBytes{}),
+		// The controller's messages are small JSON: a larger one is not
+		// read.
+		grpc.MaxRecvMsgSize(maxClientMsg),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveEvery, Timeout: keepaliveWait}),
 		// Let the controller's keepalive pings through: it pings a
 		// connection without a stream too.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+		// Stop returns once every session has closed its probe.
+		grpc.WaitForHandlers(true),
 	)
 	gs.RegisterService(&serviceDesc, s)
 	done := make(chan error, 1)
@@ -139,25 +152,23 @@ func (s *server) serve(ctx context.Context, lis net.Listener, cred Credentials) 
 		return fmt.Errorf("serve agent on %s: %w", lis.Addr(), err)
 	case <-ctx.Done():
 	}
-	// Sessions end with their streams, closing their probes.
+	// Calls in flight may finish; a run's session, which would not end by
+	// itself, is cut, and its probe closed, before Serve returns.
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(2 * time.Second):
+	case <-time.After(stopGrace):
 		gs.Stop()
 	}
 	<-done
 	return nil
 }
 
-// tokenKey is the metadata key of the token every RPC carries.
-const tokenKey = "volleyscope-token"
-
 func hashToken(t string) [sha256.Size]byte { return sha256.Sum256([]byte(t)) }
 
-// auth checks the token of a call, in constant time (both hashed, so
-// that not even its length shows).
+// auth checks a call's token, in constant time (both hashed, so that not
+// even its length shows), then its protocol version.
 func (s *server) auth(ctx context.Context) error {
 	md, _ := metadata.FromIncomingContext(ctx)
 	got := md.Get(tokenKey)
@@ -170,7 +181,21 @@ func (s *server) auth(ctx context.Context) error {
 		s.host.Note("refused a call with a bad token from " + peerOf(ctx))
 		return status.Error(codes.Unauthenticated, "bad token")
 	}
+	proto, theirs := first(md, protocolKey), first(md, versionKey)
+	if proto != strconv.Itoa(s.protocol) {
+		s.host.Note(fmt.Sprintf("refused %s: protocol version %q (volleyscope %s), this agent speaks %d", peerOf(ctx), proto, theirs, s.protocol))
+		// Phrased as the controller reads it, after "agent ADDR: ".
+		return status.Error(codes.FailedPrecondition, versionMismatch(s.protocol, proto, version.String(), theirs))
+	}
 	return nil
+}
+
+// first is the first value of key in md, or "".
+func first(md metadata.MD, key string) string {
+	if v := md.Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 func (s *server) unaryAuth(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -193,8 +218,8 @@ var serviceDesc = grpc.ServiceDesc{
 	ServiceName: ServiceName,
 	HandlerType: (*any)(nil),
 	Methods: []grpc.MethodDesc{
-		{MethodName: "Hello", Handler: helloHandler},
-		{MethodName: "Ping", Handler: pingHandler},
+		{MethodName: "Hello", Handler: unary(methodHello, (*server).hello)},
+		{MethodName: "Ping", Handler: unary(methodPing, (*server).ping)},
 	},
 	Streams: []grpc.StreamDesc{
 		{StreamName: "Events", Handler: eventsHandler, ServerStreams: true, ClientStreams: true},
@@ -208,47 +233,43 @@ const (
 	methodEvents = "/" + ServiceName + "/Events"
 )
 
-func helloHandler(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
-	var req HelloRequest
-	if err := dec(&req); err != nil {
-		return nil, err
+// unary runs a unary method's handler behind the interceptors, which
+// see no request: the request is decoded only once the call passed them
+// (the token), so that nothing from an unknown peer is even parsed.
+func unary[Req any](method string, h func(s *server, ctx context.Context, req *Req) (any, error)) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
+		handle := func(ctx context.Context, _ any) (any, error) {
+			var req Req
+			if err := dec(&req); err != nil {
+				return nil, err
+			}
+			return h(srv.(*server), ctx, &req)
+		}
+		if ic == nil {
+			return handle(ctx, nil)
+		}
+		return ic(ctx, nil, &grpc.UnaryServerInfo{Server: srv, FullMethod: method}, handle)
 	}
-	s := srv.(*server)
-	h := func(ctx context.Context, r any) (any, error) { return s.hello(ctx, r.(*HelloRequest)) }
-	if ic == nil {
-		return h(ctx, &req)
-	}
-	return ic(ctx, &req, &grpc.UnaryServerInfo{Server: srv, FullMethod: methodHello}, h)
 }
 
-func (s *server) hello(ctx context.Context, req *HelloRequest) (*Info, error) {
-	if req.Protocol != s.protocol {
-		s.host.Note(fmt.Sprintf("refused %s: protocol version %d (volleyscope %s), this agent speaks %d", peerOf(ctx), req.Protocol, req.Version, s.protocol))
-		// Phrased as the controller reads it, after "agent ADDR: ".
-		return nil, status.Error(codes.FailedPrecondition, versionMismatch(s.protocol, req.Protocol, version.String(), req.Version))
-	}
+// hello answers a controller whose version the interceptor checked.
+func (s *server) hello(_ context.Context, _ *HelloRequest) (any, error) {
 	info := s.host.Info()
 	info.Protocol, info.Version = s.protocol, version.String()
 	return &info, nil
 }
 
-// versionMismatch is the error of a version mismatch as the controller
-// says it.
-func versionMismatch(agentProto, ourProto int, agentVersion, ourVersion string) string {
-	return fmt.Sprintf("protocol version %d, this volleyscope speaks %d (volleyscope %s on the agent vs %s here); run the same volleyscope on both hosts", agentProto, ourProto, agentVersion, ourVersion)
+func (s *server) ping(context.Context, *struct{}) (any, error) {
+	return &pingReply{AgentNs: s.host.Now()}, nil
 }
 
-func pingHandler(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
-	var req struct{}
-	if err := dec(&req); err != nil {
-		return nil, err
+// versionMismatch is the error of a version mismatch as the controller
+// says it; ourProto is what the controller sent ("" for nothing).
+func versionMismatch(agentProto int, ourProto, agentVersion, ourVersion string) string {
+	if ourProto == "" {
+		ourProto = "none"
 	}
-	s := srv.(*server)
-	h := func(context.Context, any) (any, error) { return &pingReply{AgentNs: s.host.Now()}, nil }
-	if ic == nil {
-		return h(ctx, &req)
-	}
-	return ic(ctx, &req, &grpc.UnaryServerInfo{Server: srv, FullMethod: methodPing}, h)
+	return fmt.Sprintf("protocol version %d, this volleyscope speaks %s (volleyscope %s on the agent vs %s here); run the same volleyscope on both hosts", agentProto, ourProto, agentVersion, ourVersion)
 }
 
 func eventsHandler(srv any, ss grpc.ServerStream) error {

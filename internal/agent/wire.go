@@ -31,6 +31,7 @@ type Info struct {
 	Protocol int           `json:"protocol"` // the agent's ProtocolVersion
 	Version  string        `json:"version"`  // the agent's volleyscope version
 	Host     hostinfo.Host `json:"host"`     // the agent's machine (report.MetaOf reads it)
+	IOUring  string        `json:"io_uring"` // what the agent's kernel allows the io_uring servers (servers.IOUringFeatures)
 	Servers  []ServerInfo  `json:"servers"`  // the servers an Events session may name
 }
 
@@ -43,6 +44,7 @@ type ServerInfo struct {
 	Addr string `json:"addr"`
 	Port uint16 `json:"port"` // its listening port, as the agent's probe sees it
 	PIDs []int  `json:"pids"` // its processes
+	CPUs []int  `json:"cpus"` // where it is pinned; nil: not pinned
 }
 
 // pingReply carries the agent's clock.

@@ -19,6 +19,7 @@ import (
 	"github.com/volleyscope/volleyscope/internal/proccost"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/serverproc"
+	"github.com/volleyscope/volleyscope/internal/servers"
 	"github.com/volleyscope/volleyscope/probe"
 )
 
@@ -113,11 +114,13 @@ type AgentHost struct {
 	host    hostinfo.Host
 	servers []*agentServer
 	undo    func() error // the agent's confinement
+	ioUring string
 }
 
 // agentServer is a server the agent started or follows.
 type agentServer struct {
 	name  string
+	cpus  []int // where it runs: the --server-cpus of one started, its user's pinning of one followed
 	stage *serverStage
 	mu    sync.Mutex // pids grow as late workers are found
 }
@@ -134,7 +137,7 @@ func StartAgent(ctx context.Context, cfg AgentConfig, note func(string)) (*Agent
 	if err := cleanLeftovers(); err != nil {
 		note("warning: " + err.Error())
 	}
-	h := &AgentHost{cfg: cfg, note: note, host: hostinfo.Local()}
+	h := &AgentHost{cfg: cfg, note: note, host: hostinfo.Local(), ioUring: servers.IOUringFeatures()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -224,7 +227,7 @@ func (h *AgentHost) follow(ctx context.Context, port int, flag string) error {
 }
 
 func (h *AgentHost) add(ctx context.Context, st *serverStage, cfg Config) error {
-	var meta report.Meta
+	meta := report.Meta{ServerCPUs: cfg.ServerCPUs}
 	if err := st.start(ctx, cfg, &meta, h.note); err != nil {
 		st.stop()
 		return err
@@ -238,7 +241,7 @@ func (h *AgentHost) add(ctx context.Context, st *serverStage, cfg Config) error 
 			name += "-" + strconv.Itoa(int(st.port))
 		}
 	}
-	h.servers = append(h.servers, &agentServer{name: name, stage: st})
+	h.servers = append(h.servers, &agentServer{name: name, stage: st, cpus: meta.ServerCPUs})
 	return nil
 }
 
@@ -255,7 +258,7 @@ func (h *AgentHost) Stop() {
 
 // Info lists the host and the servers (agent.Host).
 func (h *AgentHost) Info() agent.Info {
-	info := agent.Info{Host: h.host}
+	info := agent.Info{Host: h.host, IOUring: h.ioUring}
 	for _, s := range h.servers {
 		info.Servers = append(info.Servers, s.info())
 	}
@@ -265,7 +268,7 @@ func (h *AgentHost) Info() agent.Info {
 func (s *agentServer) info() agent.ServerInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return agent.ServerInfo{Name: s.name, Addr: s.stage.addr, Port: s.stage.port, PIDs: slices.Clone(s.stage.pids)}
+	return agent.ServerInfo{Name: s.name, Addr: s.stage.addr, Port: s.stage.port, PIDs: slices.Clone(s.stage.pids), CPUs: s.cpus}
 }
 
 // Now is the agent's clock: CLOCK_MONOTONIC, through the test transform.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,6 +38,12 @@ const (
 
 func startTestAgent(t *testing.T) *testAgent {
 	t.Helper()
+	return startTestAgentWith(t, "--server", "threads", "--server-cpus", "0")
+}
+
+// startTestAgentWith starts an agent with these server flags.
+func startTestAgentWith(t *testing.T, servers ...string) *testAgent {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +51,8 @@ func startTestAgent(t *testing.T) *testAgent {
 	addr := l.Addr().String()
 	l.Close()
 	a := &testAgent{stderr: &syncBuffer{}, addr: addr, done: make(chan struct{})}
-	a.cmd = exec.Command(selfBin, "agent", "--listen", addr, "--token", agentTestToken, "--server", "threads", "--server-cpus", "0", "--test-clock", testClockSpec)
+	args := append([]string{"agent", "--listen", addr, "--token", agentTestToken, "--test-clock", testClockSpec}, servers...)
+	a.cmd = exec.Command(selfBin, args...)
 	a.cmd.Stderr = a.stderr
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -119,7 +128,8 @@ func TestAgentEndToEnd(t *testing.T) {
 	a := startTestAgent(t)
 	c := a.dial(t)
 	info := c.Info()
-	if len(info.Servers) != 1 || info.Servers[0].Name != "threads" || info.Servers[0].Port == 0 || len(info.Servers[0].PIDs) == 0 {
+	if len(info.Servers) != 1 || info.Servers[0].Name != "threads" || info.Servers[0].Port == 0 || len(info.Servers[0].PIDs) == 0 ||
+		!slices.Equal(info.Servers[0].CPUs, []int{0}) || info.Host.Kernel == "" || info.IOUring == "" {
 		t.Fatalf("info: %+v", info)
 	}
 	srv := info.Servers[0]
@@ -214,6 +224,26 @@ func TestAgentEndToEnd(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// A controller that goes mid-session leaves nothing attached either.
+	gctx, gone := context.WithCancel(ctx)
+	es, err = c.Events(gctx, agent.EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bpfFDs(pid) == 0 {
+		t.Error("no BPF program in the agent during its second session")
+	}
+	if _, err := es.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	gone()
+	deadline = time.Now().Add(5 * time.Second)
+	for bpfFDs(pid) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent holds %d BPF programs and maps 5s after its controller went", bpfFDs(pid))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-a.done:
@@ -226,11 +256,18 @@ func TestAgentEndToEnd(t *testing.T) {
 	waitGone(t, srv.PIDs, 5*time.Second)
 }
 
-// TestAgentKilledMidRun: SIGKILL of the agent mid-stream is an error on
-// the controller's side within seconds, and its server goes with it.
+// TestAgentKilledMidRun: an agent that was sent garbage serves the next
+// client; its SIGKILL mid-stream is an error on the controller's side
+// within seconds, and its server goes with it.
 func TestAgentKilledMidRun(t *testing.T) {
 	requireRoot(t)
 	a := startTestAgent(t)
+	a.dial(t).Close()
+	// Garbage on its port first: the agent serves the next client.
+	if g, err := net.Dial("tcp", a.addr); err == nil {
+		g.Write([]byte("\x16\x03\x01garbage, not HTTP/2\r\n\r\n"))
+		g.Close()
+	}
 	c := a.dial(t)
 	srv := c.Info().Servers[0]
 	es, err := c.Events(context.Background(), agent.EventsRequest{})
@@ -255,4 +292,71 @@ func TestAgentKilledMidRun(t *testing.T) {
 		break
 	}
 	waitGone(t, srv.PIDs, 10*time.Second)
+}
+
+// TestAgentFollowsRunning: an agent given --pid or --port follows a
+// server it did not start, and leaves it running when it stops.
+func TestAgentFollowsRunning(t *testing.T) {
+	requireRoot(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	srv := exec.Command(selfBin, "serve", "threads", "-p", fmt.Sprint(port))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	for try := 0; ; try++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			break
+		}
+		if try == 100 {
+			t.Fatal("the server does not listen after 5s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, by := range [][]string{{"--pid", fmt.Sprint(srv.Process.Pid)}, {"--port", fmt.Sprint(port)}} {
+		t.Run(by[0], func(t *testing.T) {
+			a := startTestAgentWith(t, by...)
+			info := a.dial(t).Info()
+			if len(info.Servers) != 1 || int(info.Servers[0].Port) != port || !slices.Contains(info.Servers[0].PIDs, srv.Process.Pid) {
+				t.Fatalf("info: %+v; want port %d, pid %d", info, port, srv.Process.Pid)
+			}
+			a.cmd.Process.Signal(syscall.SIGTERM)
+			<-a.done
+			if !running(srv.Process.Pid) {
+				t.Fatal("the agent stopped a server it did not start")
+			}
+		})
+	}
+}
+
+func TestParseClockTransform(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		offset time.Duration
+		drift  float64
+		bad    bool
+	}{
+		{in: "5s,20us/s", offset: 5 * time.Second, drift: 20e-6},
+		{in: "-3.5s, -1us/s", offset: -3500 * time.Millisecond, drift: -1e-6},
+		{in: "1ms", offset: time.Millisecond},
+		{in: "5s,20us", bad: true},
+		{in: "5s,1s/s", bad: true},
+		{in: "x", bad: true},
+		{in: "", bad: true},
+	} {
+		c, err := ParseClockTransform(tc.in)
+		if (err != nil) != tc.bad || (!tc.bad && (c.Offset != tc.offset || math.Abs(c.Drift-tc.drift) > 1e-12)) {
+			t.Errorf("%q: %+v, %v", tc.in, c, err)
+		}
+	}
+	c := ClockTransform{Offset: time.Second, Drift: 20e-6}
+	if got := c.shift(1e9); got != 1e9+20e3 {
+		t.Errorf("shift at 1 s: %d", got)
+	}
 }

@@ -107,7 +107,7 @@ func (p *pipeline) attachRemote(ctx context.Context) error {
 	}
 	// The stream outlives an interrupted load: the agent's account is
 	// asked for when the join stops, and the stream closed at teardown.
-	r.stream, err = r.client.Events(context.WithoutCancel(ctx), agent.EventsRequest{Server: r.server.Name, SampleOneIn: ps.sample, Syscalls: p.cfg.Syscalls, ProbeMode: p.cfg.ProbeMode})
+	r.stream, err = r.client.Events(context.WithoutCancel(ctx), agent.EventsRequest{Server: r.server.Name, Clients: p.cfg.Load.Clients, SampleOneIn: ps.sample, Syscalls: p.cfg.Syscalls, ProbeMode: p.cfg.ProbeMode})
 	if err != nil {
 		ps.Close()
 		return err

@@ -58,7 +58,7 @@ func (p *pipeline) serveRemote(ctx context.Context) error {
 	p.remote = &remoteServer{addr: p.cfg.Agent, client: c, server: si}
 	label := fmt.Sprintf("%s on %s", si.Name, p.cfg.Agent)
 	p.server = &serverStage{addr: si.Addr, port: si.Port, label: label}
-	p.meta.Server, p.meta.ServerCPUs = label, nil
+	p.meta.Server, p.meta.ServerCPUs = label, si.CPUs // pinned on the agent's host
 	p.cb.note(fmt.Sprintf("agent %s: volleyscope %s on %s (kernel %s, %d CPUs); server %s at %s, %s",
 		p.cfg.Agent, info.Version, info.Host.CPUModel, info.Host.Kernel, info.Host.NCPU, si.Name, si.Addr, pidText(si.PIDs)))
 	p.cfg.Load.Addr = si.Addr

@@ -223,9 +223,9 @@ type fedSlot struct {
 }
 
 type mergeHost struct {
-	offset   int64
-	through  int64 // controller time up to which the host has reported
-	done     bool
+	offset  int64
+	through int64 // controller time up to which the host has reported
+	done    bool
 }
 
 type pooled struct {

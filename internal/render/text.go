@@ -85,6 +85,21 @@ func WriteText(w io.Writer, r *report.Results) error {
 		}
 		b.WriteString("\n")
 	}
+	for _, h := range r.Run.LoadHosts {
+		fmt.Fprintf(b, "load host %s: %d connection(s), %d round trips measured (%.0f/s)", h.Host, h.Clients, h.Measured, h.ThroughputRPS)
+		if cl := h.ClientLoad; cl.Known {
+			fmt.Fprintf(b, ", client CPUs %.0f%% busy, threads on CPU %.0f%%, run-queue wait %s a round trip", 100*cl.CPUsBusy, 100*cl.OnCPU, report.Dur(cl.RunDelayPerTripNs))
+		} else if cl.Unknown != "" {
+			fmt.Fprintf(b, ", client load unknown (%s)", cl.Unknown)
+		}
+		if h.Saturated {
+			b.WriteString(": CLIENT SATURATED")
+		}
+		if h.Error != "" {
+			fmt.Fprintf(b, "; error: %s", h.Error)
+		}
+		b.WriteString("\n")
+	}
 	if l.Count == 0 {
 		fmt.Fprintf(b, "latency:    none measured\n")
 	} else {

@@ -147,6 +147,10 @@ func (s *Slotter) Flush(now int64) {
 	}
 }
 
+// Current is the slot in progress: with a span longer than the run,
+// every round trip so far.
+func (s *Slotter) Current() Slot { return s.cur }
+
 // Close hands on the slot in progress, if it holds round trips.
 func (s *Slotter) Close() {
 	if s.open && s.cur.Count > 0 {
@@ -175,8 +179,13 @@ type HostLoad struct {
 	// this host, and ThroughputRPS its rate over the window.
 	Measured      int64      `json:"measured"`
 	ThroughputRPS float64    `json:"throughput_rps"`
-	StopReason    string     `json:"stop_reason"`
-	Setup         SetupStats `json:"setup"`
+	// RoundTrips is every round trip the host completed, as it counted
+	// them, in the window or not; Hist holds their latencies (the host's
+	// own account, which the merged result must add up to).
+	RoundTrips int64                   `json:"round_trips"`
+	Hist       *hdrhistogram.Histogram `json:"-"`
+	StopReason string                  `json:"stop_reason"`
+	Setup      SetupStats              `json:"setup"`
 	// ClientLoad is this host's client threads' cost over its own run:
 	// each host's saturation is its own, so the hosts' figures are kept
 	// apart rather than averaged.

@@ -177,8 +177,8 @@ type HostLoad struct {
 	Clients int    `json:"clients"`
 	// Measured is how many of the merged window's round trips came from
 	// this host, and ThroughputRPS its rate over the window.
-	Measured      int64      `json:"measured"`
-	ThroughputRPS float64    `json:"throughput_rps"`
+	Measured      int64   `json:"measured"`
+	ThroughputRPS float64 `json:"throughput_rps"`
 	// RoundTrips is every round trip the host completed, as it counted
 	// them, in the window or not; Hist holds their latencies (the host's
 	// own account, which the merged result must add up to).

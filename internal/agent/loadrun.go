@@ -240,16 +240,19 @@ func RunLoad(ctx context.Context, agents []*Client, opts loadgen.Options, hooks 
 				fail(m.i, m.err)
 				continue
 			}
-			if m.m.Final != nil {
-				finals[m.i] = m.m.Final
-				fail(m.i, fmt.Errorf("load agent %s: ended before its load began: %s", agents[m.i].addr, orElse(m.m.Final.Err, m.m.Final.StopReason)))
-				continue
-			}
 			if b := m.m.Began; b != nil {
 				began[m.i] = b.FirstT0Ns + offsets[m.i]
 			}
 			if len(m.m.Slots) > 0 {
 				early = append(early, m)
+			}
+			if f := m.m.Final; f != nil {
+				// A short --requests run may be over before the others
+				// have begun.
+				finals[m.i] = f
+				if began[m.i] == 0 || !finishedOwn(f) {
+					fail(m.i, fmt.Errorf("load agent %s: ended before the run: %s", agents[m.i].addr, orElse(f.Err, f.StopReason)))
+				}
 			}
 		case <-ctx.Done():
 			errs = append(errs, ctx.Err())
@@ -291,6 +294,14 @@ func RunLoad(ctx context.Context, agents []*Client, opts loadgen.Options, hooks 
 			fail(m.i, err)
 		}
 	}
+	for i, f := range finals {
+		if f != nil {
+			g.Done(i)
+		}
+	}
+	if countNil(finals) == 0 {
+		reason = loadgen.StopRequests
+	}
 	check := time.NewTicker(opts.CheckEvery)
 	defer check.Stop()
 	for reason == "" && len(errs) == 0 {
@@ -302,7 +313,7 @@ func RunLoad(ctx context.Context, agents []*Client, opts loadgen.Options, hooks 
 			case m.m.Final != nil:
 				finals[m.i] = m.m.Final
 				g.Done(m.i)
-				if m.m.Final.StopReason != loadgen.StopRequests || m.m.Final.Err != "" {
+				if !finishedOwn(m.m.Final) {
 					fail(m.i, fmt.Errorf("load agent %s: its load ended before the run: %s", agents[m.i].addr, orElse(m.m.Final.Err, m.m.Final.StopReason)))
 				} else if countNil(finals) == 0 {
 					// Every agent made its --requests.
@@ -386,6 +397,12 @@ func RunLoad(ctx context.Context, agents []*Client, opts loadgen.Options, hooks 
 	sum := g.Finish(reason, hosts)
 	sum.Started = time.Now().Add(-time.Duration(monotonicNow() - sum.Window.FirstT0))
 	return sum, errors.Join(errs...)
+}
+
+// finishedOwn says whether an agent's load ended by itself, each
+// connection having made its Options.Requests.
+func finishedOwn(f *LoadFinal) bool {
+	return f.StopReason == loadgen.StopRequests && f.Err == ""
 }
 
 func orElse(a, b string) string {

@@ -219,7 +219,6 @@ type Merger struct {
 	pool     map[int64]*pooled
 	next     int64 // the first slot index not yet fed
 	fedTo    int64 // controller time up to which slots were fed
-	stopAt   int64 // fedTo when Check first gave a reason to stop; 0 before
 	m        *measurer
 	fed      []fedSlot // every slot fed, to credit its hosts once the window is final
 	buf      []pending
@@ -319,14 +318,21 @@ func (g *Merger) Check() string {
 		return ""
 	}
 	now := g.fedTo
-	if now >= g.deadline && g.m.win.End == 0 {
-		g.m.win.End = g.deadline
-	}
 	reason := g.m.stop(now, g.deadline, g.m.check(now))
-	if reason != "" && g.stopAt == 0 {
-		g.stopAt = now
+	if reason != "" {
+		g.Stop(now)
 	}
 	return reason
+}
+
+// Stop closes the window at controller time at (unless the duration
+// cap closed it already): round trips completed later, those in flight
+// as the hosts stop, are outside it. Check calls it where the stopping
+// rule said stop; the caller, when it stops the run for another reason.
+func (g *Merger) Stop(at int64) {
+	if g.m.win.End == 0 {
+		g.m.win.End = max(at, g.origin)
+	}
 }
 
 // Progress is the merged run's progress, as a local run reports it.
@@ -350,6 +356,11 @@ func (g *Merger) Progress() Progress {
 // order.
 func (g *Merger) feed(k int64) {
 	start := g.origin + k*g.span
+	if start >= g.deadline && g.m.win.End == 0 {
+		// The cap closes the window before the first slot past it is
+		// judged, as a local run's does.
+		g.m.win.End = g.deadline
+	}
 	g.fedTo = start + g.span
 	p := g.pool[k]
 	delete(g.pool, k)
@@ -417,9 +428,9 @@ func gcd(a, b int) int {
 // load, its own stop reason and error, clock offset); Finish fills in
 // each one's Measured and ThroughputRPS.
 //
-// The window closes where Check stopped the run, or at the duration
-// cap; round trips the hosts completed later, finishing those in
-// flight, are outside it, as in a local run.
+// The window closes where Check or Stop closed it, or at the duration
+// cap, or else after the last slot; round trips the hosts completed
+// later, finishing those in flight, are outside it, as in a local run.
 func (g *Merger) Finish(reason string, hosts []HostLoad) *Summary {
 	last := g.next - 1
 	for k := range g.pool {
@@ -428,12 +439,7 @@ func (g *Merger) Finish(reason string, hosts []HostLoad) *Summary {
 	for ; g.next <= last; g.next++ {
 		g.feed(g.next)
 	}
-	if g.m.win.End == 0 {
-		g.m.win.End = g.fedTo
-		if g.stopAt != 0 {
-			g.m.win.End = g.stopAt
-		}
-	}
+	g.Stop(g.fedTo)
 	g.m.finish(g.m.win.End)
 	res := &Summary{Options: g.opts, StopReason: reason}
 	g.m.check(g.m.win.End)

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/volleyscope/volleyscope/internal/hostinfo"
 	"github.com/volleyscope/volleyscope/loadgen"
 )
 
@@ -412,4 +413,21 @@ func (s *server) load(ss grpc.ServerStream) error {
 			return err
 		}
 	}
+}
+
+// LoadOnly is the Host of an agent that serves no server, only load
+// (`volleyscope agent --load-to` without --server): its Events sessions
+// are refused. note receives the agent's log lines.
+func LoadOnly(note func(string)) Host { return loadOnly{note: note, host: hostinfo.Local()} }
+
+type loadOnly struct {
+	note func(string)
+	host hostinfo.Host
+}
+
+func (h loadOnly) Info() Info      { return Info{Host: h.host} }
+func (loadOnly) Now() int64        { return monotonicNow() }
+func (h loadOnly) Note(msg string) { h.note(msg) }
+func (loadOnly) Open(context.Context, EventsRequest) (Session, error) {
+	return nil, errors.New("this agent serves no server, only load (--load-to): start it with --server to probe one")
 }

@@ -134,6 +134,9 @@ func TestLoadStopsAgents(t *testing.T) {
 	if el := time.Since(start); el > 30*time.Second {
 		t.Errorf("took %v: the agents were not stopped", el)
 	}
+	if m := sum.Hosts[0].Measured + sum.Hosts[1].Measured; m != sum.Measured {
+		t.Errorf("hosts' measured add up to %d, merged %d", m, sum.Measured)
+	}
 	if sum.Measured == 0 || sum.ThroughputRPS <= 0 {
 		t.Errorf("measured %d at %.0f/s", sum.Measured, sum.ThroughputRPS)
 	}

@@ -159,6 +159,9 @@ func RunLoad(ctx context.Context, agents []*Client, opts loadgen.Options, hooks 
 	if opts.CheckEvery <= 0 {
 		opts.CheckEvery = loadgen.DefaultCheckEvery
 	}
+	// The client CPUs are the agents' own (HostLoad.ClientLoad); this
+	// host's --client-cpus pin nothing of the load.
+	opts.ClientCPUs = nil
 	split := SplitClients(opts.Clients, len(agents))
 	hosts := make([]loadgen.HostLoad, len(agents))
 	offsets := make([]int64, len(agents))
@@ -335,6 +338,9 @@ func RunLoad(ctx context.Context, agents []*Client, opts loadgen.Options, hooks 
 	}
 	if len(errs) > 0 {
 		reason = loadgen.StopError
+	}
+	if reason != loadgen.StopRequests {
+		g.Stop(monotonicNow()) // a no-op when Check stopped the run
 	}
 	if hooks.Halting != nil {
 		hooks.Halting()

@@ -40,8 +40,8 @@ func (f *credFlags) creds(server bool) (agent.Credentials, error) {
 			return c, usagef("%v", err)
 		}
 		c.Token = tok
-	case strings.TrimSpace(f.token) != "": // a blank token is none
-		c.Token = f.token
+	case strings.TrimSpace(f.token) != "":
+		c.Token = strings.TrimSpace(f.token) // a blank token is none
 	default:
 		return c, usagef("--token or --token-file is required: an agent admits nobody without the token both sides are given")
 	}

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -349,7 +350,7 @@ func (g *Merger) Progress() Progress {
 }
 
 // feed hands slot k's pooled round trips to the measurer, spread over
-// the slot's stretch in interleaved order (see interleave), each as a
+// the slot's stretch in random order (see interleave), each as a
 // round trip that began at its place in the stretch: so the window,
 // which classifies round trips by their start, takes or leaves whole
 // slots, and MSER-5, the batches and the checks see the slots in time
@@ -368,7 +369,7 @@ func (g *Merger) feed(k int64) {
 		g.m.take(nil, g.fedTo)
 		return
 	}
-	vals := interleave(g.vals[:0], p.hist)
+	vals := interleave(g.vals[:0], p.hist, uint64(k))
 	g.vals = vals
 	g.buf = g.buf[:0]
 	n := int64(len(vals))
@@ -380,44 +381,27 @@ func (g *Merger) feed(k int64) {
 	g.m.take(g.buf, g.fedTo)
 }
 
-// interleave appends the values held in h to dst in an order that
-// spreads every part of the distribution evenly over the sequence: the
-// sorted values taken with a stride near n/φ (coprime with n). Any
-// stretch of the result is then close to a sample of the whole slot, as
-// the slot's own round trips in time order would be on a steady
-// server; sorted order would make the batches within a slot differ far
-// more than they did.
+// interleave appends the values held in h to dst in a random order
+// (a Fisher–Yates shuffle seeded by seed, so a merge is repeatable).
+// The slot's own order is unknown; at random, any stretch of the result
+// is a sample of the whole slot, as the slot's round trips in time order
+// would be on a steady server. Sorted order would make the batches
+// within a slot differ far more than they did, and any fixed pattern
+// (a stride through the sorted values) gives batch medians a pattern of
+// their own, which the validity checks read as correlation.
 //
 // Each value is its bin's highest equivalent value, so the merged
 // histogram holds exactly the bins the hosts' histograms held.
-func interleave(dst []int64, h *hdrhistogram.Histogram) []int64 {
-	sorted := dst
+func interleave(dst []int64, h *hdrhistogram.Histogram, seed uint64) []int64 {
+	out := dst
 	for _, b := range h.Distribution() {
 		for c := int64(0); c < b.Count; c++ {
-			sorted = append(sorted, b.To)
+			out = append(out, b.To)
 		}
 	}
-	n := len(sorted)
-	if n <= 2 {
-		return sorted
-	}
-	stride := int(float64(n) / math.Phi)
-	for gcd(stride, n) != 1 {
-		stride++
-	}
-	out := make([]int64, n)
-	for i, j := 0, 0; i < n; i, j = i+1, (j+stride)%n {
-		out[i] = sorted[j]
-	}
-	copy(sorted, out)
-	return sorted
-}
-
-func gcd(a, b int) int {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
+	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
 }
 
 // Finish feeds every slot still pooled, closes the window and returns

@@ -179,7 +179,7 @@ func TestInterleaveKeepsValues(t *testing.T) {
 	for v := int64(1); v <= 1000; v++ {
 		_ = h.RecordValue(v * 1000)
 	}
-	got := interleave(nil, h)
+	got := interleave(nil, h, 1)
 	if len(got) != 1000 {
 		t.Fatalf("%d values, want 1000", len(got))
 	}
@@ -191,7 +191,7 @@ func TestInterleaveKeepsValues(t *testing.T) {
 		}
 	}
 	slices.Sort(got)
-	want := interleave(nil, h)
+	want := interleave(nil, h, 2)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Error("values changed")

@@ -150,7 +150,6 @@ var malformed = []struct {
 	{[]string{"bench", "--load-agent", "10.0.0.3:7470", "--server-host", "127.0.0.1"}, "--token"},
 	{[]string{"bench", "--load-agent", "10.0.0.3", "--token", "t", "--server-host", "127.0.0.1"}, "--load-agent"},
 	{[]string{"bench", "--load-agent", "10.0.0.3:7470", "--token", "t"}, "--server-host"},
-	{[]string{"bench", "--load-agent", "10.0.0.3:7470", "--load-agent", "10.0.0.4:7470", "--token", "t", "--server-host", "127.0.0.1"}, "--clients"},
 	{[]string{"bench", "--load-agent", "10.0.0.3:7470", "--token", "t", "--addr", "localhost:9000"}, "--addr"},
 	{[]string{"bench", "--load-agent", "10.0.0.3:7470", "--token", "t", "--netns"}, "--load-agent"},
 	{[]string{"bench", "--server-host", "nohost"}, "--server-host"},

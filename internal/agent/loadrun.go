@@ -137,7 +137,8 @@ func SplitClients(n, k int) []int {
 }
 
 // RunLoad runs opts's load on the load agents, every connection on an
-// agent (none on this host), split evenly (SplitClients), and merges
+// agent (none on this host), split evenly (SplitClients; with fewer
+// connections than agents, the first ones run one each), and merges
 // their round trips into one result on this host's clock
 // (loadgen.Merger): the stopping rule is applied to the merged slots,
 // and the agents are stopped when it says so, at the duration cap, or
@@ -153,9 +154,6 @@ func RunLoad(ctx context.Context, agents []*Client, opts loadgen.Options, hooks 
 	if opts.Clients <= 0 {
 		opts.Clients = loadgen.DefaultClients
 	}
-	if opts.Clients < len(agents) {
-		return nil, fmt.Errorf("--clients %d: fewer than the %d load agents; each runs at least one connection", opts.Clients, len(agents))
-	}
 	if opts.CheckEvery <= 0 {
 		opts.CheckEvery = loadgen.DefaultCheckEvery
 	}
@@ -163,6 +161,11 @@ func RunLoad(ctx context.Context, agents []*Client, opts loadgen.Options, hooks 
 	// host's --client-cpus pin nothing of the load.
 	opts.ClientCPUs = nil
 	split := SplitClients(opts.Clients, len(agents))
+	// With fewer connections than agents, the last agents sit this run
+	// out: an agent runs at least one connection or none at all.
+	for len(split) > 0 && split[len(split)-1] == 0 {
+		split, agents = split[:len(split)-1], agents[:len(agents)-1]
+	}
 	hosts := make([]loadgen.HostLoad, len(agents))
 	offsets := make([]int64, len(agents))
 	for i, a := range agents {

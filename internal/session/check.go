@@ -141,8 +141,6 @@ func checkLoadAgents(cfg Config, spec Spec) error {
 		return flagErr("--load-agent", errors.New("--record saves this host's client records and events, and with load agents there are none here"))
 	case cfg.NetNS:
 		return flagErr("--load-agent", errors.New("--netns puts the server in a namespace that only this host reaches: start it with --server-host on an address the agents reach, or give --addr"))
-	case cfg.Load.Clients < len(cfg.LoadAgents):
-		return flagErr("--clients", fmt.Errorf("%d: fewer than the %d load agents; each runs at least one connection", max(cfg.Load.Clients, 1), len(cfg.LoadAgents)))
 	}
 	if cfg.Addr != "" {
 		if _, err := netip.ParseAddrPort(cfg.Addr); err != nil {

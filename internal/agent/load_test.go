@@ -203,3 +203,44 @@ func TestParseLoadPolicy(t *testing.T) {
 		}
 	}
 }
+
+// An agent lost mid-run (its process gone: here its server stopped
+// hard) stops the run with an error naming it, and what was merged
+// before is kept.
+func TestLoadAgentLost(t *testing.T) {
+	srv := pingPongServer(t)
+	p, err := ParseLoadPolicy([]string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred := Credentials{Token: testToken}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{host: WithLoad(&fakeHost{}, p), protocol: ProtocolVersion, token: hashToken(testToken)}
+	sctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- s.serve(sctx, lis, cred) }()
+	defer func() { stop(); <-served }()
+	lost := dialT(t, lis.Addr().String(), cred)
+	other := loadAgent(t, "127.0.0.1")
+	// The agent stops serving: its streams are cut within seconds.
+	time.AfterFunc(1500*time.Millisecond, stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	opts := loadgen.Options{Addr: srv, Clients: 2, Warmup: 200 * time.Millisecond, NoMSER: true, CI: -1, P99CI: -1, Duration: 20 * time.Second}
+	start := time.Now()
+	sum, err := RunLoad(ctx, []*Client{lost, other}, opts, loadgen.Hooks{})
+	if err == nil || !strings.Contains(err.Error(), lis.Addr().String()) {
+		t.Fatalf("error %v: want one naming the lost agent %s", err, lis.Addr())
+	}
+	if el := time.Since(start); el > 15*time.Second {
+		t.Errorf("took %v to notice", el)
+	}
+	if sum == nil || sum.StopReason != loadgen.StopError || sum.Measured == 0 || sum.Hosts[0].Error == "" {
+		t.Fatalf("summary %+v: want what was merged before, stopped by the error", sum)
+	}
+	t.Logf("%v; kept %d round trips", err, sum.Measured)
+}

@@ -244,6 +244,7 @@ func RunLoad(ctx context.Context, agents []*Client, opts loadgen.Options, hooks 
 		case m := <-in:
 			if m.err != nil {
 				fail(m.i, m.err)
+				finals[m.i] = &LoadFinal{} // its stream is over
 				continue
 			}
 			if b := m.m.Began; b != nil {
@@ -315,7 +316,10 @@ func RunLoad(ctx context.Context, agents []*Client, opts loadgen.Options, hooks 
 		case m := <-in:
 			switch {
 			case m.err != nil:
+				// Its stream is over: nothing more will come from it.
 				fail(m.i, m.err)
+				finals[m.i] = &LoadFinal{}
+				g.Done(m.i)
 			case m.m.Final != nil:
 				finals[m.i] = m.m.Final
 				g.Done(m.i)

@@ -259,12 +259,6 @@ func NewMerger(opts Options, origin int64, offsets []int64) *Merger {
 	return g
 }
 
-// Options are the merged run's options, defaults filled in.
-func (g *Merger) Options() Options { return g.opts }
-
-// Deadline is the controller time of the duration cap.
-func (g *Merger) Deadline() int64 { return g.deadline }
-
 // HostOrigin is the slot origin on the clock of host i: where its
 // Slotter cuts.
 func (g *Merger) HostOrigin(i int) int64 { return g.origin - g.hosts[i].offset }

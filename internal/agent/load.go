@@ -291,6 +291,10 @@ func (s *server) load(ss grpc.ServerStream) error {
 	if err := req.Options.CheckProto(); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
+	// The controller checked its machine, not this one.
+	if err := loadgen.CheckCapacity(req.Options); err != nil {
+		return status.Error(codes.InvalidArgument, "this agent's host: "+err.Error())
+	}
 	busy := lh.loadBusy()
 	if !busy.CompareAndSwap(false, true) {
 		return status.Error(codes.ResourceExhausted, "busy: another controller's load is running on this agent (one at a time)")

@@ -188,10 +188,9 @@ func RunLoad(ctx context.Context, agents []*Client, opts loadgen.Options, hooks 
 	}
 	in := make(chan msg, 64*len(agents))
 	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	streams := make([]*LoadStream, len(agents))
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer wg.Wait() // after cancel (deferred later, run first)
 	defer cancel()
 	for i, a := range agents {
 		o := opts

@@ -39,7 +39,12 @@ func WriteText(w io.Writer, r *report.Results) error {
 	if m.Workload != "" {
 		fmt.Fprintf(b, " (%s)", m.Workload)
 	}
-	fmt.Fprintf(b, ", client CPUs %s, server CPUs %s, kernel %s", report.CPUList(m.ClientCPUs), report.CPUList(m.ServerCPUs), m.Kernel)
+	if n := len(r.Run.LoadHosts); n > 0 {
+		fmt.Fprintf(b, ", clients on %d load host(s)", n)
+	} else {
+		fmt.Fprintf(b, ", client CPUs %s", report.CPUList(m.ClientCPUs))
+	}
+	fmt.Fprintf(b, ", server CPUs %s, kernel %s", report.CPUList(m.ServerCPUs), m.Kernel)
 	if m.Version != "" {
 		fmt.Fprintf(b, ", volleyscope %s", m.Version)
 	}

@@ -263,6 +263,10 @@ type Summary struct {
 	Validity       stats.Validity          // stationarity and autocorrelation of the batches
 	ThroughputRPS  float64                 // measured round trips per second of the window
 	ClientLoad     ClientLoad              // what the client threads cost over the window
+	// Hosts, for a load spread over load agents (Merger), is each load
+	// host's part: its round trips, set-up and client load. ClientLoad
+	// is then not Known: each host's saturation is its own.
+	Hosts []HostLoad
 }
 
 // Run drives the server at opts.Addr until the stopping rule is met, ctx is

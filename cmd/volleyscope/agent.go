@@ -12,7 +12,7 @@ import (
 	"github.com/volleyscope/volleyscope/internal/session"
 )
 
-const agentSynopsis = `volleyscope agent --listen ADDR --token T (--server SPEC | --pid PID | --port PORT)... [flags]
+const agentSynopsis = `volleyscope agent --listen ADDR --token T (--server SPEC | --pid PID | --port PORT | --load-to ADDRS)... [flags]
 
 Runs on the server's machine, as root: starts the servers named on its
 own command line (or follows running ones by --pid or --port), and for a
@@ -21,6 +21,11 @@ probe on a server's processes and streams its events there. It never
 runs anything it is sent: a controller can only name one of these
 servers. One run at a time; the servers it started stop with it
 (SIGINT, SIGTERM).
+
+With --load-to it is also a load agent: a controller's 'volleyscope
+bench|sweep --load-agent HOST:PORT' runs client connections here, to the
+addresses --load-to allows only, and merges their round trips with the
+other agents'. A load-only agent (no server) needs no root.
 
 Every call must carry the token given with --token or --token-file (the
 same on both sides). With --cert, --key and --ca the connection is
@@ -31,6 +36,7 @@ only on a network you trust.
 examples:
   volleyscope agent --listen 10.0.0.2:7470 --token-file /etc/volleyscope/token --server epoll-lt --server-cpus 0
   volleyscope agent --listen 10.0.0.2:7470 --token-file tok --port 6379
+  volleyscope agent --listen 10.0.0.3:7470 --token-file tok --load-to 10.0.0.2:9000
   volleyscope agent --listen 10.0.0.2:7470 --token-file tok --server iouring \
       --cert agent.pem --key agent.key --ca ca.pem`
 
@@ -39,6 +45,7 @@ func cmdAgent(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "", "HOST:PORT to listen on (required; built-in servers listen on HOST too)")
 	var cf credFlags
 	cf.register(fs)
+	loadTo := fs.StringArray("load-to", nil, "run load for a controller's --load-agent, only to these addresses: a CIDR prefix or an IP, each optionally with :PORT (repeatable, or comma-separated)")
 	srvs := fs.StringArray("server", nil, "a server to start (repeatable): "+session.SpecSyntax)
 	pids := fs.IntSlice("pid", nil, "follow the running server of this process (repeatable)")
 	ports := fs.IntSlice("port", nil, "follow the running server listening on this port (repeatable)")
@@ -65,8 +72,14 @@ func cmdAgent(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(*srvs)+len(*pids)+len(*ports) == 0 {
-		return usagef("agent: no server: give --server SPEC to start one, or --pid PID or --port PORT to follow a running one")
+	var policy *agent.LoadPolicy
+	if fs.Changed("load-to") {
+		if policy, err = agent.ParseLoadPolicy(*loadTo); err != nil {
+			return usagef("agent: %v", err)
+		}
+	}
+	if len(*srvs)+len(*pids)+len(*ports) == 0 && policy == nil {
+		return usagef("agent: no server: give --server SPEC to start one, or --pid PID or --port PORT to follow a running one, or --load-to to run load only")
 	}
 	for _, s := range *srvs {
 		if _, err := session.ParseSpec(s); err != nil {
@@ -103,16 +116,29 @@ func cmdAgent(ctx context.Context, args []string) error {
 	if cred.TLS == nil {
 		note("warning: no TLS (--cert, --key, --ca): the traffic and the token travel in clear")
 	}
-	h, err := session.StartAgent(ctx, cfg, note)
-	if err != nil {
-		return err
+	var h agent.Host
+	if len(cfg.Servers)+len(cfg.PIDs)+len(cfg.Ports) > 0 {
+		sh, err := session.StartAgent(ctx, cfg, note)
+		if err != nil {
+			return err
+		}
+		defer sh.Stop()
+		h = sh
+	} else {
+		h = agent.LoadOnly(note)
 	}
-	defer h.Stop()
 	var names []string
 	for _, s := range h.Info().Servers {
 		names = append(names, fmt.Sprintf("%s at %s (pids %v)", s.Name, s.Addr, s.PIDs))
 	}
+	if len(names) == 0 {
+		names = append(names, "none")
+	}
 	note(fmt.Sprintf("listening on %s (protocol %d); servers: %s", lis.Addr(), agent.ProtocolVersion, strings.Join(names, "; ")))
+	if policy != nil {
+		note("runs load to " + policy.String())
+		h = agent.WithLoad(h, policy)
+	}
 	if !cfg.Clock.IsZero() {
 		note(fmt.Sprintf("test clock: offset %v, drift %g s/s", cfg.Clock.Offset, cfg.Clock.Drift))
 	}

@@ -40,8 +40,8 @@ func (f *credFlags) creds(server bool) (agent.Credentials, error) {
 			return c, usagef("%v", err)
 		}
 		c.Token = tok
-	case strings.TrimSpace(f.token) != "": // a blank token is none
-		c.Token = f.token
+	case strings.TrimSpace(f.token) != "":
+		c.Token = strings.TrimSpace(f.token) // a blank token is none
 	default:
 		return c, usagef("--token or --token-file is required: an agent admits nobody without the token both sides are given")
 	}
@@ -55,12 +55,21 @@ func (f *credFlags) creds(server bool) (agent.Credentials, error) {
 	return c, nil
 }
 
-// agentFlags are run's flags for a server on another host, behind an
-// agent.
+// agentFlags are the flags for agents on other hosts: a server behind
+// an agent (run, vs, sweep --agent) and load agents that run the clients
+// (bench, sweep --load-agent), with the credentials both are dialled
+// with.
 type agentFlags struct {
-	addr   string
-	server string
-	cred   credFlags
+	addr       string
+	server     string
+	loadAgents []string
+	cred       credFlags
+}
+
+// registerLoad adds --load-agent (the credentials are register's, or
+// cred.register's where --agent is not taken).
+func (f *agentFlags) registerLoad(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&f.loadAgents, "load-agent", nil, "run the client connections on the load agent at HOST:PORT ('volleyscope agent --load-to'; repeatable, with --token): the connections are split evenly among the agents, none run here, and their round trips are merged here; no breakdown")
 }
 
 func (f *agentFlags) register(fs *pflag.FlagSet) {
@@ -72,10 +81,24 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 // apply checks the flags and sets them in cfg. With namesServers (sweep)
 // --server names the agent's servers to take turns.
 func (f *agentFlags) apply(fs *pflag.FlagSet, cfg *session.Config, namesServers bool) error {
+	if len(f.loadAgents) > 0 {
+		if f.addr != "" {
+			return usagef("--agent and --load-agent: a server behind an agent with its clients on load agents is not supported yet; use one")
+		}
+		if fs.Changed("agent-server") {
+			return usagef("--agent-server names a server behind --agent, not a load agent's")
+		}
+		c, err := f.cred.creds(false)
+		if err != nil {
+			return err
+		}
+		cfg.LoadAgents, cfg.AgentCred = f.loadAgents, c
+		return nil
+	}
 	if f.addr == "" {
 		for _, n := range []string{"agent-server", "token", "token-file", "cert", "key", "ca"} {
 			if fs.Changed(n) {
-				return usagef("--%s is for a server behind an agent: add --agent HOST:PORT", n)
+				return usagef("--%s is for agents: add --agent HOST:PORT (a server behind an agent) or --load-agent HOST:PORT", n)
 			}
 		}
 		return nil

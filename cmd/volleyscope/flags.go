@@ -59,6 +59,10 @@ type loadFlags struct {
 	netem string
 	wait  bool // --wait: queue behind a run that holds our CPUs
 
+	// serverHost is where a started server listens, for load agents
+	// (--load-agent, agentFlags) to reach it.
+	serverHost string
+
 	json    bool
 	out     string
 	quiet   bool
@@ -90,6 +94,7 @@ func (f *loadFlags) register(fs *pflag.FlagSet, withTarget bool, duration time.D
 	}
 	if withTarget {
 		fs.StringVar(&f.addr, "addr", "", "benchmark a running server at HOST:PORT instead of starting one")
+		fs.StringVar(&f.serverHost, "server-host", "", "a started built-in server listens on this IP of this host (default 127.0.0.1): where --load-agent hosts reach it")
 	}
 	fs.StringVar(&f.serverCPUs, "server-cpus", cpuString(server), "CPUs for a started server process ('' = not pinned)")
 	fs.DurationVar(&f.serverSpin, "server-spin", 0, "built-in servers spin this much of their thread's CPU time per request (an injected delay; preemption lengthens it in wall time)")
@@ -231,7 +236,8 @@ func (f *loadFlags) config() (session.Config, error) {
 		opts.Warmup = -1
 	}
 	cfg := session.Config{Server: f.server, Addr: f.addr, ServerCPUs: scpus, ServerSpin: f.serverSpin, Load: opts, NetNS: f.netns, Netem: f.netem, Verbose: f.verbose,
-		LockCPUs: true, WaitCPUs: f.wait, Command: strings.Join(os.Args, " ")}
+		LockCPUs: true, WaitCPUs: f.wait, Command: strings.Join(os.Args, " "), ServerHost: f.serverHost}
+
 	if f.addr != "" {
 		cfg.ServerCPUs = nil
 	}

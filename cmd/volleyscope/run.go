@@ -41,6 +41,9 @@ examples:
   volleyscope bench --clients 4 --duration 5s --json
   volleyscope bench --server ./myserver --clients 8 --out results/
   volleyscope bench --ci 0 --p99-ci 0 --duration 30s   no stopping target: measure 30 s
+  volleyscope bench --server epoll-lt --server-host 10.0.0.2 --clients 512 \
+      --load-agent 10.0.0.3:7470 --load-agent 10.0.0.4:7470 --token-file tok
+                                                    clients on two load agents, merged here
 ` + exitText
 
 func cmdRun(ctx context.Context, args []string, withProbe bool) error {
@@ -75,7 +78,10 @@ func parseRun(args []string, withProbe bool) (lf *loadFlags, cfg session.Config,
 	if withProbe {
 		pf.register(fs)
 		af.register(fs)
+	} else {
+		af.cred.register(fs)
 	}
+	af.registerLoad(fs)
 	if help, err := parseArgs(fs, args, 0, "no arguments, only flags"); help || err != nil {
 		return nil, cfg, help, err
 	}
@@ -84,6 +90,9 @@ func parseRun(args []string, withProbe bool) (lf *loadFlags, cfg session.Config,
 	}
 	if err := af.apply(fs, &cfg, false); err != nil {
 		return nil, cfg, false, err
+	}
+	if withProbe && len(cfg.LoadAgents) > 0 {
+		return nil, cfg, false, usagef("run --load-agent: the breakdown follows the client threads on this host, and with load agents there are none: use 'volleyscope bench --load-agent' (latency, throughput and the server's cost)")
 	}
 	if err := preflight(cfg); err != nil {
 		return nil, cfg, false, err

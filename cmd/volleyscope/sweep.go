@@ -49,6 +49,7 @@ func cmdSweep(ctx context.Context, args []string) error {
 	withProbe := fs.Bool("probe", probe.Check() == nil, "attach the eBPF probe: breakdowns and the server-side throughput (the default is whether this process may)")
 	var af agentFlags
 	af.register(fs)
+	af.registerLoad(fs)
 	if help, err := parseArgs(fs, args, 0, ""); help || err != nil {
 		return err
 	}
@@ -64,6 +65,9 @@ func cmdSweep(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Probe = *withProbe
+	if len(cfg.LoadAgents) > 0 && !fs.Changed("probe") {
+		cfg.Probe = false // the clients are on the agents' hosts: nothing here to follow
+	}
 	pr := newProgress(os.Stderr, lf.quiet)
 	pr.aim(targetOf(cfg.Load.CI, loadgen.DefaultCI), targetOf(cfg.Load.P99CI, loadgen.DefaultP99CI), cfg.Load.Duration, cfg.Load.Warmup)
 	var servers []session.Contender

@@ -22,10 +22,13 @@
 //	Events  bidi    start request, then marks and stop from the controller;
 //	                started, batches, mark replies and the final account
 //	                from the agent
+//	Load    bidi    a load request (loadgen.Options as data, a slot
+//	                origin), then stop; began, slots of round trips
+//	                (loadgen.Slot) and the final account from the agent
+//	                (load.go; RunLoad merges several agents' loads)
 //
-// A later method (Load: client connections run on the agent's host, their
-// round trips streamed back) is one more entry in the descriptor and one
-// more Host method; nothing else changes.
+// Load is served only by an agent given --load-to (WithLoad), and only to
+// the addresses that names; a Host without it refuses every Load.
 //
 // Security: every RPC carries the token and the protocol and volleyscope
 // versions in its metadata (callCreds), checked by the server's
@@ -34,7 +37,9 @@
 // refused with both versions named. Optionally mutual TLS
 // (Credentials.TLS), where the agent requires and verifies the client's
 // certificate. The agent starts only the servers on its own command line;
-// a start request names one of them.
+// a start request names one of them. A load request is data, never a
+// command: the agent connects only to its address, which its own
+// --load-to must allow.
 //
 // Liveness: the agent sends a batch at least every flushEvery, empty if
 // need be, so a controller that hears nothing for silentFor calls the

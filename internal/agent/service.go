@@ -223,6 +223,7 @@ var serviceDesc = grpc.ServiceDesc{
 	},
 	Streams: []grpc.StreamDesc{
 		{StreamName: "Events", Handler: eventsHandler, ServerStreams: true, ClientStreams: true},
+		{StreamName: "Load", Handler: loadHandler, ServerStreams: true, ClientStreams: true},
 	},
 }
 

@@ -17,8 +17,8 @@ import (
 // ProtocolVersion is the version of the service's messages. Both sides
 // check it in Hello: an agent and a controller of different versions
 // refuse each other with both versions named. Raise it with any change
-// to a message or a method.
-const ProtocolVersion = 1
+// to a message or a method (2: the Load method).
+const ProtocolVersion = 2
 
 // HelloRequest opens a controller's conversation with an agent.
 type HelloRequest struct {

@@ -32,20 +32,37 @@ type Pair struct {
 
 // Create makes the namespace and the veth pair, addresses both ends and
 // brings them up. On error it removes what it made.
-func Create() (*Pair, error) {
+func Create() (*Pair, error) { return CreateNth(0) }
+
+// MaxPairs is how many pairs one process may hold at once (CreateNth).
+const MaxPairs = 4
+
+// CreateNth is Create for the process's k-th pair (0 ≤ k < MaxPairs),
+// for a test that needs several hosts: each has its own names and its
+// own /30, k = 0 being Create's.
+func CreateNth(k int) (*Pair, error) {
+	if k < 0 || k >= MaxPairs {
+		return nil, fmt.Errorf("create network namespace %d: at most %d per process", k, MaxPairs)
+	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		return nil, fmt.Errorf("--netns needs iproute2's ip command: %w", err)
 	}
 	_ = RemoveStale() // what remains of others does not stop this run
 	pid := os.Getpid()
-	// A /30 of 10.250.0.0/16 per process, chosen by its pid.
+	// A /30 of 10.(250+k).0.0/16 per process, chosen by its pid.
 	sub := pid % 16384
-	host := fmt.Sprintf("10.250.%d.%d", sub/64, (sub%64)*4+1)
-	srv := fmt.Sprintf("10.250.%d.%d", sub/64, (sub%64)*4+2)
+	host := fmt.Sprintf("10.%d.%d.%d", 250+k, sub/64, (sub%64)*4+1)
+	srv := fmt.Sprintf("10.%d.%d.%d", 250+k, sub/64, (sub%64)*4+2)
+	// The k-th pair's names end in "x" and k: "vs-PID" and "vsh PID"
+	// stay Create's, which RemoveStale reads.
+	tag := strconv.Itoa(pid)
+	if k > 0 {
+		tag += "x" + strconv.Itoa(k)
+	}
 	p := &Pair{
-		NS:       fmt.Sprintf("%s-%d", prefix, pid),
-		HostIf:   fmt.Sprintf("%sh%d", prefix, pid),
-		NSIf:     fmt.Sprintf("%sn%d", prefix, pid),
+		NS:       fmt.Sprintf("%s-%s", prefix, tag),
+		HostIf:   fmt.Sprintf("%sh%s", prefix, tag),
+		NSIf:     fmt.Sprintf("%sn%s", prefix, tag),
 		HostAddr: host, NSAddr: srv,
 	}
 	steps := [][]string{
@@ -73,6 +90,16 @@ func (p *Pair) Exec(argv []string) []string {
 	return append([]string{"ip", "netns", "exec", p.NS}, argv...)
 }
 
+// RouteTo routes addr, an address outside this pair's /30 (another
+// pair's HostAddr, say), from the namespace through the caller's
+// namespace, so that hosts in several namespaces reach one server.
+func (p *Pair) RouteTo(addr string) error {
+	if err := ip("-n", p.NS, "route", "add", addr+"/32", "via", p.HostAddr); err != nil {
+		return fmt.Errorf("route %s from namespace %s: %w", addr, p.NS, err)
+	}
+	return nil
+}
+
 // Netem puts a netem qdisc with args (e.g. "delay 100us") on both ends,
 // or says clearly that the kernel has no netem.
 func (p *Pair) Netem(args string) error {
@@ -97,10 +124,10 @@ func (p *Pair) Netem(args string) error {
 // twice and after a partial Create.
 func (p *Pair) Close() error {
 	var errs []error
-	if linkExists(p.HostIf) {
+	if p.HostIf != "" && linkExists(p.HostIf) {
 		errs = append(errs, ip("link", "del", p.HostIf))
 	}
-	if nsExists(p.NS) {
+	if p.NS != "" && nsExists(p.NS) {
 		errs = append(errs, ip("netns", "del", p.NS))
 	}
 	return errors.Join(errs...)
@@ -113,24 +140,25 @@ func (p *Pair) Close() error {
 // once, --netns or not. What could not be removed (ip missing, or not
 // root) is the error, with the commands that remove it.
 func RemoveStale() error {
-	dead := map[int]bool{}
-	find := func(dir, pre string) {
+	// A name's tag is PID, or PIDxK for a process's k-th pair.
+	var stale []*Pair
+	find := func(dir, pre string, pair func(name string) *Pair) {
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
 			rest, ok := strings.CutPrefix(e.Name(), pre)
 			if !ok {
 				continue
 			}
-			if pid, err := strconv.Atoi(rest); err == nil && pid > 0 && !alive(pid) {
-				dead[pid] = true
+			pidText, _, _ := strings.Cut(rest, "x")
+			if pid, err := strconv.Atoi(pidText); err == nil && pid > 0 && !alive(pid) {
+				stale = append(stale, pair(e.Name()))
 			}
 		}
 	}
-	find("/run/netns", prefix+"-")
-	find("/sys/class/net", prefix+"h")
+	find("/run/netns", prefix+"-", func(n string) *Pair { return &Pair{NS: n} })
+	find("/sys/class/net", prefix+"h", func(n string) *Pair { return &Pair{HostIf: n} })
 	var errs []error
-	for pid := range dead {
-		p := &Pair{NS: fmt.Sprintf("%s-%d", prefix, pid), HostIf: fmt.Sprintf("%sh%d", prefix, pid)}
+	for _, p := range stale {
 		if err := p.Close(); err != nil {
 			errs = append(errs, err)
 		}

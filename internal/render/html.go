@@ -511,6 +511,16 @@ func htmlRun(b *strings.Builder, r *report.Results) {
 	if cl := ru.ClientLoad; cl.Known {
 		rows = append(rows, []string{"client load", fmt.Sprintf("CPUs %.0f%% busy, threads on CPU %.0f%%, run-queue wait %s a round trip", 100*cl.CPUsBusy, 100*cl.OnCPU, report.Dur(cl.RunDelayPerTripNs))})
 	}
+	for _, h := range ru.LoadHosts {
+		text := fmt.Sprintf("%d connection(s), %d round trips measured (%.0f/s)", h.Clients, h.Measured, h.ThroughputRPS)
+		if cl := h.ClientLoad; cl.Known {
+			text += fmt.Sprintf("; CPUs %.0f%% busy, threads on CPU %.0f%%, run-queue wait %s a round trip", 100*cl.CPUsBusy, 100*cl.OnCPU, report.Dur(cl.RunDelayPerTripNs))
+		}
+		if h.Saturated {
+			text += "; client saturated"
+		}
+		rows = append(rows, []string{"load host " + xmlEscape(h.Host), xmlEscape(text)})
+	}
 	if c := r.ServerCost; c != nil {
 		rows = append(rows, []string{"server CPU a request", report.Dur(c.CPUNs)})
 	}

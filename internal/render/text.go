@@ -39,7 +39,12 @@ func WriteText(w io.Writer, r *report.Results) error {
 	if m.Workload != "" {
 		fmt.Fprintf(b, " (%s)", m.Workload)
 	}
-	fmt.Fprintf(b, ", client CPUs %s, server CPUs %s, kernel %s", report.CPUList(m.ClientCPUs), report.CPUList(m.ServerCPUs), m.Kernel)
+	if n := len(r.Run.LoadHosts); n > 0 {
+		fmt.Fprintf(b, ", clients on %d load host(s)", n)
+	} else {
+		fmt.Fprintf(b, ", client CPUs %s", report.CPUList(m.ClientCPUs))
+	}
+	fmt.Fprintf(b, ", server CPUs %s, kernel %s", report.CPUList(m.ServerCPUs), m.Kernel)
 	if m.Version != "" {
 		fmt.Fprintf(b, ", volleyscope %s", m.Version)
 	}
@@ -82,6 +87,21 @@ func WriteText(w io.Writer, r *report.Results) error {
 				b.WriteString("; failed:")
 			}
 			fmt.Fprintf(b, " %d × %s", f.Count, f.Reason)
+		}
+		b.WriteString("\n")
+	}
+	for _, h := range r.Run.LoadHosts {
+		fmt.Fprintf(b, "load host %s: %d connection(s), %d round trips measured (%.0f/s)", h.Host, h.Clients, h.Measured, h.ThroughputRPS)
+		if cl := h.ClientLoad; cl.Known {
+			fmt.Fprintf(b, ", client CPUs %.0f%% busy, threads on CPU %.0f%%, run-queue wait %s a round trip", 100*cl.CPUsBusy, 100*cl.OnCPU, report.Dur(cl.RunDelayPerTripNs))
+		} else if cl.Unknown != "" {
+			fmt.Fprintf(b, ", client load unknown (%s)", cl.Unknown)
+		}
+		if h.Saturated {
+			b.WriteString(": CLIENT SATURATED")
+		}
+		if h.Error != "" {
+			fmt.Fprintf(b, "; error: %s", h.Error)
 		}
 		b.WriteString("\n")
 	}

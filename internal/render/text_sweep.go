@@ -13,9 +13,10 @@ import (
 func WriteSweepText(w io.Writer, s *report.Sweep) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	multi := len(s.Servers) > 1
-	cost := false
+	cost, hosts := false, false
 	for _, p := range s.Points {
 		cost = cost || p.CPUPerRequestNs > 0
+		hosts = hosts || len(p.LoadHosts) > 0
 	}
 	if multi {
 		fmt.Fprint(tw, "server\t")
@@ -23,6 +24,9 @@ func WriteSweepText(w io.Writer, s *report.Sweep) error {
 	fmt.Fprint(tw, "clients\trate\tthroughput/s\tserver sends/s\tp50\tp50 interval\tp99\tp99 interval\t")
 	if cost {
 		fmt.Fprint(tw, "CPU/request\t")
+	}
+	if hosts {
+		fmt.Fprint(tw, "load hosts: clients, client CPUs busy\t")
 	}
 	fmt.Fprintln(tw, "stop\tnote\t")
 	for i, p := range s.Points {
@@ -55,6 +59,9 @@ func WriteSweepText(w io.Writer, s *report.Sweep) error {
 			}
 			fmt.Fprintf(tw, "%s\t", c)
 		}
+		if hosts {
+			fmt.Fprintf(tw, "%s\t", hostsCell(p.LoadHosts))
+		}
 		fmt.Fprintf(tw, "%s\t%s\t\n", p.StopReason, strings.Join(notes, ", "))
 	}
 	if err := tw.Flush(); err != nil {
@@ -84,4 +91,20 @@ func cell(lo, hi float64) string {
 		return strings.TrimSpace(s)
 	}
 	return "—"
+}
+
+// hostsCell names each load host's clients and client CPU load, and
+// which are saturated.
+func hostsCell(hs []report.SweepHost) string {
+	if len(hs) == 0 {
+		return "—"
+	}
+	parts := make([]string, len(hs))
+	for i, h := range hs {
+		parts[i] = fmt.Sprintf("%s %d %.0f%%", h.Host, h.Clients, 100*h.CPUsBusy)
+		if h.Saturated {
+			parts[i] += " saturated"
+		}
+	}
+	return strings.Join(parts, "; ")
 }

@@ -187,6 +187,10 @@ func buildLoad(r *Results, res *loadgen.Summary) {
 		WarmupIncluded: res.WarmupIncluded, MeasuredNs: w.Span().Nanoseconds(), OvershootNs: res.Overshoot.Nanoseconds(),
 		Validity: RunValidity{Validity: res.Validity}, ClientLoad: res.ClientLoad, Setup: res.Setup,
 	}
+	for _, h := range res.Hosts {
+		sat, _ := saturated(h.ClientLoad, res.Latency.Mean)
+		r.Run.LoadHosts = append(r.Run.LoadHosts, LoadHost{HostLoad: h, Saturated: sat})
+	}
 	if res.Overshoot > OvershootWarn {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("the run ended %.1f s after its duration cap: its threads waited that long for a CPU (finishing the round trips in flight); use fewer connections per client CPU or --client-model epoll",
 			res.Overshoot.Seconds()))
@@ -265,33 +269,51 @@ func observerCost(info *ProbeInfo, pp *ProbeParts, res *loadgen.Summary, ncpu in
 	}
 }
 
+// saturated says whether a client load is over a saturation threshold,
+// and its run-queue wait's share of the mean latency.
+func saturated(cl loadgen.ClientLoad, meanNs float64) (bool, float64) {
+	if !cl.Known || meanNs <= 0 {
+		return false, 0
+	}
+	delayShare := cl.RunDelayPerTripNs / meanNs
+	return cl.OnCPU >= saturatedOnCPU || delayShare >= saturatedRunDelay || cl.CPUsBusy >= saturatedCPUs, delayShare
+}
+
 // saturation warns when the client, not the server, may have set what
-// was measured.
+// was measured: the local client, or each load host on its own.
 func saturation(r *Results, res *loadgen.Summary) []string {
-	cl := res.ClientLoad
-	if !cl.Known || res.Latency.Count == 0 {
+	if res.Latency.Count == 0 {
 		return nil
 	}
 	var out []string
-	delayShare := cl.RunDelayPerTripNs / res.Latency.Mean
-	if cl.OnCPU >= saturatedOnCPU || delayShare >= saturatedRunDelay || cl.CPUsBusy >= saturatedCPUs {
-		s := fmt.Sprintf("the client may limit this measurement: its CPUs were %.0f%% busy, its threads kept %.0f%% of them busy and waited %s for a CPU per round trip (%.0f%% of the mean latency)",
-			100*cl.CPUsBusy, 100*cl.OnCPU, Dur(cl.RunDelayPerTripNs), 100*delayShare)
-		var share float64
-		for _, c := range r.Breakdown {
-			if c.Side == "client" && !breakdown.IsNetName(c.Component) {
-				share += c.Share
-			}
+	for _, h := range res.Hosts {
+		cl := h.ClientLoad
+		if sat, delayShare := saturated(cl, res.Latency.Mean); sat {
+			out = append(out, fmt.Sprintf("the client may limit this measurement: on load host %s, its CPUs were %.0f%% busy, its threads kept %.0f%% of them busy and waited %s for a CPU per round trip (%.0f%% of the mean latency); give that host fewer connections or more CPUs, or add load agents",
+				h.Host, 100*cl.CPUsBusy, 100*cl.OnCPU, Dur(cl.RunDelayPerTripNs), 100*delayShare))
 		}
-		if share > 0 {
-			s += fmt.Sprintf("; the client's side is %.0f%% of the round trip", 100*share)
+	}
+	cl := res.ClientLoad
+	sat, delayShare := saturated(cl, res.Latency.Mean)
+	if !sat {
+		return out
+	}
+	s := fmt.Sprintf("the client may limit this measurement: its CPUs were %.0f%% busy, its threads kept %.0f%% of them busy and waited %s for a CPU per round trip (%.0f%% of the mean latency)",
+		100*cl.CPUsBusy, 100*cl.OnCPU, Dur(cl.RunDelayPerTripNs), 100*delayShare)
+	var share float64
+	for _, c := range r.Breakdown {
+		if c.Side == "client" && !breakdown.IsNetName(c.Component) {
+			share += c.Share
 		}
-		s += "; give the clients more CPUs (--client-cpus), fewer threads (--client-model epoll), or keep other work off their CPUs"
-		out = append(out, s)
-		if p := r.Probe; p != nil && p.ObserverCPUShare > observerWarnShare {
-			out = append(out, fmt.Sprintf("the observer held the client CPUs, not the load alone: volleyscope's ring reader and join used %.0f%% of them (%s a round trip with the probe's programs) while the client was saturated; its throughput and the client's side of the breakdown carry that cost: compare with 'volleyscope bench', or give the clients more CPUs (--client-cpus)",
-				100*p.ObserverCPUShare, Dur(p.ObserverNsPerRTT)))
-		}
+	}
+	if share > 0 {
+		s += fmt.Sprintf("; the client's side is %.0f%% of the round trip", 100*share)
+	}
+	s += "; give the clients more CPUs (--client-cpus), fewer threads (--client-model epoll), or keep other work off their CPUs"
+	out = append(out, s)
+	if p := r.Probe; p != nil && p.ObserverCPUShare > observerWarnShare {
+		out = append(out, fmt.Sprintf("the observer held the client CPUs, not the load alone: volleyscope's ring reader and join used %.0f%% of them (%s a round trip with the probe's programs) while the client was saturated; its throughput and the client's side of the breakdown carry that cost: compare with 'volleyscope bench', or give the clients more CPUs (--client-cpus)",
+			100*p.ObserverCPUShare, Dur(p.ObserverNsPerRTT)))
 	}
 	return out
 }

@@ -154,6 +154,18 @@ type RunInfo struct {
 	// figures: connections/s and the time to connect them all), failures
 	// by reason, and the client model.
 	Setup loadgen.SetupStats `json:"setup"`
+	// LoadHosts, for a run whose clients ran on load agents
+	// (--load-agent), is each host's part: its connections, round trips,
+	// set-up and client load, with Saturated set where that host's client
+	// may limit the measurement. ClientLoad is then not known: each
+	// host's saturation is its own.
+	LoadHosts []LoadHost `json:"load_hosts,omitempty"`
+}
+
+// LoadHost is one load host's part of a run, as results.json reports it.
+type LoadHost struct {
+	loadgen.HostLoad
+	Saturated bool `json:"client_saturated"`
 }
 
 // RunValidity is the batches' statistical validity and, across two

@@ -22,7 +22,20 @@ type SweepPoint struct {
 	StopReason          string  `json:"stop_reason"`
 	ClientSaturated     bool    `json:"client_saturated"`                    // the run warned that the client may limit it
 	CPUPerRequestNs     float64 `json:"server_cpu_per_request_ns,omitempty"` // the server's CPU time per request (/proc)
-	Error               string  `json:"error,omitempty"`
+	// LoadHosts, when the clients ran on load agents, is each host's
+	// client load: saturation is judged per host (ClientSaturated is
+	// true when any host's is).
+	LoadHosts []SweepHost `json:"load_hosts,omitempty"`
+	Error     string      `json:"error,omitempty"`
+}
+
+// SweepHost is one load host's client load at one sweep point.
+type SweepHost struct {
+	Host      string  `json:"host"`
+	Clients   int     `json:"clients"`
+	CPUsBusy  float64 `json:"cpus_busy_fraction"`
+	OnCPU     float64 `json:"on_cpu_fraction"`
+	Saturated bool    `json:"client_saturated"`
 }
 
 // Sweep is throughput and latency against load, with the knee named.
@@ -64,6 +77,9 @@ func SweepPointOf(clients int, rate float64, r *Results) SweepPoint {
 		p.CPUPerRequestNs = r.ServerCost.CPUNs
 	}
 	p.ClientSaturated = ClientLimited(r)
+	for _, h := range r.Run.LoadHosts {
+		p.LoadHosts = append(p.LoadHosts, SweepHost{Host: h.Host, Clients: h.Clients, CPUsBusy: h.ClientLoad.CPUsBusy, OnCPU: h.ClientLoad.OnCPU, Saturated: h.Saturated})
+	}
 	if len(r.Errors) > 0 {
 		p.Error = r.Errors[0]
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -61,6 +62,12 @@ func Check(cfg Config) error {
 		}
 		return flagErr("--server-spin", fmt.Errorf("spins inside the built-in servers only, not in %s: drop it, or add the delay to your server", what))
 	}
+	if err := checkLoadAgents(cfg, spec); err != nil {
+		return err
+	}
+	if len(cfg.LoadAgents) > 0 {
+		return nil // the clients' capacity is the agents' hosts'
+	}
 	if err := loadgen.CheckCapacity(load); err != nil {
 		var ce *loadgen.CapacityError
 		flag := "--clients"
@@ -99,6 +106,48 @@ func CheckAddr(addr string) error {
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 		return fmt.Errorf("%q: port %q is not in 1-65535", addr, port)
+	}
+	return nil
+}
+
+// checkLoadAgents checks a run on load agents (Config.LoadAgents) and
+// --server-host.
+func checkLoadAgents(cfg Config, spec Spec) error {
+	if h := cfg.ServerHost; h != "" {
+		switch {
+		case cfg.Addr != "":
+			return flagErr("--server-host", errors.New("sets where a started server listens; with --addr the server is running already"))
+		case spec.Builtin == "":
+			return flagErr("--server-host", fmt.Errorf("sets where a built-in server listens; %s is not one: make it listen where you want and give that address with --addr", spec.Label))
+		case cfg.NetNS:
+			return flagErr("--server-host", errors.New("--netns puts the server on its own veth address: drop one"))
+		}
+		if _, err := netip.ParseAddr(h); err != nil {
+			return flagErr("--server-host", fmt.Errorf("%q: want an IP address of this host, e.g. 10.0.0.1", h))
+		}
+	}
+	if len(cfg.LoadAgents) == 0 {
+		return nil
+	}
+	for _, a := range cfg.LoadAgents {
+		if err := CheckAddr(a); err != nil {
+			return flagErr("--load-agent", err)
+		}
+	}
+	switch {
+	case cfg.Probe:
+		return flagErr("--load-agent", errors.New("the breakdown follows the client threads on this host, and with load agents there are none: use 'volleyscope bench --load-agent' (latency, throughput and the server's cost), or run without --load-agent"))
+	case cfg.Record != "":
+		return flagErr("--load-agent", errors.New("--record saves this host's client records and events, and with load agents there are none here"))
+	case cfg.NetNS:
+		return flagErr("--load-agent", errors.New("--netns puts the server in a namespace that only this host reaches: start it with --server-host on an address the agents reach, or give --addr"))
+	}
+	if cfg.Addr != "" {
+		if _, err := netip.ParseAddrPort(cfg.Addr); err != nil {
+			return flagErr("--addr", fmt.Errorf("%q: with --load-agent give a literal IP:PORT, which the agents connect to as given (an agent resolves no names)", cfg.Addr))
+		}
+	} else if cfg.ServerHost == "" {
+		return flagErr("--load-agent", errors.New("a started server listens on 127.0.0.1, which the agents' hosts cannot reach: add --server-host with an address of this host that they reach"))
 	}
 	return nil
 }

@@ -127,6 +127,9 @@ func (p *pipeline) serve(ctx context.Context) error {
 	p.undo = append(p.undo, func() { p.server.stop() })
 	p.cfg.Load.Addr = p.server.addr
 	p.load = liveLoad{p.cfg.Load}
+	if len(p.cfg.LoadAgents) > 0 {
+		p.load = agentLoad{p.cfg.Load, p.cfg.LoadAgents, p.cfg.AgentCred}
+	}
 	undo, err := affinity.ConfineProcess(p.cfg.Load.ClientCPUs)
 	if err != nil {
 		return err

@@ -61,6 +61,11 @@ func (s *serverStage) start(ctx context.Context, cfg Config, meta *report.Meta, 
 			return err
 		}
 	}
+	if h := cfg.ServerHost; h != "" && !cfg.NetNS && s.spec.Builtin != "" {
+		// Where load agents on other hosts reach it.
+		s.opts.Argv = append(s.opts.Argv, "--host", h)
+		s.opts.Host = h
+	}
 	var err error
 	if s.proc, err = serverproc.Start(ctx, s.opts); err != nil {
 		return err

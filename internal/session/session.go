@@ -45,10 +45,20 @@ type Config struct {
 	// Agent is an agent's address (HOST:PORT): the server is on its host
 	// and the agent runs the probe there (run --agent); AgentServer names
 	// which of its servers (default: its only one), and AgentCred is how
-	// the two trust each other.
+	// the two trust each other, and how load agents are dialled.
 	Agent       string
 	AgentServer string
 	AgentCred   agent.Credentials
+	// LoadAgents run every client connection on other hosts, split among
+	// them (--load-agent HOST:PORT, `volleyscope agent --load-to`), none
+	// on this one; their round trips are merged here (agent.RunLoad).
+	// The probe cannot follow clients on other hosts: a run with load
+	// agents has no breakdown.
+	LoadAgents []string
+	// ServerHost is the address a started built-in server listens on
+	// (--server-host), where the load agents reach it; default
+	// 127.0.0.1.
+	ServerHost string
 }
 
 // DefaultCPUs picks a client/server placement: on a machine with two or

@@ -12,7 +12,7 @@ const (
 	DefaultWindowNs         = 2_000_000_000 // ±2 s
 	DefaultSpanNs           = 250_000_000   // ±250 ms
 	DefaultMaxDriftNsPerS   = 100_000       // 100 µs/s
-	DefaultDriftSlackNsPerS = 10_000        // 10 µs/s
+	DefaultDriftSlackNsPerS = 20_000        // 20 µs/s
 )
 
 // Options tune an Estimator. The zero value is the defaults.
@@ -39,7 +39,7 @@ type Options struct {
 	MaxDriftNsPerS float64
 	// DriftSlackNsPerS is how far, beyond what the fit itself can
 	// tell, the clocks' true relative rate may stray from the fitted
-	// slope within a window. Default 10 µs/s.
+	// slope within a window. Default 20 µs/s.
 	DriftSlackNsPerS float64
 	// KeepBuckets is how many buckets are held; older ones are folded
 	// into Report's summary and dropped. At least what two windows and
@@ -81,6 +81,9 @@ func (o Options) withDefaults() Options {
 // values within int64.
 const maxAbs = 1 << 60
 
+// minFitPoints is the fewest buckets a drift is fitted from.
+const minFitPoints = 6
+
 // weightFloor keeps a bucket whose bounds nearly meet from taking all
 // the drift fit's weight: its half-width counts as at least this.
 const weightFloor = 1000
@@ -117,18 +120,21 @@ func (b *bucket) point() (t, theta, half int64) {
 // Why not the fitted line itself as the estimate: a least-squares line
 // through the buckets' midpoints inherits the paths' asymmetry all the
 // same, and its error has no bound a reader can trust. The envelope does:
-// θ(t) ≤ u_i + ∫ θ' from t_i to t, and θ(t) ≥ −v_j + ∫ θ' likewise, so
-// with the drift known to within ε every bound carries to t with ε·|t −
-// t_i| added. The interval at t is the intersection of the bounds of the
-// buckets within SpanNs; the estimate is its middle. The drift comes from
-// a weighted least-squares fit of the buckets' midpoints within WindowNs
-// (weights: tricube in time, so a slew is followed, and 1/half-width², so
-// tight buckets count most); ε is the slack plus three of the fit's
-// standard errors plus how far the fits of the window's two halves part
-// from it, which grows where the rate changes. The linear program of the
-// lower envelope (Moon et al.) would find a slope too, but only a slope
-// that fits all bounds in the window at once, which a slewed clock does
-// not have.
+// θ(t) ≤ u_i + the integral of θ's rate from t_i to t, and θ(t) ≥ −v_j +
+// the same from t_j, so with the rate known to lie in [r_lo, r_hi] every
+// bound carries to t, at r_hi·(t − t_i) for an upper bound carried
+// forward, at r_lo backward (and the other way round for a lower one).
+// The interval at t is the intersection of the bounds of the buckets
+// within SpanNs; the estimate is its middle. The rate comes from a
+// weighted least-squares fit of the buckets' midpoints within WindowNs
+// (weights: tricube in time, so a slew is followed, and 1/half-width²,
+// so tight buckets count most); [r_lo, r_hi] spans that fit's slope and
+// the slopes of the window's two halves apart (which part where the rate
+// changed), widened by the slack and three standard errors. Too few
+// points for a fit, or a time beyond the buckets kept, and the range is
+// every rate up to MaxDriftNsPerS. The linear program of the lower
+// envelope (Moon et al.) would find a slope too, but only one that fits
+// all bounds in the window at once, which a slewed clock does not have.
 //
 // An Estimator is not safe for concurrent use. Memory is bounded:
 // KeepBuckets buckets and a fixed summary.
@@ -156,7 +162,7 @@ type slopeFit struct {
 	gen uint64
 	ok  bool    // cached
 	b   float64 // ns per s
-	eps float64 // ns per s: how far the true rate may be from b
+	r   rates
 }
 
 // summary is what Report needs of buckets already dropped.
@@ -440,23 +446,33 @@ func (e *Estimator) eval(t int64) (estimate, bool) {
 	n := int64(len(e.ring))
 	oldest := e.newest - n + 1
 	c := e.clampIndex(t, oldest)
-	b, eps := e.slope(c)
+	b, r := e.slope(c)
 	if lo, hi := e.origin+oldest*e.o.BucketNs, e.origin+(e.newest+1)*e.o.BucketNs; t < lo || t >= hi {
 		// Beyond the buckets kept the fit says nothing: the rate may
 		// be anything up to the largest drift expected.
-		eps = max(eps, e.o.MaxDriftNsPerS+math.Abs(b))
+		r = r.widen(e.o.MaxDriftNsPerS)
 	}
 	span := e.o.SpanNs / e.o.BucketNs
-	lo, hi, okLo, okHi := e.bounds(t, max(c-span, oldest), min(c+span, e.newest), b, eps)
+	from, to := max(c-span, oldest), min(c+span, e.newest)
+	lo, hi, okLo, okHi := e.bounds(t, from, to, r)
 	if !okLo || !okHi {
-		lo, hi, okLo, okHi = e.bounds(t, oldest, e.newest, b, eps)
+		from, to = oldest, e.newest
+		lo, hi, okLo, okHi = e.bounds(t, from, to, r)
 		if !okLo || !okHi {
 			return estimate{}, false
 		}
 	}
 	est := estimate{slope: b, consistent: lo <= hi}
 	if lo > hi {
-		lo, hi = hi, lo
+		// Bounds that cross prove that the rate strayed further from
+		// the fit than allowed (a slew sharper than the window follows)
+		// or that a sample was no true one-way time. Carry them again
+		// allowing any rate up to the largest drift expected; if they
+		// still cross, the interval spans the crossing.
+		lo, hi, _, _ = e.bounds(t, from, to, r.widen(e.o.MaxDriftNsPerS))
+		if lo > hi {
+			lo, hi = hi, lo
+		}
 	}
 	est.theta = lo + (hi-lo)/2
 	est.half = hi - est.theta
@@ -477,7 +493,7 @@ func (e *Estimator) clampIndex(t, oldest int64) int64 {
 
 // bounds intersects the bounds of buckets from … to carried to t: hi
 // from the least u's, lo from the least v's.
-func (e *Estimator) bounds(t, from, to int64, b, eps float64) (lo, hi int64, okLo, okHi bool) {
+func (e *Estimator) bounds(t, from, to int64, r rates) (lo, hi int64, okLo, okHi bool) {
 	n := int64(len(e.ring))
 	for i := from; i <= to; i++ {
 		k := &e.ring[mod(i, n)]
@@ -485,14 +501,12 @@ func (e *Estimator) bounds(t, from, to int64, b, eps float64) (lo, hi int64, okL
 			continue
 		}
 		if k.nU > 0 {
-			dt := satSub(t, k.tU)
-			if h := k.minU + carry(dt, b, eps); !okHi || h < hi {
+			if h := k.minU + r.carry(satSub(t, k.tU), true); !okHi || h < hi {
 				hi, okHi = h, true
 			}
 		}
 		if k.nV > 0 {
-			dt := satSub(t, k.tV)
-			if l := -k.minV + carry(dt, b, -eps); !okLo || l > lo {
+			if l := -k.minV + r.carry(satSub(t, k.tV), false); !okLo || l > lo {
 				lo, okLo = l, true
 			}
 		}
@@ -500,12 +514,21 @@ func (e *Estimator) bounds(t, from, to int64, b, eps float64) (lo, hi int64, okL
 	return
 }
 
-// carry is how far a bound moves over dt ns at slope b, widened by eps
-// per second (eps < 0: narrowed, for a lower bound), kept within ±2⁶¹ so
+// rates is the range θ's rate of change may take (ns per s) near a time.
+type rates struct{ lo, hi float64 }
+
+// widen makes r hold every rate up to ±m.
+func (r rates) widen(m float64) rates { return rates{min(r.lo, -m), max(r.hi, m)} }
+
+// carry is how far θ may move over dt ns at the rates r: the most for
+// an upper bound, the least for a lower one. It is kept within ±2⁶¹ so
 // that adding it to a sample cannot overflow.
-func carry(dt int64, b, eps float64) int64 {
+func (r rates) carry(dt int64, upper bool) int64 {
 	s := float64(dt) / 1e9
-	c := b*s + eps*math.Abs(s)
+	c := r.lo * s
+	if (s > 0) == upper {
+		c = r.hi * s
+	}
 	const lim = 1 << 61
 	if !(c > -lim) {
 		return -lim
@@ -516,24 +539,31 @@ func carry(dt int64, b, eps float64) int64 {
 	return int64(math.Round(c))
 }
 
-// slope is the drift (ns per s) fitted around bucket c and how far the
-// true rate may be from it (ns per s), cached while the points stay.
-func (e *Estimator) slope(c int64) (b, eps float64) {
+// slope is the drift (ns per s) fitted around bucket c and the range
+// the true rate may take there, cached while the points stay.
+func (e *Estimator) slope(c int64) (b float64, r rates) {
 	if e.fit.ok && e.fit.c == c && e.fit.gen == e.gen {
-		return e.fit.b, e.fit.eps
+		return e.fit.b, e.fit.r
 	}
-	b, eps = e.fitSlope(c)
-	e.fit = slopeFit{c: c, gen: e.gen, ok: true, b: b, eps: eps}
-	return b, eps
+	b, r = e.fitSlope(c)
+	e.fit = slopeFit{c: c, gen: e.gen, ok: true, b: b, r: r}
+	return b, r
 }
 
 // wls accumulates a weighted least-squares line.
 type wls struct {
 	n                         int
 	s0, sx, sy, sxx, sxy, syy float64
+	xmin, xmax                float64
 }
 
 func (w *wls) add(x, y, wt float64) {
+	if w.n == 0 || x < w.xmin {
+		w.xmin = x
+	}
+	if w.n == 0 || x > w.xmax {
+		w.xmax = x
+	}
 	w.n++
 	w.s0 += wt
 	w.sx += wt * x
@@ -565,8 +595,12 @@ func (w *wls) slope() (b, v float64, ok bool) {
 }
 
 // fitSlope fits the drift over the points within WindowNs of bucket c's
-// middle, and over each half of that window apart.
-func (e *Estimator) fitSlope(c int64) (b, eps float64) {
+// middle, and over each half of that window apart. The true rate near c
+// is taken to lie between the least and the greatest of the three
+// slopes, widened by the slack and three standard errors of the whole
+// window's: a rate that changed within the window (a slew) parts the
+// halves, and the range grows to hold both rates.
+func (e *Estimator) fitSlope(c int64) (float64, rates) {
 	n := int64(len(e.ring))
 	w := e.o.WindowNs / e.o.BucketNs
 	tc := e.origin + c*e.o.BucketNs + e.o.BucketNs/2
@@ -598,19 +632,24 @@ func (e *Estimator) fitSlope(c int64) (b, eps float64) {
 			right.add(x, y, wt)
 		}
 	}
-	max2 := 2 * e.o.MaxDriftNsPerS
+	// Too few points, or too short a stretch of them (the start of a
+	// run, a quiet one), and the fit is noise: any rate up to the
+	// largest drift expected.
+	m := e.o.MaxDriftNsPerS
 	b, v, ok := all.slope()
-	if !ok || math.Abs(b) > 10*max2 {
-		return 0, e.o.MaxDriftNsPerS
+	if !ok || all.n < minFitPoints || all.xmax-all.xmin < float64(e.o.WindowNs)/2e9 || math.Abs(b) > 20*m {
+		return 0, rates{-m, m}
 	}
-	eps = e.o.DriftSlackNsPerS + 3*math.Sqrt(v)
-	if bl, _, ok := left.slope(); ok {
-		eps += math.Abs(b-bl) / 2
+	r := rates{b, b}
+	for _, h := range []*wls{&left, &right} {
+		if bh, _, ok := h.slope(); ok && math.Abs(bh) <= 20*m {
+			r = rates{min(r.lo, bh), max(r.hi, bh)}
+		}
 	}
-	if br, _, ok := right.slope(); ok {
-		eps += math.Abs(b-br) / 2
-	}
-	return b, min(eps, max2)
+	// Three standard errors, more with few points (a rough stand-in
+	// for Student's t at the 0.1% level).
+	d := e.o.DriftSlackNsPerS + (3+12/float64(all.n-2))*math.Sqrt(v)
+	return b, rates{max(r.lo-d, b-2*m), min(r.hi+d, b+2*m)}
 }
 
 // Report is the clock estimate's account of a run, for results.json.

@@ -3,6 +3,8 @@ package clocksync
 import (
 	"math"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 )
 
@@ -173,12 +175,13 @@ func TestEstimatorRecovers(t *testing.T) {
 		{"drift at the limit", sim{Clock: clock{Offset: 5 * s, Drift: 100_000}, AB: seg, BA: seg, Rate: 1000}, 100_000, 10_000},
 		{"asymmetric paths", sim{Clock: clock{Offset: 2 * s, Drift: 20_000}, AB: path{Floor: 60_000, Mean: 20_000}, BA: path{Floor: 5_000, Mean: 20_000}, Rate: 1000}, 20_000, 40_000},
 		{"slewed mid-run", sim{Clock: clock{Offset: s, Drift: 20_000, Drift2: -40_000, Change: 21 * s}, AB: seg, BA: seg, Rate: 1000}, -10_000, 15_000},
+		{"slewed hard mid-run", sim{Clock: clock{Offset: s, Drift: 0, Drift2: 100_000, Change: 21 * s}, AB: seg, BA: seg, Rate: 1000}, 50_000, 15_000},
 		{"sparse segments", sim{Clock: clock{Offset: s, Drift: 20_000}, AB: seg, BA: seg, Rate: 30}, 20_000, 40_000},
 		{"pings only", sim{Clock: clock{Offset: 3_700_000_000, Drift: 20_000}, Pings: 20, PingAB: path{Floor: 30_000, Mean: 100_000}, PingBA: path{Floor: 30_000, Mean: 100_000}}, 20_000, 150_000},
 		{"segments and pings", sim{Clock: clock{Offset: 3_700_000_000, Drift: 20_000}, AB: seg, BA: seg, Rate: 1000, Pings: 10, PingAB: path{Floor: 30_000, Mean: 100_000}, PingBA: path{Floor: 30_000, Mean: 100_000}}, 20_000, 10_000},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			c.sim.Start, c.sim.Dur, c.sim.Seed = 11*s, 20*s, 7
+			c.sim.Start, c.sim.Dur, c.sim.Seed = 11*s, 20*s, seedFor(t)
 			e, miss, med, mx := runChecked(t, c.sim, Options{})
 			r := e.Report()
 			t.Logf("half-width median %d ns, max %d ns; report: %+v", med, mx, r)
@@ -194,6 +197,12 @@ func TestEstimatorRecovers(t *testing.T) {
 			if d := abs(r.OffsetFirstNs - c.sim.Clock.theta(c.sim.Start)); d > max(r.HalfWidthMaxNs, 1) {
 				t.Errorf("offset at the first sample %d, θ there %d", r.OffsetFirstNs, c.sim.Clock.theta(c.sim.Start))
 			}
+			if cl := c.sim.Clock; cl.Change != 0 {
+				lo, hi := min(cl.Drift, cl.Drift2), max(cl.Drift, cl.Drift2)
+				if math.Abs(r.DriftMinNsPerS-lo) > 2_000 || math.Abs(r.DriftMaxNsPerS-hi) > 2_000 {
+					t.Errorf("local drifts %.0f … %.0f ns/s, want %.0f … %.0f", r.DriftMinNsPerS, r.DriftMaxNsPerS, lo, hi)
+				}
+			}
 			if r.Buckets == 0 || r.SamplesAB == 0 || r.SamplesBA == 0 {
 				t.Errorf("report counts nothing: %+v", r)
 			}
@@ -202,6 +211,19 @@ func TestEstimatorRecovers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// seedFor is the simulations' seed: 7, or VOLLEY_CLOCK_SEED to try
+// others.
+func seedFor(t *testing.T) uint64 {
+	if v := os.Getenv("VOLLEY_CLOCK_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("VOLLEY_CLOCK_SEED=%q: %v", v, err)
+		}
+		return n
+	}
+	return 7
 }
 
 // TestEstimatorPingsWider: pings alone give an interval, wider than the

@@ -84,7 +84,7 @@ func cmpInt(a, b int64) int {
 }
 
 // feed gives the events to m in arrival order.
-func feed(m *Matcher, evs []arrival, after func()) {
+func feed(m *Matcher, evs []arrival, after func(at int64)) {
 	for i := range evs {
 		if evs[i].host == hostA {
 			m.Local(&evs[i].e)
@@ -92,7 +92,7 @@ func feed(m *Matcher, evs []arrival, after func()) {
 			m.Remote(&evs[i].e)
 		}
 		if after != nil {
-			after()
+			after(evs[i].at)
 		}
 	}
 }
@@ -335,15 +335,24 @@ func TestMatcherEstimates(t *testing.T) {
 		{"asymmetric, slewed", clock{Offset: -2 * s, Drift: 30_000, Drift2: -10_000, Change: 10 * s}, path{25_000, 20_000}, path{5_000, 40_000}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			tr := traffic{Clock: c.clock, AB: c.ab, BA: c.ba, Conns: 16, Rate: 1000, Start: 3 * s, Dur: 15 * s, Jitter: 300_000_000, Lag: 200_000_000, Seed: 2, ReqLen: 100, Resp: 1400}
+			tr := traffic{Clock: c.clock, AB: c.ab, BA: c.ba, Conns: 16, Rate: 1000, Start: 3 * s, Dur: 15 * s, Jitter: 300_000_000, Lag: 200_000_000, Seed: seedFor(t), ReqLen: 100, Resp: 1400}
 			evs, _, _ := tr.events()
 			e := New(Options{})
 			m := NewMatcher(e, MatcherOptions{})
 			k := &checker{t: t, c: c.clock, next: tr.Start, to: tr.Start + tr.Dur, step: 5_000_000}
-			feed(m, evs, func() { k.after(e) })
+			var held, n, heldMax int64
+			feed(m, evs, func(at int64) {
+				from := k.next
+				k.after(e)
+				for x := from; x < k.next; x += k.step {
+					held += at - x
+					heldMax = max(heldMax, at-x)
+					n++
+				}
+			})
 			m.Flush()
 			miss, med, mx := k.finish(e)
-			t.Logf("half-width median %d ns, max %d ns; %+v; %+v", med, mx, m.Stats(), e.Report())
+			t.Logf("half-width median %d ns, max %d ns; a time is ready %.2f s after it (mean; max %.2f s); %+v; %+v", med, mx, float64(held)/float64(max(n, 1))/1e9, float64(heldMax)/1e9, m.Stats(), e.Report())
 			if miss > 0 {
 				t.Errorf("θ outside the interval by up to %d ns", miss)
 			}

@@ -9,10 +9,26 @@ import (
 // BenchmarkMatcherEvent is the controller's cost per net event of the
 // two hosts (a Matcher feeding an Estimator): round trips on 64
 // connections, one segment each way, every 10 µs, B's clock 3.7 s ahead
-// and drifting 20 µs/s, events in time order.
+// and drifting 20 µs/s, events in time order. "watermarks": both hosts'
+// watermarks given every 1024 events, 50 ms behind (as a run gives
+// them); "reorder": none, so pairs wait ReorderNs and hold 100,000
+// segments per direction meanwhile.
 func BenchmarkMatcherEvent(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		wm   bool
+		o    MatcherOptions
+	}{
+		{"watermarks", true, MatcherOptions{}},
+		{"reorder", false, MatcherOptions{MaxPending: 1 << 18}},
+	} {
+		b.Run(c.name, func(b *testing.B) { benchMatcher(b, c.wm, c.o) })
+	}
+}
+
+func benchMatcher(b *testing.B, watermarks bool, o MatcherOptions) {
 	e := New(Options{})
-	m := NewMatcher(e, MatcherOptions{})
+	m := NewMatcher(e, o)
 	const conns, gap = 64, 10_000
 	theta := func(t int64) int64 { return 3_700_000_000 + t/50_000 }
 	var ev probe.Event
@@ -38,10 +54,16 @@ func BenchmarkMatcherEvent(b *testing.B) {
 			ev = probe.Event{TS: uint64(t + 40_000 + rt%5*300), Kind: probe.KindNetRecv, Lport: 40000 + j, Rport: serverPort, Arg0: uint64(seq), Ret: 100}
 			m.Local(&ev)
 		}
+		if watermarks && i%1024 == 1023 {
+			w := t - 50_000_000
+			m.Watermarks(w, w+theta(w))
+		}
 	}
-	if st := m.Stats(); b.N > 100_000 && (st.PairsAB == 0 || st.PairsBA == 0) {
-		b.Fatalf("nothing paired: %+v", st)
+	st := m.Stats()
+	if b.N > 2_000_000 && (st.PairsAB < int64(b.N)/8 || st.PairsBA < int64(b.N)/8) {
+		b.Fatalf("too few paired: %+v", st)
 	}
+	b.ReportMetric(float64(st.PairsAB+st.PairsBA)/float64(b.N), "pairs/event")
 }
 
 // BenchmarkToController is the cost of mapping one agent event's time

@@ -42,8 +42,12 @@ type MatcherOptions struct {
 	// receives to match: at least how far the other host's events may
 	// lag this host's in arriving. Default 3 s.
 	KeepNs int64
-	// MaxPending is the most transmits, and the most receives, held per
-	// host; past it the oldest are let go early. Default 65536.
+	// MaxPending is the most receives held per host, waiting to be
+	// paired; past it the oldest is paired at once if it can be, or
+	// dropped. Twice as many transmits are held, so that a receive let
+	// go early still finds its transmit. Default 65536: enough for the
+	// events of ReorderNs (or of the time between Watermarks calls) at
+	// the rate the probes sustain.
 	MaxPending int
 }
 
@@ -416,13 +420,13 @@ func (m *Matcher) lookup(s int, r recv) (int64, bool) {
 }
 
 // expireXmits lets go of host i's transmits kept KeepNs past settling,
-// or beyond MaxPending.
+// or beyond twice MaxPending.
 func (m *Matcher) expireXmits(i int) {
 	h := &m.h[i]
 	old := satSub(m.settled(i), m.o.KeepNs)
 	for h.xq.len() > 0 {
 		x := h.xq.front()
-		forced := h.xq.len() > m.o.MaxPending
+		forced := h.xq.len() > 2*m.o.MaxPending
 		if !forced && x.ts >= old {
 			return
 		}

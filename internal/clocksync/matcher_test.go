@@ -291,9 +291,9 @@ func TestMatcherSettles(t *testing.T) {
 	}
 }
 
-// TestMatcherBounded: transmits and receives that never pair are held no
-// more than MaxPending per host, and the connections' lists no more than
-// maxFlows.
+// TestMatcherBounded: receives that never pair are held no more than
+// MaxPending per host, transmits no more than twice that, and the
+// connections' lists no more than maxFlows.
 func TestMatcherBounded(t *testing.T) {
 	rec := &recorder{}
 	const maxPending = 1000
@@ -308,10 +308,10 @@ func TestMatcherBounded(t *testing.T) {
 	}
 	for i := range m.h {
 		h := &m.h[i]
-		if h.xq.len() > maxPending || len(h.xmits) > maxPending || h.rq.len() > maxPending || len(h.flows) > maxFlows {
+		if h.xq.len() > 2*maxPending || len(h.xmits) > 2*maxPending || h.rq.len() > maxPending || len(h.flows) > maxFlows {
 			t.Errorf("host %d holds %d transmits (%d keys), %d receives, %d flows", i, h.xq.len(), len(h.xmits), h.rq.len(), len(h.flows))
 		}
-		if len(h.xq.buf) > 2*maxPending || len(h.rq.buf) > 2*maxPending {
+		if len(h.xq.buf) > 4*maxPending || len(h.rq.buf) > 2*maxPending {
 			t.Errorf("host %d buffers %d, %d", i, len(h.xq.buf), len(h.rq.buf))
 		}
 	}
@@ -357,5 +357,22 @@ func TestMatcherEstimates(t *testing.T) {
 				t.Errorf("θ outside the interval by up to %d ns", miss)
 			}
 		})
+	}
+}
+
+// TestMatcherOverflowPairs: past MaxPending a receive is paired at once,
+// without waiting to settle; its transmit is still held (twice as many
+// transmits are kept), so nothing but the last MaxPending is lost.
+func TestMatcherOverflowPairs(t *testing.T) {
+	const s = int64(1e9)
+	tr := traffic{Clock: clock{Offset: 7 * s, Drift: 20_000}, AB: path{5_000, 20_000}, BA: path{5_000, 20_000}, Conns: 8, Rate: 20_000, Start: 3 * s, Dur: s / 2, Seed: 1, ReqLen: 100, Resp: 1400}
+	evs, wantAB, wantBA := tr.events()
+	rec := &recorder{}
+	const maxPending = 64
+	m := NewMatcher(rec, MatcherOptions{MaxPending: maxPending})
+	feed(m, evs, nil)
+	st := m.Stats()
+	if lost := int64(len(wantAB)+len(wantBA)) - st.PairsAB - st.PairsBA; st.Overflow == 0 || lost > 2*maxPending+2 || st.Unmatched > 0 {
+		t.Errorf("%d pairs lost of %d; stats %+v", lost, len(wantAB)+len(wantBA), st)
 	}
 }

@@ -107,9 +107,7 @@ func (t *twoHosts) Run(ctx context.Context, deliver func(*probe.Event)) error {
 		})
 	}()
 	go func() {
-		err := t.remote.run(ctx, func(e *probe.Event) {
-			deliver(e) // under t.mu: remote.run delivers from release
-		})
+		err := t.remote.run(ctx, deliver) // under t.mu: see release
 		if err != nil {
 			cancel()
 			if t.lost != nil {
@@ -118,8 +116,7 @@ func (t *twoHosts) Run(ctx context.Context, deliver func(*probe.Event)) error {
 		}
 		errc <- err
 	}()
-	err := errors.Join(<-errc, <-errc)
-	return err
+	return errors.Join(<-errc, <-errc)
 }
 
 // halfWidth is the clock estimate's uncertainty at tA (this host's clock).

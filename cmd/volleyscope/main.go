@@ -30,6 +30,7 @@ usage:
   volleyscope sweep [flags]            throughput and latency against load, the knee named
   volleyscope replay FILE              join and report a 'run --record' file offline
   volleyscope agent --listen ADDR ...  serve a server's probe to a run on another host (root)
+  volleyscope watch [flags]            split the round trips of programs we did not start (root)
   volleyscope version                  the build: module version, VCS revision, +dirty
   volleyscope help COMMAND             a command's flags and examples
 
@@ -152,6 +153,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 		return cmdReplay(ctx, args)
 	case "agent":
 		return cmdAgent(ctx, args)
+	case "watch":
+		return cmdWatch(ctx, args)
 	case "version", "--version":
 		if len(args) > 0 {
 			return usagef("version: want no arguments, got %q", args)

@@ -42,6 +42,9 @@ type pipeline struct {
 
 	undo  []func()                // teardown, run last first
 	abort context.CancelCauseFunc // stops the load early: a stage that cannot go on (an agent lost)
+	// moreParts, if set, adds what a run of another kind knows to the
+	// summary's parts before it is built (the watch: its connections).
+	moreParts func(*report.Parts)
 }
 
 // Callbacks are where a run reports as it goes. Both may be nil.
@@ -270,6 +273,9 @@ func (p *pipeline) finish(load *loadgen.Summary, runErr error) (*report.Results,
 				parts.Errors = append(parts.Errors, recErr.Error())
 			}
 		}
+	}
+	if p.moreParts != nil {
+		p.moreParts(&parts)
 	}
 	res := report.Build(parts)
 	joinErr := checkJoined(res) // before commit: its warning goes into results.json

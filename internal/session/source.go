@@ -99,6 +99,9 @@ type probeSource struct {
 	sample     uint32 // socket events of one connection in sample (probe.Sampled); ≤ 1: all
 	statsOff   atomic.Bool
 	warmTrips  *atomic.Int64 // round trips completed while the kernel's statistics ran (set by the pipeline)
+	// tap, if set, sees every event before the join: the watch derives
+	// its round trips from the client's socket events (watchTrips).
+	tap func(*probe.Event)
 
 	// Read from the kernel before the probe is closed.
 	runs, bpfNs uint64
@@ -172,6 +175,10 @@ func (s *probeSource) Run(ctx context.Context, deliver func(*probe.Event)) error
 	runtime.LockOSThread()
 	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), readerNice)
 	defer func() { s.readerCPU.Store(threadCPU()) }()
+	if tap := s.tap; tap != nil {
+		join := deliver
+		deliver = func(e *probe.Event) { tap(e); join(e) }
+	}
 	return s.p.Run(ctx, deliver)
 }
 

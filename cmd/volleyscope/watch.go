@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/volleyscope/volleyscope/internal/session"
+)
+
+const watchHelp = `volleyscope watch --server-pid PID | --server-port PORT [--client-pid PID]... [flags]
+
+Splits the round trips of programs that volleyscope did not start: a
+client on this host (--client-pid, repeatable) talking to a server on this
+host (--server-pid or --server-port). Each round trip comes from the
+client's socket traffic, on connections with one request in flight
+(HTTP/1.1 keep-alive, RESP, memcached, ping-pong, echo): from the start of
+the client's send of a request to the return of the receive that completed
+its reply, the reply being complete when the client sends again, closes,
+or stays silent for 100 ms. It is split as 'run' splits its own round
+trips (same components, same sum check, same outputs). A connection with
+a second request sent before the reply to the first (pipelining) is named
+and not split.
+
+Watches until --duration passes, Ctrl-C, or a watched process exits, then
+prints and writes (--out) what it measured. Needs root or
+CAP_BPF+CAP_PERFMON; the processes must be in this network namespace.
+Nothing stays attached after it exits.
+
+examples:
+  volleyscope watch --server-port 6379 --client-pid $(pgrep -n redis-benchma) --duration 10s
+  volleyscope watch --server-pid $(pgrep -o nginx) --client-pid 4242 --out /tmp/watch
+` + exitText
+
+func cmdWatch(ctx context.Context, args []string) error {
+	fs := newFlagSet("watch", watchHelp)
+	var wc session.WatchConfig
+	lf := &loadFlags{}
+	var pf probeFlags
+	fs.IntVar(&wc.ServerPID, "server-pid", 0, "the server: a process listening on a TCP port (its only one, or --server-port's)")
+	fs.IntVar(&wc.ServerPort, "server-port", 0, "the server's listening TCP port")
+	fs.IntSliceVar(&wc.ClientPIDs, "client-pid", nil, "a client process on this host whose round trips to the server are split (repeatable)")
+	fs.DurationVar(&wc.Duration, "duration", 0, "how long to watch; 0: until Ctrl-C or a watched process exits")
+	fs.StringVar(&pf.mode, "probe-mode", "auto", "hook family: auto (best that loads, per event), tracepoint, fentry or kprobe")
+	fs.StringVar(&lf.out, "out", "", "write results.json, requests.csv, latency.hlog, report.html and trace.json into this directory")
+	fs.BoolVar(&lf.json, "json", false, "results.json on stdout instead of the summary")
+	fs.BoolVar(&lf.quiet, "quiet", false, "no notices or progress on stderr")
+	fs.BoolVar(&wc.Verbose, "verbose", false, "name every probe hook")
+	if help, err := parseArgs(fs, args, 0, "no arguments, only flags"); help || err != nil {
+		return err
+	}
+	if err := pf.validate(); err != nil {
+		return err
+	}
+	if len(wc.ClientPIDs) == 0 {
+		return usagef("--client-pid: give the client process to watch (watching the server side alone is not built yet)")
+	}
+	wc.ProbeMode, wc.Out = pf.mode, lf.out
+	started := time.Now()
+	pr := newProgress(os.Stderr, lf.quiet)
+	pr.aim(0, 0, wc.Duration, -1)
+	res, err := session.Watch(ctx, wc, session.Callbacks{Progress: pr.update, Note: pr.note})
+	pr.done()
+	if res == nil {
+		return err
+	}
+	return emit(res, lf, err, started)
+}

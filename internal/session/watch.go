@@ -1,0 +1,336 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/volleyscope/volleyscope/internal/hostinfo"
+	"github.com/volleyscope/volleyscope/internal/report"
+	"github.com/volleyscope/volleyscope/internal/serverproc"
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/probe"
+)
+
+// WatchConfig configures a watch: programs that volleyscope did not
+// start, followed as they run. The server is named by its process or its
+// port (one of the two; both must agree when both are given).
+type WatchConfig struct {
+	ServerPID  int   // a process listening on the server's port; 0: found from ServerPort
+	ServerPort int   // the server's listening port; 0: the one ServerPID listens on
+	ClientPIDs []int // client processes on this host whose round trips are split
+	// Duration ends the watch; 0 watches until ctx ends (Ctrl-C).
+	Duration  time.Duration
+	ProbeMode string // hook family, as Config.ProbeMode
+	Out       string // as Config.Out
+	Verbose   bool   // as Config.Verbose
+}
+
+// Timing of the watch loop: how often it derives round trips and hands
+// them to the join, and how long it waits at the end for the probe's
+// reader to deliver the last events.
+const (
+	watchEvery   = 100 * time.Millisecond
+	watchDrainAt = 2 * time.Second
+)
+
+// Watch follows the server and client processes of wc, derives each
+// client's round trips from its socket traffic (watchTrips), and splits
+// them with the same join, summary and outputs as Run. It ends at
+// wc.Duration, when ctx ends, or when a watched process exits, and
+// returns what was measured. Errors about wc are *FlagError.
+func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, error) {
+	t, err := resolveWatch(wc)
+	if err != nil {
+		return nil, err
+	}
+	cfg := Config{Probe: true, ProbeMode: wc.ProbeMode, Out: wc.Out, Verbose: wc.Verbose}
+	// The rings are sized as for followAll clients of ours: the most a
+	// followed host sends without the probe sampling connections.
+	cfg.Load.Clients = followAll
+	p := &pipeline{cb: cb, cfg: cfg}
+	if err := p.sinks.open(cfg); err != nil {
+		return nil, err
+	}
+	p.undo = append(p.undo, p.sinks.abort)
+	defer p.teardown()
+	p.meta = report.MetaOf(hostinfo.Local())
+	p.meta.Server = t.label
+	p.server = &serverStage{label: t.label, addr: fmt.Sprintf("127.0.0.1:%d", t.port), port: t.port, pids: t.serverPIDs}
+	cb.note(fmt.Sprintf("server on port %d is %s", t.port, pidText(t.serverPIDs)))
+
+	ps, err := openProbe(cfg, t.port)
+	if err != nil {
+		return nil, err
+	}
+	if err := ps.FollowProcesses(t.serverPIDs); err != nil {
+		ps.Close()
+		return nil, err
+	}
+	for _, pid := range wc.ClientPIDs {
+		if err := ps.p.TrackTGID(uint32(pid)); err != nil {
+			ps.Close()
+			return nil, fmt.Errorf("follow client pid %d: %w", pid, err)
+		}
+	}
+	trips := newWatchTrips(t.port)
+	ps.tap = trips.event
+	cb.note("probe: " + ps.Summary())
+	for _, n := range ps.Notices() {
+		cb.note(n)
+	}
+	p.cost = newServerCost(t.serverPIDs, -1)
+	if err := p.startJoin(ps); err != nil {
+		return nil, err
+	}
+	w := &watchLoad{src: ps, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note}
+	p.moreParts = w.parts
+	load, runErr := w.run(ctx, p.hooks())
+	return p.finish(load, runErr)
+}
+
+// watchLoad is the watch's load stage: the round trips come from the
+// watched client's traffic instead of clients of ours.
+type watchLoad struct {
+	src      EventSource
+	trips    *watchTrips
+	duration time.Duration
+	pids     []int // watched processes: the first to exit ends the watch
+	note     func(string)
+	conns    int
+	ended    string // why the watch ended
+}
+
+func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summary, error) {
+	opts := loadgen.Options{Warmup: -1, NoMSER: true, CI: -1, P99CI: -1}
+	start := monotonicNow()
+	feed := loadgen.NewFeed(opts, start, hooks)
+	t := time.NewTicker(watchEvery)
+	defer t.Stop()
+	var err error
+	for w.ended == "" && err == nil {
+		select {
+		case <-ctx.Done():
+			w.ended = "interrupted"
+		case <-t.C:
+		}
+		now := monotonicNow()
+		if w.duration > 0 && now-start >= w.duration.Nanoseconds() {
+			w.ended = "its duration passed"
+		}
+		if pid, gone := w.exited(); gone {
+			w.ended = fmt.Sprintf("watched process %d exited", pid)
+		}
+		err = w.step(feed, w.src.Watermark(), false)
+		feed.Check(now)
+	}
+	end := monotonicNow()
+	// Every event stamped before the end, delivered, before the last step.
+	for limit := time.Now().Add(watchDrainAt); w.src.Watermark() < end && time.Now().Before(limit); {
+		time.Sleep(watchEvery / 4)
+	}
+	if e := w.step(feed, end, true); err == nil {
+		err = e
+	}
+	w.note("watch ended: " + w.ended)
+	sum := feed.Finish(end, loadgen.StopWatched)
+	sum.Options.Clients = w.conns
+	return sum, err
+}
+
+// step hands the round trips completed before watermark to the feed,
+// their connections first.
+func (w *watchLoad) step(feed *loadgen.Feed, watermark int64, final bool) error {
+	fresh, trips := w.trips.advance(watermark, final)
+	if len(fresh) > 0 {
+		w.conns += len(fresh)
+		if err := feed.AddConns(fresh); err != nil {
+			return err
+		}
+	}
+	for _, t := range trips {
+		feed.Add(t.conn, t.r)
+	}
+	return nil
+}
+
+// exited is the first watched process that is gone (or a zombie).
+func (w *watchLoad) exited() (int, bool) {
+	for _, pid := range w.pids {
+		if !processAlive(pid) {
+			return pid, true
+		}
+	}
+	return 0, false
+}
+
+// parts says in the summary what the watch could not split.
+func (w *watchLoad) parts(p *report.Parts) {
+	tr := w.trips
+	p.Warnings = append(p.Warnings, fmt.Sprintf("watch: round trips from the watched clients' socket traffic, from the TCP send start of a request to the return of the receive that completed its reply; %d connections, ended because %s", tr.connsSeen, w.ended))
+	if tr.pipelined > 0 {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("watch: %d of %d connections were pipelined (a second request sent before the reply to the first): their %d requests are not split", tr.pipelined, tr.connsSeen, tr.pipeTrips))
+	}
+	if tr.inFlightEnd > 0 {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("watch: %d requests were in flight when the watch ended and are not counted", tr.inFlightEnd))
+	}
+}
+
+// processAlive says whether pid exists and is not a zombie.
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || (b[i+2] != 'Z' && b[i+2] != 'X')
+}
+
+// watchTarget is what a WatchConfig names, resolved.
+type watchTarget struct {
+	label      string
+	port       uint16
+	serverPIDs []int
+}
+
+// resolveWatch checks wc against the running system: the processes exist
+// in our network namespace, the port has a listener, and the probe can be
+// loaded. Every error is a *FlagError naming the flag to change.
+func resolveWatch(wc WatchConfig) (watchTarget, error) {
+	var t watchTarget
+	if wc.ServerPID == 0 && wc.ServerPort == 0 {
+		return t, flagErr("--server-port", errors.New("watch needs the server: give --server-port PORT or --server-pid PID"))
+	}
+	if wc.ServerPort < 0 || wc.ServerPort > 65535 {
+		return t, flagErr("--server-port", fmt.Errorf("port %d is not in 1-65535", wc.ServerPort))
+	}
+	if wc.Duration < 0 {
+		return t, flagErr("--duration", fmt.Errorf("%v is negative; give a duration, or none to watch until Ctrl-C", wc.Duration))
+	}
+	first := "--server-port"
+	if wc.ServerPID != 0 {
+		first = "--server-pid"
+	} else if len(wc.ClientPIDs) > 0 {
+		first = "--client-pid"
+	}
+	if err := probe.Check(); err != nil {
+		return t, flagErr(first, fmt.Errorf("watching programs: %w", err))
+	}
+	ourNet, _ := os.Readlink("/proc/self/ns/net")
+	checkPID := func(flag string, pid int) error {
+		if pid <= 0 {
+			return flagErr(flag, fmt.Errorf("pid %d: want a process id", pid))
+		}
+		if !processAlive(pid) {
+			return flagErr(flag, fmt.Errorf("no process %d: is it running? (ps -p %d)", pid, pid))
+		}
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+		if err != nil {
+			return flagErr(flag, fmt.Errorf("process %d: read its network namespace: %w; run as root", pid, err))
+		}
+		if ns != ourNet {
+			return flagErr(flag, fmt.Errorf("process %d is in another network namespace (%s, ours %s): its ports are not ours; run volleyscope in its namespace (nsenter -t %d -n volleyscope watch …)", pid, ns, ourNet, pid))
+		}
+		return nil
+	}
+	if wc.ServerPID != 0 {
+		if err := checkPID("--server-pid", wc.ServerPID); err != nil {
+			return t, err
+		}
+	}
+	for _, pid := range wc.ClientPIDs {
+		if err := checkPID("--client-pid", pid); err != nil {
+			return t, err
+		}
+		if pid == wc.ServerPID {
+			return t, flagErr("--client-pid", fmt.Errorf("pid %d is the server (--server-pid): a process is watched as one side", pid))
+		}
+	}
+	port := uint16(wc.ServerPort)
+	if port == 0 {
+		ports := listeningPorts(wc.ServerPID)
+		switch len(ports) {
+		case 0:
+			return t, flagErr("--server-pid", fmt.Errorf("process %d listens on no TCP port; give the port with --server-port", wc.ServerPID))
+		case 1:
+			port = ports[0]
+		default:
+			return t, flagErr("--server-pid", fmt.Errorf("process %d listens on ports %s; choose one with --server-port", wc.ServerPID, portList(ports)))
+		}
+	}
+	pids, listening := serverproc.Holders(0, port)
+	if !listening {
+		return t, flagErr("--server-port", fmt.Errorf("nothing listens on port %d here; start the server first, or check the port (ss -ltnp)", port))
+	}
+	if wc.ServerPID != 0 && !slices.Contains(pids, wc.ServerPID) {
+		return t, flagErr("--server-pid", fmt.Errorf("process %d holds no socket of port %d (held by %s)", wc.ServerPID, port, pidText(pids)))
+	}
+	if len(pids) == 0 {
+		return t, flagErr("--server-port", fmt.Errorf("no process visible to us holds port %d's sockets; run as root, in the server's PID namespace", port))
+	}
+	t.port, t.serverPIDs = port, pids
+	t.label = fmt.Sprintf("watched: port %d (%s)", port, processName(pids[0]))
+	return t, nil
+}
+
+// listeningPorts are the TCP ports on which process pid holds a
+// listening socket, in order.
+func listeningPorts(pid int) []uint16 {
+	inodes := map[string]uint16{}
+	for _, f := range []string{"tcp", "tcp6"} {
+		fh, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			fs := strings.Fields(sc.Text())
+			if len(fs) <= 9 || fs[3] != "0A" {
+				continue
+			}
+			i := strings.LastIndexByte(fs[1], ':')
+			p, err := strconv.ParseUint(fs[1][i+1:], 16, 16)
+			if err == nil {
+				inodes[fs[9]] = uint16(p)
+			}
+		}
+		fh.Close()
+	}
+	var ports []uint16
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	for _, fd := range fds {
+		l, err := os.Readlink(fd)
+		if err != nil || !strings.HasPrefix(l, "socket:[") {
+			continue
+		}
+		if p, ok := inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")]; ok && !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
+	slices.Sort(ports)
+	return ports
+}
+
+func portList(ports []uint16) string {
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(s, ", ")
+}
+
+// processName is pid's command name (/proc/PID/comm), or "pid N".
+func processName(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return fmt.Sprintf("pid %d", pid)
+	}
+	return strings.TrimSpace(string(b))
+}

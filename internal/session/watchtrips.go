@@ -1,0 +1,175 @@
+package session
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/probe"
+)
+
+// watchIdle is how long a connection stays silent after a reply before
+// the reply counts as complete without a next request. A request/response
+// client sends its next request at once; one that pauses longer than
+// this ends its round trip at the last receive before the pause. A reply
+// whose pieces come further apart than this is split in two (timing
+// cannot tell); the stream keeps events long enough for either.
+const watchIdle = 100 * time.Millisecond
+
+// tcpClose and tcpFinWait1 are TCP states (include/net/tcp_states.h)
+// that end a connection for the watch.
+const (
+	tcpFinWait1 = 4
+	tcpClose    = 7
+)
+
+// watchTrips derives round trips from a watched client's socket traffic
+// to the server's port, in place of our load generator's t0 and t1: on a
+// connection with one request in flight, a round trip runs from the
+// start of the client's send of a request (the TCP send start, where the
+// load generator's t0 is just before the send system call) to the return
+// of the receive that completes the reply (where its t1 is just after
+// it). The reply is complete when the client sends again, closes the
+// connection, or stays silent for watchIdle. A second send returned
+// before any of the reply arrived is a second request in flight: the
+// connection is pipelined and none of its round trips is split, rather
+// than split wrongly.
+//
+// Events come from the probe's reader (event, on its goroutine); advance
+// works through them in time order up to a watermark, on the watch's.
+type watchTrips struct {
+	port uint16
+
+	mu  sync.Mutex
+	in  []probe.Event // from the reader, not yet taken
+	buf []probe.Event // taken, waiting for the watermark
+
+	conns  map[uint16]*watchConn // by client port
+	nextID int
+	// Counts for the summary.
+	pipelined   int   // connections found pipelined
+	pipeTrips   int64 // requests on them, not split
+	orphans     int64 // replies on a connection whose request was not seen
+	connsSeen   int
+	idleClosed  int64
+	inFlightEnd int64
+}
+
+// watchConn is one client connection's progress through its requests.
+type watchConn struct {
+	info      loadgen.ConnInfo
+	t0        int64 // send start of the request in flight; 0: none
+	sent      bool  // a send of this request returned
+	lastRecv  int64 // the reply's last receive so far; 0: no reply yet
+	pipelined bool
+}
+
+func newWatchTrips(port uint16) *watchTrips {
+	return &watchTrips{port: port, conns: map[uint16]*watchConn{}}
+}
+
+// event keeps the events of client sockets to the server (their remote
+// port is the server's); it runs on the probe's reader, so it only copies.
+func (w *watchTrips) event(e *probe.Event) {
+	if e.Rport != w.port || e.Lport == w.port {
+		return
+	}
+	switch e.Kind {
+	case probe.KindSendStart, probe.KindSockSend, probe.KindSockRecv, probe.KindSockState:
+		w.mu.Lock()
+		w.in = append(w.in, *e)
+		w.mu.Unlock()
+	}
+}
+
+// tripOut is one derived round trip.
+type tripOut struct {
+	conn int
+	r    loadgen.Record
+}
+
+// advance works through the events stamped before watermark, in time
+// order, and returns the connections seen for the first time and the
+// round trips completed. With final set, every event is taken and the
+// watch ends: a request whose reply is not known complete is counted as
+// in flight, not reported.
+func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnInfo, trips []tripOut) {
+	w.mu.Lock()
+	w.buf = append(w.buf, w.in...)
+	w.in = w.in[:0]
+	w.mu.Unlock()
+	slices.SortStableFunc(w.buf, func(a, b probe.Event) int { return cmp.Compare(a.TS, b.TS) })
+	n := len(w.buf)
+	if !final {
+		n, _ = slices.BinarySearchFunc(w.buf, watermark, func(e probe.Event, t int64) int { return cmp.Compare(int64(e.TS), t) })
+	}
+	emit := func(c *watchConn) {
+		if c.lastRecv != 0 && !c.pipelined {
+			trips = append(trips, tripOut{c.info.ID, loadgen.Record{T0: c.t0, T1: c.lastRecv}})
+		}
+		if c.pipelined && c.t0 != 0 {
+			w.pipeTrips++
+		}
+		c.t0, c.sent, c.lastRecv = 0, false, 0
+	}
+	for i := range w.buf[:n] {
+		e := &w.buf[i]
+		ts := int64(e.TS)
+		if e.Kind == probe.KindSockState {
+			if c := w.conns[e.Lport]; c != nil && (e.Arg1 == tcpClose || e.Arg1 == tcpFinWait1) {
+				emit(c)
+				delete(w.conns, e.Lport)
+			}
+			continue
+		}
+		c := w.conns[e.Lport]
+		if c == nil {
+			if e.Kind != probe.KindSendStart {
+				continue // the connection's traffic began before we looked: wait for a request
+			}
+			c = &watchConn{info: loadgen.ConnInfo{ID: w.nextID, TID: int(e.TID), LocalPort: int(e.Lport)}}
+			w.nextID++
+			w.connsSeen++
+			w.conns[e.Lport] = c
+			fresh = append(fresh, c.info)
+		}
+		switch e.Kind {
+		case probe.KindSendStart:
+			switch {
+			case c.lastRecv != 0: // the next request: the reply before it is complete
+				emit(c)
+				c.t0 = ts
+			case c.t0 == 0:
+				c.t0 = ts
+			case c.sent && !c.pipelined: // a second request before any reply
+				c.pipelined = true
+				w.pipelined++
+			}
+			// Otherwise another segment of the same send.
+		case probe.KindSockSend:
+			if c.t0 != 0 {
+				c.sent = true
+			}
+		case probe.KindSockRecv:
+			if c.t0 == 0 {
+				w.orphans++ // a reply to a request sent before we looked
+				continue
+			}
+			c.lastRecv = ts
+		}
+	}
+	w.buf = append(w.buf[:0], w.buf[n:]...)
+	// A reply followed by silence is complete.
+	for _, c := range w.conns {
+		if c.lastRecv != 0 && c.lastRecv < watermark-watchIdle.Nanoseconds() {
+			w.idleClosed++
+			emit(c)
+		} else if final && c.t0 != 0 {
+			w.inFlightEnd++
+		}
+	}
+	slices.SortFunc(trips, func(a, b tripOut) int { return cmp.Compare(a.r.T1, b.r.T1) })
+	return fresh, trips
+}

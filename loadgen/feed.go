@@ -1,0 +1,96 @@
+package loadgen
+
+import "time"
+
+// StopWatched is the stop reason of round trips that a Feed measured:
+// another program made them, and the watch ended (its duration, Ctrl-C,
+// or a watched process that exited).
+const StopWatched = "watched"
+
+// Feed measures round trips that another program made, handed over from
+// outside as they are observed (volleyscope watch derives them from a
+// client's socket traffic): the same window, statistics and hooks as a
+// run of our own clients, without the clients. Like the run loop it holds
+// no round trip beyond the pilot stretch, so its memory is flat in how
+// long it is fed.
+//
+// One goroutine calls every method.
+type Feed struct {
+	opts  Options
+	m     *measurer
+	hooks Hooks
+	res   *Summary
+	seqs  map[int]int64 // next round trip index per connection
+	batch []pending
+}
+
+// NewFeed starts measuring at firstT0 (CLOCK_MONOTONIC ns): the window
+// opens at firstT0 + opts.Warmup (Warmup < 0: at once; MSER-5 is skipped
+// with opts.NoMSER), and hooks are called as a run calls them (Began
+// now, ClientsReady per AddConns, Sink per round trip, Progress per
+// Check, Halting at Finish).
+func NewFeed(opts Options, firstT0 int64, hooks Hooks) *Feed {
+	opts.defaults()
+	f := &Feed{opts: opts, hooks: hooks, seqs: map[int]int64{}}
+	f.res = &Summary{Options: opts, Started: time.Now()}
+	f.m = newMeasurer(&f.opts, hooks.Sink, nil, firstT0)
+	if hooks.Began != nil {
+		hooks.Began(f.res.Started, firstT0)
+	}
+	return f
+}
+
+// AddConns announces connections before their first round trip.
+func (f *Feed) AddConns(conns []ConnInfo) error {
+	f.res.Conns = append(f.res.Conns, conns...)
+	if f.hooks.ClientsReady != nil {
+		return f.hooks.ClientsReady(conns)
+	}
+	return nil
+}
+
+// Add takes one observed round trip of connection conn; they are handed
+// on at the next Check, in completion order.
+func (f *Feed) Add(conn int, r Record) {
+	seq := f.seqs[conn]
+	f.seqs[conn] = seq + 1
+	f.batch = append(f.batch, pending{conn, seq, r})
+}
+
+// Check hands on what was added, applies the window at now, and reports
+// progress as the run loop does.
+func (f *Feed) Check(now int64) Progress {
+	byCompletion(f.batch)
+	f.m.take(f.batch, now)
+	f.batch = f.batch[:0]
+	f.m.check(now)
+	var start int64
+	if f.m.decided {
+		start = f.m.win.Start
+	}
+	g := Progress{
+		Elapsed: time.Duration(now - f.m.win.FirstT0), Warmup: !f.m.decided, WindowStart: start, Measured: int(f.m.measured),
+		Mean: f.m.mean.Mean, P50: f.m.p50.Mean, P99: f.m.p99.Mean,
+		RelCI: f.m.p50.RelHalfWidth(), P99RelCI: f.m.p99.RelHalfWidth(),
+	}
+	if f.hooks.Progress != nil {
+		f.hooks.Progress(g)
+	}
+	return g
+}
+
+// Finish closes the window at end, hands on what is left, and returns
+// the summary; reason is its StopReason.
+func (f *Feed) Finish(end int64, reason string) *Summary {
+	if f.hooks.Halting != nil {
+		f.hooks.Halting()
+	}
+	byCompletion(f.batch)
+	f.m.take(f.batch, end)
+	f.batch = nil
+	f.m.finish(end)
+	f.res.StopReason = reason
+	f.m.check(end)
+	f.res.fill(f.m)
+	return f.res
+}

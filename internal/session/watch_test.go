@@ -1,0 +1,264 @@
+package session
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/probe"
+)
+
+// tripRow is one row of a requests.csv: a round trip's t0 and t1.
+type tripRow struct{ t0, t1 int64 }
+
+// readTrips reads the t0 and t1 of every round trip of a requests.csv,
+// sorted by t0.
+func readTrips(t *testing.T, path string) []tripRow {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	if len(rows) == 0 || len(rows[0]) < 4 || rows[0][2] != "t0_ns" || rows[0][3] != "t1_ns" {
+		t.Fatalf("%s: unexpected header %v", path, rows)
+	}
+	var out []tripRow
+	for _, r := range rows[1:] {
+		t0, err1 := strconv.ParseInt(r[2], 10, 64)
+		t1, err2 := strconv.ParseInt(r[3], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out = append(out, tripRow{t0, t1})
+	}
+	slices.SortFunc(out, func(a, b tripRow) int { return int(a.t0 - b.t0) })
+	return out
+}
+
+// startBuiltin starts a built-in server of ours in a process of its own
+// on a free port of 127.0.0.1, waits until it accepts, and stops it when
+// t ends.
+func startBuiltin(t *testing.T, name string) int {
+	t.Helper()
+	port := unusedPort(t)
+	cmd := exec.Command(selfBin, "serve", name, "-p", strconv.Itoa(port))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+			return port
+		}
+		if i == 100 {
+			t.Fatalf("server %s on port %d: %v", name, port, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWatchKnownClient: watch --client-pid on our own bench client against
+// the threads server, set beside the client's own t0 and t1 (its
+// requests.csv): per round trip the watched latency is within 2 µs of the
+// client's for ≥ 99% of the round trips the watch saw, and the watch saw
+// ≥ 99% of the client's round trips within its span. The watch ends when
+// the client exits.
+func TestWatchKnownClient(t *testing.T) {
+	requireRoot(t)
+	port := startBuiltin(t, "threads")
+	dir := t.TempDir()
+	bench := exec.Command(selfBin, "bench", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--clients", "1",
+		"--duration", "3s", "--warmup", "200ms", "--ci", "0", "--p99-ci", "0", "--out", filepath.Join(dir, "bench"), "-q")
+	var benchOut strings.Builder
+	bench.Stdout, bench.Stderr = &benchOut, &benchOut
+	if err := bench.Start(); err != nil {
+		t.Fatal(err)
+	}
+	benchDone := make(chan error, 1)
+	go func() { benchDone <- bench.Wait() }()
+	t.Cleanup(func() { bench.Process.Kill(); <-benchDone })
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{bench.Process.Pid}, Out: filepath.Join(dir, "watch")}, Callbacks{})
+	if err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	select {
+	case err := <-benchDone:
+		benchDone <- err
+		if err != nil {
+			t.Fatalf("bench: %v\n%s", err, benchOut.String())
+		}
+	case <-ctx.Done():
+		t.Fatal("bench did not end")
+	}
+	bc := res.BreakdownCheck
+	if bc == nil || bc.Joined == 0 {
+		t.Fatalf("nothing joined: %+v", bc)
+	}
+	if rate := float64(bc.Joined) / float64(bc.Joined+bc.Unjoined); rate < 0.99 || bc.SumWithinTolerance < 0.99 {
+		t.Errorf("joined %.4f (want ≥ 0.99), sum within tolerance %.4f (want ≥ 0.99); unjoined %v", rate, bc.SumWithinTolerance, bc.UnjoinedReasons)
+	}
+
+	own := readTrips(t, filepath.Join(dir, "bench", "requests.csv"))
+	watched := readTrips(t, filepath.Join(dir, "watch", "requests.csv"))
+	if len(watched) < 1000 {
+		t.Fatalf("watched %d round trips, want ≥ 1000", len(watched))
+	}
+	// Each watched round trip lies inside one of the client's: its send
+	// start after the client's t0, its last receive before its t1.
+	var close, matched int
+	var diffs []int64
+	for _, w := range watched {
+		i := sort.Search(len(own), func(i int) bool { return own[i].t0 > w.t0 }) - 1
+		if i < 0 || w.t1 > own[i].t1 {
+			continue
+		}
+		matched++
+		d := (own[i].t1 - own[i].t0) - (w.t1 - w.t0)
+		diffs = append(diffs, d)
+		if d >= -2000 && d <= 2000 {
+			close++
+		}
+	}
+	lo, hi := watched[0].t0, watched[len(watched)-1].t1
+	var inSpan int
+	for _, o := range own {
+		if o.t0 >= lo && o.t1 <= hi {
+			inSpan++
+		}
+	}
+	slices.Sort(diffs)
+	q := func(p float64) int64 { return diffs[int(p*float64(len(diffs)-1))] }
+	t.Logf("watched %d round trips, %d inside one of the client's own (of %d in the watch's span); own − watched latency: p1 %d ns, p50 %d ns, p99 %d ns; within 2 µs: %.4f",
+		len(watched), matched, inSpan, q(0.01), q(0.5), q(0.99), float64(close)/float64(matched))
+	if float64(matched) < 0.99*float64(inSpan) {
+		t.Errorf("matched %d watched round trips to the client's own, of %d in the span: want ≥ 99%%", matched, inSpan)
+	}
+	if float64(close) < 0.99*float64(matched) {
+		t.Errorf("%d of %d watched latencies within 2 µs of the client's own, want ≥ 99%%", close, matched)
+	}
+}
+
+// TestWatchBadInput: what watch refuses before it attaches anything, each
+// a *FlagError naming the flag.
+func TestWatchBadInput(t *testing.T) {
+	if os.Geteuid() != 0 {
+		// Without privilege every case is refused for it, on the first flag.
+		var fe *FlagError
+		if _, err := Watch(context.Background(), WatchConfig{ServerPort: 1, ClientPIDs: []int{os.Getpid()}}, Callbacks{}); !errors.As(err, &fe) || !errors.Is(err, probe.ErrPermission) {
+			t.Fatalf("unprivileged: %v, want a *FlagError wrapping probe.ErrPermission", err)
+		}
+		return
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	free := unusedPort(t)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		wc   WatchConfig
+		flag string
+	}{
+		{"no server", WatchConfig{ClientPIDs: []int{os.Getpid()}}, "--server-port"},
+		{"port out of range", WatchConfig{ServerPort: 70000, ClientPIDs: []int{os.Getpid()}}, "--server-port"},
+		{"no listener", WatchConfig{ServerPort: free, ClientPIDs: []int{os.Getpid()}}, "--server-port"},
+		{"client gone", WatchConfig{ServerPort: port, ClientPIDs: []int{gone.Process.Pid}}, "--client-pid"},
+		{"server gone", WatchConfig{ServerPID: gone.Process.Pid, ClientPIDs: []int{os.Getpid()}}, "--server-pid"},
+		{"server is client", WatchConfig{ServerPID: os.Getpid(), ClientPIDs: []int{os.Getpid()}}, "--client-pid"},
+		{"negative duration", WatchConfig{ServerPort: port, ClientPIDs: []int{os.Getpid()}, Duration: -time.Second}, "--duration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := Watch(context.Background(), tc.wc, Callbacks{})
+			var fe *FlagError
+			if res != nil || !errors.As(err, &fe) || fe.Flag != tc.flag {
+				t.Fatalf("got %v (%T), want a *FlagError on %s", err, err, tc.flag)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// TestWatchTrips: round trips from a connection's events, in time order,
+// and a pipelined connection named and not split.
+func TestWatchTrips(t *testing.T) {
+	const port, cport = 9000, 40000
+	ev := func(ts int64, k probe.Kind) probe.Event {
+		return probe.Event{TS: uint64(ts), Kind: k, Lport: cport, Rport: port, TID: 7, Ret: 4}
+	}
+	for _, tc := range []struct {
+		name      string
+		evs       []probe.Event
+		want      []loadgen.Record
+		pipelined int
+	}{
+		{"ping-pong", []probe.Event{
+			ev(100, probe.KindSendStart), ev(110, probe.KindSockSend), ev(200, probe.KindSockRecv),
+			ev(300, probe.KindSendStart), ev(310, probe.KindSockSend), ev(350, probe.KindSockRecv), ev(400, probe.KindSockRecv),
+			ev(500, probe.KindSendStart),
+		}, []loadgen.Record{{T0: 100, T1: 200}, {T0: 300, T1: 400}}, 0},
+		{"reply before we looked", []probe.Event{
+			ev(50, probe.KindSockRecv), ev(100, probe.KindSendStart), ev(200, probe.KindSockRecv), ev(300, probe.KindSendStart),
+		}, []loadgen.Record{{T0: 100, T1: 200}}, 0},
+		{"one send in segments", []probe.Event{
+			ev(100, probe.KindSendStart), ev(105, probe.KindSendStart), ev(110, probe.KindSockSend), ev(200, probe.KindSockRecv),
+			ev(300, probe.KindSendStart),
+		}, []loadgen.Record{{T0: 100, T1: 200}}, 0},
+		{"pipelined", []probe.Event{
+			ev(100, probe.KindSendStart), ev(110, probe.KindSockSend), ev(120, probe.KindSendStart), ev(130, probe.KindSockSend),
+			ev(200, probe.KindSockRecv), ev(300, probe.KindSendStart), ev(310, probe.KindSockSend), ev(400, probe.KindSockRecv),
+			ev(500, probe.KindSendStart),
+		}, nil, 1},
+		{"closed", []probe.Event{
+			ev(100, probe.KindSendStart), ev(200, probe.KindSockRecv),
+			{TS: 300, Kind: probe.KindSockState, Lport: cport, Rport: port, Arg0: 1, Arg1: tcpFinWait1},
+		}, []loadgen.Record{{T0: 100, T1: 200}}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWatchTrips(port)
+			// Delivered out of order, as per-CPU rings drain.
+			for i := len(tc.evs) - 1; i >= 0; i-- {
+				w.event(&tc.evs[i])
+			}
+			w.event(&probe.Event{TS: 150, Kind: probe.KindSockRecv, Lport: port, Rport: cport}) // the server's side: not a client's
+			fresh, trips := w.advance(1000, false)
+			if len(fresh) != 1 || fresh[0].LocalPort != cport || fresh[0].TID != 7 {
+				t.Errorf("connections %+v, want one from port %d", fresh, cport)
+			}
+			var got []loadgen.Record
+			for _, tr := range trips {
+				got = append(got, tr.r)
+			}
+			if !slices.Equal(got, tc.want) || w.pipelined != tc.pipelined {
+				t.Errorf("round trips %v, pipelined %d; want %v, %d", got, w.pipelined, tc.want, tc.pipelined)
+			}
+		})
+	}
+}

@@ -16,19 +16,20 @@ const StopWatched = "watched"
 //
 // One goroutine calls every method.
 type Feed struct {
-	opts  Options
-	m     *measurer
-	hooks Hooks
-	res   *Summary
-	seqs  map[int]int64 // next round trip index per connection
-	batch []pending
+	opts   Options
+	m      *measurer
+	hooks  Hooks
+	res    *Summary
+	seqs   map[int]int64 // next round trip index per connection
+	batch  []pending
+	halted bool
 }
 
 // NewFeed starts measuring at firstT0 (CLOCK_MONOTONIC ns): the window
 // opens at firstT0 + opts.Warmup (Warmup < 0: at once; MSER-5 is skipped
 // with opts.NoMSER), and hooks are called as a run calls them (Began
 // now, ClientsReady per AddConns, Sink per round trip, Progress per
-// Check, Halting at Finish).
+// Check, Halting at Halt or Finish).
 func NewFeed(opts Options, firstT0 int64, hooks Hooks) *Feed {
 	opts.defaults()
 	f := &Feed{opts: opts, hooks: hooks, seqs: map[int]int64{}}
@@ -57,6 +58,15 @@ func (f *Feed) Add(conn int, r Record) {
 	f.batch = append(f.batch, pending{conn, seq, r})
 }
 
+// Halt calls Hooks.Halting, once: the watch is over, though round trips
+// that ended before may still be added. Finish calls it if no one did.
+func (f *Feed) Halt() {
+	if !f.halted && f.hooks.Halting != nil {
+		f.hooks.Halting()
+	}
+	f.halted = true
+}
+
 // Check hands on what was added, applies the window at now, and reports
 // progress as the run loop does.
 func (f *Feed) Check(now int64) Progress {
@@ -82,9 +92,7 @@ func (f *Feed) Check(now int64) Progress {
 // Finish closes the window at end, hands on what is left, and returns
 // the summary; reason is its StopReason.
 func (f *Feed) Finish(end int64, reason string) *Summary {
-	if f.hooks.Halting != nil {
-		f.hooks.Halting()
-	}
+	f.Halt()
 	byCompletion(f.batch)
 	f.m.take(f.batch, end)
 	f.batch = nil

@@ -132,6 +132,7 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 		feed.Check(now)
 	}
 	end := monotonicNow()
+	feed.Halt() // the server's cost is sampled now, not after the wait below
 	// Every event stamped before the end, delivered, before the last step.
 	for limit := time.Now().Add(watchDrainAt); w.src.Watermark() < end && time.Now().Before(limit); {
 		time.Sleep(watchEvery / 4)

@@ -52,6 +52,19 @@ func readTrips(t *testing.T, path string) []tripRow {
 	return out
 }
 
+// bpfFDs counts this process's descriptors of BPF programs, maps and
+// links.
+func bpfFDs() int {
+	n := 0
+	fds, _ := filepath.Glob("/proc/self/fd/*")
+	for _, fd := range fds {
+		if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "anon_inode:bpf") {
+			n++
+		}
+	}
+	return n
+}
+
 // startBuiltin starts a built-in server of ours in a process of its own
 // on a free port of 127.0.0.1, waits until it accepts, and stops it when
 // t ends.
@@ -99,9 +112,13 @@ func TestWatchKnownClient(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	before := bpfFDs()
 	res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{bench.Process.Pid}, Out: filepath.Join(dir, "watch")}, Callbacks{})
 	if err != nil {
 		t.Fatalf("watch: %v", err)
+	}
+	if after := bpfFDs(); after != before {
+		t.Errorf("%d BPF objects held after the watch, %d before: something stayed attached", after, before)
 	}
 	select {
 	case err := <-benchDone:
@@ -182,6 +199,18 @@ func TestWatchBadInput(t *testing.T) {
 	if err := gone.Run(); err != nil {
 		t.Fatal(err)
 	}
+	// A process in a network namespace of its own.
+	other := exec.Command("unshare", "--net", "sleep", "30")
+	if err := other.Start(); err != nil {
+		t.Fatalf("unshare: %v", err)
+	}
+	defer func() { other.Process.Kill(); other.Wait() }()
+	for ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", other.Process.Pid)); ; ns, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/net", other.Process.Pid)) {
+		if self, _ := os.Readlink("/proc/self/ns/net"); ns != self {
+			break // unshare has moved before exec'ing sleep
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	for _, tc := range []struct {
 		name string
 		wc   WatchConfig
@@ -193,6 +222,8 @@ func TestWatchBadInput(t *testing.T) {
 		{"client gone", WatchConfig{ServerPort: port, ClientPIDs: []int{gone.Process.Pid}}, "--client-pid"},
 		{"server gone", WatchConfig{ServerPID: gone.Process.Pid, ClientPIDs: []int{os.Getpid()}}, "--server-pid"},
 		{"server is client", WatchConfig{ServerPID: os.Getpid(), ClientPIDs: []int{os.Getpid()}}, "--client-pid"},
+		{"client in another network namespace", WatchConfig{ServerPort: port, ClientPIDs: []int{other.Process.Pid}}, "--client-pid"},
+		{"server in another network namespace", WatchConfig{ServerPID: other.Process.Pid, ClientPIDs: []int{os.Getpid()}}, "--server-pid"},
 		{"negative duration", WatchConfig{ServerPort: port, ClientPIDs: []int{os.Getpid()}, Duration: -time.Second}, "--duration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

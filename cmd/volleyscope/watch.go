@@ -42,9 +42,10 @@ func cmdWatch(ctx context.Context, args []string) error {
 	fs.IntSliceVar(&wc.ClientPIDs, "client-pid", nil, "a client process on this host whose round trips to the server are split (repeatable)")
 	fs.DurationVar(&wc.Duration, "duration", 0, "how long to watch; 0: until Ctrl-C or a watched process exits")
 	fs.StringVar(&pf.mode, "probe-mode", "auto", "hook family: auto (best that loads, per event), tracepoint, fentry or kprobe")
+	fs.BoolVar(&wc.Syscalls, "syscalls", false, "also trace every syscall: round trips from the send syscall's entry to the receive syscall's return (as the client's own clock reads them), and the per-syscall table")
 	fs.StringVar(&lf.out, "out", "", "write results.json, requests.csv, latency.hlog, report.html and trace.json into this directory")
 	fs.BoolVar(&lf.json, "json", false, "results.json on stdout instead of the summary")
-	fs.BoolVar(&lf.quiet, "quiet", false, "no notices or progress on stderr")
+	fs.BoolVarP(&lf.quiet, "quiet", "q", false, "no notices or progress on stderr")
 	fs.BoolVar(&wc.Verbose, "verbose", false, "name every probe hook")
 	if help, err := parseArgs(fs, args, 0, "no arguments, only flags"); help || err != nil {
 		return err

@@ -120,3 +120,11 @@ var arm64Names = map[uint64]string{
 	261: "prlimit64", 269: "sendmmsg", 278: "getrandom", 293: "rseq", 425: "io_uring_setup",
 	426: "io_uring_enter", 427: "io_uring_register", 435: "clone3", 441: "epoll_pwait2",
 }
+
+// IsSendSyscall says whether system call nr (x86-64) sends on a socket,
+// as the join reads a completed syscall's record.
+func IsSendSyscall(nr uint64) bool { return isSend(nr) }
+
+// IsRecvSyscall says whether system call nr (x86-64) receives from a
+// socket, likewise.
+func IsRecvSyscall(nr uint64) bool { return isRecv(nr) }

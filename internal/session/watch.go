@@ -29,8 +29,13 @@ type WatchConfig struct {
 	// Duration ends the watch; 0 watches until ctx ends (Ctrl-C).
 	Duration  time.Duration
 	ProbeMode string // hook family, as Config.ProbeMode
-	Out       string // as Config.Out
-	Verbose   bool   // as Config.Verbose
+	// Syscalls attaches the syscall hooks, as Config.Syscalls: a round
+	// trip then runs from the send syscall's entry to the receive
+	// syscall's return, as the client's own clock would read it, and
+	// the per-syscall table is added.
+	Syscalls bool
+	Out      string // as Config.Out
+	Verbose  bool   // as Config.Verbose
 }
 
 // Timing of the watch loop: how often it derives round trips and hands
@@ -51,7 +56,7 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	if err != nil {
 		return nil, err
 	}
-	cfg := Config{Probe: true, ProbeMode: wc.ProbeMode, Out: wc.Out, Verbose: wc.Verbose}
+	cfg := Config{Probe: true, ProbeMode: wc.ProbeMode, Syscalls: wc.Syscalls, Out: wc.Out, Verbose: wc.Verbose}
 	// The rings are sized as for followAll clients of ours: the most a
 	// followed host sends without the probe sampling connections.
 	cfg.Load.Clients = followAll
@@ -90,7 +95,10 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	if err := p.startJoin(ps); err != nil {
 		return nil, err
 	}
-	w := &watchLoad{src: ps, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note}
+	w := &watchLoad{src: ps, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, from: "TCP send start"}
+	if wc.Syscalls {
+		w.from = "send syscall's entry"
+	}
 	p.moreParts = w.parts
 	load, runErr := w.run(ctx, p.hooks())
 	return p.finish(load, runErr)
@@ -106,6 +114,7 @@ type watchLoad struct {
 	note     func(string)
 	conns    int
 	ended    string // why the watch ended
+	from     string // where a round trip starts: "TCP send start" or "send syscall's entry"
 }
 
 func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summary, error) {
@@ -175,7 +184,7 @@ func (w *watchLoad) exited() (int, bool) {
 // parts says in the summary what the watch could not split.
 func (w *watchLoad) parts(p *report.Parts) {
 	tr := w.trips
-	p.Warnings = append(p.Warnings, fmt.Sprintf("watch: round trips from the watched clients' socket traffic, from the TCP send start of a request to the return of the receive that completed its reply; %d connections, ended because %s", tr.connsSeen, w.ended))
+	p.Warnings = append(p.Warnings, fmt.Sprintf("watch: round trips from the watched clients' socket traffic, from the %s of a request to the return of the receive that completed its reply; %d connections, ended because %s", w.from, tr.connsSeen, w.ended))
 	if tr.pipelined > 0 {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("watch: %d of %d connections were pipelined (a second request sent before the reply to the first): their %d requests are not split", tr.pipelined, tr.connsSeen, tr.pipeTrips))
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/breakdown"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
 )
@@ -77,6 +78,11 @@ func (w *watchTrips) event(e *probe.Event) {
 		return
 	}
 	switch e.Kind {
+	case probe.KindSyscall:
+		if e.SK == 0 || e.Ret <= 0 {
+			return
+		}
+		fallthrough
 	case probe.KindSendStart, probe.KindSockSend, probe.KindSockRecv, probe.KindSockState:
 		w.mu.Lock()
 		w.in = append(w.in, *e)
@@ -116,7 +122,6 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 	}
 	for i := range w.buf[:n] {
 		e := &w.buf[i]
-		ts := int64(e.TS)
 		if e.Kind == probe.KindSockState {
 			if c := w.conns[e.Lport]; c != nil && (e.Arg1 == tcpClose || e.Arg1 == tcpFinWait1) {
 				emit(c)
@@ -124,9 +129,24 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 			}
 			continue
 		}
+		// With the syscall hooks (--syscalls) a send or receive is folded
+		// into its syscall's record: the send starts at the syscall's
+		// entry and the receive returns at its exit, as the client's own
+		// clock reads them.
+		at, what := int64(e.TS), e.Kind
+		if e.Kind == probe.KindSyscall {
+			switch nr := e.Arg1; {
+			case breakdown.IsSendSyscall(nr):
+				at, what = int64(e.Arg0), probe.KindSendStart
+			case breakdown.IsRecvSyscall(nr):
+				what = probe.KindSockRecv
+			default:
+				continue
+			}
+		}
 		c := w.conns[e.Lport]
 		if c == nil {
-			if e.Kind != probe.KindSendStart {
+			if what != probe.KindSendStart {
 				continue // the connection's traffic began before we looked: wait for a request
 			}
 			c = &watchConn{info: loadgen.ConnInfo{ID: w.nextID, TID: int(e.TID), LocalPort: int(e.Lport)}}
@@ -135,19 +155,22 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 			w.conns[e.Lport] = c
 			fresh = append(fresh, c.info)
 		}
-		switch e.Kind {
+		switch what {
 		case probe.KindSendStart:
 			switch {
 			case c.lastRecv != 0: // the next request: the reply before it is complete
 				emit(c)
-				c.t0 = ts
+				c.t0 = at
 			case c.t0 == 0:
-				c.t0 = ts
+				c.t0 = at
 			case c.sent && !c.pipelined: // a second request before any reply
 				c.pipelined = true
 				w.pipelined++
 			}
 			// Otherwise another segment of the same send.
+			if e.Kind == probe.KindSyscall {
+				c.sent = true // the syscall's record is its return too
+			}
 		case probe.KindSockSend:
 			if c.t0 != 0 {
 				c.sent = true
@@ -157,7 +180,7 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 				w.orphans++ // a reply to a request sent before we looked
 				continue
 			}
-			c.lastRecv = ts
+			c.lastRecv = at
 		}
 	}
 	w.buf = append(w.buf[:0], w.buf[n:]...)

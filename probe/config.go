@@ -93,6 +93,11 @@ type Config struct {
 	// a short round trip even when they return at once (README, "What the
 	// probe costs").
 	Syscalls bool
+	// SendReturns also attaches sock_send_length where send_start has a
+	// hook (it is otherwise only send_start's fallback): the end of each
+	// send, which tells a send written in several segments from a second
+	// send (a watched client's second request before the reply).
+	SendReturns bool
 	// Skip names events not to attach (shown as "off"): for measuring
 	// what each costs.
 	Skip []string

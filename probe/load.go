@@ -191,7 +191,7 @@ func (p *Probe) attachAll(spec *ebpf.CollectionSpec, tracefsErr error) {
 		case ev.event == "sched_wakeup" && !p.cfg.Wakeup, slices.Contains(p.cfg.Skip, ev.event):
 		case ev.detail && !p.cfg.Syscalls:
 			h.OffReason = "--syscalls"
-		case ev.fallbackFor != "" && chosen[ev.fallbackFor]:
+		case ev.fallbackFor != "" && chosen[ev.fallbackFor] && !(ev.event == "sock_send_length" && p.cfg.SendReturns):
 			h.OffReason = ev.fallbackFor + " has a hook"
 		default:
 			h = p.attachEvent(spec, ev, cache, tracefsErr)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/hostinfo"
@@ -57,9 +58,6 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 		return nil, err
 	}
 	cfg := Config{Probe: true, ProbeMode: wc.ProbeMode, Syscalls: wc.Syscalls, Out: wc.Out, Verbose: wc.Verbose}
-	// The rings are sized as for followAll clients of ours: the most a
-	// followed host sends without the probe sampling connections.
-	cfg.Load.Clients = followAll
 	p := &pipeline{cb: cb, cfg: cfg}
 	if err := p.sinks.open(cfg); err != nil {
 		return nil, err
@@ -71,7 +69,7 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	p.server = &serverStage{label: t.label, addr: fmt.Sprintf("127.0.0.1:%d", t.port), port: t.port, pids: t.serverPIDs}
 	cb.note(fmt.Sprintf("server on port %d is %s", t.port, pidText(t.serverPIDs)))
 
-	ps, err := openProbe(cfg, t.port)
+	ps, err := openWatchProbe(cfg, t.port)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +100,18 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	p.moreParts = w.parts
 	load, runErr := w.run(ctx, p.hooks())
 	return p.finish(load, runErr)
+}
+
+// openWatchProbe is openProbe for a watch: sized for followAll
+// connections, following every connection, and with the send returns
+// that tell a pipelining client (probe.Config.SendReturns).
+func openWatchProbe(cfg Config, port uint16) (*probeSource, error) {
+	p, err := probe.Open(probe.Config{Mode: probe.Mode(cfg.ProbeMode), Ports: []uint16{port}, Stats: true, Syscalls: cfg.Syscalls,
+		RoundTripsPerSec: 20_000 * followAll, SendReturns: true})
+	if err != nil {
+		return nil, fmt.Errorf("open probe: %w", err)
+	}
+	return &probeSource{p: p, syscalls: cfg.Syscalls, verbose: cfg.Verbose, neighbours: probe.NeighbourWarnings(p.Neighbours()), warmTrips: new(atomic.Int64)}, nil
 }
 
 // watchLoad is the watch's load stage: the round trips come from the
@@ -186,7 +196,7 @@ func (w *watchLoad) parts(p *report.Parts) {
 	tr := w.trips
 	p.Warnings = append(p.Warnings, fmt.Sprintf("watch: round trips from the watched clients' socket traffic, from the %s of a request to the return of the receive that completed its reply; %d connections, ended because %s", w.from, tr.connsSeen, w.ended))
 	if tr.pipelined > 0 {
-		p.Warnings = append(p.Warnings, fmt.Sprintf("watch: %d of %d connections were pipelined (a second request sent before the reply to the first): their %d requests are not split", tr.pipelined, tr.connsSeen, tr.pipeTrips))
+		p.Warnings = append(p.Warnings, fmt.Sprintf("watch: %d of %d connections were pipelined (a second request sent before the reply to the first): their %d exchanges (several requests each, as timing sees them) are not split", tr.pipelined, tr.connsSeen, tr.pipeTrips))
 	}
 	if tr.inFlightEnd > 0 {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("watch: %d requests were in flight when the watch ended and are not counted", tr.inFlightEnd))

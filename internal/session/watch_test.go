@@ -2,9 +2,11 @@ package session
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -291,5 +293,66 @@ func TestWatchTrips(t *testing.T) {
 				t.Errorf("round trips %v, pipelined %d; want %v, %d", got, w.pipelined, tc.want, tc.pipelined)
 			}
 		})
+	}
+}
+
+// TestWatchPipelined: a client that sends two requests before it reads
+// the two replies (this test's process, against the threads server) is
+// reported as pipelined and none of its round trips is split.
+func TestWatchPipelined(t *testing.T) {
+	requireRoot(t)
+	port := startBuiltin(t, "threads")
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		var req [4]byte
+		var rep [8]byte
+		deadline := time.Now().Add(time.Minute)
+		for n := uint32(1); time.Now().Before(deadline); n += 2 {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			for k := range uint32(2) { // two requests in flight, each in a send of its own
+				binary.BigEndian.PutUint32(req[:], n+k)
+				if _, err := conn.Write(req[:]); err != nil {
+					done <- err
+					return
+				}
+			}
+			if _, err := io.ReadFull(conn, rep[:]); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	res, err := Watch(context.Background(), WatchConfig{ServerPort: port, ClientPIDs: []int{os.Getpid()}, Duration: 1500 * time.Millisecond}, Callbacks{})
+	close(stop)
+	if cerr := <-done; cerr != nil {
+		t.Fatalf("client: %v", cerr)
+	}
+	if res == nil {
+		t.Fatalf("watch: %v", err)
+	}
+	var named bool
+	for _, w := range res.Warnings {
+		if strings.Contains(w, "pipelined") {
+			named = true
+			t.Log(w)
+		}
+	}
+	if !named {
+		t.Errorf("no warning names the pipelined connection: %v", res.Warnings)
+	}
+	if bc := res.BreakdownCheck; bc != nil && bc.Joined > 0 {
+		t.Errorf("%d round trips of a pipelined connection split", bc.Joined)
 	}
 }

@@ -1,0 +1,242 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/volleyscope/volleyscope/internal/report"
+	"github.com/volleyscope/volleyscope/internal/serverproc"
+	"github.com/volleyscope/volleyscope/loadgen"
+)
+
+// realClient is a Debian client program that a test runs against a real
+// server while watch follows both: its own latency report is what the
+// watched latency is held to.
+type realClient struct {
+	name   string // the subtest
+	server string // a realServers name
+	bin    string // the client program
+	pkg    string // the Debian package that brings it
+	// args runs the client against port for a few seconds, writing any
+	// report file into dir.
+	args func(port int, dir string) []string
+	// own is the client's own centre of its latency, ns, from its
+	// output, and which statistic it is; res is 1 ns or the program's
+	// resolution.
+	own func(t *testing.T, out, dir string) (ns float64, stat string, res float64)
+}
+
+var realClients = []realClient{
+	{"redis-benchmark-c1", "redis-server", "redis-benchmark", "redis-tools", func(port int, _ string) []string {
+		return []string{"-p", strconv.Itoa(port), "-c", "1", "-n", "400000", "-t", "get"}
+	}, redisBenchP50},
+	{"redis-benchmark-c50", "redis-server", "redis-benchmark", "redis-tools", func(port int, _ string) []string {
+		return []string{"-p", strconv.Itoa(port), "-c", "50", "-n", "600000", "-t", "get"}
+	}, redisBenchP50},
+	{"ab-nginx", "nginx", "ab", "apache2-utils", func(port int, dir string) []string {
+		return []string{"-k", "-q", "-c", "1", "-t", "4", "-n", "100000000", "-e", filepath.Join(dir, "ab.csv"), fmt.Sprintf("http://127.0.0.1:%d/", port)}
+	}, abP50},
+	{"memcaslap-memcached", "memcached", "memcaslap", "libmemcached-tools", func(port int, _ string) []string {
+		return []string{"-s", fmt.Sprintf("127.0.0.1:%d", port), "-T", "1", "-c", "1", "-t", "4s", "-S", "4s"}
+	}, memcaslapGeo},
+}
+
+// redisBenchP50: redis-benchmark's p50 from its distribution, whose
+// lines ("93.750% <= 0.015 milliseconds (cumulative count 395589)") give
+// the round trips at or under each value: the p50 lies in the bucket
+// whose count first reaches half of them. Its buckets are coarse at a few
+// microseconds (0.007, 0.015, 0.023 ms): the resolution is that bucket's
+// width, from the value below it.
+func redisBenchP50(t *testing.T, out, _ string) (float64, string, float64) {
+	type line struct{ ms, count float64 }
+	var ls []line
+	for _, l := range strings.Split(strings.ReplaceAll(out, "\r", "\n"), "\n") {
+		var pct, ms, n float64
+		if k, _ := fmt.Sscanf(strings.TrimSpace(l), "%f%% <= %f milliseconds (cumulative count %f)", &pct, &ms, &n); k == 3 {
+			ls = append(ls, line{ms, n})
+		}
+	}
+	if len(ls) == 0 {
+		t.Fatalf("redis-benchmark output has no percentile distribution:\n%s", out)
+	}
+	total, below := ls[len(ls)-1].count, 0.0
+	for _, l := range ls {
+		if l.count >= total/2 {
+			return l.ms * 1e6, "p50", max((l.ms-below)*1e6, 1000)
+		}
+		below = l.ms
+	}
+	return 0, "", 0
+}
+
+// abP50: ab -e's 50th percentile row, in ms (its clock reads microseconds).
+func abP50(t *testing.T, _, dir string) (float64, string, float64) {
+	b, err := os.ReadFile(filepath.Join(dir, "ab.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "50,"); ok {
+			ms, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ms * 1e6, "p50", 1000
+		}
+	}
+	t.Fatalf("ab.csv has no 50%% row:\n%s", b)
+	return 0, "", 0
+}
+
+// memcaslapGeo: memcaslap reports no percentile; its most precise centre
+// is the geometric mean of its "Total Statistics", in µs.
+func memcaslapGeo(t *testing.T, out, _ string) (float64, string, float64) {
+	i := strings.Index(out, "Total Statistics")
+	if i < 0 {
+		t.Fatalf("memcaslap output has no Total Statistics:\n%s", out)
+	}
+	sc := bufio.NewScanner(strings.NewReader(out[i:]))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "Geo:"); ok {
+			us, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return us * 1e3, "geometric mean", 1000
+		}
+	}
+	t.Fatalf("memcaslap output has no Geo:\n%s", out)
+	return 0, "", 0
+}
+
+// startRealServer starts a realServers entry on a free port of 127.0.0.1
+// and stops it when t ends.
+func startRealServer(t *testing.T, name, dir string) int {
+	t.Helper()
+	var rs realServer
+	for _, r := range realServers {
+		if r.name == name {
+			rs = r
+		}
+	}
+	bin := needProgram(t, rs.bin)
+	spec, err := ParseSpec(rs.spec(t, bin, dir, unusedPort(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := serverOptions(selfBin, spec, loadgen.HTTP, 0) // not ping-pong: stopped by SIGTERM
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !opts.FixedPort {
+		opts.Port = unusedPort(t)
+	}
+	proc, err := serverproc.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proc.Stop() })
+	return proc.Port
+}
+
+// watchClient runs a client program while watch follows it and the
+// server on port, until it exits; it returns the watch's results and the
+// client's output.
+func watchClient(t *testing.T, port int, dir string, syscalls bool, argv ...string) (*report.Results, string) {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done; done <- nil })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{cmd.Process.Pid}, Syscalls: syscalls, Out: filepath.Join(dir, "watch")}, Callbacks{})
+	if res == nil {
+		t.Fatalf("watch: %v", err)
+	}
+	if err != nil {
+		t.Logf("watch: %v", err)
+	}
+	select {
+	case err := <-done:
+		done <- err
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", argv[0], err, out.String())
+		}
+	case <-ctx.Done():
+		t.Fatalf("%s did not end", argv[0])
+	}
+	return res, out.String()
+}
+
+// TestWatchRealPrograms: watch on Debian's client programs against
+// Debian's servers, both sides followed: ≥ 99% of the watched round trips
+// split, ≥ 99% of those summing to their latency, and the watched
+// latency's centre within 5% of the client's own report, or within the
+// report's resolution where that is coarser: these clients read a
+// microsecond clock, and redis-benchmark's histogram buckets are wider.
+func TestWatchRealPrograms(t *testing.T) {
+	requireRoot(t)
+	for _, rc := range realClients {
+		t.Run(rc.name, func(t *testing.T) {
+			bin, err := exec.LookPath(rc.bin)
+			if err != nil {
+				t.Skipf("%s not installed (apt-get install %s; .ci/run installs it)", rc.bin, rc.pkg)
+			}
+			dir := t.TempDir()
+			port := startRealServer(t, rc.server, dir)
+			res, out := watchClient(t, port, dir, false, append([]string{bin}, rc.args(port, dir)...)...)
+			own, stat, resol := rc.own(t, out, dir)
+			t.Logf("%s's own %s: %.2f µs, to %.0f ns", rc.bin, stat, own/1e3, resol)
+			bc := res.BreakdownCheck
+			if bc == nil || bc.Joined == 0 {
+				t.Fatalf("nothing split: %+v; warnings %v", bc, res.Warnings)
+			}
+			split := float64(bc.Joined) / float64(bc.Joined+bc.Unjoined)
+			watched := res.Latency.P50
+			if stat != "p50" {
+				watched = geoMean(t, filepath.Join(dir, "watch", "requests.csv"))
+			}
+			t.Logf("%s → %s: %d round trips, split %.4f, sum check %.4f; %s watched %.2f µs, own %.2f µs (%+.1f%%)",
+				rc.bin, rc.server, bc.Joined+bc.Unjoined, split, bc.SumWithinTolerance, stat, watched/1e3, own/1e3, 100*(watched-own)/own)
+			if split < 0.99 || bc.SumWithinTolerance < 0.99 {
+				t.Errorf("split %.4f, sum check %.4f: want ≥ 0.99 each; unjoined %v", split, bc.SumWithinTolerance, bc.UnjoinedReasons)
+			}
+			if d := math.Abs(watched - own); d > max(0.05*own, resol) {
+				t.Errorf("watched %s %.2f µs, the client's own %.2f µs: want within 5%% (or %.0f ns, its resolution)", stat, watched/1e3, own/1e3, resol)
+			}
+		})
+	}
+}
+
+// geoMean is the geometric mean latency of a requests.csv's measured
+// round trips, ns.
+func geoMean(t *testing.T, path string) float64 {
+	t.Helper()
+	var sum float64
+	var n int
+	for _, r := range readTrips(t, path) {
+		if d := r.t1 - r.t0; d > 0 {
+			sum += math.Log(float64(d))
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatalf("%s: no round trips", path)
+	}
+	return math.Exp(sum / float64(n))
+}

@@ -22,6 +22,13 @@ trips (same components, same sum check, same outputs). A connection with
 a second request sent before the reply to the first (pipelining) is named
 and not split.
 
+Without --client-pid only the server's side is watched: a round trip is
+the server's response time on its socket, from the data ready of a
+request's first byte to the start of the send of its reply's last piece,
+split into the server's components (the client's are not seen). A client
+whose server is on another host (the client's side alone) is not watched
+yet.
+
 Watches until --duration passes, Ctrl-C, or a watched process exits, then
 prints and writes (--out) what it measured. Needs root or
 CAP_BPF+CAP_PERFMON; the processes must be in this network namespace.
@@ -30,6 +37,7 @@ Nothing stays attached after it exits.
 examples:
   volleyscope watch --server-port 6379 --client-pid $(pgrep -n redis-benchma) --duration 10s
   volleyscope watch --server-pid $(pgrep -o nginx) --client-pid 4242 --out /tmp/watch
+  volleyscope watch --server-port 11211 --duration 30s     the server's side alone
 ` + exitText
 
 func cmdWatch(ctx context.Context, args []string) error {
@@ -52,9 +60,6 @@ func cmdWatch(ctx context.Context, args []string) error {
 	}
 	if err := pf.validate(); err != nil {
 		return err
-	}
-	if len(wc.ClientPIDs) == 0 {
-		return usagef("--client-pid: give the client process to watch (watching the server side alone is not built yet)")
 	}
 	wc.ProbeMode, wc.Out = pf.mode, lf.out
 	started := time.Now()

@@ -767,6 +767,13 @@ func (j *joiner) split(rt *RoundTrip) {
 		rt.addWait(Wait{Component: ClientWakeup, TID: j.ctid, FromNs: b[7], ToNs: in, InNs: in})
 	}
 
+	j.finish(rt, stid, sendTID)
+}
+
+// finish computes the components from the bounds: gaps, the network
+// splits and the carving of preemption and interrupts, and the sum check.
+func (j *joiner) finish(rt *RoundTrip, stid, sendTID uint32) {
+	b := &rt.Bounds
 	rt.Joined = true
 	rt.Consistent = true
 	tol := max((rt.T1-rt.T0)/50, 1000)

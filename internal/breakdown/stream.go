@@ -51,6 +51,8 @@ type Stream struct {
 	// Replies the server sent, per sendBucket of time: TCP send starts,
 	// and sends that returned data (used where no send start is hooked).
 	starts, sends map[int64]int64
+	// serverSide: round trips are the server's alone (SetServerSide).
+	serverSide bool
 }
 
 type waiting struct {
@@ -101,6 +103,11 @@ func (s *Stream) AddConns(conns []loadgen.ConnInfo) {
 	}
 	s.clients = clients
 }
+
+// SetServerSide makes every round trip one seen from the server's side
+// alone, from the request's data ready to the start of the reply's send
+// (splitServer), before any is added: a watch that follows no client.
+func (s *Stream) SetServerSide() { s.serverSide = true }
 
 // Hold keeps every event stamped at or after t until Release: the run
 // loop holds round trips back while it decides where its window starts.
@@ -209,7 +216,11 @@ func (s *Stream) join(ready []waiting) {
 		s.mu.Unlock()
 		j := newJoiner(s.ix, c, s.port)
 		rt = RoundTrip{Conn: w.conn, Seq: int(w.seq), T0: w.r.T0, T1: w.r.T1}
-		j.split(&rt)
+		if s.serverSide {
+			j.splitServer(&rt)
+		} else {
+			j.split(&rt)
+		}
 		s.acc.Add(&rt)
 		if s.out != nil {
 			s.out(&rt, w.r)

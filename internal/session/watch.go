@@ -84,6 +84,7 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 		}
 	}
 	trips := newWatchTrips(t.port)
+	trips.serverSide = len(wc.ClientPIDs) == 0
 	ps.tap = trips.event
 	cb.note("probe: " + ps.Summary())
 	for _, n := range ps.Notices() {
@@ -93,9 +94,17 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	if err := p.startJoin(ps); err != nil {
 		return nil, err
 	}
-	w := &watchLoad{src: ps, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, from: "TCP send start"}
-	if wc.Syscalls {
-		w.from = "send syscall's entry"
+	if trips.serverSide {
+		p.join.stream.SetServerSide()
+	}
+	w := &watchLoad{src: ps, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note}
+	switch {
+	case trips.serverSide:
+		w.what = "the server's side alone (no client followed): a round trip is its response time on the socket, from the data ready of a request's first byte to the start of the send of its reply's last piece; the client's components are not seen (0)"
+	case wc.Syscalls:
+		w.what = "round trips from the watched clients' socket traffic, from the send syscall's entry of a request to the return of the receive that completed its reply"
+	default:
+		w.what = "round trips from the watched clients' socket traffic, from the TCP send start of a request to the return of the receive that completed its reply"
 	}
 	p.moreParts = w.parts
 	load, runErr := w.run(ctx, p.hooks())
@@ -124,7 +133,7 @@ type watchLoad struct {
 	note     func(string)
 	conns    int
 	ended    string // why the watch ended
-	from     string // where a round trip starts: "TCP send start" or "send syscall's entry"
+	what     string // what a round trip is, for the summary
 }
 
 func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summary, error) {
@@ -194,7 +203,7 @@ func (w *watchLoad) exited() (int, bool) {
 // parts says in the summary what the watch could not split.
 func (w *watchLoad) parts(p *report.Parts) {
 	tr := w.trips
-	p.Warnings = append(p.Warnings, fmt.Sprintf("watch: round trips from the watched clients' socket traffic, from the %s of a request to the return of the receive that completed its reply; %d connections, ended because %s", w.from, tr.connsSeen, w.ended))
+	p.Warnings = append(p.Warnings, fmt.Sprintf("watch: %s; %d connections, ended because %s", w.what, tr.connsSeen, w.ended))
 	if tr.pipelined > 0 {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("watch: %d of %d connections were pipelined (a second request sent before the reply to the first): their %d exchanges (several requests each, as timing sees them) are not split", tr.pipelined, tr.connsSeen, tr.pipeTrips))
 	}

@@ -356,3 +356,63 @@ func TestWatchPipelined(t *testing.T) {
 		t.Errorf("%d round trips of a pipelined connection split", bc.Joined)
 	}
 }
+
+// TestWatchServerSide: watch with no client followed, beside our bench
+// client against the threads server: each of the server's round trips
+// (data ready of the request to the start of the reply's send) lies
+// inside one of the client's own, ≥ 97% of the client's round trips in
+// the watch's span have one, and ≥ 99% of them are split and sum to
+// their length.
+func TestWatchServerSide(t *testing.T) {
+	requireRoot(t)
+	port := startBuiltin(t, "threads")
+	dir := t.TempDir()
+	bench := exec.Command(selfBin, "bench", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--clients", "1",
+		"--duration", "4s", "--warmup", "200ms", "--ci", "0", "--p99-ci", "0", "--out", filepath.Join(dir, "bench"), "-q")
+	var benchOut strings.Builder
+	bench.Stdout, bench.Stderr = &benchOut, &benchOut
+	if err := bench.Start(); err != nil {
+		t.Fatal(err)
+	}
+	benchDone := make(chan error, 1)
+	go func() { benchDone <- bench.Wait() }()
+	t.Cleanup(func() { bench.Process.Kill(); <-benchDone })
+	time.Sleep(300 * time.Millisecond) // the client connected and sending
+	res, err := Watch(context.Background(), WatchConfig{ServerPort: port, Duration: 2 * time.Second, Out: filepath.Join(dir, "watch")}, Callbacks{})
+	if err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	if err := <-benchDone; err != nil {
+		t.Fatalf("bench: %v\n%s", err, benchOut.String())
+	}
+	benchDone <- nil
+	bc := res.BreakdownCheck
+	if bc == nil || bc.Joined == 0 {
+		t.Fatalf("nothing joined: %+v", bc)
+	}
+	split := float64(bc.Joined) / float64(bc.Joined+bc.Unjoined)
+	own := readTrips(t, filepath.Join(dir, "bench", "requests.csv"))
+	watched := readTrips(t, filepath.Join(dir, "watch", "requests.csv"))
+	var inside int
+	for _, w := range watched {
+		i := sort.Search(len(own), func(i int) bool { return own[i].t0 > w.t0 }) - 1
+		if i >= 0 && w.t1 <= own[i].t1 {
+			inside++
+		}
+	}
+	lo, hi := watched[0].t0, watched[len(watched)-1].t1
+	var inSpan int
+	for _, o := range own {
+		if o.t0 >= lo && o.t1 <= hi {
+			inSpan++
+		}
+	}
+	t.Logf("server side: %d round trips, %d inside one of the client's (%d of the client's in the span); split %.4f, sum check %.4f; server response p50 %.2f µs",
+		len(watched), inside, inSpan, split, bc.SumWithinTolerance, res.Latency.P50/1e3)
+	if split < 0.99 || bc.SumWithinTolerance < 0.99 {
+		t.Errorf("split %.4f, sum check %.4f: want ≥ 0.99 each; unjoined %v", split, bc.SumWithinTolerance, bc.UnjoinedReasons)
+	}
+	if float64(inside) < 0.99*float64(len(watched)) || float64(inside) < 0.97*float64(inSpan) {
+		t.Errorf("%d of %d server round trips inside the client's, of %d client round trips in the span", inside, len(watched), inSpan)
+	}
+}

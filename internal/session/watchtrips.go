@@ -42,6 +42,9 @@ const (
 // works through them in time order up to a watermark, on the watch's.
 type watchTrips struct {
 	port uint16
+	// serverSide: no client is followed, and round trips are the
+	// server's, from its socket's events (advanceServer).
+	serverSide bool
 
 	mu  sync.Mutex
 	in  []probe.Event // from the reader, not yet taken
@@ -61,6 +64,8 @@ type watchTrips struct {
 // watchConn is one client connection's progress through its requests.
 type watchConn struct {
 	info      loadgen.ConnInfo
+	recvd     bool  // server side: the server read some of the request
+	lastSend  int64 // server side: the start of the reply's last send so far; 0: none
 	t0        int64 // send start of the request in flight; 0: none
 	sent      bool  // a send of this request returned
 	lastRecv  int64 // the reply's last receive so far; 0: no reply yet
@@ -74,10 +79,21 @@ func newWatchTrips(port uint16) *watchTrips {
 // event keeps the events of client sockets to the server (their remote
 // port is the server's); it runs on the probe's reader, so it only copies.
 func (w *watchTrips) event(e *probe.Event) {
-	if e.Rport != w.port || e.Lport == w.port {
+	if w.serverSide {
+		if e.Lport != w.port {
+			return
+		}
+	} else if e.Rport != w.port || e.Lport == w.port {
 		return
 	}
 	switch e.Kind {
+	case probe.KindDataReady:
+		if !w.serverSide {
+			return
+		}
+		w.mu.Lock()
+		w.in = append(w.in, *e)
+		w.mu.Unlock()
 	case probe.KindSyscall:
 		if e.SK == 0 || e.Ret <= 0 {
 			return
@@ -112,15 +128,25 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 		n, _ = slices.BinarySearchFunc(w.buf, watermark, func(e probe.Event, t int64) int { return cmp.Compare(int64(e.TS), t) })
 	}
 	emit := func(c *watchConn) {
-		if c.lastRecv != 0 && !c.pipelined {
-			trips = append(trips, tripOut{c.info.ID, loadgen.Record{T0: c.t0, T1: c.lastRecv}})
+		end := c.lastRecv
+		if w.serverSide {
+			end = c.lastSend
+		}
+		if end != 0 && !c.pipelined {
+			trips = append(trips, tripOut{c.info.ID, loadgen.Record{T0: c.t0, T1: end}})
 		}
 		if c.pipelined && c.t0 != 0 {
 			w.pipeTrips++
 		}
-		c.t0, c.sent, c.lastRecv = 0, false, 0
+		c.t0, c.sent, c.lastRecv, c.recvd, c.lastSend = 0, false, 0, false, 0
+	}
+	if w.serverSide {
+		fresh = w.serverEvents(w.buf[:n], emit)
 	}
 	for i := range w.buf[:n] {
+		if w.serverSide {
+			break
+		}
 		e := &w.buf[i]
 		if e.Kind == probe.KindSockState {
 			if c := w.conns[e.Lport]; c != nil && (e.Arg1 == tcpClose || e.Arg1 == tcpFinWait1) {
@@ -186,7 +212,11 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 	w.buf = append(w.buf[:0], w.buf[n:]...)
 	// A reply followed by silence is complete.
 	for _, c := range w.conns {
-		if c.lastRecv != 0 && c.lastRecv < watermark-watchIdle.Nanoseconds() {
+		last := c.lastRecv
+		if w.serverSide {
+			last = c.lastSend
+		}
+		if last != 0 && last < watermark-watchIdle.Nanoseconds() {
 			w.idleClosed++
 			emit(c)
 		} else if final && c.t0 != 0 {
@@ -195,4 +225,77 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 	}
 	slices.SortFunc(trips, func(a, b tripOut) int { return cmp.Compare(a.r.T1, b.r.T1) })
 	return fresh, trips
+}
+
+// serverEvents is advance's work through the server's socket events,
+// when no client is followed: a request runs from the data ready of its
+// first byte on the server's socket to the start of the send of the
+// reply's last piece. The reply is complete when the next request's data
+// arrives, the connection closes, or it stays silent for watchIdle. Data
+// that arrives after the server read some of a request and before it
+// began its reply is a second request in flight (or the rest of a request
+// read in parts, which timing cannot tell apart): the connection is
+// reported as pipelined and not split.
+func (w *watchTrips) serverEvents(evs []probe.Event, emit func(*watchConn)) (fresh []loadgen.ConnInfo) {
+	for i := range evs {
+		e := &evs[i]
+		c := w.conns[e.Rport]
+		if e.Kind == probe.KindSockState {
+			if c != nil && (e.Arg1 == tcpClose || e.Arg1 == tcpFinWait1) {
+				emit(c)
+				delete(w.conns, e.Rport)
+			}
+			continue
+		}
+		at, what := int64(e.TS), e.Kind
+		if e.Kind == probe.KindSyscall {
+			switch nr := e.Arg1; {
+			case breakdown.IsSendSyscall(nr):
+				at, what = int64(e.Arg0), probe.KindSendStart
+			case breakdown.IsRecvSyscall(nr):
+				what = probe.KindSockRecv
+			default:
+				continue
+			}
+		}
+		if c == nil {
+			if what != probe.KindDataReady {
+				continue // the connection's traffic began before we looked: wait for a request
+			}
+			// No client thread is followed: the join's client thread is none.
+			c = &watchConn{info: loadgen.ConnInfo{ID: w.nextID, LocalPort: int(e.Rport)}}
+			w.nextID++
+			w.connsSeen++
+			w.conns[e.Rport] = c
+			fresh = append(fresh, c.info)
+		}
+		switch what {
+		case probe.KindDataReady:
+			switch {
+			case c.lastSend != 0: // the next request: the reply before it is complete
+				emit(c)
+				c.t0 = at
+			case c.t0 == 0:
+				c.t0 = at
+			case c.recvd && !c.pipelined:
+				c.pipelined = true
+				w.pipelined++
+			}
+		case probe.KindSockRecv:
+			if c.t0 != 0 {
+				c.recvd = true
+			}
+		case probe.KindSendStart:
+			// A send fills one segment per start: the send's own start is
+			// the first after the previous send returned (sent marks one
+			// in progress; a syscall's record is its return too).
+			if c.t0 != 0 && c.recvd && !c.sent {
+				c.lastSend = at
+				c.sent = e.Kind != probe.KindSyscall
+			}
+		case probe.KindSockSend:
+			c.sent = false
+		}
+	}
+	return fresh
 }

@@ -29,6 +29,15 @@ split into the server's components (the client's are not seen). A client
 whose server is on another host (the client's side alone) is not watched
 yet.
 
+With --listen ADDR the watch runs as a monitor: it serves Prometheus
+metrics at http://ADDR/metrics (per-component latency histograms
+volleyscope_watch_component_seconds, the round trips' latency
+volleyscope_watch_latency_seconds, counters of requests, unjoined requests
+and lost events, labelled by side and port) and prints a summary line
+every --refresh. It binds ADDR alone and admits only scrapers that present
+the bearer token in --listen-token-file (required); a Prometheus scrape
+config gives it with authorization: {credentials_file: FILE}.
+
 Watches until --duration passes, Ctrl-C, or a watched process exits, then
 prints and writes (--out) what it measured. Needs root or
 CAP_BPF+CAP_PERFMON; the processes must be in this network namespace.
@@ -38,6 +47,7 @@ examples:
   volleyscope watch --server-port 6379 --client-pid $(pgrep -n redis-benchma) --duration 10s
   volleyscope watch --server-pid $(pgrep -o nginx) --client-pid 4242 --out /tmp/watch
   volleyscope watch --server-port 11211 --duration 30s     the server's side alone
+  volleyscope watch --server-port 6379 --listen 127.0.0.1:9464 --listen-token-file /etc/volleyscope/token
 ` + exitText
 
 func cmdWatch(ctx context.Context, args []string) error {
@@ -53,6 +63,10 @@ func cmdWatch(ctx context.Context, args []string) error {
 	fs.BoolVar(&wc.Syscalls, "syscalls", false, "also trace every syscall: round trips from the send syscall's entry to the receive syscall's return (as the client's own clock reads them), and the per-syscall table")
 	fs.StringVar(&lf.out, "out", "", "write results.json, requests.csv, latency.hlog, report.html and trace.json into this directory")
 	fs.BoolVar(&lf.json, "json", false, "results.json on stdout instead of the summary")
+	var tokenFile string
+	fs.StringVar(&wc.Listen, "listen", "", "continuous mode: serve Prometheus metrics at http://ADDR/metrics (HOST:PORT; binds that address only), to scrapers with the bearer token of --listen-token-file")
+	fs.StringVar(&tokenFile, "listen-token-file", "", "file whose first line is the bearer token scrapers must present (required with --listen; Prometheus: authorization: {credentials_file: FILE})")
+	fs.DurationVar(&wc.Refresh, "refresh", 5*time.Second, "with --listen: how often the terminal gets a summary line")
 	fs.BoolVarP(&lf.quiet, "quiet", "q", false, "no notices or progress on stderr")
 	fs.BoolVar(&wc.Verbose, "verbose", false, "name every probe hook")
 	if help, err := parseArgs(fs, args, 0, "no arguments, only flags"); help || err != nil {
@@ -62,6 +76,13 @@ func cmdWatch(ctx context.Context, args []string) error {
 		return err
 	}
 	wc.ProbeMode, wc.Out = pf.mode, lf.out
+	if tokenFile != "" {
+		tok, err := session.ReadTokenFile(tokenFile)
+		if err != nil {
+			return err
+		}
+		wc.ListenToken = tok
+	}
 	started := time.Now()
 	pr := newProgress(os.Stderr, lf.quiet)
 	pr.aim(0, 0, wc.Duration, -1)

@@ -18,6 +18,9 @@ import (
 type sinks struct {
 	out *outdir.Out // nil without --out
 	rec *recording  // nil without --record
+	// tap, if set, sees every round trip from the join first (the watch's
+	// Prometheus metrics).
+	tap func(*breakdown.RoundTrip)
 	// mu orders requests.csv's rows: they come from the run loop
 	// (unmeasured round trips, or all without the join) and from the join.
 	mu sync.Mutex
@@ -62,6 +65,9 @@ func (s *sinks) delivered(d loadgen.Delivery, join bool) {
 // joined takes a measured round trip from the join, joined or not; the
 // join calls it from one goroutine.
 func (s *sinks) joined(rt *breakdown.RoundTrip, r loadgen.Record) {
+	if s.tap != nil {
+		s.tap(rt)
+	}
 	if s.out == nil {
 		return
 	}

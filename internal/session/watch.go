@@ -37,6 +37,13 @@ type WatchConfig struct {
 	Syscalls bool
 	Out      string // as Config.Out
 	Verbose  bool   // as Config.Verbose
+	// Listen, if set, serves Prometheus metrics on this address
+	// (HOST:PORT) at /metrics, to scrapers that present ListenToken as
+	// a bearer token (required), and the terminal gets a summary every
+	// Refresh (default 5s).
+	Listen      string
+	ListenToken string
+	Refresh     time.Duration
 }
 
 // Timing of the watch loop: how often it derives round trips and hands
@@ -45,6 +52,8 @@ type WatchConfig struct {
 const (
 	watchEvery   = 100 * time.Millisecond
 	watchDrainAt = 2 * time.Second
+	// watchRefresh is how often a continuous watch prints its summary.
+	watchRefresh = 5 * time.Second
 )
 
 // Watch follows the server and client processes of wc, derives each
@@ -69,9 +78,28 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	p.server = &serverStage{label: t.label, addr: fmt.Sprintf("127.0.0.1:%d", t.port), port: t.port, pids: t.serverPIDs}
 	cb.note(fmt.Sprintf("server on port %d is %s", t.port, pidText(t.serverPIDs)))
 
+	if wc.Listen != "" && wc.ListenToken == "" {
+		return nil, flagErr("--listen-token-file", errors.New("--listen needs a bearer token that scrapers present: put one in a file and give --listen-token-file"))
+	}
 	ps, err := openWatchProbe(cfg, t.port)
 	if err != nil {
 		return nil, err
+	}
+	var m *watchMetrics
+	if wc.Listen != "" {
+		side := "client"
+		if len(wc.ClientPIDs) == 0 {
+			side = "server"
+		}
+		m = newWatchMetrics(side, t.port, func() float64 { return float64(ps.p.Lost()) })
+		srv, err := serveMetrics(wc.Listen, wc.ListenToken, m)
+		if err != nil {
+			ps.Close()
+			return nil, err
+		}
+		p.undo = append(p.undo, srv.close)
+		p.sinks.tap = m.trip
+		cb.note(fmt.Sprintf("serving Prometheus metrics at http://%s/metrics to scrapers with the bearer token", srv.Addr()))
 	}
 	if err := ps.FollowProcesses(t.serverPIDs); err != nil {
 		ps.Close()
@@ -97,7 +125,10 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	if trips.serverSide {
 		p.join.stream.SetServerSide()
 	}
-	w := &watchLoad{src: ps, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note}
+	w := &watchLoad{src: ps, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, metrics: m, refresh: wc.Refresh}
+	if w.refresh <= 0 {
+		w.refresh = watchRefresh
+	}
 	switch {
 	case trips.serverSide:
 		w.what = "the server's side alone (no client followed): a round trip is its response time on the socket, from the data ready of a request's first byte to the start of the send of its reply's last piece; the client's components are not seen (0)"
@@ -132,8 +163,10 @@ type watchLoad struct {
 	pids     []int // watched processes: the first to exit ends the watch
 	note     func(string)
 	conns    int
-	ended    string // why the watch ended
-	what     string // what a round trip is, for the summary
+	ended    string        // why the watch ended
+	what     string        // what a round trip is, for the summary
+	metrics  *watchMetrics // nil without --listen
+	refresh  time.Duration // how often the terminal gets a summary, with metrics
 }
 
 func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summary, error) {
@@ -143,6 +176,7 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
 	var err error
+	lastSummary := time.Now()
 	for w.ended == "" && err == nil {
 		select {
 		case <-ctx.Done():
@@ -158,6 +192,10 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 		}
 		err = w.step(feed, w.src.Watermark(), false)
 		feed.Check(now)
+		if w.metrics != nil && time.Since(lastSummary) >= w.refresh {
+			w.note(w.metrics.summary(time.Since(lastSummary)))
+			lastSummary = time.Now()
+		}
 	}
 	end := monotonicNow()
 	feed.Halt() // the server's cost is sampled now, not after the wait below

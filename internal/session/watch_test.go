@@ -116,8 +116,11 @@ func TestWatchKnownClient(t *testing.T) {
 	defer cancel()
 	before := bpfFDs()
 	res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{bench.Process.Pid}, Out: filepath.Join(dir, "watch")}, Callbacks{})
-	if err != nil {
+	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
 		t.Fatalf("watch: %v", err)
+	}
+	if err != nil {
+		t.Logf("watch: %v (other load on the machine: the round trips that lost events are not split)", err)
 	}
 	if after := bpfFDs(); after != before {
 		t.Errorf("%d BPF objects held after the watch, %d before: something stayed attached", after, before)
@@ -379,7 +382,7 @@ func TestWatchServerSide(t *testing.T) {
 	t.Cleanup(func() { bench.Process.Kill(); <-benchDone })
 	time.Sleep(300 * time.Millisecond) // the client connected and sending
 	res, err := Watch(context.Background(), WatchConfig{ServerPort: port, Duration: 2 * time.Second, Out: filepath.Join(dir, "watch")}, Callbacks{})
-	if err != nil {
+	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
 		t.Fatalf("watch: %v", err)
 	}
 	if err := <-benchDone; err != nil {

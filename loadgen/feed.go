@@ -78,8 +78,11 @@ func (f *Feed) Check(now int64) Progress {
 	if f.m.decided {
 		start = f.m.win.Start
 	}
+	// The warm-up lasts until the window opens, even when its start was
+	// decided at once (NoMSER): the hooks end what measures only the
+	// warm-up then (the probe's own cost).
 	g := Progress{
-		Elapsed: time.Duration(now - f.m.win.FirstT0), Warmup: !f.m.decided, WindowStart: start, Measured: int(f.m.measured),
+		Elapsed: time.Duration(now - f.m.win.FirstT0), Warmup: !f.m.decided || now < f.m.win.Start, WindowStart: start, Measured: int(f.m.measured),
 		Mean: f.m.mean.Mean, P50: f.m.p50.Mean, P99: f.m.p99.Mean,
 		RelCI: f.m.p50.RelHalfWidth(), P99RelCI: f.m.p99.RelHalfWidth(),
 	}

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/volleyscope/volleyscope/internal/hostinfo"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/serverproc"
@@ -52,6 +54,9 @@ type WatchConfig struct {
 const (
 	watchEvery   = 100 * time.Millisecond
 	watchDrainAt = 2 * time.Second
+	// watchCostSpan is how long the probe measures its own cost at the
+	// start (at most a quarter of --duration).
+	watchCostSpan = time.Second
 	// watchRefresh is how often a continuous watch prints its summary.
 	watchRefresh = 5 * time.Second
 )
@@ -125,6 +130,9 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	if trips.serverSide {
 		p.join.stream.SetServerSide()
 	}
+	// The window's start is known from the start (the cost span after
+	// now): no events need holding until the warm-up ends.
+	p.join.stream.Release()
 	w := &watchLoad{src: ps, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, metrics: m, refresh: wc.Refresh}
 	if w.refresh <= 0 {
 		w.refresh = watchRefresh
@@ -166,12 +174,22 @@ type watchLoad struct {
 	ended    string        // why the watch ended
 	what     string        // what a round trip is, for the summary
 	metrics  *watchMetrics // nil without --listen
+	cpu      time.Duration // this process's CPU time over the watch
+	wall     time.Duration
 	refresh  time.Duration // how often the terminal gets a summary, with metrics
 }
 
 func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summary, error) {
-	opts := loadgen.Options{Warmup: -1, NoMSER: true, CI: -1, P99CI: -1}
+	// The probe measures its own cost (the kernel's run statistics, which
+	// slow every program run) over a first stretch that the breakdown
+	// leaves out, as a run's warm-up.
+	warm := watchCostSpan
+	if w.duration > 0 {
+		warm = min(warm, w.duration/4)
+	}
+	opts := loadgen.Options{Warmup: max(warm, time.Nanosecond), NoMSER: true, CI: -1, P99CI: -1}
 	start := monotonicNow()
+	cpu0 := processCPU()
 	feed := loadgen.NewFeed(opts, start, hooks)
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
@@ -207,6 +225,7 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 		err = e
 	}
 	w.note("watch ended: " + w.ended)
+	w.cpu, w.wall = processCPU()-cpu0, time.Duration(monotonicNow()-start)
 	sum := feed.Finish(end, loadgen.StopWatched)
 	sum.Options.Clients = w.conns
 	return sum, err
@@ -242,6 +261,16 @@ func (w *watchLoad) exited() (int, bool) {
 func (w *watchLoad) parts(p *report.Parts) {
 	tr := w.trips
 	p.Warnings = append(p.Warnings, fmt.Sprintf("watch: %s; %d connections, ended because %s", w.what, tr.connsSeen, w.ended))
+	if w.wall > 0 {
+		cost := fmt.Sprintf("watch cost: volleyscope used %.2f%% of one CPU (%v of CPU over %v: ring reader, join, outputs)", 100*w.cpu.Seconds()/w.wall.Seconds(), w.cpu.Round(time.Millisecond), w.wall.Round(time.Millisecond))
+		if pp := p.Probe; pp != nil && pp.WarmupTrips > 0 && pp.WarmupRuns > 0 {
+			cost += fmt.Sprintf("; the probe's programs %v of CPU per round trip, machine-wide (measured over the first %d round trips)", time.Duration(pp.WarmupBPFNs/uint64(pp.WarmupTrips)), pp.WarmupTrips)
+		}
+		if rps := p.Load.ThroughputRPS; rps > 0 {
+			cost += fmt.Sprintf(", at %.0f round trips/s", rps)
+		}
+		p.Warnings = append(p.Warnings, cost)
+	}
 	if tr.pipelined > 0 {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("watch: %d of %d connections were pipelined (a second request sent before the reply to the first): their %d exchanges (several requests each, as timing sees them) are not split", tr.pipelined, tr.connsSeen, tr.pipeTrips))
 	}
@@ -400,4 +429,13 @@ func processName(pid int) string {
 		return fmt.Sprintf("pid %d", pid)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// processCPU is the CPU time this process has used, user and system.
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -419,3 +419,57 @@ func TestWatchServerSide(t *testing.T) {
 		t.Errorf("%d of %d server round trips inside the client's, of %d client round trips in the span", inside, len(watched), inSpan)
 	}
 }
+
+// TestWatchTripsServerSide: the server's round trips from its socket's
+// events alone, and a second request that arrives after the server read
+// the first and before it replied named as pipelining.
+func TestWatchTripsServerSide(t *testing.T) {
+	const port, cport = 9000, 40000
+	ev := func(ts int64, k probe.Kind) probe.Event {
+		return probe.Event{TS: uint64(ts), Kind: k, Lport: port, Rport: cport, TID: 3, Ret: 4}
+	}
+	for _, tc := range []struct {
+		name      string
+		evs       []probe.Event
+		want      []loadgen.Record
+		pipelined int
+	}{
+		{"one at a time", []probe.Event{
+			ev(100, probe.KindDataReady), ev(120, probe.KindSockRecv), ev(150, probe.KindSendStart), ev(160, probe.KindSockSend),
+			ev(300, probe.KindDataReady), ev(320, probe.KindSockRecv), ev(350, probe.KindSendStart), ev(355, probe.KindSendStart), ev(360, probe.KindSockSend),
+			ev(500, probe.KindDataReady),
+		}, []loadgen.Record{{T0: 100, T1: 150}, {T0: 300, T1: 350}}, 0},
+		{"request in segments", []probe.Event{
+			ev(100, probe.KindDataReady), ev(110, probe.KindDataReady), ev(120, probe.KindSockRecv), ev(150, probe.KindSendStart),
+			ev(300, probe.KindDataReady),
+		}, []loadgen.Record{{T0: 100, T1: 150}}, 0},
+		{"reply in two sends", []probe.Event{
+			ev(100, probe.KindDataReady), ev(120, probe.KindSockRecv), ev(150, probe.KindSendStart), ev(160, probe.KindSockSend),
+			ev(170, probe.KindSendStart), ev(180, probe.KindSockSend), ev(300, probe.KindDataReady),
+		}, []loadgen.Record{{T0: 100, T1: 170}}, 0},
+		{"pipelined", []probe.Event{
+			ev(100, probe.KindDataReady), ev(120, probe.KindSockRecv), ev(130, probe.KindDataReady), ev(150, probe.KindSendStart),
+			ev(300, probe.KindDataReady),
+		}, nil, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWatchTrips(port)
+			w.serverSide = true
+			for i := len(tc.evs) - 1; i >= 0; i-- {
+				w.event(&tc.evs[i])
+			}
+			w.event(&probe.Event{TS: 140, Kind: probe.KindSockRecv, Lport: cport, Rport: port}) // a client's socket: not the server's
+			fresh, trips := w.advance(1000, false)
+			if len(fresh) != 1 || fresh[0].LocalPort != cport || fresh[0].TID != 0 {
+				t.Errorf("connections %+v, want one from client port %d with no client thread", fresh, cport)
+			}
+			var got []loadgen.Record
+			for _, tr := range trips {
+				got = append(got, tr.r)
+			}
+			if !slices.Equal(got, tc.want) || w.pipelined != tc.pipelined {
+				t.Errorf("round trips %v, pipelined %d; want %v, %d", got, w.pipelined, tc.want, tc.pipelined)
+			}
+		})
+	}
+}

@@ -473,3 +473,63 @@ func TestWatchTripsServerSide(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchInterrupted: a watch cancelled (Ctrl-C) keeps what it
+// measured, and nothing of the probe stays held.
+func TestWatchInterrupted(t *testing.T) {
+	requireRoot(t)
+	port := startBuiltin(t, "threads")
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { // a ping-pong client in this process
+		var b [4]byte
+		deadline := time.Now().Add(time.Minute)
+		for n := uint32(1); time.Now().Before(deadline); n++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			binary.BigEndian.PutUint32(b[:], n)
+			if _, err := conn.Write(b[:]); err != nil {
+				done <- err
+				return
+			}
+			if _, err := io.ReadFull(conn, b[:]); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	before := bpfFDs()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(2500*time.Millisecond, cancel)
+	res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{os.Getpid()}}, Callbacks{})
+	close(stop)
+	if cerr := <-done; cerr != nil {
+		t.Fatalf("client: %v", cerr)
+	}
+	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
+		t.Fatalf("watch: %v", err)
+	}
+	if bc := res.BreakdownCheck; bc == nil || bc.Joined == 0 {
+		t.Errorf("nothing kept from the interrupted watch: %+v", bc)
+	}
+	if after := bpfFDs(); after != before {
+		t.Errorf("%d BPF objects held after the watch, %d before", after, before)
+	}
+	var ended bool
+	for _, w := range res.Warnings {
+		ended = ended || strings.Contains(w, "ended because interrupted")
+	}
+	if !ended {
+		t.Errorf("the summary does not say the watch was interrupted: %v", res.Warnings)
+	}
+}

@@ -51,6 +51,12 @@ type Stream struct {
 	// Replies the server sent, per sendBucket of time: TCP send starts,
 	// and sends that returned data (used where no send start is hooked).
 	starts, sends map[int64]int64
+	// The buckets [foldFrom, foldTo) inside the measured window that the
+	// watermark has passed are summed into foldStarts and foldSends and
+	// let go: the maps hold only the recent stretch, so that memory is
+	// flat in run length (a watch runs for hours). foldTo 0: none yet.
+	foldFrom, foldTo      int64
+	foldStarts, foldSends int64
 	// serverSide: round trips are the server's alone (SetServerSide).
 	serverSide bool
 }
@@ -237,12 +243,55 @@ func (s *Stream) countSend(e *probe.Event) {
 	if e.Lport != s.port {
 		return
 	}
+	b := int64(e.TS) / sendBucket
+	folded := s.foldTo > 0 && b >= s.foldFrom && b < s.foldTo // a late event
 	switch {
+	case e.Kind == probe.KindSendStart && folded:
+		s.foldStarts++
 	case e.Kind == probe.KindSendStart:
-		s.starts[int64(e.TS)/sendBucket]++
+		s.starts[b]++
+	case e.Kind == probe.KindSockSend && e.Ret > 0 && folded:
+		s.foldSends++
 	case e.Kind == probe.KindSockSend && e.Ret > 0:
-		s.sends[int64(e.TS)/sendBucket]++
+		s.sends[b]++
 	}
+}
+
+// foldBuckets sums into the folded totals the send buckets inside the
+// measured window that end before watermark, and lets go of those
+// before the window: ServerSends asks for the window only.
+func (s *Stream) foldBuckets(watermark int64) {
+	start := s.win.start.Load()
+	if start <= 0 {
+		return
+	}
+	from, to := start/sendBucket, watermark/sendBucket
+	if end := s.win.end.Load(); end > 0 {
+		to = min(to, end/sendBucket)
+	}
+	if to <= from {
+		return
+	}
+	if s.foldTo == 0 {
+		s.foldFrom, s.foldTo = from, from
+	}
+	if to <= s.foldTo {
+		return
+	}
+	fold := func(m map[int64]int64) (sum int64) {
+		for b, n := range m {
+			if b < to {
+				if b >= s.foldFrom {
+					sum += n
+				}
+				delete(m, b)
+			}
+		}
+		return sum
+	}
+	s.foldStarts += fold(s.starts)
+	s.foldSends += fold(s.sends)
+	s.foldTo = to
 }
 
 // ServerSends is how many send calls the server made from from to to
@@ -250,18 +299,23 @@ func (s *Stream) countSend(e *probe.Event) {
 // events on its port: one per reply for a server that writes each reply
 // in one call, more for one that writes a reply in parts.
 func (s *Stream) ServerSends(from, to int64) int64 {
-	count := func(m map[int64]int64) (n int64) {
+	// The folded buckets count when the range holds them all.
+	holds := s.foldTo > 0 && from/sendBucket <= s.foldFrom && to/sendBucket >= s.foldTo
+	count := func(m map[int64]int64, folded int64) (n int64) {
 		for b, c := range m {
 			if b >= from/sendBucket && b < to/sendBucket {
 				n += c
 			}
 		}
+		if holds {
+			n += folded
+		}
 		return n
 	}
-	if n := count(s.starts); n > 0 {
+	if n := count(s.starts, s.foldStarts); n > 0 {
 		return n
 	}
-	return count(s.sends)
+	return count(s.sends, s.foldSends)
 }
 
 // trimStep is how far the trim bound moves before the index is trimmed
@@ -275,6 +329,7 @@ func (s *Stream) trim(watermark int64, all bool) {
 		s.ix, s.trimmedTo = newIndex(), 0
 		return
 	}
+	s.foldBuckets(watermark)
 	bound := watermark - s.keep
 	for _, w := range s.waiting {
 		bound = min(bound, w.r.T0)

@@ -141,3 +141,32 @@ func TestSortRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestServerSendsFolded: the server's send counts over a long window come
+// out whole while the stream keeps only the recent buckets.
+func TestServerSendsFolded(t *testing.T) {
+	const port = 9000
+	s := NewStream(port, nil, false, time.Second, nil)
+	const start, end = int64(10_000_000_000), int64(70_000_000_000) // a minute
+	s.SetWindowStart(start)
+	var want int64
+	for ts := start - 2_000_000_000; ts < end+2_000_000_000; ts += 250_000 { // a send every 250 µs
+		s.Event(&probe.Event{TS: uint64(ts), Kind: probe.KindSendStart, Lport: port, Rport: 40000})
+		if ts >= start && ts < end {
+			want++
+		}
+		if ts%100_000_000 == 0 {
+			if ts >= end {
+				s.SetWindowEnd(end)
+			}
+			s.Advance(ts - 250_000_000)
+			if held := len(s.starts); held > 3000 {
+				t.Fatalf("%d send buckets held at %d s", held, ts/1e9)
+			}
+		}
+	}
+	s.Flush()
+	if got := s.ServerSends(start, end); got != want {
+		t.Errorf("ServerSends = %d, want %d", got, want)
+	}
+}

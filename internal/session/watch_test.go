@@ -54,19 +54,6 @@ func readTrips(t *testing.T, path string) []tripRow {
 	return out
 }
 
-// bpfFDs counts this process's descriptors of BPF programs, maps and
-// links.
-func bpfFDs() int {
-	n := 0
-	fds, _ := filepath.Glob("/proc/self/fd/*")
-	for _, fd := range fds {
-		if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "anon_inode:bpf") {
-			n++
-		}
-	}
-	return n
-}
-
 // startBuiltin starts a built-in server of ours in a process of its own
 // on a free port of 127.0.0.1, waits until it accepts, and stops it when
 // t ends.
@@ -114,7 +101,7 @@ func TestWatchKnownClient(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	before := bpfFDs()
+	before := bpfFDs(os.Getpid())
 	res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{bench.Process.Pid}, Out: filepath.Join(dir, "watch")}, Callbacks{})
 	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
 		t.Fatalf("watch: %v", err)
@@ -122,7 +109,7 @@ func TestWatchKnownClient(t *testing.T) {
 	if err != nil {
 		t.Logf("watch: %v (other load on the machine: the round trips that lost events are not split)", err)
 	}
-	if after := bpfFDs(); after != before {
+	if after := bpfFDs(os.Getpid()); after != before {
 		t.Errorf("%d BPF objects held after the watch, %d before: something stayed attached", after, before)
 	}
 	select {
@@ -508,7 +495,7 @@ func TestWatchInterrupted(t *testing.T) {
 		}
 		done <- nil
 	}()
-	before := bpfFDs()
+	before := bpfFDs(os.Getpid())
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(2500*time.Millisecond, cancel)
 	res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{os.Getpid()}}, Callbacks{})
@@ -522,7 +509,7 @@ func TestWatchInterrupted(t *testing.T) {
 	if bc := res.BreakdownCheck; bc == nil || bc.Joined == 0 {
 		t.Errorf("nothing kept from the interrupted watch: %+v", bc)
 	}
-	if after := bpfFDs(); after != before {
+	if after := bpfFDs(os.Getpid()); after != before {
 		t.Errorf("%d BPF objects held after the watch, %d before", after, before)
 	}
 	var ended bool

@@ -397,13 +397,18 @@ func TestWatchServerSide(t *testing.T) {
 			inSpan++
 		}
 	}
-	t.Logf("server side: %d round trips, %d inside one of the client's (%d of the client's in the span); split %.4f, sum check %.4f; server response p50 %.2f µs",
-		len(watched), inside, inSpan, split, bc.SumWithinTolerance, res.Latency.P50/1e3)
+	t.Logf("server side: %d round trips, %d inside one of the client's (%d of the client's in the span); split %.4f, sum check %.4f; server response p50 %.2f µs; %d events lost",
+		len(watched), inside, inSpan, split, bc.SumWithinTolerance, res.Latency.P50/1e3, res.LostEvents)
 	if split < 0.99 || bc.SumWithinTolerance < 0.99 {
 		t.Errorf("split %.4f, sum check %.4f: want ≥ 0.99 each; unjoined %v", split, bc.SumWithinTolerance, bc.UnjoinedReasons)
 	}
-	if float64(inside) < 0.99*float64(len(watched)) || float64(inside) < 0.97*float64(inSpan) {
-		t.Errorf("%d of %d server round trips inside the client's, of %d client round trips in the span", inside, len(watched), inSpan)
+	// Every server round trip lies inside a client's. Coverage needs every
+	// event: a lost receive merges two requests into one.
+	if float64(inside) < 0.99*float64(len(watched)) {
+		t.Errorf("%d of %d server round trips inside the client's", inside, len(watched))
+	}
+	if res.LostEvents == 0 && float64(inside) < 0.97*float64(inSpan) {
+		t.Errorf("%d server round trips for %d of the client's in the span, with no event lost", inside, inSpan)
 	}
 }
 

@@ -137,7 +137,10 @@ func (j *joinStage) clientsReady(conns []loadgen.ConnInfo) error {
 	seen := map[int]bool{}
 	var tids []int
 	for _, c := range conns {
-		if !seen[c.TID] { // an event-loop thread drives many connections
+		// An event-loop thread drives many connections; a connection seen
+		// from the server's side alone (a watch) has no client thread (0,
+		// which would be the idle task).
+		if c.TID > 0 && !seen[c.TID] {
 			seen[c.TID] = true
 			tids = append(tids, c.TID)
 		}

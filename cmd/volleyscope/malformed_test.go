@@ -57,6 +57,14 @@ var malformed = []struct {
 	{[]string{"bench", "--client-cpus", "x"}, "--client-cpus"},
 	{[]string{"bench", "--client-cpus", "0,,"}, "--client-cpus"},
 	{[]string{"bench", "--client-cpus", "0-99999999999"}, "--client-cpus"},
+	// watch: the processes and the port, before anything is attached.
+	{[]string{"watch", "extra"}, "watch"},
+	{[]string{"watch", "--client-pid", "1"}, "--server-port"},
+	{[]string{"watch", "--server-port", "70000"}, "--server-port"},
+	{[]string{"watch", "--server-port", "1", "--client-pid", "999999999"}, "--client-pid"},
+	{[]string{"watch", "--server-port", "1", "--duration", "-1s"}, "--duration"},
+	{[]string{"watch", "--server-port", "1", "--listen", "127.0.0.1:9"}, "--listen-token-file"},
+	{[]string{"watch", "--server-port", "1", "--probe-mode", "x"}, "--probe-mode"},
 	// The protocol and its settings.
 	{[]string{"bench", "--proto", "http"}, "--proto"},
 	{[]string{"bench", "--proto", "smtp"}, "--proto"},

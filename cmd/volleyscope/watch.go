@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/session"
 )
 
-const watchHelp = `volleyscope watch --server-pid PID | --server-port PORT [--client-pid PID]... [flags]
+var watchHelp = fmt.Sprintf(`volleyscope watch --server-pid PID | --server-port PORT [--client-pid PID]... [flags]
 
 Splits the round trips of programs that volleyscope did not start: a
 client on this host (--client-pid, repeatable) talking to a server on this
@@ -17,7 +18,7 @@ client's socket traffic, on connections with one request in flight
 (HTTP/1.1 keep-alive, RESP, memcached, ping-pong, echo): from the start of
 the client's send of a request to the return of the receive that completed
 its reply, the reply being complete when the client sends again, closes,
-or stays silent for 100 ms. It is split as 'run' splits its own round
+or stays silent for %v. It is split as 'run' splits its own round
 trips (same components, same sum check, same outputs). A connection with
 a second request sent before the reply to the first (pipelining) is named
 and not split.
@@ -38,17 +39,17 @@ every --refresh. It binds ADDR alone and admits only scrapers that present
 the bearer token in --listen-token-file (required); a Prometheus scrape
 config gives it with authorization: {credentials_file: FILE}.
 
-Watches until --duration passes, Ctrl-C, or a watched process exits, then
-prints and writes (--out) what it measured. Needs root or
-CAP_BPF+CAP_PERFMON; the processes must be in this network namespace.
-Nothing stays attached after it exits.
+Watches until --duration passes, Ctrl-C, or a watched process exits (each
+a normal end, exit status 0), then prints and writes (--out) what it
+measured. Needs root or CAP_BPF+CAP_PERFMON; the processes must be in
+this network namespace. Nothing stays attached after it exits.
 
 examples:
   volleyscope watch --server-port 6379 --client-pid $(pgrep -n redis-benchma) --duration 10s
   volleyscope watch --server-pid $(pgrep -o nginx) --client-pid 4242 --out /tmp/watch
   volleyscope watch --server-port 11211 --duration 30s     the server's side alone
   volleyscope watch --server-port 6379 --listen 127.0.0.1:9464 --listen-token-file /etc/volleyscope/token
-` + exitText
+`, session.WatchIdle) + exitText
 
 func cmdWatch(ctx context.Context, args []string) error {
 	fs := newFlagSet("watch", watchHelp)
@@ -76,6 +77,9 @@ func cmdWatch(ctx context.Context, args []string) error {
 		return err
 	}
 	wc.ProbeMode, wc.Out = pf.mode, lf.out
+	if wc.Listen != "" && tokenFile == "" {
+		return usagef("--listen-token-file: --listen needs a bearer token that scrapers present: put one in a file and give --listen-token-file")
+	}
 	if tokenFile != "" {
 		tok, err := session.ReadTokenFile(tokenFile)
 		if err != nil {

@@ -11,13 +11,13 @@ import (
 	"github.com/volleyscope/volleyscope/probe"
 )
 
-// watchIdle is how long a connection stays silent after a reply before
+// WatchIdle is how long a connection stays silent after a reply before
 // the reply counts as complete without a next request. A request/response
 // client sends its next request at once; one that pauses longer than
 // this ends its round trip at the last receive before the pause. A reply
 // whose pieces come further apart than this is split in two (timing
 // cannot tell); the stream keeps events long enough for either.
-const watchIdle = 100 * time.Millisecond
+const WatchIdle = 100 * time.Millisecond
 
 // tcpClose and tcpFinWait1 are TCP states (include/net/tcp_states.h)
 // that end a connection for the watch.
@@ -33,7 +33,7 @@ const (
 // load generator's t0 is just before the send system call) to the return
 // of the receive that completes the reply (where its t1 is just after
 // it). The reply is complete when the client sends again, closes the
-// connection, or stays silent for watchIdle. A second send returned
+// connection, or stays silent for WatchIdle. A second send returned
 // before any of the reply arrived is a second request in flight: the
 // connection is pipelined and none of its round trips is split, rather
 // than split wrongly.
@@ -216,7 +216,7 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 		if w.serverSide {
 			last = c.lastSend
 		}
-		if last != 0 && last < watermark-watchIdle.Nanoseconds() {
+		if last != 0 && last < watermark-WatchIdle.Nanoseconds() {
 			w.idleClosed++
 			emit(c)
 		} else if final && c.t0 != 0 {
@@ -231,7 +231,7 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 // when no client is followed: a request runs from the data ready of its
 // first byte on the server's socket to the start of the send of the
 // reply's last piece. The reply is complete when the next request's data
-// arrives, the connection closes, or it stays silent for watchIdle. Data
+// arrives, the connection closes, or it stays silent for WatchIdle. Data
 // that arrives after the server read some of a request and before it
 // began its reply is a second request in flight (or the rest of a request
 // read in parts, which timing cannot tell apart): the connection is

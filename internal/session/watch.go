@@ -162,6 +162,10 @@ func openWatchProbe(cfg Config, port uint16) (*probeSource, error) {
 	return &probeSource{p: p, syscalls: cfg.Syscalls, verbose: cfg.Verbose, neighbours: probe.NeighbourWarnings(p.Neighbours()), warmTrips: new(atomic.Int64)}, nil
 }
 
+// watchedProto is what a watch's summary names as its protocol: the
+// watched programs' own, which it does not parse.
+const watchedProto loadgen.Proto = "watched traffic"
+
 // watchLoad is the watch's load stage: the round trips come from the
 // watched client's traffic instead of clients of ours.
 type watchLoad struct {
@@ -227,7 +231,9 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 	w.note("watch ended: " + w.ended)
 	w.cpu, w.wall = processCPU()-cpu0, time.Duration(monotonicNow()-start)
 	sum := feed.Finish(end, loadgen.StopWatched)
-	sum.Options.Clients = w.conns
+	// The header's "N client(s), PROTO": the connections seen, and no
+	// protocol of ours.
+	sum.Options.Clients, sum.Options.Proto = w.conns, watchedProto
 	return sum, err
 }
 

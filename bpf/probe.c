@@ -809,14 +809,14 @@ int tp_netif_receive_skb(struct trace_event_raw_net_dev_template *ctx) { on_neti
 // sched_switch on the CPU while a thread waits charges the task switched
 // out with the time since the last switch; the switch that brings the
 // waiter in ends the wait and, if any holder was not the idle task, stores
-// it in holds for user space to read for the slowest round trips. One
+// it in hold_ring for user space to read for the slowest round trips. One
 // waiter per CPU: a second tracked thread that starts waiting for the same
 // CPU meanwhile goes unnamed. A waiter that is migrated and runs elsewhere
 // leaves its slot to be taken over after WAIT_STALE_NS.
 // User space sizes the array to the possible CPUs.
 struct cpu_wait {
 	__u32 waiter; // tracked tid waiting, 0 if none
-	__u32 pad;
+	__u32 holds_next; // this CPU's next slot in hold_ring (modulo hold_slots)
 	__u64 seg;    // start of the current holder's stretch
 	__u64 last;   // the last switch on this CPU, waiter or not
 	struct hold rec;
@@ -829,18 +829,36 @@ struct {
 	__type(value, struct cpu_wait);
 } cpu_waits SEC(".maps");
 
-// Finished waits, newest kept: user space looks up the waits of a round
-// trip when it becomes one of the slowest, seconds after it happened.
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, struct hold_key);
-	__type(value, struct hold);
-} holds SEC(".maps");
+// Finished waits, the newest kept: user space looks up the waits of a
+// round trip when it becomes one of the slowest, seconds after it
+// happened. A ring per CPU in one mmapable array, CPU c owning slots
+// [c*hold_slots, (c+1)*hold_slots), written in turn (cpu_wait.holds_next):
+// a wait ends in sched_switch, which does not nest on its CPU, so a plain
+// store reserves the slot. An array slot written in place costs a fraction
+// of a hash map update, and every preempted round trip of a tracked
+// thread ends a wait. User space finds a wait by scanning for its key
+// (probe.CPUHolders); a slot being rewritten reads as empty (key.tid 0
+// while the record changes).
+struct hold_slot {
+	struct hold_key key; // key.tid 0: empty, or being written
+	struct hold rec;
+};
 
-// Keeps struct hold and hold_key in the object's BTF for bpf2go -type.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1); // ncpu * hold_slots, set before load
+	__type(key, __u32);
+	__type(value, struct hold_slot);
+} hold_ring SEC(".maps");
+
+// hold_slots: slots per CPU in hold_ring, a power of two, set before load.
+volatile const __u32 hold_slots = 1;
+
+// Keeps struct hold, hold_key and hold_slot in the object's BTF for bpf2go -type.
 const struct hold *unused_hold __attribute__((unused));
 const struct hold_key *unused_hold_key __attribute__((unused));
+const struct hold_slot *unused_hold_slot __attribute__((unused));
 
 // A slot older than this is taken over: its waiter was migrated and ran
 // elsewhere (a real wait this long is named by nothing else anyway).
@@ -889,6 +907,24 @@ static __always_inline void hold_add(struct hold *r, __u32 tid, __u32 tgid, cons
 	r->n = n + 1;
 }
 
+// hold_keep stores the finished wait rec of tid, ended by its switch in
+// at ts, in this CPU's next hold_ring slot. The key is cleared first and
+// written last, so that user space never takes a half-written record for
+// a whole one.
+static __always_inline void hold_keep(struct cpu_wait *w, __u32 cpu, __u32 tid, __u64 ts, const struct hold *rec)
+{
+	__u32 k = cpu * hold_slots + (w->holds_next++ & (hold_slots - 1));
+	struct hold_slot *s = bpf_map_lookup_elem(&hold_ring, &k);
+	if (!s)
+		return; // cannot happen: k < ncpu * hold_slots
+	*(volatile __u32 *)&s->key.tid = 0;
+	asm volatile("" ::: "memory");
+	__builtin_memcpy(&s->rec, rec, sizeof(*rec));
+	s->key.in_ts = ts;
+	asm volatile("" ::: "memory");
+	*(volatile __u32 *)&s->key.tid = tid;
+}
+
 // on_cpu_switch follows the waiter of this CPU, if any, through a switch
 // from prev to next at ts. A tracked thread that switches in without
 // being this CPU's waiter (its wake-up was not seen: the wake-up hooks are
@@ -920,8 +956,7 @@ static __always_inline void on_cpu_switch(__u32 cpu, __u64 ts, __u32 prev, __u32
 					busy = true;
 			if (!busy && !w->rec.other_ns)
 				return; // the CPU was idle: an exit from idle, no holder
-			struct hold_key k = { .tid = next, .in_ts = ts };
-			bpf_map_update_elem(&holds, &k, &w->rec, BPF_ANY);
+			hold_keep(w, cpu, next, ts, &w->rec);
 			return;
 		}
 	}
@@ -929,8 +964,7 @@ static __always_inline void on_cpu_switch(__u32 cpu, __u64 ts, __u32 prev, __u32
 		return;
 	struct hold r = { .since = last, .cpu = cpu };
 	hold_add(&r, prev, prev_tgid, prev_comm, ts - last);
-	struct hold_key k = { .tid = next, .in_ts = ts };
-	bpf_map_update_elem(&holds, &k, &r, BPF_ANY);
+	hold_keep(w, cpu, next, ts, &r);
 }
 
 /* ---- scheduler ---- */
@@ -1030,7 +1064,7 @@ static __always_inline void on_switch(__u32 prev, __u32 prev_tgid, const char *p
 	if (!tgid)
 		tgid = bpf_get_current_pid_tgid() >> 32;
 	struct event e;
-	fill_at(&e, KIND_SWITCH, prev, tgid, ts, cpu); // ts: the key of a finished wait in holds
+	fill_at(&e, KIND_SWITCH, prev, tgid, ts, cpu); // ts: the key of a finished wait in hold_ring
 	e.sk = uncredited;
 	e.arg0 = prev;
 	e.arg1 = next;

@@ -34,12 +34,12 @@ type ProbeCpuIrq struct {
 }
 
 type ProbeCpuWait struct {
-	_      structs.HostLayout
-	Waiter uint32
-	Pad    uint32
-	Seg    uint64
-	Last   uint64
-	Rec    ProbeHold
+	_         structs.HostLayout
+	Waiter    uint32
+	HoldsNext uint32
+	Seg       uint64
+	Last      uint64
+	Rec       ProbeHold
 }
 
 type ProbeCursor struct {
@@ -89,6 +89,12 @@ type ProbeHoldKey struct {
 	InTs uint64
 }
 
+type ProbeHoldSlot struct {
+	_   structs.HostLayout
+	Key ProbeHoldKey
+	Rec ProbeHold
+}
+
 type ProbeInflight struct {
 	_       structs.HostLayout
 	EnterTs uint64
@@ -106,7 +112,7 @@ const (
 	ProbeMapCpuIrqs                = "cpu_irqs"
 	ProbeMapCpuWaits               = "cpu_waits"
 	ProbeMapEvents                 = "events"
-	ProbeMapHolds                  = "holds"
+	ProbeMapHoldRing               = "hold_ring"
 	ProbeMapInflight               = "inflight"
 	ProbeMapKpSk                   = "kp_sk"
 	ProbeMapLost                   = "lost"
@@ -182,6 +188,7 @@ const (
 	ProbeProgTpbtfSysEnter         = "tpbtf_sys_enter"
 	ProbeProgTpbtfSysExit          = "tpbtf_sys_exit"
 	ProbeProgTpbtfTcpSendmsgLocked = "tpbtf_tcp_sendmsg_locked"
+	ProbeVarHoldSlots              = "hold_slots"
 	ProbeVarHooksOnly              = "hooks_only"
 	ProbeVarIrqTimeAccounting      = "irq_time_accounting"
 	ProbeVarPort0                  = "port0"
@@ -193,6 +200,7 @@ const (
 	ProbeVarUnusedEvent            = "unused_event"
 	ProbeVarUnusedHold             = "unused_hold"
 	ProbeVarUnusedHoldKey          = "unused_hold_key"
+	ProbeVarUnusedHoldSlot         = "unused_hold_slot"
 	ProbeVarWakeupRecords          = "wakeup_records"
 )
 
@@ -315,7 +323,7 @@ type ProbeMapSpecs struct {
 	CpuIrqs      *ebpf.MapSpec `ebpf:"cpu_irqs"`
 	CpuWaits     *ebpf.MapSpec `ebpf:"cpu_waits"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
-	Holds        *ebpf.MapSpec `ebpf:"holds"`
+	HoldRing     *ebpf.MapSpec `ebpf:"hold_ring"`
 	Inflight     *ebpf.MapSpec `ebpf:"inflight"`
 	KpSk         *ebpf.MapSpec `ebpf:"kp_sk"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
@@ -329,6 +337,7 @@ type ProbeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProbeVariableSpecs struct {
+	HoldSlots         *ebpf.VariableSpec `ebpf:"hold_slots"`
 	HooksOnly         *ebpf.VariableSpec `ebpf:"hooks_only"`
 	IrqTimeAccounting *ebpf.VariableSpec `ebpf:"irq_time_accounting"`
 	Port0             *ebpf.VariableSpec `ebpf:"port0"`
@@ -340,6 +349,7 @@ type ProbeVariableSpecs struct {
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedHold        *ebpf.VariableSpec `ebpf:"unused_hold"`
 	UnusedHoldKey     *ebpf.VariableSpec `ebpf:"unused_hold_key"`
+	UnusedHoldSlot    *ebpf.VariableSpec `ebpf:"unused_hold_slot"`
 	WakeupRecords     *ebpf.VariableSpec `ebpf:"wakeup_records"`
 }
 
@@ -366,7 +376,7 @@ type ProbeMaps struct {
 	CpuIrqs      *ebpf.Map `ebpf:"cpu_irqs"`
 	CpuWaits     *ebpf.Map `ebpf:"cpu_waits"`
 	Events       *ebpf.Map `ebpf:"events"`
-	Holds        *ebpf.Map `ebpf:"holds"`
+	HoldRing     *ebpf.Map `ebpf:"hold_ring"`
 	Inflight     *ebpf.Map `ebpf:"inflight"`
 	KpSk         *ebpf.Map `ebpf:"kp_sk"`
 	Lost         *ebpf.Map `ebpf:"lost"`
@@ -381,7 +391,7 @@ func (m *ProbeMaps) Close() error {
 		m.CpuIrqs,
 		m.CpuWaits,
 		m.Events,
-		m.Holds,
+		m.HoldRing,
 		m.Inflight,
 		m.KpSk,
 		m.Lost,
@@ -396,6 +406,7 @@ func (m *ProbeMaps) Close() error {
 //
 // It can be passed to LoadProbeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProbeVariables struct {
+	HoldSlots         *ebpf.Variable `ebpf:"hold_slots"`
 	HooksOnly         *ebpf.Variable `ebpf:"hooks_only"`
 	IrqTimeAccounting *ebpf.Variable `ebpf:"irq_time_accounting"`
 	Port0             *ebpf.Variable `ebpf:"port0"`
@@ -407,6 +418,7 @@ type ProbeVariables struct {
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedHold        *ebpf.Variable `ebpf:"unused_hold"`
 	UnusedHoldKey     *ebpf.Variable `ebpf:"unused_hold_key"`
+	UnusedHoldSlot    *ebpf.Variable `ebpf:"unused_hold_slot"`
 	WakeupRecords     *ebpf.Variable `ebpf:"wakeup_records"`
 }
 

@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -211,4 +212,100 @@ func round3(v []float64) []float64 {
 		o[i] = float64(int(x*1000+0.5)) / 1000
 	}
 	return o
+}
+
+// TestBenchCost measures only the programs' run time (BPF_ENABLE_STATS),
+// program by program, per round trip of the pinned one-connection
+// ping-pong, on one CPU and across CPUs: a quicker and far less noisy
+// figure than the latency ratios of TestBenchOverhead on a shared machine,
+// for comparing two builds of the programs round against round. Each
+// round prints one COST line per program that ran: layout, program, runs
+// and ns per round trip; the median over the rounds follows. The counts
+// are machine-wide (every firing, tracked or not), so the runs per round
+// trip of the machine-wide hooks follow whatever else the machine does.
+// VOLLEYSCOPE_BENCH_COST_ROUNDS sets the rounds (default 5);
+// VOLLEYSCOPE_BENCH_COST_FLOOR=1 measures the programs that return at
+// once instead (Config.HooksOnly: what no program body can go below).
+func TestBenchCost(t *testing.T) {
+	if os.Getenv("VOLLEYSCOPE_BENCH") != "1" {
+		t.Skip("benchmark: run with VOLLEYSCOPE_BENCH=1")
+	}
+	requireRoot(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs 2 CPUs")
+	}
+	rounds, n := 5, 10000
+	if v := os.Getenv("VOLLEYSCOPE_BENCH_COST_ROUNDS"); v != "" {
+		fmt.Sscan(v, &rounds)
+	}
+	floor := os.Getenv("VOLLEYSCOPE_BENCH_COST_FLOOR") == "1"
+	for _, layout := range []struct {
+		name       string
+		ccpu, scpu int
+	}{{"same_cpu", 0, 0}, {"cross_cpu", 1, 0}} {
+		r, run, stop := startPingPong(t, layout.ccpu, layout.scpu)
+		run(2000) // warm-up
+		type cost struct{ runs, ns []float64 }
+		per := map[string]*cost{}
+		var total []float64
+		for i := 0; i < rounds; i++ {
+			p, err := Open(Config{Ports: []uint16{r.sport}, Stats: true, HooksOnly: floor})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.TrackTID(uint32(r.ctid))
+			p.TrackTID(uint32(r.stid))
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error)
+			kinds := map[Kind]uint64{}
+			preempted := uint64(0)
+			go func() {
+				done <- p.Run(ctx, func(e *Event) {
+					kinds[e.Kind]++
+					if e.Kind == KindSwitch && e.Ret == 0 {
+						preempted++
+					}
+				})
+			}()
+			run(n)
+			progs, perr := p.ProgramRuns()
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			p.Close()
+			if perr != nil {
+				t.Skip(perr)
+			}
+			sum := 0.0
+			for _, pr := range progs {
+				if pr.Runs == 0 {
+					continue
+				}
+				c := per[pr.Program]
+				if c == nil {
+					c = &cost{}
+					per[pr.Program] = c
+				}
+				c.runs = append(c.runs, float64(pr.Runs)/float64(n))
+				c.ns = append(c.ns, float64(pr.Ns)/float64(n))
+				sum += float64(pr.Ns) / float64(n)
+				fmt.Printf("COST %s %s %.2f %.0f\n", layout.name, pr.Program, float64(pr.Runs)/float64(n), float64(pr.Ns)/float64(n))
+			}
+			total = append(total, sum)
+			fmt.Printf("COST %s total - %.0f\n", layout.name, sum)
+			for k, c := range kinds {
+				fmt.Printf("RECORDS %s %s %.2f\n", layout.name, k, float64(c)/float64(n))
+			}
+			fmt.Printf("RECORDS %s switch_preempted %.2f\n", layout.name, float64(preempted)/float64(n))
+		}
+		stop()
+		med := func(v []float64) float64 { v = slices.Clone(v); slices.Sort(v); return v[len(v)/2] }
+		names := slices.Sorted(maps.Keys(per))
+		for _, name := range names {
+			c := per[name]
+			fmt.Printf("  probe cost %-9s %-28s median of %d rounds: %6.2f runs, %6.0f ns a round trip\n", layout.name, name, len(c.ns), med(c.runs), med(c.ns))
+		}
+		fmt.Printf("  probe cost %-9s all programs, median of %d rounds: %.0f ns a round trip (rounds: %v)\n", layout.name, rounds, med(total), round3(total))
+	}
 }

@@ -42,8 +42,8 @@ func Open(cfg Config) (*Probe, error) {
 }
 
 // open is Open with cfg.Ring decided. Its steps, in order: check the
-// config; prepare the spec (settings, map sizes); create the shared maps;
-// turn on run statistics; load and attach each event's hook; refuse a
+// config; prepare the spec (settings, map sizes); create the shared maps
+// and map the finished waits' ring; turn on run statistics; load and attach each event's hook; refuse a
 // forced family that attached nothing; open the reader; list the other
 // programs on our hooks.
 func open(cfg Config) (*Probe, error) {
@@ -63,6 +63,9 @@ func open(cfg Config) (*Probe, error) {
 	spec, err := p.prepareSpec()
 	if err == nil {
 		err = p.createMaps(spec)
+	}
+	if err == nil {
+		err = p.mapHolds()
 	}
 	if err == nil {
 		p.enableStats()
@@ -98,6 +101,8 @@ func (p *Probe) prepareSpec() (*ebpf.CollectionSpec, error) {
 	}
 	s.CpuWaits.MaxEntries = uint32(ncpu) // one waiter slot per CPU
 	s.CpuIrqs.MaxEntries = uint32(ncpu)  // one interrupt sum per CPU
+	p.holdSlots = holdSlotsPerCPU(ncpu)
+	s.HoldRing.MaxEntries = uint32(ncpu) * p.holdSlots
 	if cfg.Ring == RingPerCPU {
 		slots := cfg.RingSlots
 		if slots == 0 {
@@ -120,6 +125,7 @@ func (p *Probe) prepareSpec() (*ebpf.CollectionSpec, error) {
 	}{
 		{s.WakeupRecords, cfg.WakeupRecords},
 		{s.RingSlots, p.ring.SlotsPerCPU}, // 0: the BPF ring buffer
+		{s.HoldSlots, p.holdSlots},
 		{s.Syscalls, cfg.Syscalls},
 		{s.HooksOnly, cfg.HooksOnly},
 		{s.Port0, cfg.Ports[0]},

@@ -42,8 +42,13 @@ type Probe struct {
 	closed     bool
 	// lostAtClose keeps the rings' drop counts once they are unmapped.
 	lostAtClose []uint64
-	// holdsAtClose keeps the finished waits' holders once the map is
-	// closed (CPUHolders).
+	// holds is probe.c's hold_ring mapped into this process: ncpu rings
+	// of holdSlots finished waits (holders.go).
+	holds     []bpf.ProbeHoldSlot
+	holdsMem  []byte
+	holdSlots uint32
+	// holdsAtClose keeps the finished waits' holders once the ring is
+	// unmapped (CPUHolders).
 	holdsAtClose map[bpf.ProbeHoldKey]bpf.ProbeHold
 }
 

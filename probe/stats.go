@@ -127,7 +127,7 @@ func (p *Probe) Close() error {
 	for _, c := range p.progs {
 		c.Close()
 	}
-	p.keepHolds() // the last round trips are joined after Close
+	errs = append(errs, p.keepHolds()) // the last round trips are joined after Close
 	errs = append(errs, p.objs.Close())
 	if p.rest != nil {
 		p.rest.Close()

@@ -309,7 +309,7 @@ static __always_inline bool sock_ports_btf(struct sock *sk, __u16 *lport, __u16 
 // tracepoints and are not counted; their time stays in the component
 // they interrupted.
 struct cpu_irq {
-	__u64 entry;   // the outermost interrupt's start, 0 if none is running
+	__u64 entry;   // the outermost interrupt's start, 0 if none is running or it interrupted an untracked task
 	__u64 ns;      // interrupt time of thread tid since its last record
 	__u64 first;   // start of the first interrupt in ns
 	__u64 last;    // end of the last
@@ -324,7 +324,8 @@ struct cpu_irq {
 	__u32 depth;   // interrupt contexts nested now
 	__u32 count;   // interrupts in ns
 	__u32 followed;// the interrupt in progress made data ready on a followed socket
-	__u32 pad[5];
+	__u32 entry_tid;// the task the outermost interrupt in progress interrupted
+	__u32 pad[4];
 };
 
 struct {
@@ -347,6 +348,11 @@ static __always_inline struct cpu_irq *this_cpu_irq(void)
 	return bpf_map_lookup_elem(&cpu_irqs, &cpu);
 }
 
+// on_irq_entry and on_irq_exit run on every interrupt of the machine.
+// An interrupt of an untracked task (the current one: the same at entry
+// and exit) costs its bookkeeping and no clock read; so does, at its exit,
+// one that made data ready on a followed socket, unless the kernel keeps
+// interrupt time apart (stretch, for on_switch).
 static __always_inline void on_irq_entry(__u64 what)
 {
 	if (hooks_only)
@@ -356,11 +362,15 @@ static __always_inline void on_irq_entry(__u64 what)
 		return;
 	// A nesting count left up by an exit that was never seen (a program
 	// skipped by the kernel's recursion guard) is reset once the
-	// interrupt it counts would be older than any interrupt runs.
-	if (c->depth && bpf_ktime_get_ns() - c->entry > IRQ_STALE_NS)
+	// interrupt it counts would be older than any interrupt runs, and at
+	// the next switch of a tracked thread on this CPU (on_switch: no
+	// interrupt spans a context switch).
+	if (c->depth && c->entry && bpf_ktime_get_ns() - c->entry > IRQ_STALE_NS)
 		c->depth = 0;
 	if (c->depth++ == 0) {
-		c->entry = bpf_ktime_get_ns();
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+		c->entry_tid = tid;
+		c->entry = tid_tracked(tid) ? bpf_ktime_get_ns() : 0;
 		c->cur = what;
 		c->followed = 0;
 	}
@@ -374,12 +384,14 @@ static __always_inline void on_irq_exit(void)
 	if (!c || c->depth == 0) // the probe attached inside an interrupt
 		return;
 	if (--c->depth != 0 || !c->entry)
-		return;
+		return; // nested, or an untracked task's
+	if (c->followed && !irq_time_accounting) {
+		c->entry = 0;
+		return; // the network's time (see above), and no stretch to keep
+	}
 	__u64 start = c->entry, now = bpf_ktime_get_ns(), d = now - start;
 	c->entry = 0;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	if (!tid_tracked(tid))
-		return;
+	__u32 tid = c->entry_tid;
 	if (tid == c->in_tid)
 		c->stretch += d;
 	if (c->followed)
@@ -1053,6 +1065,7 @@ static __always_inline void on_switch(__u32 prev, __u32 prev_tgid, const char *p
 			}
 		}
 		c->in_tid = 0;
+		c->depth = 0; // no interrupt spans a switch (on_irq_entry)
 		if (next_tracked && next_sum) {
 			c->in_tid = next;
 			c->in_ts = ts;

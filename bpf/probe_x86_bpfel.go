@@ -30,7 +30,8 @@ type ProbeCpuIrq struct {
 	Depth    uint32
 	Count    uint32
 	Followed uint32
-	Pad      [5]uint32
+	EntryTid uint32
+	Pad      [4]uint32
 }
 
 type ProbeCpuWait struct {

@@ -225,7 +225,8 @@ func round3(v []float64) []float64 {
 // trip of the machine-wide hooks follow whatever else the machine does.
 // VOLLEYSCOPE_BENCH_COST_ROUNDS sets the rounds (default 5);
 // VOLLEYSCOPE_BENCH_COST_FLOOR=1 measures the programs that return at
-// once instead (Config.HooksOnly: what no program body can go below).
+// once instead (Config.HooksOnly: what no program body can go below);
+// VOLLEYSCOPE_BENCH_COST_SLOTS sets the per-CPU ring's slots.
 func TestBenchCost(t *testing.T) {
 	if os.Getenv("VOLLEYSCOPE_BENCH") != "1" {
 		t.Skip("benchmark: run with VOLLEYSCOPE_BENCH=1")
@@ -239,6 +240,10 @@ func TestBenchCost(t *testing.T) {
 		fmt.Sscan(v, &rounds)
 	}
 	floor := os.Getenv("VOLLEYSCOPE_BENCH_COST_FLOOR") == "1"
+	var slots uint32 // 0: the default size
+	if v := os.Getenv("VOLLEYSCOPE_BENCH_COST_SLOTS"); v != "" {
+		fmt.Sscan(v, &slots)
+	}
 	for _, layout := range []struct {
 		name       string
 		ccpu, scpu int
@@ -249,7 +254,7 @@ func TestBenchCost(t *testing.T) {
 		per := map[string]*cost{}
 		var total []float64
 		for i := 0; i < rounds; i++ {
-			p, err := Open(Config{Ports: []uint16{r.sport}, Stats: true, HooksOnly: floor})
+			p, err := Open(Config{Ports: []uint16{r.sport}, Stats: true, HooksOnly: floor, RingSlots: slots})
 			if err != nil {
 				t.Fatal(err)
 			}

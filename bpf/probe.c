@@ -895,7 +895,9 @@ static __always_inline void wait_start(__u32 cpu, __u32 tid, __u64 ts)
 }
 
 // hold_add charges tid with ns of the wait. comm is a kernel address (the
-// task's or the tracepoint record's), read with a checked helper.
+// task's or the tracepoint record's): 16 bytes, NUL-terminated within
+// them, read whole with the checked helper (user space stops at the NUL):
+// the string variant copies byte by byte.
 static __always_inline void hold_add(struct hold *r, __u32 tid, __u32 tgid, const char *comm, __u64 ns)
 {
 	__u32 n = r->n;
@@ -914,7 +916,7 @@ static __always_inline void hold_add(struct hold *r, __u32 tid, __u32 tgid, cons
 	h->tid = tid;
 	h->tgid = tgid;
 	h->ns = ns;
-	if (bpf_probe_read_kernel_str(h->comm, sizeof(h->comm), comm) < 0)
+	if (bpf_probe_read_kernel(h->comm, sizeof(h->comm), comm) < 0)
 		h->comm[0] = 0;
 	r->n = n + 1;
 }

@@ -45,8 +45,12 @@ func holdSlotsPerCPU(ncpu int) uint32 {
 
 // mapHolds maps probe.c's hold_ring, the finished waits, into this process.
 func (p *Probe) mapHolds() error {
-	n := int(p.objs.HoldRing.MaxEntries())
-	mem, err := mmapMap(p.objs.HoldRing, n*int(unsafe.Sizeof(bpf.ProbeHoldSlot{})))
+	n, size := int(p.objs.HoldRing.MaxEntries()), unsafe.Sizeof(bpf.ProbeHoldSlot{})
+	// The mapped array's elements are value_size rounded up to 8 bytes.
+	if vs := uintptr(p.objs.HoldRing.ValueSize()); (vs+7)/8*8 != size {
+		return fmt.Errorf("map finished waits: slot of %d bytes, want %d (bpf objects out of date: make generate)", vs, size)
+	}
+	mem, err := mmapMap(p.objs.HoldRing, n*int(size))
 	if err != nil {
 		return fmt.Errorf("map finished waits: %w", err)
 	}

@@ -581,7 +581,9 @@ func TestBreakdownSumsAndJoins(t *testing.T) {
 		switch {
 		case !syscalls && len(r.Syscalls) > 0:
 			t.Errorf("a syscall table without --syscalls: %v", r.Syscalls)
-		case syscalls && clientRW < 2*int64(bc.Joined):
+		// The table counts syscalls begun in the window: a connection's
+		// last round trip may straddle its end, its read begun after it.
+		case syscalls && clientRW < 2*int64(bc.Joined)-2*2:
 			t.Errorf("--syscalls: %d client reads and writes for %d round trips", clientRW, bc.Joined)
 		}
 		if got := r.Meta.Hooks["sys_enter"]; syscalls == strings.HasPrefix(got, "off") {

@@ -142,43 +142,78 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 	}
 	if w.serverSide {
 		fresh = w.serverEvents(w.buf[:n], emit)
+	} else {
+		fresh = w.clientEvents(w.buf[:n], emit)
 	}
-	for i := range w.buf[:n] {
+	w.buf = append(w.buf[:0], w.buf[n:]...)
+	// A reply followed by silence is complete.
+	for _, c := range w.conns {
+		last := c.lastRecv
 		if w.serverSide {
-			break
+			last = c.lastSend
 		}
-		e := &w.buf[i]
-		if e.Kind == probe.KindSockState {
-			if c := w.conns[e.Lport]; c != nil && (e.Arg1 == tcpClose || e.Arg1 == tcpFinWait1) {
-				emit(c)
-				delete(w.conns, e.Lport)
-			}
+		if last != 0 && last < watermark-WatchIdle.Nanoseconds() {
+			w.idleClosed++
+			emit(c)
+		} else if final && c.t0 != 0 {
+			w.inFlightEnd++
+		}
+	}
+	slices.SortFunc(trips, func(a, b tripOut) int { return cmp.Compare(a.r.T1, b.r.T1) })
+	return fresh, trips
+}
+
+// traffic reads e as the watch reads a connection's traffic: closed for
+// the end of the connection; else the time and kind of a send start, a
+// send's return, a receive or a data ready. With the syscall hooks
+// (--syscalls) a send or receive is folded into its syscall's record:
+// the send starts at the syscall's entry and the receive returns at its
+// exit, as the program's own clock reads them. ok is false for anything
+// else.
+func traffic(e *probe.Event) (at int64, what probe.Kind, closed, ok bool) {
+	switch {
+	case e.Kind == probe.KindSockState:
+		return 0, 0, e.Arg1 == tcpClose || e.Arg1 == tcpFinWait1, false
+	case e.Kind != probe.KindSyscall:
+		return int64(e.TS), e.Kind, false, true
+	case breakdown.IsSendSyscall(e.Arg1):
+		return int64(e.Arg0), probe.KindSendStart, false, true
+	case breakdown.IsRecvSyscall(e.Arg1):
+		return int64(e.TS), probe.KindSockRecv, false, true
+	}
+	return 0, 0, false, false
+}
+
+// newConn starts following a connection, by its port on the watched
+// side, driven by client thread tid (0: none followed).
+func (w *watchTrips) newConn(port uint16, tid int) *watchConn {
+	c := &watchConn{info: loadgen.ConnInfo{ID: w.nextID, TID: tid, LocalPort: int(port)}}
+	w.nextID++
+	w.connsSeen++
+	w.conns[port] = c
+	return c
+}
+
+// clientEvents is advance's work through the client's socket events: a
+// request runs from the start of its send to the return of the receive
+// that completed its reply.
+func (w *watchTrips) clientEvents(evs []probe.Event, emit func(*watchConn)) (fresh []loadgen.ConnInfo) {
+	for i := range evs {
+		e := &evs[i]
+		at, what, closed, ok := traffic(e)
+		c := w.conns[e.Lport]
+		if closed && c != nil {
+			emit(c)
+			delete(w.conns, e.Lport)
+		}
+		if !ok {
 			continue
 		}
-		// With the syscall hooks (--syscalls) a send or receive is folded
-		// into its syscall's record: the send starts at the syscall's
-		// entry and the receive returns at its exit, as the client's own
-		// clock reads them.
-		at, what := int64(e.TS), e.Kind
-		if e.Kind == probe.KindSyscall {
-			switch nr := e.Arg1; {
-			case breakdown.IsSendSyscall(nr):
-				at, what = int64(e.Arg0), probe.KindSendStart
-			case breakdown.IsRecvSyscall(nr):
-				what = probe.KindSockRecv
-			default:
-				continue
-			}
-		}
-		c := w.conns[e.Lport]
 		if c == nil {
 			if what != probe.KindSendStart {
 				continue // the connection's traffic began before we looked: wait for a request
 			}
-			c = &watchConn{info: loadgen.ConnInfo{ID: w.nextID, TID: int(e.TID), LocalPort: int(e.Lport)}}
-			w.nextID++
-			w.connsSeen++
-			w.conns[e.Lport] = c
+			c = w.newConn(e.Lport, int(e.TID))
 			fresh = append(fresh, c.info)
 		}
 		switch what {
@@ -209,22 +244,7 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 			c.lastRecv = at
 		}
 	}
-	w.buf = append(w.buf[:0], w.buf[n:]...)
-	// A reply followed by silence is complete.
-	for _, c := range w.conns {
-		last := c.lastRecv
-		if w.serverSide {
-			last = c.lastSend
-		}
-		if last != 0 && last < watermark-WatchIdle.Nanoseconds() {
-			w.idleClosed++
-			emit(c)
-		} else if final && c.t0 != 0 {
-			w.inFlightEnd++
-		}
-	}
-	slices.SortFunc(trips, func(a, b tripOut) int { return cmp.Compare(a.r.T1, b.r.T1) })
-	return fresh, trips
+	return fresh
 }
 
 // serverEvents is advance's work through the server's socket events,
@@ -239,34 +259,20 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 func (w *watchTrips) serverEvents(evs []probe.Event, emit func(*watchConn)) (fresh []loadgen.ConnInfo) {
 	for i := range evs {
 		e := &evs[i]
+		at, what, closed, ok := traffic(e)
 		c := w.conns[e.Rport]
-		if e.Kind == probe.KindSockState {
-			if c != nil && (e.Arg1 == tcpClose || e.Arg1 == tcpFinWait1) {
-				emit(c)
-				delete(w.conns, e.Rport)
-			}
-			continue
+		if closed && c != nil {
+			emit(c)
+			delete(w.conns, e.Rport)
 		}
-		at, what := int64(e.TS), e.Kind
-		if e.Kind == probe.KindSyscall {
-			switch nr := e.Arg1; {
-			case breakdown.IsSendSyscall(nr):
-				at, what = int64(e.Arg0), probe.KindSendStart
-			case breakdown.IsRecvSyscall(nr):
-				what = probe.KindSockRecv
-			default:
-				continue
-			}
+		if !ok {
+			continue
 		}
 		if c == nil {
 			if what != probe.KindDataReady {
 				continue // the connection's traffic began before we looked: wait for a request
 			}
-			// No client thread is followed: the join's client thread is none.
-			c = &watchConn{info: loadgen.ConnInfo{ID: w.nextID, LocalPort: int(e.Rport)}}
-			w.nextID++
-			w.connsSeen++
-			w.conns[e.Rport] = c
+			c = w.newConn(e.Rport, 0) // no client thread is followed: the join's client thread is none
 			fresh = append(fresh, c.info)
 		}
 		switch what {

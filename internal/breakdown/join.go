@@ -670,29 +670,7 @@ func (j *joiner) split(rt *RoundTrip) {
 		srv, _ = lastIn(j.evs(recvS, int64(srv.TS)), int64(srv.TS), f)
 	}
 	sdr, _ := lastIn(j.evs(readyS, int64(sdr1.TS)), int64(sdr1.TS), int64(srv.TS)) // sdr1 at least
-	b[2] = int64(sdr.TS)
-	stid := srv.TID
-	rt.ServerTID = stid
-	recvSys, inSys := ix.enclosing(stid, int64(srv.TS))
-
-	// b3: the server on CPU.
-	b[3] = b[2]
-	if w, wt, ok := ix.wokenBy(sdr, j.ctid); ok {
-		if in, ok := switchInAfter(j.sw(w, wt), wt); ok && in <= int64(srv.TS) {
-			b[3] = in
-			rt.addWait(Wait{Component: ServerWakeup, TID: w, FromNs: b[2], ToNs: in, InNs: in})
-		}
-	} else if off, in := offCPUAt(j.sw(stid, b[2]), b[2]); off && in > 0 && in <= int64(srv.TS) {
-		b[3] = in
-		rt.addWait(Wait{Component: ServerWakeup, TID: stid, FromNs: b[2], ToNs: in, InNs: in})
-	}
-
-	// b4, b5: the receive syscall on this connection.
-	b[4], b[5] = b[3], int64(srv.TS)
-	if inSys {
-		b[4] = max(b[3], int64(recvSys.Arg0))
-		b[5] = int64(recvSys.TS)
-	}
+	stid := j.serverRecv(rt, sdr, srv)
 
 	// b7, b9: the reply may come in several pieces, each queued to the
 	// client's socket (a data-ready) and read by one or more client reads.
@@ -796,6 +774,35 @@ func (j *joiner) finish(rt *RoundTrip, stid, sendTID uint32) {
 	if diff := sum - (rt.T1 - rt.T0); diff > tol || -diff > tol {
 		rt.Consistent = false
 	}
+}
+
+// serverRecv sets b2 … b5 from sdr, the data ready of the request's last
+// piece on the server's socket, and srv, the receive that completed it:
+// b3 the server on CPU (woken by whoever woke it, or back from being
+// off its CPU), b4 and b5 the receive syscall around srv. It returns the
+// server thread.
+func (j *joiner) serverRecv(rt *RoundTrip, sdr, srv probe.Event) uint32 {
+	ix, b := j.ix, &rt.Bounds
+	b[2] = int64(sdr.TS)
+	stid := srv.TID
+	rt.ServerTID = stid
+	recvSys, inSys := ix.enclosing(stid, int64(srv.TS))
+	b[3] = b[2]
+	if w, wt, ok := ix.wokenBy(sdr, j.ctid); ok {
+		if in, ok := switchInAfter(j.sw(w, wt), wt); ok && in <= int64(srv.TS) {
+			b[3] = in
+			rt.addWait(Wait{Component: ServerWakeup, TID: w, FromNs: b[2], ToNs: in, InNs: in})
+		}
+	} else if off, in := offCPUAt(j.sw(stid, b[2]), b[2]); off && in > 0 && in <= int64(srv.TS) {
+		b[3] = in
+		rt.addWait(Wait{Component: ServerWakeup, TID: stid, FromNs: b[2], ToNs: in, InNs: in})
+	}
+	b[4], b[5] = b[3], int64(srv.TS)
+	if inSys {
+		b[4] = max(b[3], int64(recvSys.Arg0))
+		b[5] = int64(recvSys.TS)
+	}
+	return stid
 }
 
 // splitNet splits the network gap g (client_net, server_net) at its data

@@ -37,25 +37,7 @@ func (j *joiner) splitServer(rt *RoundTrip) {
 		fail(NoServerReady)
 		return
 	}
-	b[2] = int64(sdr.TS)
-	stid := srv.TID
-	rt.ServerTID = stid
-	recvSys, inSys := ix.enclosing(stid, int64(srv.TS))
-	b[3] = b[2]
-	if w, wt, ok := ix.wokenBy(sdr, 0); ok {
-		if in, ok := switchInAfter(j.sw(w, wt), wt); ok && in <= int64(srv.TS) {
-			b[3] = in
-			rt.addWait(Wait{Component: ServerWakeup, TID: w, FromNs: b[2], ToNs: in, InNs: in})
-		}
-	} else if off, in := offCPUAt(j.sw(stid, b[2]), b[2]); off && in > 0 && in <= int64(srv.TS) {
-		b[3] = in
-		rt.addWait(Wait{Component: ServerWakeup, TID: stid, FromNs: b[2], ToNs: in, InNs: in})
-	}
-	b[4], b[5] = b[3], int64(srv.TS)
-	if inSys {
-		b[4] = max(b[3], int64(recvSys.Arg0))
-		b[5] = int64(recvSys.TS)
-	}
+	stid := j.serverRecv(rt, sdr, srv)
 	// The thread that sent the reply: the send start at T1, if seen.
 	sendTID := stid
 	if st, ok := firstAt(j.evs(startS, rt.T1), rt.T1); ok && int64(st.TS) == rt.T1 {

@@ -1,12 +1,10 @@
 package session
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -357,7 +355,11 @@ func resolveWatch(wc WatchConfig) (watchTarget, error) {
 	}
 	port := uint16(wc.ServerPort)
 	if port == 0 {
-		ports := listeningPorts(wc.ServerPID)
+		ports, err := serverproc.ListeningPorts(wc.ServerPID)
+		if err != nil {
+			return t, flagErr("--server-pid", err)
+		}
+		slices.Sort(ports)
 		switch len(ports) {
 		case 0:
 			return t, flagErr("--server-pid", fmt.Errorf("process %d listens on no TCP port; give the port with --server-port", wc.ServerPID))
@@ -380,44 +382,6 @@ func resolveWatch(wc WatchConfig) (watchTarget, error) {
 	t.port, t.serverPIDs = port, pids
 	t.label = fmt.Sprintf("watched: port %d (%s)", port, processName(pids[0]))
 	return t, nil
-}
-
-// listeningPorts are the TCP ports on which process pid holds a
-// listening socket, in order.
-func listeningPorts(pid int) []uint16 {
-	inodes := map[string]uint16{}
-	for _, f := range []string{"tcp", "tcp6"} {
-		fh, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, f))
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			fs := strings.Fields(sc.Text())
-			if len(fs) <= 9 || fs[3] != "0A" {
-				continue
-			}
-			i := strings.LastIndexByte(fs[1], ':')
-			p, err := strconv.ParseUint(fs[1][i+1:], 16, 16)
-			if err == nil {
-				inodes[fs[9]] = uint16(p)
-			}
-		}
-		fh.Close()
-	}
-	var ports []uint16
-	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
-	for _, fd := range fds {
-		l, err := os.Readlink(fd)
-		if err != nil || !strings.HasPrefix(l, "socket:[") {
-			continue
-		}
-		if p, ok := inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")]; ok && !slices.Contains(ports, p) {
-			ports = append(ports, p)
-		}
-	}
-	slices.Sort(ports)
-	return ports
 }
 
 func portList(ports []uint16) string {

@@ -4,6 +4,21 @@ package breakdown
 // on the server's socket at its end.
 const NoServerSendAt = "no server send at the reply's start"
 
+// ServerSideMeasures says whether a round trip seen from the server's
+// side alone measures component c: the server's receive, wake-up, work
+// and the waits in them, and the client's network time, which holds the
+// wait for the rest of a request. The client's other components and the
+// reply's way back lie outside its bounds and are always 0.
+func ServerSideMeasures(c Component) bool {
+	switch c {
+	case ClientNet, ClientNetTx, ClientNetDev, ClientNetRx:
+		return true
+	case ServerNet, ServerNetTx, ServerNetDev, ServerNetRx:
+		return false
+	}
+	return Table[c].Side == "server"
+}
+
 // splitServer splits a round trip seen from the server's side alone (a
 // watch that follows the server but no client): T0 is the data ready of
 // the request's first byte on the server's socket and T1 the start of

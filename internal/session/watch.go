@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/volleyscope/volleyscope/internal/breakdown"
 	"github.com/volleyscope/volleyscope/internal/hostinfo"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/serverproc"
@@ -90,11 +91,11 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	}
 	var m *watchMetrics
 	if wc.Listen != "" {
-		side := "client"
+		side, measures := "client", func(breakdown.Component) bool { return true }
 		if len(wc.ClientPIDs) == 0 {
-			side = "server"
+			side, measures = "server", breakdown.ServerSideMeasures
 		}
-		m = newWatchMetrics(side, t.port, func() float64 { return float64(ps.p.Lost()) })
+		m = newWatchMetrics(side, t.port, measures, func() float64 { return float64(ps.p.Lost()) })
 		srv, err := serveMetrics(wc.Listen, wc.ListenToken, m)
 		if err != nil {
 			ps.Close()

@@ -443,17 +443,46 @@ func TestWatchTripsServerSide(t *testing.T) {
 			ev(100, probe.KindDataReady), ev(120, probe.KindSockRecv), ev(130, probe.KindDataReady), ev(150, probe.KindSendStart),
 			ev(300, probe.KindDataReady),
 		}, nil, 1},
+		// A client that sends one request and closes (redis-cli), as the
+		// probe recorded it: the listener's data ready (no client port),
+		// the request, the reply, the client's FIN (a data ready), and the
+		// server's close, whose last state seen is LAST_ACK.
+		{"passive close", []probe.Event{
+			{TS: 90, Kind: probe.KindDataReady, Lport: port},
+			ev(100, probe.KindDataReady), ev(120, probe.KindSockRecv), ev(150, probe.KindSendStart), ev(160, probe.KindSockSend),
+			{TS: 400, Kind: probe.KindSockState, Lport: port, Rport: cport, Arg0: 1, Arg1: 8},
+			ev(401, probe.KindDataReady),
+			{TS: 410, Kind: probe.KindSockState, Lport: port, Rport: cport, Arg0: 8, Arg1: tcpLastAck},
+		}, []loadgen.Record{{T0: 100, T1: 150}}, 0},
+		// The client port used again by a new socket, the old one's close
+		// not seen: the old connection's last request (its FIN) must not
+		// take the new one's reply.
+		{"port reused", []probe.Event{
+			{TS: 100, Kind: probe.KindDataReady, Lport: port, Rport: cport, SK: 1}, {TS: 120, Kind: probe.KindSockRecv, Lport: port, Rport: cport, SK: 1, Ret: 4},
+			{TS: 150, Kind: probe.KindSendStart, Lport: port, Rport: cport, SK: 1}, {TS: 400, Kind: probe.KindDataReady, Lport: port, Rport: cport, SK: 1},
+			{TS: 500, Kind: probe.KindDataReady, Lport: port, Rport: cport, SK: 2}, {TS: 520, Kind: probe.KindSockRecv, Lport: port, Rport: cport, SK: 2, Ret: 4},
+			{TS: 550, Kind: probe.KindSendStart, Lport: port, Rport: cport, SK: 2}, {TS: 700, Kind: probe.KindDataReady, Lport: port, Rport: cport, SK: 2},
+		}, []loadgen.Record{{T0: 100, T1: 150}, {T0: 500, T1: 550}}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWatchTrips(port)
 			w.serverSide = true
+			defer func() {
+				if tc.name == "passive close" && (len(w.conns) != 0 || w.connsSeen != 1) {
+					t.Errorf("%d connections still followed of %d seen; want the closed one gone, and the listener not taken for one", len(w.conns), w.connsSeen)
+				}
+			}()
 			for i := len(tc.evs) - 1; i >= 0; i-- {
 				w.event(&tc.evs[i])
 			}
 			w.event(&probe.Event{TS: 140, Kind: probe.KindSockRecv, Lport: cport, Rport: port}) // a client's socket: not the server's
 			fresh, trips := w.advance(1000, false)
-			if len(fresh) != 1 || fresh[0].LocalPort != cport || fresh[0].TID != 0 {
-				t.Errorf("connections %+v, want one from client port %d with no client thread", fresh, cport)
+			conns := 1
+			if tc.name == "port reused" {
+				conns = 2
+			}
+			if len(fresh) != conns || fresh[0].LocalPort != cport || fresh[0].TID != 0 {
+				t.Errorf("connections %+v, want %d from client port %d with no client thread", fresh, conns, cport)
 			}
 			var got []loadgen.Record
 			for _, tr := range trips {

@@ -47,6 +47,9 @@ type watchMetrics struct {
 	unjoined  *prometheus.CounterVec
 	side      string // "client" (both sides watched) or "server" (the server's side alone)
 	port      string
+	// measures says which components the watch measures; the others
+	// (always 0) are left out rather than exported as zeros.
+	measures func(breakdown.Component) bool
 
 	mu       sync.Mutex
 	interval intervalSums
@@ -60,9 +63,10 @@ type intervalSums struct {
 }
 
 // newWatchMetrics registers the metrics of a watch of port; side is the
-// side whose latency a round trip is. lost reads the probe's lost events.
-func newWatchMetrics(side string, port uint16, lost func() float64) *watchMetrics {
-	m := &watchMetrics{reg: prometheus.NewRegistry(), side: side, port: strconv.Itoa(int(port))}
+// side whose latency a round trip is, measures the components it
+// measures. lost reads the probe's lost events.
+func newWatchMetrics(side string, port uint16, measures func(breakdown.Component) bool, lost func() float64) *watchMetrics {
+	m := &watchMetrics{reg: prometheus.NewRegistry(), side: side, port: strconv.Itoa(int(port)), measures: measures}
 	m.component = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: MetricComponent, Help: "Time of each component of the watched round trips (volleyscope's breakdown), by the side it is spent on.", Buckets: metricBuckets,
 	}, []string{"component", "side", "port"})
@@ -85,6 +89,9 @@ func (m *watchMetrics) trip(rt *breakdown.RoundTrip) {
 		m.unjoined.WithLabelValues(m.side, m.port, rt.Reason).Inc()
 	} else {
 		for c, ns := range rt.Ns {
+			if !m.measures(breakdown.Component(c)) {
+				continue
+			}
 			info := breakdown.Table[c]
 			m.component.WithLabelValues(info.Name, info.Side, m.port).Observe(float64(ns) / 1e9)
 		}

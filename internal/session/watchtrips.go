@@ -19,11 +19,15 @@ import (
 // cannot tell); the stream keeps events long enough for either.
 const WatchIdle = 100 * time.Millisecond
 
-// tcpClose and tcpFinWait1 are TCP states (include/net/tcp_states.h)
-// that end a connection for the watch.
+// TCP states (include/net/tcp_states.h) that end a connection for the
+// watch: after them the socket sends no more data. The passive closer's
+// last state change (LAST_ACK to CLOSE) is reported by the kernel after
+// the socket lost its local port, so it matches no followed port and
+// never reaches us: LAST_ACK, its own close, is its end.
 const (
 	tcpFinWait1 = 4
 	tcpClose    = 7
+	tcpLastAck  = 9
 )
 
 // watchTrips derives round trips from a watched client's socket traffic
@@ -70,6 +74,7 @@ type watchConn struct {
 	sent      bool  // a send of this request returned
 	lastRecv  int64 // the reply's last receive so far; 0: no reply yet
 	pipelined bool
+	sk        uint64 // the socket (its kernel address); 0: not yet seen
 }
 
 func newWatchTrips(port uint16) *watchTrips {
@@ -173,7 +178,7 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 func traffic(e *probe.Event) (at int64, what probe.Kind, closed, ok bool) {
 	switch {
 	case e.Kind == probe.KindSockState:
-		return 0, 0, e.Arg1 == tcpClose || e.Arg1 == tcpFinWait1, false
+		return 0, 0, e.Arg1 == tcpClose || e.Arg1 == tcpFinWait1 || e.Arg1 == tcpLastAck, false
 	case e.Kind != probe.KindSyscall:
 		return int64(e.TS), e.Kind, false, true
 	case breakdown.IsSendSyscall(e.Arg1):
@@ -184,10 +189,36 @@ func traffic(e *probe.Event) (at int64, what probe.Kind, closed, ok bool) {
 	return 0, 0, false, false
 }
 
+// conn is the connection followed under port that e belongs to, or nil.
+// A connection ends (emit, and it is no longer followed) when e closes it,
+// or when e is another socket's under the same port: a close that never
+// reached us (lost, or not reported) must not join a new connection's
+// requests to an old one's.
+func (w *watchTrips) conn(port uint16, e *probe.Event, closed bool, emit func(*watchConn)) *watchConn {
+	c := w.conns[port]
+	if c == nil {
+		return nil
+	}
+	if e.SK != 0 && c.sk != 0 && e.SK != c.sk {
+		emit(c)
+		delete(w.conns, port)
+		return nil
+	}
+	if e.SK != 0 {
+		c.sk = e.SK
+	}
+	if closed {
+		emit(c)
+		delete(w.conns, port)
+		return nil
+	}
+	return c
+}
+
 // newConn starts following a connection, by its port on the watched
 // side, driven by client thread tid (0: none followed).
-func (w *watchTrips) newConn(port uint16, tid int) *watchConn {
-	c := &watchConn{info: loadgen.ConnInfo{ID: w.nextID, TID: tid, LocalPort: int(port)}}
+func (w *watchTrips) newConn(port uint16, tid int, sk uint64) *watchConn {
+	c := &watchConn{info: loadgen.ConnInfo{ID: w.nextID, TID: tid, LocalPort: int(port)}, sk: sk}
 	w.nextID++
 	w.connsSeen++
 	w.conns[port] = c
@@ -201,11 +232,7 @@ func (w *watchTrips) clientEvents(evs []probe.Event, emit func(*watchConn)) (fre
 	for i := range evs {
 		e := &evs[i]
 		at, what, closed, ok := traffic(e)
-		c := w.conns[e.Lport]
-		if closed && c != nil {
-			emit(c)
-			delete(w.conns, e.Lport)
-		}
+		c := w.conn(e.Lport, e, closed, emit)
 		if !ok {
 			continue
 		}
@@ -213,7 +240,7 @@ func (w *watchTrips) clientEvents(evs []probe.Event, emit func(*watchConn)) (fre
 			if what != probe.KindSendStart {
 				continue // the connection's traffic began before we looked: wait for a request
 			}
-			c = w.newConn(e.Lport, int(e.TID))
+			c = w.newConn(e.Lport, int(e.TID), e.SK)
 			fresh = append(fresh, c.info)
 		}
 		switch what {
@@ -260,19 +287,15 @@ func (w *watchTrips) serverEvents(evs []probe.Event, emit func(*watchConn)) (fre
 	for i := range evs {
 		e := &evs[i]
 		at, what, closed, ok := traffic(e)
-		c := w.conns[e.Rport]
-		if closed && c != nil {
-			emit(c)
-			delete(w.conns, e.Rport)
-		}
+		c := w.conn(e.Rport, e, closed, emit)
 		if !ok {
 			continue
 		}
 		if c == nil {
-			if what != probe.KindDataReady {
-				continue // the connection's traffic began before we looked: wait for a request
+			if what != probe.KindDataReady || e.Rport == 0 {
+				continue // the connection's traffic began before we looked (wait for a request), or the listener's (a connection to accept)
 			}
-			c = w.newConn(e.Rport, 0) // no client thread is followed: the join's client thread is none
+			c = w.newConn(e.Rport, 0, e.SK) // no client thread is followed: the join's client thread is none
 			fresh = append(fresh, c.info)
 		}
 		switch what {

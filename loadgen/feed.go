@@ -41,9 +41,10 @@ func NewFeed(opts Options, firstT0 int64, hooks Hooks) *Feed {
 	return f
 }
 
-// AddConns announces connections before their first round trip.
+// AddConns announces connections before their first round trip. The
+// summary does not list them (its Conns stays empty): a feed's
+// connections come and go for as long as it is fed.
 func (f *Feed) AddConns(conns []ConnInfo) error {
-	f.res.Conns = append(f.res.Conns, conns...)
 	if f.hooks.ClientsReady != nil {
 		return f.hooks.ClientsReady(conns)
 	}
@@ -57,6 +58,10 @@ func (f *Feed) Add(conn int, r Record) {
 	f.seqs[conn] = seq + 1
 	f.batch = append(f.batch, pending{conn, seq, r})
 }
+
+// Forget says that connection conn ended: it adds no more round trips,
+// and its count is let go.
+func (f *Feed) Forget(conn int) { delete(f.seqs, conn) }
 
 // Halt calls Hooks.Halting, once: the watch is over, though round trips
 // that ended before may still be added. Finish calls it if no one did.

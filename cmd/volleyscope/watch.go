@@ -34,13 +34,14 @@ With --listen ADDR the watch runs as a monitor: it serves Prometheus
 metrics at http://ADDR/metrics (per-component latency histograms
 volleyscope_watch_component_seconds, the round trips' latency
 volleyscope_watch_latency_seconds, counters of requests, unjoined requests
-and lost events, labelled by side and port) and prints a summary line
-every --refresh. It binds ADDR alone and admits only scrapers that present
+and lost events, labelled by side and port). It binds ADDR alone and admits only scrapers that present
 the bearer token in --listen-token-file (required); a Prometheus scrape
 config gives it with authorization: {credentials_file: FILE}.
 
-Watches until --duration passes, Ctrl-C, or a watched process exits (each
-a normal end, exit status 0), then prints and writes (--out) what it
+Every --refresh it prints a line on the round trips since the last (rate,
+p50, p99, the share split, the largest component). It watches until
+--duration passes, Ctrl-C, or a watched process exits (each a normal end,
+exit status 0), then prints and writes (--out) what it
 measured. Needs root or CAP_BPF+CAP_PERFMON; the processes must be in
 this network namespace. Nothing stays attached after it exits.
 
@@ -67,7 +68,7 @@ func cmdWatch(ctx context.Context, args []string) error {
 	var tokenFile string
 	fs.StringVar(&wc.Listen, "listen", "", "continuous mode: serve Prometheus metrics at http://ADDR/metrics (HOST:PORT; binds that address only), to scrapers with the bearer token of --listen-token-file")
 	fs.StringVar(&tokenFile, "listen-token-file", "", "file whose first line is the bearer token scrapers must present (required with --listen; Prometheus: authorization: {credentials_file: FILE})")
-	fs.DurationVar(&wc.Refresh, "refresh", 5*time.Second, "with --listen: how often the terminal gets a summary line")
+	fs.DurationVar(&wc.Refresh, "refresh", 5*time.Second, "how often the terminal gets a summary line of the round trips since the last")
 	fs.BoolVarP(&lf.quiet, "quiet", "q", false, "no notices or progress on stderr")
 	fs.BoolVar(&wc.Verbose, "verbose", false, "name every probe hook")
 	if help, err := parseArgs(fs, args, 0, "no arguments, only flags"); help || err != nil {

@@ -54,6 +54,15 @@ func (c *concentration) add(a *Accumulator, rt *RoundTrip) {
 	}
 }
 
+// forget lets go of an ended connection's counts unless it had a slow
+// round trip: only those can be among the connections Concentration
+// names.
+func (c *concentration) forget(conn int) {
+	if sc := c.conns[conn]; sc != nil && sc.slow == 0 {
+		delete(c.conns, conn)
+	}
+}
+
 // quantileHigh is the upper edge of the bucket holding quantile q of the
 // n round trips counted: a round trip at least this slow is beyond the
 // quantile whatever its place in that bucket.

@@ -59,6 +59,15 @@ type Stream struct {
 	foldStarts, foldSends int64
 	// serverSide: round trips are the server's alone (SetServerSide).
 	serverSide bool
+	// gone are connections that ended (Forget), let go once no round trip
+	// of theirs can still come.
+	gone []goneConn
+}
+
+// goneConn is a connection that ended at a time (CLOCK_MONOTONIC ns).
+type goneConn struct {
+	id int
+	at int64
 }
 
 type waiting struct {
@@ -108,6 +117,42 @@ func (s *Stream) AddConns(conns []loadgen.ConnInfo) {
 		clients[uint32(c.TID)] = true
 	}
 	s.clients = clients
+}
+
+// Forget says that connection id ended at time at: no round trip of
+// it ends later. Its state (its ConnInfo, its count of slow round trips
+// if it had none) is let go once the watermark is keep past at and none
+// of its round trips waits, so that a join fed by connections that come
+// and go (a watch of a server whose clients reconnect) holds only the
+// recent ones.
+func (s *Stream) Forget(id int, at int64) {
+	s.mu.Lock()
+	s.gone = append(s.gone, goneConn{id, at})
+	s.mu.Unlock()
+}
+
+// letGo drops the state of the connections Forget named whose time has
+// passed (advance's, after the join).
+func (s *Stream) letGo(watermark int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.gone) == 0 {
+		return
+	}
+	busy := map[int]bool{}
+	for _, w := range s.waiting {
+		busy[w.conn] = true
+	}
+	rest := s.gone[:0]
+	for _, g := range s.gone {
+		if g.at+s.keep >= watermark || busy[g.id] {
+			rest = append(rest, g)
+			continue
+		}
+		delete(s.conns, g.id)
+		s.acc.conc.forget(g.id)
+	}
+	s.gone = rest
 }
 
 // SetServerSide makes every round trip one seen from the server's side
@@ -211,6 +256,9 @@ func (s *Stream) advance(watermark int64, all bool) {
 		s.join(ready)
 	}
 	s.trim(watermark, all)
+	if !all {
+		s.letGo(watermark)
+	}
 }
 
 // join splits the ready round trips on the index.

@@ -170,3 +170,25 @@ func TestServerSendsFolded(t *testing.T) {
 		t.Errorf("ServerSends = %d, want %d", got, want)
 	}
 }
+
+// TestStreamForget: an ended connection's state is let go once no round
+// trip of it can still come, and not while one waits.
+func TestStreamForget(t *testing.T) {
+	const keep = 1_000_000
+	s := NewStream(9000, []loadgen.ConnInfo{{ID: 0, TID: 1, LocalPort: 40000}, {ID: 1, TID: 1, LocalPort: 40001}}, false, keep, nil)
+	s.Trip(1, 0, loadgen.Record{T0: 5_000_000, T1: 5_000_100}) // waits: the watermark is not past 2×T1−T0
+	s.Forget(0, 1000)
+	s.Forget(1, 1000)
+	s.Advance(1000 + keep) // not yet past keep
+	if len(s.conns) != 2 {
+		t.Fatalf("%d connections held before keep passed, want 2", len(s.conns))
+	}
+	s.Advance(2000 + keep)
+	if _, ok := s.conns[0]; ok || len(s.conns) != 1 {
+		t.Errorf("connections held %v: want connection 0 let go, 1 kept while its round trip waits", s.conns)
+	}
+	s.Advance(6_000_000)
+	if len(s.conns) != 0 || len(s.gone) != 0 {
+		t.Errorf("connections held %v, %d to let go: want none once the round trip was joined", s.conns, len(s.gone))
+	}
+}

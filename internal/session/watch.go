@@ -89,20 +89,19 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	if err != nil {
 		return nil, err
 	}
-	var m *watchMetrics
+	side, measures := "client", func(breakdown.Component) bool { return true }
+	if len(wc.ClientPIDs) == 0 {
+		side, measures = "server", breakdown.ServerSideMeasures
+	}
+	m := newWatchMetrics(side, t.port, measures, wc.Listen != "", func() float64 { return float64(ps.p.Lost()) })
+	p.sinks.tap = m.trip
 	if wc.Listen != "" {
-		side, measures := "client", func(breakdown.Component) bool { return true }
-		if len(wc.ClientPIDs) == 0 {
-			side, measures = "server", breakdown.ServerSideMeasures
-		}
-		m = newWatchMetrics(side, t.port, measures, func() float64 { return float64(ps.p.Lost()) })
 		srv, err := serveMetrics(wc.Listen, wc.ListenToken, m)
 		if err != nil {
 			ps.Close()
 			return nil, err
 		}
 		p.undo = append(p.undo, srv.close)
-		p.sinks.tap = m.trip
 		cb.note(fmt.Sprintf("serving Prometheus metrics at http://%s/metrics to scrapers with the bearer token", srv.Addr()))
 	}
 	if err := ps.FollowProcesses(t.serverPIDs); err != nil {
@@ -132,7 +131,7 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	// The window's start is known from the start (the cost span after
 	// now): no events need holding until the warm-up ends.
 	p.join.stream.Release()
-	w := &watchLoad{src: ps, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, metrics: m, refresh: wc.Refresh}
+	w := &watchLoad{src: ps, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, metrics: m, refresh: wc.Refresh, forget: p.join.stream.Forget}
 	if w.refresh <= 0 {
 		w.refresh = watchRefresh
 	}
@@ -176,10 +175,12 @@ type watchLoad struct {
 	conns    int
 	ended    string        // why the watch ended
 	what     string        // what a round trip is, for the summary
-	metrics  *watchMetrics // nil without --listen
+	metrics  *watchMetrics // the terminal's summaries, and with --listen the Prometheus metrics
 	cpu      time.Duration // this process's CPU time over the watch
 	wall     time.Duration
-	refresh  time.Duration // how often the terminal gets a summary, with metrics
+	refresh  time.Duration // how often the terminal gets a summary
+	// forget lets the join go of a connection that ended at a time.
+	forget func(id int, at int64)
 }
 
 func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summary, error) {
@@ -213,7 +214,7 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 		}
 		err = w.step(feed, w.src.Watermark(), false)
 		feed.Check(now)
-		if w.metrics != nil && time.Since(lastSummary) >= w.refresh {
+		if time.Since(lastSummary) >= w.refresh {
 			w.note(w.metrics.summary(time.Since(lastSummary)))
 			lastSummary = time.Now()
 		}
@@ -248,6 +249,12 @@ func (w *watchLoad) step(feed *loadgen.Feed, watermark int64, final bool) error 
 	}
 	for _, t := range trips {
 		feed.Add(t.conn, t.r)
+	}
+	for _, e := range w.trips.takeEnded() {
+		feed.Forget(e.id)
+		if w.forget != nil {
+			w.forget(e.id, e.at)
+		}
 	}
 	return nil
 }

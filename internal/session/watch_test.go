@@ -78,6 +78,64 @@ func startBuiltin(t *testing.T, name string) int {
 	}
 }
 
+// benchClient is our bench client, started against a server of ours on
+// port as a client the watch follows.
+type benchClient struct {
+	cmd  *exec.Cmd
+	out  strings.Builder
+	done chan error // the client's exit, once; put back by whoever reads it
+}
+
+// startBench starts `volleyscope bench` against 127.0.0.1:port with args
+// and returns once it is connected. Another volleyscope run may hold the
+// CPUs (a second probed run beside the tests): the client queues behind
+// it (--wait), and the test is skipped, naming the holder, if it is not
+// let in within clientWait. It is killed when t ends.
+func startBench(t *testing.T, port int, args ...string) *benchClient {
+	t.Helper()
+	b := &benchClient{done: make(chan error, 1)}
+	b.cmd = exec.Command(selfBin, append([]string{"bench", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--wait"}, args...)...)
+	b.cmd.Stdout, b.cmd.Stderr = &b.out, &b.out
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { b.done <- b.cmd.Wait() }()
+	t.Cleanup(func() { b.cmd.Process.Kill(); err := <-b.done; b.done <- err })
+	for deadline := time.Now().Add(clientWait); !established(port); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-b.done:
+			b.done <- err
+			t.Fatalf("bench ended before it connected: %v\n%s", err, b.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Skipf("bench waited %v for CPUs another run holds: %s", clientWait, b.out.String())
+		}
+	}
+	return b
+}
+
+// clientWait bounds startBench's wait for the CPUs.
+const clientWait = 3 * time.Minute
+
+// established says whether a TCP connection to local port port is
+// established (from /proc/net/tcp, IPv4: the tests' servers listen on
+// 127.0.0.1).
+func established(port int) bool {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return false
+	}
+	want := fmt.Sprintf(":%04X", port)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 3 && strings.HasSuffix(f[1], want) && f[3] == "01" {
+			return true
+		}
+	}
+	return false
+}
+
 // TestWatchKnownClient: watch --client-pid on our own bench client against
 // the threads server, set beside the client's own t0 and t1 (its
 // requests.csv): per round trip the watched latency is within 2 µs of the
@@ -88,16 +146,8 @@ func TestWatchKnownClient(t *testing.T) {
 	requireRoot(t)
 	port := startBuiltin(t, "threads")
 	dir := t.TempDir()
-	bench := exec.Command(selfBin, "bench", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--clients", "1",
-		"--duration", "3s", "--warmup", "200ms", "--ci", "0", "--p99-ci", "0", "--out", filepath.Join(dir, "bench"), "-q")
-	var benchOut strings.Builder
-	bench.Stdout, bench.Stderr = &benchOut, &benchOut
-	if err := bench.Start(); err != nil {
-		t.Fatal(err)
-	}
-	benchDone := make(chan error, 1)
-	go func() { benchDone <- bench.Wait() }()
-	t.Cleanup(func() { bench.Process.Kill(); <-benchDone })
+	b := startBench(t, port, "--clients", "1", "--duration", "3s", "--warmup", "200ms", "--ci", "0", "--p99-ci", "0", "--out", filepath.Join(dir, "bench"), "-q")
+	bench, benchDone, benchOut := b.cmd, b.done, &b.out
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -357,17 +407,8 @@ func TestWatchServerSide(t *testing.T) {
 	requireRoot(t)
 	port := startBuiltin(t, "threads")
 	dir := t.TempDir()
-	bench := exec.Command(selfBin, "bench", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--clients", "1",
-		"--duration", "4s", "--warmup", "200ms", "--ci", "0", "--p99-ci", "0", "--out", filepath.Join(dir, "bench"), "-q")
-	var benchOut strings.Builder
-	bench.Stdout, bench.Stderr = &benchOut, &benchOut
-	if err := bench.Start(); err != nil {
-		t.Fatal(err)
-	}
-	benchDone := make(chan error, 1)
-	go func() { benchDone <- bench.Wait() }()
-	t.Cleanup(func() { bench.Process.Kill(); <-benchDone })
-	time.Sleep(300 * time.Millisecond) // the client connected and sending
+	b := startBench(t, port, "--clients", "1", "--duration", "4s", "--warmup", "200ms", "--ci", "0", "--p99-ci", "0", "--out", filepath.Join(dir, "bench"), "-q")
+	benchDone, benchOut := b.done, &b.out
 	res, err := Watch(context.Background(), WatchConfig{ServerPort: port, Duration: 2 * time.Second, Out: filepath.Join(dir, "watch")}, Callbacks{})
 	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
 		t.Fatalf("watch: %v", err)

@@ -65,8 +65,16 @@ type intervalSums struct {
 // newWatchMetrics registers the metrics of a watch of port; side is the
 // side whose latency a round trip is, measures the components it
 // measures. lost reads the probe's lost events.
-func newWatchMetrics(side string, port uint16, measures func(breakdown.Component) bool, lost func() float64) *watchMetrics {
-	m := &watchMetrics{reg: prometheus.NewRegistry(), side: side, port: strconv.Itoa(int(port)), measures: measures}
+//
+// Without prom only the terminal's summaries are kept: the histograms are
+// made for scrapers, and a watch with nobody scraping does not pay for
+// them.
+func newWatchMetrics(side string, port uint16, measures func(breakdown.Component) bool, prom bool, lost func() float64) *watchMetrics {
+	m := &watchMetrics{side: side, port: strconv.Itoa(int(port)), measures: measures}
+	if !prom {
+		return m
+	}
+	m.reg = prometheus.NewRegistry()
 	m.component = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: MetricComponent, Help: "Time of each component of the watched round trips (volleyscope's breakdown), by the side it is spent on.", Buckets: metricBuckets,
 	}, []string{"component", "side", "port"})
@@ -83,18 +91,8 @@ func newWatchMetrics(side string, port uint16, measures func(breakdown.Component
 // trip counts one round trip from the join (its goroutine).
 func (m *watchMetrics) trip(rt *breakdown.RoundTrip) {
 	lat := rt.T1 - rt.T0
-	m.requests.WithLabelValues(m.side, m.port).Inc()
-	m.latency.WithLabelValues(m.side, m.port).Observe(float64(lat) / 1e9)
-	if !rt.Joined {
-		m.unjoined.WithLabelValues(m.side, m.port, rt.Reason).Inc()
-	} else {
-		for c, ns := range rt.Ns {
-			if !m.measures(breakdown.Component(c)) {
-				continue
-			}
-			info := breakdown.Table[c]
-			m.component.WithLabelValues(info.Name, info.Side, m.port).Observe(float64(ns) / 1e9)
-		}
+	if m.reg != nil {
+		m.observe(rt, lat)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -107,6 +105,23 @@ func (m *watchMetrics) trip(rt *breakdown.RoundTrip) {
 		iv.joined++
 		for c, ns := range rt.Ns {
 			iv.ns[c] += ns
+		}
+	}
+}
+
+// observe hands one round trip to the Prometheus metrics.
+func (m *watchMetrics) observe(rt *breakdown.RoundTrip, lat int64) {
+	m.requests.WithLabelValues(m.side, m.port).Inc()
+	m.latency.WithLabelValues(m.side, m.port).Observe(float64(lat) / 1e9)
+	if !rt.Joined {
+		m.unjoined.WithLabelValues(m.side, m.port, rt.Reason).Inc()
+	} else {
+		for c, ns := range rt.Ns {
+			if !m.measures(breakdown.Component(c)) {
+				continue
+			}
+			info := breakdown.Table[c]
+			m.component.WithLabelValues(info.Name, info.Side, m.port).Observe(float64(ns) / 1e9)
 		}
 	}
 }

@@ -52,12 +52,7 @@ scrape_configs:
 	}
 	t.Cleanup(func() { prom.Process.Kill(); prom.Wait() })
 
-	bench := exec.Command(selfBin, "bench", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--clients", "1",
-		"--duration", "12s", "--warmup", "100ms", "--ci", "0", "--p99-ci", "0", "-q")
-	if err := bench.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bench.Process.Kill(); bench.Wait() })
+	bench := startBench(t, port, "--clients", "1", "--duration", "12s", "--warmup", "100ms", "--ci", "0", "--p99-ci", "0", "-q").cmd
 
 	type result struct {
 		err   error

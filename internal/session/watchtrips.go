@@ -56,6 +56,9 @@ type watchTrips struct {
 
 	conns  map[uint16]*watchConn // by client port
 	nextID int
+	// ended are the connections that ended (closed, or their port taken
+	// by another socket) since the last takeEnded, with the time.
+	ended []endedConn
 	// Counts for the summary.
 	pipelined   int   // connections found pipelined
 	pipeTrips   int64 // requests on them, not split
@@ -109,6 +112,19 @@ func (w *watchTrips) event(e *probe.Event) {
 		w.in = append(w.in, *e)
 		w.mu.Unlock()
 	}
+}
+
+// endedConn is a connection that ended, and when.
+type endedConn struct {
+	id int
+	at int64
+}
+
+// takeEnded returns the connections that ended since the last call.
+func (w *watchTrips) takeEnded() []endedConn {
+	e := w.ended
+	w.ended = nil
+	return e
 }
 
 // tripOut is one derived round trip.
@@ -199,18 +215,14 @@ func (w *watchTrips) conn(port uint16, e *probe.Event, closed bool, emit func(*w
 	if c == nil {
 		return nil
 	}
-	if e.SK != 0 && c.sk != 0 && e.SK != c.sk {
+	if (e.SK != 0 && c.sk != 0 && e.SK != c.sk) || closed {
 		emit(c)
 		delete(w.conns, port)
+		w.ended = append(w.ended, endedConn{c.info.ID, int64(e.TS)})
 		return nil
 	}
 	if e.SK != 0 {
 		c.sk = e.SK
-	}
-	if closed {
-		emit(c)
-		delete(w.conns, port)
-		return nil
 	}
 	return c
 }

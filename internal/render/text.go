@@ -429,7 +429,7 @@ func writeInterrupts(b *strings.Builder, t report.SlowTrip, side string) {
 // waited for a CPU: how long in all, and who held it, by process (comm and
 // pid; the tid when the hook could not tell the pid), longest first.
 func writeHolders(b *strings.Builder, t report.SlowTrip, side string) {
-	var total, unnamed int64
+	var total, unnamed, untaken int64
 	n := 0
 	var hs []report.TripHolder // by comm and pid, summed over the waits
 	for _, wt := range t.Waits {
@@ -442,7 +442,11 @@ func writeHolders(b *strings.Builder, t report.SlowTrip, side string) {
 			unnamed += wt.Ns
 			continue
 		}
+		// What no task held: the CPU idle (its wake-up from a halt) or,
+		// in a virtual machine, the hypervisor running something else.
+		untaken += wt.Ns - wt.OtherNs
 		for _, h := range wt.Holders {
+			untaken -= h.Ns
 			// By process: a process's threads together.
 			id := h.PID
 			if id == 0 {
@@ -482,6 +486,9 @@ func writeHolders(b *strings.Builder, t report.SlowTrip, side string) {
 	}
 	if unnamed > 0 {
 		fmt.Fprintf(b, "; %s unnamed (an idle CPU, or not kept)", report.Dur(float64(unnamed)))
+	}
+	if untaken > max(total/20, 1000) {
+		fmt.Fprintf(b, "; %s held by no task (the CPU waking from idle, or a hypervisor running another guest)", report.Dur(float64(untaken)))
 	}
 	b.WriteString("\n")
 }

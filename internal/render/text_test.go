@@ -49,3 +49,25 @@ func TestWriteTextSaysWhereTimeGoes(t *testing.T) {
 		}
 	}
 }
+
+// TestHoldersUntaken: a wait whose holders account for less than its
+// length says how much no task held, and one they fill says nothing.
+func TestHoldersUntaken(t *testing.T) {
+	trip := func(holders ...int64) report.SlowTrip {
+		w := report.TripWait{Component: "client_preempted", Side: "client", TID: 7, Ns: 100_000, Named: true}
+		for i, ns := range holders {
+			w.Holders = append(w.Holders, report.TripHolder{Comm: "hog", PID: uint32(10 + i), TID: uint32(10 + i), Ns: ns})
+		}
+		return report.SlowTrip{Waits: []report.TripWait{w}}
+	}
+	var b strings.Builder
+	writeHolders(&b, trip(200, 300), "client")
+	if !strings.Contains(b.String(), "99.5 µs held by no task") {
+		t.Errorf("holders of 0.5 µs in a 100 µs wait: %q, want the 99.5 µs no task held named", b.String())
+	}
+	b.Reset()
+	writeHolders(&b, trip(60_000, 40_000), "client")
+	if strings.Contains(b.String(), "no task") {
+		t.Errorf("holders filling the wait: %q, want no time said to be held by no task", b.String())
+	}
+}

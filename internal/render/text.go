@@ -488,7 +488,7 @@ func writeHolders(b *strings.Builder, t report.SlowTrip, side string) {
 		fmt.Fprintf(b, "; %s unnamed (an idle CPU, or not kept)", report.Dur(float64(unnamed)))
 	}
 	if untaken > max(total/20, 1000) {
-		fmt.Fprintf(b, "; %s held by no task (the CPU waking from idle, or a hypervisor running another guest)", report.Dur(float64(untaken)))
+		fmt.Fprintf(b, "; %s with no holder seen (the CPU waking from idle, a hypervisor running another guest, or holds not kept)", report.Dur(float64(untaken)))
 	}
 	b.WriteString("\n")
 }

@@ -1,0 +1,207 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/volleyscope/volleyscope/internal/delay"
+	"github.com/volleyscope/volleyscope/internal/netns"
+	"github.com/volleyscope/volleyscope/internal/report"
+	"github.com/volleyscope/volleyscope/internal/serverproc"
+)
+
+// TestWatchClientSide: the threads server in a namespace of its own
+// behind a veth (the server's host), our bench client in ours, and a
+// watch that follows the client alone: found from the client's
+// connections (no server flag) or named by --server-port, with no
+// listener here either way. Baseline rounds alternate with rounds in
+// which a tcx program on the server's veth holds every reply segment
+// 300 µs before it leaves the server's host; the delay lands in
+// beyond_host and the client's own components do not move, ≥ 99% of the
+// round trips split with the packet hooks' bounds and sum to their
+// latency, and nothing is left attached or behind.
+func TestWatchClientSide(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip")
+	}
+	const want = 300e3
+	before := bpfFDs(os.Getpid())
+	pair, err := netns.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := pair.Close(); err != nil {
+			t.Errorf("remove namespace: %v", err)
+		}
+		if ns, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(ns), pair.NS) {
+			t.Errorf("namespace %s left behind", pair.NS)
+		}
+	})
+	port := unusedPort(t)
+	argv := pair.Exec([]string{selfBin, "serve", "threads", "-p", strconv.Itoa(port), "--host", pair.NSAddr})
+	srv := exec.Command(argv[0], argv[1:]...)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	addr := net.JoinHostPort(pair.NSAddr, strconv.Itoa(port))
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i == 100 {
+			t.Fatalf("server in namespace %s at %s: %v", pair.NS, addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	tr := &truth{}
+	for round := range 2 * truthPairs {
+		injected := round%2 == 1
+		var inj *delay.Injector
+		if injected {
+			err := inNetns(pair.NS, func() (err error) {
+				inj, err = delay.Attach(pair.NSIf, delay.Match{SrcPort: uint16(port)}, time.Duration(want))
+				return err
+			})
+			if err != nil {
+				t.Fatalf("inject: %v", err)
+			}
+		}
+		// Rounds 0, 1: found from the client's connections; then named.
+		named := round >= 2
+		res := watchClientRound(t, addr, port, named)
+		if inj != nil {
+			n, _ := inj.Delayed()
+			inj.Close()
+			if n < 100 {
+				t.Fatalf("injector delayed only %d segments", n)
+			}
+		}
+		if injected {
+			tr.inj = append(tr.inj, tr.components(t, res))
+		} else {
+			tr.base = append(tr.base, tr.components(t, res))
+		}
+	}
+	for i, name := range tr.names {
+		t.Logf("%-18s µs p50 base%s  injected%s", name, tr.row(tr.base, i, p50), tr.row(tr.inj, i, p50))
+	}
+	landsIn(t, tr, "beyond_host", want)
+	if after := bpfFDs(os.Getpid()); after != before {
+		t.Errorf("%d BPF objects held after the watches, %d before: something stayed attached", after, before)
+	}
+}
+
+// watchClientRound runs our bench client against the server at addr and
+// watches it alone for a second, the port found from its connections or
+// named, and checks what every round must show.
+func watchClientRound(t *testing.T, addr string, port int, named bool) *report.Results {
+	t.Helper()
+	bench := exec.Command(selfBin, "bench", "--addr", addr, "--clients", "1", "--duration", "60s", "--ci", "0", "--p99-ci", "0", "--wait", "-q")
+	var benchOut strings.Builder
+	bench.Stdout, bench.Stderr = &benchOut, &benchOut
+	if err := bench.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { bench.Process.Kill(); bench.Wait() }()
+	pid := bench.Process.Pid
+	// Bounded: the client connects once it has its CPUs (--wait queues
+	// it behind another run's).
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		conns, _ := serverproc.Connections(pid)
+		if len(conns) > 0 {
+			break
+		}
+		if time.Now().After(deadline) || !processAlive(pid) {
+			t.Fatalf("bench made no connection to %s:\n%s", addr, benchOut.String())
+		}
+	}
+	wc := WatchConfig{ClientPIDs: []int{pid}, Duration: 1500 * time.Millisecond}
+	if named {
+		wc.ServerPort = port
+	}
+	var notes []string
+	res, err := Watch(context.Background(), wc, Callbacks{Note: func(s string) { notes = append(notes, s) }})
+	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
+		t.Fatalf("watch: %v\nnotes: %q\n%s", err, notes, benchOut.String())
+	}
+	if err != nil {
+		t.Logf("watch: %v (other load on the machine: the round trips that lost events are not split)", err)
+	}
+	if !strings.Contains(res.Meta.Server, addr) {
+		t.Errorf("the watch names its server %q, want the client's side of %s", res.Meta.Server, addr)
+	}
+	bc := res.BreakdownCheck
+	if bc == nil || bc.Joined < 100 {
+		t.Fatalf("joined %+v, want ≥ 100 round trips", bc)
+	}
+	split := float64(bc.Joined) / float64(bc.Joined+bc.Unjoined)
+	if split < 0.99 || bc.SumWithinTolerance < 0.99 {
+		t.Errorf("split %.4f, sum check %.4f: want ≥ 0.99 each; unjoined %v", split, bc.SumWithinTolerance, bc.UnjoinedReasons)
+	}
+	var device, all int
+	for _, w := range res.Warnings {
+		if _, err := fmt.Sscanf(w, "beyond_host: %d of %d", &device, &all); err == nil {
+			t.Log(w)
+			break
+		}
+	}
+	if all == 0 || float64(device) < 0.99*float64(all) {
+		t.Errorf("beyond_host took the packet hooks' bounds for %d of %d round trips, want ≥ 99%%: %q", device, all, res.Warnings)
+	}
+	return res
+}
+
+// TestWatchClientAloneBadInput: a client followed alone whose server
+// cannot be told exits naming --server-port: no connection at all, or
+// connections to several ports.
+func TestWatchClientAloneBadInput(t *testing.T) {
+	idle := exec.Command("sleep", "30")
+	if err := idle.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { idle.Process.Kill(); idle.Wait() }()
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	for _, tc := range []struct {
+		name string
+		wc   WatchConfig
+		says string
+	}{
+		{"no connection", WatchConfig{ClientPIDs: []int{idle.Process.Pid}}, "no established TCP connection"},
+		{"several ports", WatchConfig{ClientPIDs: []int{os.Getpid()}}, "choose the server's with --server-port"},
+		{"no listener, no connection to the port", WatchConfig{ClientPIDs: []int{idle.Process.Pid}, ServerPort: unusedPort(t)}, "holds no connection to port"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := clientAlone(tc.wc)
+			var fe *FlagError
+			if !errors.As(err, &fe) || fe.Flag != "--server-port" || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("got %v, want a *FlagError on --server-port saying %q", err, tc.says)
+			}
+			t.Log(err)
+		})
+	}
+}

@@ -21,7 +21,7 @@ func TestSplitClient(t *testing.T) {
 	}
 	base := []probe.Event{
 		ev(probe.KindSendStart, t0, cport, sport),
-		ev(probe.KindSockSend, 14_000, cport, sport), // the send returns after its segment left
+		ev(probe.KindSockSend, 14_000, cport, sport),                              // the send returns after its segment left
 		{Kind: probe.KindSwitch, TS: 15_000, Arg0: ctid, Arg1: 0, CPU: 1, Ret: 1}, // asleep for the reply
 		{Kind: probe.KindDataReady, TS: 50_000, TID: 0, CPU: 0, Lport: cport, Rport: sport},
 		{Kind: probe.KindSwitch, TS: 52_000, Arg0: 0, Arg1: ctid, CPU: 1},

@@ -120,6 +120,9 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	}
 	trips := newWatchTrips(t.port)
 	trips.serverSide = len(wc.ClientPIDs) == 0
+	for _, pid := range wc.ClientPIDs {
+		trips.clients = append(trips.clients, uint32(pid))
+	}
 	ps.tap = trips.event
 	cb.note("probe: " + ps.Summary())
 	for _, n := range ps.Notices() {

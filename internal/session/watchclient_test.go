@@ -16,6 +16,8 @@ import (
 	"github.com/volleyscope/volleyscope/internal/netns"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/internal/serverproc"
+	"github.com/volleyscope/volleyscope/loadgen"
+	"github.com/volleyscope/volleyscope/probe"
 )
 
 // TestWatchClientSide: the threads server in a namespace of its own
@@ -203,5 +205,27 @@ func TestWatchClientAloneBadInput(t *testing.T) {
 			}
 			t.Log(err)
 		})
+	}
+}
+
+// TestWatchTripsOtherProcess: a connection to the server's port that
+// another process opened is not followed as a watched client's.
+func TestWatchTripsOtherProcess(t *testing.T) {
+	const port = 9000
+	ev := func(ts int64, k probe.Kind, cport uint16, tgid uint32) probe.Event {
+		return probe.Event{TS: uint64(ts), Kind: k, Lport: cport, Rport: port, TID: tgid, TGID: tgid, Ret: 4}
+	}
+	w := newWatchTrips(port)
+	w.clients = []uint32{7}
+	for _, e := range []probe.Event{
+		ev(100, probe.KindSendStart, 40000, 7), ev(150, probe.KindSendStart, 40001, 8),
+		ev(200, probe.KindSockRecv, 40000, 7), ev(250, probe.KindSockRecv, 40001, 8),
+		ev(300, probe.KindSendStart, 40000, 7), ev(350, probe.KindSendStart, 40001, 8),
+	} {
+		w.event(&e)
+	}
+	fresh, trips := w.advance(1000, false)
+	if len(fresh) != 1 || fresh[0].LocalPort != 40000 || len(trips) != 1 || trips[0].r != (loadgen.Record{T0: 100, T1: 200}) {
+		t.Errorf("connections %+v, round trips %+v; want the watched process's alone", fresh, trips)
 	}
 }

@@ -45,6 +45,9 @@ type WatchConfig struct {
 	Listen      string
 	ListenToken string
 	Refresh     time.Duration
+	// skip names probe events not to attach (probe.Config.Skip): tests of
+	// the splits without them.
+	skip []string
 }
 
 // Timing of the watch loop: how often it derives round trips and hands
@@ -89,7 +92,7 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	if wc.Listen != "" && wc.ListenToken == "" {
 		return nil, flagErr("--listen-token-file", errors.New("--listen needs a bearer token that scrapers present: put one in a file and give --listen-token-file"))
 	}
-	ps, err := openWatchProbe(cfg, t.port)
+	ps, err := openWatchProbe(cfg, t.port, wc.skip)
 	if err != nil {
 		return nil, err
 	}
@@ -176,9 +179,9 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 // openWatchProbe is openProbe for a watch: sized for followAll
 // connections, following every connection, and with the send returns
 // that tell a pipelining client (probe.Config.SendReturns).
-func openWatchProbe(cfg Config, port uint16) (*probeSource, error) {
+func openWatchProbe(cfg Config, port uint16, skip []string) (*probeSource, error) {
 	p, err := probe.Open(probe.Config{Mode: probe.Mode(cfg.ProbeMode), Ports: []uint16{port}, Stats: true, Syscalls: cfg.Syscalls,
-		RoundTripsPerSec: 20_000 * followAll, SendReturns: true})
+		RoundTripsPerSec: 20_000 * followAll, SendReturns: true, Skip: skip})
 	if err != nil {
 		return nil, fmt.Errorf("open probe: %w", err)
 	}

@@ -2,11 +2,14 @@ package session
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,7 +24,7 @@ import (
 )
 
 // TestWatchClientSide: the threads server in a namespace of its own
-// behind a veth (the server's host), our bench client in ours, and a
+// behind a veth (the server's host), a ping-pong client in ours, and a
 // watch that follows the client alone: found from the client's
 // connections (no server flag) or named by --server-port, with no
 // listener here either way. Baseline rounds alternate with rounds in
@@ -118,38 +121,63 @@ func TestWatchClientSide(t *testing.T) {
 	}
 }
 
-// watchClientRound runs our bench client against the server at addr and
-// watches it alone for a second, the port found from its connections or
-// named, and checks what every round must show.
+// watchClientRound runs a ping-pong client in this process (a goroutine
+// on a thread of its own) against the server at addr and watches it alone
+// for 1.5 s, the port found from its connections or named, and checks
+// what every round must show. The client is ours rather than a bench
+// process: a bench takes the CPU lock, and another run holding it for
+// minutes would stall the round.
 func watchClientRound(t *testing.T, addr string, port int, named bool, skip []string) *report.Results {
 	t.Helper()
-	bench := exec.Command(selfBin, "bench", "--addr", addr, "--clients", "1", "--duration", "60s", "--ci", "0", "--p99-ci", "0", "--wait", "-q")
-	var benchOut strings.Builder
-	bench.Stdout, bench.Stderr = &benchOut, &benchOut
-	if err := bench.Start(); err != nil {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { bench.Process.Kill(); bench.Wait() }()
-	pid := bench.Process.Pid
-	// Bounded: the client connects once it has its CPUs (--wait queues
-	// it behind another run's).
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
-		conns, _ := serverproc.Connections(pid)
-		if len(conns) > 0 {
-			break
+	defer conn.Close()
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // one client thread, as the watch follows it
+		defer runtime.UnlockOSThread()
+		var b [4]byte
+		deadline := time.Now().Add(time.Minute)
+		for n := uint32(1); time.Now().Before(deadline); n++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			binary.BigEndian.PutUint32(b[:], n)
+			if _, err := conn.Write(b[:]); err != nil {
+				done <- err
+				return
+			}
+			if _, err := io.ReadFull(conn, b[:]); err != nil {
+				done <- err
+				return
+			}
 		}
-		if time.Now().After(deadline) || !processAlive(pid) {
-			t.Fatalf("bench made no connection to %s:\n%s", addr, benchOut.String())
-		}
+		done <- nil
+	}()
+	wc := WatchConfig{ClientPIDs: []int{os.Getpid()}, Duration: 1500 * time.Millisecond, skip: skip}
+	if conns, _ := serverproc.Connections(os.Getpid()); !named && !onePort(conns, port) {
+		// The port is found from this process's connections only when
+		// they all go to it (TestWatchClientAloneBadInput has the rest).
+		t.Logf("this process has other connections (%v): naming the port", conns)
+		named = true
 	}
-	wc := WatchConfig{ClientPIDs: []int{pid}, Duration: 1500 * time.Millisecond, skip: skip}
 	if named {
 		wc.ServerPort = port
 	}
 	var notes []string
 	res, err := Watch(context.Background(), wc, Callbacks{Note: func(s string) { notes = append(notes, s) }})
+	close(stop)
+	if cerr := <-done; cerr != nil {
+		t.Fatalf("client: %v", cerr)
+	}
 	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
-		t.Fatalf("watch: %v\nnotes: %q\n%s", err, notes, benchOut.String())
+		t.Fatalf("watch: %v\nnotes: %q", err, notes)
 	}
 	if err != nil {
 		t.Logf("watch: %v (other load on the machine: the round trips that lost events are not split)", err)
@@ -181,6 +209,16 @@ func watchClientRound(t *testing.T, addr string, port int, named bool, skip []st
 		t.Errorf("beyond_host took the packet hooks' bounds for %d of %d round trips with the hooks off", device, all)
 	}
 	return res
+}
+
+// onePort says whether every connection of conns goes to port.
+func onePort(conns []serverproc.Conn, port int) bool {
+	for _, c := range conns {
+		if int(c.Remote.Port()) != port {
+			return false
+		}
+	}
+	return len(conns) > 0
 }
 
 // TestWatchClientAloneBadInput: a client followed alone whose server

@@ -1,10 +1,5 @@
 package breakdown
 
-// NoClientSendEnd is why a round trip of the client's side alone was not
-// split: neither the packet hooks nor the end of the client's send mark
-// where the request left this host.
-const NoClientSendEnd = "no end of the client's send before the reply"
-
 // splitClient splits a round trip seen from the client's side alone (a
 // watch of a client whose server is on another host): T0 is the start of
 // the client's send of the request (its syscall's entry with --syscalls,
@@ -25,6 +20,8 @@ const NoClientSendEnd = "no end of the client's send before the reply"
 //     seen at both points), L is the return of the client's send in the
 //     stack (sock_send_length, or the send syscall's return) and A the
 //     reply's data ready: client_net is [b1, L] and beyond_host [L, b7].
+//     A send that returned only after the reply's data ready (its thread
+//     preempted on its way out, say) left before it: L is then b1.
 //
 // The bounds b2 … b6 are L, so the gaps still partition [T0, T1]: the
 // server's gaps are 0, client_net's gap runs to L and server_net's from
@@ -60,12 +57,10 @@ func (j *joiner) splitClient(rt *RoundTrip) {
 	if !device {
 		// The client's send in the stack: its sock_send_length, or its
 		// syscall's record when the probe folded the send into it.
-		s, ok := lastIn(j.ix.send[j.csk].live(), b[1], b[7])
-		if !ok {
-			fail(NoClientSendEnd)
-			return
+		leave, arrive = b[1], b[7]
+		if s, ok := lastIn(j.ix.send[j.csk].live(), b[1], b[7]); ok {
+			leave = int64(s.TS)
 		}
-		leave, arrive = int64(s.TS), b[7]
 	}
 	for k := 2; k <= 6; k++ {
 		b[k] = leave

@@ -84,19 +84,20 @@ func TestSplitClient(t *testing.T) {
 			}
 		})
 	}
-	t.Run("no send end", func(t *testing.T) {
+	t.Run("the send returned after the reply", func(t *testing.T) {
 		var got []RoundTrip
 		s := NewStream(sport, []loadgen.ConnInfo{{ID: 0, TID: ctid, LocalPort: cport}}, false, time.Second, func(rt *RoundTrip, _ loadgen.Record) { got = append(got, *rt) })
 		s.SetClientSide()
 		for _, e := range base {
-			if e.Kind != probe.KindSockSend {
-				s.Event(&e)
+			if e.Kind == probe.KindSockSend {
+				e.TS = 51_000
 			}
+			s.Event(&e)
 		}
 		s.Trip(0, 0, loadgen.Record{T0: t0, T1: t1})
 		s.Flush()
-		if len(got) != 1 || got[0].Joined || got[0].Reason != NoClientSendEnd {
-			t.Fatalf("round trips %+v, want one unjoined for %q", got, NoClientSendEnd)
+		if len(got) != 1 || !got[0].Joined || got[0].Ns[ClientNet] != 0 || got[0].Ns[BeyondHost] != 40_000 {
+			t.Fatalf("round trips %+v, want one joined, beyond_host from the send's start", got)
 		}
 	})
 }

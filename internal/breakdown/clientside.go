@@ -1,5 +1,19 @@
 package breakdown
 
+// ClientSideMeasures says whether a round trip seen from the client's
+// side alone measures component c: the client's own, client_net_tx and
+// server_net_rx, which run on this host, and beyond_host. The server's
+// components and the network parts beyond this host are always 0.
+func ClientSideMeasures(c Component) bool {
+	switch c {
+	case ClientNetDev, ClientNetRx, ServerNet, ServerNetTx, ServerNetDev:
+		return false
+	case ServerNetRx, BeyondHost:
+		return true
+	}
+	return Table[c].Side == "client"
+}
+
 // splitClient splits a round trip seen from the client's side alone (a
 // watch of a client whose server is on another host): T0 is the start of
 // the client's send of the request (its syscall's entry with --syscalls,

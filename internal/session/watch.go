@@ -96,9 +96,11 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	if err != nil {
 		return nil, err
 	}
-	side, measures := "client", func(breakdown.Component) bool { return true }
+	side, measures := "client", func(c breakdown.Component) bool { return c != breakdown.BeyondHost }
 	if len(wc.ClientPIDs) == 0 {
 		side, measures = "server", breakdown.ServerSideMeasures
+	} else if t.remotes != nil {
+		measures = breakdown.ClientSideMeasures
 	}
 	m := newWatchMetrics(side, t.port, measures, wc.Listen != "", func() float64 { return float64(ps.p.Lost()) })
 	p.sinks.tap = m.trip

@@ -298,7 +298,7 @@ const sendBucket = 1_000_000 // 1 ms
 // countSend counts e if it is the server sending on one of its
 // connections.
 func (s *Stream) countSend(e *probe.Event) {
-	if e.Lport != s.port {
+	if e.Lport != s.port || s.clientSide { // the client's side alone: no server here
 		return
 	}
 	b := int64(e.TS) / sendBucket

@@ -174,7 +174,11 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 		w.what = fmt.Sprintf("the client's side alone, its server at %s on another host: %s; the server's and the network's time is beyond_host", strings.Join(t.remotes, ", "), w.what)
 		p.moreParts = func(pp *report.Parts) { w.parts(pp); beyond.parts(pp) }
 	}
-	load, runErr := w.run(ctx, p.hooks())
+	hooks := p.hooks()
+	if beyond != nil { // no server here whose late workers to look for
+		hooks.ClientsReady = p.join.clientsReady
+	}
+	load, runErr := w.run(ctx, hooks)
 	return p.finish(load, runErr)
 }
 

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,6 +77,7 @@ func TestWatchClientSide(t *testing.T) {
 	for round := range 2 * truthPairs {
 		injected := round%2 == 1
 		var inj *delay.Injector
+		detach := func() {}
 		if injected {
 			err := inNetns(pair.NS, func() (err error) {
 				inj, err = delay.Attach(pair.NSIf, delay.Match{SrcPort: uint16(port)}, time.Duration(want))
@@ -84,13 +86,15 @@ func TestWatchClientSide(t *testing.T) {
 			if err != nil {
 				t.Fatalf("inject: %v", err)
 			}
+			detach = sync.OnceFunc(func() { inj.Close() })
+			t.Cleanup(detach) // a round that fails leaves nothing attached
 		}
 		// Rounds 0, 1: found from the client's connections; then named.
 		named := round >= 2
 		res := watchClientRound(t, addr, port, named, nil)
 		if inj != nil {
 			n, _ := inj.Delayed()
-			inj.Close()
+			detach()
 			if n < 100 {
 				t.Fatalf("injector delayed only %d segments", n)
 			}

@@ -287,3 +287,68 @@ func TestWatchTripsOtherProcess(t *testing.T) {
 		t.Errorf("connections %+v, round trips %+v; want the watched process's alone", fresh, trips)
 	}
 }
+
+// TestWatchClientLocalServer: a client followed alone whose connection's
+// other end is a socket of this host is watched on both sides, as with
+// --server-port: its server found, beyond_host 0.
+func TestWatchClientLocalServer(t *testing.T) {
+	requireRoot(t)
+	port := startBuiltin(t, "threads")
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		var b [4]byte
+		for n, deadline := uint32(1), time.Now().Add(time.Minute); time.Now().Before(deadline); n++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			binary.BigEndian.PutUint32(b[:], n)
+			if _, err := conn.Write(b[:]); err != nil {
+				done <- err
+				return
+			}
+			if _, err := io.ReadFull(conn, b[:]); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	wc := WatchConfig{ClientPIDs: []int{os.Getpid()}, Duration: 1500 * time.Millisecond}
+	if conns, _ := serverproc.Connections(os.Getpid()); !onePort(conns, port) {
+		t.Logf("this process has other connections (%v): naming the port", conns)
+		wc.ServerPort = port
+	}
+	res, err := Watch(context.Background(), wc, Callbacks{})
+	close(stop)
+	if cerr := <-done; cerr != nil {
+		t.Fatalf("client: %v", cerr)
+	}
+	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
+		t.Fatalf("watch: %v", err)
+	}
+	if want := fmt.Sprintf("watched: port %d", port); !strings.HasPrefix(res.Meta.Server, want) {
+		t.Errorf("the watch names its server %q, want %q…: both sides", res.Meta.Server, want)
+	}
+	if bc := res.BreakdownCheck; bc == nil || bc.Joined < 100 {
+		t.Fatalf("joined %+v, want ≥ 100 round trips", bc)
+	}
+	for _, c := range res.Breakdown {
+		if c.Component == "beyond_host" && c.MeanNs != 0 {
+			t.Errorf("beyond_host mean %.0f ns with the server here, want 0", c.MeanNs)
+		}
+		if c.Component == "server_kernel_recv" && c.P50Ns <= 0 {
+			t.Errorf("server_kernel_recv p50 %.0f ns: the server's side not split", c.P50Ns)
+		}
+	}
+}

@@ -59,7 +59,8 @@ var malformed = []struct {
 	{[]string{"bench", "--client-cpus", "0-99999999999"}, "--client-cpus"},
 	// watch: the processes and the port, before anything is attached.
 	{[]string{"watch", "extra"}, "watch"},
-	{[]string{"watch", "--client-pid", "1"}, "--server-port"},
+	{[]string{"watch"}, "--server-port"},
+	{[]string{"watch", "--client-pid", "0"}, "--client-pid"},
 	{[]string{"watch", "--server-port", "70000"}, "--server-port"},
 	{[]string{"watch", "--server-port", "1", "--client-pid", "999999999"}, "--client-pid"},
 	{[]string{"watch", "--server-port", "1", "--duration", "-1s"}, "--duration"},

@@ -10,6 +10,7 @@ import (
 )
 
 var watchHelp = fmt.Sprintf(`volleyscope watch --server-pid PID | --server-port PORT [--client-pid PID]... [flags]
+volleyscope watch --client-pid PID [--server-port PORT] [flags]
 
 Splits the round trips of programs that volleyscope did not start: a
 client on this host (--client-pid, repeatable) talking to a server on this
@@ -26,9 +27,17 @@ and not split.
 Without --client-pid only the server's side is watched: a round trip is
 the server's response time on its socket, from the data ready of a
 request's first byte to the start of the send of its reply's last piece,
-split into the server's components (the client's are not seen). A client
-whose server is on another host (the client's side alone) is not watched
-yet.
+split into the server's components (the client's are not seen).
+
+A client whose server is on another host (no socket of this host is the
+other end of its connections: another machine, or a container behind a
+veth or a NAT) is watched on its side alone: its components as 'run'
+names them, and beyond_host for the rest, from the request's last segment
+handed to the device to the start of the reply's receive processing (or,
+without those packet hooks, from the send's return to the reply's data
+ready; the summary says which). Without --server-port the port is the one
+the client's established connections go to; when they go to several,
+--server-port chooses.
 
 With --listen ADDR the watch runs as a monitor: it serves Prometheus
 metrics at http://ADDR/metrics (per-component latency histograms
@@ -49,6 +58,7 @@ examples:
   volleyscope watch --server-port 6379 --client-pid $(pgrep -n redis-benchma) --duration 10s
   volleyscope watch --server-pid $(pgrep -o nginx) --client-pid 4242 --out /tmp/watch
   volleyscope watch --server-port 11211 --duration 30s     the server's side alone
+  volleyscope watch --client-pid $(pgrep -n myservice) --server-port 5432     the client's side alone
   volleyscope watch --server-port 6379 --listen 127.0.0.1:9464 --listen-token-file /etc/volleyscope/token
 `, session.WatchIdle) + exitText
 
@@ -58,7 +68,7 @@ func cmdWatch(ctx context.Context, args []string) error {
 	lf := &loadFlags{}
 	var pf probeFlags
 	fs.IntVar(&wc.ServerPID, "server-pid", 0, "the server: a process listening on a TCP port (its only one, or --server-port's)")
-	fs.IntVar(&wc.ServerPort, "server-port", 0, "the server's listening TCP port")
+	fs.IntVar(&wc.ServerPort, "server-port", 0, "the server's listening TCP port (with --client-pid alone, on another host: the port its connections go to)")
 	fs.IntSliceVar(&wc.ClientPIDs, "client-pid", nil, "a client process on this host whose round trips to the server are split (repeatable)")
 	fs.DurationVar(&wc.Duration, "duration", 0, "how long to watch; 0: until Ctrl-C or a watched process exits")
 	fs.StringVar(&pf.mode, "probe-mode", "auto", "hook family: auto (best that loads, per event), tracepoint, fentry or kprobe")

@@ -10,8 +10,11 @@ type Component int
 // CPU; the next four are those times, per side. The last six split
 // client_net and server_net at their data segment's hand-off to a device
 // and the start of its receive processing (join.go, splitNet); the
-// *_net gap keeps what they do not split. Each group was added after the
-// one before, so the columns of requests.csv keep their places.
+// *_net gap keeps what they do not split. BeyondHost is the rest of a
+// round trip seen from the client's side alone (a watch whose server is on
+// another host, splitClient); it is 0 in every other split. Each group
+// was added after the one before, so the columns of requests.csv keep
+// their places.
 const (
 	ClientUser Component = iota
 	ClientNet
@@ -33,6 +36,7 @@ const (
 	ServerNetTx
 	ServerNetDev
 	ServerNetRx
+	BeyondHost
 	NumComponents
 )
 
@@ -45,7 +49,8 @@ type ComponentInfo struct {
 	Name string // in results.json, requests.csv, the terminal and the page
 	// Side is whose time it is: "client" or "server". The *_net
 	// components are charged to the sender, whose send syscall runs the
-	// receiver's network stack on loopback.
+	// receiver's network stack on loopback. "remote" is neither side's
+	// on this host: the other host's time and the network's.
 	Side string
 	// Color is its colour on the report page: blues and greens for the
 	// client's side, warm colours for the server's, greys and browns for
@@ -60,7 +65,7 @@ type ComponentInfo struct {
 // the README to it).
 var Table = [NumComponents]ComponentInfo{
 	ClientUser:       {"client_user", "client", "#1f77b4", "t0 → the client enters the send syscall"},
-	ClientNet:        {"client_net", "client", "#9ecae1", "send entry → the request's last data ready on the server's socket, where the packet hooks did not split it into client_net_tx, _dev and _rx"},
+	ClientNet:        {"client_net", "client", "#9ecae1", "send entry → the request's last data ready on the server's socket, where the packet hooks did not split it into client_net_tx, _dev and _rx (the client's side alone: → the send returns)"},
 	ServerWakeup:     {"server_wakeup", "server", "#ff7f0e", "data ready → the server thread on CPU (0 if it was running)"},
 	ServerQueue:      {"server_queue", "server", "#fdd0a2", "on CPU → the server starts the receive that completes the request"},
 	ServerKernelRecv: {"server_kernel_recv", "server", "#d62728", "start of the receive → it returns to userspace"},
@@ -79,6 +84,7 @@ var Table = [NumComponents]ComponentInfo{
 	ServerNetTx:      {"server_net_tx", "server", "#807dba", "the reply's send entry → its last segment handed to the device"},
 	ServerNetDev:     {"server_net_dev", "server", "#bcbddc", "handed to the device → the client's side starts receiving it"},
 	ServerNetRx:      {"server_net_rx", "server", "#6a51a3", "receive processing starts → data ready on the client's socket"},
+	BeyondHost:       {"beyond_host", "remote", "#e7ba52", "the client's side alone (its server on another host): the request's last segment handed to the device → receive processing of the reply's last segment starts; without those packet hooks, the client's send returns → the reply's data ready"},
 }
 
 // netSplit says whether c is a network gap (client_net, server_net) or
@@ -100,13 +106,15 @@ func netSplit(c Component) (gap Component, dir, part int, ok bool) {
 }
 
 // NetParts are the parts a network gap (client_net, server_net) splits
-// into, sender stack first; none for any other component.
+// into, sender stack first; none for any other component. server_net's
+// include beyond_host, which stands for the parts beyond this host in a
+// split of the client's side alone (RoundTrip.Span).
 func NetParts(c Component) []Component {
 	switch c {
 	case ClientNet:
 		return []Component{ClientNetTx, ClientNetDev, ClientNetRx}
 	case ServerNet:
-		return []Component{ServerNetTx, ServerNetDev, ServerNetRx}
+		return []Component{ServerNetTx, ServerNetDev, BeyondHost, ServerNetRx}
 	}
 	return nil
 }

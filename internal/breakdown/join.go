@@ -46,6 +46,9 @@ type RoundTrip struct {
 	// server_net split (splitNet). 0 where the packet hooks did not see
 	// it; the direction's *_net gap then stays whole.
 	Xmit, Recv [2]int64
+	// Beyond is beyond_host's stretch in a split of the client's side
+	// alone (splitClient), [from, to); zero in every other split.
+	Beyond [2]int64
 }
 
 // Input is what the join needs.
@@ -751,11 +754,23 @@ func (j *joiner) split(rt *RoundTrip) {
 // finish computes the components from the bounds: gaps, the network
 // splits and the carving of preemption and interrupts, and the sum check.
 func (j *joiner) finish(rt *RoundTrip, stid, sendTID uint32) {
+	sum, tol := rt.gaps()
+	j.splitNet(rt, ClientNet, xmitC, nrecvS)
+	j.splitNet(rt, ServerNet, xmitS, nrecvC)
+	j.carvePreempted(rt, stid, sendTID)
+	if diff := sum - (rt.T1 - rt.T0); diff > tol || -diff > tol {
+		rt.Consistent = false
+	}
+}
+
+// gaps marks rt joined and sets its first ten components to the gaps
+// between its bounds, a negative one 0 (and rt inconsistent when beyond
+// the tolerance, which it returns with the gaps' sum).
+func (rt *RoundTrip) gaps() (sum, tol int64) {
 	b := &rt.Bounds
 	rt.Joined = true
 	rt.Consistent = true
-	tol := max((rt.T1-rt.T0)/50, 1000)
-	var sum int64
+	tol = max((rt.T1-rt.T0)/50, 1000)
 	rt.Ns = [NumComponents]int64{}
 	for c := range NumBounds - 1 {
 		d := b[c+1] - b[c]
@@ -768,12 +783,7 @@ func (j *joiner) finish(rt *RoundTrip, stid, sendTID uint32) {
 		rt.Ns[c] = d
 		sum += d
 	}
-	j.splitNet(rt, ClientNet, xmitC, nrecvS)
-	j.splitNet(rt, ServerNet, xmitS, nrecvC)
-	j.carvePreempted(rt, stid, sendTID)
-	if diff := sum - (rt.T1 - rt.T0); diff > tol || -diff > tol {
-		rt.Consistent = false
-	}
+	return sum, tol
 }
 
 // serverRecv sets b2 … b5 from sdr, the data ready of the request's last
@@ -854,9 +864,13 @@ func (j *joiner) splitNet(rt *RoundTrip, g Component, snd, rcv connList) {
 
 // Span is the stretch in which component c's time lies, before
 // carving: its gap, or its part of a split network gap; empty for a
-// network gap that was split and for the parts of one that was not.
+// network gap that was split and for the parts of one that was not;
+// beyond_host's, Beyond.
 func (rt *RoundTrip) Span(c Component) (int64, int64) {
 	b := &rt.Bounds
+	if c == BeyondHost {
+		return rt.Beyond[0], rt.Beyond[1]
+	}
 	g, d, part, ok := netSplit(c)
 	if !ok {
 		return b[c], b[c+1]
@@ -869,6 +883,8 @@ func (rt *RoundTrip) Span(c Component) (int64, int64) {
 		return b[g], b[g]
 	case part == 0:
 		return b[g], x
+	case part == 1 && rt.Beyond[1] != 0: // beyond_host holds it
+		return x, x
 	case part == 1:
 		return x, y
 	}

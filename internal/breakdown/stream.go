@@ -59,6 +59,9 @@ type Stream struct {
 	foldStarts, foldSends int64
 	// serverSide: round trips are the server's alone (SetServerSide).
 	serverSide bool
+	// clientSide: round trips are the client's, its server on another
+	// host (SetClientSide).
+	clientSide bool
 	// gone are connections that ended (Forget), let go once no round trip
 	// of theirs can still come.
 	gone []goneConn
@@ -159,6 +162,11 @@ func (s *Stream) letGo(watermark int64) {
 // alone, from the request's data ready to the start of the reply's send
 // (splitServer), before any is added: a watch that follows no client.
 func (s *Stream) SetServerSide() { s.serverSide = true }
+
+// SetClientSide makes every round trip one seen from the client's side
+// alone, its server on another host (splitClient), before any is added:
+// a watch of a client whose server's port does not listen here.
+func (s *Stream) SetClientSide() { s.clientSide = true }
 
 // Hold keeps every event stamped at or after t until Release: the run
 // loop holds round trips back while it decides where its window starts.
@@ -272,6 +280,8 @@ func (s *Stream) join(ready []waiting) {
 		rt = RoundTrip{Conn: w.conn, Seq: int(w.seq), T0: w.r.T0, T1: w.r.T1}
 		if s.serverSide {
 			j.splitServer(&rt)
+		} else if s.clientSide {
+			j.splitClient(&rt)
 		} else {
 			j.split(&rt)
 		}
@@ -288,7 +298,7 @@ const sendBucket = 1_000_000 // 1 ms
 // countSend counts e if it is the server sending on one of its
 // connections.
 func (s *Stream) countSend(e *probe.Event) {
-	if e.Lport != s.port {
+	if e.Lport != s.port || s.clientSide { // the client's side alone: no server here
 		return
 	}
 	b := int64(e.TS) / sendBucket

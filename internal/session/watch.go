@@ -45,6 +45,9 @@ type WatchConfig struct {
 	Listen      string
 	ListenToken string
 	Refresh     time.Duration
+	// skip names probe events not to attach (probe.Config.Skip): tests of
+	// the splits without them.
+	skip []string
 }
 
 // Timing of the watch loop: how often it derives round trips and hands
@@ -80,18 +83,24 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	p.meta = report.MetaOf(hostinfo.Local())
 	p.meta.Server = t.label
 	p.server = &serverStage{label: t.label, addr: fmt.Sprintf("127.0.0.1:%d", t.port), port: t.port, pids: t.serverPIDs}
-	cb.note(fmt.Sprintf("server on port %d is %s", t.port, pidText(t.serverPIDs)))
+	if t.remotes != nil {
+		cb.note(fmt.Sprintf("the server at %s is not on this host (no peer socket here): the client's side alone is watched, the rest of each round trip being beyond_host", strings.Join(t.remotes, ", ")))
+	} else {
+		cb.note(fmt.Sprintf("server on port %d is %s", t.port, pidText(t.serverPIDs)))
+	}
 
 	if wc.Listen != "" && wc.ListenToken == "" {
 		return nil, flagErr("--listen-token-file", errors.New("--listen needs a bearer token that scrapers present: put one in a file and give --listen-token-file"))
 	}
-	ps, err := openWatchProbe(cfg, t.port)
+	ps, err := openWatchProbe(cfg, t.port, wc.skip)
 	if err != nil {
 		return nil, err
 	}
-	side, measures := "client", func(breakdown.Component) bool { return true }
+	side, measures := "client", func(c breakdown.Component) bool { return c != breakdown.BeyondHost }
 	if len(wc.ClientPIDs) == 0 {
 		side, measures = "server", breakdown.ServerSideMeasures
+	} else if t.remotes != nil {
+		measures = breakdown.ClientSideMeasures
 	}
 	m := newWatchMetrics(side, t.port, measures, wc.Listen != "", func() float64 { return float64(ps.p.Lost()) })
 	p.sinks.tap = m.trip
@@ -116,17 +125,34 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	}
 	trips := newWatchTrips(t.port)
 	trips.serverSide = len(wc.ClientPIDs) == 0
+	for _, pid := range wc.ClientPIDs {
+		trips.clients = append(trips.clients, uint32(pid))
+	}
 	ps.tap = trips.event
 	cb.note("probe: " + ps.Summary())
 	for _, n := range ps.Notices() {
 		cb.note(n)
 	}
 	p.cost = newServerCost(t.serverPIDs, -1)
+	var beyond *beyondBounds // which bounds beyond_host took, for the summary
+	if t.remotes != nil {
+		beyond = &beyondBounds{}
+		tap := p.sinks.tap
+		p.sinks.tap = func(rt *breakdown.RoundTrip) {
+			beyond.add(rt)
+			if tap != nil {
+				tap(rt)
+			}
+		}
+	}
 	if err := p.startJoin(ps); err != nil {
 		return nil, err
 	}
 	if trips.serverSide {
 		p.join.stream.SetServerSide()
+	}
+	if beyond != nil {
+		p.join.stream.SetClientSide()
 	}
 	// The window's start is known from the start (the cost span after
 	// now): no events need holding until the warm-up ends.
@@ -144,16 +170,24 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 		w.what = "round trips from the watched clients' socket traffic, from the TCP send start of a request to the return of the receive that completed its reply"
 	}
 	p.moreParts = w.parts
-	load, runErr := w.run(ctx, p.hooks())
+	if beyond != nil {
+		w.what = fmt.Sprintf("the client's side alone, its server at %s on another host: %s; the server's and the network's time is beyond_host", strings.Join(t.remotes, ", "), w.what)
+		p.moreParts = func(pp *report.Parts) { w.parts(pp); beyond.parts(pp) }
+	}
+	hooks := p.hooks()
+	if beyond != nil { // no server here whose late workers to look for
+		hooks.ClientsReady = p.join.clientsReady
+	}
+	load, runErr := w.run(ctx, hooks)
 	return p.finish(load, runErr)
 }
 
 // openWatchProbe is openProbe for a watch: sized for followAll
 // connections, following every connection, and with the send returns
 // that tell a pipelining client (probe.Config.SendReturns).
-func openWatchProbe(cfg Config, port uint16) (*probeSource, error) {
+func openWatchProbe(cfg Config, port uint16, skip []string) (*probeSource, error) {
 	p, err := probe.Open(probe.Config{Mode: probe.Mode(cfg.ProbeMode), Ports: []uint16{port}, Stats: true, Syscalls: cfg.Syscalls,
-		RoundTripsPerSec: 20_000 * followAll, SendReturns: true})
+		RoundTripsPerSec: 20_000 * followAll, SendReturns: true, Skip: skip})
 	if err != nil {
 		return nil, fmt.Errorf("open probe: %w", err)
 	}
@@ -306,6 +340,9 @@ type watchTarget struct {
 	label      string
 	port       uint16
 	serverPIDs []int
+	// remotes are the server's addresses, when it is on another host and
+	// the client's side alone is watched (clientAlone); nil otherwise.
+	remotes []string
 }
 
 // resolveWatch checks wc against the running system: the processes exist
@@ -313,8 +350,8 @@ type watchTarget struct {
 // loaded. Every error is a *FlagError naming the flag to change.
 func resolveWatch(wc WatchConfig) (watchTarget, error) {
 	var t watchTarget
-	if wc.ServerPID == 0 && wc.ServerPort == 0 {
-		return t, flagErr("--server-port", errors.New("watch needs the server: give --server-port PORT or --server-pid PID"))
+	if wc.ServerPID == 0 && wc.ServerPort == 0 && len(wc.ClientPIDs) == 0 {
+		return t, flagErr("--server-port", errNoServer)
 	}
 	if wc.ServerPort < 0 || wc.ServerPort > 65535 {
 		return t, flagErr("--server-port", fmt.Errorf("port %d is not in 1-65535", wc.ServerPort))
@@ -362,6 +399,13 @@ func resolveWatch(wc WatchConfig) (watchTarget, error) {
 		}
 	}
 	port := uint16(wc.ServerPort)
+	if wc.ServerPID == 0 && len(wc.ClientPIDs) > 0 { // is the clients' server here?
+		ct, alone, err := clientAlone(wc)
+		if err != nil || alone {
+			return ct, err
+		}
+		port = ct.port
+	}
 	if port == 0 {
 		ports, err := serverproc.ListeningPorts(wc.ServerPID)
 		if err != nil {

@@ -258,7 +258,7 @@ func TestWatchBadInput(t *testing.T) {
 		wc   WatchConfig
 		flag string
 	}{
-		{"no server", WatchConfig{ClientPIDs: []int{os.Getpid()}}, "--server-port"},
+		{"no server and no client", WatchConfig{}, "--server-port"},
 		{"port out of range", WatchConfig{ServerPort: 70000, ClientPIDs: []int{os.Getpid()}}, "--server-port"},
 		{"no listener", WatchConfig{ServerPort: free, ClientPIDs: []int{os.Getpid()}}, "--server-port"},
 		{"client gone", WatchConfig{ServerPort: port, ClientPIDs: []int{gone.Process.Pid}}, "--client-pid"},

@@ -49,6 +49,9 @@ type watchTrips struct {
 	// serverSide: no client is followed, and round trips are the
 	// server's, from its socket's events (advanceServer).
 	serverSide bool
+	// clients are the watched client processes: a connection is
+	// followed from a request that one of them sent (nil: any process's).
+	clients []uint32
 
 	mu  sync.Mutex
 	in  []probe.Event // from the reader, not yet taken
@@ -251,6 +254,9 @@ func (w *watchTrips) clientEvents(evs []probe.Event, emit func(*watchConn)) (fre
 		if c == nil {
 			if what != probe.KindSendStart {
 				continue // the connection's traffic began before we looked: wait for a request
+			}
+			if w.clients != nil && !slices.Contains(w.clients, e.TGID) {
+				continue // another process's connection to the same port
 			}
 			c = w.newConn(e.Lport, int(e.TID), e.SK)
 			fresh = append(fresh, c.info)

@@ -198,6 +198,12 @@ func WriteBreakdown(w io.Writer, r *report.Results) error {
 	fmt.Fprintf(tw, "component\tside\tmean\tp50\tp99\tshare\t\n")
 	var top report.Component
 	for _, c := range r.Breakdown {
+		// beyond_host is measured only when the client's side alone is
+		// watched; anywhere else its row would be a 0 that means "not
+		// this kind of run".
+		if c.Side == "remote" && c.MeanNs == 0 && c.P99Ns == 0 {
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f%%\t\n", c.Component, c.Side, report.Dur(c.MeanNs), report.Dur(c.P50Ns), report.Dur(c.P99Ns), 100*c.Share)
 		if c.Share > top.Share {
 			top = c

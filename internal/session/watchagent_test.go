@@ -1,0 +1,99 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/volleyscope/volleyscope/internal/agent"
+)
+
+// TestWatchTwoHosts: the threads server runs in a namespace of its own
+// (the far host), started by the test, not by volleyscope; an agent
+// there watches it because its command line says --watch-port. Our bench
+// client runs in ours, and Watch follows it with the agent: every round
+// trip joins across the two hosts with the sum check holding, the
+// server's components are measured there, the two-host section is
+// reported, the watched latency matches the client's own per round trip
+// (as TestWatchKnownClient), and nothing stays attached on either side.
+func TestWatchTwoHosts(t *testing.T) {
+	pair := agentNS(t)
+	port := unusedPort(t)
+	srvAddr := net.JoinHostPort(pair.NSAddr, strconv.Itoa(port))
+	argv := pair.Exec([]string{selfBin, "serve", "threads", "-p", strconv.Itoa(port), "--host", pair.NSAddr})
+	srv := exec.Command(argv[0], argv[1:]...)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", srvAddr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i == 100 {
+			t.Fatalf("server at %s: %v", srvAddr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	addr, token, agentCmd := launchAgent(t, pair, "--watch-port", strconv.Itoa(port))
+
+	dir := t.TempDir()
+	// startBench's --addr is 127.0.0.1's; the later one, the far host's, wins.
+	b := startBench(t, port, "--addr", srvAddr, "--clients", "1", "--duration", "3s", "--warmup", "200ms", "--ci", "0", "--p99-ci", "0", "--out", filepath.Join(dir, "bench"), "-q")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := bpfFDs(os.Getpid())
+	res, err := Watch(ctx, WatchConfig{ClientPIDs: []int{b.cmd.Process.Pid}, Agent: addr, AgentCred: agent.Credentials{Token: token}, Out: filepath.Join(dir, "watch")}, Callbacks{Note: func(s string) { t.Log(s) }})
+	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
+		t.Fatalf("watch: %v", err)
+	}
+	if err != nil {
+		t.Logf("watch: %v (other load on the machine: the round trips that lost events are not split)", err)
+	}
+	if after := bpfFDs(os.Getpid()); after != before {
+		t.Errorf("%d BPF objects held after the watch, %d before: something stayed attached here", after, before)
+	}
+	// The agent detaches its probe once the controller has its account;
+	// it keeps running, holding nothing.
+	for deadline := time.Now().Add(5 * time.Second); bpfFDs(agentCmd.Process.Pid) != 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("the agent holds %d BPF objects after the watch", bpfFDs(agentCmd.Process.Pid))
+			break
+		}
+	}
+	select {
+	case err := <-b.done:
+		b.done <- err
+		if err != nil {
+			t.Fatalf("bench: %v\n%s", err, b.out.String())
+		}
+	case <-ctx.Done():
+		t.Fatal("bench did not end")
+	}
+
+	checkTwoHosts(t, res)
+	var comps string
+	server := map[string]float64{}
+	for _, c := range res.Breakdown {
+		comps += fmt.Sprintf(" %s %.1fµs", c.Component, c.MeanNs/1e3)
+		if c.Side == "server" {
+			server[c.Component] = c.MeanNs
+		}
+	}
+	t.Logf("mean:%s", comps)
+	for _, c := range []string{"server_kernel_recv", "server_user"} {
+		if server[c] <= 0 {
+			t.Errorf("%s: mean %.0f ns, want > 0 (the agent's events did not reach the split)", c, server[c])
+		}
+	}
+	checkAgainstOwn(t, filepath.Join(dir, "bench", "requests.csv"), filepath.Join(dir, "watch", "requests.csv"))
+}

@@ -181,7 +181,11 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	// The window's start is known from the start (the cost span after
 	// now): no events need holding until the warm-up ends.
 	p.join.stream.Release()
-	w := &watchLoad{src: src, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, metrics: m, refresh: wc.Refresh, forget: p.join.stream.Forget}
+	// The round trips come from this host's client events alone: they
+	// are handed over as this host's probe delivers them (its
+	// watermark), before the agent's events for them arrive, as a run's
+	// load hands its round trips over; the join waits for both.
+	w := &watchLoad{src: ps, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, metrics: m, refresh: wc.Refresh, forget: p.join.stream.Forget}
 	if w.refresh <= 0 {
 		w.refresh = watchRefresh
 	}

@@ -47,8 +47,11 @@ func TestWatchTwoHosts(t *testing.T) {
 	addr, token, agentCmd := launchAgent(t, pair, "--watch-port", strconv.Itoa(port))
 
 	dir := t.TempDir()
-	// startBench's --addr is 127.0.0.1's; the later one, the far host's, wins.
-	b := startBench(t, port, "--addr", srvAddr, "--clients", "1", "--duration", "3s", "--warmup", "200ms", "--ci", "0", "--p99-ci", "0", "--out", filepath.Join(dir, "bench"), "-q")
+	// startBench's --addr is 127.0.0.1's; the later one, the far host's,
+	// wins. An open loop at the rate the overhead targets name:
+	// two probes see every event of one kernel here, and a closed loop
+	// over veth would drive them past what two shared CPUs keep up with.
+	b := startBench(t, port, "--addr", srvAddr, "--rate", "10000", "--clients", "1", "--duration", "3s", "--warmup", "200ms", "--ci", "0", "--p99-ci", "0", "--out", filepath.Join(dir, "bench"), "-q")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	before := bpfFDs(os.Getpid())

@@ -100,3 +100,76 @@ func TestWatchTwoHosts(t *testing.T) {
 	}
 	checkAgainstOwn(t, filepath.Join(dir, "bench", "requests.csv"), filepath.Join(dir, "watch", "requests.csv"))
 }
+
+// TestWatchAgentBadInput: what watch --agent and the agent's
+// --watch-port and --watch-pid refuse, each a *FlagError naming the
+// flag, before anything is attached.
+func TestWatchAgentBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wc   WatchConfig
+		flag string
+	}{
+		{"agent not HOST:PORT", WatchConfig{Agent: "nonsense", ClientPIDs: []int{os.Getpid()}}, "--agent"},
+		{"server pid with an agent", WatchConfig{Agent: "10.0.0.2:7470", ServerPID: 1, ClientPIDs: []int{os.Getpid()}}, "--server-pid"},
+		{"port out of range", WatchConfig{Agent: "10.0.0.2:7470", ServerPort: 70000, ClientPIDs: []int{os.Getpid()}}, "--server-port"},
+		{"no client", WatchConfig{Agent: "10.0.0.2:7470"}, "--client-pid"},
+		{"negative duration", WatchConfig{Agent: "10.0.0.2:7470", ClientPIDs: []int{os.Getpid()}, Duration: -time.Second}, "--duration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := Watch(context.Background(), tc.wc, Callbacks{})
+			var fe *FlagError
+			if res != nil || !errors.As(err, &fe) || fe.Flag != tc.flag {
+				t.Fatalf("got %v (%T), want a *FlagError on %s", err, err, tc.flag)
+			}
+		})
+	}
+	requireRoot(t)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	// A process that listens on no port (and is the watch's client below).
+	client := exec.Command("sleep", "30")
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { client.Process.Kill(); client.Wait() }()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	free := unusedPort(t)
+	for _, tc := range []struct {
+		name string
+		cfg  AgentConfig
+		flag string
+	}{
+		{"no listener", AgentConfig{WatchPort: free}, "--watch-port"},
+		{"process gone", AgentConfig{WatchPID: gone.Process.Pid}, "--watch-pid"},
+		{"process without the port", AgentConfig{WatchPID: client.Process.Pid, WatchPort: port}, "--watch-pid"},
+		{"process listening on none", AgentConfig{WatchPID: client.Process.Pid}, "--watch-pid"},
+	} {
+		t.Run("agent "+tc.name, func(t *testing.T) {
+			h, err := StartAgent(context.Background(), tc.cfg, func(string) {})
+			var fe *FlagError
+			if h != nil || !errors.As(err, &fe) || fe.Flag != tc.flag {
+				if h != nil {
+					h.Stop()
+				}
+				t.Fatalf("got %v (%T), want a *FlagError on %s", err, err, tc.flag)
+			}
+			t.Log(err)
+		})
+	}
+	// An agent that serves a server of its own but watches none.
+	addr, token, _ := startAgent(t)
+	_, err = Watch(context.Background(), WatchConfig{Agent: addr, AgentCred: agent.Credentials{Token: token}, ClientPIDs: []int{client.Process.Pid}, Duration: time.Second}, Callbacks{})
+	var fe *FlagError
+	if !errors.As(err, &fe) || fe.Flag != "--agent" {
+		t.Fatalf("watch --agent on an agent that watches nothing: %v, want a *FlagError on --agent", err)
+	}
+	t.Log(err)
+}

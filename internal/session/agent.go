@@ -26,16 +26,16 @@ import (
 // AgentConfig is what a `volleyscope agent` serves: the servers on its
 // own command line, and nothing a controller could name otherwise.
 type AgentConfig struct {
-	Servers    []string // server specs (SpecSyntax) the agent starts; built-ins listen on Host
-	PIDs       []int    // running servers followed by a process
-	Ports      []int    // running servers followed by their listening port
+	Servers []string // server specs (SpecSyntax) the agent starts; built-ins listen on Host
+	PIDs    []int    // running servers followed by a process
+	Ports   []int    // running servers followed by their listening port
 	// WatchPID and WatchPort name a running server the agent watches
 	// for a controller's 'watch --agent' (watchedListener resolves
 	// them as watch's --server-pid and --server-port); 0: none.
 	WatchPID, WatchPort int
-	ServerCPUs []int    // CPUs for the servers it starts; nil: not pinned
-	Host       string   // the address the agent listens on: its built-in servers listen there too
-	Self       string   // the volleyscope binary that runs built-in servers; default this executable
+	ServerCPUs          []int  // CPUs for the servers it starts; nil: not pinned
+	Host                string // the address the agent listens on: its built-in servers listen there too
+	Self                string // the volleyscope binary that runs built-in servers; default this executable
 	// Clock is the test-only transform of the agent's clock (its events,
 	// watermarks and pings): zero for the real clock.
 	Clock ClockTransform

@@ -71,7 +71,7 @@ func TestWatchTwoHosts(t *testing.T) {
 			server[c.Component] = c.MeanNs
 		}
 	}
-	t.Logf("mean:%s", comps)
+	t.Logf("sum within tolerance %.4f; mean:%s", res.BreakdownCheck.SumWithinTolerance, comps)
 	for _, c := range []string{"server_kernel_recv", "server_user"} {
 		if server[c] <= 0 {
 			t.Errorf("%s: mean %.0f ns, want > 0 (the agent's events did not reach the split)", c, server[c])

@@ -40,7 +40,7 @@ func (h *AgentHost) watch() error {
 	label := fmt.Sprintf("watched: port %d (%s)", port, processName(pids[0]))
 	st := &serverStage{addr: net.JoinHostPort(host, strconv.Itoa(int(port))), port: port, pids: pids, label: label}
 	h.servers = append(h.servers, &agentServer{name: label, stage: st, watched: true})
-	h.note(fmt.Sprintf("watching %s: %s", label, pidText(pids)))
+	h.note(fmt.Sprintf("watching the server on port %d (%s): %s", port, processName(pids[0]), pidText(pids)))
 	return nil
 }
 

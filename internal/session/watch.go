@@ -206,7 +206,7 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 		p.moreParts = func(pp *report.Parts) { w.parts(pp); beyond.parts(pp) }
 	}
 	hooks := p.hooks()
-	if beyond != nil { // no server here whose late workers to look for
+	if beyond != nil || p.remote != nil { // no server here whose late workers to look for
 		hooks.ClientsReady = p.join.clientsReady
 	}
 	load, runErr := w.run(ctx, hooks)
@@ -405,14 +405,13 @@ func resolveWatch(wc WatchConfig) (watchTarget, error) {
 	if err := probe.Check(); err != nil {
 		return t, flagErr(first, fmt.Errorf("watching programs: %w", err))
 	}
-	checkPID := checkWatchPID
 	if wc.ServerPID != 0 {
-		if err := checkPID("--server-pid", wc.ServerPID); err != nil {
+		if err := checkWatchPID("--server-pid", wc.ServerPID); err != nil {
 			return t, err
 		}
 	}
 	for _, pid := range wc.ClientPIDs {
-		if err := checkPID("--client-pid", pid); err != nil {
+		if err := checkWatchPID("--client-pid", pid); err != nil {
 			return t, err
 		}
 		if pid == wc.ServerPID {

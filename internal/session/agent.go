@@ -26,21 +26,21 @@ import (
 // AgentConfig is what a `volleyscope agent` serves: the servers on its
 // own command line, and nothing a controller could name otherwise.
 type AgentConfig struct {
-	Servers []string // server specs (SpecSyntax) the agent starts; built-ins listen on Host
-	PIDs    []int    // running servers followed by a process
-	Ports   []int    // running servers followed by their listening port
-	// WatchPID and WatchPort name a running server the agent watches
-	// for a controller's 'watch --agent' (watchedListener resolves
-	// them as watch's --server-pid and --server-port); 0: none.
-	WatchPID, WatchPort int
-	ServerCPUs          []int  // CPUs for the servers it starts; nil: not pinned
-	Host                string // the address the agent listens on: its built-in servers listen there too
-	Self                string // the volleyscope binary that runs built-in servers; default this executable
+	Servers    []string // server specs (SpecSyntax) the agent starts; built-ins listen on Host
+	PIDs       []int    // running servers followed by a process
+	Ports      []int    // running servers followed by their listening port
+	ServerCPUs []int    // CPUs for the servers it starts; nil: not pinned
+	Host       string   // the address the agent listens on: its built-in servers listen there too
+	Self       string   // the volleyscope binary that runs built-in servers; default this executable
 	// Clock is the test-only transform of the agent's clock (its events,
 	// watermarks and pings): zero for the real clock.
 	Clock ClockTransform
 	// Verbose adds every probe hook to a session's notices.
 	Verbose bool
+	// WatchPID and WatchPort name a running server the agent watches
+	// for a controller's 'watch --agent' (watchedListener resolves
+	// them as watch's --server-pid and --server-port); 0: none.
+	WatchPID, WatchPort int
 }
 
 // ClockTransform makes an agent's clock run off the true one, to test
@@ -126,10 +126,10 @@ type agentServer struct {
 	name  string
 	cpus  []int // where it runs: the --server-cpus of one started, its user's pinning of one followed
 	stage *serverStage
+	mu    sync.Mutex // pids grow as late workers are found
 	// watched: named by --watch-port or --watch-pid; only a watch's
 	// Events session follows it.
 	watched bool
-	mu      sync.Mutex // pids grow as late workers are found
 }
 
 // StartAgent starts (or finds) the agent's servers. Stop stops those it

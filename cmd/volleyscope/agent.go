@@ -12,7 +12,7 @@ import (
 	"github.com/volleyscope/volleyscope/internal/session"
 )
 
-const agentSynopsis = `volleyscope agent --listen ADDR --token T (--server SPEC | --pid PID | --port PORT | --load-to ADDRS)... [flags]
+const agentSynopsis = `volleyscope agent --listen ADDR --token T (--server SPEC | --pid PID | --port PORT | --watch-port PORT | --watch-pid PID | --load-to ADDRS)... [flags]
 
 Runs on the server's machine, as root: starts the servers named on its
 own command line (or follows running ones by --pid or --port), and for a
@@ -21,6 +21,12 @@ probe on a server's processes and streams its events there. It never
 runs anything it is sent: a controller can only name one of these
 servers. One run at a time; the servers it started stop with it
 (SIGINT, SIGTERM).
+
+With --watch-port PORT (or --watch-pid PID) it watches a running server
+for a controlling 'volleyscope watch --agent HOST:PORT --client-pid PID':
+the probe follows that server's processes as 'watch --server-port' would
+on this host, and a run's load is never sent to it. It watches a server
+only when its own command line names it.
 
 With --load-to it is also a load agent: a controller's 'volleyscope
 bench|sweep --load-agent HOST:PORT' runs client connections here, to the
@@ -36,6 +42,7 @@ only on a network you trust.
 examples:
   volleyscope agent --listen 10.0.0.2:7470 --token-file /etc/volleyscope/token --server epoll-lt --server-cpus 0
   volleyscope agent --listen 10.0.0.2:7470 --token-file tok --port 6379
+  volleyscope agent --listen 10.0.0.2:7470 --token-file tok --watch-port 6379
   volleyscope agent --listen 10.0.0.3:7470 --token-file tok --load-to 10.0.0.2:9000
   volleyscope agent --listen 10.0.0.2:7470 --token-file tok --server iouring \
       --cert agent.pem --key agent.key --ca ca.pem`
@@ -49,6 +56,8 @@ func cmdAgent(ctx context.Context, args []string) error {
 	srvs := fs.StringArray("server", nil, "a server to start (repeatable): "+session.SpecSyntax)
 	pids := fs.IntSlice("pid", nil, "follow the running server of this process (repeatable)")
 	ports := fs.IntSlice("port", nil, "follow the running server listening on this port (repeatable)")
+	watchPort := fs.Int("watch-port", 0, "watch the running server listening on this port, for a controller's 'watch --agent' (only a watch follows it)")
+	watchPID := fs.Int("watch-pid", 0, "watch the running server of this process (its only listening port, or --watch-port's), for a controller's 'watch --agent'")
 	serverCPUs := fs.String("server-cpus", "", "pin the servers it starts to these CPUs, e.g. 0 or 0-1")
 	verbose := fs.BoolP("verbose", "v", false, "tell every probe hook")
 	testClock := fs.String("test-clock", "", "tests only: OFFSET,DRIFT added to the agent's clock, e.g. 5s,20us/s")
@@ -78,8 +87,15 @@ func cmdAgent(ctx context.Context, args []string) error {
 			return usagef("agent: %v", err)
 		}
 	}
-	if len(*srvs)+len(*pids)+len(*ports) == 0 && policy == nil {
-		return usagef("agent: no server: give --server SPEC to start one, or --pid PID or --port PORT to follow a running one, or --load-to to run load only")
+	watches := fs.Changed("watch-port") || fs.Changed("watch-pid")
+	if len(*srvs)+len(*pids)+len(*ports) == 0 && !watches && policy == nil {
+		return usagef("agent: no server: give --server SPEC to start one, --pid PID or --port PORT to follow a running one, --watch-port PORT or --watch-pid PID to watch one, or --load-to to run load only")
+	}
+	if fs.Changed("watch-port") && (*watchPort < 1 || *watchPort > 65535) {
+		return usagef("agent: --watch-port %d: want a port in 1-65535", *watchPort)
+	}
+	if fs.Changed("watch-pid") && *watchPID < 1 {
+		return usagef("agent: --watch-pid %d: want a process id", *watchPID)
 	}
 	for _, s := range *srvs {
 		if _, err := session.ParseSpec(s); err != nil {
@@ -100,7 +116,7 @@ func cmdAgent(ctx context.Context, args []string) error {
 	if err != nil {
 		return usagef("agent: --server-cpus: %v", err)
 	}
-	cfg := session.AgentConfig{Servers: *srvs, PIDs: *pids, Ports: *ports, ServerCPUs: cpus, Host: host, Verbose: *verbose}
+	cfg := session.AgentConfig{Servers: *srvs, PIDs: *pids, Ports: *ports, WatchPID: *watchPID, WatchPort: *watchPort, ServerCPUs: cpus, Host: host, Verbose: *verbose}
 	if *testClock != "" {
 		if cfg.Clock, err = session.ParseClockTransform(*testClock); err != nil {
 			return usagef("agent: --test-clock: %v", err)
@@ -117,7 +133,7 @@ func cmdAgent(ctx context.Context, args []string) error {
 		note("warning: no TLS (--cert, --key, --ca): the traffic and the token travel in clear")
 	}
 	var h agent.Host
-	if len(cfg.Servers)+len(cfg.PIDs)+len(cfg.Ports) > 0 {
+	if len(cfg.Servers)+len(cfg.PIDs)+len(cfg.Ports) > 0 || watches {
 		sh, err := session.StartAgent(ctx, cfg, note)
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 
 var watchHelp = fmt.Sprintf(`volleyscope watch --server-pid PID | --server-port PORT [--client-pid PID]... [flags]
 volleyscope watch --client-pid PID [--server-port PORT] [flags]
+volleyscope watch --client-pid PID... --agent HOST:PORT (--token-file F | --token T) [--server-port PORT] [flags]
 
 Splits the round trips of programs that volleyscope did not start: a
 client on this host (--client-pid, repeatable) talking to a server on this
@@ -39,6 +40,17 @@ ready; the summary says which). Without --server-port the port is the one
 the client's established connections go to; when they go to several,
 --server-port chooses.
 
+With --agent HOST:PORT the server runs on another host, where
+'volleyscope agent --watch-port PORT' (or --watch-pid) was told on its own
+command line to watch it: both sides are watched. The agent's probe
+follows the server there and streams its events here, mapped onto this
+host's clock as for 'run --agent'; the client (--client-pid, required) is
+followed here. Each round trip is split into both hosts' components,
+adding up to the client's latency, and the summary gets the two-host
+section (clock estimate, one-way times). --server-port, if given, must be
+a port the agent watches; a lost agent ends the watch with what it
+measured.
+
 With --listen ADDR the watch runs as a monitor: it serves Prometheus
 metrics at http://ADDR/metrics (per-component latency histograms
 volleyscope_watch_component_seconds, the round trips' latency
@@ -60,6 +72,7 @@ examples:
   volleyscope watch --server-port 11211 --duration 30s     the server's side alone
   volleyscope watch --client-pid $(pgrep -n myservice) --server-port 5432     the client's side alone
   volleyscope watch --server-port 6379 --listen 127.0.0.1:9464 --listen-token-file /etc/volleyscope/token
+  volleyscope watch --client-pid $(pgrep -n redis-benchma) --agent 10.0.0.2:7470 --token-file tok --duration 10s
 `, session.WatchIdle) + exitText
 
 func cmdWatch(ctx context.Context, args []string) error {
@@ -81,8 +94,24 @@ func cmdWatch(ctx context.Context, args []string) error {
 	fs.DurationVar(&wc.Refresh, "refresh", 5*time.Second, "how often the terminal gets a summary line of the round trips since the last")
 	fs.BoolVarP(&lf.quiet, "quiet", "q", false, "no notices or progress on stderr")
 	fs.BoolVar(&wc.Verbose, "verbose", false, "name every probe hook")
+	fs.StringVar(&wc.Agent, "agent", "", "the server is on another host, watched by 'volleyscope agent --watch-port PORT' at HOST:PORT (with --token or --token-file): the split spans both hosts")
+	var cf credFlags
+	cf.register(fs)
 	if help, err := parseArgs(fs, args, 0, "no arguments, only flags"); help || err != nil {
 		return err
+	}
+	if wc.Agent != "" {
+		c, err := cf.creds(false)
+		if err != nil {
+			return err
+		}
+		wc.AgentCred = c
+	} else {
+		for _, n := range []string{"token", "token-file", "cert", "key", "ca"} {
+			if fs.Changed(n) {
+				return usagef("--%s is for an agent: add --agent HOST:PORT (a server on another host)", n)
+			}
+		}
 	}
 	if err := pf.validate(); err != nil {
 		return err

@@ -17,8 +17,9 @@ import (
 // ProtocolVersion is the version of the service's messages. Both sides
 // check it in Hello: an agent and a controller of different versions
 // refuse each other with both versions named. Raise it with any change
-// to a message or a method (2: the Load method).
-const ProtocolVersion = 2
+// to a message or a method (2: the Load method; 3: ServerInfo.Watched
+// and EventsRequest.Watch, for a watch of a running server).
+const ProtocolVersion = 3
 
 // HelloRequest opens a controller's conversation with an agent.
 type HelloRequest struct {
@@ -45,6 +46,11 @@ type ServerInfo struct {
 	Port uint16 `json:"port"` // its listening port, as the agent's probe sees it
 	PIDs []int  `json:"pids"` // its processes
 	CPUs []int  `json:"cpus"` // where it is pinned; nil: not pinned
+	// Watched: a running server that the agent's own command line told
+	// it to watch (--watch-port, --watch-pid), for a controller's
+	// 'watch --agent'. Only a watch follows it; a run's load is never
+	// sent to it.
+	Watched bool `json:"watched,omitempty"`
 }
 
 // pingReply carries the agent's clock.
@@ -65,6 +71,11 @@ type EventsRequest struct {
 	SampleOneIn uint32 `json:"sample_one_in"`
 	Syscalls    bool   `json:"syscalls"`   // add the syscall hooks
 	ProbeMode   string `json:"probe_mode"` // hook family (probe.Mode); "" auto
+	// Watch follows a watched server (ServerInfo.Watched) as a watch
+	// does: every connection, with the send returns that tell a
+	// pipelining client. Only a watched server takes it, and it only
+	// this.
+	Watch bool `json:"watch,omitempty"`
 	// Compress sends the event batches gzip-compressed (gRPC's gzip
 	// compressor): fewer bytes on the wire for more of the agent's CPU.
 	Compress bool `json:"compress"`

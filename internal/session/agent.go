@@ -37,6 +37,10 @@ type AgentConfig struct {
 	Clock ClockTransform
 	// Verbose adds every probe hook to a session's notices.
 	Verbose bool
+	// WatchPID and WatchPort name a running server the agent watches
+	// for a controller's 'watch --agent' (watchedListener resolves
+	// them as watch's --server-pid and --server-port); 0: none.
+	WatchPID, WatchPort int
 }
 
 // ClockTransform makes an agent's clock run off the true one, to test
@@ -123,13 +127,16 @@ type agentServer struct {
 	cpus  []int // where it runs: the --server-cpus of one started, its user's pinning of one followed
 	stage *serverStage
 	mu    sync.Mutex // pids grow as late workers are found
+	// watched: named by --watch-port or --watch-pid; only a watch's
+	// Events session follows it.
+	watched bool
 }
 
 // StartAgent starts (or finds) the agent's servers. Stop stops those it
 // started. note receives one line per thing done, for the agent's log.
 func StartAgent(ctx context.Context, cfg AgentConfig, note func(string)) (*AgentHost, error) {
-	if len(cfg.Servers)+len(cfg.PIDs)+len(cfg.Ports) == 0 {
-		return nil, flagErr("--server", errors.New("the agent needs a server: --server SPEC to start one, or --pid or --port to follow a running one"))
+	if len(cfg.Servers)+len(cfg.PIDs)+len(cfg.Ports) == 0 && !cfg.watches() {
+		return nil, flagErr("--server", errors.New("the agent needs a server: --server SPEC to start one, --pid or --port to follow a running one, or --watch-port or --watch-pid to watch one"))
 	}
 	if err := probe.Check(); err != nil {
 		return nil, err
@@ -163,6 +170,11 @@ func StartAgent(ctx context.Context, cfg AgentConfig, note func(string)) (*Agent
 	}
 	for _, port := range cfg.Ports {
 		if err := h.follow(ctx, port, "--port"); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.watches() {
+		if err := h.watch(); err != nil {
 			return nil, err
 		}
 	}
@@ -268,7 +280,7 @@ func (h *AgentHost) Info() agent.Info {
 func (s *agentServer) info() agent.ServerInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return agent.ServerInfo{Name: s.name, Addr: s.stage.addr, Port: s.stage.port, PIDs: slices.Clone(s.stage.pids), CPUs: s.cpus}
+	return agent.ServerInfo{Name: s.name, Addr: s.stage.addr, Port: s.stage.port, PIDs: slices.Clone(s.stage.pids), CPUs: s.cpus, Watched: s.watched}
 }
 
 // Now is the agent's clock: CLOCK_MONOTONIC, through the test transform.
@@ -294,6 +306,14 @@ func (h *AgentHost) Open(_ context.Context, req agent.EventsRequest) (agent.Sess
 	if srv == nil {
 		return nil, fmt.Errorf("no server %q on this agent: it serves %s", req.Server, strings.Join(names, ", "))
 	}
+	// A watched server is one the agent's user runs (in production,
+	// perhaps): only a watch follows it, and a watch only it.
+	switch {
+	case srv.watched && !req.Watch:
+		return nil, fmt.Errorf("server %s is only watched (the agent's --watch-port or --watch-pid): a run's load is not sent to it; follow it with 'volleyscope watch --agent'", srv.name)
+	case req.Watch && !srv.watched:
+		return nil, fmt.Errorf("server %s is not watched: the agent watches a running server only if its own command line says so (--watch-port or --watch-pid)", srv.name)
+	}
 	if n := req.SampleOneIn; n&(n-1) != 0 || n > 1<<16 {
 		return nil, fmt.Errorf("connection sample one in %d: want a power of two up to 65536", n)
 	}
@@ -314,7 +334,16 @@ func (h *AgentHost) Open(_ context.Context, req agent.EventsRequest) (agent.Sess
 		cfg.Load.Clients = int(max(req.SampleOneIn, 1)) * followAll
 	}
 	info := srv.info()
-	ps, err := openProbeSampled(cfg, info.Port, req.SampleOneIn)
+	if srv.watched && !slices.ContainsFunc(info.PIDs, processAlive) {
+		return nil, fmt.Errorf("watched server %s has exited (%s); restart it, then the agent", srv.name, pidText(info.PIDs))
+	}
+	var ps *probeSource
+	var err error
+	if req.Watch {
+		ps, err = openWatchProbe(cfg, info.Port, nil)
+	} else {
+		ps, err = openProbeSampled(cfg, info.Port, req.SampleOneIn)
+	}
 	if err != nil {
 		return nil, err
 	}

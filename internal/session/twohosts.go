@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -48,7 +49,9 @@ func (p *pipeline) serveRemote(ctx context.Context) error {
 	}
 	p.undo = append(p.undo, func() { c.Close() })
 	info := c.Info()
-	si, err := pickAgentServer(p.cfg.Agent, info.Servers, p.cfg.AgentServer)
+	// A server the agent only watches is not a run's to load.
+	runnable := slices.DeleteFunc(slices.Clone(info.Servers), func(s agent.ServerInfo) bool { return s.Watched })
+	si, err := pickAgentServer(p.cfg.Agent, runnable, p.cfg.AgentServer)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,13 @@ const agentPort = 7470
 // test's cleanup stops the agent and removes the namespace.
 func startAgent(t *testing.T, extra ...string) (addr, token string, cmd *exec.Cmd) {
 	t.Helper()
+	return launchAgent(t, agentNS(t), append([]string{"--server", "threads", "--server-cpus", "0"}, extra...)...)
+}
+
+// agentNS makes the server's host: a namespace joined to ours by veth,
+// removed when the test ends.
+func agentNS(t *testing.T) *netns.Pair {
+	t.Helper()
 	requireRoot(t)
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs iproute2's ip")
@@ -36,9 +43,16 @@ func startAgent(t *testing.T, extra ...string) (addr, token string, cmd *exec.Cm
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pair.Close() })
+	return pair
+}
+
+// launchAgent starts `volleyscope agent` in pair's namespace with flags
+// (what it serves), as startAgent describes.
+func launchAgent(t *testing.T, pair *netns.Pair, flags ...string) (addr, token string, cmd *exec.Cmd) {
+	t.Helper()
 	addr = net.JoinHostPort(pair.NSAddr, fmt.Sprint(agentPort))
 	token = fmt.Sprintf("test-token-%d-%d", os.Getpid(), time.Now().UnixNano())
-	argv := pair.Exec(append([]string{selfBin, "agent", "--listen", addr, "--token", token, "--server", "threads", "--server-cpus", "0"}, extra...))
+	argv := pair.Exec(append([]string{selfBin, "agent", "--listen", addr, "--token", token}, flags...))
 	cmd = exec.Command(argv[0], argv[1:]...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/volleyscope/volleyscope/internal/agent"
 	"github.com/volleyscope/volleyscope/internal/breakdown"
 	"github.com/volleyscope/volleyscope/internal/hostinfo"
 	"github.com/volleyscope/volleyscope/internal/report"
@@ -48,6 +49,13 @@ type WatchConfig struct {
 	// skip names probe events not to attach (probe.Config.Skip): tests of
 	// the splits without them.
 	skip []string
+	// Agent, if set, puts the server on another host: the `volleyscope
+	// agent` at this HOST:PORT watches it (its own --watch-port or
+	// --watch-pid), dialled with AgentCred. ServerPID is then not taken,
+	// ServerPort (optional) picks among the agent's watched servers,
+	// and ClientPIDs are required.
+	Agent     string
+	AgentCred agent.Credentials
 }
 
 // Timing of the watch loop: how often it derives round trips and hands
@@ -81,9 +89,18 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	p.undo = append(p.undo, p.sinks.abort)
 	defer p.teardown()
 	p.meta = report.MetaOf(hostinfo.Local())
+	if wc.Agent != "" {
+		ctx, p.abort = context.WithCancelCause(ctx)
+		defer p.abort(nil)
+		if err := p.dialWatchAgent(ctx, wc, &t); err != nil {
+			return nil, err
+		}
+	}
 	p.meta.Server = t.label
 	p.server = &serverStage{label: t.label, addr: fmt.Sprintf("127.0.0.1:%d", t.port), port: t.port, pids: t.serverPIDs}
-	if t.remotes != nil {
+	if p.remote != nil {
+		p.server.addr = p.remote.server.Addr
+	} else if t.remotes != nil {
 		cb.note(fmt.Sprintf("the server at %s is not on this host (no peer socket here): the client's side alone is watched, the rest of each round trip being beyond_host", strings.Join(t.remotes, ", ")))
 	} else {
 		cb.note(fmt.Sprintf("server on port %d is %s", t.port, pidText(t.serverPIDs)))
@@ -145,7 +162,14 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 			}
 		}
 	}
-	if err := p.startJoin(ps); err != nil {
+	var src EventSource = ps
+	if p.remote != nil {
+		if src, err = p.attachWatchAgent(ctx, ps); err != nil {
+			ps.Close()
+			return nil, err
+		}
+	}
+	if err := p.startJoin(src); err != nil {
 		return nil, err
 	}
 	if trips.serverSide {
@@ -157,6 +181,10 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	// The window's start is known from the start (the cost span after
 	// now): no events need holding until the warm-up ends.
 	p.join.stream.Release()
+	// The round trips come from this host's client events alone: they
+	// are handed over as this host's probe delivers them (its
+	// watermark), before the agent's events for them arrive, as a run's
+	// load hands its round trips over; the join waits for both.
 	w := &watchLoad{src: ps, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, metrics: m, refresh: wc.Refresh, forget: p.join.stream.Forget}
 	if w.refresh <= 0 {
 		w.refresh = watchRefresh
@@ -169,13 +197,16 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	default:
 		w.what = "round trips from the watched clients' socket traffic, from the TCP send start of a request to the return of the receive that completed its reply"
 	}
+	if p.remote != nil {
+		w.what += fmt.Sprintf("; the server's side from agent %s, on this host's clock", wc.Agent)
+	}
 	p.moreParts = w.parts
 	if beyond != nil {
 		w.what = fmt.Sprintf("the client's side alone, its server at %s on another host: %s; the server's and the network's time is beyond_host", strings.Join(t.remotes, ", "), w.what)
 		p.moreParts = func(pp *report.Parts) { w.parts(pp); beyond.parts(pp) }
 	}
 	hooks := p.hooks()
-	if beyond != nil { // no server here whose late workers to look for
+	if beyond != nil || p.remote != nil { // no server here whose late workers to look for
 		hooks.ClientsReady = p.join.clientsReady
 	}
 	load, runErr := w.run(ctx, hooks)
@@ -237,6 +268,9 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 		select {
 		case <-ctx.Done():
 			w.ended = "interrupted"
+			if c := context.Cause(ctx); c != ctx.Err() { // a stage gave up: an agent lost
+				w.ended = c.Error()
+			}
 		case <-t.C:
 		}
 		now := monotonicNow()
@@ -349,6 +383,9 @@ type watchTarget struct {
 // in our network namespace, the port has a listener, and the probe can be
 // loaded. Every error is a *FlagError naming the flag to change.
 func resolveWatch(wc WatchConfig) (watchTarget, error) {
+	if wc.Agent != "" {
+		return resolveAgentWatch(wc)
+	}
 	var t watchTarget
 	if wc.ServerPID == 0 && wc.ServerPort == 0 && len(wc.ClientPIDs) == 0 {
 		return t, flagErr("--server-port", errNoServer)
@@ -368,30 +405,13 @@ func resolveWatch(wc WatchConfig) (watchTarget, error) {
 	if err := probe.Check(); err != nil {
 		return t, flagErr(first, fmt.Errorf("watching programs: %w", err))
 	}
-	ourNet, _ := os.Readlink("/proc/self/ns/net")
-	checkPID := func(flag string, pid int) error {
-		if pid <= 0 {
-			return flagErr(flag, fmt.Errorf("pid %d: want a process id", pid))
-		}
-		if !processAlive(pid) {
-			return flagErr(flag, fmt.Errorf("no process %d: is it running? (ps -p %d)", pid, pid))
-		}
-		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
-		if err != nil {
-			return flagErr(flag, fmt.Errorf("process %d: read its network namespace: %w; run as root", pid, err))
-		}
-		if ns != ourNet {
-			return flagErr(flag, fmt.Errorf("process %d is in another network namespace (%s, ours %s): its ports are not ours; run volleyscope in its namespace (nsenter -t %d -n volleyscope watch …)", pid, ns, ourNet, pid))
-		}
-		return nil
-	}
 	if wc.ServerPID != 0 {
-		if err := checkPID("--server-pid", wc.ServerPID); err != nil {
+		if err := checkWatchPID("--server-pid", wc.ServerPID); err != nil {
 			return t, err
 		}
 	}
 	for _, pid := range wc.ClientPIDs {
-		if err := checkPID("--client-pid", pid); err != nil {
+		if err := checkWatchPID("--client-pid", pid); err != nil {
 			return t, err
 		}
 		if pid == wc.ServerPID {

@@ -17,7 +17,6 @@ import (
 	"github.com/volleyscope/volleyscope/internal/breakdown"
 	"github.com/volleyscope/volleyscope/internal/hostinfo"
 	"github.com/volleyscope/volleyscope/internal/report"
-	"github.com/volleyscope/volleyscope/internal/serverproc"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
 )
@@ -426,30 +425,9 @@ func resolveWatch(wc WatchConfig) (watchTarget, error) {
 		}
 		port = ct.port
 	}
-	if port == 0 {
-		ports, err := serverproc.ListeningPorts(wc.ServerPID)
-		if err != nil {
-			return t, flagErr("--server-pid", err)
-		}
-		slices.Sort(ports)
-		switch len(ports) {
-		case 0:
-			return t, flagErr("--server-pid", fmt.Errorf("process %d listens on no TCP port; give the port with --server-port", wc.ServerPID))
-		case 1:
-			port = ports[0]
-		default:
-			return t, flagErr("--server-pid", fmt.Errorf("process %d listens on ports %s; choose one with --server-port", wc.ServerPID, portList(ports)))
-		}
-	}
-	pids, listening := serverproc.Holders(0, port)
-	if !listening {
-		return t, flagErr("--server-port", fmt.Errorf("nothing listens on port %d here; start the server first, or check the port (ss -ltnp)", port))
-	}
-	if wc.ServerPID != 0 && !slices.Contains(pids, wc.ServerPID) {
-		return t, flagErr("--server-pid", fmt.Errorf("process %d holds no socket of port %d (held by %s)", wc.ServerPID, port, pidText(pids)))
-	}
-	if len(pids) == 0 {
-		return t, flagErr("--server-port", fmt.Errorf("no process visible to us holds port %d's sockets; run as root, in the server's PID namespace", port))
+	port, pids, err := watchedListener(wc.ServerPID, int(port), "--server-pid", "--server-port")
+	if err != nil {
+		return t, err
 	}
 	t.port, t.serverPIDs = port, pids
 	t.label = fmt.Sprintf("watched: port %d (%s)", port, processName(pids[0]))

@@ -373,7 +373,16 @@ func (s *agentSession) Started() agent.Started { return s.started }
 // report.
 func (s *agentSession) Run(ctx context.Context, deliver func(*probe.Event)) error {
 	clock := s.h.cfg.Clock
-	return s.ps.Run(ctx, func(e *probe.Event) {
+	if s.srv.watched {
+		// A watched server is not ours to keep running: when its last
+		// process exits, the session ends with that as its error, which
+		// the controller's watch reports, instead of streaming nothing.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go s.watchExit(ctx, cancel)
+	}
+	err := s.ps.Run(ctx, func(e *probe.Event) {
 		if server, ok := e.OnSocketSide(s.port); ok && !server {
 			return
 		}
@@ -382,6 +391,36 @@ func (s *agentSession) Run(ctx context.Context, deliver func(*probe.Event)) erro
 		}
 		deliver(e)
 	})
+	if cause := context.Cause(ctx); errors.Is(cause, errWatchedExited) {
+		return cause
+	}
+	return err
+}
+
+// errWatchedExited is why a watch session ends when its server is gone.
+var errWatchedExited = errors.New("the watched server exited")
+
+// watchExitEvery is how often a watch session looks for its server.
+const watchExitEvery = 500 * time.Millisecond
+
+// watchExit cancels ctx once none of the watched server's processes runs.
+func (s *agentSession) watchExit(ctx context.Context, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(watchExitEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.srv.mu.Lock()
+		pids := slices.Clone(s.srv.stage.pids)
+		s.srv.mu.Unlock()
+		if !slices.ContainsFunc(pids, processAlive) {
+			cancel(fmt.Errorf("%w: server %s (%s) on the agent's host", errWatchedExited, s.srv.name, pidText(pids)))
+			return
+		}
+	}
 }
 
 func (s *agentSession) Watermark() int64 {

@@ -26,7 +26,7 @@ import (
 // reported, the watched latency matches the client's own per round trip
 // (as TestWatchKnownClient), and nothing stays attached on either side.
 func TestWatchTwoHosts(t *testing.T) {
-	pair, port, srvAddr := farServer(t)
+	pair, port, srvAddr, _ := farServer(t)
 	addr, token, agentCmd := launchAgent(t, pair, "--watch-port", strconv.Itoa(port))
 
 	dir := t.TempDir()
@@ -84,7 +84,7 @@ func TestWatchTwoHosts(t *testing.T) {
 // volleyscope's doing, for the agent), in a namespace joined to ours by
 // veth: the far host. It returns the namespace, the port and the
 // server's address, and stops the server when t ends.
-func farServer(t *testing.T) (*netns.Pair, int, string) {
+func farServer(t *testing.T) (*netns.Pair, int, string, *exec.Cmd) {
 	t.Helper()
 	pair := agentNS(t)
 	port := unusedPort(t)
@@ -106,7 +106,7 @@ func farServer(t *testing.T) (*netns.Pair, int, string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return pair, port, srvAddr
+	return pair, port, srvAddr, srv
 }
 
 // startFarBench starts our bench client here against the far server at
@@ -124,7 +124,7 @@ func startFarBench(t *testing.T, port int, srvAddr string, args ...string) *benc
 // ends with an error that names the agent, keeps what it measured
 // before, and leaves nothing of its own attached.
 func TestWatchTwoHostsAgentDies(t *testing.T) {
-	pair, port, srvAddr := farServer(t)
+	pair, port, srvAddr, _ := farServer(t)
 	addr, token, agentCmd := launchAgent(t, pair, "--watch-port", strconv.Itoa(port))
 	b := startFarBench(t, port, srvAddr, "--duration", "30s")
 	go func() {
@@ -147,6 +147,32 @@ func TestWatchTwoHostsAgentDies(t *testing.T) {
 	}
 	if after := bpfFDs(os.Getpid()); after != before {
 		t.Errorf("%d BPF objects held after the watch, %d before: something stayed attached", after, before)
+	}
+}
+
+// TestWatchTwoHostsServerExits: the server an agent watches exits
+// mid-watch; the watch ends with an error saying so (not a stream of
+// nothing), and keeps what it measured.
+func TestWatchTwoHostsServerExits(t *testing.T) {
+	pair, port, srvAddr, srv := farServer(t)
+	addr, token, _ := launchAgent(t, pair, "--watch-port", strconv.Itoa(port))
+	b := startFarBench(t, port, srvAddr, "--duration", "30s")
+	go func() {
+		time.Sleep(2500 * time.Millisecond) // past the watch's cost span
+		_ = srv.Process.Kill()
+	}()
+	began := time.Now()
+	res, err := Watch(context.Background(), WatchConfig{ClientPIDs: []int{b.cmd.Process.Pid}, Agent: addr, AgentCred: agent.Credentials{Token: token}, Duration: 20 * time.Second}, Callbacks{})
+	took := time.Since(began)
+	if err == nil || !strings.Contains(err.Error(), "watched server exited") {
+		t.Fatalf("watch whose server exited: error %v, want one saying the watched server exited", err)
+	}
+	t.Logf("after %v: %v", took.Round(time.Millisecond), err)
+	if took > 15*time.Second {
+		t.Errorf("the watch went on %v after its server exited", took)
+	}
+	if res == nil || res.Latency.Count == 0 {
+		t.Fatalf("nothing kept of what was measured before the server exited: %+v", res)
 	}
 }
 

@@ -101,6 +101,11 @@ func TestBenchWatch(t *testing.T) {
 	budget.Start()
 	failed := 0
 	for round := 0; round < watchRounds && budget.Elapsed() < watchBudget; round++ {
+		select {
+		case err := <-done:
+			t.Fatalf("the client ended before the rounds did (%v): %s", err, stderr.String())
+		default:
+		}
 		var w window
 		var cpuNs, wallNs, bpf float64
 		var werr error

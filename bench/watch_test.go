@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,10 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/volleyscope/volleyscope/internal/benchstat"
 	"github.com/volleyscope/volleyscope/internal/serverproc"
@@ -24,14 +28,22 @@ const watchRate = 10_000
 
 // TestBenchWatch measures what 'volleyscope watch' costs the traffic it
 // watches: our client ('bench --proto redis --rate 10000', a process of
-// its own) against Debian's redis-server, alone and watched (both
-// sides), in interleaved rounds. The watch attaches during the client's
-// 3 s warm-up, so the window measures a watched steady state. The ratios
-// are the client's p50 and p99 watched over unwatched (p99 target ≤
-// 1.06) and the watch process's CPU time over the client's measured
-// window, a share of one CPU (target ≤ 0.01), from the kernel's
-// per-thread accounting (schedstat) rather than the watch's own account.
-// A round where a side failed is left out and said; three end the test.
+// its own, one connection) against Debian's redis-server. One client run
+// lasts the whole test, and the watch (both sides, writing its outputs)
+// is attached and detached in alternation: each round is a watched
+// window and an unwatched one next to it, their order alternating. The
+// inflation ratios are the p50 and p99 of the round trips' own latency
+// (t1 − t0 of the client's requests.csv: the open-loop queueing behind a
+// slow one left out, which would amplify every stall of the shared
+// machine) in the watched window over the unwatched one (p99 target ≤
+// 1.06). Neighbouring windows of one client and one server see the same
+// machine, where separate runs did not. The CPU ratio is the watch
+// process's CPU time over the watched window, a share of one CPU (target
+// ≤ 0.01 at 10,000 requests/s), from the kernel's per-thread accounting
+// (schedstat) rather than the watch's own account. Each watch also
+// reports its programs' run time per round trip (BPF_ENABLE_STATS over
+// its first second, machine-wide: other processes' firings of the same
+// hooks count too), printed beside it.
 func TestBenchWatch(t *testing.T) {
 	gate(t)
 	requireRoot(t)
@@ -50,94 +62,224 @@ func TestBenchWatch(t *testing.T) {
 	}
 	defer srv.Stop()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(srv.Port))
-	args := []string{"--addr", addr, "--proto", "redis", "--clients", "1", "--rate", strconv.Itoa(watchRate),
-		"--duration", "6s", "--warmup", "3s", "--ci", "0", "--p99-ci", "0", "--timeout", "10s"}
-	p50 := &benchstat.Ratio{Name: "watch_p50_inflation_10k"}
-	p99 := &benchstat.Ratio{Name: "watch_p99_inflation_10k", Target: 1.06}
+	clientOut := filepath.Join(dir, "client")
+	// The client outlasts every round; it is stopped (Ctrl-C, which still
+	// writes what it measured) once the rounds are done.
+	client := exec.Command(exe, "bench", "--json", "-q", "--wait", "--addr", addr, "--proto", "redis", "--clients", "1",
+		"--rate", strconv.Itoa(watchRate), "--duration", watchClientSpan.String(), "--warmup", "1s", "--ci", "0", "--p99-ci", "0",
+		"--timeout", "10s", "--out", clientOut)
+	var stderr strings.Builder
+	client.Stderr = &stderr
+	stdout, err := client.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	var res *results
+	go func() {
+		var err error
+		res, err = decodeResults(stdout)
+		done <- err
+	}()
+	defer func() {
+		if client.ProcessState == nil {
+			client.Process.Kill()
+			client.Wait()
+		}
+	}()
+	// The client's start (its CPU check, connection, warm-up) before the
+	// first window.
+	time.Sleep(watchSettle)
+
+	var on, off []window
 	cpu := &benchstat.Ratio{Name: "watch_cpu_share_10k", Target: 0.01}
-	budget := benchstat.Budget{MinRounds: 6, MaxRounds: 10, Time: 300 * time.Second}
+	var bpfNs []float64
+	budget := benchstat.Budget{MinRounds: 6, MaxRounds: watchRounds, Time: watchBudget}
 	budget.Start()
 	failed := 0
-	for round := 0; ; round++ {
-		var alone, watched *results
-		var cpuNs, wallNs float64
-		var aerr, werr error
+	for round := 0; round < watchRounds && budget.Elapsed() < watchBudget; round++ {
+		select {
+		case err := <-done:
+			t.Fatalf("the client ended before the rounds did (%v): %s", err, stderr.String())
+		default:
+		}
+		var w window
+		var cpuNs, wallNs, bpf float64
+		var werr error
+		var rest window
 		interleave(round, func() float64 {
-			alone, aerr = bench(context.Background(), exe, args...)
+			w, cpuNs, wallNs, bpf, werr = watchedWindow(exe, srv.Port, client.Process.Pid, filepath.Join(dir, fmt.Sprintf("w%d", round)))
 			return 0
 		}, func() float64 {
-			watched, cpuNs, wallNs, werr = watchedBench(exe, srv.Port, filepath.Join(dir, fmt.Sprintf("w%d", round)), args)
+			time.Sleep(watchGap)
+			rest.from = monotonic()
+			time.Sleep(watchWindow)
+			rest.to = monotonic()
 			return 0
 		})
-		if aerr != nil || werr != nil {
-			fmt.Printf("  watch round %d left out: alone %v; watched %v\n", round+1, aerr, werr)
+		if werr != nil {
+			fmt.Printf("  watch round %d left out: %v\n", round+1, werr)
 			if failed++; failed >= 3 {
 				t.Fatalf("%d rounds failed", failed)
 			}
 			continue
 		}
-		p50.Add(watched.Latency.P50, alone.Latency.P50)
-		p99.Add(watched.Latency.P99, alone.Latency.P99)
+		on, off = append(on, w), append(off, rest)
 		cpu.Add(cpuNs, wallNs)
-		fmt.Printf("  watch round %d: p50 %.1f µs watched / %.1f µs alone, p99 %.1f / %.1f µs, %.0f/s; watch CPU %.1f ms over %.1f s\n", round+1,
-			watched.Latency.P50/1e3, alone.Latency.P50/1e3, watched.Latency.P99/1e3, alone.Latency.P99/1e3, watched.ThroughputRPS, cpuNs/1e6, wallNs/1e9)
-		if done, why := budget.Done(round+1, p50, p99, cpu); done {
-			fmt.Printf("  watch: %d rounds, %.0fs, stopped: %s\n", round+1, budget.Elapsed().Seconds(), why)
-			break
-		}
+		bpfNs = append(bpfNs, bpf)
+		fmt.Printf("  watch round %d: watch CPU %.1f ms over %.1f s (%.2f%% of one CPU); its programs %.0f ns per round trip\n",
+			round+1, cpuNs/1e6, wallNs/1e9, 100*cpuNs/wallNs, bpf)
 	}
+	client.Process.Signal(os.Interrupt)
+	if err := <-done; err != nil {
+		t.Fatalf("client: %v: %s", err, stderr.String())
+	}
+	client.Wait()
+	lat, err := readLatencies(filepath.Join(clientOut, "requests.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p50 := &benchstat.Ratio{Name: "watch_p50_inflation_10k"}
+	p99 := &benchstat.Ratio{Name: "watch_p99_inflation_10k", Target: 1.06}
+	for i := range on {
+		a, b := lat.within(on[i].from, on[i].to), lat.within(off[i].from, off[i].to)
+		if len(a) < watchRate || len(b) < watchRate {
+			fmt.Printf("  watch round %d: %d round trips watched, %d alone: too few, left out\n", i+1, len(a), len(b))
+			continue
+		}
+		p50.Add(quantile(a, 0.5), quantile(b, 0.5))
+		p99.Add(quantile(a, 0.99), quantile(b, 0.99))
+		fmt.Printf("  watch round %d: p50 %.1f µs watched / %.1f µs alone, p99 %.1f / %.1f µs, %d / %d round trips\n", i+1,
+			quantile(a, 0.5)/1e3, quantile(b, 0.5)/1e3, quantile(a, 0.99)/1e3, quantile(b, 0.99)/1e3, len(a), len(b))
+	}
+	fmt.Printf("  watch: %d rounds, %.0fs; the client made %.0f round trips/s\n", len(on), budget.Elapsed().Seconds(), res.ThroughputRPS)
 	for _, r := range []*benchstat.Ratio{p50, p99, cpu} {
 		r.Print(os.Stdout)
+	}
+	if len(bpfNs) > 0 {
+		slices.Sort(bpfNs)
+		fmt.Printf("BENCH watch_bpf_ns_per_request_10k %.0f\n", bpfNs[len(bpfNs)/2])
+		fmt.Printf("  watch_bpf_ns_per_request_10k: median over %d watches (range %.0f-%.0f ns) of the probe's programs' run time per round trip, machine-wide, over each watch's first second\n",
+			len(bpfNs), bpfNs[0], bpfNs[len(bpfNs)-1])
 	}
 	fmt.Printf("  watch_p99_inflation_10k: target ≤ 1.06; watch_cpu_share_10k: target ≤ 0.01 of one CPU, at %d requests/s\n", watchRate)
 }
 
-// watchedBench runs the bench client with args and 'volleyscope watch' on
-// it and the server on port; it returns the client's results and the
-// watch process's CPU time over the client's measured window, and that
-// window's length, ns.
-func watchedBench(exe string, port int, out string, args []string) (*results, float64, float64, error) {
-	type res struct {
-		r   *results
-		err error
-	}
-	done := make(chan res, 1)
-	client := exec.Command(exe, append([]string{"bench", "--json", "-q", "--wait"}, args...)...)
-	var stderr strings.Builder
-	client.Stderr = &stderr
-	stdout, err := client.StdoutPipe()
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	if err := client.Start(); err != nil {
-		return nil, 0, 0, err
-	}
-	go func() {
-		r, err := decodeResults(stdout)
-		done <- res{r, err}
-	}()
-	watch := exec.Command(exe, "watch", "--server-port", strconv.Itoa(port), "--client-pid", strconv.Itoa(client.Process.Pid), "-q", "--out", out)
+// Timing of TestBenchWatch, within 'make bench”s five minutes.
+const (
+	watchRounds = 16
+	watchBudget = 230 * time.Second
+	// watchWindow is each watched and unwatched window's length.
+	watchWindow = 4 * time.Second
+	// watchAttach is from the watch's start to its window: loading and
+	// attaching the probe, and its first second, when the kernel's run
+	// statistics (which slow every program run) measure its programs.
+	watchAttach = 2500 * time.Millisecond
+	// watchGap is from a watch's end to the next window: its programs
+	// detached.
+	watchGap        = 500 * time.Millisecond
+	watchSettle     = 5 * time.Second
+	watchClientSpan = 300 * time.Second
+)
+
+// watchedWindow runs 'volleyscope watch' on client pid and the server on
+// port, writing its outputs to out, and returns its watched window, its
+// CPU time over that window and the window's length (ns), and its
+// programs' run time per round trip (ns; 0 if it did not say).
+func watchedWindow(exe string, port, pid int, out string) (w window, cpuNs, wallNs, bpfNs float64, err error) {
+	span := watchAttach + watchWindow + watchGap
+	watch := exec.Command(exe, "watch", "--server-port", strconv.Itoa(port), "--client-pid", strconv.Itoa(pid), "-q", "--json",
+		"--duration", span.String(), "--out", out)
+	var stdout, stderr strings.Builder
+	watch.Stdout, watch.Stderr = &stdout, &stderr
 	if err := watch.Start(); err != nil {
-		client.Process.Kill()
-		client.Wait()
-		return nil, 0, 0, err
+		return w, 0, 0, 0, err
 	}
-	// The client's window: from its warm-up's end (3 s) for its duration
-	// (6 s); sampled a little inside both ends.
-	time.Sleep(3500 * time.Millisecond)
-	c0, t0 := threadsCPU(watch.Process.Pid), time.Now()
-	time.Sleep(5 * time.Second)
-	c1, t1 := threadsCPU(watch.Process.Pid), time.Now()
-	werr := watch.Wait()
-	cr := <-done
-	client.Wait()
-	if cr.err != nil {
-		return nil, 0, 0, fmt.Errorf("watched bench: %w: %s", cr.err, stderr.String())
+	time.Sleep(watchAttach)
+	c0, t0 := threadsCPU(watch.Process.Pid), monotonic()
+	time.Sleep(watchWindow)
+	c1, t1 := threadsCPU(watch.Process.Pid), monotonic()
+	if err := watch.Wait(); err != nil {
+		return w, 0, 0, 0, fmt.Errorf("watch: %w: %s", err, stderr.String())
 	}
-	if werr != nil {
-		fmt.Printf("  watch: %v\n", werr)
+	var r struct {
+		Probe struct {
+			OverheadNsPerRT float64 `json:"overhead_ns_per_rtt"`
+		} `json:"probe"`
 	}
-	return cr.r, float64(c1 - c0), float64(t1.Sub(t0).Nanoseconds()), nil
+	if err := json.Unmarshal([]byte(stdout.String()), &r); err != nil {
+		return w, 0, 0, 0, fmt.Errorf("watch: decode results: %w", err)
+	}
+	w.from, w.to = t0, t1
+	return w, float64(c1 - c0), float64(t1 - t0), r.Probe.OverheadNsPerRT, nil
+}
+
+// window is a stretch of time, CLOCK_MONOTONIC ns.
+type window struct{ from, to int64 }
+
+// monotonic is CLOCK_MONOTONIC in ns, the clock of requests.csv.
+func monotonic() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// latencies are a requests.csv's round trips: their t0 and t1 − t0, in
+// t0 order.
+type latencies struct{ t0, ns []int64 }
+
+// readLatencies reads the t0_ns and t1_ns columns of a requests.csv.
+func readLatencies(path string) (*latencies, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	l := &latencies{}
+	for first := true; sc.Scan(); first = false {
+		if first {
+			continue // the header
+		}
+		col := strings.SplitN(sc.Text(), ",", 5)
+		if len(col) < 5 {
+			continue
+		}
+		t0, err0 := strconv.ParseInt(col[2], 10, 64)
+		t1, err1 := strconv.ParseInt(col[3], 10, 64)
+		if err0 != nil || err1 != nil {
+			continue
+		}
+		l.t0, l.ns = append(l.t0, t0), append(l.ns, t1-t0)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if !slices.IsSorted(l.t0) {
+		return nil, fmt.Errorf("read %s: rows not in t0 order (more than one connection?)", path)
+	}
+	return l, nil
+}
+
+// within is the latencies of the round trips begun in [from, to), sorted.
+func (l *latencies) within(from, to int64) []float64 {
+	i, _ := slices.BinarySearch(l.t0, from)
+	j, _ := slices.BinarySearch(l.t0, to)
+	out := make([]float64, 0, j-i)
+	for _, ns := range l.ns[i:j] {
+		out = append(out, float64(ns))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// quantile is the q quantile of sorted xs (the nearest rank).
+func quantile(xs []float64, q float64) float64 {
+	return xs[min(int(q*float64(len(xs))), len(xs)-1)]
 }
 
 // threadsCPU is the CPU time of every thread of process pid so far, ns,

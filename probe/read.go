@@ -15,8 +15,33 @@ import (
 // returns. fn gets a reused *Event and must not keep it.
 func (p *Probe) Run(ctx context.Context, fn func(*Event)) error {
 	if p.rings != nil {
+		return p.runRings(ctx, func(evs []Event) {
+			for i := range evs {
+				fn(&evs[i])
+			}
+		})
+	}
+	return p.runBPF(ctx, fn)
+}
+
+// RunBatches is Run handing events over in batches, each of one CPU's
+// ring in time order with the per-CPU rings: a consumer that takes them
+// under a lock takes it once per batch instead of once per event. fn
+// must not keep the slice, which is reused. With the BPF ring buffer a
+// batch is one event.
+func (p *Probe) RunBatches(ctx context.Context, fn func([]Event)) error {
+	if p.rings != nil {
 		return p.runRings(ctx, fn)
 	}
+	var one [1]Event
+	return p.runBPF(ctx, func(e *Event) {
+		one[0] = *e
+		fn(one[:])
+	})
+}
+
+// runBPF is Run for the BPF ring buffer.
+func (p *Probe) runBPF(ctx context.Context, fn func(*Event)) error {
 	var rec ringbuf.Record
 	var ev Event
 	draining := false
@@ -60,14 +85,18 @@ func monotonicNs() int64 {
 	return ts.Nano()
 }
 
+// batchEvents bounds a batch of RunBatches: the batch buffer stays small
+// whatever the rings hold.
+const batchEvents = 1024
+
 // minPoll is the shortest wait between two drains of the per-CPU rings.
 const minPoll = time.Millisecond
 
 // runRings is Run for the per-CPU rings. The programs never wake the
 // reader, so it polls; the wait adapts to how full the rings were (see
 // nextWait). Once ctx is done it drains until a drain finds nothing.
-func (p *Probe) runRings(ctx context.Context, fn func(*Event)) error {
-	var ev Event
+func (p *Probe) runRings(ctx context.Context, fn func([]Event)) error {
+	batch := make([]Event, 0, batchEvents)
 	wait := minPoll
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -83,7 +112,7 @@ func (p *Probe) runRings(ctx context.Context, fn func(*Event)) error {
 		if late := began - due; due > 0 && !draining && late > p.late.Load() {
 			p.late.Store(late)
 		}
-		n, peak, err := p.rings.drain(&ev, fn)
+		n, peak, err := p.rings.drain(batch, fn)
 		p.mu.Unlock()
 		p.records.Add(uint64(n))
 		if err != nil {

@@ -117,17 +117,20 @@ func (r *rings) word(b []byte, off int) *uint64 {
 	return (*uint64)(unsafe.Pointer(&b[off]))
 }
 
-// drain hands every committed record to fn, CPU by CPU, and frees their
-// slots. A reserved but not yet committed record (its program is still
-// writing it) ends that CPU's batch; the next drain takes it. It returns
-// the records read and the most that one CPU's ring held when drained.
-func (r *rings) drain(ev *Event, fn func(*Event)) (n int, peak uint64, err error) {
+// drain hands every committed record to fn, CPU by CPU, in batches of at
+// most cap(batch) records (one CPU's, in time order), and frees their
+// slots once fn has them. A reserved but not yet committed record (its
+// program is still writing it) ends that CPU's batch; the next drain
+// takes it. It returns the records read and the most that one CPU's ring
+// held when drained.
+func (r *rings) drain(batch []Event, fn func([]Event)) (n int, peak uint64, err error) {
 	for cpu := 0; cpu < r.ncpu; cpu++ {
 		c := cpu * cursorSize
 		head := atomic.LoadUint64(r.word(r.cursors, c+offHead))
 		tailp := r.word(r.cursors, c+offTail)
 		tail := atomic.LoadUint64(tailp)
 		peak = max(peak, head-tail)
+		batch = batch[:0]
 		for ; tail < head; tail++ {
 			off := (cpu*int(r.slots) + int(tail&(r.slots-1))) * EventSize
 			rec := r.data[off : off+EventSize]
@@ -135,11 +138,19 @@ func (r *rings) drain(ev *Event, fn func(*Event)) (n int, peak uint64, err error
 			if seq != uint32(tail)+1 {
 				break
 			}
-			if err := Decode(rec, ev); err != nil {
+			batch = batch[:len(batch)+1]
+			if err := Decode(rec, &batch[len(batch)-1]); err != nil {
 				return n, peak, err
 			}
-			fn(ev)
 			n++
+			if len(batch) == cap(batch) {
+				fn(batch)
+				atomic.StoreUint64(tailp, tail+1)
+				batch = batch[:0]
+			}
+		}
+		if len(batch) > 0 {
+			fn(batch)
 		}
 		atomic.StoreUint64(tailp, tail)
 	}

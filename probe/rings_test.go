@@ -30,11 +30,16 @@ func (r *rings) commit(cpu int, idx, ts uint64) {
 func TestRingsDrain(t *testing.T) {
 	r := fakeRings(2, 8)
 	var got []uint64
-	collect := func(e *Event) { got = append(got, e.TS) }
-	var ev Event
+	collect := func(evs []Event) {
+		for _, e := range evs {
+			got = append(got, e.TS)
+		}
+	}
+	// Batches of two: a CPU's records come in more than one.
+	batch := make([]Event, 0, 2)
 	drain := func() int {
 		t.Helper()
-		n, _, err := r.drain(&ev, collect)
+		n, _, err := r.drain(batch, collect)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,7 +101,7 @@ func TestRingsDrain(t *testing.T) {
 		r.commit(0, r.reserve(0), uint64(5000+i))
 	}
 	r.commit(1, r.reserve(1), 6000)
-	if _, peak, _ := r.drain(&ev, collect); peak != 5 {
+	if _, peak, _ := r.drain(batch, collect); peak != 5 {
 		t.Errorf("peak %d, want 5", peak)
 	}
 }

@@ -207,6 +207,30 @@ type series[T any] struct {
 	buf  []T
 	off  int
 	last int64 // the time of buf's last value
+	hint int   // where the last search ended, an index into buf (search)
+}
+
+// search is sort.Search over live() for a search at a time that moves
+// forward from one call to the next, as the round trips a stream joins
+// do: it gallops from where the last search ended (hint), and searches
+// the values before it only when the answer lies there. Any f that
+// sort.Search takes gets sort.Search's answer, whatever the hint: the
+// hint (kept as an index into buf, so that trims leave it in place, and
+// moved by insertions at most) only decides where the search begins.
+func (s *series[T]) search(f func(int) bool) int {
+	if s == nil {
+		return 0
+	}
+	n := len(s.buf) - s.off
+	h := min(max(s.hint-s.off, 0), n)
+	var i int
+	if h > 0 && f(h-1) {
+		i = sort.Search(h, f)
+	} else {
+		i = h + gallop(n-h, func(k int) bool { return f(h + k) })
+	}
+	s.hint = s.off + i
+	return i
 }
 
 // live is the values kept; nil for a nil series (a key never seen).
@@ -521,31 +545,34 @@ const (
 )
 
 // list is l's events in the index, all of them.
-func (j *joiner) list(l connList) []probe.Event {
+func (j *joiner) list(l connList) []probe.Event { return j.series(l).live() }
+
+// series is l's series in the index (nil: none).
+func (j *joiner) series(l connList) *series[probe.Event] {
 	ix := j.ix
 	switch l {
 	case readyC:
-		return ix.ready[j.csk].live()
+		return ix.ready[j.csk]
 	case readyS:
-		return ix.ready[j.ssk].live()
+		return ix.ready[j.ssk]
 	case recvC:
-		return ix.recv[j.csk].live()
+		return ix.recv[j.csk]
 	case recvS:
-		return ix.recv[j.ssk].live()
+		return ix.recv[j.ssk]
 	case sendS:
-		return ix.send[j.ssk].live()
+		return ix.send[j.ssk]
 	case startC:
-		return ix.start[j.csk].live()
+		return ix.start[j.csk]
 	case startS:
-		return ix.start[j.ssk].live()
+		return ix.start[j.ssk]
 	case xmitC:
-		return ix.xmit[j.csk].live()
+		return ix.xmit[j.csk]
 	case xmitS:
-		return ix.xmit[j.ssk].live()
+		return ix.xmit[j.ssk]
 	case nrecvC:
-		return ix.nrecv[j.csk].live()
+		return ix.nrecv[j.csk]
 	}
-	return ix.nrecv[j.ssk].live()
+	return ix.nrecv[j.ssk]
 }
 
 // evs is l's events for searches that need nothing stamped before t:
@@ -558,8 +585,9 @@ func (j *joiner) evs(l connList, t int64) []probe.Event {
 		return j.list(l)
 	}
 	if j.have&(1<<l) == 0 {
-		s := j.list(l)
-		j.conn[l] = s[sort.Search(len(s), func(i int) bool { return int64(s[i].TS) >= j.t0 }):]
+		sr := j.series(l)
+		s := sr.live()
+		j.conn[l] = s[sr.search(func(i int) bool { return int64(s[i].TS) >= j.t0 }):]
 		j.have |= 1 << l
 	}
 	return j.conn[l]
@@ -580,12 +608,13 @@ func (j *joiner) at(tid uint32) *thread {
 			return &j.thr[i]
 		}
 	}
-	sw, irq := j.ix.sw[tid].live(), j.ix.irq[tid].live()
+	sws, irqs := j.ix.sw[tid], j.ix.irq[tid]
+	sw, irq := sws.live(), irqs.live()
 	// The last switch before t0 (not at it: a search for ts ≥ t, t ≥ t0,
 	// must find the first of equal stamps) and the first interrupt record
 	// ending at or after t0.
-	sw = sw[max(sort.Search(len(sw), func(i int) bool { return sw[i].ts >= j.t0 })-1, 0):]
-	irq = irq[sort.Search(len(irq), func(i int) bool { return irq[i].to >= j.t0 }):]
+	sw = sw[max(sws.search(func(i int) bool { return sw[i].ts >= j.t0 })-1, 0):]
+	irq = irq[irqs.search(func(i int) bool { return irq[i].to >= j.t0 }):]
 	t := thread{tid: tid, sw: sw, irq: irq}
 	if j.nthr == len(j.thr) {
 		j.scratch = t

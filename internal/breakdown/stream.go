@@ -3,6 +3,7 @@ package breakdown
 import (
 	"cmp"
 	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -183,6 +184,14 @@ func (s *Stream) Release() { s.Hold(0) }
 func (s *Stream) Event(e *probe.Event) {
 	s.mu.Lock()
 	s.inEvs = append(s.inEvs, *e)
+	s.mu.Unlock()
+}
+
+// Events adds kernel events (copied), under one lock: a reader that has
+// them in batches (probe.RunBatches) hands each batch over at once.
+func (s *Stream) Events(evs []probe.Event) {
+	s.mu.Lock()
+	s.inEvs = append(s.inEvs, evs...)
 	s.mu.Unlock()
 }
 
@@ -446,11 +455,24 @@ func sortRuns(evs, buf []probe.Event) (sorted, spare []probe.Event) {
 	return evs, buf
 }
 
-// mergeSorted appends to out a and b (each sorted by time) merged.
+// mergeSorted appends to out a and b (each sorted by time) merged, a's
+// first among equal stamps.
 func mergeSorted(out, a, b []probe.Event) []probe.Event {
 	if len(a) == 0 || len(b) == 0 || a[len(a)-1].TS <= b[0].TS {
 		return append(append(out, a...), b...)
 	}
+	// Most of two neighbouring stretches does not overlap: a's values up
+	// to b's first, and b's from a's last on, are copied whole; only the
+	// overlap is merged value by value.
+	lo := sort.Search(len(a), func(i int) bool { return a[i].TS > b[0].TS })
+	hi := sort.Search(len(b), func(i int) bool { return b[i].TS >= a[len(a)-1].TS })
+	out = append(out, a[:lo]...)
+	out = mergeEach(out, a[lo:], b[:hi])
+	return append(out, b[hi:]...)
+}
+
+// mergeEach is mergeSorted value by value.
+func mergeEach(out, a, b []probe.Event) []probe.Event {
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
 		if b[j].TS < a[i].TS {

@@ -2,7 +2,9 @@ package breakdown
 
 import (
 	"cmp"
+	"math/rand/v2"
 	"slices"
+	"sort"
 	"testing"
 	"time"
 
@@ -139,6 +141,52 @@ func TestSortRuns(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("sortRuns(%v) = %v, want %v", in, got, want)
 		}
+	}
+}
+
+// TestMergeSorted: two sorted stretches merge as one stable sort of the
+// two would order them (the first's values first among equal stamps),
+// however much they overlap. Arg0 tells the values apart.
+func TestMergeSorted(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		var a, b []probe.Event
+		for i := range rng.IntN(20) {
+			a = append(a, probe.Event{TS: rng.Uint64N(30), Arg0: uint64(i)})
+		}
+		for i := range rng.IntN(20) {
+			b = append(b, probe.Event{TS: rng.Uint64N(30), Arg0: uint64(100 + i)})
+		}
+		slices.SortStableFunc(a, byTS)
+		slices.SortStableFunc(b, byTS)
+		want := slices.Concat(a, b)
+		slices.SortStableFunc(want, byTS)
+		if got := mergeSorted(nil, a, b); !slices.Equal(got, want) {
+			t.Fatalf("mergeSorted(%v, %v) = %v, want %v", a, b, got, want)
+		}
+	}
+}
+
+// TestSeriesSearch: a search from any hint finds what sort.Search finds.
+func TestSeriesSearch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		s := &series[int64]{}
+		for v := range int64(rng.IntN(40)) {
+			s.push(v/2, v/2, self)
+		}
+		s.off = rng.IntN(len(s.buf) + 1)
+		s.hint = rng.IntN(len(s.buf)+3) - 1
+		l := s.live()
+		t0 := rng.Int64N(25) - 2
+		f := func(i int) bool { return l[i] >= t0 }
+		if got, want := s.search(f), sort.Search(len(l), f); got != want {
+			t.Fatalf("search for %d in %v from hint %d = %d, want %d", t0, l, s.hint, got, want)
+		}
+	}
+	var none *series[int64]
+	if none.search(func(int) bool { return true }) != 0 {
+		t.Error("a nil series' search is not 0")
 	}
 }
 

@@ -81,6 +81,17 @@ func startJoin(src EventSource, port uint16, cfg Config, onTrip func(*breakdown.
 	ctx, cancel := context.WithCancel(context.Background())
 	j.cancel = cancel
 	go func() {
+		if b, ok := src.(batchSource); ok {
+			j.readDone <- b.RunBatches(ctx, func(evs []probe.Event) {
+				j.stream.Events(evs)
+				if j.rec != nil {
+					for i := range evs {
+						j.rec.event(&evs[i])
+					}
+				}
+			})
+			return
+		}
 		j.readDone <- src.Run(ctx, func(e *probe.Event) {
 			j.stream.Event(e)
 			if j.rec != nil {
@@ -90,6 +101,13 @@ func startJoin(src EventSource, port uint16, cfg Config, onTrip func(*breakdown.
 	}()
 	go j.loop()
 	return j
+}
+
+// batchSource is an EventSource that can deliver a batch of events at a
+// time (probeSource.RunBatches): the stream then takes its lock once per
+// batch, not once per event.
+type batchSource interface {
+	RunBatches(ctx context.Context, deliver func([]probe.Event)) error
 }
 
 // loop advances the join until stop, then flushes it. It runs on a

@@ -99,9 +99,10 @@ type probeSource struct {
 	sample     uint32 // socket events of one connection in sample (probe.Sampled); ≤ 1: all
 	statsOff   atomic.Bool
 	warmTrips  *atomic.Int64 // round trips completed while the kernel's statistics ran (set by the pipeline)
-	// tap, if set, sees every event before the join: the watch derives
-	// its round trips from the client's socket events (watchTrips).
-	tap func(*probe.Event)
+	// tap, if set, sees every event (a batch at a time) before the join:
+	// the watch derives its round trips from the client's socket events
+	// (watchTrips).
+	tap func([]probe.Event)
 
 	// Read from the kernel before the probe is closed.
 	runs, bpfNs uint64
@@ -172,14 +173,25 @@ func (s *probeSource) FollowThreads(tids []int) error {
 // records once a ring fills. The thread exits with the goroutine, and
 // its priority with it.
 func (s *probeSource) Run(ctx context.Context, deliver func(*probe.Event)) error {
+	return s.RunBatches(ctx, func(evs []probe.Event) {
+		for i := range evs {
+			deliver(&evs[i])
+		}
+	})
+}
+
+// RunBatches is Run delivering a batch of events at a time
+// (probe.RunBatches): a consumer takes each batch under one lock rather
+// than one per event. deliver must not keep the slice.
+func (s *probeSource) RunBatches(ctx context.Context, deliver func([]probe.Event)) error {
 	runtime.LockOSThread()
 	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), readerNice)
 	defer func() { s.readerCPU.Store(threadCPU()) }()
 	if tap := s.tap; tap != nil {
 		join := deliver
-		deliver = func(e *probe.Event) { tap(e); join(e) }
+		deliver = func(evs []probe.Event) { tap(evs); join(evs) }
 	}
-	return s.p.Run(ctx, deliver)
+	return s.p.RunBatches(ctx, deliver)
 }
 
 // threadCPU is the CPU time of the calling thread so far, in ns.

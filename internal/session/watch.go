@@ -144,7 +144,7 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	for _, pid := range wc.ClientPIDs {
 		trips.clients = append(trips.clients, uint32(pid))
 	}
-	ps.tap = trips.event
+	ps.tap = trips.events
 	cb.note("probe: " + ps.Summary())
 	for _, n := range ps.Notices() {
 		cb.note(n)

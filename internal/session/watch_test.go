@@ -1,12 +1,14 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -603,5 +605,26 @@ func TestWatchInterrupted(t *testing.T) {
 	}
 	if !ended {
 		t.Errorf("the summary does not say the watch was interrupted: %v", res.Warnings)
+	}
+}
+
+// TestWatchSortRuns: ring batches (ascending runs) sort as one stable
+// sort would, equal stamps in arrival order (Arg0 tells them apart).
+func TestWatchSortRuns(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 1000 {
+		var evs []probe.Event
+		for r := range rng.IntN(8) {
+			ts := rng.Uint64N(20)
+			for range rng.IntN(10) {
+				ts += rng.Uint64N(3)
+				evs = append(evs, probe.Event{TS: ts, Arg0: uint64(len(evs)), Arg1: uint64(r)})
+			}
+		}
+		want := slices.Clone(evs)
+		slices.SortStableFunc(want, func(a, b probe.Event) int { return cmp.Compare(a.TS, b.TS) })
+		if got, _ := sortRuns(slices.Clone(evs), nil); !slices.Equal(got, want) {
+			t.Fatalf("sortRuns(%v) = %v, want %v", evs, got, want)
+		}
 	}
 }

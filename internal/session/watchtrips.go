@@ -53,9 +53,13 @@ type watchTrips struct {
 	// followed from a request that one of them sent (nil: any process's).
 	clients []uint32
 
-	mu  sync.Mutex
-	in  []probe.Event // from the reader, not yet taken
-	buf []probe.Event // taken, waiting for the watermark
+	mu    sync.Mutex
+	in    []probe.Event // from the reader, not yet taken
+	spare []probe.Event // the previous hand-over's buffer, for reuse
+	buf   []probe.Event // taken, waiting for the watermark; in time order
+	// merged is buf's spare buffer, for merging; sortBuf sortRuns'
+	// scratch space.
+	merged, sortBuf []probe.Event
 
 	conns  map[uint16]*watchConn // by client port
 	nextID int
@@ -90,31 +94,43 @@ func newWatchTrips(port uint16) *watchTrips {
 // event keeps the events of client sockets to the server (their remote
 // port is the server's); it runs on the probe's reader, so it only copies.
 func (w *watchTrips) event(e *probe.Event) {
+	if w.wanted(e) {
+		w.mu.Lock()
+		w.in = append(w.in, *e)
+		w.mu.Unlock()
+	}
+}
+
+// events is event for a batch, under one lock.
+func (w *watchTrips) events(evs []probe.Event) {
+	w.mu.Lock()
+	for i := range evs {
+		if w.wanted(&evs[i]) {
+			w.in = append(w.in, evs[i])
+		}
+	}
+	w.mu.Unlock()
+}
+
+// wanted says whether advance needs e: an event of the watched side's
+// sockets that tells its traffic.
+func (w *watchTrips) wanted(e *probe.Event) bool {
 	if w.serverSide {
 		if e.Lport != w.port {
-			return
+			return false
 		}
 	} else if e.Rport != w.port || e.Lport == w.port {
-		return
+		return false
 	}
 	switch e.Kind {
 	case probe.KindDataReady:
-		if !w.serverSide {
-			return
-		}
-		w.mu.Lock()
-		w.in = append(w.in, *e)
-		w.mu.Unlock()
+		return w.serverSide
 	case probe.KindSyscall:
-		if e.SK == 0 || e.Ret <= 0 {
-			return
-		}
-		fallthrough
+		return e.SK != 0 && e.Ret > 0
 	case probe.KindSendStart, probe.KindSockSend, probe.KindSockRecv, probe.KindSockState:
-		w.mu.Lock()
-		w.in = append(w.in, *e)
-		w.mu.Unlock()
+		return true
 	}
+	return false
 }
 
 // endedConn is a connection that ended, and when.
@@ -143,10 +159,19 @@ type tripOut struct {
 // in flight, not reported.
 func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnInfo, trips []tripOut) {
 	w.mu.Lock()
-	w.buf = append(w.buf, w.in...)
-	w.in = w.in[:0]
+	in := w.in
+	w.in = w.spare[:0]
 	w.mu.Unlock()
-	slices.SortStableFunc(w.buf, func(a, b probe.Event) int { return cmp.Compare(a.TS, b.TS) })
+	// buf is in time order already (what the last advance left); the new
+	// events are runs in time order, a ring batch each: sorting them and
+	// merging the two keeps equal stamps in arrival order, as one stable
+	// sort of the whole would.
+	in, w.sortBuf = sortRuns(in, w.sortBuf)
+	w.merged = mergeByTime(w.merged[:0], w.buf, in)
+	w.buf, w.merged = w.merged, w.buf
+	w.mu.Lock()
+	w.spare = in
+	w.mu.Unlock()
 	n := len(w.buf)
 	if !final {
 		n, _ = slices.BinarySearchFunc(w.buf, watermark, func(e probe.Event, t int64) int { return cmp.Compare(int64(e.TS), t) })
@@ -345,4 +370,60 @@ func (w *watchTrips) serverEvents(evs []probe.Event, emit func(*watchConn)) (fre
 		}
 	}
 	return fresh
+}
+
+// sortRuns sorts evs by time, stably. They come from the probe's reader a
+// ring batch at a time, each in time order: neighbouring ascending runs
+// are merged pairwise, in O(n log runs), into buf and back, rather than
+// sorted whole. It returns the sorted events and the other buffer, for
+// reuse.
+func sortRuns(evs, buf []probe.Event) (sorted, spare []probe.Event) {
+	var bounds []int
+	for i := 1; i < len(evs); i++ {
+		if evs[i].TS < evs[i-1].TS {
+			bounds = append(bounds, i)
+		}
+	}
+	if len(bounds) == 0 {
+		return evs, buf
+	}
+	if len(bounds) > 64 { // not runs
+		slices.SortStableFunc(evs, func(a, b probe.Event) int { return cmp.Compare(a.TS, b.TS) })
+		return evs, buf
+	}
+	bounds = append(append([]int{0}, bounds...), len(evs))
+	for len(bounds) > 2 {
+		buf = buf[:0]
+		next := []int{0}
+		for k := 0; k+1 < len(bounds); k += 2 {
+			lo, mid, hi := bounds[k], bounds[k+1], bounds[k+1]
+			if k+2 < len(bounds) {
+				hi = bounds[k+2]
+			}
+			buf = mergeByTime(buf, evs[lo:mid], evs[mid:hi])
+			next = append(next, hi)
+		}
+		evs, buf, bounds = buf, evs, next
+	}
+	return evs, buf
+}
+
+// mergeByTime appends to out a and b (each in time order) merged, a's
+// first among equal stamps.
+func mergeByTime(out, a, b []probe.Event) []probe.Event {
+	if len(a) == 0 || len(b) == 0 || a[len(a)-1].TS <= b[0].TS {
+		return append(append(out, a...), b...)
+	}
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		if b[j].TS < a[i].TS {
+			out = append(out, b[j])
+			j++
+		} else {
+			out = append(out, a[i])
+			i++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
 }

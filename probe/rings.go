@@ -138,7 +138,7 @@ func (r *rings) drain(ev *Event, fn func(*Event)) (n int, peak uint64, err error
 			if err := Decode(rec, ev); err != nil {
 				return n, peak, err
 			}
-			fn(ev)
+			expand(ev, fn)
 			n++
 		}
 		atomic.StoreUint64(tailp, tail)

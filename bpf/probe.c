@@ -363,15 +363,20 @@ volatile const bool irq_time_accounting = false;
 //    segment, another socket's data-ready, or the outermost interrupt's
 //    exit writes it;
 //  - a send start (tcp_sendmsg_locked, tcp_sendmsg) is held in task
-//    context until its first segment is handed to a device (on loopback
-//    and whenever the congestion window lets the send transmit at once,
-//    inside the same send); another socket event of a tracked thread on
-//    the CPU (the send's return, the next receive, even -EAGAIN), a
-//    context switch of a tracked thread, the thread's exit, or the start
-//    of any interrupt on the CPU writes it.
+//    context until its first segment is handed to a device in the same
+//    context (on loopback, and whenever the congestion window lets the
+//    send transmit at once, inside the same send); another socket event
+//    of a tracked thread on the CPU (the send's return, the next
+//    receive, even -EAGAIN), a context switch of a tracked thread, or
+//    the thread's exit writes it. No interrupt touches it: a program in
+//    task context that writes or takes the held record can be
+//    interrupted midway, and without an atomic exchange the interrupt's
+//    program could write it twice or half-written. So a send whose
+//    segment waits (for the congestion window, or the socket's owner)
+//    is written at the thread's next socket event or switch.
 // fold_records is set by user space only when the hooks of all those
 // ends are attached (none is left out by Config.Skip): a held record is
-// never lost, and is written within the send or the interrupt it began in.
+// never lost.
 volatile const bool fold_records = false;
 
 // hold_flush writes a held record as it stands, if there is one.
@@ -416,8 +421,7 @@ static __always_inline void on_irq_entry(__u64 what)
 	if (c->depth && c->entry && bpf_ktime_get_ns() - c->entry > IRQ_STALE_NS)
 		c->depth = 0;
 	if (c->depth++ == 0) {
-		// An interrupt ends any fold in progress on the CPU.
-		hold_flush(&c->send_held);
+		// Not the send start: see "Folded records".
 		hold_flush(&c->recv_held);
 		__u32 tid = (__u32)bpf_get_current_pid_tgid();
 		c->entry_tid = tid;

@@ -326,6 +326,10 @@ struct cpu_irq {
 	__u32 followed;// the interrupt in progress made data ready on a followed socket
 	__u32 entry_tid;// the task the outermost interrupt in progress interrupted
 	__u32 pad[4];
+	// Records held back to be folded into the next one (see "Folded
+	// records" below); kind 0: none held.
+	struct event recv_held; // a KIND_NET_RECV, inside the interrupt in progress
+	struct event send_held; // a KIND_SEND_START, in task context
 };
 
 struct {
@@ -341,6 +345,55 @@ struct {
 volatile const bool irq_time_accounting = false;
 
 #define IRQ_STALE_NS 1000000000ULL
+
+/* ---- folded records ---- */
+
+// Two records that always come in a pair, on one CPU, in one context and
+// for one socket, are written as one: each record costs a ring slot's
+// reservation, its copy and its commit. The second record of the pair
+// carries the first one's time and the fields that differ (volley.h,
+// KIND_NET_RECV_READY and KIND_SEND_XMIT), and user space reads them back
+// as the two records they were (probe.expand), so no time and no field
+// is lost or moved. The first record is held in the CPU's cpu_irq slot
+// until its pair comes; anything that might come between ends the hold
+// and writes it as it stands:
+//  - a segment's receive (netif_receive_skb) is held only inside an
+//    interrupt whose exit is seen (depth > 0; softirq_exit is attached
+//    before softirq_entry), until the data-ready it leads to; another
+//    segment, another socket's data-ready, or the outermost interrupt's
+//    exit writes it;
+//  - a send start (tcp_sendmsg_locked, tcp_sendmsg) is held in task
+//    context until its first segment is handed to a device in the same
+//    context (on loopback, and whenever the congestion window lets the
+//    send transmit at once, inside the same send); another socket event
+//    of a tracked thread on the CPU (the send's return, the next
+//    receive, even -EAGAIN), a context switch of a tracked thread, or
+//    the thread's exit writes it. No interrupt touches it: a program in
+//    task context that writes or takes the held record can be
+//    interrupted midway, and without an atomic exchange the interrupt's
+//    program could write it twice or half-written. So a send whose
+//    segment waits (for the congestion window, or the socket's owner)
+//    is written at the thread's next socket event or switch.
+// fold_records is set by user space only when the hooks of all those
+// ends are attached (none is left out by Config.Skip): a held record is
+// never lost.
+volatile const bool fold_records = false;
+
+// hold_flush writes a held record as it stands, if there is one.
+static __always_inline void hold_flush(struct event *h)
+{
+	if (!h->kind)
+		return;
+	submit(h);
+	h->kind = 0;
+}
+
+// hold_pack is a folded record's arg1: the first record's TCP sequence
+// number and interface.
+static __always_inline __u64 hold_pack(const struct event *h)
+{
+	return (h->arg0 & 0xffffffffULL) | (h->arg1 << 32);
+}
 
 static __always_inline struct cpu_irq *this_cpu_irq(void)
 {
@@ -368,6 +421,8 @@ static __always_inline void on_irq_entry(__u64 what)
 	if (c->depth && c->entry && bpf_ktime_get_ns() - c->entry > IRQ_STALE_NS)
 		c->depth = 0;
 	if (c->depth++ == 0) {
+		// Not the send start: see "Folded records".
+		hold_flush(&c->recv_held);
 		__u32 tid = (__u32)bpf_get_current_pid_tgid();
 		c->entry_tid = tid;
 		c->entry = tid_tracked(tid) ? bpf_ktime_get_ns() : 0;
@@ -383,8 +438,11 @@ static __always_inline void on_irq_exit(void)
 	struct cpu_irq *c = this_cpu_irq();
 	if (!c || c->depth == 0) // the probe attached inside an interrupt
 		return;
-	if (--c->depth != 0 || !c->entry)
-		return; // nested, or an untracked task's
+	if (--c->depth != 0)
+		return; // nested
+	hold_flush(&c->recv_held); // a receive whose data-ready did not come in it
+	if (!c->entry)
+		return; // an untracked task's
 	if (c->followed && !irq_time_accounting) {
 		c->entry = 0;
 		return; // the network's time (see above), and no stretch to keep
@@ -417,9 +475,8 @@ static __always_inline void on_irq_exit(void)
 // irq_flush emits the interrupt time of tid on this CPU since its last
 // record, if any; not from interrupt context (a data-ready inside the
 // very softirq being timed).
-static __always_inline void irq_flush(__u32 tid, __u32 tgid)
+static __always_inline void irq_flush_c(struct cpu_irq *c, __u32 tid, __u32 tgid)
 {
-	struct cpu_irq *c = this_cpu_irq();
 	if (!c || !c->ns || c->tid != tid || c->depth)
 		return;
 	struct event e;
@@ -433,13 +490,9 @@ static __always_inline void irq_flush(__u32 tid, __u32 tgid)
 	submit(&e);
 }
 
-// irq_followed marks the interrupt in progress on this CPU, if any, as
-// the network path of a followed socket.
-static __always_inline void irq_followed(void)
+static __always_inline void irq_flush(__u32 tid, __u32 tgid)
 {
-	struct cpu_irq *c = this_cpu_irq();
-	if (c && c->depth)
-		c->followed = 1;
+	irq_flush_c(this_cpu_irq(), tid, tgid);
 }
 
 SEC("tp_btf/irq_handler_entry")
@@ -535,7 +588,13 @@ static __always_inline void on_sock_len(__u16 kind, struct sock *sk, int ret, bo
 	__u16 lport, rport;
 	if (typed ? !sock_ports_btf(sk, &lport, &rport) : !sock_ports(sk, &lport, &rport))
 		return;
-	irq_flush(tid, tgid);
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct cpu_irq *c = bpf_map_lookup_elem(&cpu_irqs, &cpu);
+	irq_flush_c(c, tid, tgid);
+	// A socket event of a tracked thread ends a held send start: it comes
+	// after it (folded records, above).
+	if (c)
+		hold_flush(&c->send_held);
 	// Inside a plain send/receive syscall the event is folded into that
 	// syscall's record (one record instead of two). io_uring_enter (426)
 	// may run several sends and receives, so those stand alone, as do
@@ -553,8 +612,18 @@ static __always_inline void on_sock_len(__u16 kind, struct sock *sk, int ret, bo
 	// Standalone, only what the join uses: data moved (not -EAGAIN).
 	if (ret <= 0)
 		return;
+	if (kind == KIND_SEND_START && fold_records && c) {
+		// Held for the send's first transmit (on_xmit).
+		struct event *h = &c->send_held;
+		fill_at(h, kind, tid, tgid, bpf_ktime_get_ns(), cpu);
+		h->sk = (__u64)sk;
+		h->lport = lport;
+		h->rport = rport;
+		h->ret = ret;
+		return;
+	}
 	struct event e;
-	fill(&e, kind, tid, tgid);
+	fill_at(&e, kind, tid, tgid, bpf_ktime_get_ns(), cpu);
 	e.sk = (__u64)sk;
 	e.lport = lport;
 	e.rport = rport;
@@ -651,13 +720,30 @@ static __always_inline void on_data_ready(struct sock *sk, bool typed)
 	__u16 lport, rport;
 	if (typed ? !sock_ports_btf(sk, &lport, &rport) : !sock_ports(sk, &lport, &rport))
 		return;
-	irq_followed();
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct cpu_irq *c = bpf_map_lookup_elem(&cpu_irqs, &cpu);
+	if (c && c->depth)
+		c->followed = 1; // the network's time (on_irq_exit)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct event e;
-	fill(&e, KIND_DATA_READY, (__u32)id, id >> 32);
+	fill_at(&e, KIND_DATA_READY, (__u32)id, id >> 32, bpf_ktime_get_ns(), cpu);
 	e.sk = (__u64)sk;
 	e.lport = lport;
 	e.rport = rport;
+	if (c && c->recv_held.kind) {
+		// The segment received just before, in this interrupt, for this
+		// socket: folded into this record (see "Folded records").
+		struct event *h = &c->recv_held;
+		if (h->lport == lport && h->rport == rport && h->tid == e.tid && h->tgid == e.tgid) {
+			e.kind = KIND_NET_RECV_READY;
+			e.arg0 = h->ts;
+			e.arg1 = hold_pack(h);
+			e.ret = h->ret;
+			h->kind = 0;
+		} else {
+			hold_flush(h);
+		}
+	}
 	submit(&e);
 }
 
@@ -721,14 +807,28 @@ static __always_inline void on_xmit(struct sk_buff *skb, struct net_device *dev,
 	if (payload <= 0)
 		return;
 	__u64 id = bpf_get_current_pid_tgid();
+	__u32 cpu = bpf_get_smp_processor_id();
 	struct event e;
-	fill(&e, KIND_NET_XMIT, (__u32)id, id >> 32);
+	fill_at(&e, KIND_NET_XMIT, (__u32)id, id >> 32, bpf_ktime_get_ns(), cpu);
 	e.sk = (__u64)sk;
 	e.lport = lport;
 	e.rport = rport;
 	e.arg0 = bpf_ntohl(*(__u32 *)&th[4]);
 	e.arg1 = !dev ? 0 : typed ? dev->ifindex : BPF_CORE_READ(dev, ifindex);
 	e.ret = payload;
+	struct cpu_irq *c = bpf_map_lookup_elem(&cpu_irqs, &cpu);
+	if (c && c->send_held.kind && !c->depth) {
+		// The first segment of the send held on this CPU, in the
+		// sender's own context: its start is folded into this record
+		// (see "Folded records"). Another socket's segment leaves it.
+		struct event *h = &c->send_held;
+		if (h->sk == e.sk && h->tid == e.tid && h->tgid == e.tgid && h->lport == lport && h->rport == rport) {
+			e.kind = KIND_SEND_XMIT;
+			e.arg1 = hold_pack(&e);
+			e.arg0 = h->ts;
+			h->kind = 0;
+		}
+	}
 	submit(&e);
 }
 
@@ -782,13 +882,22 @@ static __always_inline void on_netif_receive(struct sk_buff *skb, bool typed)
 	if (payload <= 0)
 		return;
 	__u64 id = bpf_get_current_pid_tgid();
+	__u32 cpu = bpf_get_smp_processor_id();
 	struct event e;
-	fill(&e, KIND_NET_RECV, (__u32)id, id >> 32);
+	fill_at(&e, KIND_NET_RECV, (__u32)id, id >> 32, bpf_ktime_get_ns(), cpu);
 	e.lport = dport; // as the receiving socket sees them
 	e.rport = sport;
 	e.arg0 = ((__u32)th[4] << 24) | ((__u32)th[5] << 16) | ((__u32)th[6] << 8) | th[7];
 	e.arg1 = typed ? skb->dev->ifindex : BPF_CORE_READ(skb, dev, ifindex);
 	e.ret = payload;
+	struct cpu_irq *c = bpf_map_lookup_elem(&cpu_irqs, &cpu);
+	if (fold_records && c && c->depth) {
+		// Held for the socket's data-ready (on_data_ready); a segment
+		// already held never got one.
+		hold_flush(&c->recv_held);
+		__builtin_memcpy(&c->recv_held, &e, sizeof(e));
+		return;
+	}
 	submit(&e);
 }
 
@@ -1056,8 +1165,9 @@ static __always_inline void on_switch(__u32 prev, __u32 prev_tgid, const char *p
 	__u64 uncredited = 0;
 	struct cpu_irq *c = bpf_map_lookup_elem(&cpu_irqs, &cpu);
 	if (c) {
+		hold_flush(&c->send_held); // the sender leaves the CPU: its send is over
 		if (prev_tracked) {
-			irq_flush(prev, prev_tgid);
+			irq_flush_c(c, prev, prev_tgid);
 			if (c->in_tid == prev && prev_state == 0 && prev_sum && prev_sum >= c->in_sum) {
 				__u64 wall = ts - c->in_ts, credited = prev_sum - c->in_sum;
 				if (irq_time_accounting)
@@ -1156,6 +1266,9 @@ static __always_inline void on_exit(void)
 		return;
 	set_tracked(tid, false);
 	bpf_map_delete_elem(&inflight, &tid);
+	struct cpu_irq *c = this_cpu_irq();
+	if (c)
+		hold_flush(&c->send_held); // its last switch is no longer a tracked one's
 	if (tid == tgid)
 		bpf_map_delete_elem(&tracked_tgids, &tgid);
 	struct event e;

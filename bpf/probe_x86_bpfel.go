@@ -32,6 +32,8 @@ type ProbeCpuIrq struct {
 	Followed uint32
 	EntryTid uint32
 	Pad      [4]uint32
+	RecvHeld ProbeEvent
+	SendHeld ProbeEvent
 }
 
 type ProbeCpuWait struct {
@@ -189,6 +191,7 @@ const (
 	ProbeProgTpbtfSysEnter         = "tpbtf_sys_enter"
 	ProbeProgTpbtfSysExit          = "tpbtf_sys_exit"
 	ProbeProgTpbtfTcpSendmsgLocked = "tpbtf_tcp_sendmsg_locked"
+	ProbeVarFoldRecords            = "fold_records"
 	ProbeVarHoldSlots              = "hold_slots"
 	ProbeVarHooksOnly              = "hooks_only"
 	ProbeVarIrqTimeAccounting      = "irq_time_accounting"
@@ -338,6 +341,7 @@ type ProbeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProbeVariableSpecs struct {
+	FoldRecords       *ebpf.VariableSpec `ebpf:"fold_records"`
 	HoldSlots         *ebpf.VariableSpec `ebpf:"hold_slots"`
 	HooksOnly         *ebpf.VariableSpec `ebpf:"hooks_only"`
 	IrqTimeAccounting *ebpf.VariableSpec `ebpf:"irq_time_accounting"`
@@ -407,6 +411,7 @@ func (m *ProbeMaps) Close() error {
 //
 // It can be passed to LoadProbeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProbeVariables struct {
+	FoldRecords       *ebpf.Variable `ebpf:"fold_records"`
 	HoldSlots         *ebpf.Variable `ebpf:"hold_slots"`
 	HooksOnly         *ebpf.Variable `ebpf:"hooks_only"`
 	IrqTimeAccounting *ebpf.Variable `ebpf:"irq_time_accounting"`

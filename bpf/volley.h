@@ -26,6 +26,12 @@ enum event_kind {
 	                         // (the sender's), arg0 = TCP seq, arg1 = ifindex, ret = payload bytes
 	KIND_NET_RECV = 16,      // receive processing of a data segment of a followed port starts (netif_receive_skb):
 	                         // ports as the receiving socket sees them, arg0 = TCP seq, arg1 = ifindex, ret = payload bytes
+	// Two records folded into one in the kernel (probe.c, "Folded records"); user space reads
+	// them back as the two (probe.expand), so that nothing past the reader sees these kinds.
+	KIND_NET_RECV_READY = 17,// KIND_NET_RECV and the KIND_DATA_READY it led to: the data-ready's fields, and
+	                         // arg0 = the receive's ts, arg1 = its TCP seq | ifindex << 32, ret = its payload bytes
+	KIND_SEND_XMIT = 18,     // KIND_SEND_START and the KIND_NET_XMIT that followed it: the transmit's fields,
+	                         // but arg0 = the send start's ts, arg1 = TCP seq | ifindex << 32
 };
 
 // KIND_IRQ's arg1: which interrupt, IRQ_SOFT | vector number (NET_RX_SOFTIRQ …)

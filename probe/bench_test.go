@@ -303,6 +303,9 @@ func TestBenchCost(t *testing.T) {
 				fmt.Printf("RECORDS %s %s %.2f\n", layout.name, k, float64(c)/float64(n))
 			}
 			fmt.Printf("RECORDS %s switch_preempted %.2f\n", layout.name, float64(preempted)/float64(n))
+			// Ring records, as against the events read back from them
+			// (a folded record is two events).
+			fmt.Printf("RECORDS %s ring_records %.2f\n", layout.name, float64(p.Records())/float64(n))
 		}
 		stop()
 		med := func(v []float64) float64 { v = slices.Clone(v); slices.Sort(v); return v[len(v)/2] }

@@ -29,6 +29,12 @@ const (
 	KindIrq           Kind = 14 // interrupts of tracked thread TID since its previous record: Arg0 = first one's start, TS = last one's end, SK = their total ns, Arg1 = the longest (an Interrupt), Ret = how many
 	KindNetXmit       Kind = 15 // a data segment of a followed socket handed to a device (net_dev_start_xmit, or net_dev_queue): SK, ports (the sender's socket), Arg0 = TCP sequence number, Arg1 = ifindex, Ret = payload bytes
 	KindNetRecv       Kind = 16 // receive processing of a data segment to or from a followed port starts (netif_receive_skb): ports as the receiving socket sees them, Arg0, Arg1, Ret as KindNetXmit; TID = current (softirq)
+
+	// Records that fold two of the above into one in the kernel. Run
+	// hands each to its callback as the two events it holds (expand): no
+	// Event a consumer sees has these kinds.
+	KindNetRecvReady Kind = 17 // a KindNetRecv and the KindDataReady it led to: the data-ready's fields, Arg0 = the receive's TS, Arg1 = its Arg0 | its Arg1 << 32, Ret = its Ret
+	KindSendXmit     Kind = 18 // a KindSendStart and the KindNetXmit that followed it: the transmit's fields, Arg0 = the send start's TS, Arg1 = the transmit's Arg0 | Arg1 << 32
 )
 
 // A KindSwitch record's SK is, for a preempted prev, the time at the end
@@ -40,6 +46,7 @@ var kindNames = map[Kind]string{
 	KindWaking: "waking", KindWakeup: "wakeup", KindSwitch: "switch", KindFork: "fork", KindExit: "exit",
 	KindSockState: "sock_state", KindUringSubmit: "uring_submit", KindUringComplete: "uring_complete",
 	KindSendStart: "send_start", KindIrq: "irq", KindNetXmit: "net_xmit", KindNetRecv: "net_recv",
+	KindNetRecvReady: "net_recv_ready", KindSendXmit: "send_xmit",
 }
 
 func (k Kind) String() string {
@@ -111,6 +118,51 @@ func Decode(b []byte, e *Event) error {
 	return nil
 }
 
+// expandLast is expand for the last event of batch, in place: a folded
+// record becomes its two events, which needs one more slot than
+// len(batch) (the caller keeps it free).
+func expandLast(batch []Event) []Event {
+	last := len(batch) - 1
+	switch batch[last].Kind {
+	case KindNetRecvReady, KindSendXmit:
+	default:
+		return batch
+	}
+	e := batch[last]
+	batch = batch[:last]
+	expand(&e, func(x *Event) { batch = append(batch, *x) })
+	return batch
+}
+
+// expand hands fn the events of one decoded record e: e itself, or for a
+// folded record (KindNetRecvReady, KindSendXmit) the two records it
+// folds, earlier first, each field as the kernel would have written it
+// unfolded (bpf/probe.c: on_netif_receive, on_data_ready, on_sock_len,
+// on_xmit). It reuses e for both.
+func expand(e *Event, fn func(*Event)) {
+	switch e.Kind {
+	case KindNetRecvReady:
+		ready := *e
+		*e = Event{TS: ready.Arg0, Arg0: ready.Arg1 & 0xffffffff, Arg1: ready.Arg1 >> 32, TID: ready.TID, TGID: ready.TGID,
+			Ret: ready.Ret, CPU: ready.CPU, Kind: KindNetRecv, Lport: ready.Lport, Rport: ready.Rport}
+		fn(e)
+		*e = Event{TS: ready.TS, SK: ready.SK, TID: ready.TID, TGID: ready.TGID, CPU: ready.CPU, Kind: KindDataReady,
+			Lport: ready.Lport, Rport: ready.Rport}
+		fn(e)
+	case KindSendXmit:
+		xmit := *e
+		// A send start's Ret is always 1 (on_send_start).
+		*e = Event{TS: xmit.Arg0, SK: xmit.SK, TID: xmit.TID, TGID: xmit.TGID, Ret: 1, CPU: xmit.CPU, Kind: KindSendStart,
+			Lport: xmit.Lport, Rport: xmit.Rport}
+		fn(e)
+		xmit.Kind, xmit.Arg0, xmit.Arg1 = KindNetXmit, xmit.Arg1&0xffffffff, xmit.Arg1>>32
+		*e = xmit
+		fn(e)
+	default:
+		fn(e)
+	}
+}
+
 // Encode writes e in the record layout (seq 0); the recorder and tests use
 // it. b must hold EventSize bytes.
 func Encode(b []byte, e *Event) {
@@ -130,15 +182,18 @@ func Encode(b []byte, e *Event) {
 }
 
 // ShiftTimes adds d to every field of e that is a time on the clock of
-// the host that recorded it: TS, KindSyscall's Arg0 (entry) and
-// KindIrq's Arg0 (the first interrupt's start). A source on another host
+// the host that recorded it: TS, KindSyscall's Arg0 (entry),
+// KindIrq's Arg0 (the first interrupt's start), and a folded record's
+// Arg0 (its first record's TS; Run never hands one on, but a stream
+// of raw records may hold them). A source on another host
 // maps its events onto the controller's clock with it. Durations stay as
 // they are (KindIrq's and KindSwitch's SK), and so does every other
 // field: no other kind carries a time (bpf/probe.c: fill, on_syscall_exit,
-// irq_flush).
+// irq_flush, on_data_ready, on_xmit).
 func (e *Event) ShiftTimes(d int64) {
 	e.TS += uint64(d)
-	if e.Kind == KindSyscall || e.Kind == KindIrq {
+	switch e.Kind {
+	case KindSyscall, KindIrq, KindNetRecvReady, KindSendXmit:
 		e.Arg0 += uint64(d)
 	}
 }
@@ -173,7 +228,8 @@ func (e *Event) OnSocketSide(serverPort uint16) (server, ok bool) {
 // (KindSyscall's only when the syscall touched one: zero ports otherwise).
 func (k Kind) namesSocket() bool {
 	switch k {
-	case KindSyscall, KindSockSend, KindSockRecv, KindDataReady, KindSockState, KindSendStart, KindNetXmit, KindNetRecv:
+	case KindSyscall, KindSockSend, KindSockRecv, KindDataReady, KindSockState, KindSendStart, KindNetXmit, KindNetRecv,
+		KindNetRecvReady, KindSendXmit:
 		return true
 	}
 	return false

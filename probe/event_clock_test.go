@@ -8,7 +8,7 @@ import (
 // TestShiftTimes holds, for every kind, which fields ShiftTimes moves:
 // TS always, Arg0 for the kinds whose Arg0 is a time, nothing else.
 func TestShiftTimes(t *testing.T) {
-	timeArg0 := map[Kind]bool{KindSyscall: true, KindIrq: true}
+	timeArg0 := map[Kind]bool{KindSyscall: true, KindIrq: true, KindNetRecvReady: true, KindSendXmit: true}
 	for k := range kindNames {
 		t.Run(k.String(), func(t *testing.T) {
 			for _, d := range []int64{5_000_000_000, -3_000_000_000, 0} {
@@ -30,7 +30,7 @@ func TestShiftTimes(t *testing.T) {
 			}
 		})
 	}
-	if len(kindNames) != 16 {
+	if len(kindNames) != 18 {
 		t.Errorf("%d kinds: say in ShiftTimes (and here) which fields of a new kind are times", len(kindNames))
 	}
 }
@@ -40,7 +40,7 @@ func TestShiftTimes(t *testing.T) {
 // name no socket.
 func TestOnSocketSide(t *testing.T) {
 	const port = 9000
-	sockets := map[Kind]bool{KindSyscall: true, KindSockSend: true, KindSockRecv: true, KindDataReady: true, KindSockState: true, KindSendStart: true, KindNetXmit: true, KindNetRecv: true}
+	sockets := map[Kind]bool{KindSyscall: true, KindSockSend: true, KindSockRecv: true, KindDataReady: true, KindSockState: true, KindSendStart: true, KindNetXmit: true, KindNetRecv: true, KindNetRecvReady: true, KindSendXmit: true}
 	type want struct{ server, ok bool }
 	for k := range kindNames {
 		cases := []struct {

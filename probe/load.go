@@ -128,6 +128,7 @@ func (p *Probe) prepareSpec() (*ebpf.CollectionSpec, error) {
 		{s.HoldSlots, p.holdSlots},
 		{s.Syscalls, cfg.Syscalls},
 		{s.HooksOnly, cfg.HooksOnly},
+		{s.FoldRecords, foldRecords(cfg)},
 		{s.Port0, cfg.Ports[0]},
 		{s.Port1, port1},
 		{s.IrqTimeAccounting, IRQTimeAccounting()},
@@ -139,6 +140,23 @@ func (p *Probe) prepareSpec() (*ebpf.CollectionSpec, error) {
 		}
 	}
 	return spec, nil
+}
+
+// foldHooks are the events whose hooks end a record held in the kernel
+// for folding with the next (bpf/probe.c, "Folded records"): with one of
+// them left out, a held record could wait indefinitely, so nothing is
+// folded.
+var foldHooks = []string{"sched_switch", "irq_handler_entry", "irq_handler_exit", "softirq_entry", "softirq_exit"}
+
+// foldRecords says whether the programs may fold pairs of records into
+// one (fold_records).
+func foldRecords(cfg Config) bool {
+	for _, ev := range foldHooks {
+		if slices.Contains(cfg.Skip, ev) {
+			return false
+		}
+	}
+	return !cfg.HooksOnly
 }
 
 // IRQTimeAccounting says whether the kernel keeps interrupt time out of

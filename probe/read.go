@@ -58,7 +58,7 @@ func (p *Probe) runBPF(ctx context.Context, fn func(*Event)) error {
 				return err
 			}
 			p.records.Add(1)
-			fn(&ev)
+			expand(&ev, fn)
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			p.drained.Store(began) // the buffer was empty from then on
 			if draining {

@@ -49,14 +49,15 @@ const (
 
 // recordsPerRoundTrip is about what one round trip writes at the default
 // level on loopback (README, "What the probe costs", has the measured
-// count); the syscall hooks add the entry and exit of every system call
-// of both sides (counted high). The packet hooks add a transmit and a
-// receive record per data segment, two segments per round trip.
+// count), counted high: across CPUs a round trip writes two more
+// switches; the syscall hooks add the entry and exit of every system call
+// of both sides. The packet hooks' records are mostly folded with the
+// send start's and the data-ready's (bpf/probe.c, "Folded records").
 func recordsPerRoundTrip(syscalls bool) float64 {
 	if syscalls {
 		return 24
 	}
-	return 14
+	return 12
 }
 
 // ringSlots picks the slots per CPU: defaultSlots, fewer on machines with
@@ -142,8 +143,10 @@ func (r *rings) drain(batch []Event, fn func([]Event)) (n int, peak uint64, err 
 			if err := Decode(rec, &batch[len(batch)-1]); err != nil {
 				return n, peak, err
 			}
+			batch = expandLast(batch)
 			n++
-			if len(batch) == cap(batch) {
+			// A folded record takes two slots: keep one free.
+			if len(batch) >= cap(batch)-1 {
 				fn(batch)
 				atomic.StoreUint64(tailp, tail+1)
 				batch = batch[:0]

@@ -35,8 +35,9 @@ func TestRingsDrain(t *testing.T) {
 			got = append(got, e.TS)
 		}
 	}
-	// Batches of two: a CPU's records come in more than one.
-	batch := make([]Event, 0, 2)
+	// Batches of two (one slot kept for a folded record's second event):
+	// a CPU's records come in more than one.
+	batch := make([]Event, 0, 3)
 	drain := func() int {
 		t.Helper()
 		n, _, err := r.drain(batch, collect)
@@ -159,5 +160,36 @@ func TestNextWait(t *testing.T) {
 				t.Errorf("nextWait(%v, %d) = %v, want %v", tc.prev, tc.peak, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestRingsDrainFolded: a folded record comes out of drain as the two
+// events it holds, in batches that never outgrow their buffer.
+func TestRingsDrainFolded(t *testing.T) {
+	r := fakeRings(1, 8)
+	for i := uint64(0); i < 5; i++ {
+		idx := r.reserve(0)
+		off := int(idx&(r.slots-1)) * EventSize
+		e := Event{TS: 1000 + 10*i, Arg0: 995 + 10*i, Kind: KindSendXmit, SK: 7}
+		Encode(r.data[off:off+EventSize], &e)
+		atomic.StoreUint32((*uint32)(unsafe.Pointer(&r.data[off+offSeq])), uint32(idx)+1)
+	}
+	var kinds []Kind
+	batch := make([]Event, 0, 3)
+	n, _, err := r.drain(batch, func(evs []Event) {
+		if len(evs) > cap(batch) {
+			t.Fatalf("a batch of %d in a buffer of %d", len(evs), cap(batch))
+		}
+		for _, e := range evs {
+			kinds = append(kinds, e.Kind)
+		}
+	})
+	if err != nil || n != 5 || len(kinds) != 10 {
+		t.Fatalf("drained %d records as %d events (%v), err %v; want 5 as 10", n, len(kinds), kinds, err)
+	}
+	for i := 0; i < 10; i += 2 {
+		if kinds[i] != KindSendStart || kinds[i+1] != KindNetXmit {
+			t.Fatalf("events %v: want each send start before its transmit", kinds)
+		}
 	}
 }

@@ -305,6 +305,17 @@ func (c *PayloadCapture) Runs() (runs, ns uint64, err error) {
 	return runs, ns, nil
 }
 
+// StopStats turns the kernel's run statistics off (as Probe.StopStats);
+// the counts so far stay readable through Runs.
+func (c *PayloadCapture) StopStats() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stats != nil {
+		c.stats.Close()
+		c.stats = nil
+	}
+}
+
 // Close detaches and unloads everything; Run returns. Safe to call twice.
 func (c *PayloadCapture) Close() error {
 	c.mu.Lock()

@@ -14,10 +14,13 @@
 // return is the length it really sent. For the msg and iov calls only the
 // first iovec is read; its bytes are the start of the data.
 //
-// Hooks: raw_syscalls sys_enter and sys_exit, as tp_btf, raw_tp or
-// classic tracepoint (the Go side attaches the first that loads). They
-// fire for every syscall of the machine; a bit test of the caller's tgid
-// ends the run of every other process's, before any helper call.
+// Hooks, in the Go side's order of preference: the eight syscalls' own
+// classic tracepoints (syscalls:sys_enter_write …), which run a program
+// only for those syscalls; else raw_syscalls sys_enter and sys_exit, as
+// tp_btf, raw_tp or classic tracepoint, which run one for every syscall of
+// the machine. Either way the syscall number and a bit test of the
+// caller's tgid end the run of every other syscall before any helper call
+// but one.
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -283,13 +286,35 @@ int rawtp_payload_enter(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tp/sys_exit")
 int rawtp_payload_exit(struct bpf_raw_tracepoint_args *ctx) { on_exit(ctx->args[1]); return 0; }
 
+// The classic tracepoints' records: syscalls:sys_enter_NAME and
+// sys_exit_NAME (the syscall's number, then its arguments or its return,
+// from offset 16), and raw_syscalls:sys_enter and sys_exit, whose long id
+// holds the same number in its low half on a little-endian machine.
+struct sc_enter {
+	__u64 common;
+	__s32 nr;
+	__u32 pad;
+	__u64 args[6];
+};
+
+struct sc_exit {
+	__u64 common;
+	__s32 nr;
+	__u32 pad;
+	__s64 ret;
+};
+
+// tp_payload_enter and tp_payload_exit attach either to the data
+// syscalls' own tracepoints (the first choice: they fire for those
+// syscalls only, not for every syscall of the machine) or to
+// raw_syscalls.
 SEC("tracepoint/raw_syscalls/sys_enter")
-int tp_payload_enter(struct trace_event_raw_sys_enter *ctx)
+int tp_payload_enter(struct sc_enter *ctx)
 {
-	if (!wanted(ctx->id))
+	if (!wanted(ctx->nr))
 		return 0;
-	on_enter(ctx->id, ctx->args[0], ctx->args[1], ctx->args[2]);
+	on_enter(ctx->nr, ctx->args[0], ctx->args[1], ctx->args[2]);
 	return 0;
 }
 SEC("tracepoint/raw_syscalls/sys_exit")
-int tp_payload_exit(struct trace_event_raw_sys_exit *ctx) { on_exit(ctx->ret); return 0; }
+int tp_payload_exit(struct sc_exit *ctx) { on_exit(ctx->ret); return 0; }

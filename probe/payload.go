@@ -37,6 +37,9 @@ type PayloadConfig struct {
 	// Poll is how often the reader looks at the ring (the programs never
 	// wake it); 0: 10ms.
 	Poll time.Duration
+	// skip leaves out each event's first skip candidates: tests load
+	// the fallbacks with it.
+	skip int
 }
 
 // Payload is one captured send or receive: the first bytes of its data
@@ -76,15 +79,30 @@ type PayloadCapture struct {
 // order of preference (as hookTable's).
 var payloadHooks = []eventHooks{
 	{event: "payload_sys_enter", costs: "the payload capture: connections are timed, not parsed", cands: []candidate{
+		syscallsCand("tp_payload_enter", "sys_enter_"),
 		{famTPBTF, []attachment{{prog: "tpbtf_payload_enter", target: "sys_enter"}}, "tp_btf/sys_enter"},
 		{famRawTP, []attachment{{prog: "rawtp_payload_enter", target: "sys_enter"}}, "raw_tp/sys_enter"},
 		{famTracepoint, []attachment{{prog: "tp_payload_enter", target: "raw_syscalls/sys_enter"}}, "tracepoint/raw_syscalls/sys_enter"},
 	}},
 	{event: "payload_sys_exit", costs: "the payload capture (as payload_sys_enter)", cands: []candidate{
+		syscallsCand("tp_payload_exit", "sys_exit_"),
 		{famTPBTF, []attachment{{prog: "tpbtf_payload_exit", target: "sys_exit"}}, "tp_btf/sys_exit"},
 		{famRawTP, []attachment{{prog: "rawtp_payload_exit", target: "sys_exit"}}, "raw_tp/sys_exit"},
 		{famTracepoint, []attachment{{prog: "tp_payload_exit", target: "raw_syscalls/sys_exit"}}, "tracepoint/raw_syscalls/sys_exit"},
 	}},
+}
+
+// payloadSyscalls are the data syscalls the capture reads (bpf/payload.c).
+var payloadSyscalls = []string{"write", "sendto", "sendmsg", "writev", "read", "recvfrom", "recvmsg", "readv"}
+
+// syscallsCand is one program on each data syscall's own tracepoint
+// (syscalls:sys_enter_write …; CONFIG_FTRACE_SYSCALLS).
+func syscallsCand(prog, prefix string) candidate {
+	c := candidate{fam: famTracepoint, name: "tracepoint/syscalls/" + prefix + "{write,sendto,sendmsg,writev,read,recvfrom,recvmsg,readv}"}
+	for _, sc := range payloadSyscalls {
+		c.att = append(c.att, attachment{prog: prog, target: "syscalls/" + prefix + sc})
+	}
+	return c
 }
 
 // OpenPayload loads the payload capture and attaches its two hooks, each
@@ -154,7 +172,8 @@ func OpenPayload(cfg PayloadConfig) (*PayloadCapture, error) {
 		ev := payloadHooks[i]
 		h := Hook{Event: ev.event, Costs: ev.costs}
 		var errs errList
-		for _, cand := range ev.cands {
+		for _, cand := range ev.cands[min(cfg.skip, len(ev.cands)-1):] {
+			// One program, attached at each of the candidate's places.
 			a := cand.att[0]
 			one := spec.Copy()
 			one.Programs = map[string]*ebpf.ProgramSpec{a.prog: spec.Programs[a.prog].Copy()}
@@ -163,8 +182,18 @@ func OpenPayload(cfg PayloadConfig) (*PayloadCapture, error) {
 				errs = append(errs, fmt.Errorf("%s: load: %w", cand.name, shortErr(err)))
 				continue
 			}
-			l, err := attach(cand.fam, a, pc.Programs[a.prog])
+			var ls []link.Link
+			for _, at := range cand.att {
+				var l link.Link
+				if l, err = attach(cand.fam, at, pc.Programs[a.prog]); err != nil {
+					break
+				}
+				ls = append(ls, l)
+			}
 			if err != nil {
+				for _, l := range ls {
+					l.Close()
+				}
 				pc.Close()
 				if cand.fam == famTracepoint && tracefsErr != nil {
 					err = fmt.Errorf("%w (tracefs: %v)", err, tracefsErr)
@@ -172,7 +201,7 @@ func OpenPayload(cfg PayloadConfig) (*PayloadCapture, error) {
 				errs = append(errs, fmt.Errorf("%s: attach: %w", cand.name, err))
 				continue
 			}
-			c.links = append(c.links, l)
+			c.links = append(c.links, ls...)
 			c.keep(pc.Programs[a.prog], i)
 			pc.Programs[a.prog] = nil // kept: not closed with the collection
 			pc.Close()

@@ -2,6 +2,8 @@ package probe
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"net"
 	"os"
 	"sync"
@@ -16,10 +18,15 @@ import (
 // and a send longer than the capture keeps its full length.
 func TestPayloadCapture(t *testing.T) {
 	requireRoot(t)
-	for _, recv := range []bool{false, true} {
-		name := "sends"
+	type variant struct {
+		recv bool
+		skip int // candidates left out: 0 the syscalls' own tracepoints, 1 tp_btf, 2 raw_tp, 3 raw_syscalls tracepoints
+	}
+	for _, v := range []variant{{false, 0}, {true, 0}, {false, 1}, {true, 2}, {false, 3}} {
+		recv := v.recv
+		name := fmt.Sprintf("sends-%d", v.skip)
 		if recv {
-			name = "receives"
+			name = fmt.Sprintf("receives-%d", v.skip)
 		}
 		t.Run(name, func(t *testing.T) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -28,13 +35,16 @@ func TestPayloadCapture(t *testing.T) {
 			}
 			defer ln.Close()
 			port := uint16(ln.Addr().(*net.TCPAddr).Port)
-			c, err := OpenPayload(PayloadConfig{Port: port, Recv: recv})
+			c, err := OpenPayload(PayloadConfig{Port: port, Recv: recv, skip: v.skip})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
 			for _, h := range c.Hooks() {
 				t.Logf("%s: %s", h.Event, h)
+				if want := payloadHooks[0].cands[v.skip].fam; !strings.HasPrefix(h.Hook, string(want)) {
+					t.Errorf("%s on %s, want the %s candidate", h.Event, h.Hook, want)
+				}
 			}
 			if err := c.Watch(uint32(os.Getpid())); err != nil {
 				t.Fatal(err)

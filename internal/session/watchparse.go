@@ -335,7 +335,14 @@ func (c *connParse) send(data []byte, total int64) int {
 			n, st = parserOf(c.proto)(b, more)
 		} else {
 			for _, p := range watchProtos {
-				if n, st = p.parse(b, more); st != reqBad {
+				n, st = p.parse(b, more)
+				// A request's start cut short names the protocol only
+				// where the capture cut it: a short send that merely
+				// begins like one (a binary protocol's "*1") does not.
+				if st == reqUnknown && !more {
+					st = reqBad
+				}
+				if st != reqBad {
 					c.proto = p.proto
 					break
 				}

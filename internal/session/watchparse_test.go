@@ -37,7 +37,7 @@ func TestConnParseSend(t *testing.T) {
 		{"resp larger than the capture, then another", []send{{big + respGet, 2}}, loadgen.Redis, true, false, 2},
 		{"resp split over two sends", []send{{big[:100], 1}, {big[100:], 0}, {respGet, 1}}, loadgen.Redis, false, false, 1},
 		{"resp end of one and start of the next", []send{{big[:100], 1}, {big[100:] + respGet, 1}}, loadgen.Redis, true, false, 2},
-		{"resp header cut by the send", []send{{"*2\r\n$3\r\nGET\r\n$1", 1}, {"6\r\nkey:__rand_int__\r\n", 0}, {respGet, 1}}, loadgen.Redis, false, false, 1},
+		{"resp header cut by the send", []send{{respGet, 1}, {"*2\r\n$3\r\nGET\r\n$1", 1}, {"6\r\nkey:__rand_int__\r\n", 0}, {respGet, 1}}, loadgen.Redis, false, false, 1},
 		{"resp inline", []send{{"PING\r\n", 1}, {"GET key\r\n", 1}}, loadgen.Redis, false, false, 1},
 		{"resp inline pipelined", []send{{"PING\r\nPING\r\nPING\r\n", 3}}, loadgen.Redis, true, false, 3},
 		{"http keep-alive", []send{{httpGet, 1}, {httpGet, 1}}, loadgen.HTTP, false, false, 1},
@@ -52,6 +52,7 @@ func TestConnParseSend(t *testing.T) {
 		{"garbage", []send{{"\x00\x01\x02\x03binary", 0}, {"\xff\xfe", 0}}, "", false, false, 0},
 		{"ping-pong integers", []send{{"\x00\x00\x00\x01", 0}, {"\x00\x00\x00\x02", 0}}, "", false, false, 0},
 		{"a bare word", []send{{"HELLO", 0}}, "", false, false, 0},
+		{"a binary send that begins like RESP", []send{{"*123", 0}, {"*124", 0}}, "", false, false, 0},
 		{"resp bad length", []send{{"*2\r\n$x\r\nGET\r\n", 0}}, "", false, false, 0},
 	}
 	for _, tc := range tests {

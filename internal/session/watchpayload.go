@@ -167,7 +167,7 @@ func (k *parseCounts) text(why string) string {
 		s += ": " + strings.Join(parsed, ", ")
 	}
 	if k.pipelined > 0 {
-		s += fmt.Sprintf("; %d of them pipelined (up to %d requests in one send), not split", k.pipelined, k.mostInOne)
+		s += fmt.Sprintf("; %d of them pipelined (as many as %d requests seen in one send's first %d bytes), not split", k.pipelined, k.mostInOne, probe.PayloadCap)
 	}
 	if k.gaveUp > 0 {
 		s += fmt.Sprintf("; %d gave the parser up (a body without a length: chunked) and are timed from then on", k.gaveUp)

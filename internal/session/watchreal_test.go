@@ -275,7 +275,7 @@ func geoMean(t *testing.T, path string) float64 {
 }
 
 // parseLine is the summary's line on parsed and timed connections.
-var parseLine = regexp.MustCompile(`request boundaries of (\d+) connections parsed[^;]*(; (\d+) of them pipelined \(up to (\d+) requests in one send\))?.*; (\d+) timed`)
+var parseLine = regexp.MustCompile(`request boundaries of (\d+) connections parsed[^;]*(; (\d+) of them pipelined \(as many as (\d+) requests seen in one send)?.*; (\d+) timed`)
 
 // TestWatchRealPipelined: redis-benchmark -P 16 writes 16 GETs in one
 // send; the payload capture's parser finds them, and the connection is

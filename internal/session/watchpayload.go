@@ -105,62 +105,80 @@ func (p *watchParser) prune(live func(uint16) bool, before int64) {
 }
 
 // parseCounts is what the parsers said of the watch's connections,
-// taken at each connection's first reported exchange.
+// taken at each connection's first reported exchange. It keeps counts
+// and a few ports, so that it stays small under connection churn.
 type parseCounts struct {
-	byProto   map[loadgen.Proto][]uint16 // connections parsed, by protocol: their client ports
-	timed     []uint16                   // connections left to timing
-	gaveUp    int                        // of the parsed: gave up (HTTP chunked), timed since
-	pipelined int                        // of the parsed: found pipelined
-	mostInOne int                        // the most requests one send held
+	byProto   map[loadgen.Proto]*portCount // connections parsed, by protocol
+	timed     portCount                    // connections left to timing
+	gaveUp    int                          // of the parsed: gave up (HTTP chunked), timed since
+	pipelined int                          // of the parsed: found pipelined
+	mostInOne int                          // the most requests seen in one send
 }
 
-// classify counts connection c once, as parsed or timed.
-func (k *parseCounts) classify(port uint16, c *connParse) {
-	if c == nil || c.proto == "" {
-		k.timed = append(k.timed, port)
-		return
-	}
-	if k.byProto == nil {
-		k.byProto = map[loadgen.Proto][]uint16{}
-	}
-	k.byProto[c.proto] = append(k.byProto[c.proto], port)
-	if c.gaveUp {
-		k.gaveUp++
-	}
+// portCount is a count of connections and the first client ports.
+type portCount struct {
+	n     int
+	ports []uint16 // the first watchPortsShown
 }
 
 // watchPortsShown bounds the client ports a summary line names.
 const watchPortsShown = 6
 
-func portsText(ps []uint16) string {
-	s := make([]string, 0, min(len(ps), watchPortsShown)+1)
-	for i, p := range ps {
-		if i == watchPortsShown {
-			s = append(s, fmt.Sprintf("… %d more", len(ps)-i))
-			break
-		}
+func (pc *portCount) add(port uint16) {
+	pc.n++
+	if len(pc.ports) < watchPortsShown {
+		pc.ports = append(pc.ports, port)
+	}
+}
+
+func (pc *portCount) String() string {
+	s := make([]string, 0, len(pc.ports)+1)
+	for _, p := range pc.ports {
 		s = append(s, fmt.Sprint(p))
 	}
+	if pc.n > len(pc.ports) {
+		s = append(s, fmt.Sprintf("… %d more", pc.n-len(pc.ports)))
+	}
 	return strings.Join(s, ", ")
+}
+
+// classify counts connection c once, as parsed or timed.
+func (k *parseCounts) classify(port uint16, c *connParse) {
+	if c == nil || c.proto == "" {
+		k.timed.add(port)
+		return
+	}
+	if k.byProto == nil {
+		k.byProto = map[loadgen.Proto]*portCount{}
+	}
+	pc := k.byProto[c.proto]
+	if pc == nil {
+		pc = &portCount{}
+		k.byProto[c.proto] = pc
+	}
+	pc.add(port)
+	if c.gaveUp {
+		k.gaveUp++
+	}
 }
 
 // text is the summary's line on how the connections' boundaries were
 // found. why, if set, says why nothing was parsed.
 func (k *parseCounts) text(why string) string {
 	if why != "" {
-		return fmt.Sprintf("watch: %d connections timed (request boundaries by timing alone): %s", len(k.timed), why)
+		return fmt.Sprintf("watch: %d connections timed (request boundaries by timing alone): %s", k.timed.n, why)
 	}
-	var parsed []string
 	protos := make([]string, 0, len(k.byProto))
 	for p := range k.byProto {
 		protos = append(protos, string(p))
 	}
 	sort.Strings(protos)
+	var parsed []string
 	n := 0
 	for _, p := range protos {
-		ps := k.byProto[loadgen.Proto(p)]
-		n += len(ps)
-		parsed = append(parsed, fmt.Sprintf("%d %s (client ports %s)", len(ps), p, portsText(ps)))
+		pc := k.byProto[loadgen.Proto(p)]
+		n += pc.n
+		parsed = append(parsed, fmt.Sprintf("%d %s (client ports %s)", pc.n, p, pc))
 	}
 	s := fmt.Sprintf("watch: request boundaries of %d connections parsed from their payload", n)
 	if n > 0 {
@@ -172,9 +190,9 @@ func (k *parseCounts) text(why string) string {
 	if k.gaveUp > 0 {
 		s += fmt.Sprintf("; %d gave the parser up (a body without a length: chunked) and are timed from then on", k.gaveUp)
 	}
-	s += fmt.Sprintf("; %d timed (protocol not recognised, or first seen mid-request)", len(k.timed))
-	if len(k.timed) > 0 {
-		s += " (client ports " + portsText(k.timed) + ")"
+	s += fmt.Sprintf("; %d timed (protocol not recognised, or first seen mid-request)", k.timed.n)
+	if k.timed.n > 0 {
+		s += " (client ports " + k.timed.String() + ")"
 	}
 	return s
 }

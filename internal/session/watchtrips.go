@@ -201,6 +201,9 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 func (w *watchTrips) parsed(c *watchConn) {
 	port := uint16(c.info.LocalPort)
 	cp := w.parser.conn(port)
+	if cp != nil && c.sk != 0 && cp.sk != c.sk {
+		cp = nil // the parse of another connection on the port
+	}
 	if !c.counted {
 		c.counted = true
 		w.parsing.classify(port, cp)

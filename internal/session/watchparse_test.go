@@ -133,3 +133,55 @@ func FuzzConnParse(f *testing.F) {
 		}
 	})
 }
+
+// TestWatchTripsParsed: the timing of a pipelining client that writes
+// its requests in one send reads as ping-pong; the payload capture's
+// record of that send marks the connection pipelined, and nothing of it
+// is split. A connection whose captures hold one request each is split
+// as timing says, and counted as parsed; one with no capture as timed.
+func TestWatchTripsParsed(t *testing.T) {
+	const port, cport = 9000, 40000
+	ev := func(ts int64, k probe.Kind) probe.Event {
+		return probe.Event{TS: uint64(ts), Kind: k, Lport: cport, Rport: port, TID: 7, Ret: 4, SK: 0xabc}
+	}
+	evs := []probe.Event{
+		ev(100, probe.KindSendStart), ev(110, probe.KindSockSend), ev(200, probe.KindSockRecv),
+		ev(300, probe.KindSendStart), ev(310, probe.KindSockSend), ev(400, probe.KindSockRecv),
+		ev(500, probe.KindSendStart),
+	}
+	for _, tc := range []struct {
+		name   string
+		sends  []string // the captures of the sends at 100 and 300; nil: none
+		trips  int
+		piped  int
+		parsed int
+	}{
+		{"one request per send", []string{respGet, respGet}, 2, 0, 1},
+		{"sixteen per send", []string{strings.Repeat(respGet, 16), strings.Repeat(respGet, 16)}, 0, 1, 1},
+		{"no capture", nil, 2, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWatchTrips(port)
+			w.parser = newWatchParser(false)
+			for i := range evs {
+				w.event(&evs[i])
+			}
+			for i, s := range tc.sends {
+				data := []byte(s)
+				w.parser.capture(&probe.Payload{TS: int64(111 + 200*i), SK: 0xabc, Total: int64(len(data)), Lport: cport, Rport: port, Data: data[:min(len(data), probe.PayloadCap)]})
+			}
+			_, trips := w.advance(1000, false)
+			if len(trips) != tc.trips || w.pipelined != tc.piped {
+				t.Errorf("%d round trips, %d pipelined; want %d, %d", len(trips), w.pipelined, tc.trips, tc.piped)
+			}
+			n := 0
+			if pc := w.parsing.byProto[loadgen.Redis]; pc != nil {
+				n = pc.n
+			}
+			if n != tc.parsed || w.parsing.timed.n != 1-tc.parsed {
+				t.Errorf("%d parsed, %d timed; want %d, %d: %s", n, w.parsing.timed.n, tc.parsed, 1-tc.parsed, w.parsing.text(""))
+			}
+			t.Log(w.parsing.text(""))
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -259,6 +260,9 @@ func (c *PayloadCapture) Watch(tgid uint32) error {
 // and time, not one time order across CPUs), until Close. fn runs on
 // Run's goroutine and must copy what it keeps of Data.
 func (c *PayloadCapture) Run(fn func(*Payload)) error {
+	// Once Run has returned no record will be handed on: a consumer that
+	// waits for the watermark must not wait for ever.
+	defer c.watermark.Store(math.MaxInt64)
 	var rec ringbuf.Record
 	var p Payload
 	for {
@@ -286,7 +290,8 @@ func (c *PayloadCapture) Run(fn func(*Payload)) error {
 }
 
 // Watermark is a time before which every record has been handed to Run's
-// callback (0 before the first poll). A record is stamped at its
+// callback (0 before the first poll; the greatest time once Run has
+// returned). A record is stamped at its
 // syscall's exit, just before the ring commits it.
 func (c *PayloadCapture) Watermark() int64 { return c.watermark.Load() }
 

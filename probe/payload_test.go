@@ -3,9 +3,9 @@ package probe
 import (
 	"bytes"
 	"fmt"
-	"strings"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"

@@ -34,5 +34,7 @@
 // and their candidate hooks), load.go (Open: load and attach), track.go
 // (whom to follow), read.go and rings.go (reading the records), event.go
 // (their layout, from the type bpf2go generates), stats.go (drops, cost,
-// Close) and neighbours.go (other programs on the same hooks).
+// Close), neighbours.go (other programs on the same hooks) and payload.go
+// (PayloadCapture: the first bytes of socket data syscalls, a separate
+// object that only a watch loads, for its protocol parsers).
 package probe

@@ -23,7 +23,10 @@ its reply, the reply being complete when the client sends again, closes,
 or stays silent for %v. It is split as 'run' splits its own round
 trips (same components, same sum check, same outputs). A connection with
 a second request sent before the reply to the first (pipelining) is named
-and not split.
+and not split. The first bytes of each connection's first sends are read
+and parsed (RESP, HTTP/1.x, memcached's text protocol): a send that holds
+several requests (redis-benchmark -P) is pipelining too. The summary says
+which connections were parsed and which were left to timing.
 
 Without --client-pid only the server's side is watched: a round trip is
 the server's response time on its socket, from the data ready of a

@@ -149,6 +149,12 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	for _, n := range ps.Notices() {
 		cb.note(n)
 	}
+	local, pl, parseWhy := withPayload(ps, t.port, wc.ClientPIDs, t.serverPIDs, trips)
+	if pl != nil {
+		cb.note(pl.hooks)
+	} else {
+		cb.note("warning: " + parseWhy + ": request boundaries by timing alone")
+	}
 	p.cost = newServerCost(t.serverPIDs, -1)
 	var beyond *beyondBounds // which bounds beyond_host took, for the summary
 	if t.remotes != nil {
@@ -161,10 +167,10 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 			}
 		}
 	}
-	var src EventSource = ps
+	src := local
 	if p.remote != nil {
-		if src, err = p.attachWatchAgent(ctx, ps); err != nil {
-			ps.Close()
+		if src, err = p.attachWatchAgent(ctx, local); err != nil {
+			local.Close()
 			return nil, err
 		}
 	}
@@ -184,7 +190,7 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	// are handed over as this host's probe delivers them (its
 	// watermark), before the agent's events for them arrive, as a run's
 	// load hands its round trips over; the join waits for both.
-	w := &watchLoad{src: ps, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, metrics: m, refresh: wc.Refresh, forget: p.join.stream.Forget}
+	w := &watchLoad{src: local, payload: pl, parseWhy: parseWhy, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, metrics: m, refresh: wc.Refresh, forget: p.join.stream.Forget}
 	if w.refresh <= 0 {
 		w.refresh = watchRefresh
 	}
@@ -237,9 +243,11 @@ type watchLoad struct {
 	pids     []int // watched processes: the first to exit ends the watch
 	note     func(string)
 	conns    int
-	ended    string        // why the watch ended
-	what     string        // what a round trip is, for the summary
-	metrics  *watchMetrics // the terminal's summaries, and with --listen the Prometheus metrics
+	ended    string         // why the watch ended
+	what     string         // what a round trip is, for the summary
+	metrics  *watchMetrics  // the terminal's summaries, and with --listen the Prometheus metrics
+	payload  *payloadSource // nil without the payload capture (parseWhy says why)
+	parseWhy string
 	cpu      time.Duration // this process's CPU time over the watch
 	wall     time.Duration
 	refresh  time.Duration // how often the terminal gets a summary
@@ -344,14 +352,16 @@ func (w *watchLoad) parts(p *report.Parts) {
 		cost := fmt.Sprintf("watch cost: volleyscope used %.2f%% of one CPU (%v of CPU over %v: ring reader, join, outputs)", 100*w.cpu.Seconds()/w.wall.Seconds(), w.cpu.Round(time.Millisecond), w.wall.Round(time.Millisecond))
 		if pp := p.Probe; pp != nil && pp.WarmupTrips > 0 && pp.WarmupRuns > 0 {
 			cost += fmt.Sprintf("; the probe's programs %v of CPU per round trip, machine-wide (measured over the first %d round trips)", time.Duration(pp.WarmupBPFNs/uint64(pp.WarmupTrips)), pp.WarmupTrips)
+			cost += w.payload.payloadCost(pp.WarmupTrips)
 		}
 		if rps := p.Load.ThroughputRPS; rps > 0 {
 			cost += fmt.Sprintf(", at %.0f round trips/s", rps)
 		}
 		p.Warnings = append(p.Warnings, cost)
 	}
+	p.Warnings = append(p.Warnings, tr.parsing.text(w.parseWhy))
 	if tr.pipelined > 0 {
-		p.Warnings = append(p.Warnings, fmt.Sprintf("watch: %d of %d connections were pipelined (a second request sent before the reply to the first): their %d exchanges (several requests each, as timing sees them) are not split", tr.pipelined, tr.connsSeen, tr.pipeTrips))
+		p.Warnings = append(p.Warnings, fmt.Sprintf("watch: %d of %d connections were pipelined (a second request sent before the reply to the first, as timing saw it, or several requests in one send, as the parser read it): their %d exchanges (several requests each, as timing sees them) are not split", tr.pipelined, tr.connsSeen, tr.pipeTrips))
 	}
 	if tr.inFlightEnd > 0 {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("watch: %d requests were in flight when the watch ended and are not counted", tr.inFlightEnd))

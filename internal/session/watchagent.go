@@ -174,9 +174,10 @@ func (p *pipeline) dialWatchAgent(ctx context.Context, wc WatchConfig, t *watchT
 }
 
 // attachWatchAgent starts the agent's probe on the watched server and
-// joins it with this host's (ps, on the clients) as run --agent does
+// joins it with this host's (local: the probe on the clients, with the
+// payload capture where it loaded) as run --agent does
 // (attachRemote). A lost agent ends the watch through abort.
-func (p *pipeline) attachWatchAgent(ctx context.Context, ps *probeSource) (EventSource, error) {
+func (p *pipeline) attachWatchAgent(ctx context.Context, local EventSource) (EventSource, error) {
 	r := p.remote
 	var err error
 	r.stream, err = r.client.Events(context.WithoutCancel(ctx), agent.EventsRequest{Server: r.server.Name, Watch: true, Syscalls: p.cfg.Syscalls, ProbeMode: p.cfg.ProbeMode})
@@ -190,7 +191,7 @@ func (p *pipeline) attachWatchAgent(ctx context.Context, ps *probeSource) (Event
 		p.cb.note(n)
 	}
 	r.source = newAgentSource("agent "+r.addr, r.stream, r.client)
-	r.hosts = newTwoHosts(ps, r.source, r.server.Port)
+	r.hosts = newTwoHosts(local, r.source, r.server.Port)
 	r.hosts.lost = func(err error) {
 		r.lost.Store(fmt.Errorf("%w; the watch stopped there (what was measured before is kept)", err))
 		p.abort(err)

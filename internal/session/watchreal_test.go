@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -158,6 +159,13 @@ func startRealServer(t *testing.T, name, dir string) int {
 // client's output.
 func watchClient(t *testing.T, port int, dir string, syscalls bool, argv ...string) (*report.Results, string) {
 	t.Helper()
+	return watchProgram(t, port, dir, syscalls, false, argv...)
+}
+
+// watchProgram is watchClient, or with serverOnly the server's side
+// alone (the client runs, unfollowed).
+func watchProgram(t *testing.T, port int, dir string, syscalls, serverOnly bool, argv ...string) (*report.Results, string) {
+	t.Helper()
 	// The client starts once the watch is attached: a shell that sleeps,
 	// then execs it in the same process (the pid the watch follows), so
 	// that its own report and the watch cover the same conditions.
@@ -172,7 +180,24 @@ func watchClient(t *testing.T, port int, dir string, syscalls bool, argv ...stri
 	t.Cleanup(func() { cmd.Process.Kill(); <-done; done <- nil })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{cmd.Process.Pid}, Syscalls: syscalls, Out: filepath.Join(dir, "watch")}, Callbacks{})
+	wc := WatchConfig{ServerPort: port, ClientPIDs: []int{cmd.Process.Pid}, Syscalls: syscalls, Out: filepath.Join(dir, "watch")}
+	watchCtx := ctx
+	if serverOnly {
+		// The client's exit ends the watch as a watched process's would.
+		wc.ClientPIDs = nil
+		var stop context.CancelFunc
+		watchCtx, stop = context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			select {
+			case err := <-done:
+				done <- err
+				stop()
+			case <-watchCtx.Done():
+			}
+		}()
+	}
+	res, err := Watch(watchCtx, wc, Callbacks{})
 	if res == nil {
 		t.Fatalf("watch: %v", err)
 	}
@@ -247,4 +272,81 @@ func geoMean(t *testing.T, path string) float64 {
 		t.Fatalf("%s: no round trips", path)
 	}
 	return math.Exp(sum / float64(n))
+}
+
+// parseLine is the summary's line on parsed and timed connections.
+var parseLine = regexp.MustCompile(`request boundaries of (\d+) connections parsed[^;]*(; (\d+) of them pipelined \(as many as (\d+) requests seen in one send)?.*; (\d+) timed`)
+
+// TestWatchRealPipelined: redis-benchmark -P 16 writes 16 GETs in one
+// send; the payload capture's parser finds them, and the connection is
+// reported as pipelined and none of its exchanges split (only
+// redis-benchmark's own CONFIG GET before its test, on a connection of
+// its own, is). Without -P, the same client is parsed as RESP and split.
+// Both from the client's side and from the server's alone.
+func TestWatchRealPipelined(t *testing.T) {
+	requireRoot(t)
+	bin, err := exec.LookPath("redis-benchmark")
+	if err != nil {
+		t.Skip("redis-benchmark not installed (apt-get install redis-tools; .ci/run installs it)")
+	}
+	const n = 200_000
+	for _, tc := range []struct {
+		name       string
+		pipeline   int
+		serverOnly bool
+	}{
+		{"P16-client", 16, false},
+		{"P16-server", 16, true},
+		{"c1-client", 1, false},
+		{"c1-server", 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			port := startRealServer(t, "redis-server", dir)
+			args := []string{bin, "-p", strconv.Itoa(port), "-c", "1", "-n", strconv.Itoa(n), "-t", "get", "-P", strconv.Itoa(tc.pipeline)}
+			res, _ := watchProgram(t, port, dir, false, tc.serverOnly, args...)
+			var line string
+			for _, w := range res.Warnings {
+				if strings.HasPrefix(w, "watch: request boundaries") || strings.HasPrefix(w, "watch:") && strings.Contains(w, "timed") {
+					line = w
+				}
+			}
+			t.Logf("%s", line)
+			m := parseLine.FindStringSubmatch(line)
+			if m == nil {
+				t.Fatalf("no parse line in the warnings: %q", res.Warnings)
+			}
+			parsed, _ := strconv.Atoi(m[1])
+			pipelined, _ := strconv.Atoi(m[3])
+			most, _ := strconv.Atoi(m[4])
+			timed, _ := strconv.Atoi(m[5])
+			if parsed < 1 || !strings.Contains(line, "redis") || timed != 0 {
+				t.Errorf("%d parsed, %d timed: want redis parsed and none timed", parsed, timed)
+			}
+			bc := res.BreakdownCheck
+			var trips int
+			if bc != nil {
+				trips = bc.Joined + bc.Unjoined
+			}
+			if tc.pipeline > 1 {
+				// Each exchange of the pipelined connection, had it been
+				// split, would be one of n/16 round trips.
+				// redis-benchmark's CONFIG GETs, two in one send on a
+				// connection of their own, are pipelined too.
+				if pipelined < 1 || most < 8 {
+					t.Errorf("%d connections pipelined, up to %d requests in a send: want ≥ 1, ≥ 8", pipelined, most)
+				}
+				if trips > 2 {
+					t.Errorf("%d round trips split: want none of the pipelined connection's (at most the CONFIG GET)", trips)
+				}
+				return
+			}
+			if pipelined > 1 {
+				t.Errorf("%d connections pipelined: want at most the CONFIG GETs'", pipelined)
+			}
+			if bc == nil || float64(bc.Joined) < 0.99*n {
+				t.Errorf("round trips split: %+v, want ≥ 99%% of %d", bc, n)
+			}
+		})
+	}
 }

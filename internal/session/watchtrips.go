@@ -52,6 +52,10 @@ type watchTrips struct {
 	// clients are the watched client processes: a connection is
 	// followed from a request that one of them sent (nil: any process's).
 	clients []uint32
+	// parser, if set, is the payload capture's parse of each connection:
+	// one it finds pipelined is not split, whatever timing says.
+	parser  *watchParser
+	parsing parseCounts
 
 	mu    sync.Mutex
 	in    []probe.Event // from the reader, not yet taken
@@ -85,6 +89,7 @@ type watchConn struct {
 	lastRecv  int64 // the reply's last receive so far; 0: no reply yet
 	pipelined bool
 	sk        uint64 // the socket (its kernel address); 0: not yet seen
+	counted   bool   // classified in parsing (at its first exchange)
 }
 
 func newWatchTrips(port uint16) *watchTrips {
@@ -176,7 +181,9 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 	if !final {
 		n, _ = slices.BinarySearchFunc(w.buf, watermark, func(e probe.Event, t int64) int { return cmp.Compare(int64(e.TS), t) })
 	}
+	w.parser.take()
 	emit := func(c *watchConn) {
+		w.parsed(c)
 		end := c.lastRecv
 		if w.serverSide {
 			end = c.lastSend
@@ -208,8 +215,30 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 			w.inFlightEnd++
 		}
 	}
+	w.parser.prune(func(port uint16) bool { return w.conns[port] != nil }, watermark-WatchIdle.Nanoseconds())
 	slices.SortFunc(trips, func(a, b tripOut) int { return cmp.Compare(a.r.T1, b.r.T1) })
 	return fresh, trips
+}
+
+// parsed applies the parser's word on connection c before an exchange
+// of it is reported: c is counted as parsed or timed at its first, and a
+// connection the parser found pipelined is not split.
+func (w *watchTrips) parsed(c *watchConn) {
+	port := uint16(c.info.LocalPort)
+	cp := w.parser.conn(port)
+	if cp != nil && c.sk != 0 && cp.sk != c.sk {
+		cp = nil // the parse of another connection on the port
+	}
+	if !c.counted {
+		c.counted = true
+		w.parsing.classify(port, cp)
+	}
+	if cp != nil && cp.pipelined && !c.pipelined {
+		c.pipelined = true
+		w.pipelined++
+		w.parsing.pipelined++
+		w.parsing.mostInOne = max(w.parsing.mostInOne, cp.mostInOne)
+	}
 }
 
 // traffic reads e as the watch reads a connection's traffic: closed for

@@ -149,8 +149,15 @@ func WriteText(w io.Writer, r *report.Results) error {
 		}
 	}
 	if p := r.Probe; p != nil {
-		fmt.Fprintf(w, "probe cost: %.1f records per round trip; during the warm-up its programs ran %.1f times per round trip machine-wide (other processes' events included) at %.0f ns: %s of CPU per round trip; %d events lost\n",
-			p.EventsPerRTT, p.ProgramRunsPerRTT, p.BPFNsPerEvent, report.Dur(p.OverheadNsPerRT), r.LostEvents)
+		if p.ProgramRunsPerRTT > 0 {
+			fmt.Fprintf(w, "probe cost: %.1f records per round trip; during the warm-up its programs ran %.1f times per round trip machine-wide (other processes' events included) at %.0f ns: %s of CPU per round trip; %d events lost\n",
+				p.EventsPerRTT, p.ProgramRunsPerRTT, p.BPFNsPerEvent, report.Dur(p.OverheadNsPerRT), r.LostEvents)
+		} else {
+			// The programs' cost is measured over the warm-up's round
+			// trips; a watch whose client was still silent then has none.
+			fmt.Fprintf(w, "probe cost: %.1f records per round trip; its programs' CPU per round trip was not measured (no round trip in the warm-up); %d events lost\n",
+				p.EventsPerRTT, r.LostEvents)
+		}
 		if sm := p.Sample; sm != nil {
 			fmt.Fprintf(w, "probe followed %d of %d connections (one in %d, by client port), to keep the observer off the clients' CPU: the breakdown is of their round trips; latency and throughput are of all\n",
 				sm.Followed, sm.Connections, sm.OneIn)

@@ -71,3 +71,17 @@ func TestHoldersUntaken(t *testing.T) {
 		t.Errorf("holders filling the wait: %q, want no time said to be held by no task", b.String())
 	}
 }
+
+// TestProbeCostUnmeasured: a run whose warm-up had no round trip (a
+// watch of a client still silent then) says its programs' cost was not
+// measured, rather than 0 ns.
+func TestProbeCostUnmeasured(t *testing.T) {
+	var b bytes.Buffer
+	r := &report.Results{Probe: &report.ProbeInfo{EventsPerRTT: 10}}
+	if err := WriteText(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "not measured (no round trip in the warm-up)") || strings.Contains(b.String(), "0 ns of CPU per round trip") {
+		t.Errorf("probe cost with no warm-up round trips: %q", b.String())
+	}
+}

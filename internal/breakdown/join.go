@@ -301,13 +301,25 @@ func (ix *index) trim(bound int64) {
 	trimAll(ix.wakes, bound, evTS)
 	trimAll(ix.readyC, bound, self)
 	trimAll(ix.irq, bound, irqTo)
-	for _, s := range ix.sw {
+	for tid, s := range ix.sw {
 		l := s.live()
 		if i := sort.Search(len(l), func(i int) bool { return l[i].ts >= bound }); i > 1 {
 			s.off += i - 1
 		}
+		// A thread last seen switched out long ago is let go: the switch
+		// records name every thread that ran beside a followed one, and a
+		// machine starts and ends threads for as long as a watch runs.
+		// Its next switch in says it was off CPU before.
+		if l := s.live(); len(l) == 1 && !l[0].in && l[0].ts < bound-forgetSwitchedOut {
+			delete(ix.sw, tid)
+		}
 	}
 }
+
+// forgetSwitchedOut is how long a thread's last switch out is kept
+// behind the trim bound; a thread waiting that long for a CPU loses the
+// start of its wait.
+const forgetSwitchedOut = 10_000_000_000 // 10 s
 
 // trimAll drops every value of m stamped before bound (each slice is in
 // time order, by at).

@@ -240,3 +240,23 @@ func TestStreamForget(t *testing.T) {
 		t.Errorf("connections held %v, %d to let go: want none once the round trip was joined", s.conns, len(s.gone))
 	}
 }
+
+// TestIndexForgetsSwitchedOut: the index lets go of a thread last seen
+// switched out long before the trim bound (threads come and go on a
+// machine a watch runs on for hours), and keeps one still on its CPU.
+func TestIndexForgetsSwitchedOut(t *testing.T) {
+	ix := newIndex()
+	// Thread 5 switched out for 6 at 1 s; 6 is still on its CPU.
+	ix.add([]probe.Event{{TS: 1_000_000_000, Kind: probe.KindSwitch, Arg0: 5, Arg1: 6, Ret: 1}})
+	ix.trim(5_000_000_000)
+	if ix.sw[5] == nil || ix.sw[6] == nil {
+		t.Fatalf("threads let go %v s after their last switch: %v", 4, ix.sw)
+	}
+	ix.trim(1_000_000_000 + forgetSwitchedOut + 1)
+	if ix.sw[5] != nil {
+		t.Errorf("thread 5, switched out %v before the bound, still held", forgetSwitchedOut)
+	}
+	if ix.sw[6] == nil {
+		t.Errorf("thread 6, on its CPU since its last switch, let go")
+	}
+}

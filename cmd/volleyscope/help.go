@@ -56,6 +56,13 @@ func parseArgs(fs *pflag.FlagSet, args []string, nargs int, want string) (help b
 	return false, nil
 }
 
+// watchExitText is exitText for watch, for which Ctrl-C is how a watch
+// without --duration ends, not an interruption.
+const watchExitText = `
+exit status: 0 done (its duration, Ctrl-C, or a watched process's exit);
+1 error (what was measured is still printed and written); 2 bad command
+line; 3 the probe lost events (results written, breakdown incomplete).`
+
 // exitText is the exit-status paragraph of the commands that measure.
 const exitText = `
 exit status: 0 done; 1 error (what was measured is still printed and

@@ -58,16 +58,17 @@ With --listen ADDR the watch runs as a monitor: it serves Prometheus
 metrics at http://ADDR/metrics (per-component latency histograms
 volleyscope_watch_component_seconds, the round trips' latency
 volleyscope_watch_latency_seconds, counters of requests, unjoined requests
-and lost events, labelled by side and port). It binds ADDR alone and admits only scrapers that present
-the bearer token in --listen-token-file (required); a Prometheus scrape
-config gives it with authorization: {credentials_file: FILE}.
+and lost events, labelled by side and port). It binds ADDR alone and
+admits only scrapers that present the bearer token in --listen-token-file
+(required); a Prometheus scrape config gives it with authorization:
+{credentials_file: FILE}.
 
 Every --refresh it prints a line on the round trips since the last (rate,
 p50, p99, the share split, the largest component). It watches until
 --duration passes, Ctrl-C, or a watched process exits (each a normal end,
-exit status 0), then prints and writes (--out) what it
-measured. Needs root or CAP_BPF+CAP_PERFMON; the processes must be in
-this network namespace. Nothing stays attached after it exits.
+exit status 0), then prints and writes (--out) what it measured. Needs
+root or CAP_BPF+CAP_PERFMON; the processes must be in this network
+namespace. Nothing stays attached after it exits.
 
 examples:
   volleyscope watch --server-port 6379 --client-pid $(pgrep -n redis-benchma) --duration 10s
@@ -76,7 +77,7 @@ examples:
   volleyscope watch --client-pid $(pgrep -n myservice) --server-port 5432     the client's side alone
   volleyscope watch --server-port 6379 --listen 127.0.0.1:9464 --listen-token-file /etc/volleyscope/token
   volleyscope watch --client-pid $(pgrep -n redis-benchma) --agent 10.0.0.2:7470 --token-file tok --duration 10s
-`, session.WatchIdle) + exitText
+`, session.WatchIdle) + watchExitText
 
 func cmdWatch(ctx context.Context, args []string) error {
 	fs := newFlagSet("watch", watchHelp)

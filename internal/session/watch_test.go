@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
 )
@@ -181,7 +182,7 @@ func TestWatchKnownClient(t *testing.T) {
 		t.Errorf("joined %.4f (want ≥ 0.99), sum within tolerance %.4f (want ≥ 0.99); unjoined %v", rate, bc.SumWithinTolerance, bc.UnjoinedReasons)
 	}
 
-	checkAgainstOwn(t, filepath.Join(dir, "bench", "requests.csv"), filepath.Join(dir, "watch", "requests.csv"))
+	checkAgainstOwn(t, filepath.Join(dir, "bench", "requests.csv"), filepath.Join(dir, "watch", "requests.csv"), res)
 }
 
 // checkAgainstOwn sets a watch's round trips (its requests.csv) beside
@@ -189,8 +190,21 @@ func TestWatchKnownClient(t *testing.T) {
 // watched latency is within 2 µs of the client's for ≥ 99% of the round
 // trips the watch saw, and the watch saw ≥ 99% of the client's round
 // trips within its span.
-func checkAgainstOwn(t *testing.T, ownCSV, watchedCSV string) {
+//
+// Other tracers' BPF programs on our hooks (another probed run beside
+// the tests; the watch names them in its warnings) run inside the
+// stretch between the client's clock reads and the socket events the
+// watch sees: then a watched latency is held to 5 µs of the client's
+// instead of 2, and the neighbours are named.
+func checkAgainstOwn(t *testing.T, ownCSV, watchedCSV string, res *report.Results) {
 	t.Helper()
+	within := int64(2000)
+	for _, w := range res.Warnings {
+		if strings.HasPrefix(w, "other BPF programs run on") {
+			within = 5000
+			t.Logf("held to 5 µs, not 2: %s", w)
+		}
+	}
 	own := readTrips(t, ownCSV)
 	watched := readTrips(t, watchedCSV)
 	if len(watched) < 1000 {
@@ -208,7 +222,7 @@ func checkAgainstOwn(t *testing.T, ownCSV, watchedCSV string) {
 		matched++
 		d := (own[i].t1 - own[i].t0) - (w.t1 - w.t0)
 		diffs = append(diffs, d)
-		if d >= -2000 && d <= 2000 {
+		if d >= -within && d <= within {
 			close++
 		}
 	}
@@ -221,13 +235,13 @@ func checkAgainstOwn(t *testing.T, ownCSV, watchedCSV string) {
 	}
 	slices.Sort(diffs)
 	q := func(p float64) int64 { return diffs[int(p*float64(len(diffs)-1))] }
-	t.Logf("watched %d round trips, %d inside one of the client's own (of %d in the watch's span); own − watched latency: p1 %d ns, p50 %d ns, p99 %d ns; within 2 µs: %.4f",
-		len(watched), matched, inSpan, q(0.01), q(0.5), q(0.99), float64(close)/float64(matched))
+	t.Logf("watched %d round trips, %d inside one of the client's own (of %d in the watch's span); own − watched latency: p1 %d ns, p50 %d ns, p99 %d ns; within %d ns: %.4f",
+		len(watched), matched, inSpan, q(0.01), q(0.5), q(0.99), within, float64(close)/float64(matched))
 	if float64(matched) < 0.99*float64(inSpan) {
 		t.Errorf("matched %d watched round trips to the client's own, of %d in the span: want ≥ 99%%", matched, inSpan)
 	}
 	if float64(close) < 0.99*float64(matched) {
-		t.Errorf("%d of %d watched latencies within 2 µs of the client's own, want ≥ 99%%", close, matched)
+		t.Errorf("%d of %d watched latencies within %d ns of the client's own, want ≥ 99%%", close, matched, within)
 	}
 }
 

@@ -77,7 +77,7 @@ func TestWatchTwoHosts(t *testing.T) {
 			t.Errorf("%s: mean %.0f ns, want > 0 (the agent's events did not reach the split)", c, server[c])
 		}
 	}
-	checkAgainstOwn(t, filepath.Join(dir, "bench", "requests.csv"), filepath.Join(dir, "watch", "requests.csv"))
+	checkAgainstOwn(t, filepath.Join(dir, "bench", "requests.csv"), filepath.Join(dir, "watch", "requests.csv"), res)
 }
 
 // farServer starts the threads server, in a process of our own (not

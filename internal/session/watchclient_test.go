@@ -127,7 +127,7 @@ func TestWatchClientSide(t *testing.T) {
 
 // watchClientRound runs a ping-pong client in this process (a goroutine
 // on a thread of its own) against the server at addr and watches it alone
-// for 1.5 s, the port found from its connections or named, and checks
+// for 3 s, the port found from its connections or named, and checks
 // what every round must show. The client is ours rather than a bench
 // process: a bench takes the CPU lock, and another run holding it for
 // minutes would stall the round.
@@ -164,7 +164,7 @@ func watchClientRound(t *testing.T, addr string, port int, named bool, skip []st
 		}
 		done <- nil
 	}()
-	wc := WatchConfig{ClientPIDs: []int{os.Getpid()}, Duration: 1500 * time.Millisecond, skip: skip}
+	wc := WatchConfig{ClientPIDs: []int{os.Getpid()}, Duration: 3 * time.Second, skip: skip}
 	if conns, _ := serverproc.Connections(os.Getpid()); !named && !onePort(conns, port) {
 		// The port is found from this process's connections only when
 		// they all go to it (TestWatchClientAloneBadInput has the rest).
@@ -191,7 +191,7 @@ func watchClientRound(t *testing.T, addr string, port int, named bool, skip []st
 	}
 	bc := res.BreakdownCheck
 	if bc == nil || bc.Joined < 100 {
-		t.Fatalf("joined %+v, want ≥ 100 round trips", bc)
+		t.Fatalf("joined %+v, want ≥ 100 round trips; the watch's notes: %q; warnings: %q", bc, notes, res.Warnings)
 	}
 	split := float64(bc.Joined) / float64(bc.Joined+bc.Unjoined)
 	if split < 0.99 || bc.SumWithinTolerance < 0.99 {

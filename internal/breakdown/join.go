@@ -306,19 +306,22 @@ func (ix *index) trim(bound int64) {
 		if i := sort.Search(len(l), func(i int) bool { return l[i].ts >= bound }); i > 1 {
 			s.off += i - 1
 		}
-		// A thread last seen switched out long ago is let go: the switch
-		// records name every thread that ran beside a followed one, and a
-		// machine starts and ends threads for as long as a watch runs.
-		// Its next switch in says it was off CPU before.
-		if l := s.live(); len(l) == 1 && !l[0].in && l[0].ts < bound-forgetSwitchedOut {
+		// A thread with no switch for long is let go: the switch records
+		// name every thread that ran beside a followed one (whose own
+		// later switches, beside no followed thread, are never seen), and
+		// a machine starts and ends threads for as long as a watch runs.
+		// A followed thread that ran or slept that long without a switch
+		// reads as one with no switch history, which no wait is charged
+		// from; its next switch starts a new one.
+		if l := s.live(); len(l) == 1 && l[0].ts < bound-forgetSwitchedOut {
 			delete(ix.sw, tid)
 		}
 	}
 }
 
-// forgetSwitchedOut is how long a thread's last switch out is kept
-// behind the trim bound; a thread waiting that long for a CPU loses the
-// start of its wait.
+// forgetSwitchedOut is how long a thread's last switch is kept behind
+// the trim bound; a thread waiting that long for a CPU loses the start of
+// its wait.
 const forgetSwitchedOut = 10_000_000_000 // 10 s
 
 // trimAll drops every value of m stamped before bound (each slice is in

@@ -241,22 +241,24 @@ func TestStreamForget(t *testing.T) {
 	}
 }
 
-// TestIndexForgetsSwitchedOut: the index lets go of a thread last seen
-// switched out long before the trim bound (threads come and go on a
-// machine a watch runs on for hours), and keeps one still on its CPU.
+// TestIndexForgetsSwitchedOut: the index lets go of a thread with no
+// switch for long before the trim bound (threads come and go on a
+// machine a watch runs on for hours, and a thread switched in beside a
+// followed one is never seen switching out), and keeps a recent one.
 func TestIndexForgetsSwitchedOut(t *testing.T) {
 	ix := newIndex()
-	// Thread 5 switched out for 6 at 1 s; 6 is still on its CPU.
+	// Thread 5 switched out for 6 at 1 s; 7 out for 8 at 9 s.
 	ix.add([]probe.Event{{TS: 1_000_000_000, Kind: probe.KindSwitch, Arg0: 5, Arg1: 6, Ret: 1}})
+	ix.add([]probe.Event{{TS: 9_000_000_000, Kind: probe.KindSwitch, Arg0: 7, Arg1: 8, Ret: 1}})
 	ix.trim(5_000_000_000)
 	if ix.sw[5] == nil || ix.sw[6] == nil {
-		t.Fatalf("threads let go %v s after their last switch: %v", 4, ix.sw)
+		t.Fatalf("threads let go 4 s after their last switch: %v", ix.sw)
 	}
 	ix.trim(1_000_000_000 + forgetSwitchedOut + 1)
-	if ix.sw[5] != nil {
-		t.Errorf("thread 5, switched out %v before the bound, still held", forgetSwitchedOut)
+	if ix.sw[5] != nil || ix.sw[6] != nil {
+		t.Errorf("threads 5 and 6, last switched %v before the bound, still held", forgetSwitchedOut)
 	}
-	if ix.sw[6] == nil {
-		t.Errorf("thread 6, on its CPU since its last switch, let go")
+	if ix.sw[7] == nil || ix.sw[8] == nil {
+		t.Errorf("threads 7 and 8, switched 2 s before the bound, let go")
 	}
 }

@@ -249,8 +249,17 @@ func TestWatchRealPrograms(t *testing.T) {
 			if split < 0.99 || bc.SumWithinTolerance < 0.99 {
 				t.Errorf("split %.4f, sum check %.4f: want ≥ 0.99 each; unjoined %v", split, bc.SumWithinTolerance, bc.UnjoinedReasons)
 			}
-			if d := math.Abs(watched - own); d > max(0.05*own, resol) {
-				t.Errorf("watched %s %.2f µs, the client's own %.2f µs: want within 5%% (or %.0f ns, its resolution)", stat, watched/1e3, own/1e3, resol)
+			// Other tracers' programs on our hooks (another probed run
+			// beside the tests, named in the watch's warnings) slow the
+			// client's work outside the watched stretch too: then twice
+			// the bound, and they are named.
+			frac, floor := 0.05, resol
+			for _, w := range res2warnings(res) {
+				frac, floor = 0.10, 2*resol
+				t.Logf("held to 10%% or %.0f ns, not 5%% or %.0f: %s", floor, resol, w)
+			}
+			if d := math.Abs(watched - own); d > max(frac*own, floor) {
+				t.Errorf("watched %s %.2f µs, the client's own %.2f µs: want within %.0f%% (or %.0f ns)", stat, watched/1e3, own/1e3, 100*frac, floor)
 			}
 		})
 	}

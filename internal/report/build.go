@@ -40,7 +40,7 @@ type Parts struct {
 	// TraceSampling is a time-sampled watch's windows; nil otherwise.
 	TraceSampling *TraceSampling
 	Errors        []string // what went wrong, in order
-	Warnings []string // checks made elsewhere (e.g. other tracers on our hooks)
+	Warnings      []string // checks made elsewhere (e.g. other tracers on our hooks)
 }
 
 // ProbeParts is what the probe says of itself after a run.

@@ -57,7 +57,7 @@ type Results struct {
 	// probe recorded in windows, and every count and rate above is of
 	// the round trips wholly inside them.
 	TraceSampling *TraceSampling `json:"trace_sampling,omitempty"`
-	Errors   []string  `json:"errors"`
+	Errors        []string       `json:"errors"`
 	// Warnings are the run's own checks that failed (validity, client
 	// saturation, other tracers on our hooks, a large MSER-5 cut): the
 	// numbers stand, but read them with the warning in mind.

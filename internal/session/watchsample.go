@@ -128,6 +128,7 @@ type traceSampler struct {
 	from     int64 // the measured window's start (the watch's warm-up end)
 	tracedNs int64 // "on" time of closed windows after from
 	windows  int
+	clock    func() int64 // CLOCK_MONOTONIC ns: the probe's clock
 }
 
 // newTraceSampler starts sampling at start (tracing is on: the probe is
@@ -138,7 +139,7 @@ func newTraceSampler(share float64, start, from int64, set func(bool) error, tri
 	if share >= 1 {
 		return nil
 	}
-	s := &traceSampler{share: share, set: set, trips: trips, on: true, since: start, from: from, windows: 1,
+	s := &traceSampler{share: share, set: set, trips: trips, on: true, since: start, from: from, windows: 1, clock: monotonicNow,
 		off: time.Duration(float64(traceOn) * (1 - share) / share)}
 	trips.windows.open(start)
 	return s
@@ -153,12 +154,12 @@ func (s *traceSampler) tick(now int64) error {
 		if err := s.set(false); err != nil {
 			return err
 		}
-		off := monotonicNow()
+		off := s.clock()
 		s.trips.windows.close(off)
 		s.tracedNs += s.after(s.since, off)
 		s.on, s.since = false, off
 	} else if !s.on && now-s.since >= s.off.Nanoseconds() {
-		on := monotonicNow()
+		on := s.clock()
 		if err := s.set(true); err != nil {
 			return err
 		}
@@ -204,6 +205,8 @@ func describeSampling(r *report.TraceSampling) string {
 		r.Share, secs(r.OnSeconds), secs(r.OnSeconds+r.OffSeconds), r.Windows, 100*r.TracedShare, secs(r.MarginSeconds), r.EdgeDropped, r.ScaledThroughputRPS)
 }
 
-func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)).Round(time.Millisecond) }
+func secs(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(time.Millisecond)
+}
 
 var errSampledAgent = errors.New("an agent's probe is not switched: give --trace-share 1 (the default) with --agent")

@@ -1,11 +1,14 @@
 package session
 
 import (
+	"context"
+	"errors"
 	"math"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
 )
@@ -117,5 +120,52 @@ func TestTraceSampler(t *testing.T) {
 	// traced is near a quarter, not exactly.
 	if sh := s.tracedShare(now); sh < 0.2 || sh > 0.4 {
 		t.Errorf("traced share %v, want about 0.25", sh)
+	}
+}
+
+// TestWatchSampled: a watch with --trace-share 0.25 on our bench client
+// against the threads server splits ≥ 99% of the round trips it hands
+// over, with the sum check, and its probe writes about a quarter of the
+// records per second that an unsampled watch of the same traffic writes
+// (relative, from the same test, loosely: the switches fall on the
+// watch's ticks).
+func TestWatchSampled(t *testing.T) {
+	requireRoot(t)
+	port := startBuiltin(t, "threads")
+	b := startBench(t, port, "--clients", "1", "--duration", "20s", "--warmup", "200ms", "--ci", "0", "--p99-ci", "0", "-q")
+	watch := func(share float64, d time.Duration) (*report.Results, float64) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		start := time.Now()
+		res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{b.cmd.Process.Pid}, Duration: d, TraceShare: share}, Callbacks{})
+		if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
+			t.Fatalf("watch --trace-share %g: %v", share, err)
+		}
+		if res.Probe == nil {
+			t.Fatalf("watch --trace-share %g: no probe section", share)
+		}
+		return res, float64(res.Probe.Events) / time.Since(start).Seconds()
+	}
+	all, allRate := watch(1, 4*time.Second)
+	if all.TraceSampling != nil {
+		t.Errorf("an unsampled watch reports sampling: %+v", all.TraceSampling)
+	}
+	res, rate := watch(0.25, 8*time.Second)
+	ts := res.TraceSampling
+	if ts == nil || ts.Share != 0.25 || ts.Windows < 2 {
+		t.Fatalf("sampling %+v, want share 0.25 over ≥ 2 windows", ts)
+	}
+	bc := res.BreakdownCheck
+	if bc == nil || bc.Joined < 1000 {
+		t.Fatalf("joined too few round trips: %+v", bc)
+	}
+	split := float64(bc.Joined) / float64(bc.Joined+bc.Unjoined)
+	t.Logf("sampled: %d joined, split %.4f, sum within tolerance %.4f, %d dropped at edges, traced %.3f of the measured time; records/s %.0f sampled, %.0f unsampled (ratio %.3f)",
+		bc.Joined, split, bc.SumWithinTolerance, ts.EdgeDropped, ts.TracedShare, rate, allRate, rate/allRate)
+	if split < 0.99 || bc.SumWithinTolerance < 0.99 {
+		t.Errorf("split %.4f (want ≥ 0.99), sum within tolerance %.4f (want ≥ 0.99); unjoined %v", split, bc.SumWithinTolerance, bc.UnjoinedReasons)
+	}
+	if r := rate / allRate; r < 0.1 || r > 0.45 {
+		t.Errorf("the sampled watch's probe wrote %.3f of the unsampled one's records per second, want about 0.25", r)
 	}
 }

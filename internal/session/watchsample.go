@@ -17,8 +17,8 @@ const (
 	// traceOn is an "on" window's length: long beside traceMargin (1%
 	// of it is lost) and beside WatchIdle (a connection is back in step
 	// within its first request or the idle rule), and the length of the
-	// watch's first stretch (watchCostSpan), whose probe cost is
-	// measured with tracing on; short enough that a terminal summary
+	// watch's first stretch (watchCostSpan, which the first window
+	// covers besides); short enough that a terminal summary
 	// (every 5 s) spans a window at a share of 0.2 and up.
 	traceOn = time.Second
 	// traceMargin is the start of each "on" window whose round trips are
@@ -124,6 +124,7 @@ type traceSampler struct {
 	set      func(on bool) error
 	trips    *watchTrips
 	on       bool
+	onFor    int64 // the current "on" stretch's length, ns
 	since    int64 // when the current stretch began
 	from     int64 // the measured window's start (the watch's warm-up end)
 	tracedNs int64 // "on" time of closed windows after from
@@ -133,13 +134,17 @@ type traceSampler struct {
 
 // newTraceSampler starts sampling at start (tracing is on: the probe is
 // opened on) for share of the time; nil for a share of 1.
-// The first window starts at start; from is where the measured window
-// begins (the traced share is of the time after it).
+// The first window starts at start and lasts until from, where the
+// measured window begins (the watch's warm-up, whose probe cost is
+// measured traced and which the breakdown leaves out), and traceOn
+// after it: a short watch still has a window measured. The traced share
+// is of the time after from.
 func newTraceSampler(share float64, start, from int64, set func(bool) error, trips *watchTrips) *traceSampler {
 	if share >= 1 {
 		return nil
 	}
 	s := &traceSampler{share: share, set: set, trips: trips, on: true, since: start, from: from, windows: 1, clock: monotonicNow,
+		onFor: from - start + traceOn.Nanoseconds(),
 		off: time.Duration(float64(traceOn) * (1 - share) / share)}
 	trips.windows.open(start)
 	return s
@@ -150,7 +155,7 @@ func (s *traceSampler) tick(now int64) error {
 	if s == nil {
 		return nil
 	}
-	if s.on && now-s.since >= traceOn.Nanoseconds() {
+	if s.on && now-s.since >= s.onFor {
 		if err := s.set(false); err != nil {
 			return err
 		}
@@ -164,7 +169,7 @@ func (s *traceSampler) tick(now int64) error {
 			return err
 		}
 		s.trips.windows.open(on)
-		s.on, s.since = true, on
+		s.on, s.since, s.onFor = true, on, traceOn.Nanoseconds()
 		s.windows++
 	}
 	return nil

@@ -91,21 +91,22 @@ func TestTraceWindowsKeep(t *testing.T) {
 }
 
 // TestTraceSampler: share 0.25 traces 1 s in 4, switching at the ticks,
-// and tells the share of the measured time traced.
+// the first window 1 s longer for the warm-up, and tells the share of the
+// measured time traced.
 func TestTraceSampler(t *testing.T) {
 	var sets []bool
 	w := newWatchTrips(9000)
 	if newTraceSampler(1, 0, 0, nil, w) != nil {
 		t.Fatal("a share of 1 sampled")
 	}
-	s := newTraceSampler(0.25, 0, 0, func(on bool) error { sets = append(sets, on); return nil }, w)
+	s := newTraceSampler(0.25, 0, time.Second.Nanoseconds(), func(on bool) error { sets = append(sets, on); return nil }, w)
 	if s.off != 3*time.Second {
 		t.Fatalf("off stretch %v, want 3s", s.off)
 	}
 	step := (100 * time.Millisecond).Nanoseconds()
 	var now int64
 	s.clock = func() int64 { return now }
-	for ; now <= 8*time.Second.Nanoseconds(); now += step {
+	for ; now <= 9*time.Second.Nanoseconds(); now += step {
 		if err := s.tick(now); err != nil {
 			t.Fatal(err)
 		}

@@ -99,7 +99,7 @@ func cmdWatch(ctx context.Context, args []string) error {
 	fs.BoolVarP(&lf.quiet, "quiet", "q", false, "no notices or progress on stderr")
 	fs.BoolVar(&wc.Verbose, "verbose", false, "name every probe hook")
 	fs.StringVar(&wc.Agent, "agent", "", "the server is on another host, watched by 'volleyscope agent --watch-port PORT' at HOST:PORT (with --token or --token-file): the split spans both hosts")
-	fs.Float64Var(&wc.TraceShare, "trace-share", session.DefaultTraceShare, "share of the time the probe records, in (0, 1]: below 1 it traces in windows of 1s (e.g. 0.25: 1s on, 3s off) and splits only the round trips wholly inside them, for less CPU")
+	fs.Float64Var(&wc.TraceShare, "trace-share", session.DefaultTraceShare, fmt.Sprintf("share of the time the probe records, in (0, 1]: below 1 it traces in windows of %v (e.g. 0.25: %v on, %v off) and splits only the round trips wholly inside them, for less CPU", session.TraceOn, session.TraceOn, 3*session.TraceOn))
 	var cf credFlags
 	cf.register(fs)
 	if help, err := parseArgs(fs, args, 0, "no arguments, only flags"); help || err != nil {

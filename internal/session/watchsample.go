@@ -10,17 +10,17 @@ import (
 )
 
 // Time-sampled tracing (watch --trace-share): the probe records for a
-// share of the time, in windows of traceOn followed by as long off as the
+// share of the time, in windows of TraceOn followed by as long off as the
 // share leaves, and the watch hands over only the round trips that lie
 // wholly inside an "on" window, after its first traceMargin.
 const (
-	// traceOn is an "on" window's length: long beside traceMargin (1%
+	// TraceOn is an "on" window's length: long beside traceMargin (1%
 	// of it is lost) and beside WatchIdle (a connection is back in step
 	// within its first request or the idle rule), and the length of the
 	// watch's first stretch (watchCostSpan, which the first window
 	// covers besides); short enough that a terminal summary
 	// (every 5 s) spans a window at a share of 0.2 and up.
-	traceOn = time.Second
+	TraceOn = time.Second
 	// traceMargin is the start of each "on" window whose round trips are
 	// not handed over: longer than a scheduler tick, so that a thread
 	// that was waiting for a CPU when tracing came on (its wake-up not
@@ -136,7 +136,7 @@ type traceSampler struct {
 // opened on) for share of the time; nil for a share of 1.
 // The first window starts at start and lasts until from, where the
 // measured window begins (the watch's warm-up, whose probe cost is
-// measured traced and which the breakdown leaves out), and traceOn
+// measured traced and which the breakdown leaves out), and TraceOn
 // after it: a short watch still has a window measured. The traced share
 // is of the time after from.
 func newTraceSampler(share float64, start, from int64, set func(bool) error, trips *watchTrips) *traceSampler {
@@ -144,8 +144,8 @@ func newTraceSampler(share float64, start, from int64, set func(bool) error, tri
 		return nil
 	}
 	s := &traceSampler{share: share, set: set, trips: trips, on: true, since: start, from: from, windows: 1, clock: monotonicNow,
-		onFor: from - start + traceOn.Nanoseconds(),
-		off: time.Duration(float64(traceOn) * (1 - share) / share)}
+		onFor: from - start + TraceOn.Nanoseconds(),
+		off:   time.Duration(float64(TraceOn) * (1 - share) / share)}
 	trips.windows.open(start)
 	return s
 }
@@ -169,7 +169,7 @@ func (s *traceSampler) tick(now int64) error {
 			return err
 		}
 		s.trips.windows.open(on)
-		s.on, s.since, s.onFor = true, on, traceOn.Nanoseconds()
+		s.on, s.since, s.onFor = true, on, TraceOn.Nanoseconds()
 		s.windows++
 	}
 	return nil
@@ -196,7 +196,7 @@ func (s *traceSampler) tracedShare(end int64) float64 {
 // results is results.json's account of the sampling of a watch that
 // ended at end, having measured rps round trips/s.
 func (s *traceSampler) results(end int64, rps float64) *report.TraceSampling {
-	r := &report.TraceSampling{Share: s.share, OnSeconds: traceOn.Seconds(), OffSeconds: s.off.Seconds(), MarginSeconds: traceMargin.Seconds(),
+	r := &report.TraceSampling{Share: s.share, OnSeconds: TraceOn.Seconds(), OffSeconds: s.off.Seconds(), MarginSeconds: traceMargin.Seconds(),
 		Windows: s.windows, TracedShare: s.tracedShare(end), EdgeDropped: s.trips.windows.edge}
 	if r.TracedShare > 0 {
 		r.ScaledThroughputRPS = rps / r.TracedShare

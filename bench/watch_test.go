@@ -113,7 +113,7 @@ func TestBenchWatch(t *testing.T) {
 		var werr error
 		var rest window
 		interleave(round, func() float64 {
-			w, cpuNs, wallNs, bpf, werr = watchedWindow(exe, srv.Port, client.Process.Pid, 1, filepath.Join(dir, fmt.Sprintf("w%d", round)))
+			w, cpuNs, wallNs, bpf, werr = watchedWindow(exe, srv.Port, client.Process.Pid, 1, watchWindow, filepath.Join(dir, fmt.Sprintf("w%d", round)))
 			return 0
 		}, func() float64 {
 			time.Sleep(watchGap)
@@ -134,9 +134,9 @@ func TestBenchWatch(t *testing.T) {
 		bpfNs = append(bpfNs, bpf)
 		fmt.Printf("  watch round %d: watch CPU %.1f ms over %.1f s (%.2f%% of one CPU); its programs %.0f ns per round trip\n",
 			round+1, cpuNs/1e6, wallNs/1e9, 100*cpuNs/wallNs, bpf)
-		// The same watch tracing watchShare of the time, after it: its
-		// window spans one period of the sampling (1 s on, 3 s off).
-		_, cpuNs, wallNs, _, werr = watchedWindow(exe, srv.Port, client.Process.Pid, watchShare, filepath.Join(dir, fmt.Sprintf("s%d", round)))
+		// The same watch tracing watchShare of the time, after it, timed
+		// over one period of the sampling (1 s on, 9 s off).
+		_, cpuNs, wallNs, _, werr = watchedWindow(exe, srv.Port, client.Process.Pid, watchShare, watchSampledWindow, filepath.Join(dir, fmt.Sprintf("s%d", round)))
 		if werr != nil {
 			fmt.Printf("  sampled watch round %d left out: %v\n", round+1, werr)
 			continue
@@ -196,17 +196,18 @@ const (
 	watchSettle     = 5 * time.Second
 	watchClientSpan = 300 * time.Second
 	// watchShare is the sampled watch's --trace-share: the README's
-	// recommendation. Its period (1 s on, 3 s off) is watchWindow long,
-	// so every watched window holds one second traced.
-	watchShare = 0.25
+	// recommendation. watchSampledWindow is its period (1 s on, 9 s
+	// off), so the window it is timed over holds one second traced.
+	watchShare         = 0.1
+	watchSampledWindow = 10 * time.Second
 )
 
 // watchedWindow runs 'volleyscope watch' on client pid and the server on
-// port, tracing share of the time, writing its outputs to out, and returns its watched window, its
+// port, tracing share of the time, timed over win, writing its outputs to out, and returns its watched window, its
 // CPU time over that window and the window's length (ns), and its
 // programs' run time per round trip (ns; 0 if it did not say).
-func watchedWindow(exe string, port, pid int, share float64, out string) (w window, cpuNs, wallNs, bpfNs float64, err error) {
-	span := watchAttach + watchWindow + watchGap
+func watchedWindow(exe string, port, pid int, share float64, win time.Duration, out string) (w window, cpuNs, wallNs, bpfNs float64, err error) {
+	span := watchAttach + win + watchGap
 	watch := exec.Command(exe, "watch", "--server-port", strconv.Itoa(port), "--client-pid", strconv.Itoa(pid), "-q", "--json",
 		"--duration", span.String(), "--out", out, "--trace-share", strconv.FormatFloat(share, 'g', -1, 64))
 	var stdout, stderr strings.Builder
@@ -216,7 +217,7 @@ func watchedWindow(exe string, port, pid int, share float64, out string) (w wind
 	}
 	time.Sleep(watchAttach)
 	c0, t0 := threadsCPU(watch.Process.Pid), monotonic()
-	time.Sleep(watchWindow)
+	time.Sleep(win)
 	c1, t1 := threadsCPU(watch.Process.Pid), monotonic()
 	if err := watch.Wait(); err != nil {
 		return w, 0, 0, 0, fmt.Errorf("watch: %w: %s", err, stderr.String())

@@ -43,7 +43,8 @@ const watchRate = 10_000
 // (schedstat) rather than the watch's own account. Each watch also
 // reports its programs' run time per round trip (BPF_ENABLE_STATS over
 // its first second, machine-wide: other processes' firings of the same
-// hooks count too), printed beside it.
+// hooks count too), printed beside it. After each round, a watch with
+// --trace-share watchShare is timed the same way (watch_cpu_share_10k_sampled).
 func TestBenchWatch(t *testing.T) {
 	gate(t)
 	requireRoot(t)
@@ -96,6 +97,7 @@ func TestBenchWatch(t *testing.T) {
 
 	var on, off []window
 	cpu := &benchstat.Ratio{Name: "watch_cpu_share_10k", Target: 0.01}
+	sampled := &benchstat.Ratio{Name: "watch_cpu_share_10k_sampled", Target: 0.01}
 	var bpfNs []float64
 	budget := benchstat.Budget{MinRounds: 6, MaxRounds: watchRounds, Time: watchBudget}
 	budget.Start()
@@ -111,7 +113,7 @@ func TestBenchWatch(t *testing.T) {
 		var werr error
 		var rest window
 		interleave(round, func() float64 {
-			w, cpuNs, wallNs, bpf, werr = watchedWindow(exe, srv.Port, client.Process.Pid, filepath.Join(dir, fmt.Sprintf("w%d", round)))
+			w, cpuNs, wallNs, bpf, werr = watchedWindow(exe, srv.Port, client.Process.Pid, 1, watchWindow, filepath.Join(dir, fmt.Sprintf("w%d", round)))
 			return 0
 		}, func() float64 {
 			time.Sleep(watchGap)
@@ -132,6 +134,16 @@ func TestBenchWatch(t *testing.T) {
 		bpfNs = append(bpfNs, bpf)
 		fmt.Printf("  watch round %d: watch CPU %.1f ms over %.1f s (%.2f%% of one CPU); its programs %.0f ns per round trip\n",
 			round+1, cpuNs/1e6, wallNs/1e9, 100*cpuNs/wallNs, bpf)
+		// The same watch tracing watchShare of the time, after it, timed
+		// over one period of the sampling (1 s on, 9 s off).
+		_, cpuNs, wallNs, _, werr = watchedWindow(exe, srv.Port, client.Process.Pid, watchShare, watchSampledWindow, filepath.Join(dir, fmt.Sprintf("s%d", round)))
+		if werr != nil {
+			fmt.Printf("  sampled watch round %d left out: %v\n", round+1, werr)
+			continue
+		}
+		sampled.Add(cpuNs, wallNs)
+		fmt.Printf("  watch round %d, --trace-share %g: watch CPU %.1f ms over %.1f s (%.2f%% of one CPU)\n",
+			round+1, watchShare, cpuNs/1e6, wallNs/1e9, 100*cpuNs/wallNs)
 	}
 	client.Process.Signal(os.Interrupt)
 	if err := <-done; err != nil {
@@ -156,7 +168,7 @@ func TestBenchWatch(t *testing.T) {
 			quantile(a, 0.5)/1e3, quantile(b, 0.5)/1e3, quantile(a, 0.99)/1e3, quantile(b, 0.99)/1e3, len(a), len(b))
 	}
 	fmt.Printf("  watch: %d rounds, %.0fs; the client made %.0f round trips/s\n", len(on), budget.Elapsed().Seconds(), res.ThroughputRPS)
-	for _, r := range []*benchstat.Ratio{p50, p99, cpu} {
+	for _, r := range []*benchstat.Ratio{p50, p99, cpu, sampled} {
 		r.Print(os.Stdout)
 	}
 	if len(bpfNs) > 0 {
@@ -165,7 +177,7 @@ func TestBenchWatch(t *testing.T) {
 		fmt.Printf("  watch_bpf_ns_per_request_10k: median over %d watches (range %.0f-%.0f ns) of the probe's programs' run time per round trip, machine-wide, over each watch's first second\n",
 			len(bpfNs), bpfNs[0], bpfNs[len(bpfNs)-1])
 	}
-	fmt.Printf("  watch_p99_inflation_10k: target ≤ 1.06; watch_cpu_share_10k: target ≤ 0.01 of one CPU, at %d requests/s\n", watchRate)
+	fmt.Printf("  watch_p99_inflation_10k: target ≤ 1.06; watch_cpu_share_10k: target ≤ 0.01 of one CPU, at %d requests/s; watch_cpu_share_10k_sampled: the same with --trace-share %g\n", watchRate, watchShare)
 }
 
 // Timing of TestBenchWatch, within 'make bench”s five minutes.
@@ -183,16 +195,21 @@ const (
 	watchGap        = 500 * time.Millisecond
 	watchSettle     = 5 * time.Second
 	watchClientSpan = 300 * time.Second
+	// watchShare is the sampled watch's --trace-share: the README's
+	// recommendation. watchSampledWindow is its period (1 s on, 9 s
+	// off), so the window it is timed over holds one second traced.
+	watchShare         = 0.1
+	watchSampledWindow = 10 * time.Second
 )
 
 // watchedWindow runs 'volleyscope watch' on client pid and the server on
-// port, writing its outputs to out, and returns its watched window, its
+// port, tracing share of the time, timed over win, writing its outputs to out, and returns its watched window, its
 // CPU time over that window and the window's length (ns), and its
 // programs' run time per round trip (ns; 0 if it did not say).
-func watchedWindow(exe string, port, pid int, out string) (w window, cpuNs, wallNs, bpfNs float64, err error) {
-	span := watchAttach + watchWindow + watchGap
+func watchedWindow(exe string, port, pid int, share float64, win time.Duration, out string) (w window, cpuNs, wallNs, bpfNs float64, err error) {
+	span := watchAttach + win + watchGap
 	watch := exec.Command(exe, "watch", "--server-port", strconv.Itoa(port), "--client-pid", strconv.Itoa(pid), "-q", "--json",
-		"--duration", span.String(), "--out", out)
+		"--duration", span.String(), "--out", out, "--trace-share", strconv.FormatFloat(share, 'g', -1, 64))
 	var stdout, stderr strings.Builder
 	watch.Stdout, watch.Stderr = &stdout, &stderr
 	if err := watch.Start(); err != nil {
@@ -200,7 +217,7 @@ func watchedWindow(exe string, port, pid int, out string) (w window, cpuNs, wall
 	}
 	time.Sleep(watchAttach)
 	c0, t0 := threadsCPU(watch.Process.Pid), monotonic()
-	time.Sleep(watchWindow)
+	time.Sleep(win)
 	c1, t1 := threadsCPU(watch.Process.Pid), monotonic()
 	if err := watch.Wait(); err != nil {
 		return w, 0, 0, 0, fmt.Errorf("watch: %w: %s", err, stderr.String())

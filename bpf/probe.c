@@ -83,6 +83,23 @@ volatile const bool syscalls = false;
 // measure what the kernel charges for running the hooks at all.
 volatile const bool hooks_only = false;
 
+// trace_epoch: time-sampled tracing (watch --trace-share). User space
+// increments it at each switch, at run time (a global, not a constant):
+// odd means off, and every program that emits records or keeps per-CPU or
+// per-thread state returns at its first test, so that tracing off costs
+// the hooks' floor and one load. State written before a switch (a CPU's
+// interrupt sum and held records, its waiter, a thread's syscall entry)
+// carries the epoch it was written in and is dropped at its first use in
+// another (cpu_irq_of, cpu_wait_of, on_sys_exit): no record is built from
+// halves either side of an off stretch. Only a watch switches it; every
+// other mode keeps 0, where the epoch tests never differ.
+volatile __u32 trace_epoch = 0;
+
+static __always_inline bool tracing_off(void)
+{
+	return trace_epoch & 1;
+}
+
 // A syscall in progress on a tracked thread: entry and exit are merged into
 // one record at exit; the socket it touched is noted by the sock events.
 struct inflight {
@@ -90,7 +107,7 @@ struct inflight {
 	__u64 nr;
 	__u64 sk;
 	__u16 lport, rport;
-	__u32 pad;
+	__u32 epoch; // trace_epoch at the entry
 };
 
 struct {
@@ -100,13 +117,20 @@ struct {
 	__type(value, struct inflight);
 } inflight SEC(".maps");
 
-static __always_inline bool tid_tracked(__u32 tid)
+// tid_bit says whether tid is followed, tracing on or off: the fork and
+// exit hooks keep the set of threads right through an off stretch.
+static __always_inline bool tid_bit(__u32 tid)
 {
 	if (hooks_only)
 		return false;
 	__u32 w = tid / 64;
 	__u64 *v = bpf_map_lookup_elem(&tracked_bits, &w);
 	return v && (*v & (1ULL << (tid % 64)));
+}
+
+static __always_inline bool tid_tracked(__u32 tid)
+{
+	return !tracing_off() && tid_bit(tid);
 }
 
 static __always_inline void set_tracked(__u32 tid, bool on)
@@ -325,7 +349,8 @@ struct cpu_irq {
 	__u32 count;   // interrupts in ns
 	__u32 followed;// the interrupt in progress made data ready on a followed socket
 	__u32 entry_tid;// the task the outermost interrupt in progress interrupted
-	__u32 pad[4];
+	__u32 epoch;   // trace_epoch when this was last used (cpu_irq_of)
+	__u32 pad[3];
 	// Records held back to be folded into the next one (see "Folded
 	// records" below); kind 0: none held.
 	struct event recv_held; // a KIND_NET_RECV, inside the interrupt in progress
@@ -395,10 +420,31 @@ static __always_inline __u64 hold_pack(const struct event *h)
 	return (h->arg0 & 0xffffffffULL) | (h->arg1 << 32);
 }
 
+// cpu_irq_of is CPU cpu's interrupt state, cleared if it was last used
+// in another trace_epoch: an interrupt sum, a nesting count or a held
+// record from before an off stretch belongs to nothing traced after it.
+static __always_inline struct cpu_irq *cpu_irq_of(__u32 cpu)
+{
+	struct cpu_irq *c = bpf_map_lookup_elem(&cpu_irqs, &cpu);
+	if (!c)
+		return 0;
+	__u32 ep = trace_epoch;
+	if (c->epoch != ep) {
+		c->epoch = ep;
+		c->entry = 0;
+		c->ns = 0;
+		c->depth = 0;
+		c->followed = 0;
+		c->in_tid = 0;
+		c->recv_held.kind = 0;
+		c->send_held.kind = 0;
+	}
+	return c;
+}
+
 static __always_inline struct cpu_irq *this_cpu_irq(void)
 {
-	__u32 cpu = bpf_get_smp_processor_id();
-	return bpf_map_lookup_elem(&cpu_irqs, &cpu);
+	return cpu_irq_of(bpf_get_smp_processor_id());
 }
 
 // on_irq_entry and on_irq_exit run on every interrupt of the machine.
@@ -408,7 +454,7 @@ static __always_inline struct cpu_irq *this_cpu_irq(void)
 // interrupt time apart (stretch, for on_switch).
 static __always_inline void on_irq_entry(__u64 what)
 {
-	if (hooks_only)
+	if (hooks_only || tracing_off())
 		return;
 	struct cpu_irq *c = this_cpu_irq();
 	if (!c)
@@ -433,7 +479,7 @@ static __always_inline void on_irq_entry(__u64 what)
 
 static __always_inline void on_irq_exit(void)
 {
-	if (hooks_only)
+	if (hooks_only || tracing_off())
 		return;
 	struct cpu_irq *c = this_cpu_irq();
 	if (!c || c->depth == 0) // the probe attached inside an interrupt
@@ -537,17 +583,20 @@ static __always_inline void on_sys_enter(long nr)
 		f->sk = 0;
 		f->lport = 0;
 		f->rport = 0;
+		f->epoch = trace_epoch;
 		return;
 	}
-	struct inflight n = { .enter_ts = bpf_ktime_get_ns(), .nr = nr };
+	struct inflight n = { .enter_ts = bpf_ktime_get_ns(), .nr = nr, .epoch = trace_epoch };
 	bpf_map_update_elem(&inflight, &tid, &n, BPF_ANY);
 }
 
 static __always_inline void on_sys_exit(long ret)
 {
+	if (tracing_off())
+		return;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct inflight *f = bpf_map_lookup_elem(&inflight, &tid);
-	if (!f || !f->enter_ts)
+	if (!f || !f->enter_ts || f->epoch != trace_epoch)
 		return;
 	irq_flush(tid, bpf_get_current_pid_tgid() >> 32);
 	struct event e;
@@ -589,7 +638,7 @@ static __always_inline void on_sock_len(__u16 kind, struct sock *sk, int ret, bo
 	if (typed ? !sock_ports_btf(sk, &lport, &rport) : !sock_ports(sk, &lport, &rport))
 		return;
 	__u32 cpu = bpf_get_smp_processor_id();
-	struct cpu_irq *c = bpf_map_lookup_elem(&cpu_irqs, &cpu);
+	struct cpu_irq *c = cpu_irq_of(cpu);
 	irq_flush_c(c, tid, tgid);
 	// A socket event of a tracked thread ends a held send start: it comes
 	// after it (folded records, above).
@@ -717,11 +766,13 @@ int BPF_KPROBE(kprobe_tcp_sendmsg_start, struct sock *sk) { on_send_start(sk, fa
 // sender's send syscall, on the sender's CPU. Filtered by socket, not task.
 static __always_inline void on_data_ready(struct sock *sk, bool typed)
 {
+	if (tracing_off())
+		return;
 	__u16 lport, rport;
 	if (typed ? !sock_ports_btf(sk, &lport, &rport) : !sock_ports(sk, &lport, &rport))
 		return;
 	__u32 cpu = bpf_get_smp_processor_id();
-	struct cpu_irq *c = bpf_map_lookup_elem(&cpu_irqs, &cpu);
+	struct cpu_irq *c = cpu_irq_of(cpu);
 	if (c && c->depth)
 		c->followed = 1; // the network's time (on_irq_exit)
 	__u64 id = bpf_get_current_pid_tgid();
@@ -784,7 +835,7 @@ static __always_inline __s32 tcp_payload(const __u8 *th, __u32 len, __u32 hdrs)
 // else. skb->data is at the link-layer header then.
 static __always_inline void on_xmit(struct sk_buff *skb, struct net_device *dev, bool typed)
 {
-	if (hooks_only || !skb)
+	if (hooks_only || tracing_off() || !skb)
 		return;
 	struct sock *sk = typed ? skb->sk : BPF_CORE_READ(skb, sk);
 	__u16 lport, rport;
@@ -816,7 +867,7 @@ static __always_inline void on_xmit(struct sk_buff *skb, struct net_device *dev,
 	e.arg0 = bpf_ntohl(*(__u32 *)&th[4]);
 	e.arg1 = !dev ? 0 : typed ? dev->ifindex : BPF_CORE_READ(dev, ifindex);
 	e.ret = payload;
-	struct cpu_irq *c = bpf_map_lookup_elem(&cpu_irqs, &cpu);
+	struct cpu_irq *c = cpu_irq_of(cpu);
 	if (c && c->send_held.kind && !c->depth) {
 		// The first segment of the send held on this CPU, in the
 		// sender's own context: its start is folded into this record
@@ -846,7 +897,7 @@ static __always_inline void on_xmit(struct sk_buff *skb, struct net_device *dev,
 #define NET_HDR_READ 60
 static __always_inline void on_netif_receive(struct sk_buff *skb, bool typed)
 {
-	if (hooks_only || !skb)
+	if (hooks_only || tracing_off() || !skb)
 		return;
 	__u16 proto = typed ? skb->protocol : BPF_CORE_READ(skb, protocol);
 	if (proto != bpf_htons(0x0800) && proto != bpf_htons(0x86DD))
@@ -890,7 +941,7 @@ static __always_inline void on_netif_receive(struct sk_buff *skb, bool typed)
 	e.arg0 = ((__u32)th[4] << 24) | ((__u32)th[5] << 16) | ((__u32)th[6] << 8) | th[7];
 	e.arg1 = typed ? skb->dev->ifindex : BPF_CORE_READ(skb, dev, ifindex);
 	e.ret = payload;
-	struct cpu_irq *c = bpf_map_lookup_elem(&cpu_irqs, &cpu);
+	struct cpu_irq *c = cpu_irq_of(cpu);
 	if (fold_records && c && c->depth) {
 		// Held for the socket's data-ready (on_data_ready); a segment
 		// already held never got one.
@@ -941,6 +992,8 @@ struct cpu_wait {
 	__u64 seg;    // start of the current holder's stretch
 	__u64 last;   // the last switch on this CPU, waiter or not
 	struct hold rec;
+	__u32 epoch;  // trace_epoch when this was last used (cpu_wait_of)
+	__u32 pad;
 };
 
 struct {
@@ -985,9 +1038,25 @@ const struct hold_slot *unused_hold_slot __attribute__((unused));
 // elsewhere (a real wait this long is named by nothing else anyway).
 #define WAIT_STALE_NS 100000000ULL
 
-static __always_inline void wait_start(__u32 cpu, __u32 tid, __u64 ts)
+// cpu_wait_of is CPU cpu's waiter slot, emptied if it was last used in
+// another trace_epoch: the switches of an off stretch were not seen.
+static __always_inline struct cpu_wait *cpu_wait_of(__u32 cpu)
 {
 	struct cpu_wait *w = bpf_map_lookup_elem(&cpu_waits, &cpu);
+	if (!w)
+		return 0;
+	__u32 ep = trace_epoch;
+	if (w->epoch != ep) {
+		w->epoch = ep;
+		w->waiter = 0;
+		w->last = 0;
+	}
+	return w;
+}
+
+static __always_inline void wait_start(__u32 cpu, __u32 tid, __u64 ts)
+{
+	struct cpu_wait *w = cpu_wait_of(cpu);
 	if (!w)
 		return;
 	// First come keeps the slot: the server process's other threads
@@ -1058,7 +1127,7 @@ static __always_inline void hold_keep(struct cpu_wait *w, __u32 cpu, __u32 tid, 
 static __always_inline void on_cpu_switch(__u32 cpu, __u64 ts, __u32 prev, __u32 prev_tgid, const char *prev_comm,
 					  bool prev_tracked, __u32 next, bool next_tracked)
 {
-	struct cpu_wait *w = bpf_map_lookup_elem(&cpu_waits, &cpu);
+	struct cpu_wait *w = cpu_wait_of(cpu);
 	if (!w)
 		return;
 	__u64 last = w->last;
@@ -1156,6 +1225,8 @@ int tp_sched_wakeup(struct trace_event_raw_sched_wakeup_template *ctx) { on_wake
 static __always_inline void on_switch(__u32 prev, __u32 prev_tgid, const char *prev_comm, __u64 prev_sum,
 				      __u32 next, __u64 next_sum, long prev_state)
 {
+	if (tracing_off())
+		return;
 	__u64 ts = bpf_ktime_get_ns();
 	__u32 cpu = bpf_get_smp_processor_id();
 	bool prev_tracked = tid_tracked(prev), next_tracked = tid_tracked(next);
@@ -1163,7 +1234,7 @@ static __always_inline void on_switch(__u32 prev, __u32 prev_tgid, const char *p
 	if (!prev_tracked && !next_tracked)
 		return;
 	__u64 uncredited = 0;
-	struct cpu_irq *c = bpf_map_lookup_elem(&cpu_irqs, &cpu);
+	struct cpu_irq *c = cpu_irq_of(cpu);
 	if (c) {
 		hold_flush(&c->send_held); // the sender leaves the CPU: its send is over
 		if (prev_tracked) {
@@ -1224,7 +1295,7 @@ static __always_inline void on_fork(__u32 parent_tgid, __u32 parent, __u32 child
 {
 	// Fires for new threads as well as new processes (kernel_clone), in
 	// the parent's context.
-	if (!tid_tracked(parent) && !bpf_map_lookup_elem(&tracked_tgids, &parent_tgid))
+	if (!tid_bit(parent) && !bpf_map_lookup_elem(&tracked_tgids, &parent_tgid))
 		return;
 	// A new process (fork server child) or a new thread: follow both.
 	__u8 one = 1;
@@ -1262,7 +1333,7 @@ static __always_inline void on_exit(void)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id, tgid = id >> 32;
-	if (!tid_tracked(tid))
+	if (!tid_bit(tid))
 		return;
 	set_tracked(tid, false);
 	bpf_map_delete_elem(&inflight, &tid);
@@ -1285,6 +1356,9 @@ int tp_sched_process_exit(void *ctx) { on_exit(); return 0; }
 
 /* ---- socket identity: sock:inet_sock_set_state ---- */
 
+// Not switched off by trace_epoch, as fork and exit are not: a
+// connection's open and close are rare, and the watch needs them to tell
+// one connection on a port from the next.
 static __always_inline void on_set_state(struct sock *sk, int oldstate, int newstate)
 {
 	__u16 lport, rport;

@@ -31,7 +31,8 @@ type ProbeCpuIrq struct {
 	Count    uint32
 	Followed uint32
 	EntryTid uint32
-	Pad      [4]uint32
+	Epoch    uint32
+	Pad      [3]uint32
 	RecvHeld ProbeEvent
 	SendHeld ProbeEvent
 }
@@ -43,6 +44,8 @@ type ProbeCpuWait struct {
 	Seg       uint64
 	Last      uint64
 	Rec       ProbeHold
+	Epoch     uint32
+	Pad       uint32
 }
 
 type ProbeCursor struct {
@@ -105,7 +108,7 @@ type ProbeInflight struct {
 	Sk      uint64
 	Lport   uint16
 	Rport   uint16
-	Pad     uint32
+	Epoch   uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -201,6 +204,7 @@ const (
 	ProbeVarSampleMask             = "sample_mask"
 	ProbeVarSampleMult             = "sample_mult"
 	ProbeVarSyscalls               = "syscalls"
+	ProbeVarTraceEpoch             = "trace_epoch"
 	ProbeVarUnusedEvent            = "unused_event"
 	ProbeVarUnusedHold             = "unused_hold"
 	ProbeVarUnusedHoldKey          = "unused_hold_key"
@@ -351,6 +355,7 @@ type ProbeVariableSpecs struct {
 	SampleMask        *ebpf.VariableSpec `ebpf:"sample_mask"`
 	SampleMult        *ebpf.VariableSpec `ebpf:"sample_mult"`
 	Syscalls          *ebpf.VariableSpec `ebpf:"syscalls"`
+	TraceEpoch        *ebpf.VariableSpec `ebpf:"trace_epoch"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedHold        *ebpf.VariableSpec `ebpf:"unused_hold"`
 	UnusedHoldKey     *ebpf.VariableSpec `ebpf:"unused_hold_key"`
@@ -421,6 +426,7 @@ type ProbeVariables struct {
 	SampleMask        *ebpf.Variable `ebpf:"sample_mask"`
 	SampleMult        *ebpf.Variable `ebpf:"sample_mult"`
 	Syscalls          *ebpf.Variable `ebpf:"syscalls"`
+	TraceEpoch        *ebpf.Variable `ebpf:"trace_epoch"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedHold        *ebpf.Variable `ebpf:"unused_hold"`
 	UnusedHoldKey     *ebpf.Variable `ebpf:"unused_hold_key"`

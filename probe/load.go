@@ -189,6 +189,7 @@ func (p *Probe) createMaps(spec *ebpf.CollectionSpec) error {
 		return fmt.Errorf("create maps: %w", err)
 	}
 	p.rest = coll
+	p.epoch = coll.Variables[bpf.ProbeVarTraceEpoch]
 	return nil
 }
 

@@ -265,9 +265,17 @@ func (c *PayloadCapture) Run(fn func(*Payload)) error {
 	defer c.watermark.Store(math.MaxInt64)
 	var rec ringbuf.Record
 	var p Payload
-	for {
+	// The reader drains without blocking and then sleeps on a Go timer:
+	// a read blocked in epoll_wait is a goroutine in a system call, whose
+	// P the runtime's sysmon takes back after 10 ms, and each such
+	// hand-off keeps sysmon polling every 20 µs for a while. Over a watch
+	// that is a CPU cost per poll, whether or not anything was captured.
+	for first := true; ; first = false {
+		if !first {
+			time.Sleep(c.cfg.Poll)
+		}
 		start := monotonicNs()
-		c.rd.SetDeadline(time.Now().Add(c.cfg.Poll))
+		c.rd.SetDeadline(time.Now())
 		for {
 			err := c.rd.ReadInto(&rec)
 			switch {

@@ -50,6 +50,9 @@ type Probe struct {
 	// holdsAtClose keeps the finished waits' holders once the ring is
 	// unmapped (CPUHolders).
 	holdsAtClose map[bpf.ProbeHoldKey]bpf.ProbeHold
+	// epoch is probe.c's trace_epoch, and epochN its value (SetTracing).
+	epoch  *ebpf.Variable
+	epochN uint32
 }
 
 // hook is the Hook reported for event (zero if the event is unknown).

@@ -99,6 +99,7 @@ func cmdWatch(ctx context.Context, args []string) error {
 	fs.BoolVarP(&lf.quiet, "quiet", "q", false, "no notices or progress on stderr")
 	fs.BoolVar(&wc.Verbose, "verbose", false, "name every probe hook")
 	fs.StringVar(&wc.Agent, "agent", "", "the server is on another host, watched by 'volleyscope agent --watch-port PORT' at HOST:PORT (with --token or --token-file): the split spans both hosts")
+	fs.Float64Var(&wc.TraceShare, "trace-share", session.DefaultTraceShare, fmt.Sprintf("share of the time the probe records, in (0, 1]: below 1 it traces in windows of %v (e.g. 0.25: %v on, %v off) and splits only the round trips wholly inside them, for less CPU", session.TraceOn, session.TraceOn, 3*session.TraceOn))
 	var cf credFlags
 	cf.register(fs)
 	if help, err := parseArgs(fs, args, 0, "no arguments, only flags"); help || err != nil {
@@ -116,6 +117,9 @@ func cmdWatch(ctx context.Context, args []string) error {
 				return usagef("--%s is for an agent: add --agent HOST:PORT (a server on another host)", n)
 			}
 		}
+	}
+	if err := session.CheckTraceShare(wc.TraceShare); err != nil {
+		return usagef("%v", err)
 	}
 	if err := pf.validate(); err != nil {
 		return err

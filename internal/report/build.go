@@ -37,8 +37,10 @@ type Parts struct {
 	// TwoHosts is a run across two hosts' clock estimate and one-way
 	// times (session fills it); nil on one host.
 	TwoHosts *TwoHosts
-	Errors   []string // what went wrong, in order
-	Warnings []string // checks made elsewhere (e.g. other tracers on our hooks)
+	// TraceSampling is a time-sampled watch's windows; nil otherwise.
+	TraceSampling *TraceSampling
+	Errors        []string // what went wrong, in order
+	Warnings      []string // checks made elsewhere (e.g. other tracers on our hooks)
 }
 
 // ProbeParts is what the probe says of itself after a run.
@@ -93,6 +95,7 @@ func Build(p Parts) *Results {
 	if r.Meta.Hooks == nil {
 		r.Meta.Hooks = map[string]string{}
 	}
+	r.TraceSampling = p.TraceSampling
 	if res := p.Load; res != nil {
 		buildLoad(r, res)
 	}

@@ -53,7 +53,11 @@ type Results struct {
 	// TwoHosts is a run across two hosts' (run --agent): the clock
 	// estimate and the one-way times per direction.
 	TwoHosts *TwoHosts `json:"two_hosts,omitempty"`
-	Errors   []string  `json:"errors"`
+	// TraceSampling is a time-sampled watch's (watch --trace-share): the
+	// probe recorded in windows, and every count and rate above is of
+	// the round trips wholly inside them.
+	TraceSampling *TraceSampling `json:"trace_sampling,omitempty"`
+	Errors        []string       `json:"errors"`
 	// Warnings are the run's own checks that failed (validity, client
 	// saturation, other tracers on our hooks, a large MSER-5 cut): the
 	// numbers stand, but read them with the warning in mind.
@@ -117,6 +121,28 @@ type Latency struct {
 	P999      float64 `json:"p999"`
 	P9999     float64 `json:"p9999"`
 	Max       float64 `json:"max"`
+}
+
+// TraceSampling says how a watch sampled its tracing in time.
+type TraceSampling struct {
+	// Share is the share of the time asked to be traced (--trace-share).
+	Share float64 `json:"share"`
+	// OnSeconds and OffSeconds are each window's length and each gap's.
+	OnSeconds  float64 `json:"on_seconds"`
+	OffSeconds float64 `json:"off_seconds"`
+	// MarginSeconds is the start of each window whose round trips are
+	// left out (a round trip there may have lost events to the switch).
+	MarginSeconds float64 `json:"margin_seconds"`
+	Windows       int     `json:"windows"`
+	// TracedShare is the share of the measured window (after the
+	// warm-up) that was traced, as the switches fell.
+	TracedShare float64 `json:"traced_share"`
+	// EdgeDropped counts the round trips left out because they began
+	// before a window or in its margin, or ended after it.
+	EdgeDropped int64 `json:"edge_dropped"`
+	// ScaledThroughputRPS is the measured throughput divided by
+	// TracedShare: an estimate of the traffic's whole rate, not measured.
+	ScaledThroughputRPS float64 `json:"scaled_throughput_rps"`
 }
 
 // RunInfo says how the run went: why it stopped, the measured window and

@@ -55,6 +55,11 @@ type WatchConfig struct {
 	// and ClientPIDs are required.
 	Agent     string
 	AgentCred agent.Credentials
+	// TraceShare is the share of the time the probe records (0 < share
+	// ≤ 1; 0 reads as DefaultTraceShare, everything): below 1 it traces
+	// in windows (watchsample.go), and only the round trips wholly
+	// inside them are reported.
+	TraceShare float64
 }
 
 // Timing of the watch loop: how often it derives round trips and hands
@@ -76,6 +81,16 @@ const (
 // wc.Duration, when ctx ends, or when a watched process exits, and
 // returns what was measured. Errors about wc are *FlagError.
 func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, error) {
+	share := wc.TraceShare
+	if share == 0 {
+		share = DefaultTraceShare
+	}
+	if err := CheckTraceShare(share); err != nil {
+		return nil, err
+	}
+	if share < 1 && wc.Agent != "" {
+		return nil, flagErr("--trace-share", errSampledAgent)
+	}
 	t, err := resolveWatch(wc)
 	if err != nil {
 		return nil, err
@@ -119,6 +134,7 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 		measures = breakdown.ClientSideMeasures
 	}
 	m := newWatchMetrics(side, t.port, measures, wc.Listen != "", func() float64 { return float64(ps.p.Lost()) })
+	m.setTraceShare(share)
 	p.sinks.tap = m.trip
 	if wc.Listen != "" {
 		srv, err := serveMetrics(wc.Listen, wc.ListenToken, m)
@@ -190,7 +206,8 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	// are handed over as this host's probe delivers them (its
 	// watermark), before the agent's events for them arrive, as a run's
 	// load hands its round trips over; the join waits for both.
-	w := &watchLoad{src: local, payload: pl, parseWhy: parseWhy, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, metrics: m, refresh: wc.Refresh, forget: p.join.stream.Forget}
+	w := &watchLoad{src: local, payload: pl, parseWhy: parseWhy, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, metrics: m, refresh: wc.Refresh, forget: p.join.stream.Forget,
+		share: share, setTracing: ps.p.SetTracing}
 	if w.refresh <= 0 {
 		w.refresh = watchRefresh
 	}
@@ -253,6 +270,12 @@ type watchLoad struct {
 	refresh  time.Duration // how often the terminal gets a summary
 	// forget lets the join go of a connection that ended at a time.
 	forget func(id int, at int64)
+	// share is the share of the time traced (--trace-share), setTracing
+	// the probe's switch, and sampler the windows (nil: all traced).
+	share      float64
+	setTracing func(on bool) error
+	sampler    *traceSampler
+	end        int64 // when the watch ended (CLOCK_MONOTONIC ns)
 }
 
 func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summary, error) {
@@ -267,6 +290,7 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 	start := monotonicNow()
 	cpu0 := processCPU()
 	feed := loadgen.NewFeed(opts, start, hooks)
+	w.sampler = newTraceSampler(w.share, start, start+opts.Warmup.Nanoseconds(), w.setTracing, w.trips)
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
 	var err error
@@ -287,6 +311,9 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 		if pid, gone := w.exited(); gone {
 			w.ended = fmt.Sprintf("watched process %d exited", pid)
 		}
+		if err = w.sampler.tick(now); err != nil {
+			break
+		}
 		err = w.step(feed, w.src.Watermark(), false)
 		feed.Check(now)
 		if time.Since(lastSummary) >= w.refresh {
@@ -295,6 +322,7 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 		}
 	}
 	end := monotonicNow()
+	w.end = end
 	feed.Halt() // the server's cost is sampled now, not after the wait below
 	// Every event stamped before the end, delivered, before the last step.
 	for limit := time.Now().Add(watchDrainAt); w.src.Watermark() < end && time.Now().Before(limit); {
@@ -358,6 +386,14 @@ func (w *watchLoad) parts(p *report.Parts) {
 			cost += fmt.Sprintf(", at %.0f round trips/s", rps)
 		}
 		p.Warnings = append(p.Warnings, cost)
+	}
+	if w.sampler != nil {
+		rps := 0.0
+		if p.Load != nil {
+			rps = p.Load.ThroughputRPS
+		}
+		p.TraceSampling = w.sampler.results(w.end, rps)
+		p.Warnings = append(p.Warnings, describeSampling(p.TraceSampling))
 	}
 	p.Warnings = append(p.Warnings, tr.parsing.text(w.parseWhy))
 	if tr.pipelined > 0 {

@@ -28,6 +28,7 @@ const (
 	MetricRequests  = "volleyscope_watch_requests_total"
 	MetricUnjoined  = "volleyscope_watch_unjoined_total"
 	MetricLost      = "volleyscope_watch_lost_events_total"
+	MetricShare     = "volleyscope_watch_trace_share"
 )
 
 // metricBuckets are the classic histogram buckets, in seconds: factors
@@ -50,6 +51,10 @@ type watchMetrics struct {
 	// measures says which components the watch measures; the others
 	// (always 0) are left out rather than exported as zeros.
 	measures func(breakdown.Component) bool
+
+	// sampled, for a time-sampled watch, says so in each terminal
+	// summary.
+	sampled string
 
 	mu       sync.Mutex
 	interval intervalSums
@@ -86,6 +91,21 @@ func newWatchMetrics(side string, port uint16, measures func(breakdown.Component
 	lostC := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricLost, Help: "Kernel events the probe dropped (full rings).", ConstLabels: prometheus.Labels{"port": m.port}}, lost)
 	m.reg.MustRegister(m.component, m.latency, m.requests, m.unjoined, lostC)
 	return m
+}
+
+// setTraceShare tells the share of the time traced (--trace-share): in
+// a gauge for scrapers, and in the terminal's summaries when below 1.
+func (m *watchMetrics) setTraceShare(share float64) {
+	if share < 1 {
+		m.sampled = fmt.Sprintf(" (traced %g of the time, in windows: the rate is the traced windows' round trips over the whole interval)", share)
+	}
+	if m.reg == nil {
+		return
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricShare, ConstLabels: prometheus.Labels{"port": m.port},
+		Help: "Share of the time the probe records (watch --trace-share): below 1 it traces in windows, and the requests counted and the histograms are those of the round trips wholly inside them; divide a rate by this for the traffic's whole rate, estimated."})
+	g.Set(share)
+	m.reg.MustRegister(g)
 }
 
 // trip counts one round trip from the join (its goroutine).
@@ -137,13 +157,14 @@ func (m *watchMetrics) summary(span time.Duration) string {
 	m.interval = intervalSums{latency: iv.latency[:0:0]}
 	m.mu.Unlock()
 	if iv.n == 0 {
-		return fmt.Sprintf("%s port %s: no round trips in the last %v", time.Now().Format("15:04:05"), m.port, span.Round(time.Second))
+		return fmt.Sprintf("%s port %s: no round trips in the last %v%s", time.Now().Format("15:04:05"), m.port, span.Round(time.Second), m.sampled)
 	}
 	lat := iv.latency
 	slices.Sort(lat)
 	q := func(p float64) time.Duration { return time.Duration(lat[int(p*float64(len(lat)-1))]) }
 	s := fmt.Sprintf("%s port %s: %.0f round trips/s, p50 %v, p99 %v, split %.1f%%", time.Now().Format("15:04:05"), m.port,
 		float64(iv.n)/span.Seconds(), q(0.5), q(0.99), 100*float64(iv.joined)/float64(iv.n))
+	s += m.sampled
 	var total int64
 	top := 0
 	for c, ns := range iv.ns {

@@ -56,6 +56,9 @@ type watchTrips struct {
 	// one it finds pipelined is not split, whatever timing says.
 	parser  *watchParser
 	parsing parseCounts
+	// windows are the probe's "on" windows when the watch samples
+	// (--trace-share): only round trips wholly inside one are reported.
+	windows traceWindows
 
 	mu    sync.Mutex
 	in    []probe.Event // from the reader, not yet taken
@@ -182,13 +185,14 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 		n, _ = slices.BinarySearchFunc(w.buf, watermark, func(e probe.Event, t int64) int { return cmp.Compare(int64(e.TS), t) })
 	}
 	w.parser.take()
-	emit := func(c *watchConn) {
+	// emit reports c's exchange, known complete at done.
+	emit := func(c *watchConn, done int64) {
 		w.parsed(c)
 		end := c.lastRecv
 		if w.serverSide {
 			end = c.lastSend
 		}
-		if end != 0 && !c.pipelined {
+		if end != 0 && !c.pipelined && w.windows.keep(c.t0, done) {
 			trips = append(trips, tripOut{c.info.ID, loadgen.Record{T0: c.t0, T1: end}})
 		}
 		if c.pipelined && c.t0 != 0 {
@@ -210,12 +214,13 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 		}
 		if last != 0 && last < watermark-WatchIdle.Nanoseconds() {
 			w.idleClosed++
-			emit(c)
+			emit(c, last+WatchIdle.Nanoseconds())
 		} else if final && c.t0 != 0 {
 			w.inFlightEnd++
 		}
 	}
 	w.parser.prune(func(port uint16) bool { return w.conns[port] != nil }, watermark-WatchIdle.Nanoseconds())
+	w.windows.prune(watermark - windowKeep.Nanoseconds())
 	slices.SortFunc(trips, func(a, b tripOut) int { return cmp.Compare(a.r.T1, b.r.T1) })
 	return fresh, trips
 }
@@ -267,13 +272,13 @@ func traffic(e *probe.Event) (at int64, what probe.Kind, closed, ok bool) {
 // or when e is another socket's under the same port: a close that never
 // reached us (lost, or not reported) must not join a new connection's
 // requests to an old one's.
-func (w *watchTrips) conn(port uint16, e *probe.Event, closed bool, emit func(*watchConn)) *watchConn {
+func (w *watchTrips) conn(port uint16, e *probe.Event, closed bool, emit func(*watchConn, int64)) *watchConn {
 	c := w.conns[port]
 	if c == nil {
 		return nil
 	}
 	if (e.SK != 0 && c.sk != 0 && e.SK != c.sk) || closed {
-		emit(c)
+		emit(c, int64(e.TS))
 		delete(w.conns, port)
 		w.ended = append(w.ended, endedConn{c.info.ID, int64(e.TS)})
 		return nil
@@ -297,9 +302,12 @@ func (w *watchTrips) newConn(port uint16, tid int, sk uint64) *watchConn {
 // clientEvents is advance's work through the client's socket events: a
 // request runs from the start of its send to the return of the receive
 // that completed its reply.
-func (w *watchTrips) clientEvents(evs []probe.Event, emit func(*watchConn)) (fresh []loadgen.ConnInfo) {
+func (w *watchTrips) clientEvents(evs []probe.Event, emit func(*watchConn, int64)) (fresh []loadgen.ConnInfo) {
 	for i := range evs {
 		e := &evs[i]
+		if w.windows.crossed(int64(e.TS)) {
+			w.atWindow()
+		}
 		at, what, closed, ok := traffic(e)
 		c := w.conn(e.Lport, e, closed, emit)
 		if !ok {
@@ -319,7 +327,7 @@ func (w *watchTrips) clientEvents(evs []probe.Event, emit func(*watchConn)) (fre
 		case probe.KindSendStart:
 			switch {
 			case c.lastRecv != 0: // the next request: the reply before it is complete
-				emit(c)
+				emit(c, at)
 				c.t0 = at
 			case c.t0 == 0:
 				c.t0 = at
@@ -355,9 +363,12 @@ func (w *watchTrips) clientEvents(evs []probe.Event, emit func(*watchConn)) (fre
 // began its reply is a second request in flight (or the rest of a request
 // read in parts, which timing cannot tell apart): the connection is
 // reported as pipelined and not split.
-func (w *watchTrips) serverEvents(evs []probe.Event, emit func(*watchConn)) (fresh []loadgen.ConnInfo) {
+func (w *watchTrips) serverEvents(evs []probe.Event, emit func(*watchConn, int64)) (fresh []loadgen.ConnInfo) {
 	for i := range evs {
 		e := &evs[i]
+		if w.windows.crossed(int64(e.TS)) {
+			w.atWindow()
+		}
 		at, what, closed, ok := traffic(e)
 		c := w.conn(e.Rport, e, closed, emit)
 		if !ok {
@@ -374,7 +385,7 @@ func (w *watchTrips) serverEvents(evs []probe.Event, emit func(*watchConn)) (fre
 		case probe.KindDataReady:
 			switch {
 			case c.lastSend != 0: // the next request: the reply before it is complete
-				emit(c)
+				emit(c, at)
 				c.t0 = at
 			case c.t0 == 0:
 				c.t0 = at
@@ -399,6 +410,24 @@ func (w *watchTrips) serverEvents(evs []probe.Event, emit func(*watchConn)) (fre
 		}
 	}
 	return fresh
+}
+
+// windowKeep is how long a sampled watch remembers a window after its
+// end: a round trip reported later than this after it began is dropped.
+const windowKeep = time.Minute
+
+// atWindow forgets the exchanges in progress at the start of a tracing
+// window: their events during the "off" stretch before it were not
+// recorded, so what follows would join a new request to an old one (or
+// take it for a second request in flight). They are counted as dropped
+// at a window's edge.
+func (w *watchTrips) atWindow() {
+	for _, c := range w.conns {
+		if c.t0 != 0 && !c.pipelined {
+			w.windows.edge++
+		}
+		c.t0, c.sent, c.lastRecv, c.recvd, c.lastSend = 0, false, 0, false, 0
+	}
 }
 
 // sortRuns sorts evs by time, stably. They come from the probe's reader a

@@ -240,8 +240,8 @@ func (s *Stream) advance(watermark int64, all bool) {
 		s.countSend(&in[i])
 	}
 	s.tableSyscalls(in, clients)
-	in, s.sortBuf = sortRuns(in, s.sortBuf)
-	s.merged = mergeSorted(s.merged[:0], s.pending, in)
+	in, s.sortBuf = SortRuns(in, s.sortBuf)
+	s.merged = MergeSorted(s.merged[:0], s.pending, in)
 	s.pending, s.merged = s.merged, s.pending
 	s.mu.Lock()
 	s.spare = in // copied into pending: the reader may fill it again
@@ -423,11 +423,11 @@ func newJoiner(ix *index, c loadgen.ConnInfo, port uint16) joiner {
 	return joiner{ix: ix, ctid: uint32(c.TID), csk: portPair{cport, port}, ssk: portPair{port, cport}}
 }
 
-// sortRuns sorts evs by time. The reader hands events over one ring
+// SortRuns sorts evs by time, stably. The reader hands events over one ring
 // drain at a time, each drain in time order, so evs is a few ascending
 // runs: neighbouring runs are merged, in O(n log runs), into buf and back.
 // It returns the sorted events and the other buffer, for reuse.
-func sortRuns(evs, buf []probe.Event) (sorted, spare []probe.Event) {
+func SortRuns(evs, buf []probe.Event) (sorted, spare []probe.Event) {
 	bounds := []int{0}
 	for i := 1; i < len(evs); i++ {
 		if evs[i].TS < evs[i-1].TS {
@@ -435,7 +435,7 @@ func sortRuns(evs, buf []probe.Event) (sorted, spare []probe.Event) {
 		}
 	}
 	if len(bounds) > 256 { // not runs: sort
-		slices.SortFunc(evs, byTS)
+		slices.SortStableFunc(evs, byTS)
 		return evs, buf
 	}
 	bounds = append(bounds, len(evs))
@@ -447,7 +447,7 @@ func sortRuns(evs, buf []probe.Event) (sorted, spare []probe.Event) {
 			if k+2 < len(bounds) {
 				hi = bounds[k+2]
 			}
-			buf = mergeSorted(buf, evs[lo:mid], evs[mid:hi])
+			buf = MergeSorted(buf, evs[lo:mid], evs[mid:hi])
 			next = append(next, hi)
 		}
 		evs, buf, bounds = buf, evs, next
@@ -455,9 +455,9 @@ func sortRuns(evs, buf []probe.Event) (sorted, spare []probe.Event) {
 	return evs, buf
 }
 
-// mergeSorted appends to out a and b (each sorted by time) merged, a's
+// MergeSorted appends to out a and b (each sorted by time) merged, a's
 // first among equal stamps.
-func mergeSorted(out, a, b []probe.Event) []probe.Event {
+func MergeSorted(out, a, b []probe.Event) []probe.Event {
 	if len(a) == 0 || len(b) == 0 || a[len(a)-1].TS <= b[0].TS {
 		return append(append(out, a...), b...)
 	}

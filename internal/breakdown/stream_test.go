@@ -137,9 +137,9 @@ func TestSortRuns(t *testing.T) {
 	} {
 		want := slices.Clone(in)
 		slices.SortStableFunc(want, byTS)
-		got, _ := sortRuns(slices.Clone(in), nil)
+		got, _ := SortRuns(slices.Clone(in), nil)
 		if !slices.Equal(got, want) {
-			t.Errorf("sortRuns(%v) = %v, want %v", in, got, want)
+			t.Errorf("SortRuns(%v) = %v, want %v", in, got, want)
 		}
 	}
 }
@@ -161,8 +161,8 @@ func TestMergeSorted(t *testing.T) {
 		slices.SortStableFunc(b, byTS)
 		want := slices.Concat(a, b)
 		slices.SortStableFunc(want, byTS)
-		if got := mergeSorted(nil, a, b); !slices.Equal(got, want) {
-			t.Fatalf("mergeSorted(%v, %v) = %v, want %v", a, b, got, want)
+		if got := MergeSorted(nil, a, b); !slices.Equal(got, want) {
+			t.Fatalf("MergeSorted(%v, %v) = %v, want %v", a, b, got, want)
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/breakdown"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/loadgen"
 	"github.com/volleyscope/volleyscope/probe"
@@ -647,8 +648,8 @@ func TestWatchSortRuns(t *testing.T) {
 		}
 		want := slices.Clone(evs)
 		slices.SortStableFunc(want, func(a, b probe.Event) int { return cmp.Compare(a.TS, b.TS) })
-		if got, _ := sortRuns(slices.Clone(evs), nil); !slices.Equal(got, want) {
-			t.Fatalf("sortRuns(%v) = %v, want %v", evs, got, want)
+		if got, _ := breakdown.SortRuns(slices.Clone(evs), nil); !slices.Equal(got, want) {
+			t.Fatalf("SortRuns(%v) = %v, want %v", evs, got, want)
 		}
 	}
 }

@@ -64,7 +64,7 @@ type watchTrips struct {
 	in    []probe.Event // from the reader, not yet taken
 	spare []probe.Event // the previous hand-over's buffer, for reuse
 	buf   []probe.Event // taken, waiting for the watermark; in time order
-	// merged is buf's spare buffer, for merging; sortBuf sortRuns'
+	// merged is buf's spare buffer, for merging; sortBuf breakdown.SortRuns'
 	// scratch space.
 	merged, sortBuf []probe.Event
 
@@ -174,8 +174,8 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 	// events are runs in time order, a ring batch each: sorting them and
 	// merging the two keeps equal stamps in arrival order, as one stable
 	// sort of the whole would.
-	in, w.sortBuf = sortRuns(in, w.sortBuf)
-	w.merged = mergeByTime(w.merged[:0], w.buf, in)
+	in, w.sortBuf = breakdown.SortRuns(in, w.sortBuf)
+	w.merged = breakdown.MergeSorted(w.merged[:0], w.buf, in)
 	w.buf, w.merged = w.merged, w.buf
 	w.mu.Lock()
 	w.spare = in
@@ -430,58 +430,3 @@ func (w *watchTrips) atWindow() {
 	}
 }
 
-// sortRuns sorts evs by time, stably. They come from the probe's reader a
-// ring batch at a time, each in time order: neighbouring ascending runs
-// are merged pairwise, in O(n log runs), into buf and back, rather than
-// sorted whole. It returns the sorted events and the other buffer, for
-// reuse.
-func sortRuns(evs, buf []probe.Event) (sorted, spare []probe.Event) {
-	var bounds []int
-	for i := 1; i < len(evs); i++ {
-		if evs[i].TS < evs[i-1].TS {
-			bounds = append(bounds, i)
-		}
-	}
-	if len(bounds) == 0 {
-		return evs, buf
-	}
-	if len(bounds) > 64 { // not runs
-		slices.SortStableFunc(evs, func(a, b probe.Event) int { return cmp.Compare(a.TS, b.TS) })
-		return evs, buf
-	}
-	bounds = append(append([]int{0}, bounds...), len(evs))
-	for len(bounds) > 2 {
-		buf = buf[:0]
-		next := []int{0}
-		for k := 0; k+1 < len(bounds); k += 2 {
-			lo, mid, hi := bounds[k], bounds[k+1], bounds[k+1]
-			if k+2 < len(bounds) {
-				hi = bounds[k+2]
-			}
-			buf = mergeByTime(buf, evs[lo:mid], evs[mid:hi])
-			next = append(next, hi)
-		}
-		evs, buf, bounds = buf, evs, next
-	}
-	return evs, buf
-}
-
-// mergeByTime appends to out a and b (each in time order) merged, a's
-// first among equal stamps.
-func mergeByTime(out, a, b []probe.Event) []probe.Event {
-	if len(a) == 0 || len(b) == 0 || a[len(a)-1].TS <= b[0].TS {
-		return append(append(out, a...), b...)
-	}
-	i, j := 0, 0
-	for i < len(a) && j < len(b) {
-		if b[j].TS < a[i].TS {
-			out = append(out, b[j])
-			j++
-		} else {
-			out = append(out, a[i])
-			i++
-		}
-	}
-	out = append(out, a[i:]...)
-	return append(out, b[j:]...)
-}

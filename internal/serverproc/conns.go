@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -26,18 +25,9 @@ type Conn struct {
 // connections it accepted as a server). A client followed by its pid
 // alone is found talking to its server this way.
 func Connections(pid int) ([]Conn, error) {
-	fds, err := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
-	if err != nil || len(fds) == 0 {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
-			return nil, fmt.Errorf("find the connections of pid %d: no such process", pid)
-		}
-		return nil, fmt.Errorf("find the connections of pid %d: its file descriptors are not readable; run as root", pid)
-	}
-	mine := map[string]bool{}
-	for _, fd := range fds {
-		if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "socket:[") {
-			mine[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
-		}
+	mine, err := socketInodes(pid, "connections")
+	if err != nil {
+		return nil, err
 	}
 	type sock struct {
 		local, remote netip.AddrPort

@@ -13,18 +13,9 @@ import (
 // ListeningPorts lists the TCP ports pid listens on (its own sockets, in
 // its network namespace), for a server followed by its pid alone.
 func ListeningPorts(pid int) ([]uint16, error) {
-	fds, err := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
-	if err != nil || len(fds) == 0 {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
-			return nil, fmt.Errorf("find the ports of pid %d: no such process", pid)
-		}
-		return nil, fmt.Errorf("find the ports of pid %d: its file descriptors are not readable; run as root", pid)
-	}
-	mine := map[string]bool{}
-	for _, fd := range fds {
-		if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "socket:[") {
-			mine[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
-		}
+	mine, err := socketInodes(pid, "ports")
+	if err != nil {
+		return nil, err
 	}
 	var ports []uint16
 	for _, f := range []string{"tcp", "tcp6"} {
@@ -47,4 +38,23 @@ func ListeningPorts(pid int) ([]uint16, error) {
 	}
 	slices.Sort(ports)
 	return ports, nil
+}
+
+// socketInodes is the inodes of the sockets pid holds (its /proc/PID/fd
+// links "socket:[N]"); what names the search in errors.
+func socketInodes(pid int, what string) (map[string]bool, error) {
+	fds, err := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	if err != nil || len(fds) == 0 {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			return nil, fmt.Errorf("find the %s of pid %d: no such process", what, pid)
+		}
+		return nil, fmt.Errorf("find the %s of pid %d: its file descriptors are not readable; run as root", what, pid)
+	}
+	mine := map[string]bool{}
+	for _, fd := range fds {
+		if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "socket:[") {
+			mine[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	return mine, nil
 }

@@ -429,4 +429,3 @@ func (w *watchTrips) atWindow() {
 		c.t0, c.sent, c.lastRecv, c.recvd, c.lastSend = 0, false, 0, false, 0
 	}
 }
-

@@ -13,10 +13,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -583,36 +585,12 @@ func TestWatchInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { // a ping-pong client in this process
-		var b [4]byte
-		deadline := time.Now().Add(time.Minute)
-		for n := uint32(1); time.Now().Before(deadline); n++ {
-			select {
-			case <-stop:
-				done <- nil
-				return
-			default:
-			}
-			binary.BigEndian.PutUint32(b[:], n)
-			if _, err := conn.Write(b[:]); err != nil {
-				done <- err
-				return
-			}
-			if _, err := io.ReadFull(conn, b[:]); err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
+	stopClient := pingPong(conn)
 	before := bpfFDs(os.Getpid())
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(2500*time.Millisecond, cancel)
 	res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{os.Getpid()}}, Callbacks{})
-	close(stop)
-	if cerr := <-done; cerr != nil {
+	if cerr := stopClient(); cerr != nil {
 		t.Fatalf("client: %v", cerr)
 	}
 	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
@@ -652,4 +630,36 @@ func TestWatchSortRuns(t *testing.T) {
 			t.Fatalf("SortRuns(%v) = %v, want %v", evs, got, want)
 		}
 	}
+}
+
+// pingPong runs a ping-pong client over conn in this process, on a
+// thread of its own (one client thread, as a watch follows it), for a
+// minute at most; the function it returns ends it and gives its error.
+func pingPong(conn net.Conn) (stop func() error) {
+	quit := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		var b [4]byte
+		for n, deadline := uint32(1), time.Now().Add(time.Minute); time.Now().Before(deadline); n++ {
+			select {
+			case <-quit:
+				done <- nil
+				return
+			default:
+			}
+			binary.BigEndian.PutUint32(b[:], n)
+			if _, err := conn.Write(b[:]); err != nil {
+				done <- err
+				return
+			}
+			if _, err := io.ReadFull(conn, b[:]); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	return sync.OnceValue(func() error { close(quit); return <-done })
 }

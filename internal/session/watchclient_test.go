@@ -2,14 +2,11 @@ package session
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,32 +135,7 @@ func watchClientRound(t *testing.T, addr string, port int, named bool, skip []st
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // one client thread, as the watch follows it
-		defer runtime.UnlockOSThread()
-		var b [4]byte
-		deadline := time.Now().Add(time.Minute)
-		for n := uint32(1); time.Now().Before(deadline); n++ {
-			select {
-			case <-stop:
-				done <- nil
-				return
-			default:
-			}
-			binary.BigEndian.PutUint32(b[:], n)
-			if _, err := conn.Write(b[:]); err != nil {
-				done <- err
-				return
-			}
-			if _, err := io.ReadFull(conn, b[:]); err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
+	stopClient := pingPong(conn)
 	wc := WatchConfig{ClientPIDs: []int{os.Getpid()}, Duration: 3 * time.Second, skip: skip}
 	if conns, _ := serverproc.Connections(os.Getpid()); !named && !onePort(conns, port) {
 		// The port is found from this process's connections only when
@@ -185,8 +157,7 @@ func watchClientRound(t *testing.T, addr string, port int, named bool, skip []st
 		notes = nil
 		res, err = Watch(context.Background(), wc, Callbacks{Note: func(s string) { notes = append(notes, s) }})
 	}
-	close(stop)
-	if cerr := <-done; cerr != nil {
+	if cerr := stopClient(); cerr != nil {
 		t.Fatalf("client: %v", cerr)
 	}
 	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
@@ -308,31 +279,7 @@ func TestWatchClientLocalServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		var b [4]byte
-		for n, deadline := uint32(1), time.Now().Add(time.Minute); time.Now().Before(deadline); n++ {
-			select {
-			case <-stop:
-				done <- nil
-				return
-			default:
-			}
-			binary.BigEndian.PutUint32(b[:], n)
-			if _, err := conn.Write(b[:]); err != nil {
-				done <- err
-				return
-			}
-			if _, err := io.ReadFull(conn, b[:]); err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
+	stopClient := pingPong(conn)
 	wc := WatchConfig{ClientPIDs: []int{os.Getpid()}, Duration: 1500 * time.Millisecond}
 	if conns, _ := serverproc.Connections(os.Getpid()); !onePort(conns, port) {
 		t.Logf("this process has other connections (%v): naming the port", conns)
@@ -345,8 +292,7 @@ func TestWatchClientLocalServer(t *testing.T) {
 		t.Logf("the watch saw no round trip (notes %q; warnings %q): watching again", notes, res.Warnings)
 		res, err = Watch(context.Background(), wc, Callbacks{})
 	}
-	close(stop)
-	if cerr := <-done; cerr != nil {
+	if cerr := stopClient(); cerr != nil {
 		t.Fatalf("client: %v", cerr)
 	}
 	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {

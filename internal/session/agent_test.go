@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -103,6 +104,45 @@ func bpfFDs(pid int) int {
 		}
 	}
 	return n
+}
+
+// startNice is the main thread's priority as the tests start (after
+// raisePriority).
+var startNice string
+
+// threadNice is a thread's nice value, as /proc/self/task/TID/stat gives it.
+func threadNice(tid string) string {
+	b, _ := os.ReadFile("/proc/self/task/" + tid + "/stat")
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		if f := strings.Fields(s[i+1:]); len(f) > 16 {
+			return f[16] // the 19th field: nice
+		}
+	}
+	return "?"
+}
+
+// nicedThreads lists this process's threads whose priority differs from
+// the one the tests started with, after a wait of up to a second for
+// threads that are ending: a stage that changes its thread's priority
+// must let that thread end with it, not hand it back to Go's pool for a
+// client to run on. The main thread is left out: Go parks it for good
+// when a goroutine locked to it ends, rather than end the process's
+// first thread, so it runs nothing again whatever its priority.
+func nicedThreads() []string {
+	var odd []string
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(20 * time.Millisecond) {
+		odd = odd[:0]
+		tasks, _ := os.ReadDir("/proc/self/task")
+		for _, e := range tasks {
+			if n := threadNice(e.Name()); n != startNice && n != "?" && e.Name() != strconv.Itoa(os.Getpid()) {
+				odd = append(odd, fmt.Sprintf("thread %s nice %s (%s at the start)", e.Name(), n, startNice))
+			}
+		}
+		if len(odd) == 0 || time.Now().After(deadline) {
+			return odd
+		}
+	}
 }
 
 func waitGone(t *testing.T, pids []int, within time.Duration) {

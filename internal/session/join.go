@@ -116,8 +116,11 @@ type batchSource interface {
 // it would starve whenever the clients keep their CPU busy.
 func (j *joinStage) loop() {
 	defer close(j.loopDone)
+	// Never unlocked: the thread's priority is changed below, and a
+	// thread given back to Go's pool with it would carry it to whatever
+	// runs there next (a client's pinned thread, in a process that runs
+	// again), so the thread exits with the goroutine.
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	nice := joinNice
 	setNice := func(n int) {
 		if n != nice && unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), n) == nil {
@@ -134,7 +137,6 @@ func (j *joinStage) loop() {
 			// The flush comes after the load: not the clients' CPU.
 			j.joinCPU = time.Duration(threadCPU())
 			j.stream.Flush()
-			// The thread's priority is changed: let it exit with the goroutine.
 			return
 		case <-t.C:
 			if now := time.Now(); now.Sub(last) > joinBehind {

@@ -24,6 +24,7 @@ func TestMain(m *testing.M) {
 		return
 	}
 	raisePriority()
+	startNice = threadNice(strconv.Itoa(os.Getpid()))
 	dir, err := os.MkdirTemp("", "volleyscope-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

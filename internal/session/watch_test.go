@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -585,12 +586,12 @@ func TestWatchInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	stopClient := pingPong(conn)
+	client := pingPong(t, conn)
 	before := bpfFDs(os.Getpid())
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(2500*time.Millisecond, cancel)
 	res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{os.Getpid()}}, Callbacks{})
-	if cerr := stopClient(); cerr != nil {
+	if cerr := client.stop(); cerr != nil {
 		t.Fatalf("client: %v", cerr)
 	}
 	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
@@ -601,6 +602,9 @@ func TestWatchInterrupted(t *testing.T) {
 	}
 	if after := bpfFDs(os.Getpid()); after != before {
 		t.Errorf("%d BPF objects held after the watch, %d before", after, before)
+	}
+	if odd := nicedThreads(); len(odd) > 0 {
+		t.Errorf("threads left with a changed priority after the watch: %v", odd)
 	}
 	var ended bool
 	for _, w := range res.Warnings {
@@ -632,10 +636,20 @@ func TestWatchSortRuns(t *testing.T) {
 	}
 }
 
+// pingClient is a ping-pong client in this process (pingPong).
+type pingClient struct {
+	n    atomic.Int64 // round trips completed
+	stop func() error
+}
+
 // pingPong runs a ping-pong client over conn in this process, on a
 // thread of its own (one client thread, as a watch follows it), for a
-// minute at most; the function it returns ends it and gives its error.
-func pingPong(conn net.Conn) (stop func() error) {
+// minute at most, and returns once it has completed a round trip: a
+// watch started before the client runs would see nothing to watch. Its
+// stop ends it and gives its error.
+func pingPong(t *testing.T, conn net.Conn) *pingClient {
+	t.Helper()
+	p := &pingClient{}
 	quit := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -658,8 +672,15 @@ func pingPong(conn net.Conn) (stop func() error) {
 				done <- err
 				return
 			}
+			p.n.Add(1)
 		}
 		done <- nil
 	}()
-	return sync.OnceValue(func() error { close(quit); return <-done })
+	p.stop = sync.OnceValue(func() error { close(quit); return <-done })
+	for start := time.Now(); p.n.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the ping-pong client completed no round trip in 30 s (%v)", p.stop())
+		}
+	}
+	return p
 }

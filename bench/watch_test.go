@@ -95,7 +95,10 @@ func TestBenchWatch(t *testing.T) {
 	// first window.
 	time.Sleep(watchSettle)
 
-	var on, off []window
+	// on and off: each round's watched window and the unwatched one next
+	// to it; son: the sampled watch's window after them, against the
+	// same unwatched window.
+	var on, off, son, soff []window
 	cpu := &benchstat.Ratio{Name: "watch_cpu_share_10k", Target: 0.01}
 	sampled := &benchstat.Ratio{Name: "watch_cpu_share_10k_sampled", Target: 0.01}
 	var bpfNs []float64
@@ -136,11 +139,12 @@ func TestBenchWatch(t *testing.T) {
 			round+1, cpuNs/1e6, wallNs/1e9, 100*cpuNs/wallNs, bpf)
 		// The same watch tracing watchShare of the time, after it, timed
 		// over one period of the sampling (1 s on, 9 s off).
-		_, cpuNs, wallNs, _, werr = watchedWindow(exe, srv.Port, client.Process.Pid, watchShare, watchSampledWindow, filepath.Join(dir, fmt.Sprintf("s%d", round)))
+		sw, cpuNs, wallNs, _, werr := watchedWindow(exe, srv.Port, client.Process.Pid, watchShare, watchSampledWindow, filepath.Join(dir, fmt.Sprintf("s%d", round)))
 		if werr != nil {
 			fmt.Printf("  sampled watch round %d left out: %v\n", round+1, werr)
 			continue
 		}
+		son, soff = append(son, sw), append(soff, rest)
 		sampled.Add(cpuNs, wallNs)
 		fmt.Printf("  watch round %d, --trace-share %g: watch CPU %.1f ms over %.1f s (%.2f%% of one CPU)\n",
 			round+1, watchShare, cpuNs/1e6, wallNs/1e9, 100*cpuNs/wallNs)
@@ -154,21 +158,10 @@ func TestBenchWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p50 := &benchstat.Ratio{Name: "watch_p50_inflation_10k"}
-	p99 := &benchstat.Ratio{Name: "watch_p99_inflation_10k", Target: 1.06}
-	for i := range on {
-		a, b := lat.within(on[i].from, on[i].to), lat.within(off[i].from, off[i].to)
-		if len(a) < watchRate || len(b) < watchRate {
-			fmt.Printf("  watch round %d: %d round trips watched, %d alone: too few, left out\n", i+1, len(a), len(b))
-			continue
-		}
-		p50.Add(quantile(a, 0.5), quantile(b, 0.5))
-		p99.Add(quantile(a, 0.99), quantile(b, 0.99))
-		fmt.Printf("  watch round %d: p50 %.1f µs watched / %.1f µs alone, p99 %.1f / %.1f µs, %d / %d round trips\n", i+1,
-			quantile(a, 0.5)/1e3, quantile(b, 0.5)/1e3, quantile(a, 0.99)/1e3, quantile(b, 0.99)/1e3, len(a), len(b))
-	}
+	p50, p99 := inflation(lat, on, off, "watch_p50_inflation_10k", "watch_p99_inflation_10k", "watch round")
+	sp50, sp99 := inflation(lat, son, soff, "watch_p50_inflation_10k_sampled", "watch_p99_inflation_10k_sampled", "sampled watch round")
 	fmt.Printf("  watch: %d rounds, %.0fs; the client made %.0f round trips/s\n", len(on), budget.Elapsed().Seconds(), res.ThroughputRPS)
-	for _, r := range []*benchstat.Ratio{p50, p99, cpu, sampled} {
+	for _, r := range []*benchstat.Ratio{p50, p99, cpu, sp50, sp99, sampled} {
 		r.Print(os.Stdout)
 	}
 	if len(bpfNs) > 0 {
@@ -177,7 +170,28 @@ func TestBenchWatch(t *testing.T) {
 		fmt.Printf("  watch_bpf_ns_per_request_10k: median over %d watches (range %.0f-%.0f ns) of the probe's programs' run time per round trip, machine-wide, over each watch's first second\n",
 			len(bpfNs), bpfNs[0], bpfNs[len(bpfNs)-1])
 	}
-	fmt.Printf("  watch_p99_inflation_10k: target ≤ 1.06; watch_cpu_share_10k: target ≤ 0.01 of one CPU, at %d requests/s; watch_cpu_share_10k_sampled: the same with --trace-share %g\n", watchRate, watchShare)
+	fmt.Printf("  watch_p99_inflation_10k: target ≤ 1.06; watch_cpu_share_10k: target ≤ 0.01 of one CPU, at %d requests/s; *_sampled: the same with --trace-share %g, the inflation over one sampling period (traced and not) against the round's unwatched window\n", watchRate, watchShare)
+}
+
+// inflation is the p50 and p99 ratios of the client's own latency in
+// each watched window over its unwatched one (round trips from lat),
+// printing each round as what; a pair with fewer than a second's round
+// trips on either side is left out.
+func inflation(lat *latencies, on, off []window, p50Name, p99Name, what string) (p50, p99 *benchstat.Ratio) {
+	p50 = &benchstat.Ratio{Name: p50Name}
+	p99 = &benchstat.Ratio{Name: p99Name, Target: 1.06}
+	for i := range on {
+		a, b := lat.within(on[i].from, on[i].to), lat.within(off[i].from, off[i].to)
+		if len(a) < watchRate || len(b) < watchRate {
+			fmt.Printf("  %s %d: %d round trips watched, %d alone: too few, left out\n", what, i+1, len(a), len(b))
+			continue
+		}
+		p50.Add(quantile(a, 0.5), quantile(b, 0.5))
+		p99.Add(quantile(a, 0.99), quantile(b, 0.99))
+		fmt.Printf("  %s %d: p50 %.1f µs watched / %.1f µs alone, p99 %.1f / %.1f µs, %d / %d round trips\n", what, i+1,
+			quantile(a, 0.5)/1e3, quantile(b, 0.5)/1e3, quantile(a, 0.99)/1e3, quantile(b, 0.99)/1e3, len(a), len(b))
+	}
+	return p50, p99
 }
 
 // Timing of TestBenchWatch, within 'make bench”s five minutes.

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/volleyscope/volleyscope/internal/benchstat"
+	"github.com/volleyscope/volleyscope/internal/report"
 )
 
 // TestBenchObserver measures what the observer (the probe's programs, its
@@ -49,6 +51,7 @@ func TestBenchObserver(t *testing.T) {
 				"--ci", "0", "--p99-ci", "0", "--duration", l.dur, "--timeout", "10s"}
 			ratio := &benchstat.Ratio{Name: "observer_throughput_ratio_" + l.name, Target: 0.95, Floor: true}
 			var preempted, observer, perTrip []float64
+			progs := map[string][]report.ProgramCost{} // each round's, by program
 			// A round where either side failed (a busy shared machine can
 			// time a connection out) is left out and said; three such
 			// rounds end the test.
@@ -86,6 +89,9 @@ func TestBenchObserver(t *testing.T) {
 				if p := run.Probe; p != nil {
 					observer = append(observer, p.ObserverCPUShare)
 					perTrip = append(perTrip, p.ObserverNsPerRTT)
+					for _, pc := range p.Programs {
+						progs[pc.Program] = append(progs[pc.Program], pc)
+					}
 					sample := "every connection"
 					if sm := p.Sample; sm != nil {
 						sample = fmt.Sprintf("%d of %d connections", sm.Followed, sm.Connections)
@@ -108,7 +114,31 @@ func TestBenchObserver(t *testing.T) {
 				fmt.Printf("BENCH observer_ns_per_rtt_%s %.0f\n", l.name, median(perTrip))
 			}
 			fmt.Printf("  %s: client_preempted share of the mean per round %v; observer CPU share per round %v (medians above, no interval)\n", l.name, round3(preempted), round3(observer))
+			costTable(l.name, progs)
 		})
+	}
+}
+
+// costTable prints the probe's cost program by program (COST lines:
+// load, program, runs and ns per round trip, medians over the rounds,
+// machine-wide over each run's warm-up), the largest first.
+func costTable(load string, progs map[string][]report.ProgramCost) {
+	type row struct {
+		name     string
+		runs, ns float64
+		rounds   int
+	}
+	var rows []row
+	for name, pcs := range progs {
+		var runs, ns []float64
+		for _, pc := range pcs {
+			runs, ns = append(runs, pc.RunsPerRTT), append(ns, pc.NsPerRTT)
+		}
+		rows = append(rows, row{name, median(runs), median(ns), len(pcs)})
+	}
+	slices.SortFunc(rows, func(a, b row) int { return cmp.Compare(b.ns, a.ns) })
+	for _, r := range rows {
+		fmt.Printf("COST %s %-36s %6.2f runs %7.0f ns per round trip (median of %d rounds)\n", load, r.name, r.runs, r.ns, r.rounds)
 	}
 }
 

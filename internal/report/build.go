@@ -43,6 +43,12 @@ type Parts struct {
 	Warnings      []string // checks made elsewhere (e.g. other tracers on our hooks)
 }
 
+// ProgramRuns is one BPF program's runs and run time (ns), machine-wide.
+type ProgramRuns struct {
+	Program  string
+	Runs, Ns uint64
+}
+
 // ProbeParts is what the probe says of itself after a run.
 type ProbeParts struct {
 	Mode     string            // hook families used
@@ -58,6 +64,8 @@ type ProbeParts struct {
 	// round trips completed meanwhile.
 	WarmupRuns, WarmupBPFNs uint64
 	WarmupTrips             int64
+	// WarmupPrograms is WarmupRuns and WarmupBPFNs program by program.
+	WarmupPrograms []ProgramRuns
 	// The observer's threads on this host: the CPU time of the ring
 	// reader and of the join (its flush after the load left out), over
 	// Wall, the time from the source's start to its stop. Zero for a
@@ -234,6 +242,12 @@ func buildProbe(r *Results, p Parts) {
 	if pp.WarmupTrips > 0 {
 		info.ProgramRunsPerRTT = float64(pp.WarmupRuns) / float64(pp.WarmupTrips)
 		info.OverheadNsPerRT = info.ProgramRunsPerRTT * info.BPFNsPerEvent
+		for _, pr := range pp.WarmupPrograms {
+			if pr.Runs > 0 {
+				info.Programs = append(info.Programs, ProgramCost{Program: pr.Program,
+					RunsPerRTT: float64(pr.Runs) / float64(pp.WarmupTrips), NsPerRTT: float64(pr.Ns) / float64(pp.WarmupTrips)})
+			}
+		}
 	}
 	if p.Load != nil {
 		if total := p.Load.Measured + p.Load.Outside; total > 0 {

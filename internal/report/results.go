@@ -356,6 +356,9 @@ type ProbeInfo struct {
 	ProgramRunsPerRTT float64 `json:"program_runs_per_rtt"` // BPF program runs per round trip, machine-wide, measured during the warm-up (most return after one lookup)
 	BPFNsPerEvent     float64 `json:"bpf_ns_per_event"`     // mean BPF run time per program run (BPF_ENABLE_STATS)
 	OverheadNsPerRT   float64 `json:"overhead_ns_per_rtt"`  // program runs per round trip × ns per run: the probe's own estimate of its cost
+	// Programs splits overhead_ns_per_rtt by program (those that ran),
+	// over the same warm-up, so that a cost is traced to its hook.
+	Programs []ProgramCost `json:"programs,omitempty"`
 	// The observer's threads: CPU time of the ring reader and of the join
 	// (its flush after the load left out); their share of the client CPUs
 	// over the run; and the whole observer per round trip (their CPU over
@@ -373,6 +376,14 @@ type ProbeInfo struct {
 	Missing  map[string]string `json:"missing,omitempty"` // event → why, and what it costs
 	Ring     string            `json:"ring,omitempty"`    // where records went: per-CPU rings or the BPF ring buffer (and why)
 	Syscalls bool              `json:"syscalls"`          // the syscall hooks were on (--syscalls)
+}
+
+// ProgramCost is one BPF program's share of the probe's cost: its runs
+// and its run time per round trip, machine-wide, over the warm-up.
+type ProgramCost struct {
+	Program    string  `json:"program"`
+	RunsPerRTT float64 `json:"runs_per_rtt"`
+	NsPerRTT   float64 `json:"ns_per_rtt"`
 }
 
 // ConnSample is the probe's sample of the connections.

@@ -269,6 +269,11 @@ func (s *probeSource) Close() (SourceReport, error) {
 	}
 	if s.statsErr == nil {
 		pp.WarmupRuns, pp.WarmupBPFNs, pp.WarmupTrips = s.runs, s.bpfNs, s.warmTrips.Load()
+		if progs, err := s.p.ProgramRuns(); err == nil {
+			for _, r := range progs {
+				pp.WarmupPrograms = append(pp.WarmupPrograms, report.ProgramRuns{Program: r.Program, Runs: r.Runs, Ns: r.Ns})
+			}
+		}
 	}
 	rep.Probe = pp
 	return rep, s.p.Close()

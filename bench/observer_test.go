@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -52,6 +53,7 @@ func TestBenchObserver(t *testing.T) {
 			ratio := &benchstat.Ratio{Name: "observer_throughput_ratio_" + l.name, Target: 0.95, Floor: true}
 			var preempted, observer, perTrip []float64
 			progs := map[string][]report.ProgramCost{} // each round's, by program
+			kinds := map[string][]float64{}            // each round's records per round trip, by kind
 			// A round where either side failed (a busy shared machine can
 			// time a connection out) is left out and said; three such
 			// rounds end the test.
@@ -92,6 +94,9 @@ func TestBenchObserver(t *testing.T) {
 					for _, pc := range p.Programs {
 						progs[pc.Program] = append(progs[pc.Program], pc)
 					}
+					for k, n := range p.EventsPerRTTByKind {
+						kinds[k] = append(kinds[k], n)
+					}
 					sample := "every connection"
 					if sm := p.Sample; sm != nil {
 						sample = fmt.Sprintf("%d of %d connections", sm.Followed, sm.Connections)
@@ -114,15 +119,18 @@ func TestBenchObserver(t *testing.T) {
 				fmt.Printf("BENCH observer_ns_per_rtt_%s %.0f\n", l.name, median(perTrip))
 			}
 			fmt.Printf("  %s: client_preempted share of the mean per round %v; observer CPU share per round %v (medians above, no interval)\n", l.name, round3(preempted), round3(observer))
-			costTable(l.name, progs)
+			costTable(l.name, progs, kinds)
 		})
 	}
 }
 
 // costTable prints the probe's cost program by program (COST lines:
 // load, program, runs and ns per round trip, medians over the rounds,
-// machine-wide over each run's warm-up), the largest first.
-func costTable(load string, progs map[string][]report.ProgramCost) {
+// machine-wide over each run's warm-up), the largest first, and the
+// records by kind per round trip (RECORDS lines, medians over the
+// rounds): with a connection sample, the followed connections' records
+// over every connection's round trips, as events_per_rtt counts them.
+func costTable(load string, progs map[string][]report.ProgramCost, kinds map[string][]float64) {
 	type row struct {
 		name     string
 		runs, ns float64
@@ -139,6 +147,9 @@ func costTable(load string, progs map[string][]report.ProgramCost) {
 	slices.SortFunc(rows, func(a, b row) int { return cmp.Compare(b.ns, a.ns) })
 	for _, r := range rows {
 		fmt.Printf("COST %s %-36s %6.2f runs %7.0f ns per round trip (median of %d rounds)\n", load, r.name, r.runs, r.ns, r.rounds)
+	}
+	for _, k := range slices.Sorted(maps.Keys(kinds)) {
+		fmt.Printf("RECORDS %s %-16s %6.2f per round trip (median of %d rounds)\n", load, k, median(kinds[k]), len(kinds[k]))
 	}
 }
 

@@ -36,6 +36,7 @@ type Probe struct {
 	rings      *rings          // RingPerCPU
 	stats      io.Closer
 	records    atomic.Uint64 // records Run handed to its callback
+	kinds      kindCounts    // the same, by kind (a folded record as its own kind)
 	drained    atomic.Int64  // CLOCK_MONOTONIC ns when the last complete read began (Drained)
 	late       atomic.Int64  // the reader's longest wake-up past its planned time, ns (ReaderLate)
 	mu         sync.Mutex

@@ -58,6 +58,7 @@ func (p *Probe) runBPF(ctx context.Context, fn func(*Event)) error {
 				return err
 			}
 			p.records.Add(1)
+			p.kinds.one(ev.Kind)
 			expand(&ev, fn)
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			p.drained.Store(began) // the buffer was empty from then on
@@ -112,7 +113,7 @@ func (p *Probe) runRings(ctx context.Context, fn func([]Event)) error {
 		if late := began - due; due > 0 && !draining && late > p.late.Load() {
 			p.late.Store(late)
 		}
-		n, peak, err := p.rings.drain(batch, fn)
+		n, peak, err := p.rings.drain(batch, fn, &p.kinds)
 		p.mu.Unlock()
 		p.records.Add(uint64(n))
 		if err != nil {

@@ -124,7 +124,9 @@ func (r *rings) word(b []byte, off int) *uint64 {
 // program is still writing it) ends that CPU's batch; the next drain
 // takes it. It returns the records read and the most that one CPU's ring
 // held when drained.
-func (r *rings) drain(batch []Event, fn func([]Event)) (n int, peak uint64, err error) {
+func (r *rings) drain(batch []Event, fn func([]Event), kinds *kindCounts) (n int, peak uint64, err error) {
+	var byKind [kindSlots]uint64 // added to kinds once per drain
+	defer kinds.add(&byKind)
 	for cpu := 0; cpu < r.ncpu; cpu++ {
 		c := cpu * cursorSize
 		head := atomic.LoadUint64(r.word(r.cursors, c+offHead))
@@ -143,6 +145,7 @@ func (r *rings) drain(batch []Event, fn func([]Event)) (n int, peak uint64, err 
 			if err := Decode(rec, &batch[len(batch)-1]); err != nil {
 				return n, peak, err
 			}
+			byKind[min(int(batch[len(batch)-1].Kind), kindSlots-1)]++
 			batch = expandLast(batch)
 			n++
 			// A folded record takes two slots: keep one free.

@@ -38,9 +38,10 @@ func TestRingsDrain(t *testing.T) {
 	// Batches of two (one slot kept for a folded record's second event):
 	// a CPU's records come in more than one.
 	batch := make([]Event, 0, 3)
+	var kinds kindCounts
 	drain := func() int {
 		t.Helper()
-		n, _, err := r.drain(batch, collect)
+		n, _, err := r.drain(batch, collect, &kinds)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,6 +54,9 @@ func TestRingsDrain(t *testing.T) {
 	}
 	if n := drain(); n != 6 || len(got) != 6 {
 		t.Fatalf("drained %d: %v", n, got)
+	}
+	if k := kinds[KindSwitch].Load(); k != 6 {
+		t.Errorf("%d switch records counted by kind, want 6", k)
 	}
 	// A reserved slot not yet committed (its program was interrupted by a
 	// nested one, which committed the next slot) holds back its CPU only.
@@ -102,7 +106,7 @@ func TestRingsDrain(t *testing.T) {
 		r.commit(0, r.reserve(0), uint64(5000+i))
 	}
 	r.commit(1, r.reserve(1), 6000)
-	if _, peak, _ := r.drain(batch, collect); peak != 5 {
+	if _, peak, _ := r.drain(batch, collect, &kindCounts{}); peak != 5 {
 		t.Errorf("peak %d, want 5", peak)
 	}
 }
@@ -175,6 +179,7 @@ func TestRingsDrainFolded(t *testing.T) {
 		atomic.StoreUint32((*uint32)(unsafe.Pointer(&r.data[off+offSeq])), uint32(idx)+1)
 	}
 	var kinds []Kind
+	var counted kindCounts
 	batch := make([]Event, 0, 3)
 	n, _, err := r.drain(batch, func(evs []Event) {
 		if len(evs) > cap(batch) {
@@ -183,9 +188,12 @@ func TestRingsDrainFolded(t *testing.T) {
 		for _, e := range evs {
 			kinds = append(kinds, e.Kind)
 		}
-	})
+	}, &counted)
 	if err != nil || n != 5 || len(kinds) != 10 {
 		t.Fatalf("drained %d records as %d events (%v), err %v; want 5 as 10", n, len(kinds), kinds, err)
+	}
+	if c, s := counted[KindSendXmit].Load(), counted[KindSendStart].Load(); c != 5 || s != 0 {
+		t.Errorf("counted %d send_xmit and %d send_start records, want 5 and 0 (a folded record counts as its own kind)", c, s)
 	}
 	for i := 0; i < 10; i += 2 {
 		if kinds[i] != KindSendStart || kinds[i+1] != KindNetXmit {

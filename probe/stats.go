@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 )
 
 // Lost is the number of records the programs dropped because a ring was
@@ -43,6 +44,37 @@ func (p *Probe) LostPerCPU() []uint64 {
 // the followed ports. Per round trip, it is what the probe wrote for the
 // load being measured (Lost records aside).
 func (p *Probe) Records() uint64 { return p.records.Load() }
+
+// kindSlots bounds the kinds counted apart; a kind beyond is counted in
+// the last slot.
+const kindSlots = 32
+
+// kindCounts counts records by kind, for the cost table: which events a
+// round trip costs.
+type kindCounts [kindSlots]atomic.Uint64
+
+func (k *kindCounts) one(kind Kind) { k[min(int(kind), kindSlots-1)].Add(1) }
+
+func (k *kindCounts) add(n *[kindSlots]uint64) {
+	for i, v := range n {
+		if v > 0 {
+			k[i].Add(v)
+		}
+	}
+}
+
+// RecordsByKind is Records by kind, those seen: a folded record
+// (KindNetRecvReady, KindSendXmit) counts as one of its own kind, as the
+// ring holds it.
+func (p *Probe) RecordsByKind() map[Kind]uint64 {
+	m := map[Kind]uint64{}
+	for i := range p.kinds {
+		if v := p.kinds[i].Load(); v > 0 {
+			m[Kind(i)] = v
+		}
+	}
+	return m
+}
 
 // MachineRuns sums the kernel's run statistics of the probe's programs:
 // how many times they ran and their total run time, machine-wide: every

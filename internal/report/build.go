@@ -57,6 +57,7 @@ type ProbeParts struct {
 	Ring     string            // where records went, and why
 	Syscalls bool              // the syscall hooks were on
 	Records  uint64            // records received from the tracked threads
+	ByKind   map[string]uint64 // the same by kind (a folded record as its own kind)
 	Lost     uint64            // records dropped because a ring was full
 	Late     int64             // records that arrived after their round trips were joined
 	// Program runs and their BPF time, machine-wide, counted during the
@@ -252,6 +253,12 @@ func buildProbe(r *Results, p Parts) {
 	if p.Load != nil {
 		if total := p.Load.Measured + p.Load.Outside; total > 0 {
 			info.EventsPerRTT = float64(pp.Records) / float64(total)
+			for k, n := range pp.ByKind {
+				if info.EventsPerRTTByKind == nil {
+					info.EventsPerRTTByKind = map[string]float64{}
+				}
+				info.EventsPerRTTByKind[k] = float64(n) / float64(total)
+			}
 		}
 	}
 	observerCost(info, pp, p.Load, r.Meta.NCPU)

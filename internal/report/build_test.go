@@ -48,7 +48,7 @@ func TestBuildFromRecording(t *testing.T) {
 				ServerSends: sends.ServerSends(load.Window.Start, load.Window.End),
 				Probe: &ProbeParts{
 					Mode: "tp_btf+tracepoint", Hooks: map[string]string{"sched_switch": "tp_btf/sched_switch"}, Ring: "per-CPU rings",
-					Records: uint64(len(in.Events)), WarmupRuns: 1000, WarmupBPFNs: 150000, WarmupTrips: 100,
+					Records: uint64(len(in.Events)), ByKind: map[string]uint64{"switch": uint64(len(in.Events))}, WarmupRuns: 1000, WarmupBPFNs: 150000, WarmupTrips: 100,
 					WarmupPrograms: []ProgramRuns{{Program: "tpbtf_sched_switch", Runs: 600, Ns: 90000}, {Program: "tpbtf_irq_handler_entry"}, {Program: "tpbtf_sk_data_ready", Runs: 400, Ns: 60000}},
 				},
 			})
@@ -71,6 +71,8 @@ func TestBuildFromRecording(t *testing.T) {
 			}
 			if r.Probe == nil || r.Probe.OverheadNsPerRT != 10*150 || r.Meta.ProbeMode != "tp_btf+tracepoint" {
 				t.Errorf("probe section %+v, mode %q", r.Probe, r.Meta.ProbeMode)
+			} else if k := r.Probe.EventsPerRTTByKind["switch"]; k != r.Probe.EventsPerRTT || k == 0 {
+				t.Errorf("switch records %.3f per round trip, want all %.3f", k, r.Probe.EventsPerRTT)
 			} else if want := []ProgramCost{{"tpbtf_sched_switch", 6, 900}, {"tpbtf_sk_data_ready", 4, 600}}; !slices.Equal(r.Probe.Programs, want) {
 				t.Errorf("programs %+v, want %+v (per round trip, those that ran)", r.Probe.Programs, want)
 			}

@@ -351,11 +351,14 @@ type UringOp struct {
 
 // ProbeInfo describes the probe's own cost and coverage.
 type ProbeInfo struct {
-	Events            uint64  `json:"events"`               // records received
-	EventsPerRTT      float64 `json:"events_per_rtt"`       // records per round trip
-	ProgramRunsPerRTT float64 `json:"program_runs_per_rtt"` // BPF program runs per round trip, machine-wide, measured during the warm-up (most return after one lookup)
-	BPFNsPerEvent     float64 `json:"bpf_ns_per_event"`     // mean BPF run time per program run (BPF_ENABLE_STATS)
-	OverheadNsPerRT   float64 `json:"overhead_ns_per_rtt"`  // program runs per round trip × ns per run: the probe's own estimate of its cost
+	Events       uint64  `json:"events"`         // records received
+	EventsPerRTT float64 `json:"events_per_rtt"` // records per round trip
+	// EventsPerRTTByKind splits events_per_rtt by the records' kind, as
+	// the rings hold them (a folded record, such as send_xmit, as one).
+	EventsPerRTTByKind map[string]float64 `json:"events_per_rtt_by_kind,omitempty"`
+	ProgramRunsPerRTT  float64            `json:"program_runs_per_rtt"` // BPF program runs per round trip, machine-wide, measured during the warm-up (most return after one lookup)
+	BPFNsPerEvent      float64            `json:"bpf_ns_per_event"`     // mean BPF run time per program run (BPF_ENABLE_STATS)
+	OverheadNsPerRT    float64            `json:"overhead_ns_per_rtt"`  // program runs per round trip × ns per run: the probe's own estimate of its cost
 	// Programs splits overhead_ns_per_rtt by program (those that ran),
 	// over the same warm-up, so that a cost is traced to its hook.
 	Programs []ProgramCost `json:"programs,omitempty"`

@@ -261,6 +261,12 @@ func (s *probeSource) Close() (SourceReport, error) {
 		Mode: s.p.ModeUsed(), Hooks: map[string]string{}, Missing: map[string]string{},
 		Ring: s.p.Ring().String(), Syscalls: s.syscalls, Records: s.p.Records(), Lost: rep.Lost, SampleOneIn: max(s.sample, 1),
 	}
+	for k, n := range s.p.RecordsByKind() {
+		if pp.ByKind == nil {
+			pp.ByKind = map[string]uint64{}
+		}
+		pp.ByKind[k.String()] = n
+	}
 	for _, h := range s.p.Hooks() {
 		pp.Hooks[h.Event] = h.String()
 		if h.State == probe.HookMissing {

@@ -234,7 +234,7 @@ func (p *Probe) attachEvent(spec *ebpf.CollectionSpec, ev eventHooks, cache *btf
 		if !allowed(p.cfg.Mode, ev, c.fam) {
 			continue
 		}
-		err := p.try(spec, c, cache)
+		err := p.try(spec, c, cache, ev.event)
 		if err == nil {
 			h.State, h.Hook = HookAttached, c.name
 			return h
@@ -287,7 +287,7 @@ func (p *Probe) openReader() error {
 }
 
 // try loads and attaches one candidate; on failure nothing of it remains.
-func (p *Probe) try(spec *ebpf.CollectionSpec, c candidate, cache *btf.Cache) error {
+func (p *Probe) try(spec *ebpf.CollectionSpec, c candidate, cache *btf.Cache, event string) error {
 	var colls []*ebpf.Collection
 	var links []link.Link
 	fail := func(err error) error {
@@ -318,7 +318,9 @@ func (p *Probe) try(spec *ebpf.CollectionSpec, c candidate, cache *btf.Cache) er
 		links = append(links, l)
 	}
 	p.progs = append(p.progs, colls...)
-	p.links = append(p.links, links...)
+	for i, a := range c.att {
+		p.links = append(p.links, &hookLink{l: links[i], fam: c.fam, a: a, prog: colls[i].Programs[a.prog], stays: staysAttached(event)})
+	}
 	for _, a := range c.att {
 		if h := kernelHook(a.target); !slices.Contains(p.targets, h) {
 			p.targets = append(p.targets, h)

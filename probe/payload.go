@@ -64,11 +64,13 @@ type Payload struct {
 type PayloadCapture struct {
 	cfg   PayloadConfig
 	objs  bpf.PayloadObjects
-	links []link.Link
-	rd    *ringbuf.Reader
-	rest  *ebpf.Collection // the maps Assign did not take
-	stats interface{ Close() error }
-	hooks []Hook
+	links []*hookLink // detached while tracing is off (SetTracing)
+	// detaching is the last SetTracing(false)'s detach while in flight.
+	detaching <-chan error
+	rd        *ringbuf.Reader
+	rest      *ebpf.Collection // the maps Assign did not take
+	stats     interface{ Close() error }
+	hooks     []Hook
 	// watermark: every record stamped before it has been handed to Run's
 	// callback.
 	watermark atomic.Int64
@@ -202,7 +204,9 @@ func OpenPayload(cfg PayloadConfig) (*PayloadCapture, error) {
 				errs = append(errs, fmt.Errorf("%s: attach: %w", cand.name, err))
 				continue
 			}
-			c.links = append(c.links, ls...)
+			for j, l := range ls {
+				c.links = append(c.links, &hookLink{l: l, fam: cand.fam, a: cand.att[j], prog: pc.Programs[a.prog]})
+			}
 			c.keep(pc.Programs[a.prog], i)
 			pc.Programs[a.prog] = nil // kept: not closed with the collection
 			pc.Close()
@@ -358,6 +362,45 @@ func (c *PayloadCapture) StopStats() {
 	}
 }
 
+// SetTracing detaches the capture's hooks (off) or attaches them again
+// (on), beside Probe.SetTracing, so that an off stretch costs the
+// machine's syscalls nothing. A syscall in progress when the hooks went
+// off never had its exit seen: the pending entries are cleared before
+// they come back, so that no exit reads a buffer recorded before. A
+// connection's sends made while off are not captured; one first seen
+// after is parsed from its first send seen.
+func (c *PayloadCapture) SetTracing(on bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("payload capture: set tracing: closed")
+	}
+	if !on {
+		if c.detaching == nil && (len(c.links) == 0 || c.links[0].l != nil) {
+			c.detaching = detachAll(c.links, true)
+		}
+		return nil
+	}
+	if err := detached(&c.detaching); err != nil {
+		return fmt.Errorf("payload capture: detach: %w", err)
+	}
+	if len(c.links) == 0 || c.links[0].l != nil {
+		return nil
+	}
+	var keys []uint32 // collected first: deleting while walking would skip some
+	var next uint32
+	for err := c.objs.Pendings.NextKey(nil, &next); err == nil; err = c.objs.Pendings.NextKey(next, &next) {
+		keys = append(keys, next)
+	}
+	for _, k := range keys {
+		_ = c.objs.Pendings.Delete(k)
+	}
+	if err := reattach(c.links); err != nil {
+		return fmt.Errorf("payload capture: %w", err)
+	}
+	return nil
+}
+
 // Close detaches and unloads everything; Run returns. Safe to call twice.
 func (c *PayloadCapture) Close() error {
 	c.mu.Lock()
@@ -367,9 +410,7 @@ func (c *PayloadCapture) Close() error {
 	}
 	c.closed = true
 	var errs []error
-	for _, l := range c.links {
-		errs = append(errs, l.Close())
-	}
+	errs = append(errs, detached(&c.detaching), <-detachAll(c.links, true))
 	if c.rd != nil {
 		errs = append(errs, c.rd.Close())
 	}

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/volleyscope/volleyscope/bpf"
@@ -27,7 +26,7 @@ type Probe struct {
 	rest       *ebpf.Collection
 	mapsByName map[string]*ebpf.Map
 	progs      []*ebpf.Collection
-	links      []link.Link
+	links      []*hookLink
 	hooks      []Hook
 	targets    []string // the kernel hooks attached (kernelHook), for Neighbours
 	neighbours []Neighbour
@@ -54,6 +53,8 @@ type Probe struct {
 	// epoch is probe.c's trace_epoch, and epochN its value (SetTracing).
 	epoch  *ebpf.Variable
 	epochN uint32
+	// detaching is the last SetTracing(false)'s detach while in flight.
+	detaching <-chan error
 }
 
 // hook is the Hook reported for event (zero if the event is unknown).

@@ -146,9 +146,7 @@ func (p *Probe) Close() error {
 	}
 	p.closed = true
 	var errs []error
-	for _, l := range p.links {
-		errs = append(errs, l.Close())
-	}
+	errs = append(errs, detached(&p.detaching), <-detachAll(p.links, true))
 	if p.rd != nil {
 		errs = append(errs, p.rd.Close())
 	}

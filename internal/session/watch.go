@@ -208,6 +208,10 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	// load hands its round trips over; the join waits for both.
 	w := &watchLoad{src: local, payload: pl, parseWhy: parseWhy, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, metrics: m, refresh: wc.Refresh, forget: p.join.stream.Forget,
 		share: share, setTracing: ps.p.SetTracing}
+	if pl != nil {
+		// The capture's hooks go off and on with the probe's.
+		w.setTracing = func(on bool) error { return errors.Join(pl.cap.SetTracing(on), ps.p.SetTracing(on)) }
+	}
 	if w.refresh <= 0 {
 		w.refresh = watchRefresh
 	}

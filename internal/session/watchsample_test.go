@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,7 +153,31 @@ func TestWatchSampled(t *testing.T) {
 	if all.TraceSampling != nil {
 		t.Errorf("an unsampled watch reports sampling: %+v", all.TraceSampling)
 	}
+	// The hooks' links, counted through the sampled watch: off, the
+	// probe's and the capture's hooks are detached, all but three.
+	stop := make(chan struct{})
+	linkCounts := make(chan [2]int, 1)
+	go func() {
+		least, most := math.MaxInt, 0
+		for t := time.NewTicker(20 * time.Millisecond); ; {
+			select {
+			case <-stop:
+				linkCounts <- [2]int{least, most}
+				return
+			case <-t.C:
+			}
+			if n := hookLinks(); n > 0 {
+				least, most = min(least, n), max(most, n)
+			}
+		}
+	}()
 	res, rate := watch(0.25, 8*time.Second)
+	close(stop)
+	if lc := <-linkCounts; lc[1]-lc[0] < 10 {
+		t.Errorf("the hooks' links ranged from %d to %d over the sampled watch: the off stretches did not detach its hooks", lc[0], lc[1])
+	} else {
+		t.Logf("the hooks' links ranged from %d (off) to %d (on)", lc[0], lc[1])
+	}
 	ts := res.TraceSampling
 	if ts == nil || ts.Share != 0.25 || ts.Windows < 2 {
 		t.Fatalf("sampling %+v, want share 0.25 over ≥ 2 windows", ts)
@@ -173,4 +199,18 @@ func TestWatchSampled(t *testing.T) {
 	if r := rate / allRate; r < 0.05 || r > 0.75 {
 		t.Errorf("the sampled watch's probe wrote %.3f of the unsampled one's records per second (traced %.3f of its time), want well under 1", r, ts.TracedShare)
 	}
+}
+
+// hookLinks counts this process's BPF links and perf events: the probe's
+// attached hooks (a tracepoint's link may hold a perf event besides).
+func hookLinks() int {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, fd := range fds {
+		l, _ := os.Readlink("/proc/self/fd/" + fd.Name())
+		if strings.HasPrefix(l, "anon_inode:bpf_link") || strings.HasPrefix(l, "anon_inode:[perf_event]") {
+			n++
+		}
+	}
+	return n
 }

@@ -926,7 +926,10 @@ static __always_inline void on_netif_receive(struct sk_buff *skb, bool typed)
 	// off is 20 or 40: spelled out so the verifier sees constant offsets.
 	const __u8 *th = off == 20 ? &b[20] : &b[40];
 	__u16 sport = ((__u16)th[0] << 8) | th[1], dport = ((__u16)th[2] << 8) | th[3];
-	if (!port_followed(sport) && !port_followed(dport))
+	// As the receiving socket sees them, and with the connection sample:
+	// a segment of a connection not followed is not recorded (its
+	// data-ready is not, so it would stand alone, for nothing).
+	if (!conn_followed(dport, sport))
 		return;
 	__u32 hdrs = proto == bpf_htons(0x0800) ? (b[0] & 0xf) * 4 : 40;
 	__s32 payload = tcp_payload(th, len, hdrs);

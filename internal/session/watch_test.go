@@ -159,6 +159,7 @@ func TestWatchKnownClient(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	before := bpfFDs(os.Getpid())
+	load := startOtherLoad()
 	res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{bench.Process.Pid}, Out: filepath.Join(dir, "watch")}, Callbacks{})
 	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
 		t.Fatalf("watch: %v", err)
@@ -178,6 +179,7 @@ func TestWatchKnownClient(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("bench did not end")
 	}
+	load.stop() // the bench waited for: its CPU is this process's children's
 	bc := res.BreakdownCheck
 	if bc == nil || bc.Joined == 0 {
 		t.Fatalf("nothing joined: %+v", bc)
@@ -186,7 +188,7 @@ func TestWatchKnownClient(t *testing.T) {
 		t.Errorf("joined %.4f (want ≥ 0.99), sum within tolerance %.4f (want ≥ 0.99); unjoined %v", rate, bc.SumWithinTolerance, bc.UnjoinedReasons)
 	}
 
-	checkAgainstOwn(t, filepath.Join(dir, "bench", "requests.csv"), filepath.Join(dir, "watch", "requests.csv"), res)
+	checkAgainstOwn(t, filepath.Join(dir, "bench", "requests.csv"), filepath.Join(dir, "watch", "requests.csv"), res, load)
 }
 
 // checkAgainstOwn sets a watch's round trips (its requests.csv) beside
@@ -199,13 +201,24 @@ func TestWatchKnownClient(t *testing.T) {
 // the tests; the watch names them in its warnings) run inside the
 // stretch between the client's clock reads and the socket events the
 // watch sees: then a watched latency is held to 5 µs of the client's
-// instead of 2, and the neighbours are named.
-func checkAgainstOwn(t *testing.T, ownCSV, watchedCSV string, res *report.Results) {
+// instead of 2, and the neighbours are named. So it is where other
+// processes used a quarter of the machine's CPU or more over the watch
+// (load, otherLoadWiden; nil: not measured): the client's clock reads
+// and its syscalls' entries stretch with the cache and interrupt
+// traffic of the work beside it (a second fresh-clone CI on these two
+// CPUs left 98.95% within 2 µs, its p99 3.8 µs), and that work is named.
+func checkAgainstOwn(t *testing.T, ownCSV, watchedCSV string, res *report.Results, load *otherLoad) {
 	t.Helper()
 	within := int64(2000)
 	for _, w := range res2warnings(res) {
 		within = 5000
 		t.Logf("held to 5 µs, not 2: %s", w)
+	}
+	if wide, why := load.widen(); wide {
+		within = 5000
+		t.Logf("held to 5 µs, not 2: %s", why)
+	} else {
+		t.Log(why)
 	}
 	own := readTrips(t, ownCSV)
 	watched := readTrips(t, watchedCSV)

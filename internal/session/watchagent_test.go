@@ -34,6 +34,7 @@ func TestWatchTwoHosts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	before := bpfFDs(os.Getpid())
+	load := startOtherLoad()
 	res, err := Watch(ctx, WatchConfig{ClientPIDs: []int{b.cmd.Process.Pid}, Agent: addr, AgentCred: agent.Credentials{Token: token}, Out: filepath.Join(dir, "watch")}, Callbacks{Note: func(s string) { t.Log(s) }})
 	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
 		t.Fatalf("watch: %v", err)
@@ -61,6 +62,7 @@ func TestWatchTwoHosts(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("bench did not end")
 	}
+	load.stop()
 
 	checkTwoHosts(t, res)
 	var comps string
@@ -77,7 +79,7 @@ func TestWatchTwoHosts(t *testing.T) {
 			t.Errorf("%s: mean %.0f ns, want > 0 (the agent's events did not reach the split)", c, server[c])
 		}
 	}
-	checkAgainstOwn(t, filepath.Join(dir, "bench", "requests.csv"), filepath.Join(dir, "watch", "requests.csv"), res)
+	checkAgainstOwn(t, filepath.Join(dir, "bench", "requests.csv"), filepath.Join(dir, "watch", "requests.csv"), res, load)
 }
 
 // farServer starts the threads server, in a process of our own (not

@@ -26,12 +26,13 @@ func staysAttached(event string) bool {
 	return event == "sched_process_fork" || event == "sched_process_exit" || event == "inet_sock_set_state"
 }
 
-// detachAll closes the links of hs that are attached and not staying,
-// in the background and all at once: each close waits for the kernel's
-// grace period (RCU) before it returns, 30–90 ms a link on this VM, which
-// one after another held a watch's loop for seconds, while closes in
-// parallel share their grace periods. The channel yields the closes'
-// errors once all are done; the records stopped before (trace_epoch).
+// detachAll closes the links of hs that are attached and not staying
+// (all: every one), in the background and all at once: each close waits
+// for a kernel grace period (RCU) before it returns, so that one after
+// another they held a watch's loop for seconds (README, "Watch"), while
+// closes in parallel share their grace periods. The channel yields the
+// closes' errors once all are done; the records stopped before
+// (trace_epoch).
 func detachAll(hs []*hookLink, all bool) <-chan error {
 	var ls []link.Link
 	for _, h := range hs {

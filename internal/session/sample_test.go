@@ -29,9 +29,9 @@ func TestConnSample(t *testing.T) {
 // every kind's records per round trip (of all connections) stay within
 // the followed share of what a round trip writes, the receive-processing
 // records (netif_receive_skb, which reads the ports from the packet)
-// included. Before they took the sample into account, the receive hook
-// wrote one record per data segment of every connection, 1.5 of the 3.4
-// records per round trip at 64 connections.
+// included: before it took the sample into account, the receive hook
+// wrote one record per data segment of every connection (README, "What
+// the observer costs under load").
 func TestSampleRecords(t *testing.T) {
 	requireRoot(t)
 	r, err := Run(context.Background(), Config{Self: selfBin, Server: "epoll-lt", Probe: true, ServerCPUs: []int{0},

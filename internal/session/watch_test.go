@@ -205,8 +205,8 @@ func TestWatchKnownClient(t *testing.T) {
 // processes used a quarter of the machine's CPU or more over the watch
 // (load, otherLoadWiden; nil: not measured): the client's clock reads
 // and its syscalls' entries stretch with the cache and interrupt
-// traffic of the work beside it (a second fresh-clone CI on these two
-// CPUs left 98.95% within 2 µs, its p99 3.8 µs), and that work is named.
+// traffic of the work beside it (the closing note of the round that
+// added this has the failure), and that work is named.
 func checkAgainstOwn(t *testing.T, ownCSV, watchedCSV string, res *report.Results, load *otherLoad) {
 	t.Helper()
 	within := int64(2000)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -104,8 +105,13 @@ type probeSource struct {
 	// (watchTrips).
 	tap func([]probe.Event)
 
-	// Read from the kernel before the probe is closed.
+	// Read from the kernel as the warm-up ends (WarmupOver), not at
+	// Close: the kernel keeps counting while any process has its run
+	// statistics on (another probe, bpftop, the bpf_stats_enabled
+	// sysctl), so a later read would hold more than the warm-up.
+	warmOnce    sync.Once
 	runs, bpfNs uint64
+	progRuns    []probe.ProgramRun
 	statsErr    error
 }
 
@@ -212,9 +218,14 @@ func (s *probeSource) Watermark() int64 {
 // WarmupOver ends the kernel's run statistics, which slow every program
 // run: the probe measures its own cost during the warm-up only.
 func (s *probeSource) WarmupOver() {
-	if !s.statsOff.Swap(true) {
+	s.warmOnce.Do(func() {
+		s.statsOff.Store(true)
+		s.runs, s.bpfNs, s.statsErr = s.p.MachineRuns()
+		if s.statsErr == nil {
+			s.progRuns, s.statsErr = s.p.ProgramRuns()
+		}
 		s.p.StopStats()
-	}
+	})
 }
 
 // tripDone counts a round trip toward the cost measured in the warm-up.
@@ -256,7 +267,6 @@ func (s *probeSource) Notices() []string {
 func (s *probeSource) Close() (SourceReport, error) {
 	s.WarmupOver()
 	rep := SourceReport{Lost: s.p.Lost(), ReaderLate: s.p.ReaderLate(), Warnings: s.neighbours, ReaderCPU: time.Duration(s.readerCPU.Load())}
-	s.runs, s.bpfNs, s.statsErr = s.p.MachineRuns()
 	pp := &report.ProbeParts{
 		Mode: s.p.ModeUsed(), Hooks: map[string]string{}, Missing: map[string]string{},
 		Ring: s.p.Ring().String(), Syscalls: s.syscalls, Records: s.p.Records(), Lost: rep.Lost, SampleOneIn: max(s.sample, 1),
@@ -275,10 +285,8 @@ func (s *probeSource) Close() (SourceReport, error) {
 	}
 	if s.statsErr == nil {
 		pp.WarmupRuns, pp.WarmupBPFNs, pp.WarmupTrips = s.runs, s.bpfNs, s.warmTrips.Load()
-		if progs, err := s.p.ProgramRuns(); err == nil {
-			for _, r := range progs {
-				pp.WarmupPrograms = append(pp.WarmupPrograms, report.ProgramRuns{Program: r.Program, Runs: r.Runs, Ns: r.Ns})
-			}
+		for _, r := range s.progRuns {
+			pp.WarmupPrograms = append(pp.WarmupPrograms, report.ProgramRuns{Program: r.Program, Runs: r.Runs, Ns: r.Ns})
 		}
 	}
 	rep.Probe = pp

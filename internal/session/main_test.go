@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 	out, err := exec.Command("go", "build", "-o", selfBin, "../../cmd/volleyscope").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build volleyscope for tests: %v\n%s", err, out)
+		os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -376,7 +376,7 @@ func (c *PayloadCapture) SetTracing(on bool) error {
 		return errors.New("payload capture: set tracing: closed")
 	}
 	if !on {
-		if c.detaching == nil && (len(c.links) == 0 || c.links[0].l != nil) {
+		if c.detaching == nil {
 			c.detaching = detachAll(c.links, true)
 		}
 		return nil

@@ -400,36 +400,9 @@ func TestWatchPipelined(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		var req [4]byte
-		var rep [8]byte
-		deadline := time.Now().Add(time.Minute)
-		for n := uint32(1); time.Now().Before(deadline); n += 2 {
-			select {
-			case <-stop:
-				done <- nil
-				return
-			default:
-			}
-			for k := range uint32(2) { // two requests in flight, each in a send of its own
-				binary.BigEndian.PutUint32(req[:], n+k)
-				if _, err := conn.Write(req[:]); err != nil {
-					done <- err
-					return
-				}
-			}
-			if _, err := io.ReadFull(conn, rep[:]); err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
+	client := pingPong(t, conn, 2)
 	res, err := Watch(context.Background(), WatchConfig{ServerPort: port, ClientPIDs: []int{os.Getpid()}, Duration: 1500 * time.Millisecond}, Callbacks{})
-	close(stop)
-	if cerr := <-done; cerr != nil {
+	if cerr := client.stop(); cerr != nil {
 		t.Fatalf("client: %v", cerr)
 	}
 	if res == nil {
@@ -599,7 +572,7 @@ func TestWatchInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	client := pingPong(t, conn)
+	client := pingPong(t, conn, 1)
 	before := bpfFDs(os.Getpid())
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(2500*time.Millisecond, cancel)
@@ -651,16 +624,18 @@ func TestWatchSortRuns(t *testing.T) {
 
 // pingClient is a ping-pong client in this process (pingPong).
 type pingClient struct {
-	n    atomic.Int64 // round trips completed
+	n    atomic.Int64 // exchanges completed
 	stop func() error
 }
 
 // pingPong runs a ping-pong client over conn in this process, on a
 // thread of its own (one client thread, as a watch follows it), for a
-// minute at most, and returns once it has completed a round trip: a
-// watch started before the client runs would see nothing to watch. Its
-// stop ends it and gives its error.
-func pingPong(t *testing.T, conn net.Conn) *pingClient {
+// minute at most, and returns once it has completed an exchange: a
+// watch started before the client runs would see nothing to watch. Each
+// exchange is inFlight requests, each in a send of its own, then their
+// replies (2 and up: a pipelining client). Its stop ends it and gives
+// its error.
+func pingPong(t *testing.T, conn net.Conn, inFlight int) *pingClient {
 	t.Helper()
 	p := &pingClient{}
 	quit := make(chan struct{})
@@ -668,20 +643,23 @@ func pingPong(t *testing.T, conn net.Conn) *pingClient {
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		var b [4]byte
-		for n, deadline := uint32(1), time.Now().Add(time.Minute); time.Now().Before(deadline); n++ {
+		req, reps := make([]byte, 4), make([]byte, 4*inFlight)
+		for n, deadline := uint32(1), time.Now().Add(time.Minute); time.Now().Before(deadline); {
 			select {
 			case <-quit:
 				done <- nil
 				return
 			default:
 			}
-			binary.BigEndian.PutUint32(b[:], n)
-			if _, err := conn.Write(b[:]); err != nil {
-				done <- err
-				return
+			for range inFlight {
+				binary.BigEndian.PutUint32(req, n)
+				n++
+				if _, err := conn.Write(req); err != nil {
+					done <- err
+					return
+				}
 			}
-			if _, err := io.ReadFull(conn, b[:]); err != nil {
+			if _, err := io.ReadFull(conn, reps); err != nil {
 				done <- err
 				return
 			}
@@ -692,7 +670,7 @@ func pingPong(t *testing.T, conn net.Conn) *pingClient {
 	p.stop = sync.OnceValue(func() error { close(quit); return <-done })
 	for start := time.Now(); p.n.Load() == 0; time.Sleep(time.Millisecond) {
 		if time.Since(start) > 30*time.Second {
-			t.Fatalf("the ping-pong client completed no round trip in 30 s (%v)", p.stop())
+			t.Fatalf("the ping-pong client completed no exchange in 30 s (%v)", p.stop())
 		}
 	}
 	return p

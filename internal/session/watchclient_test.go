@@ -135,7 +135,7 @@ func watchClientRound(t *testing.T, addr string, port int, named bool, skip []st
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	client := pingPong(t, conn)
+	client := pingPong(t, conn, 1)
 	wc := WatchConfig{ClientPIDs: []int{os.Getpid()}, Duration: 3 * time.Second, skip: skip}
 	if conns, _ := serverproc.Connections(os.Getpid()); !named && !onePort(conns, port) {
 		// The port is found from this process's connections only when
@@ -280,7 +280,7 @@ func TestWatchClientLocalServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	client := pingPong(t, conn)
+	client := pingPong(t, conn, 1)
 	wc := WatchConfig{ClientPIDs: []int{os.Getpid()}, Duration: 1500 * time.Millisecond}
 	if conns, _ := serverproc.Connections(os.Getpid()); !onePort(conns, port) {
 		t.Logf("this process has other connections (%v): naming the port", conns)

@@ -353,8 +353,17 @@ func TestWatchRealPipelined(t *testing.T) {
 			if pipelined > 1 {
 				t.Errorf("%d connections pipelined: want at most the CONFIG GETs'", pipelined)
 			}
-			if bc == nil || float64(bc.Joined) < 0.99*n {
-				t.Errorf("round trips split: %+v, want ≥ 99%% of %d", bc, n)
+			// A reader held off its CPU by other work loses records
+			// (the watch says so): the round trips whose records were
+			// lost are not seen, about as many as the lost records hold.
+			want := float64(n)
+			if p := res.Probe; res.LostEvents > 0 && p != nil && p.EventsPerRTT > 0 {
+				lost := float64(res.LostEvents) / p.EventsPerRTT
+				want = max(0, want-lost)
+				t.Logf("%d records lost (%.1f a round trip): about %.0f round trips not seen", res.LostEvents, p.EventsPerRTT, lost)
+			}
+			if bc == nil || float64(bc.Joined) < 0.99*want {
+				t.Errorf("round trips split: %+v, want ≥ 99%% of %.0f (of %d, less those whose records were lost)", bc, want, n)
 			}
 		})
 	}

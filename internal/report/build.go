@@ -39,8 +39,10 @@ type Parts struct {
 	TwoHosts *TwoHosts
 	// TraceSampling is a time-sampled watch's windows; nil otherwise.
 	TraceSampling *TraceSampling
-	Errors        []string // what went wrong, in order
-	Warnings      []string // checks made elsewhere (e.g. other tracers on our hooks)
+	// PayloadCapture is a watch's payload capture; nil otherwise.
+	PayloadCapture *PayloadCapture
+	Errors         []string // what went wrong, in order
+	Warnings       []string // checks made elsewhere (e.g. other tracers on our hooks)
 }
 
 // ProgramRuns is one BPF program's runs and run time (ns), machine-wide.
@@ -105,6 +107,7 @@ func Build(p Parts) *Results {
 		r.Meta.Hooks = map[string]string{}
 	}
 	r.TraceSampling = p.TraceSampling
+	r.PayloadCapture = p.PayloadCapture
 	if res := p.Load; res != nil {
 		buildLoad(r, res)
 	}

@@ -57,7 +57,9 @@ type Results struct {
 	// probe recorded in windows, and every count and rate above is of
 	// the round trips wholly inside them.
 	TraceSampling *TraceSampling `json:"trace_sampling,omitempty"`
-	Errors        []string       `json:"errors"`
+	// PayloadCapture is a watch's payload capture, when it loaded.
+	PayloadCapture *PayloadCapture `json:"payload_capture,omitempty"`
+	Errors         []string        `json:"errors"`
 	// Warnings are the run's own checks that failed (validity, client
 	// saturation, other tracers on our hooks, a large MSER-5 cut): the
 	// numbers stand, but read them with the warning in mind.
@@ -143,6 +145,19 @@ type TraceSampling struct {
 	// ScaledThroughputRPS is the measured throughput divided by
 	// TracedShare: an estimate of the traffic's whole rate, not measured.
 	ScaledThroughputRPS float64 `json:"scaled_throughput_rps"`
+}
+
+// PayloadCapture says how a watch read its connections' first sends
+// (or, server side, receives) to parse their protocol.
+type PayloadCapture struct {
+	// ReadsPerConnection is how many sends of each connection are read.
+	ReadsPerConnection int `json:"reads_per_connection"`
+	// AttachedShare is the share of the watch its hooks were attached:
+	// they go off while every connection with an exchange under way has
+	// had its reads, and come back for a connection that lacks them.
+	AttachedShare float64 `json:"attached_share"`
+	// Rests counts the times they went off.
+	Rests int `json:"rests"`
 }
 
 // RunInfo says how the run went: why it stopped, the measured window and

@@ -209,8 +209,12 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	w := &watchLoad{src: local, payload: pl, parseWhy: parseWhy, trips: trips, duration: wc.Duration, pids: slices.Concat(t.serverPIDs, wc.ClientPIDs), note: cb.note, metrics: m, refresh: wc.Refresh, forget: p.join.stream.Forget,
 		share: share, setTracing: ps.p.SetTracing}
 	if pl != nil {
-		// The capture's hooks go off and on with the probe's.
-		w.setTracing = func(on bool) error { return errors.Join(pl.cap.SetTracing(on), ps.p.SetTracing(on)) }
+		// The capture's hooks go off with the probe's, and also rest
+		// while they have nothing to read.
+		w.rest = newCaptureRest(pl.cap.SetTracing, monotonicNow())
+		w.setTracing = func(on bool) error {
+			return errors.Join(w.rest.setTraced(on, monotonicNow()), ps.p.SetTracing(on))
+		}
 	}
 	if w.refresh <= 0 {
 		w.refresh = watchRefresh
@@ -279,7 +283,10 @@ type watchLoad struct {
 	share      float64
 	setTracing func(on bool) error
 	sampler    *traceSampler
-	end        int64 // when the watch ended (CLOCK_MONOTONIC ns)
+	// rest switches the payload capture's hooks off while they have
+	// nothing to read (nil without the capture).
+	rest *captureRest
+	end  int64 // when the watch ended (CLOCK_MONOTONIC ns)
 }
 
 func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summary, error) {
@@ -294,6 +301,9 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 	start := monotonicNow()
 	cpu0 := processCPU()
 	feed := loadgen.NewFeed(opts, start, hooks)
+	if w.rest != nil {
+		w.rest.notBefore = start + opts.Warmup.Nanoseconds()
+	}
 	w.sampler = newTraceSampler(w.share, start, start+opts.Warmup.Nanoseconds(), w.setTracing, w.trips)
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
@@ -318,7 +328,10 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 		if err = w.sampler.tick(now); err != nil {
 			break
 		}
-		err = w.step(feed, w.src.Watermark(), false)
+		w.trips.deferTimed = w.rest.resting(now)
+		if err = w.step(feed, w.src.Watermark(), false); err == nil {
+			err = w.rest.tick(now, w.trips.captureNeeded())
+		}
 		feed.Check(now)
 		if time.Since(lastSummary) >= w.refresh {
 			w.note(w.metrics.summary(time.Since(lastSummary)))
@@ -385,6 +398,11 @@ func (w *watchLoad) parts(p *report.Parts) {
 		if pp := p.Probe; pp != nil && pp.WarmupTrips > 0 && pp.WarmupRuns > 0 {
 			cost += fmt.Sprintf("; the probe's programs %v of CPU per round trip, machine-wide (measured over the first %d round trips)", time.Duration(pp.WarmupBPFNs/uint64(pp.WarmupTrips)), pp.WarmupTrips)
 			cost += w.payload.payloadCost(pp.WarmupTrips)
+		}
+		if w.rest != nil {
+			on, rests := w.rest.share(w.end)
+			p.PayloadCapture = &report.PayloadCapture{ReadsPerConnection: watchPayloadSends, AttachedShare: on, Rests: rests}
+			cost += fmt.Sprintf("; the payload capture's hooks attached %.1f%% of the time (off while every connection with an exchange under way had had its first %d sends read: %d times)", 100*on, watchPayloadSends, rests)
 		}
 		if rps := p.Load.ThroughputRPS; rps > 0 {
 			cost += fmt.Sprintf(", at %.0f round trips/s", rps)

@@ -56,6 +56,11 @@ type watchTrips struct {
 	// one it finds pipelined is not split, whatever timing says.
 	parser  *watchParser
 	parsing parseCounts
+	// deferTimed holds back counting a connection as timed while the
+	// parser had no read of it: the capture's hooks were off (resting)
+	// when it began, and its reads may yet come. One never read is
+	// counted when it ends, or when the watch does.
+	deferTimed bool
 	// windows are the probe's "on" windows when the watch samples
 	// (--trace-share): only round trips wholly inside one are reported.
 	windows traceWindows
@@ -93,6 +98,7 @@ type watchConn struct {
 	pipelined bool
 	sk        uint64 // the socket (its kernel address); 0: not yet seen
 	counted   bool   // classified in parsing (at its first exchange)
+	exchanged bool   // an exchange of it was reported
 }
 
 func newWatchTrips(port uint16) *watchTrips {
@@ -187,6 +193,7 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 	w.parser.take()
 	// emit reports c's exchange, known complete at done.
 	emit := func(c *watchConn, done int64) {
+		c.exchanged = true
 		w.parsed(c)
 		end := c.lastRecv
 		if w.serverSide {
@@ -207,7 +214,7 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 	}
 	w.buf = append(w.buf[:0], w.buf[n:]...)
 	// A reply followed by silence is complete.
-	for _, c := range w.conns {
+	for port, c := range w.conns {
 		last := c.lastRecv
 		if w.serverSide {
 			last = c.lastSend
@@ -217,6 +224,9 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 			emit(c, last+WatchIdle.Nanoseconds())
 		} else if final && c.t0 != 0 {
 			w.inFlightEnd++
+		}
+		if final {
+			w.countUncounted(port, c)
 		}
 	}
 	w.parser.prune(func(port uint16) bool { return w.conns[port] != nil }, watermark-WatchIdle.Nanoseconds())
@@ -234,7 +244,7 @@ func (w *watchTrips) parsed(c *watchConn) {
 	if cp != nil && c.sk != 0 && cp.sk != c.sk {
 		cp = nil // the parse of another connection on the port
 	}
-	if !c.counted {
+	if !c.counted && (cp != nil || !w.deferTimed) {
 		c.counted = true
 		w.parsing.classify(port, cp)
 	}
@@ -244,6 +254,48 @@ func (w *watchTrips) parsed(c *watchConn) {
 		w.parsing.pipelined++
 		w.parsing.mostInOne = max(w.parsing.mostInOne, cp.mostInOne)
 	}
+}
+
+// countUncounted counts connection c, on client port port, as its
+// parse stands if its classification was deferred (deferTimed) and it
+// had an exchange.
+func (w *watchTrips) countUncounted(port uint16, c *watchConn) {
+	if c.counted || !c.exchanged {
+		return
+	}
+	c.counted = true
+	cp := w.parser.conn(port)
+	if cp != nil && c.sk != 0 && cp.sk != c.sk {
+		cp = nil
+	}
+	w.parsing.classify(port, cp)
+}
+
+// captureNeeded says whether the payload capture has reads to make: a
+// connection with an exchange under way has not had its first
+// watchPayloadSends sends read, and was not found pipelined or given up
+// by the parser; or no connection has an exchange under way (the hooks
+// cost nothing then but other processes' checks, and they are attached
+// for the first sends of the next connection).
+func (w *watchTrips) captureNeeded() bool {
+	active := false
+	for port, c := range w.conns {
+		if c.t0 == 0 && c.lastRecv == 0 && c.lastSend == 0 && !c.recvd {
+			continue // idle: its last exchange reported
+		}
+		active = true
+		if c.pipelined {
+			continue
+		}
+		cp := w.parser.conn(port)
+		if cp == nil || (c.sk != 0 && cp.sk != c.sk) {
+			return true
+		}
+		if cp.sends < watchPayloadSends && !cp.pipelined && !cp.gaveUp {
+			return true
+		}
+	}
+	return !active
 }
 
 // traffic reads e as the watch reads a connection's traffic: closed for
@@ -279,6 +331,7 @@ func (w *watchTrips) conn(port uint16, e *probe.Event, closed bool, emit func(*w
 	}
 	if (e.SK != 0 && c.sk != 0 && e.SK != c.sk) || closed {
 		emit(c, int64(e.TS))
+		w.countUncounted(port, c)
 		delete(w.conns, port)
 		w.ended = append(w.ended, endedConn{c.info.ID, int64(e.TS)})
 		return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,9 +72,10 @@ func (h *fakeHost) counts() (opened, closed int) {
 }
 
 type fakeSession struct {
-	h    *fakeHost
-	wm   atomic.Int64
-	sent atomic.Uint64
+	h       *fakeHost
+	wm      atomic.Int64
+	sent    atomic.Uint64
+	tracing []bool // its SetTracing calls, under h.mu
 }
 
 func (s *fakeSession) Started() Started {
@@ -111,6 +113,19 @@ func (s *fakeSession) Watermark() int64 { return s.wm.Load() }
 
 func (s *fakeSession) Mark(name string) MarkReply {
 	return MarkReply{Name: name, AgentNs: s.h.Now(), Cost: proccost.Sample{CPUNs: 42, Threads: 1, Procs: 1}}
+}
+
+func (s *fakeSession) SetTracing(on bool) error {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	s.tracing = append(s.tracing, on)
+	return nil
+}
+
+func (s *fakeSession) switches() []bool {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	return slices.Clone(s.tracing)
 }
 
 func (s *fakeSession) Close() (Final, error) {
@@ -182,6 +197,9 @@ func drain(t *testing.T, es *EventStream) (events []probe.Event, marks []MarkRep
 			events = append(events, m.Batch.Events...)
 		case m.Mark != nil:
 			marks = append(marks, *m.Mark)
+		case m.Trace != nil:
+			// Told apart from marks by their name.
+			marks = append(marks, MarkReply{Name: fmt.Sprintf("trace %v", m.Trace.On), AgentNs: m.Trace.AgentNs, Err: m.Trace.Err})
 		case m.Final != nil:
 			fin = m.Final
 		}
@@ -217,6 +235,12 @@ func TestRoundTrip(t *testing.T) {
 			if err := es.Mark("first"); err != nil {
 				t.Fatal(err)
 			}
+			if err := es.SetTracing(false); err != nil {
+				t.Fatal(err)
+			}
+			if err := es.SetTracing(true); err != nil {
+				t.Fatal(err)
+			}
 			time.Sleep(100 * time.Millisecond)
 			if err := es.Stop(); err != nil {
 				t.Fatal(err)
@@ -225,8 +249,12 @@ func TestRoundTrip(t *testing.T) {
 			if fin == nil {
 				t.Fatal("no final account")
 			}
-			if len(marks) != 1 || marks[0].Name != "first" || marks[0].Cost.CPUNs != 42 {
-				t.Fatalf("marks = %+v", marks)
+			if len(marks) != 3 || marks[0].Name != "first" || marks[0].Cost.CPUNs != 42 ||
+				marks[1].Name != "trace false" || marks[2].Name != "trace true" || marks[1].Err != "" || marks[2].AgentNs < marks[1].AgentNs {
+				t.Fatalf("marks and trace switches = %+v", marks)
+			}
+			if sw := h.sessions[0].switches(); fmt.Sprint(sw) != "[false true]" {
+				t.Fatalf("the session's probe was switched %v, want [false true]", sw)
 			}
 			if len(events) == 0 || uint64(len(events)) != fin.Events || fin.Probe == nil || fin.Probe.Records != fin.Events || fin.Lost != 3 {
 				t.Fatalf("%d events received; final account %+v", len(events), fin)

@@ -99,6 +99,7 @@ func (s *replaySession) Run(ctx context.Context, deliver func(*probe.Event)) err
 }
 func (s *replaySession) Watermark() int64      { return monotonicNow() }
 func (s *replaySession) Mark(string) MarkReply { return MarkReply{} }
+func (s *replaySession) SetTracing(bool) error { return nil }
 func (s *replaySession) Close() (Final, error) { return Final{}, nil }
 
 // serveReplay is the replaying agent process: it prints its address,

@@ -155,7 +155,7 @@ func (c *Client) Events(ctx context.Context, req EventsRequest) (*EventStream, e
 }
 
 // EventStream is a running Events session. Recv is called from one
-// goroutine; Mark and Stop from any.
+// goroutine; Mark, SetTracing and Stop from any.
 type EventStream struct {
 	c        *Client
 	st       grpc.ClientStream
@@ -194,6 +194,9 @@ func (s *EventStream) Recv() (Message, error) {
 	case kindMark:
 		m := s.in.mark
 		return Message{Mark: &m}, nil
+	case kindTrace:
+		t := s.in.trace
+		return Message{Trace: &t}, nil
 	case kindFinal:
 		s.done = true
 		f := s.in.final
@@ -234,6 +237,17 @@ func (s *EventStream) Mark(name string) error {
 		return errors.New("mark: empty name")
 	}
 	return s.send(&clientMsg{Mark: name})
+}
+
+// SetTracing asks the agent to attach its probe's hooks (on) or detach
+// them, for a sampled watch; the reply, once the agent's probe has made
+// the switch, comes through Recv in the stream's order.
+func (s *EventStream) SetTracing(on bool) error {
+	t := traceOff
+	if on {
+		t = traceOn
+	}
+	return s.send(&clientMsg{Trace: t})
 }
 
 // Stop asks the agent to detach its probe: Recv then returns the last

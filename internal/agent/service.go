@@ -60,6 +60,9 @@ type Session interface {
 	Watermark() int64
 	// Mark samples the server processes' cost counters.
 	Mark(name string) MarkReply
+	// SetTracing attaches the probe's hooks (on) or detaches them (a
+	// sampled watch's off stretches); it returns once they are.
+	SetTracing(on bool) error
 	// Close detaches the probe; Run has returned or was never called. It
 	// is called exactly once.
 	Close() (Final, error)
@@ -332,9 +335,10 @@ type eventsSession struct {
 
 // ctlMsg is a message of the controller's, or the end of its side.
 type ctlMsg struct {
-	mark string
-	end  bool  // stop, or the stream broke (err)
-	err  error // the controller is gone
+	mark  string
+	trace string
+	end   bool  // stop, or the stream broke (err)
+	err   error // the controller is gone
 }
 
 func (es *eventsSession) serve() error {
@@ -352,7 +356,7 @@ func (es *eventsSession) serve() error {
 				}
 				return
 			}
-			c := ctlMsg{mark: m.Mark, end: m.Stop}
+			c := ctlMsg{mark: m.Mark, trace: m.Trace, end: m.Stop}
 			select {
 			case ctl <- c:
 			case <-ctx.Done():
@@ -390,6 +394,11 @@ func (es *eventsSession) serve() error {
 					return err
 				}
 			}
+			if c.trace != "" {
+				if err := es.ss.SendMsg(&outMsg{kindTrace, es.trace(c.trace)}); err != nil {
+					return err
+				}
+			}
 			continue
 		case err := <-es.runDone:
 			es.running = false
@@ -406,6 +415,22 @@ func (es *eventsSession) serve() error {
 			return err
 		}
 	}
+}
+
+// trace makes a trace switch the controller asked for, and its reply.
+func (es *eventsSession) trace(what string) TraceReply {
+	r := TraceReply{On: what == traceOn}
+	var err error
+	if what != traceOn && what != traceOff {
+		err = fmt.Errorf("trace switch %q: want %q or %q", what, traceOn, traceOff)
+	} else {
+		err = es.sess.SetTracing(r.On)
+	}
+	r.AgentNs = es.host.Now()
+	if err != nil {
+		r.Err = err.Error()
+	}
+	return r
 }
 
 // flush sends every event delivered so far, with the watermark.

@@ -18,8 +18,9 @@ import (
 // check it in Hello: an agent and a controller of different versions
 // refuse each other with both versions named. Raise it with any change
 // to a message or a method (2: the Load method; 3: ServerInfo.Watched
-// and EventsRequest.Watch, for a watch of a running server).
-const ProtocolVersion = 3
+// and EventsRequest.Watch, for a watch of a running server; 4: Events'
+// trace switch, for a sampled watch).
+const ProtocolVersion = 4
 
 // HelloRequest opens a controller's conversation with an agent.
 type HelloRequest struct {
@@ -82,11 +83,27 @@ type EventsRequest struct {
 }
 
 // clientMsg is one message of the controller's side of Events: the
-// start request first, then marks, then stop.
+// start request first, then marks and trace switches, then stop.
 type clientMsg struct {
 	Start *EventsRequest `json:"start,omitempty"`
 	Mark  string         `json:"mark,omitempty"`
-	Stop  bool           `json:"stop,omitempty"`
+	// Trace switches the probe's hooks: traceOn or traceOff.
+	Trace string `json:"trace,omitempty"`
+	Stop  bool   `json:"stop,omitempty"`
+}
+
+// The values of clientMsg.Trace.
+const (
+	traceOn  = "on"
+	traceOff = "off"
+)
+
+// TraceReply answers a trace switch once the agent's probe has made it:
+// its hooks attached (On) or detached, at AgentNs on the agent's clock.
+type TraceReply struct {
+	On      bool   `json:"on"`
+	AgentNs int64  `json:"agent_ns"`
+	Err     string `json:"error,omitempty"` // why the switch failed
 }
 
 // Started is the agent's first answer in Events, once the probe is
@@ -136,6 +153,7 @@ type Final struct {
 type Message struct {
 	Batch *Batch
 	Mark  *MarkReply
+	Trace *TraceReply
 	Final *Final
 }
 
@@ -145,6 +163,7 @@ const (
 	kindStarted = 'S'
 	kindBatch   = 'B'
 	kindMark    = 'M'
+	kindTrace   = 'T'
 	kindFinal   = 'F'
 )
 
@@ -198,6 +217,7 @@ type inMsg struct {
 	batch   Batch
 	started Started
 	mark    MarkReply
+	trace   TraceReply
 	final   Final
 }
 
@@ -217,6 +237,9 @@ func (m *inMsg) unmarshal(b []byte) error {
 	case kindMark:
 		m.mark = MarkReply{}
 		return json.Unmarshal(b[1:], &m.mark)
+	case kindTrace:
+		m.trace = TraceReply{}
+		return json.Unmarshal(b[1:], &m.trace)
 	case kindFinal:
 		m.final = Final{}
 		return json.Unmarshal(b[1:], &m.final)

@@ -456,6 +456,9 @@ func (s *agentSession) Mark(name string) agent.MarkReply {
 	return r
 }
 
+// SetTracing switches the session's probe for a sampled watch.
+func (s *agentSession) SetTracing(on bool) error { return s.ps.p.SetTracing(on) }
+
 func (s *agentSession) Close() (agent.Final, error) {
 	rep, err := s.ps.Close()
 	return agent.Final{Lost: rep.Lost, ReaderCPU: rep.ReaderCPU.Nanoseconds(), ReaderLate: rep.ReaderLate.Nanoseconds(), Probe: rep.Probe, Warnings: rep.Warnings}, err

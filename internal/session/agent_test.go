@@ -338,37 +338,18 @@ func TestAgentKilledMidRun(t *testing.T) {
 // server it did not start, and leaves it running when it stops.
 func TestAgentFollowsRunning(t *testing.T) {
 	requireRoot(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	srv := exec.Command(selfBin, "serve", "threads", "-p", fmt.Sprint(port))
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	for try := 0; ; try++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			break
-		}
-		if try == 100 {
-			t.Fatal("the server does not listen after 5s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	for _, by := range [][]string{{"--pid", fmt.Sprint(srv.Process.Pid)}, {"--port", fmt.Sprint(port)}} {
+	srv := startBuiltinProc(t, "threads")
+	port := srv.Port
+	for _, by := range [][]string{{"--pid", fmt.Sprint(srv.PID())}, {"--port", fmt.Sprint(port)}} {
 		t.Run(by[0], func(t *testing.T) {
 			a := startTestAgentWith(t, by...)
 			info := a.dial(t).Info()
-			if len(info.Servers) != 1 || int(info.Servers[0].Port) != port || !slices.Contains(info.Servers[0].PIDs, srv.Process.Pid) {
-				t.Fatalf("info: %+v; want port %d, pid %d", info, port, srv.Process.Pid)
+			if len(info.Servers) != 1 || int(info.Servers[0].Port) != port || !slices.Contains(info.Servers[0].PIDs, srv.PID()) {
+				t.Fatalf("info: %+v; want port %d, pid %d", info, port, srv.PID())
 			}
 			a.cmd.Process.Signal(syscall.SIGTERM)
 			<-a.done
-			if !running(srv.Process.Pid) {
+			if !running(srv.PID()) {
 				t.Fatal("the agent stopped a server it did not start")
 			}
 		})

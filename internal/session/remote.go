@@ -34,6 +34,9 @@ type remoteFeed interface {
 	// Mark asks for a sample of the server's cost; its reply comes in
 	// the stream.
 	Mark(name string) error
+	// SetTracing asks the agent to attach its probe's hooks or detach
+	// them; its reply comes in the stream.
+	SetTracing(on bool) error
 	// Stop asks the agent to detach its probe and send its account.
 	Stop() error
 }
@@ -182,6 +185,7 @@ type agentSource struct {
 	agentWM  int64         // the agent's watermark, its clock
 	wm       atomic.Int64  // this host's clock: every event before it delivered
 	marks    chan *agent.MarkReply
+	traces   chan *agent.TraceReply
 	final    chan *agent.Final
 	stopOnce sync.Once
 	done     chan struct{}
@@ -189,7 +193,7 @@ type agentSource struct {
 }
 
 func newAgentSource(name string, feed remoteFeed, ping pinger) *agentSource {
-	return &agentSource{name: name, feed: feed, ping: ping, marks: make(chan *agent.MarkReply, 4), final: make(chan *agent.Final, 1), done: make(chan struct{})}
+	return &agentSource{name: name, feed: feed, ping: ping, marks: make(chan *agent.MarkReply, 4), traces: make(chan *agent.TraceReply, 4), final: make(chan *agent.Final, 1), done: make(chan struct{})}
 }
 
 // run receives the agent's stream until it ends, and pings its clock.
@@ -219,6 +223,11 @@ func (a *agentSource) run(ctx context.Context, deliver func(*probe.Event)) error
 		case m.Mark != nil:
 			select {
 			case a.marks <- m.Mark:
+			default:
+			}
+		case m.Trace != nil:
+			select {
+			case a.traces <- m.Trace:
 			default:
 			}
 		case m.Batch != nil:
@@ -349,6 +358,45 @@ func (a *agentSource) costSample(name string) (proccost.Sample, error) {
 	case <-time.After(markWait):
 		return proccost.Sample{}, fmt.Errorf("%s: no reply to mark %s in %v", a.name, name, markWait)
 	}
+}
+
+// setTracing switches the agent's probe for a sampled watch. Off is
+// asked and not waited for: the agent's hooks stay on a little past
+// this host's, which only records more. On returns once the agent says
+// its hooks are attached, so that a window opened after it (read from
+// this host's clock once it returns) holds only time the agent's probe
+// recorded, whatever the two clocks' offset.
+func (a *agentSource) setTracing(on bool) error {
+	if err := a.feed.SetTracing(on); err != nil {
+		return err
+	}
+	if !on {
+		return nil
+	}
+	timeout := time.After(markWait)
+	for {
+		select {
+		case r := <-a.traces:
+			if r.Err != "" {
+				return fmt.Errorf("%s: switch its probe %s: %s", a.name, onOff(r.On), r.Err)
+			}
+			if r.On {
+				return nil
+			}
+			// An earlier switch's reply.
+		case <-a.done:
+			return fmt.Errorf("%s: stream ended before its probe was switched on", a.name)
+		case <-timeout:
+			return fmt.Errorf("%s: its probe did not say it was switched on within %v", a.name, markWait)
+		}
+	}
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }
 
 func (a *agentSource) stop() {

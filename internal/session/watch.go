@@ -88,9 +88,6 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	if err := CheckTraceShare(share); err != nil {
 		return nil, err
 	}
-	if share < 1 && wc.Agent != "" {
-		return nil, flagErr("--trace-share", errSampledAgent)
-	}
 	t, err := resolveWatch(wc)
 	if err != nil {
 		return nil, err
@@ -214,6 +211,14 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 		w.rest = newCaptureRest(pl.cap.SetTracing, monotonicNow())
 		w.setTracing = func(on bool) error {
 			return errors.Join(w.rest.setTraced(on, monotonicNow()), ps.p.SetTracing(on))
+		}
+	}
+	if p.remote != nil {
+		// The agent's probe too: its hooks come on before a window
+		// opens (the sampler reads the window's start after the switch).
+		local := w.setTracing
+		w.setTracing = func(on bool) error {
+			return errors.Join(local(on), p.remote.source.setTracing(on))
 		}
 	}
 	if w.refresh <= 0 {

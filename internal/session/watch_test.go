@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/serverproc"
+
 	"github.com/volleyscope/volleyscope/internal/breakdown"
 	"github.com/volleyscope/volleyscope/internal/report"
 	"github.com/volleyscope/volleyscope/loadgen"
@@ -63,26 +65,22 @@ func readTrips(t *testing.T, path string) []tripRow {
 
 // startBuiltin starts a built-in server of ours in a process of its own
 // on a free port of 127.0.0.1, waits until it accepts, and stops it when
-// t ends.
+// t ends. It is started as volleyscope starts servers (serverproc): a
+// test binary killed by its timeout takes the server with it.
 func startBuiltin(t *testing.T, name string) int {
 	t.Helper()
-	port := unusedPort(t)
-	cmd := exec.Command(selfBin, "serve", name, "-p", strconv.Itoa(port))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	return startBuiltinProc(t, name).Port
+}
+
+// startBuiltinProc is startBuiltin, giving the server's process.
+func startBuiltinProc(t *testing.T, name string) *serverproc.Proc {
+	t.Helper()
+	srv, err := serverproc.Start(context.Background(), serverproc.Options{Argv: []string{selfBin, "serve", name, "-p", "{port}"}})
+	if err != nil {
+		t.Fatalf("server %s: %v", name, err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-		if err == nil {
-			c.Close()
-			return port
-		}
-		if i == 100 {
-			t.Fatalf("server %s on port %d: %v", name, port, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	t.Cleanup(func() { srv.Stop() })
+	return srv
 }
 
 // benchClient is our bench client, started against a server of ours on

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -80,6 +81,64 @@ func TestWatchTwoHosts(t *testing.T) {
 		}
 	}
 	checkAgainstOwn(t, filepath.Join(dir, "bench", "requests.csv"), filepath.Join(dir, "watch", "requests.csv"), res, load)
+}
+
+// TestWatchTwoHostsSampled: --trace-share with --agent. The agent's
+// probe is switched with this host's: its hooks come off in the off
+// stretches and are back before each window opens, so the round trips
+// of every window are split with the server's components, as unsampled.
+func TestWatchTwoHostsSampled(t *testing.T) {
+	pair, port, srvAddr, _ := farServer(t)
+	addr, token, agentCmd := launchAgent(t, pair, "--watch-port", strconv.Itoa(port))
+	b := startFarBench(t, port, srvAddr, "--duration", "10s")
+	// The agent's hooks, counted through the watch.
+	stop := make(chan struct{})
+	linkCounts := make(chan [2]int, 1)
+	go func() {
+		least, most := math.MaxInt, 0
+		for tk := time.NewTicker(20 * time.Millisecond); ; {
+			select {
+			case <-stop:
+				linkCounts <- [2]int{least, most}
+				return
+			case <-tk.C:
+			}
+			if n := hookLinksOf(strconv.Itoa(agentCmd.Process.Pid)); n > 0 {
+				least, most = min(least, n), max(most, n)
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// 0.25: the first window (the warm-up's second and one more), 3 s
+	// off, a second window, and off to the end.
+	res, err := Watch(ctx, WatchConfig{ClientPIDs: []int{b.cmd.Process.Pid}, Agent: addr, AgentCred: agent.Credentials{Token: token}, Duration: 7 * time.Second, TraceShare: 0.25}, Callbacks{})
+	close(stop)
+	lc := <-linkCounts
+	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
+		t.Fatalf("watch: %v", err)
+	}
+	t.Logf("the agent's hooks' links ranged from %d to %d", lc[0], lc[1])
+	if lc[1]-lc[0] < 10 {
+		t.Errorf("the agent's hooks' links ranged from %d to %d over the sampled watch: its probe was not switched off", lc[0], lc[1])
+	}
+	ts := res.TraceSampling
+	if ts == nil || ts.Windows < 2 {
+		t.Fatalf("sampling %+v, want ≥ 2 windows", ts)
+	}
+	checkTwoHosts(t, res)
+	bc := res.BreakdownCheck
+	split := float64(bc.Joined) / float64(bc.Joined+bc.Unjoined)
+	t.Logf("sampled across two hosts: %d joined, split %.4f, sum within tolerance %.4f, %d windows, %d dropped at edges, traced %.3f",
+		bc.Joined, split, bc.SumWithinTolerance, ts.Windows, ts.EdgeDropped, ts.TracedShare)
+	if split < 0.99 || bc.SumWithinTolerance < 0.99 {
+		t.Errorf("split %.4f (want ≥ 0.99), sum within tolerance %.4f (want ≥ 0.99); unjoined %v", split, bc.SumWithinTolerance, bc.UnjoinedReasons)
+	}
+	// The second window's round trips: the measured window holds the
+	// first window's last second and the second window, at 10,000/s.
+	if bc.Joined < 12_000 {
+		t.Errorf("%d round trips joined: the second window's are missing (want the two windows' ~20,000)", bc.Joined)
+	}
 }
 
 // farServer starts the threads server, in a process of our own (not

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -43,8 +42,13 @@ func CheckTraceShare(share float64) error {
 }
 
 // traceWindow is an "on" stretch of the probe, in CLOCK_MONOTONIC ns:
-// on is read before tracing was switched on, off after it was switched
-// off (math.MaxInt64 while on), so that every record of it lies inside.
+// on is read once every probe says its hooks are attached (this host's,
+// and an agent's, which answers after it has switched), off after this
+// host's were switched off (math.MaxInt64 while on; an agent's go off
+// later), so that both hosts recorded all of it. A record made between
+// the switch and on lies before the window: a round trip it belongs to
+// began before on and is dropped (keep), and the connections' state is
+// reset at the first record past on (crossed).
 type traceWindow struct{ on, off int64 }
 
 // traceWindows are a watch's windows, oldest first, and what the watch
@@ -164,10 +168,10 @@ func (s *traceSampler) tick(now int64) error {
 		s.tracedNs += s.after(s.since, off)
 		s.on, s.since = false, off
 	} else if !s.on && now-s.since >= s.off.Nanoseconds() {
-		on := s.clock()
 		if err := s.set(true); err != nil {
 			return err
 		}
+		on := s.clock()
 		s.trips.windows.open(on)
 		s.on, s.since, s.onFor = true, on, TraceOn.Nanoseconds()
 		s.windows++
@@ -213,5 +217,3 @@ func describeSampling(r *report.TraceSampling) string {
 func secs(s float64) time.Duration {
 	return time.Duration(s * float64(time.Second)).Round(time.Millisecond)
 }
-
-var errSampledAgent = errors.New("an agent's probe is not switched: give --trace-share 1 (the default) with --agent")

@@ -203,11 +203,14 @@ func TestWatchSampled(t *testing.T) {
 
 // hookLinks counts this process's BPF links and perf events: the probe's
 // attached hooks (a tracepoint's link may hold a perf event besides).
-func hookLinks() int {
-	fds, _ := os.ReadDir("/proc/self/fd")
+func hookLinks() int { return hookLinksOf("self") }
+
+// hookLinksOf is hookLinks for process pid ("self", or a number).
+func hookLinksOf(pid string) int {
+	fds, _ := os.ReadDir("/proc/" + pid + "/fd")
 	n := 0
 	for _, fd := range fds {
-		l, _ := os.Readlink("/proc/self/fd/" + fd.Name())
+		l, _ := os.Readlink("/proc/" + pid + "/fd/" + fd.Name())
 		if strings.HasPrefix(l, "anon_inode:bpf_link") || strings.HasPrefix(l, "anon_inode:[perf_event]") {
 			n++
 		}

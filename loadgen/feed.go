@@ -83,7 +83,7 @@ func (f *Feed) Halt() {
 // Check hands on what was added, applies the window at now, and reports
 // progress as the run loop does.
 func (f *Feed) Check(now int64) Progress {
-	byCompletion(f.batch)
+	f.m.sortBuf = byCompletion(f.batch, f.m.sortBuf)
 	f.m.take(f.batch, now)
 	f.batch = f.batch[:0]
 	// A feed has no stopping rule to judge: the intervals are for the
@@ -115,7 +115,7 @@ func (f *Feed) Check(now int64) Progress {
 // the summary; reason is its StopReason.
 func (f *Feed) Finish(end int64, reason string) *Summary {
 	f.Halt()
-	byCompletion(f.batch)
+	f.m.sortBuf = byCompletion(f.batch, f.m.sortBuf)
 	f.m.take(f.batch, end)
 	f.batch = nil
 	f.m.finish(end)

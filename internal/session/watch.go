@@ -335,7 +335,8 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 		}
 		w.trips.deferTimed = w.rest.resting(now)
 		if err = w.step(feed, w.src.Watermark(), false); err == nil {
-			err = w.rest.tick(now, w.trips.captureNeeded())
+			needed, known := w.trips.captureNeeded()
+			err = w.rest.tick(now, needed, known)
 		}
 		feed.Check(now)
 		if time.Since(lastSummary) >= w.refresh {

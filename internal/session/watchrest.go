@@ -45,9 +45,17 @@ func newCaptureRest(set func(bool) error, now int64) *captureRest {
 }
 
 // tick applies needed, the watch's word on whether a connection lacks its
-// reads, at now.
-func (r *captureRest) tick(now int64, needed bool) error {
+// reads, at now; with known false (no exchange under way) nothing
+// changes but the wait for a rest, which begins again. The hooks are
+// attached at the start, so that the first connections' first sends
+// are read, and stay as they are while no traffic says otherwise: a
+// watch left without traffic rests as it was.
+func (r *captureRest) tick(now int64, needed, known bool) error {
 	if r == nil {
+		return nil
+	}
+	if !known {
+		r.idle = 0
 		return nil
 	}
 	r.needed = needed
@@ -70,7 +78,8 @@ func (r *captureRest) tick(now int64, needed bool) error {
 }
 
 // setTraced follows the probe's sampling switch: off with it, and on
-// with it if a connection needed the capture at the last tick.
+// with it if a connection needed the capture at the last tick that knew
+// (a window's exchanges are seen only after it opens).
 func (r *captureRest) setTraced(on bool, now int64) error {
 	if r == nil {
 		return nil

@@ -130,7 +130,7 @@ func TestCaptureRest(t *testing.T) {
 	step := func(at float64, needed bool, want []bool) {
 		t.Helper()
 		calls = nil
-		if err := r.tick(int64(at*float64(s)), needed); err != nil {
+		if err := r.tick(int64(at*float64(s)), needed, true); err != nil {
 			t.Fatal(err)
 		}
 		if fmt.Sprint(calls) != fmt.Sprint(want) {
@@ -138,6 +138,11 @@ func TestCaptureRest(t *testing.T) {
 		}
 	}
 	step(0.1, true, nil)
+	// No exchange under way: nothing changes, and the wait for a rest
+	// begins again.
+	if err := r.tick(s/5, false, false); err != nil || len(calls) != 0 {
+		t.Fatalf("unknown switched %v (%v)", calls, err)
+	}
 	step(0.5, false, nil)
 	step(1.6, false, nil) // a second idle, but in the warm-up
 	step(2.0, false, []bool{false})
@@ -166,6 +171,8 @@ func TestCaptureRest(t *testing.T) {
 		t.Errorf("sampler off: switched %v, want [false]", calls)
 	}
 	step(7.1, true, nil) // needed, but the probe is not tracing
+	calls = nil
+	_ = r.tick(7*s+s/2, false, false) // the off stretch's idle connections: unknown, the word stands
 	_ = r.setTraced(true, 8*s)
 	if fmt.Sprint(calls) != "[true]" {
 		t.Errorf("sampler on, needed: switched %v, want [true]", calls)

@@ -178,6 +178,14 @@ func TestWatchSampled(t *testing.T) {
 	} else {
 		t.Logf("the hooks' links ranged from %d (off) to %d (on)", lc[0], lc[1])
 	}
+	// The payload capture rests once the connection's first sends are
+	// read, and a later window does not bring it back: attached for
+	// about the first window, under the traced share.
+	if pc := res.PayloadCapture; pc == nil || pc.AttachedShare >= 0.3 {
+		t.Errorf("payload capture %+v: want it attached under 0.3 of the watch (resting from the first window on)", pc)
+	} else {
+		t.Logf("payload capture attached %.3f of the watch, %d rests", pc.AttachedShare, pc.Rests)
+	}
 	ts := res.TraceSampling
 	if ts == nil || ts.Share != 0.25 || ts.Windows < 2 {
 		t.Fatalf("sampling %+v, want share 0.25 over ≥ 2 windows", ts)

@@ -274,28 +274,27 @@ func (w *watchTrips) countUncounted(port uint16, c *watchConn) {
 // captureNeeded says whether the payload capture has reads to make: a
 // connection with an exchange under way has not had its first
 // watchPayloadSends sends read, and was not found pipelined or given up
-// by the parser; or no connection has an exchange under way (the hooks
-// cost nothing then but other processes' checks, and they are attached
-// for the first sends of the next connection).
-func (w *watchTrips) captureNeeded() bool {
-	active := false
+// by the parser. known is false when no connection has an exchange
+// under way (no traffic, or the start of a sampled watch's window, whose
+// exchanges are not yet seen): that says nothing either way.
+func (w *watchTrips) captureNeeded() (needed, known bool) {
 	for port, c := range w.conns {
 		if c.t0 == 0 && c.lastRecv == 0 && c.lastSend == 0 && !c.recvd {
 			continue // idle: its last exchange reported
 		}
-		active = true
+		known = true
 		if c.pipelined {
 			continue
 		}
 		cp := w.parser.conn(port)
 		if cp == nil || (c.sk != 0 && cp.sk != c.sk) {
-			return true
+			return true, true
 		}
 		if cp.sends < watchPayloadSends && !cp.pipelined && !cp.gaveUp {
-			return true
+			return true, true
 		}
 	}
-	return !active
+	return false, known
 }
 
 // traffic reads e as the watch reads a connection's traffic: closed for

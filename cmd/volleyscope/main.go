@@ -60,10 +60,9 @@ const memoryLimit = 96 << 20
 // followLiveHeap keeps the soft memory limit at memoryLimit, or half
 // again the live heap and liveHeadroom above it when that is more,
 // until ctx ends. A fixed limit below the live heap makes the collector
-// run back to back: the streaming join of a default run holds about 150
-// MiB at 48,000 round trips/s, and under the fixed 96 MiB limit the
-// collector ran 821 times in 11.5 s, on the client CPUs (README,
-// "What the observer costs under load").
+// run back to back, on the client CPUs, and the streaming join of a
+// busy run holds more than memoryLimit (README, "How a run decides it
+// is done", on memory).
 func followLiveHeap(ctx context.Context) {
 	const (
 		every        = 250 * time.Millisecond
@@ -110,10 +109,10 @@ func main() {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(statusUsage)
 	}
-	// A soft memory limit, unless the user set one: the streaming join
-	// allocates as it goes, and without a limit the heap grows to twice
-	// what it holds before the collector runs (GOGC's default). The
-	// garbage collector works harder only near the limit.
+	// A soft memory limit that follows the live heap, unless the user
+	// set one: without a limit the heap grows to twice what it holds
+	// before the collector runs (GOGC's default), and the streaming join
+	// allocates as it goes.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		go followLiveHeap(ctx)

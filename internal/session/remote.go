@@ -377,8 +377,8 @@ func (a *agentSource) setTracing(on bool) error {
 	for {
 		select {
 		case r := <-a.traces:
-			if r.Err != "" {
-				return fmt.Errorf("%s: switch its probe %s: %s", a.name, onOff(r.On), r.Err)
+			if r.Err != "" { // this switch's, or an earlier off's
+				return fmt.Errorf("%s: switch its probe (on: %v): %s", a.name, r.On, r.Err)
 			}
 			if r.On {
 				return nil
@@ -390,13 +390,6 @@ func (a *agentSource) setTracing(on bool) error {
 			return fmt.Errorf("%s: its probe did not say it was switched on within %v", a.name, markWait)
 		}
 	}
-}
-
-func onOff(on bool) string {
-	if on {
-		return "on"
-	}
-	return "off"
 }
 
 func (a *agentSource) stop() {

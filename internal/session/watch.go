@@ -399,16 +399,18 @@ func (w *watchLoad) exited() (int, bool) {
 func (w *watchLoad) parts(p *report.Parts) {
 	tr := w.trips
 	p.Warnings = append(p.Warnings, fmt.Sprintf("watch: %s; %d connections, ended because %s", w.what, tr.connsSeen, w.ended))
+	if w.rest != nil {
+		on, rests := w.rest.share(w.end)
+		p.PayloadCapture = &report.PayloadCapture{ReadsPerConnection: watchPayloadSends, AttachedShare: on, Rests: rests}
+	}
 	if w.wall > 0 {
 		cost := fmt.Sprintf("watch cost: volleyscope used %.2f%% of one CPU (%v of CPU over %v: ring reader, join, outputs)", 100*w.cpu.Seconds()/w.wall.Seconds(), w.cpu.Round(time.Millisecond), w.wall.Round(time.Millisecond))
 		if pp := p.Probe; pp != nil && pp.WarmupTrips > 0 && pp.WarmupRuns > 0 {
 			cost += fmt.Sprintf("; the probe's programs %v of CPU per round trip, machine-wide (measured over the first %d round trips)", time.Duration(pp.WarmupBPFNs/uint64(pp.WarmupTrips)), pp.WarmupTrips)
 			cost += w.payload.payloadCost(pp.WarmupTrips)
 		}
-		if w.rest != nil {
-			on, rests := w.rest.share(w.end)
-			p.PayloadCapture = &report.PayloadCapture{ReadsPerConnection: watchPayloadSends, AttachedShare: on, Rests: rests}
-			cost += fmt.Sprintf("; the payload capture's hooks attached %.1f%% of the time (off while every connection with an exchange under way had had its first %d sends read: %d times)", 100*on, watchPayloadSends, rests)
+		if pc := p.PayloadCapture; pc != nil {
+			cost += fmt.Sprintf("; the payload capture's hooks attached %.1f%% of the time (off while every connection with an exchange under way had had its first %d sends read: %d times)", 100*pc.AttachedShare, pc.ReadsPerConnection, pc.Rests)
 		}
 		if rps := p.Load.ThroughputRPS; rps > 0 {
 			cost += fmt.Sprintf(", at %.0f round trips/s", rps)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -92,29 +91,13 @@ func TestWatchTwoHostsSampled(t *testing.T) {
 	addr, token, agentCmd := launchAgent(t, pair, "--watch-port", strconv.Itoa(port))
 	b := startFarBench(t, port, srvAddr, "--duration", "10s")
 	// The agent's hooks, counted through the watch.
-	stop := make(chan struct{})
-	linkCounts := make(chan [2]int, 1)
-	go func() {
-		least, most := math.MaxInt, 0
-		for tk := time.NewTicker(20 * time.Millisecond); ; {
-			select {
-			case <-stop:
-				linkCounts <- [2]int{least, most}
-				return
-			case <-tk.C:
-			}
-			if n := hookLinksOf(strconv.Itoa(agentCmd.Process.Pid)); n > 0 {
-				least, most = min(least, n), max(most, n)
-			}
-		}
-	}()
+	links := countLinks(strconv.Itoa(agentCmd.Process.Pid))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// 0.25: the first window (the warm-up's second and one more), 3 s
 	// off, a second window, and off to the end.
 	res, err := Watch(ctx, WatchConfig{ClientPIDs: []int{b.cmd.Process.Pid}, Agent: addr, AgentCred: agent.Credentials{Token: token}, Duration: 7 * time.Second, TraceShare: 0.25}, Callbacks{})
-	close(stop)
-	lc := <-linkCounts
+	lc := linkRange(links())
 	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
 		t.Fatalf("watch: %v", err)
 	}

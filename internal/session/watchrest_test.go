@@ -33,22 +33,7 @@ func TestWatchCaptureRests(t *testing.T) {
 
 	// The hooks' links, sampled through the watch, as runs of one count:
 	// on, off, on again, off again.
-	stop := make(chan struct{})
-	counts := make(chan []int, 1)
-	go func() {
-		var seen []int
-		for tk := time.NewTicker(10 * time.Millisecond); ; {
-			select {
-			case <-stop:
-				counts <- seen
-				return
-			case <-tk.C:
-			}
-			if n := hookLinks(); n > 0 && (len(seen) == 0 || seen[len(seen)-1] != n) {
-				seen = append(seen, n)
-			}
-		}
-	}()
+	links := countLinks("self")
 	done := make(chan struct{})
 	var second *pingClient
 	go func() {
@@ -63,8 +48,7 @@ func TestWatchCaptureRests(t *testing.T) {
 	// after that connection opens; the rest is margin for a reader held
 	// off its CPU by other work.
 	res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{os.Getpid()}, Duration: 9 * time.Second}, Callbacks{})
-	close(stop)
-	seen := <-counts
+	seen := links()
 	<-done
 	if second != nil {
 		if err := second.stop(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,25 +156,9 @@ func TestWatchSampled(t *testing.T) {
 	}
 	// The hooks' links, counted through the sampled watch: off, the
 	// probe's and the capture's hooks are detached, all but three.
-	stop := make(chan struct{})
-	linkCounts := make(chan [2]int, 1)
-	go func() {
-		least, most := math.MaxInt, 0
-		for t := time.NewTicker(20 * time.Millisecond); ; {
-			select {
-			case <-stop:
-				linkCounts <- [2]int{least, most}
-				return
-			case <-t.C:
-			}
-			if n := hookLinks(); n > 0 {
-				least, most = min(least, n), max(most, n)
-			}
-		}
-	}()
+	links := countLinks("self")
 	res, rate := watch(0.25, 8*time.Second)
-	close(stop)
-	if lc := <-linkCounts; lc[1]-lc[0] < 10 {
+	if lc := linkRange(links()); lc[1]-lc[0] < 10 {
 		t.Errorf("the hooks' links ranged from %d to %d over the sampled watch: the off stretches did not detach its hooks", lc[0], lc[1])
 	} else {
 		t.Logf("the hooks' links ranged from %d (off) to %d (on)", lc[0], lc[1])
@@ -207,6 +192,39 @@ func TestWatchSampled(t *testing.T) {
 	if r := rate / allRate; r < 0.05 || r > 0.75 {
 		t.Errorf("the sampled watch's probe wrote %.3f of the unsampled one's records per second (traced %.3f of its time), want well under 1", r, ts.TracedShare)
 	}
+}
+
+// countLinks samples process pid's hook links (hookLinksOf) every 10 ms
+// until the function it returns is called, which gives the counts seen
+// in turn, each run of one count once.
+func countLinks(pid string) func() []int {
+	quit := make(chan struct{})
+	out := make(chan []int, 1)
+	go func() {
+		var seen []int
+		tk := time.NewTicker(10 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-quit:
+				out <- seen
+				return
+			case <-tk.C:
+			}
+			if n := hookLinksOf(pid); n > 0 && (len(seen) == 0 || seen[len(seen)-1] != n) {
+				seen = append(seen, n)
+			}
+		}
+	}()
+	return sync.OnceValue(func() []int { close(quit); return <-out })
+}
+
+// linkRange is the least and the most of counts; zero for none.
+func linkRange(counts []int) [2]int {
+	if len(counts) == 0 {
+		return [2]int{}
+	}
+	return [2]int{slices.Min(counts), slices.Max(counts)}
 }
 
 // hookLinks counts this process's BPF links and perf events: the probe's

@@ -240,10 +240,7 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 // connection the parser found pipelined is not split.
 func (w *watchTrips) parsed(c *watchConn) {
 	port := uint16(c.info.LocalPort)
-	cp := w.parser.conn(port)
-	if cp != nil && c.sk != 0 && cp.sk != c.sk {
-		cp = nil // the parse of another connection on the port
-	}
+	cp := w.parseOf(port, c)
 	if !c.counted && (cp != nil || !w.deferTimed) {
 		c.counted = true
 		w.parsing.classify(port, cp)
@@ -264,11 +261,18 @@ func (w *watchTrips) countUncounted(port uint16, c *watchConn) {
 		return
 	}
 	c.counted = true
+	w.parsing.classify(port, w.parseOf(port, c))
+}
+
+// parseOf is the parser's state of connection c on client port port;
+// nil if nothing of it was captured, or what was is another
+// connection's on the same port.
+func (w *watchTrips) parseOf(port uint16, c *watchConn) *connParse {
 	cp := w.parser.conn(port)
 	if cp != nil && c.sk != 0 && cp.sk != c.sk {
-		cp = nil
+		return nil
 	}
-	w.parsing.classify(port, cp)
+	return cp
 }
 
 // captureNeeded says whether the payload capture has reads to make: a
@@ -286,11 +290,8 @@ func (w *watchTrips) captureNeeded() (needed, known bool) {
 		if c.pipelined {
 			continue
 		}
-		cp := w.parser.conn(port)
-		if cp == nil || (c.sk != 0 && cp.sk != c.sk) {
-			return true, true
-		}
-		if cp.sends < watchPayloadSends && !cp.pipelined && !cp.gaveUp {
+		cp := w.parseOf(port, c)
+		if cp == nil || (cp.sends < watchPayloadSends && !cp.pipelined && !cp.gaveUp) {
 			return true, true
 		}
 	}

@@ -90,6 +90,11 @@ func ConfineProcess(cpus []int) (undo func() error, err error) {
 		return undo, fmt.Errorf("confine process to CPUs %v: read main thread's CPUs: %w", cpus, err)
 	}
 	if err := setAll(set); err != nil {
+		// Threads set before the failure would stay confined, and every
+		// child forked from them after (an agent, a server) with them.
+		if rerr := setAll(before); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("restore: %w", rerr))
+		}
 		return undo, fmt.Errorf("confine process to CPUs %v: %w", cpus, err)
 	}
 	return func() error {

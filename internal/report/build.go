@@ -270,6 +270,7 @@ func buildProbe(r *Results, p Parts) {
 	if pp.Lost > 0 {
 		r.Errors = append(r.Errors, fmt.Sprintf("probe lost %d events (a ring was full): round trips missing them are counted as unjoined", pp.Lost))
 	}
+	r.LateEvents = pp.Late
 	if pp.Late > 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("%d probe records arrived after their round trips were joined (the reader fell behind): those round trips may be unjoined", pp.Late))
 	}

@@ -49,6 +49,10 @@ type Results struct {
 	Syscalls   []Syscall  `json:"syscalls,omitempty"`
 	Uring      []UringOp  `json:"io_uring,omitempty"` // io_uring operations per opcode
 	LostEvents uint64     `json:"lost_events"`
+	// LateEvents are records that came after their round trips were
+	// joined (the reader fell behind): each may have cost one round trip
+	// its split.
+	LateEvents int64      `json:"late_events,omitempty"`
 	Probe      *ProbeInfo `json:"probe,omitempty"`
 	// TwoHosts is a run across two hosts' (run --agent): the clock
 	// estimate and the one-way times per direction.

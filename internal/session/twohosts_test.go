@@ -7,10 +7,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/volleyscope/volleyscope/internal/affinity"
 	"github.com/volleyscope/volleyscope/internal/agent"
 	"github.com/volleyscope/volleyscope/internal/clocksync"
 	"github.com/volleyscope/volleyscope/internal/netns"
@@ -52,6 +54,15 @@ func launchAgent(t *testing.T, pair *netns.Pair, flags ...string) (addr, token s
 	t.Helper()
 	addr = net.JoinHostPort(pair.NSAddr, fmt.Sprint(agentPort))
 	token = fmt.Sprintf("test-token-%d-%d", os.Getpid(), time.Now().UnixNano())
+	// A child takes its CPUs from the thread that forks it: a thread of
+	// ours left confined by an earlier run would narrow the agent.
+	if pl, err := affinity.Placement(os.Getpid()); err == nil {
+		for _, th := range pl {
+			if len(th.CPUs) < runtime.NumCPU() {
+				t.Logf("thread %d of the test process may run on CPUs %v only", th.TID, th.CPUs)
+			}
+		}
+	}
 	argv := pair.Exec(append([]string{selfBin, "agent", "--listen", addr, "--token", token}, flags...))
 	cmd = exec.Command(argv[0], argv[1:]...)
 	stderr, _ := cmd.StderrPipe()
@@ -116,9 +127,11 @@ func twoHostRun(t *testing.T, addr, token string, d time.Duration) *report.Resul
 func checkTwoHosts(t *testing.T, r *report.Results) *report.TwoHosts {
 	t.Helper()
 	bc := r.BreakdownCheck
-	if bc == nil || bc.Joined == 0 || float64(bc.Joined) < 0.99*float64(bc.Joined+bc.Unjoined) {
-		t.Errorf("joined %+v across two hosts, want ≥ 99%%", bc)
-	} else if bc.SumWithinTolerance < 0.99 {
+	if bc == nil {
+		t.Fatal("no breakdown check in the results")
+	}
+	wantJoined(t, r)
+	if bc.SumWithinTolerance < 0.99 {
 		t.Errorf("sum check holds for %.1f%% of joined round trips, want ≥ 99%%", 100*bc.SumWithinTolerance)
 	}
 	th := r.TwoHosts

@@ -182,8 +182,9 @@ func TestWatchKnownClient(t *testing.T) {
 	if bc == nil || bc.Joined == 0 {
 		t.Fatalf("nothing joined: %+v", bc)
 	}
-	if rate := float64(bc.Joined) / float64(bc.Joined+bc.Unjoined); rate < 0.99 || bc.SumWithinTolerance < 0.99 {
-		t.Errorf("joined %.4f (want ≥ 0.99), sum within tolerance %.4f (want ≥ 0.99); unjoined %v", rate, bc.SumWithinTolerance, bc.UnjoinedReasons)
+	wantJoined(t, res)
+	if bc.SumWithinTolerance < 0.99 {
+		t.Errorf("sum within tolerance %.4f, want ≥ 0.99", bc.SumWithinTolerance)
 	}
 
 	checkAgainstOwn(t, filepath.Join(dir, "bench", "requests.csv"), filepath.Join(dir, "watch", "requests.csv"), res, load)
@@ -250,12 +251,40 @@ func checkAgainstOwn(t *testing.T, ownCSV, watchedCSV string, res *report.Result
 	q := func(p float64) int64 { return diffs[int(p*float64(len(diffs)-1))] }
 	t.Logf("watched %d round trips, %d inside one of the client's own (of %d in the watch's span); own − watched latency: p1 %d ns, p50 %d ns, p99 %d ns; within %d ns: %.4f",
 		len(watched), matched, inSpan, q(0.01), q(0.5), q(0.99), within, float64(close)/float64(matched))
-	if float64(matched) < 0.99*float64(inSpan) {
-		t.Errorf("matched %d watched round trips to the client's own, of %d in the span: want ≥ 99%%", matched, inSpan)
+	if missed := 0.99*float64(inSpan) - float64(matched); missed > 0 {
+		if named := namedLoss(res); missed > float64(named) {
+			t.Errorf("matched %d watched round trips to the client's own, of %d in the span: want ≥ 99%%, or the rest within the %d records the watch says it lost or took late", matched, inSpan, named)
+		} else {
+			t.Logf("matched %d of %d: the %d short of 99%% are within the %d records the watch says it lost or took late", matched, inSpan, int(missed+0.5), named)
+		}
 	}
 	if float64(close) < 0.99*float64(matched) {
 		t.Errorf("%d of %d watched latencies within %d ns of the client's own, want ≥ 99%%", close, matched, within)
 	}
+}
+
+// namedLoss is how many round trips the watch itself says it may have
+// missed: each record lost to a full ring, or come after its round trip
+// was joined, can cost one. Other load can hold the reader up (a CPU
+// taken by another task, a disk flushing beside the tests); the watch
+// names what that cost, and a test accepts that much short, no more.
+func namedLoss(res *report.Results) int64 { return int64(res.LostEvents) + res.LateEvents }
+
+// wantJoined: MinJoinedShare of the round trips a watch or run split joined, or
+// the rest within what it says it lost (namedLoss); the unjoined reasons
+// and the results' warnings are logged either way.
+func wantJoined(t *testing.T, res *report.Results) {
+	t.Helper()
+	bc := res.BreakdownCheck
+	total := bc.Joined + bc.Unjoined
+	short := float64(bc.Unjoined) - (1-MinJoinedShare)*float64(total)
+	named := namedLoss(res)
+	if short > float64(named) || bc.Joined == 0 {
+		t.Errorf("joined %d of %d: want ≥ 99%%, or the rest within the %d records the probe says it lost or took late; unjoined %v; warnings %q; errors %q",
+			bc.Joined, total, named, bc.UnjoinedReasons, res.Warnings, res.Errors)
+		return
+	}
+	t.Logf("joined %d of %d (%d records lost or late); unjoined %v", bc.Joined, total, named, bc.UnjoinedReasons)
 }
 
 // res2warnings is res's warnings that name other tracers' BPF programs

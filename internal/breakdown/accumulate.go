@@ -112,7 +112,7 @@ func (a *Accumulator) Components() []ComponentSummary {
 	meanLat := a.latSum / n
 	out := make([]ComponentSummary, NumComponents)
 	for c := range out {
-		l := stats.Summarize(a.hs[c].h)
+		l := stats.Summarize(a.hs[c].hist())
 		out[c] = ComponentSummary{Component: Component(c), MeanNs: a.hs[c].sum / n, P50Ns: l.P50, P99Ns: l.P99}
 		if meanLat > 0 {
 			out[c].Share = out[c].MeanNs / meanLat

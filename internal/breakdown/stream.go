@@ -37,8 +37,13 @@ type Stream struct {
 	// since more may still arrive before them; those before it are in ix,
 	// which lives across joins and is trimmed behind the round trips
 	// still waiting, so each event is indexed once.
+	// pending is a window of pendBuf: the events made final leave its
+	// front, and the rest moves back to pendBuf's start only when the
+	// room after it runs out, so that what waits is not copied again at
+	// every Advance (it is the probe's lag, several Advances' worth).
 	pending   []probe.Event
-	merged    []probe.Event // pending's spare buffer, for merging
+	pendBuf   []probe.Event
+	tail      []probe.Event // scratch: pending's events later than the newest hand-over's first
 	sortBuf   []probe.Event // scratch space of sortRuns
 	ix        *index
 	trimmedTo int64
@@ -241,8 +246,7 @@ func (s *Stream) advance(watermark int64, all bool) {
 	}
 	s.tableSyscalls(in, clients)
 	in, s.sortBuf = SortRuns(in, s.sortBuf)
-	s.merged = MergeSorted(s.merged[:0], s.pending, in)
-	s.pending, s.merged = s.merged, s.pending
+	s.mergePending(in)
 	s.mu.Lock()
 	s.spare = in // copied into pending: the reader may fill it again
 	s.mu.Unlock()
@@ -253,7 +257,7 @@ func (s *Stream) advance(watermark int64, all bool) {
 	}
 	s.ix.add(s.pending[:n])
 	s.tableUring(s.pending[:n], clients) // final and in time order
-	s.pending = append(s.pending[:0], s.pending[n:]...)
+	s.pending = s.pending[n:]
 	s.waiting = append(s.waiting, trips...)
 	if !all {
 		s.mark = max(s.mark, watermark)
@@ -276,6 +280,25 @@ func (s *Stream) advance(watermark int64, all bool) {
 	if !all {
 		s.letGo(watermark)
 	}
+}
+
+// mergePending merges in (sorted by time) into pending. Only pending's
+// events later than in's first move: the hand-over's events mostly come
+// after everything waiting.
+func (s *Stream) mergePending(in []probe.Event) {
+	if len(in) == 0 {
+		return
+	}
+	if need := len(s.pending) + len(in); cap(s.pending) < need {
+		if cap(s.pendBuf) < 2*need {
+			s.pendBuf = make([]probe.Event, 0, 2*need)
+		}
+		// copy, not append: pending may lie in pendBuf, after its start.
+		s.pending = s.pendBuf[:copy(s.pendBuf[:len(s.pending)], s.pending)]
+	}
+	lo := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].TS > in[0].TS })
+	s.tail = append(s.tail[:0], s.pending[lo:]...)
+	s.pending = MergeSorted(s.pending[:lo], s.tail, in)
 }
 
 // join splits the ready round trips on the index.

@@ -17,18 +17,21 @@ import (
 // recorded streams fed the way a live run feeds them (internal/session's
 // joinStage): every event one at a time through Event, each measured
 // round trip through Trip once it completed, Advance every joinEvery
-// behind the newest event with the live run's keep, everything held until
-// the window's start, and Flush at the end.
+// with the watermark the live run's lag behind the newest event (so that
+// the events after it wait, as live), with the live run's keep,
+// everything held until the window's start, and Flush at the end.
 // It reports ns/event and allocs/event beside the per-run figures.
 func BenchmarkStream(b *testing.B) {
 	files, _ := filepath.Glob("../../testdata/streams/*.rec.gz")
 	if len(files) == 0 {
 		b.Fatal("no recorded streams in testdata/streams")
 	}
-	// The live run's timing (internal/session: joinEvery, and keep as
-	// 2×DefaultCheckEvery + the probe's lag + keepSlack).
+	// The live run's timing (internal/session: joinEvery, the probe's
+	// lag (probeLag), and keep as 2×DefaultCheckEvery + the probe's lag +
+	// keepSlack).
 	const (
 		every = int64(100 * time.Millisecond)
+		lag   = int64(250 * time.Millisecond)
 		keep  = 2*loadgen.DefaultCheckEvery + 500*time.Millisecond
 	)
 	for _, f := range files {
@@ -79,7 +82,7 @@ func BenchmarkStream(b *testing.B) {
 					for ; ti < len(trips) && trips[ti].r.T1 < now; ti++ {
 						s.Trip(trips[ti].conn, trips[ti].seq, trips[ti].r)
 					}
-					s.Advance(now)
+					s.Advance(now - lag)
 				}
 				for ; ti < len(trips); ti++ {
 					s.Trip(trips[ti].conn, trips[ti].seq, trips[ti].r)

@@ -56,17 +56,33 @@ func TestStreamMatchesJoin(t *testing.T) {
 				}
 				got[[2]int{rt.Conn, rt.Seq}] = *rt
 			})
-			const slice = int64(2e6) // 2 ms of events at a time
+			// 2 ms of events at a time, handed over as the per-CPU rings
+			// hand them: each CPU's in time order, one CPU after the
+			// other, and an odd CPU's drained 3 ms late, so that a
+			// hand-over holds events older than the last one's newest.
+			// The watermark lags behind by more than that: the events
+			// after it wait, and the later hand-overs' are merged in
+			// among them.
+			const slice, skew, lag = int64(2e6), int64(3e6), int64(5e6)
+			arrival := func(e probe.Event) int64 { return int64(e.TS) + int64(e.CPU%2)*skew }
+			order := slices.Clone(in.Events)
+			slices.SortStableFunc(order, func(a, b probe.Event) int { return cmp.Compare(arrival(a), arrival(b)) })
 			maxKept := 0
 			ei, ti := 0, 0
-			for now := int64(in.Events[0].TS); ei < len(in.Events); now += slice {
-				for ; ei < len(in.Events) && int64(in.Events[ei].TS) < now; ei++ {
-					s.Event(&in.Events[ei])
+			var byCPU []probe.Event
+			for now := int64(in.Events[0].TS); ei < len(order); now += slice {
+				byCPU = byCPU[:0]
+				for ; ei < len(order) && arrival(order[ei]) < now; ei++ {
+					byCPU = append(byCPU, order[ei])
 				}
-				for ; ti < len(trips) && trips[ti].r.T1 < now; ti++ {
+				slices.SortStableFunc(byCPU, func(a, b probe.Event) int { return cmp.Compare(a.CPU, b.CPU) })
+				for i := range byCPU {
+					s.Event(&byCPU[i])
+				}
+				for ; ti < len(trips) && trips[ti].r.T1 < now-lag; ti++ {
 					s.Trip(trips[ti].conn, trips[ti].seq, trips[ti].r)
 				}
-				s.Advance(now)
+				s.Advance(now - lag)
 				maxKept = max(maxKept, s.Held())
 			}
 			for ; ti < len(trips); ti++ {

@@ -252,12 +252,19 @@ func (s *series[T]) push(v T, t int64, at func(T) int64) {
 	}
 	if len(s.buf) == cap(s.buf) {
 		n := len(live)
-		if s.off >= n {
+		switch {
+		case s.off >= n && 2*cap(s.buf) <= 5*max(n, 16):
 			// At least half the buffer was trimmed: move what is kept
 			// to the front.
 			copy(s.buf, live)
 			s.buf = s.buf[:n]
-		} else {
+		default:
+			// Less than half trimmed: a larger buffer. Or one grown
+			// by a burst (the pilot stretch, when nothing is trimmed,
+			// sizes every buffer) and holding under 40% of it since:
+			// a smaller one, or the burst's size would be held for
+			// the rest of the run. A buffer grown to 2n keeps to
+			// between 40% and 50% full and is moved back in place.
 			s.buf = append(make([]T, 0, max(2*n, 16)), live...)
 		}
 		s.off = 0

@@ -290,7 +290,9 @@ func (s *Stream) mergePending(in []probe.Event) {
 		return
 	}
 	if need := len(s.pending) + len(in); cap(s.pending) < need {
-		if cap(s.pendBuf) < 2*need {
+		// Twice what is needed, so that the rest is moved back about
+		// once per need events; a buffer grown by a burst is let go.
+		if cap(s.pendBuf) < 2*need || cap(s.pendBuf) > 8*need {
 			s.pendBuf = make([]probe.Event, 0, 2*need)
 		}
 		// copy, not append: pending may lie in pendBuf, after its start.

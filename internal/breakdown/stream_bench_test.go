@@ -27,12 +27,11 @@ func BenchmarkStream(b *testing.B) {
 		b.Fatal("no recorded streams in testdata/streams")
 	}
 	// The live run's timing (internal/session: joinEvery, the probe's
-	// lag (probeLag), and keep as 2×DefaultCheckEvery + the probe's lag +
-	// keepSlack).
+	// lag (probeLag), and keep as 2×DefaultCheckEvery + keepSlack).
 	const (
 		every = int64(100 * time.Millisecond)
 		lag   = int64(250 * time.Millisecond)
-		keep  = 2*loadgen.DefaultCheckEvery + 500*time.Millisecond
+		keep  = 2*loadgen.DefaultCheckEvery + 250*time.Millisecond
 	)
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".rec.gz")

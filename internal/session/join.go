@@ -64,16 +64,19 @@ type joinStage struct {
 func startJoin(src EventSource, port uint16, cfg Config, onTrip func(*breakdown.RoundTrip, loadgen.Record), rec *recording) *joinStage {
 	// Events are kept for round trips the run loop has not handed over:
 	// it does so once per check, and most round trips last far less than
-	// that. A round trip in flight for longer than the margin may lose its
-	// earliest events and then counts as unjoined, with its reason. Until
-	// the window's start is decided (the pilot stretch), everything is kept.
+	// that. The keep counts back from the watermark, which already lags
+	// the clock by probeLag: a round trip handed over up to two checks
+	// after it ended, having lasted up to keepSlack + probeLag, still
+	// finds its events. One in flight for longer may lose its earliest
+	// events and then counts as unjoined, with its reason. Until the
+	// window's start is decided (the pilot stretch), everything is kept.
 	check := cfg.Load.CheckEvery
 	if check <= 0 {
 		check = loadgen.DefaultCheckEvery
 	}
 	j := &joinStage{source: src, rec: rec, readDone: make(chan error, 1), loopStop: make(chan struct{}), loopDone: make(chan struct{}), started: time.Now()}
 	j.probe = probeOf(src)
-	j.stream = breakdown.NewStream(port, nil, cfg.Syscalls, 2*check+probeLag+keepSlack, onTrip)
+	j.stream = breakdown.NewStream(port, nil, cfg.Syscalls, 2*check+keepSlack, onTrip)
 	j.stream.Hold(1)
 	if h := src.Holders(); h != nil {
 		j.stream.Summary().NameHolders(h) // the slowest round trips get who held the CPU they waited for

@@ -19,18 +19,58 @@ import (
 // joining often costs nothing extra).
 const (
 	joinEvery = 100 * time.Millisecond
-	joinNice  = 5
-	// joinNiceBehind is the join's priority while it is behind (a join
-	// starts more than joinBehind after the one before it): a join kept
-	// behind by busy clients holds every event since, and its backlog
-	// would grow with the run; the clients then wait for it, which the
-	// client-saturation warning says.
-	joinNiceBehind = -5
-	joinBehind     = 3 * joinEvery
+	// joinBehind: a join that starts more than this after the one before
+	// it is behind. Its backlog would grow with the run (it holds every
+	// event since), so its priority goes up a step (joinLevel); the
+	// clients then wait for it, which the client-saturation warning says.
+	joinBehind = 3 * joinEvery
+	// joinRetryIdle is how long the join stays above SCHED_IDLE, once it
+	// fell behind there, before it tries again: clients that keep their
+	// CPU busy (many connections) starve it there each time.
+	joinRetryIdle = 2 * time.Second
 	// keepSlack is added to how long events are kept for a round trip
 	// not yet handed over.
 	keepSlack = 250 * time.Millisecond
 )
+
+// joinLevel is the join thread's scheduling: SCHED_IDLE while it keeps
+// up there, so that it runs only in the idle time of the CPUs it shares
+// with the clients (a woken client preempts it at once, where a nice
+// thread could keep the CPU for its slice, milliseconds, in front of a
+// round trip); above it when it falls behind.
+type joinLevel int
+
+const (
+	joinIdle   joinLevel = iota // SCHED_IDLE
+	joinLow                     // SCHED_OTHER, nice 5
+	joinRaised                  // SCHED_OTHER, nice -5: behind at nice 5 too
+)
+
+// set gives the calling thread l's scheduling, and says whether it did.
+func (l joinLevel) set() bool {
+	a := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}
+	switch l {
+	case joinLow:
+		a.Policy, a.Nice = unix.SCHED_NORMAL, 5
+	case joinRaised:
+		a.Policy, a.Nice = unix.SCHED_NORMAL, -5
+	}
+	return unix.SchedSetAttr(0, &a, 0) == nil
+}
+
+// next is the level after a join that started late (or not), at now,
+// having been at l since since.
+func (l joinLevel) next(late bool, now, since time.Time) joinLevel {
+	switch {
+	case late:
+		return min(l+1, joinRaised)
+	case l == joinRaised:
+		return joinLow
+	case l == joinLow && now.Sub(since) >= joinRetryIdle:
+		return joinIdle
+	}
+	return l
+}
 
 // joinStage joins an event source's events with the load's round trips
 // as they complete, so that nothing grows with the run's length.
@@ -114,40 +154,40 @@ type batchSource interface {
 }
 
 // loop advances the join until stop, then flushes it. It runs on a
-// thread of its own at a lower priority than the clients, so the work
-// seldom delays a client thread that shares its CPU; below SCHED_OTHER
-// it would starve whenever the clients keep their CPU busy.
+// thread of its own, scheduled by joinLevel, so the work seldom delays a
+// client thread that shares its CPU.
 func (j *joinStage) loop() {
 	defer close(j.loopDone)
-	// Never unlocked: the thread's priority is changed below, and a
+	// Never unlocked: the thread's scheduling is changed below, and a
 	// thread given back to Go's pool with it would carry it to whatever
 	// runs there next (a client's pinned thread, in a process that runs
 	// again), so the thread exits with the goroutine.
 	runtime.LockOSThread()
-	nice := joinNice
-	setNice := func(n int) {
-		if n != nice && unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), n) == nil {
-			nice = n
-		}
+	level, since := joinIdle, time.Now()
+	if !level.set() {
+		level = joinLow
+		level.set()
 	}
-	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), joinNice)
 	t := time.NewTimer(joinEvery)
 	defer t.Stop()
 	last := time.Now()
 	for {
 		select {
 		case <-j.loopStop:
-			// The flush comes after the load: not the clients' CPU.
+			// The flush comes after the load: not the clients' CPU. At
+			// SCHED_IDLE it would wait for a watched program's idle time.
+			if level == joinIdle {
+				joinLow.set()
+			}
 			j.joinCPU = time.Duration(threadCPU())
 			j.stream.Flush()
 			return
 		case <-t.C:
-			if now := time.Now(); now.Sub(last) > joinBehind {
-				setNice(joinNiceBehind)
-			} else {
-				setNice(joinNice)
+			now := time.Now()
+			if l := level.next(now.Sub(last) > joinBehind, now, since); l != level && l.set() {
+				level, since = l, now
 			}
-			last = time.Now()
+			last = now
 			j.stream.Advance(j.source.Watermark())
 			t.Reset(joinEvery)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/volleyscope/volleyscope/internal/report"
 )
@@ -36,5 +37,30 @@ func TestCheckJoined(t *testing.T) {
 	}
 	if err := checkJoined(&report.Results{}); err != nil {
 		t.Errorf("unprobed run: %v", err)
+	}
+}
+
+// TestJoinLevel: the join's scheduling steps up when a join starts late,
+// down one step when it starts on time at nice -5, and back to
+// SCHED_IDLE only after joinRetryIdle on time at nice 5.
+func TestJoinLevel(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		from  joinLevel
+		late  bool
+		after time.Duration
+		want  joinLevel
+	}{
+		{joinIdle, false, time.Hour, joinIdle},
+		{joinIdle, true, 0, joinLow},
+		{joinLow, true, 0, joinRaised},
+		{joinRaised, true, 0, joinRaised},
+		{joinRaised, false, 0, joinLow},
+		{joinLow, false, joinRetryIdle - time.Millisecond, joinLow},
+		{joinLow, false, joinRetryIdle, joinIdle},
+	} {
+		if got := tc.from.next(tc.late, t0.Add(tc.after), t0); got != tc.want {
+			t.Errorf("level %d, late %v, %v at it: %d, want %d", tc.from, tc.late, tc.after, got, tc.want)
+		}
 	}
 }

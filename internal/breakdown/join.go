@@ -1076,11 +1076,11 @@ func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
 			rt.addIrq(ic, r.what, ns)
 		})
 	}
-	for _, c := range []Component{ClientUser, ClientNet, ClientNetTx, ClientNetDev, ClientNetRx, ClientKernelRecv, ClientUserRecv} {
-		carve(c, j.ctid, b[0], b[10])
+	if !j.quiet(j.ctid, b[0], b[10]) {
+		for _, c := range []Component{ClientUser, ClientNet, ClientNetTx, ClientNetDev, ClientNetRx, ClientKernelRecv, ClientUserRecv} {
+			carve(c, j.ctid, b[0], b[10])
+		}
 	}
-	carve(ServerQueue, recvTID, b[3], b[4])
-	carve(ServerKernelRecv, recvTID, b[4], b[5])
 	if sendTID == 0 {
 		sendTID = recvTID
 	}
@@ -1090,11 +1090,39 @@ func (j *joiner) carvePreempted(rt *RoundTrip, recvTID, sendTID uint32) {
 			handoff = t
 		}
 	}
-	carve(ServerUser, recvTID, b[5], handoff)
-	carve(ServerUser, sendTID, handoff, b[6])
-	for _, c := range []Component{ServerNet, ServerNetTx, ServerNetDev, ServerNetRx} {
-		carve(c, sendTID, b[6], b[7])
+	if !j.quiet(recvTID, b[3], handoff) {
+		carve(ServerQueue, recvTID, b[3], b[4])
+		carve(ServerKernelRecv, recvTID, b[4], b[5])
+		carve(ServerUser, recvTID, b[5], handoff)
 	}
+	if !j.quiet(sendTID, handoff, b[7]) {
+		carve(ServerUser, sendTID, handoff, b[6])
+		for _, c := range []Component{ServerNet, ServerNetTx, ServerNetDev, ServerNetRx} {
+			carve(c, sendTID, b[6], b[7])
+		}
+	}
+}
+
+// quiet says whether thread tid was neither preempted nor interrupted in
+// [from, to): then no component carried by it there has anything to
+// carve (the carves of a stretch take only what lies within it), and
+// one look does for all of them. Most round trips are quiet.
+func (j *joiner) quiet(tid uint32, from, to int64) bool {
+	if tid == 0 || to <= from {
+		return true
+	}
+	// Every switch a preemptedIn of a stretch within could look at (it
+	// starts at the last switch at or before its start): none a
+	// preemption, none of them starts one.
+	sw := j.sw(tid, from)
+	for i := max(gallop(len(sw), func(i int) bool { return sw[i].ts > from })-1, 0); i < len(sw) && sw[i].ts-sw[i].unc < to; i++ {
+		if sw[i].preempt {
+			return false
+		}
+	}
+	s := j.irq(tid, from)
+	i := gallop(len(s), func(i int) bool { return s[i].to >= from })
+	return i == len(s) || s[i].from >= to
 }
 
 // x86-64 numbers of the receive and send calls whose socket events the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -59,7 +60,7 @@ func (l joinLevel) set() bool {
 }
 
 // next is the level after a join that started late (or not), at now,
-// having been at l since since.
+// having been at l, and with no backlog to work through, since since.
 func (l joinLevel) next(late bool, now, since time.Time) joinLevel {
 	switch {
 	case late:
@@ -96,6 +97,9 @@ type joinStage struct {
 	sampleMu sync.Mutex
 	sampled  map[int]bool // nil: every connection
 	conns    int
+	// releasedAt is when the stream stopped holding every event (the
+	// pilot stretch's end), Unix ns; 0 before.
+	releasedAt atomic.Int64
 }
 
 // startJoin starts reading src and joining what it delivers; onTrip
@@ -163,11 +167,12 @@ func (j *joinStage) loop() {
 	// runs there next (a client's pinned thread, in a process that runs
 	// again), so the thread exits with the goroutine.
 	runtime.LockOSThread()
-	level, since := joinIdle, time.Now()
-	if !level.set() {
-		level = joinLow
-		level.set()
-	}
+	// At nice 5 until joinRetryIdle after the pilot stretch's end: the
+	// stream holds every event until then, and the joins just after it
+	// work through the backlog, which at SCHED_IDLE would grow while the
+	// clients run (the README has the peak heap of each).
+	level, since := joinLow, time.Now()
+	level.set()
 	t := time.NewTimer(joinEvery)
 	defer t.Stop()
 	last := time.Now()
@@ -184,7 +189,14 @@ func (j *joinStage) loop() {
 			return
 		case <-t.C:
 			now := time.Now()
-			if l := level.next(now.Sub(last) > joinBehind, now, since); l != level && l.set() {
+			calm := now // held: never idle
+			if r := j.releasedAt.Load(); r != 0 {
+				calm = since
+				if rel := time.Unix(0, r); rel.After(calm) {
+					calm = rel
+				}
+			}
+			if l := level.next(now.Sub(last) > joinBehind, now, calm); l != level && l.set() {
 				level, since = l, now
 			}
 			last = now
@@ -265,7 +277,14 @@ func (j *joinStage) delivered(d loadgen.Delivery) bool {
 func (j *joinStage) windowDecided(start int64) {
 	j.source.WarmupOver()
 	j.stream.SetWindowStart(start) // the syscall and io_uring tables count from here
+	j.release()
+}
+
+// release ends the stream's hold on every event. The run's progress
+// calls it at every check once the window is decided; the first counts.
+func (j *joinStage) release() {
 	j.stream.Release()
+	j.releasedAt.CompareAndSwap(0, time.Now().UnixNano())
 }
 
 // windowEnded: the clients are told to stop at t; the syscall and

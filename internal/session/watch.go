@@ -198,7 +198,7 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	}
 	// The window's start is known from the start (the cost span after
 	// now): no events need holding until the warm-up ends.
-	p.join.stream.Release()
+	p.join.release()
 	// The round trips come from this host's client events alone: they
 	// are handed over as this host's probe delivers them (its
 	// watermark), before the agent's events for them arrive, as a run's

@@ -140,6 +140,13 @@ func (o *Options) CheckProto() error {
 	return nil
 }
 
+// WarmupSpan is the warm-up a run with o has: o.Warmup, its default when
+// 0, none when negative.
+func (o Options) WarmupSpan() time.Duration {
+	o.defaults()
+	return o.Warmup
+}
+
 func (o *Options) defaults() {
 	if o.Clients <= 0 {
 		o.Clients = DefaultClients

@@ -280,6 +280,14 @@ func (j *joinStage) windowDecided(start int64) {
 	j.release()
 }
 
+// holdFrom narrows the stream's hold, until release, to the events
+// stamped at or after t (and those a round trip from t looks back to).
+func (j *joinStage) holdFrom(t int64) {
+	if j.releasedAt.Load() == 0 {
+		j.stream.Hold(t)
+	}
+}
+
 // release ends the stream's hold on every event. The run's progress
 // calls it at every check once the window is decided; the first counts.
 func (j *joinStage) release() {

@@ -199,6 +199,18 @@ func (p *pipeline) hooks() loadgen.Hooks {
 	if out := p.sinks.out; out != nil {
 		h.Began = out.Log.Begin
 	}
+	// No round trip begun before the warm-up's end is measured, so the
+	// join need hold no event from before it (lookback aside) while the
+	// window's start is decided.
+	began, warm := h.Began, p.cfg.Load.WarmupSpan()
+	h.Began = func(wall time.Time, firstT0 int64) {
+		if p.join != nil {
+			p.join.holdFrom(firstT0 + warm.Nanoseconds())
+		}
+		if began != nil {
+			began(wall, firstT0)
+		}
+	}
 	h.Progress = func(g loadgen.Progress) {
 		p.cost.progress(g)
 		if !g.Warmup && p.join != nil { // the measured window is decided

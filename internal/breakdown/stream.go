@@ -32,6 +32,10 @@ type Stream struct {
 	inEvs   []probe.Event   // arrived since the last Advance, unsorted
 	spare   []probe.Event   // the previous hand-over's buffer, for reuse
 	inTrips []waiting
+	// inFirst is the earliest T0 in inTrips (0: none): a trim must not
+	// pass a round trip handed over after its join took the hand-over,
+	// such as the pilot stretch's, handed over just before a Release.
+	inFirst int64
 
 	// Events at or after the watermark wait in pending (sorted by time),
 	// since more may still arrive before them; those before it are in ix,
@@ -204,6 +208,9 @@ func (s *Stream) Events(evs []probe.Event) {
 func (s *Stream) Trip(conn int, seq int64, r loadgen.Record) {
 	s.mu.Lock()
 	s.inTrips = append(s.inTrips, waiting{conn, seq, r})
+	if s.inFirst == 0 || r.T0 < s.inFirst {
+		s.inFirst = r.T0
+	}
 	s.mu.Unlock()
 }
 
@@ -235,7 +242,7 @@ func (s *Stream) advance(watermark int64, all bool) {
 	// priority, must never wait for this lower-priority work.
 	s.mu.Lock()
 	in, trips := s.inEvs, s.inTrips
-	s.inEvs, s.inTrips = s.spare[:0], nil
+	s.inEvs, s.inTrips, s.inFirst = s.spare[:0], nil, 0
 	clients := s.clients
 	s.mu.Unlock()
 	for i := range in {
@@ -429,6 +436,9 @@ func (s *Stream) trim(watermark int64, all bool) {
 	s.mu.Lock()
 	if s.floor > 0 {
 		bound = min(bound, s.floor)
+	}
+	if s.inFirst > 0 {
+		bound = min(bound, s.inFirst)
 	}
 	s.mu.Unlock()
 	bound -= lookback

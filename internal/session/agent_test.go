@@ -245,10 +245,12 @@ func TestAgentEndToEnd(t *testing.T) {
 	if int64(sendStarts) < (sum.Measured+sum.Outside)/2 {
 		t.Errorf("%d send starts for %d round trips", sendStarts, (sum.Measured + sum.Outside))
 	}
-	// The events are on the agent's clock: later than ours by the offset.
-	lo, hi := t1+testClockOffset.Nanoseconds(), end+(testClockOffset+time.Second).Nanoseconds()
+	// The events are on the agent's clock: ahead of ours by the offset
+	// and the drift since CLOCK_MONOTONIC's zero (over a second on a
+	// machine up 14 hours), a second of slack at the end.
+	lo, hi := t1+ahead(t1), end+ahead(end)+time.Second.Nanoseconds()
 	if int64(minTS) < lo || int64(maxTS) > hi {
-		t.Errorf("events from %d to %d; want them within %d to %d (our clock plus %v)", minTS, maxTS, lo, hi, testClockOffset)
+		t.Errorf("events from %d to %d; want them within %d to %d (our clock plus %v and the drift)", minTS, maxTS, lo, hi, testClockOffset)
 	}
 	if len(marks) != 1 || marks[0].Err != "" || marks[0].Cost.CPUNs == 0 {
 		t.Errorf("marks: %+v", marks)

@@ -353,17 +353,20 @@ func TestWatchRealPipelined(t *testing.T) {
 			if pipelined > 1 {
 				t.Errorf("%d connections pipelined: want at most the CONFIG GETs'", pipelined)
 			}
-			// A reader held off its CPU by other work loses records
-			// (the watch says so): the round trips whose records were
-			// lost are not seen, about as many as the lost records hold.
-			want := float64(n)
-			if p := res.Probe; res.LostEvents > 0 && p != nil && p.EventsPerRTT > 0 {
-				lost := float64(res.LostEvents) / p.EventsPerRTT
-				want = max(0, want-lost)
-				t.Logf("%d records lost (%.1f a round trip): about %.0f round trips not seen", res.LostEvents, p.EventsPerRTT, lost)
+			// A reader held off its CPU by other work loses records, or
+			// takes them late (the watch says so): a round trip that lost
+			// one is not seen, or not split. The split ones are ≥ 99%
+			// of the requests, or the rest within those records
+			// (namedLoss).
+			if bc == nil {
+				t.Fatalf("no breakdown check: %+v", res)
 			}
-			if bc == nil || float64(bc.Joined) < 0.99*want {
-				t.Errorf("round trips split: %+v, want ≥ 99%% of %.0f (of %d, less those whose records were lost)", bc, want, n)
+			if short := 0.99*float64(n) - float64(bc.Joined); short > 0 {
+				if named := namedLoss(res); short > float64(named) {
+					t.Errorf("round trips split: %+v, want ≥ 99%% of %d, or the rest within the %d records the watch lost or took late", bc, n, named)
+				} else {
+					t.Logf("split %d of %d: the %.0f short of 99%% are within the %d records the watch lost or took late", bc.Joined, n, short, named)
+				}
 			}
 		})
 	}

@@ -66,6 +66,13 @@ func Threads() ([]int, error) {
 // nothing new in practice.
 const maxPasses = 20
 
+// startMask is the main thread's mask when the package was initialized,
+// before any thread was pinned: the mask a thread created during a
+// confinement goes back to.
+var startMask unix.CPUSet
+
+func init() { _ = unix.SchedGetaffinity(0, &startMask) }
+
 // ConfineProcess restricts every thread of this process to cpus, and with
 // them every thread and child process created afterwards, except children
 // forked from a thread pinned elsewhere on purpose (a server started by
@@ -74,8 +81,12 @@ const maxPasses = 20
 // its creator was already past, so the list is read again until a pass
 // finds no thread it has not set. An empty cpus does nothing.
 //
-// undo puts every thread back on the mask the process's main thread had
-// before; it is never nil.
+// undo puts each thread back on the mask it had before, and a thread
+// created since on the process's mask at start-up; it is never nil. No
+// thread's mask stands for the process's: a goroutine that pinned a
+// thread and ended locked to it leaves the thread pinned, and when that
+// thread is the main one Go keeps it (idle) rather than ending it, so its
+// mask can be a server's CPU long after.
 func ConfineProcess(cpus []int) (undo func() error, err error) {
 	undo = func() error { return nil }
 	if len(cpus) == 0 {
@@ -85,28 +96,43 @@ func ConfineProcess(cpus []int) (undo func() error, err error) {
 	if err != nil {
 		return undo, fmt.Errorf("confine process to CPUs %v: %w", cpus, err)
 	}
-	var before unix.CPUSet
-	if err := unix.SchedGetaffinity(os.Getpid(), &before); err != nil {
-		return undo, fmt.Errorf("confine process to CPUs %v: read main thread's CPUs: %w", cpus, err)
+	before := map[int]unix.CPUSet{}
+	restore := func() error {
+		return setAll(func(tid int, _ bool) unix.CPUSet {
+			if m, ok := before[tid]; ok {
+				return m
+			}
+			return startMask
+		})
 	}
-	if err := setAll(set); err != nil {
+	if err := setAll(func(tid int, first bool) unix.CPUSet {
+		// A thread first listed in a later pass was created during this
+		// confinement, maybe from a thread set already: its mask now is
+		// not one to go back to.
+		var m unix.CPUSet
+		if first && unix.SchedGetaffinity(tid, &m) == nil {
+			before[tid] = m
+		}
+		return set
+	}); err != nil {
 		// Threads set before the failure would stay confined, and every
 		// child forked from them after (an agent, a server) with them.
-		if rerr := setAll(before); rerr != nil {
+		if rerr := restore(); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("restore: %w", rerr))
 		}
 		return undo, fmt.Errorf("confine process to CPUs %v: %w", cpus, err)
 	}
 	return func() error {
-		if err := setAll(before); err != nil {
+		if err := restore(); err != nil {
 			return fmt.Errorf("restore process CPUs: %w", err)
 		}
 		return nil
 	}, nil
 }
 
-// setAll gives every thread of this process the mask set.
-func setAll(set unix.CPUSet) error {
+// setAll gives every thread of this process the mask maskOf returns for
+// it; first says whether the thread was in the first list read.
+func setAll(maskOf func(tid int, first bool) unix.CPUSet) error {
 	done := map[int]bool{}
 	for pass := 0; pass < maxPasses; pass++ {
 		tids, err := Threads()
@@ -120,8 +146,9 @@ func setAll(set unix.CPUSet) error {
 			}
 			fresh++
 			done[t] = true
+			m := maskOf(t, pass == 0)
 			// ESRCH: the thread ended after the list was read.
-			if err := unix.SchedSetaffinity(t, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+			if err := unix.SchedSetaffinity(t, &m); err != nil && !errors.Is(err, unix.ESRCH) {
 				return fmt.Errorf("set CPUs of thread %d: %w", t, err)
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // allowed reads a thread's Cpus_allowed_list from its status file, a view
@@ -171,4 +173,74 @@ func TestOfProcesses(t *testing.T) {
 	} else if got := OfProcesses([]int{free.Process.Pid}); got != nil {
 		t.Errorf("unpinned: got %v, want nil", got)
 	}
+}
+
+// TestConfineProcessRestoresEachThread: undo puts each thread back on its
+// own mask (the main thread's, pinned here, stays pinned), and the
+// threads created meanwhile on the process's mask at start-up, not on
+// the main thread's: a goroutine that ended locked to the main thread can
+// leave it pinned to a server's CPU, and every confinement after took
+// that for the process's (the CI of this round: an agent started with one
+// CPU).
+func TestConfineProcessRestoresEachThread(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs 2 CPUs")
+	}
+	pid := os.Getpid()
+	var all, zero unix.CPUSet
+	if err := unix.SchedGetaffinity(pid, &all); err != nil || !all.IsSet(0) || !all.IsSet(1) {
+		t.Skipf("the main thread may not run on CPUs 0 and 1: %v", err)
+	}
+	zero.Set(0)
+	if err := unix.SchedSetaffinity(pid, &zero); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.SchedSetaffinity(pid, &all)
+	old := map[int]bool{}
+	tids, _ := Threads()
+	for _, tid := range tids {
+		old[tid] = true
+	}
+	undo, err := ConfineProcess([]int{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// More threads locked than there were: some are created now.
+	n := len(tids) + 4
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	fresh := make(chan int, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			fresh <- unix.Gettid()
+			<-stop
+		}()
+	}
+	var made []int
+	for i := 0; i < n; i++ {
+		if tid := <-fresh; !old[tid] {
+			made = append(made, tid)
+		}
+	}
+	if err := undo(); err != nil {
+		t.Fatal(err)
+	}
+	var m unix.CPUSet
+	if err := unix.SchedGetaffinity(pid, &m); err != nil || m != zero {
+		t.Errorf("main thread after undo: %v (%v), want CPU 0 alone, as it was", m, err)
+	}
+	for _, tid := range made {
+		if err := unix.SchedGetaffinity(tid, &m); err == nil && m != all {
+			t.Errorf("thread %d, created while confined: mask %v after undo, want the process's at start-up %v", tid, m, all)
+		}
+	}
+	if len(made) == 0 {
+		t.Error("no thread was created while confined")
+	}
+	close(stop)
+	wg.Wait()
 }

@@ -256,10 +256,13 @@ func TestWatchRealPrograms(t *testing.T) {
 			frac, floor := 0.05, resol
 			for _, w := range res2warnings(res) {
 				frac, floor = 0.10, 2*resol
-				t.Logf("held to 10%% or %.0f ns, not 5%% or %.0f: %s", floor, resol, w)
+				t.Logf("held to 10%% and %.0f ns, not 5%% and %.0f: %s", floor, resol, w)
 			}
-			if d := math.Abs(watched - own); d > max(frac*own, floor) {
-				t.Errorf("watched %s %.2f µs, the client's own %.2f µs: want within %.0f%% (or %.0f ns)", stat, watched/1e3, own/1e3, 100*frac, floor)
+			// The client's own figure is rounded to its resolution
+			// (ab's to whole microseconds): that error adds to the 5%,
+			// it does not stand in for it at short latencies.
+			if d := math.Abs(watched - own); d > frac*own+floor {
+				t.Errorf("watched %s %.2f µs, the client's own %.2f µs: want within %.0f%% and %.0f ns", stat, watched/1e3, own/1e3, 100*frac, floor)
 			}
 		})
 	}

@@ -10,8 +10,10 @@ import (
 // the live connections or children, a way to end them all, and the exit
 // that a 0 message asks for.
 type group[K comparable] struct {
-	mu   sync.Mutex
-	live map[K]bool
+	mu    sync.Mutex
+	live  map[K]bool
+	ended bool        // the watcher has ended the members: later ones are ended on add
+	end   func(K)
 	exit chan struct{}
 	once sync.Once
 	wg   sync.WaitGroup
@@ -21,7 +23,7 @@ type group[K comparable] struct {
 // listener is closed (ending the accept loop) and end is called for every
 // live member.
 func newGroup[K comparable](ctx context.Context, ln *net.TCPListener, end func(K)) *group[K] {
-	g := &group[K]{live: map[K]bool{}, exit: make(chan struct{})}
+	g := &group[K]{live: map[K]bool{}, exit: make(chan struct{}), end: end}
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -29,6 +31,7 @@ func newGroup[K comparable](ctx context.Context, ln *net.TCPListener, end func(K
 		}
 		ln.Close()
 		g.mu.Lock()
+		g.ended = true
 		for k := range g.live {
 			end(k)
 		}
@@ -38,11 +41,17 @@ func newGroup[K comparable](ctx context.Context, ln *net.TCPListener, end func(K
 }
 
 // add registers a live member; its goroutine must call done when it ends.
+// A member accepted before the listener closed but added after the
+// watcher ended the others (an Accept returning as the run is cancelled)
+// is ended at once, or it would be served, and waited for, forever.
 func (g *group[K]) add(k K) {
+	g.wg.Add(1)
 	g.mu.Lock()
 	g.live[k] = true
+	if g.ended {
+		g.end(k)
+	}
 	g.mu.Unlock()
-	g.wg.Add(1)
 }
 
 // done unregisters a member, then releases it (closes its fd, …): in that

@@ -47,8 +47,13 @@ func CheckTraceShare(share float64) error {
 // host's were switched off (math.MaxInt64 while on; an agent's go off
 // later), so that both hosts recorded all of it. A record made between
 // the switch and on lies before the window: a round trip it belongs to
-// began before on and is dropped (keep), and the connections' state is
-// reset at the first record past on (crossed).
+// began before on and is dropped (keep). The connections' state is reset
+// at the first record past each edge (crossed): past on, and past off,
+// so that the records made between this host's switch and on (while the
+// agent's probe is switched) never meet the state an off stretch cut
+// short: a request sent then, its reply not seen, followed by the first
+// request after the switch looked like a pipelined connection, and the
+// connection's round trips were left out for the rest of the watch.
 type traceWindow struct{ on, off int64 }
 
 // traceWindows are a watch's windows, oldest first, and what the watch
@@ -56,9 +61,9 @@ type traceWindow struct{ on, off int64 }
 // the unsampled watch.
 type traceWindows struct {
 	wins []traceWindow
-	// reset is the index of the next window whose start has not reset
-	// the connections' state (watchTrips.atWindow).
-	reset int
+	// edges is how many window edges (on, off, on, …, oldest first)
+	// have reset the connections' state (watchTrips.atWindow).
+	edges int
 	// edge counts round trips not handed over: begun before a window's
 	// start or in its margin, or not known complete before its end.
 	edge int64
@@ -96,27 +101,34 @@ func (tw *traceWindows) keep(t0, done int64) bool {
 	return false
 }
 
-// crossed says whether an event at ts is past the start of a window not
-// yet passed, and marks it passed.
+// crossed says whether an event at ts is past an edge (a window's start,
+// or the end of a closed one) not yet passed, and marks it passed.
 func (tw *traceWindows) crossed(ts int64) bool {
 	crossed := false
-	for tw.reset < len(tw.wins) && ts >= tw.wins[tw.reset].on {
-		tw.reset++
+	for i := tw.edges / 2; i < len(tw.wins); i = tw.edges / 2 {
+		edge := tw.wins[i].on
+		if tw.edges%2 == 1 {
+			edge = tw.wins[i].off // math.MaxInt64 while open: never passed
+		}
+		if ts < edge {
+			break
+		}
+		tw.edges++
 		crossed = true
 	}
 	return crossed
 }
 
 // prune forgets windows that ended before t (no round trip left to
-// check lies in them).
+// check lies in them) and whose edges were both passed.
 func (tw *traceWindows) prune(t int64) {
 	n := 0
-	for n < len(tw.wins)-1 && tw.wins[n].off < t && n < tw.reset {
+	for n < len(tw.wins)-1 && tw.wins[n].off < t && 2*(n+1) <= tw.edges {
 		n++
 	}
 	if n > 0 {
 		tw.wins = append(tw.wins[:0], tw.wins[n:]...)
-		tw.reset -= n
+		tw.edges -= 2 * n
 	}
 }
 

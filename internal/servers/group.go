@@ -12,11 +12,11 @@ import (
 type group[K comparable] struct {
 	mu    sync.Mutex
 	live  map[K]bool
-	ended bool        // the watcher has ended the members: later ones are ended on add
+	ended bool // the watcher has ended the members: later ones are ended on add
 	end   func(K)
-	exit chan struct{}
-	once sync.Once
-	wg   sync.WaitGroup
+	exit  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
 }
 
 // newGroup starts watching: once ctx is done or an exit is requested, the

@@ -125,7 +125,9 @@ func (b *bucket) point() (t, theta, half int64) {
 // bound carries to t, at r_hi·(t − t_i) for an upper bound carried
 // forward, at r_lo backward (and the other way round for a lower one).
 // The interval at t is the intersection of the bounds of the buckets
-// within SpanNs; the estimate is its middle. The rate comes from a
+// within SpanNs; the estimate is the middle of the same bounds carried
+// at the fitted rate alone, kept within the interval (eval says why not
+// the interval's middle). The rate comes from a
 // weighted least-squares fit of the buckets' midpoints within WindowNs
 // (weights: tricube in time, so a slew is followed, and 1/half-width²,
 // so tight buckets count most); [r_lo, r_hi] spans that fit's slope and
@@ -369,8 +371,8 @@ func (e *Estimator) fold(s *summary, b *bucket) {
 	s.line.points++
 }
 
-// estimate is θ at one time: the middle of the bounds there and their
-// half-width, with the slope used to carry them.
+// estimate is θ at one time, the half-width of an interval around it
+// that holds the bounds there, and the fitted slope.
 type estimate struct {
 	theta, half int64
 	slope       float64
@@ -454,14 +456,14 @@ func (e *Estimator) eval(t int64) (estimate, bool) {
 	}
 	span := e.o.SpanNs / e.o.BucketNs
 	from, to := max(c-span, oldest), min(c+span, e.newest)
-	lo, hi, okLo, okHi := e.bounds(t, from, to, r)
-	if !okLo || !okHi {
+	bd, ok := e.bounds(t, from, to, r, b)
+	if !ok {
 		from, to = oldest, e.newest
-		lo, hi, okLo, okHi = e.bounds(t, from, to, r)
-		if !okLo || !okHi {
+		if bd, ok = e.bounds(t, from, to, r, b); !ok {
 			return estimate{}, false
 		}
 	}
+	lo, hi := bd.lo, bd.hi
 	est := estimate{slope: b, consistent: lo <= hi}
 	if lo > hi {
 		// Bounds that cross prove that the rate strayed further from
@@ -469,13 +471,19 @@ func (e *Estimator) eval(t int64) (estimate, bool) {
 		// or that a sample was no true one-way time. Carry them again
 		// allowing any rate up to the largest drift expected; if they
 		// still cross, the interval spans the crossing.
-		lo, hi, _, _ = e.bounds(t, from, to, r.widen(e.o.MaxDriftNsPerS))
-		if lo > hi {
-			lo, hi = hi, lo
-		}
+		wide, _ := e.bounds(t, from, to, r.widen(e.o.MaxDriftNsPerS), b)
+		lo, hi = min(wide.lo, wide.hi), max(wide.lo, wide.hi)
 	}
-	est.theta = lo + (hi-lo)/2
-	est.half = hi - est.theta
+	// The estimate is the middle of the bounds carried along the fitted
+	// drift itself, within the interval; the half-width reaches the
+	// interval's farther end. The interval's own middle would move at the
+	// mean of its range's two ends, which are not the fit's: past the
+	// last tight bounds (a sampled watch's window ending, pings alone
+	// after it) one half of the fitting window holds only the pings'
+	// loose, lopsided points, its slope widens the range on one side
+	// only, and the middle drifted by microseconds within 30 ms.
+	est.theta = min(max(bd.pLo+(bd.pHi-bd.pLo)/2, lo), hi)
+	est.half = max(hi-est.theta, est.theta-lo)
 	return est, true
 }
 
@@ -491,27 +499,48 @@ func (e *Estimator) clampIndex(t, oldest int64) int64 {
 	return min(max(floorDiv(d, e.o.BucketNs), oldest), e.newest)
 }
 
+// carried is what bounds finds at a time: the interval (lo, hi) with
+// the bounds carried at the rates allowed, and (pLo, pHi) with them
+// carried at the fitted drift alone (which may cross).
+type carried struct{ lo, hi, pLo, pHi int64 }
+
 // bounds intersects the bounds of buckets from … to carried to t: hi
-// from the least u's, lo from the least v's.
-func (e *Estimator) bounds(t, from, to int64, r rates) (lo, hi int64, okLo, okHi bool) {
+// from the least u's, lo from the least v's; at the rates r, and at the
+// fitted drift b. ok is false unless both directions have a bound.
+func (e *Estimator) bounds(t, from, to int64, r rates, b float64) (c carried, ok bool) {
 	n := int64(len(e.ring))
+	okLo, okHi := false, false
 	for i := from; i <= to; i++ {
 		k := &e.ring[mod(i, n)]
 		if k.idx != i {
 			continue
 		}
 		if k.nU > 0 {
-			if h := k.minU + r.carry(satSub(t, k.tU), true); !okHi || h < hi {
-				hi, okHi = h, true
+			dt := satSub(t, k.tU)
+			cr, cb := r.carryAlso(dt, true, b)
+			h, p := k.minU+cr, k.minU+cb
+			if !okHi || h < c.hi {
+				c.hi = h
 			}
+			if !okHi || p < c.pHi {
+				c.pHi = p
+			}
+			okHi = true
 		}
 		if k.nV > 0 {
-			if l := -k.minV + r.carry(satSub(t, k.tV), false); !okLo || l > lo {
-				lo, okLo = l, true
+			dt := satSub(t, k.tV)
+			cr, cb := r.carryAlso(dt, false, b)
+			l, p := -k.minV+cr, -k.minV+cb
+			if !okLo || l > c.lo {
+				c.lo = l
 			}
+			if !okLo || p > c.pLo {
+				c.pLo = p
+			}
+			okLo = true
 		}
 	}
-	return
+	return c, okLo && okHi
 }
 
 // rates is the range θ's rate of change may take (ns per s) near a time.
@@ -521,14 +550,26 @@ type rates struct{ lo, hi float64 }
 func (r rates) widen(m float64) rates { return rates{min(r.lo, -m), max(r.hi, m)} }
 
 // carry is how far θ may move over dt ns at the rates r: the most for
-// an upper bound, the least for a lower one. It is kept within ±2⁶¹ so
-// that adding it to a sample cannot overflow.
+// an upper bound, the least for a lower one.
 func (r rates) carry(dt int64, upper bool) int64 {
+	c, _ := r.carryAlso(dt, upper, 0)
+	return c
+}
+
+// carryAlso is carry, and how far θ moves over dt at the rate b, from
+// one conversion of dt (eval carries every bound both ways).
+func (r rates) carryAlso(dt int64, upper bool, b float64) (int64, int64) {
 	s := float64(dt) / 1e9
-	c := r.lo * s
+	m := r.lo
 	if (s > 0) == upper {
-		c = r.hi * s
+		m = r.hi
 	}
+	return clampRound(m * s), clampRound(b * s)
+}
+
+// clampRound rounds c to ns within ±2⁶¹, so that adding it to a sample
+// cannot overflow.
+func clampRound(c float64) int64 {
 	const lim = 1 << 61
 	if !(c > -lim) {
 		return -lim

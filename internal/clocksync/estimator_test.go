@@ -41,6 +41,14 @@ type sim struct {
 	PingBA     path
 	Start, Dur int64
 	Seed       uint64
+	// OnNs of every PeriodNs (from Start) carry segments, the rest
+	// pings alone: a sampled watch's windows. 0: segments throughout.
+	OnNs, PeriodNs int64
+}
+
+// segmentsAt says whether segments flow at controller time t.
+func (s sim) segmentsAt(t int64) bool {
+	return s.PeriodNs == 0 || (t-s.Start)%s.PeriodNs < s.OnNs
 }
 
 // run adds the samples in controller-time order (as a Matcher hands
@@ -64,13 +72,17 @@ func (s sim) run(o Options, after func(*Estimator)) *Estimator {
 			// Sent at controller time tAB, received at tAB+d: the agent
 			// reads its clock then.
 			d := s.AB.delay(r)
-			e.AddAB(tAB, tAB+d+s.Clock.theta(tAB+d))
+			if s.segmentsAt(tAB) {
+				e.AddAB(tAB, tAB+d+s.Clock.theta(tAB+d))
+			}
 			tAB = next(s.Rate, tAB)
 		case tBA <= tPing:
 			// Sent at controller time tBA (agent's clock reads
 			// tBA+θ), received d later.
 			d := s.BA.delay(r)
-			e.AddBA(tBA+s.Clock.theta(tBA), tBA+d)
+			if s.segmentsAt(tBA) {
+				e.AddBA(tBA+s.Clock.theta(tBA), tBA+d)
+			}
 			tBA = next(s.Rate, tBA)
 		default:
 			d1, d2 := s.PingAB.delay(r), s.PingBA.delay(r)
@@ -224,6 +236,67 @@ func seedFor(t *testing.T) uint64 {
 		return n
 	}
 	return 7
+}
+
+// TestEstimatorWindowEdges: segments in windows of 1 s every 4 s (a
+// sampled watch), pings throughout on paths slower one way than the
+// other. Up to each window's last segment the estimate stays as close to
+// θ as the segments allow: the pings' bounds, loose and lopsided, widen
+// the rate's range on one side past the window, and that must not tilt
+// the estimate carried from the window's last tight bounds.
+func TestEstimatorWindowEdges(t *testing.T) {
+	// Several seeds: how far the pings tilt the range past a window
+	// depends on the draw.
+	seeds := []uint64{1, 2, 3, 4, 5, 6}
+	if os.Getenv("VOLLEY_CLOCK_SEED") != "" {
+		seeds = []uint64{seedFor(t)}
+	}
+	for _, seed := range seeds {
+		inner, edge := windowEdges(t, seed)
+		t.Logf("seed %d: worst error inside the windows %d ns, in their last 50 ms %d ns", seed, inner, edge)
+		// The segments' one-way times spread over a few hundred ns:
+		// so may the estimate, and no more, to the windows' last
+		// segments.
+		if inner > 1_000 || edge > 1_000 {
+			t.Errorf("seed %d: the estimate strays up to %d ns inside the windows and %d ns in their last 50 ms, want ≤ 1000 ns", seed, inner, edge)
+		}
+	}
+}
+
+// windowEdges runs TestEstimatorWindowEdges's simulation and returns the
+// worst |θ̂ − θ| inside the windows and in their last 50 ms.
+func windowEdges(t *testing.T, seed uint64) (inner, edge int64) {
+	const s = int64(1e9)
+	seg := path{Floor: 300, Mean: 300}
+	sm := sim{Clock: clock{Offset: 2 * s, Drift: 3_000}, AB: seg, BA: seg, Rate: 10_000,
+		Pings: 10, PingAB: path{Floor: 20_000, Mean: 60_000}, PingBA: path{Floor: 40_000, Mean: 60_000},
+		Start: s, Dur: 14 * s, OnNs: s, PeriodNs: 4 * s, Seed: seed}
+	// Each time is asked as soon as Ready says yes there, as the agent's
+	// source maps its events.
+	next := sm.Start
+	ask := func(e *Estimator) {
+		for ; next < sm.Start+sm.Dur && e.Ready(next); next += 1_000_000 {
+			in := (next - sm.Start) % sm.PeriodNs
+			if in < 100_000_000 || in >= sm.OnNs {
+				continue // the window's first 100 ms (bounds from one side only), or off
+			}
+			th, h, ok := e.At(next)
+			if !ok {
+				t.Fatalf("At(%d): not ok", next)
+			}
+			d := abs(th - sm.Clock.theta(next))
+			if d > h {
+				t.Errorf("At(%.3fs) = %d ± %d, θ = %d: outside the interval", float64(next)/1e9, th, h, sm.Clock.theta(next))
+			}
+			if in >= sm.OnNs-50_000_000 {
+				edge = max(edge, d)
+			} else {
+				inner = max(inner, d)
+			}
+		}
+	}
+	sm.run(Options{}, ask)
+	return inner, edge
 }
 
 // TestEstimatorPingsWider: pings alone give an interval, wider than the

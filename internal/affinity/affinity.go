@@ -31,19 +31,27 @@ func cpuSet(cpus []int) (unix.CPUSet, error) {
 	return set, nil
 }
 
-// PinThread restricts the calling OS thread to cpus. The caller must hold
-// the thread with runtime.LockOSThread and never unlock it, so that the
-// thread ends with its goroutine instead of going back to Go's pool with a
-// changed mask.
-func PinThread(cpus []int) error {
+// PinThread restricts the calling OS thread to cpus, and returns what
+// puts its mask back. The caller must hold the thread with
+// runtime.LockOSThread and never unlock it, so that the thread ends with
+// its goroutine instead of going back to Go's pool with a changed mask;
+// and it should call unpin before its goroutine ends all the same: when
+// the thread is the main one, Go parks it rather than ending it, and a
+// thread left pinned is the mask that every later fork from it, and
+// ConfineProcess's view of the process, would inherit.
+func PinThread(cpus []int) (unpin func(), err error) {
 	set, err := cpuSet(cpus)
 	if err != nil {
-		return fmt.Errorf("pin thread to CPUs %v: %w", cpus, err)
+		return nil, fmt.Errorf("pin thread to CPUs %v: %w", cpus, err)
+	}
+	var old unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return nil, fmt.Errorf("pin thread to CPUs %v: %w", cpus, err)
 	}
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		return fmt.Errorf("pin thread to CPUs %v: %w", cpus, err)
+		return nil, fmt.Errorf("pin thread to CPUs %v: %w", cpus, err)
 	}
-	return nil
+	return func() { _ = unix.SchedSetaffinity(0, &old) }, nil
 }
 
 // Threads lists the thread IDs of this process, from /proc/self/task.

@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -243,4 +245,33 @@ func TestConfineProcessRestoresEachThread(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// TestPinThreadUnpin: unpin puts the thread's own mask back, whatever
+// the process's is (the main thread, which Go parks instead of ending,
+// must not stay pinned after its pinning goroutine).
+func TestPinThreadUnpin(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs 2 CPUs")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		status := filepath.Join("/proc/self/task", strconv.Itoa(unix.Gettid()), "status")
+		before := allowed(t, status)
+		unpin, err := PinThread([]int{1})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if got := allowed(t, status); len(got) != 1 || got[0] != 1 {
+			t.Errorf("pinned thread on CPUs %v, want [1]", got)
+		}
+		unpin()
+		if got := allowed(t, status); !slices.Equal(got, before) {
+			t.Errorf("after unpin the thread is on CPUs %v, want its own %v back", got, before)
+		}
+	}()
+	<-done
 }

@@ -152,16 +152,20 @@ func portArgv(argv []string, port int, fixed bool) ([]string, string) {
 // when the forking thread ends, so that thread must outlive the server.
 // The goroutine never unlocks, so when the server has been reaped the
 // thread ends with it instead of going back to Go's pool with a changed
-// mask. Blocked in wait4, the thread costs no CPU.
+// mask; the mask is put back first all the same, for the main thread,
+// which Go parks instead of ending. Blocked in wait4, the thread costs no
+// CPU.
 func (s *Proc) startAndWatch(cpus []int) error {
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: see above
 		if len(cpus) > 0 {
-			if err := affinity.PinThread(cpus); err != nil {
+			unpin, err := affinity.PinThread(cpus)
+			if err != nil {
 				started <- err
 				return
 			}
+			defer unpin()
 		}
 		if err := s.cmd.Start(); err != nil {
 			started <- err

@@ -473,3 +473,8 @@ func MetaOf(h hostinfo.Host) Meta {
 		Hooks: map[string]string{}, ProbeMode: "none", StartedAt: time.Now().UTC(), Version: version.String(),
 	}
 }
+
+// MissedRecords is how many of the probe's records the run says it did
+// not use in time: lost to a full ring, or come after their round trips
+// were joined. Each can cost one round trip its split.
+func (r *Results) MissedRecords() int64 { return int64(r.LostEvents) + r.LateEvents }

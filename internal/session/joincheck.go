@@ -46,7 +46,7 @@ func checkJoined(r *report.Results) error {
 		reasons[i] = fmt.Sprintf("%d × %s", bc.UnjoinedReasons[k], k)
 	}
 	why := strings.Join(reasons, "; ")
-	if n := int64(r.LostEvents) + r.LateEvents; n > 0 {
+	if n := r.MissedRecords(); n > 0 {
 		why += fmt.Sprintf(" (the probe lost or took late %d records, each of which can cost a round trip its join)", n)
 	}
 	r.Warnings = append(r.Warnings, fmt.Sprintf("the breakdown joined %d of %d round trips (%.1f%%), under the %.0f%% it needs to speak for the run; unjoined: %s",

@@ -264,11 +264,11 @@ func checkAgainstOwn(t *testing.T, ownCSV, watchedCSV string, res *report.Result
 }
 
 // namedLoss is how many round trips the watch itself says it may have
-// missed: each record lost to a full ring, or come after its round trip
-// was joined, can cost one. Other load can hold the reader up (a CPU
-// taken by another task, a disk flushing beside the tests); the watch
-// names what that cost, and a test accepts that much short, no more.
-func namedLoss(res *report.Results) int64 { return int64(res.LostEvents) + res.LateEvents }
+// missed (Results.MissedRecords). Other load can hold the reader up (a
+// CPU taken by another task, a disk flushing beside the tests); the
+// watch names what that cost, and a test accepts that much short, no
+// more.
+func namedLoss(res *report.Results) int64 { return res.MissedRecords() }
 
 // wantJoined: MinJoinedShare of the round trips a watch or run split joined, or
 // the rest within what it says it lost (namedLoss); the unjoined reasons

@@ -278,3 +278,31 @@ func TestIndexForgetsSwitchedOut(t *testing.T) {
 		t.Errorf("threads 7 and 8, switched 2 s before the bound, let go")
 	}
 }
+
+// TestStreamTrimSparesHandedOver: a round trip handed over while a join
+// runs, after it took its hand-over and before its trim (the pilot
+// stretch's, handed over as the run loop lifts the hold), keeps its
+// events: the trim never passes it, however far the watermark is.
+func TestStreamTrimSparesHandedOver(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	s := NewStream(9000, []loadgen.ConnInfo{{ID: 0, TID: 1, LocalPort: 40000}}, false, 10*time.Millisecond, nil)
+	for at := 100 * ms; at < 110*ms; at += ms / 10 {
+		s.Event(&probe.Event{TS: uint64(at), Kind: probe.KindSockRecv, Lport: 40000, Rport: 9000, TID: 1, Ret: 4})
+	}
+	s.Advance(120 * ms)
+	held := s.Held()
+	if held == 0 {
+		t.Fatal("no events held")
+	}
+	// The join's hand-over is taken (advance's first step); then the
+	// round trip comes, and the trim runs against a watermark 1 s on.
+	s.Trip(0, 0, loadgen.Record{T0: 100 * ms, T1: 109 * ms})
+	s.trim(1100*ms, false)
+	if got := s.Held(); got != held {
+		t.Errorf("the trim left %d of %d events, while a round trip over them waited to be taken", got, held)
+	}
+	s.Advance(1100 * ms) // takes it, and trims after it is joined
+	if got := s.Held(); got != 0 {
+		t.Errorf("%d events held once the round trip was joined and the watermark 1 s past them, want 0", got)
+	}
+}

@@ -517,7 +517,7 @@ func (e *Estimator) bounds(t, from, to int64, r rates, b float64) (c carried, ok
 		}
 		if k.nU > 0 {
 			dt := satSub(t, k.tU)
-			cr, cb := r.carryAlso(dt, true, b)
+			cr, cb := r.carry(dt, true, b)
 			h, p := k.minU+cr, k.minU+cb
 			if !okHi || h < c.hi {
 				c.hi = h
@@ -529,7 +529,7 @@ func (e *Estimator) bounds(t, from, to int64, r rates, b float64) (c carried, ok
 		}
 		if k.nV > 0 {
 			dt := satSub(t, k.tV)
-			cr, cb := r.carryAlso(dt, false, b)
+			cr, cb := r.carry(dt, false, b)
 			l, p := -k.minV+cr, -k.minV+cb
 			if !okLo || l > c.lo {
 				c.lo = l
@@ -549,16 +549,10 @@ type rates struct{ lo, hi float64 }
 // widen makes r hold every rate up to ±m.
 func (r rates) widen(m float64) rates { return rates{min(r.lo, -m), max(r.hi, m)} }
 
-// carry is how far θ may move over dt ns at the rates r: the most for
-// an upper bound, the least for a lower one.
-func (r rates) carry(dt int64, upper bool) int64 {
-	c, _ := r.carryAlso(dt, upper, 0)
-	return c
-}
-
-// carryAlso is carry, and how far θ moves over dt at the rate b, from
-// one conversion of dt (eval carries every bound both ways).
-func (r rates) carryAlso(dt int64, upper bool, b float64) (int64, int64) {
+// carry is how far θ may move over dt ns at the rates r (the most for
+// an upper bound, the least for a lower one), and how far it moves at
+// the fitted rate b: eval carries every bound both ways.
+func (r rates) carry(dt int64, upper bool, b float64) (atRange, atFit int64) {
 	s := float64(dt) / 1e9
 	m := r.lo
 	if (s > 0) == upper {

@@ -59,6 +59,47 @@ func (l joinLevel) set() bool {
 	return unix.SchedSetAttr(0, &a, 0) == nil
 }
 
+// levelSteps moves a loop's thread through the joinLevels: a loop that
+// wakes every joinEvery, on a thread of its own (locked), from joinLow.
+type levelSteps struct {
+	level joinLevel
+	// since is when the level was last set, last the last wake-up.
+	since, last time.Time
+}
+
+func newLevelSteps(now time.Time) *levelSteps {
+	s := &levelSteps{level: joinLow, since: now, last: now}
+	s.level.set()
+	return s
+}
+
+// tick moves the level at a wake-up at now: up a step when it came
+// late, down when calm (from when the loop last had a backlog to work
+// through) is long enough ago.
+func (s *levelSteps) tick(now, calm time.Time) {
+	if l := s.level.next(now.Sub(s.last) > joinBehind, now, calm); l != s.level && l.set() {
+		s.level, s.since = l, now
+	}
+	s.last = now
+}
+
+// keepScheduling returns what gives the calling thread back the
+// scheduling it has now (a locked thread that goes back to Go's pool).
+func keepScheduling() (restore func()) {
+	a, err := unix.SchedGetAttr(0, 0)
+	if err != nil {
+		a = &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}
+	}
+	return func() { _ = unix.SchedSetAttr(0, a, 0) }
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
 // next is the level after a join that started late (or not), at now,
 // having been at l, and with no backlog to work through, since since.
 func (l joinLevel) next(late bool, now, since time.Time) joinLevel {
@@ -171,17 +212,15 @@ func (j *joinStage) loop() {
 	// stream holds every event until then, and the joins just after it
 	// work through the backlog, which at SCHED_IDLE would grow while the
 	// clients run (the README has the peak heap of each).
-	level, since := joinLow, time.Now()
-	level.set()
+	steps := newLevelSteps(time.Now())
 	t := time.NewTimer(joinEvery)
 	defer t.Stop()
-	last := time.Now()
 	for {
 		select {
 		case <-j.loopStop:
 			// The flush comes after the load: not the clients' CPU. At
 			// SCHED_IDLE it would wait for a watched program's idle time.
-			if level == joinIdle {
+			if steps.level == joinIdle {
 				joinLow.set()
 			}
 			j.joinCPU = time.Duration(threadCPU())
@@ -191,15 +230,9 @@ func (j *joinStage) loop() {
 			now := time.Now()
 			calm := now // held: never idle
 			if r := j.releasedAt.Load(); r != 0 {
-				calm = since
-				if rel := time.Unix(0, r); rel.After(calm) {
-					calm = rel
-				}
+				calm = latest(steps.since, time.Unix(0, r))
 			}
-			if l := level.next(now.Sub(last) > joinBehind, now, calm); l != level && l.set() {
-				level, since = l, now
-			}
-			last = now
+			steps.tick(now, calm)
 			j.stream.Advance(j.source.Watermark())
 			t.Reset(joinEvery)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -310,6 +311,16 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 		w.rest.notBefore = start + opts.Warmup.Nanoseconds()
 	}
 	w.sampler = newTraceSampler(w.share, start, start+opts.Warmup.Nanoseconds(), w.setTracing, w.trips)
+	// The loop's work (the round trips derived from every event of the
+	// last tick, handed over) comes in bursts of milliseconds every
+	// watchEvery: at nice 0 they held the watched programs' CPUs for that
+	// long, a tenth of a second apart (the slowest watched round trips
+	// named this thread). It runs on its own thread at the join's
+	// levels, SCHED_IDLE while it keeps up, and gets its scheduling back
+	// for what follows the loop.
+	runtime.LockOSThread()
+	restore := keepScheduling()
+	steps := newLevelSteps(time.Now())
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
 	var err error
@@ -323,6 +334,7 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 			}
 		case <-t.C:
 		}
+		steps.tick(time.Now(), steps.since)
 		now := monotonicNow()
 		if w.duration > 0 && now-start >= w.duration.Nanoseconds() {
 			w.ended = "its duration passed"
@@ -344,6 +356,8 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 			lastSummary = time.Now()
 		}
 	}
+	restore()
+	runtime.UnlockOSThread()
 	end := monotonicNow()
 	w.end = end
 	feed.Halt() // the server's cost is sampled now, not after the wait below

@@ -251,8 +251,8 @@ func checkAgainstOwn(t *testing.T, ownCSV, watchedCSV string, res *report.Result
 	q := func(p float64) int64 { return diffs[int(p*float64(len(diffs)-1))] }
 	t.Logf("watched %d round trips, %d inside one of the client's own (of %d in the watch's span); own − watched latency: p1 %d ns, p50 %d ns, p99 %d ns; within %d ns: %.4f",
 		len(watched), matched, inSpan, q(0.01), q(0.5), q(0.99), within, float64(close)/float64(matched))
-	if missed := 0.99*float64(inSpan) - float64(matched); missed > 0 {
-		if named := namedLoss(res); missed > float64(named) {
+	if missed, named, ok := shortOfShare(res, matched, inSpan); missed > 0 {
+		if !ok {
 			t.Errorf("matched %d watched round trips to the client's own, of %d in the span: want ≥ 99%%, or the rest within the %d records the watch says it lost or took late", matched, inSpan, named)
 		} else {
 			t.Logf("matched %d of %d: the %d short of 99%% are within the %d records the watch says it lost or took late", matched, inSpan, int(missed+0.5), named)
@@ -270,6 +270,15 @@ func checkAgainstOwn(t *testing.T, ownCSV, watchedCSV string, res *report.Result
 // more.
 func namedLoss(res *report.Results) int64 { return res.MissedRecords() }
 
+// shortOfShare is how far got of n falls short of MinJoinedShare of n,
+// the records res says it lost or took late (namedLoss), and whether
+// those cover the shortfall: the rule the watch tests hold a count to.
+func shortOfShare(res *report.Results, got, n int) (short float64, named int64, ok bool) {
+	short = MinJoinedShare*float64(n) - float64(got)
+	named = namedLoss(res)
+	return short, named, short <= float64(named)
+}
+
 // wantJoined: MinJoinedShare of the round trips a watch or run split joined, or
 // the rest within what it says it lost (namedLoss); the unjoined reasons
 // and the results' warnings are logged either way.
@@ -277,9 +286,8 @@ func wantJoined(t *testing.T, res *report.Results) {
 	t.Helper()
 	bc := res.BreakdownCheck
 	total := bc.Joined + bc.Unjoined
-	short := float64(bc.Unjoined) - (1-MinJoinedShare)*float64(total)
-	named := namedLoss(res)
-	if short > float64(named) || bc.Joined == 0 {
+	_, named, ok := shortOfShare(res, bc.Joined, total)
+	if !ok || bc.Joined == 0 {
 		t.Errorf("joined %d of %d: want ≥ 99%%, or the rest within the %d records the probe says it lost or took late; unjoined %v; warnings %q; errors %q",
 			bc.Joined, total, named, bc.UnjoinedReasons, res.Warnings, res.Errors)
 		return

@@ -364,8 +364,8 @@ func TestWatchRealPipelined(t *testing.T) {
 			if bc == nil {
 				t.Fatalf("no breakdown check: %+v", res)
 			}
-			if short := 0.99*float64(n) - float64(bc.Joined); short > 0 {
-				if named := namedLoss(res); short > float64(named) {
+			if short, named, ok := shortOfShare(res, bc.Joined, n); short > 0 {
+				if !ok {
 					t.Errorf("round trips split: %+v, want ≥ 99%% of %d, or the rest within the %d records the watch lost or took late", bc, n, named)
 				} else {
 					t.Logf("split %d of %d: the %.0f short of 99%% are within the %d records the watch lost or took late", bc.Joined, n, short, named)

@@ -60,15 +60,16 @@ func (l joinLevel) set() bool {
 }
 
 // levelSteps moves a loop's thread through the joinLevels: a loop that
-// wakes every joinEvery, on a thread of its own (locked), from joinLow.
+// wakes every joinEvery, on a thread of its own (locked).
 type levelSteps struct {
 	level joinLevel
 	// since is when the level was last set, last the last wake-up.
 	since, last time.Time
 }
 
-func newLevelSteps(now time.Time) *levelSteps {
-	s := &levelSteps{level: joinLow, since: now, last: now}
+// newLevelSteps starts the calling thread at level from.
+func newLevelSteps(now time.Time, from joinLevel) *levelSteps {
+	s := &levelSteps{level: from, since: now, last: now}
 	s.level.set()
 	return s
 }
@@ -146,7 +147,12 @@ type joinStage struct {
 // startJoin starts reading src and joining what it delivers; onTrip
 // receives every measured round trip, joined or not. The caller must
 // call stop.
-func startJoin(src EventSource, port uint16, cfg Config, onTrip func(*breakdown.RoundTrip, loadgen.Record), rec *recording) *joinStage {
+//
+// from is the join thread's first level: joinLow where the stream holds
+// every event until a pilot stretch ends, whose backlog the joins after
+// it work through; joinIdle where nothing is held (a watch), so that the
+// join never starts above the programs it shares CPUs with.
+func startJoin(src EventSource, port uint16, cfg Config, onTrip func(*breakdown.RoundTrip, loadgen.Record), rec *recording, from joinLevel) *joinStage {
 	// Events are kept for round trips the run loop has not handed over:
 	// it does so once per check, and most round trips last far less than
 	// that. The keep counts back from the watermark, which already lags
@@ -187,7 +193,7 @@ func startJoin(src EventSource, port uint16, cfg Config, onTrip func(*breakdown.
 			}
 		})
 	}()
-	go j.loop()
+	go j.loop(from)
 	return j
 }
 
@@ -201,18 +207,19 @@ type batchSource interface {
 // loop advances the join until stop, then flushes it. It runs on a
 // thread of its own, scheduled by joinLevel, so the work seldom delays a
 // client thread that shares its CPU.
-func (j *joinStage) loop() {
+func (j *joinStage) loop(from joinLevel) {
 	defer close(j.loopDone)
 	// Never unlocked: the thread's scheduling is changed below, and a
 	// thread given back to Go's pool with it would carry it to whatever
 	// runs there next (a client's pinned thread, in a process that runs
 	// again), so the thread exits with the goroutine.
 	runtime.LockOSThread()
-	// At nice 5 until joinRetryIdle after the pilot stretch's end: the
-	// stream holds every event until then, and the joins just after it
-	// work through the backlog, which at SCHED_IDLE would grow while the
-	// clients run (the README has the peak heap of each).
-	steps := newLevelSteps(time.Now())
+	// From joinLow, at nice 5 until joinRetryIdle after the pilot
+	// stretch's end: the stream holds every event until then, and the
+	// joins just after it work through the backlog, which at SCHED_IDLE
+	// would grow while the clients run (the README has the peak heap of
+	// each).
+	steps := newLevelSteps(time.Now(), from)
 	t := time.NewTimer(joinEvery)
 	defer t.Stop()
 	for {

@@ -45,6 +45,10 @@ type pipeline struct {
 	// moreParts, if set, adds what a run of another kind knows to the
 	// summary's parts before it is built (the watch: its connections).
 	moreParts func(*report.Parts)
+	// holdsNothing: the join is released as it starts (a watch, whose
+	// window's start is known), so it has no held backlog to work
+	// through (startJoin's from).
+	holdsNothing bool
 }
 
 // Callbacks are where a run reports as it goes. Both may be nil.
@@ -183,7 +187,11 @@ func (p *pipeline) startJoin(src EventSource) error {
 			p.sinks.joined(rt, rec)
 		}
 	}
-	p.join = startJoin(src, p.server.port, p.cfg, onTrip, p.sinks.rec)
+	from := joinLow
+	if p.holdsNothing {
+		from = joinIdle
+	}
+	p.join = startJoin(src, p.server.port, p.cfg, onTrip, p.sinks.rec, from)
 	p.undo = append(p.undo, func() { p.join.stop() })
 	return nil
 }

@@ -424,6 +424,28 @@ func TestWatchTrips(t *testing.T) {
 	}
 }
 
+// TestWatchTripsEnd: the last step takes nothing after the watch's end.
+// A round trip that completes after it counts as in flight: the watch's
+// own work after its end may have delayed it.
+func TestWatchTripsEnd(t *testing.T) {
+	const port, cport = 9000, 40000
+	w := newWatchTrips(port)
+	for _, e := range []struct {
+		ts int64
+		k  probe.Kind
+	}{{100, probe.KindSendStart}, {200, probe.KindSockRecv}, {300, probe.KindSendStart}, {1200, probe.KindSockRecv}, {1300, probe.KindSendStart}} {
+		w.event(&probe.Event{TS: uint64(e.ts), Kind: e.k, Lport: cport, Rport: port, TID: 7, Ret: 4})
+	}
+	_, trips := w.advance(1000, true)
+	var got []loadgen.Record
+	for _, tr := range trips {
+		got = append(got, tr.r)
+	}
+	if want := []loadgen.Record{{T0: 100, T1: 200}}; !slices.Equal(got, want) || w.inFlightEnd != 1 {
+		t.Errorf("round trips %v, %d in flight at the end; want %v, 1", got, w.inFlightEnd, want)
+	}
+}
+
 // TestWatchPipelined: a client that sends two requests before it reads
 // the two replies (this test's process, against the threads server) is
 // reported as pipelined and none of its round trips is split.

@@ -168,9 +168,11 @@ type tripOut struct {
 
 // advance works through the events stamped before watermark, in time
 // order, and returns the connections seen for the first time and the
-// round trips completed. With final set, every event is taken and the
-// watch ends: a request whose reply is not known complete is counted as
-// in flight, not reported.
+// round trips completed. With final set, the watch ends at watermark: a
+// request whose reply is not known complete by then is counted as in
+// flight, not reported. Nothing after the end is taken, so that a round
+// trip is never counted that the watch's own work after its end (the
+// last steps, the outputs) may have delayed.
 func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnInfo, trips []tripOut) {
 	w.mu.Lock()
 	in := w.in
@@ -186,10 +188,7 @@ func (w *watchTrips) advance(watermark int64, final bool) (fresh []loadgen.ConnI
 	w.mu.Lock()
 	w.spare = in
 	w.mu.Unlock()
-	n := len(w.buf)
-	if !final {
-		n, _ = slices.BinarySearchFunc(w.buf, watermark, func(e probe.Event, t int64) int { return cmp.Compare(int64(e.TS), t) })
-	}
+	n, _ := slices.BinarySearchFunc(w.buf, watermark, func(e probe.Event, t int64) int { return cmp.Compare(int64(e.TS), t) })
 	w.parser.take()
 	// emit reports c's exchange, known complete at done.
 	emit := func(c *watchConn, done int64) {

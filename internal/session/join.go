@@ -295,7 +295,7 @@ func (j *joinStage) sample(conns []loadgen.ConnInfo) []loadgen.ConnInfo {
 // whether the join took it (measured, on a followed connection).
 func (j *joinStage) delivered(d loadgen.Delivery) bool {
 	if j.probe != nil {
-		j.probe.tripDone()
+		j.probe.tripDone(d.Record.T1)
 	}
 	if j.rec != nil {
 		j.rec.trip(d)

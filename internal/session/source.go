@@ -98,7 +98,9 @@ type probeSource struct {
 	readerCPU  atomic.Int64 // ns of CPU the reader thread used, set as Run returns
 	neighbours []string
 	sample     uint32 // socket events of one connection in sample (probe.Sampled); ≤ 1: all
-	statsOff   atomic.Bool
+	// statsEnd is when the kernel's run statistics stopped
+	// (CLOCK_MONOTONIC ns; 0 while they run).
+	statsEnd atomic.Int64
 	warmTrips  *atomic.Int64 // round trips completed while the kernel's statistics ran (set by the pipeline)
 	// tap, if set, sees every event (a batch at a time) before the join:
 	// the watch derives its round trips from the client's socket events
@@ -219,7 +221,7 @@ func (s *probeSource) Watermark() int64 {
 // run: the probe measures its own cost during the warm-up only.
 func (s *probeSource) WarmupOver() {
 	s.warmOnce.Do(func() {
-		s.statsOff.Store(true)
+		s.statsEnd.Store(monotonicNow())
 		s.runs, s.bpfNs, s.statsErr = s.p.MachineRuns()
 		if s.statsErr == nil {
 			s.progRuns, s.statsErr = s.p.ProgramRuns()
@@ -228,9 +230,13 @@ func (s *probeSource) WarmupOver() {
 	})
 }
 
-// tripDone counts a round trip toward the cost measured in the warm-up.
-func (s *probeSource) tripDone() {
-	if !s.statsOff.Load() {
+// tripDone counts a round trip that completed at t1 toward the cost
+// measured in the warm-up: by when it completed, not when it is handed
+// over, since a watch derives its round trips a probe lag after they end
+// and would otherwise leave out the warm-up's last ones while their
+// programs' runs count.
+func (s *probeSource) tripDone(t1 int64) {
+	if end := s.statsEnd.Load(); end == 0 || t1 < end {
 		s.warmTrips.Add(1)
 	}
 }

@@ -446,6 +446,21 @@ func TestWatchTripsEnd(t *testing.T) {
 	}
 }
 
+// TestWarmTrips: the round trips that the probe's cost is divided by
+// are those that completed while the kernel's statistics ran, however
+// late they are handed over (a watch derives each a probe lag after it
+// ends).
+func TestWarmTrips(t *testing.T) {
+	s := &probeSource{warmTrips: new(atomic.Int64)}
+	s.tripDone(100) // while the statistics run
+	s.statsEnd.Store(1000)
+	s.tripDone(999)  // handed over after their end, completed before it
+	s.tripDone(1000) // completed after
+	if n := s.warmTrips.Load(); n != 2 {
+		t.Errorf("%d round trips counted toward the warm-up's cost, want 2", n)
+	}
+}
+
 // TestWatchPipelined: a client that sends two requests before it reads
 // the two replies (this test's process, against the threads server) is
 // reported as pipelined and none of its round trips is split.

@@ -100,8 +100,8 @@ type probeSource struct {
 	sample     uint32 // socket events of one connection in sample (probe.Sampled); ≤ 1: all
 	// statsEnd is when the kernel's run statistics stopped
 	// (CLOCK_MONOTONIC ns; 0 while they run).
-	statsEnd atomic.Int64
-	warmTrips  *atomic.Int64 // round trips completed while the kernel's statistics ran (set by the pipeline)
+	statsEnd  atomic.Int64
+	warmTrips *atomic.Int64 // round trips completed while the kernel's statistics ran (set by the pipeline)
 	// tap, if set, sees every event (a batch at a time) before the join:
 	// the watch derives its round trips from the client's socket events
 	// (watchTrips).

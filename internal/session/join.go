@@ -214,11 +214,11 @@ func (j *joinStage) loop(from joinLevel) {
 	// runs there next (a client's pinned thread, in a process that runs
 	// again), so the thread exits with the goroutine.
 	runtime.LockOSThread()
-	// From joinLow, at nice 5 until joinRetryIdle after the pilot
-	// stretch's end: the stream holds every event until then, and the
-	// joins just after it work through the backlog, which at SCHED_IDLE
-	// would grow while the clients run (the README has the peak heap of
-	// each).
+	// From level from (startJoin). A run's, joinLow, holds nice 5 until
+	// joinRetryIdle after the pilot stretch's end: the stream holds every
+	// event until then, and the joins just after it work through the
+	// backlog, which at SCHED_IDLE would grow while the clients run (the
+	// README has the peak heap of each).
 	steps := newLevelSteps(time.Now(), from)
 	t := time.NewTimer(joinEvery)
 	defer t.Stop()

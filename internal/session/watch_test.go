@@ -263,24 +263,20 @@ func checkAgainstOwn(t *testing.T, ownCSV, watchedCSV string, res *report.Result
 	}
 }
 
-// namedLoss is how many round trips the watch itself says it may have
-// missed (Results.MissedRecords). Other load can hold the reader up (a
-// CPU taken by another task, a disk flushing beside the tests); the
-// watch names what that cost, and a test accepts that much short, no
-// more.
-func namedLoss(res *report.Results) int64 { return res.MissedRecords() }
-
 // shortOfShare is how far got of n falls short of MinJoinedShare of n,
-// the records res says it lost or took late (namedLoss), and whether
-// those cover the shortfall: the rule the watch tests hold a count to.
+// the records res says it lost or took late (Results.MissedRecords), and
+// whether those cover the shortfall: the rule the watch tests hold a
+// count to. Other load can hold the reader up (a CPU taken by another
+// task, a disk flushing beside the tests); the watch names what that
+// cost, and a test accepts that much short, no more.
 func shortOfShare(res *report.Results, got, n int) (short float64, named int64, ok bool) {
 	short = MinJoinedShare*float64(n) - float64(got)
-	named = namedLoss(res)
+	named = res.MissedRecords()
 	return short, named, short <= float64(named)
 }
 
 // wantJoined: MinJoinedShare of the round trips a watch or run split joined, or
-// the rest within what it says it lost (namedLoss); the unjoined reasons
+// the rest within what it says it lost (shortOfShare); the unjoined reasons
 // and the results' warnings are logged either way.
 func wantJoined(t *testing.T, res *report.Results) {
 	t.Helper()

@@ -360,7 +360,7 @@ func TestWatchRealPipelined(t *testing.T) {
 			// takes them late (the watch says so): a round trip that lost
 			// one is not seen, or not split. The split ones are ≥ 99%
 			// of the requests, or the rest within those records
-			// (namedLoss).
+			// (shortOfShare).
 			if bc == nil {
 				t.Fatalf("no breakdown check: %+v", res)
 			}

@@ -83,7 +83,8 @@ func (tw *traceWindows) close(off int64) {
 
 // keep says whether a round trip from t0 to its completion, known at
 // done (the event that completed it, or the end of the idle wait), lies
-// wholly inside a window after its margin; without windows, always.
+// wholly inside a window after its margin; without windows (before a
+// watch's start), always.
 func (tw *traceWindows) keep(t0, done int64) bool {
 	if tw.wins == nil {
 		return true
@@ -155,15 +156,21 @@ type traceSampler struct {
 // measured traced and which the breakdown leaves out), and TraceOn
 // after it: a short watch still has a window measured. The traced share
 // is of the time after from.
+//
+// Every watch's round trips lie in windows, a share of 1's in one from
+// start on: the events before it are partial (a server's data ready is
+// seen by socket before its threads are followed, and its send only
+// after), so an exchange begun before it is dropped like one begun in
+// an "off" stretch, not reported as a round trip tens of milliseconds
+// long.
 func newTraceSampler(share float64, start, from int64, set func(bool) error, trips *watchTrips) *traceSampler {
+	trips.windows.open(start)
 	if share >= 1 {
 		return nil
 	}
-	s := &traceSampler{share: share, set: set, trips: trips, on: true, since: start, from: from, windows: 1, clock: monotonicNow,
+	return &traceSampler{share: share, set: set, trips: trips, on: true, since: start, from: from, windows: 1, clock: monotonicNow,
 		onFor: from - start + TraceOn.Nanoseconds(),
 		off:   time.Duration(float64(TraceOn) * (1 - share) / share)}
-	trips.windows.open(start)
-	return s
 }
 
 // tick switches tracing when the current stretch has lasted its length.

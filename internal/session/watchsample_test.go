@@ -97,15 +97,48 @@ func TestTraceWindowsKeep(t *testing.T) {
 	}
 }
 
+// TestWatchStart: an unsampled watch drops the server's exchange begun
+// before its start (its data ready seen by socket before the server's
+// threads were followed, its receive and reply after), which it took for
+// one round trip from that data ready to the first send it saw.
+func TestWatchStart(t *testing.T) {
+	const port, cport, ms = 9000, 40000, int64(time.Millisecond)
+	w := newWatchTrips(port)
+	w.serverSide = true
+	newTraceSampler(1, 100*ms, 100*ms, nil, w)
+	for _, e := range []struct {
+		ts int64
+		k  probe.Kind
+	}{
+		{90 * ms, probe.KindDataReady}, {120 * ms, probe.KindSockRecv}, {125 * ms, probe.KindSendStart},
+		{150 * ms, probe.KindDataReady}, {150*ms + ms/2, probe.KindSockRecv}, {151 * ms, probe.KindSendStart},
+		{170 * ms, probe.KindDataReady},
+	} {
+		w.event(&probe.Event{TS: uint64(e.ts), Kind: e.k, Lport: port, Rport: cport, TID: 3, Ret: 4})
+	}
+	_, trips := w.advance(200*ms, false)
+	var got []loadgen.Record
+	for _, tr := range trips {
+		got = append(got, tr.r)
+	}
+	if want := []loadgen.Record{{T0: 150 * ms, T1: 151 * ms}}; !slices.Equal(got, want) {
+		t.Errorf("round trips %v, want %v", got, want)
+	}
+}
+
 // TestTraceSampler: share 0.25 traces 1 s in 4, switching at the ticks,
 // the first window 1 s longer for the warm-up, and tells the share of the
 // measured time traced.
 func TestTraceSampler(t *testing.T) {
 	var sets []bool
-	w := newWatchTrips(9000)
-	if newTraceSampler(1, 0, 0, nil, w) != nil {
+	one := newWatchTrips(9000)
+	if newTraceSampler(1, 500, 500, nil, one) != nil {
 		t.Fatal("a share of 1 sampled")
 	}
+	if ws := one.windows.wins; len(ws) != 1 || ws[0].on != 500 || ws[0].off != math.MaxInt64 {
+		t.Errorf("a share of 1: windows %+v, want one from the start on", ws)
+	}
+	w := newWatchTrips(9000)
 	s := newTraceSampler(0.25, 0, time.Second.Nanoseconds(), func(on bool) error { sets = append(sets, on); return nil }, w)
 	if s.off != 3*time.Second {
 		t.Fatalf("off stretch %v, want 3s", s.off)

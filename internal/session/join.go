@@ -39,6 +39,15 @@ const (
 // with the clients (a woken client preempts it at once, where a nice
 // thread could keep the CPU for its slice, milliseconds, in front of a
 // round trip); above it when it falls behind.
+//
+// SCHED_IDLE only beside threads of this process (a run's clients): Go
+// stops the world (twice each GC cycle) once every thread running Go
+// code has stopped, and a SCHED_IDLE thread may not run for seconds on a
+// CPU that other work keeps busy. A run's clients stop for the world too,
+// so they leave their CPU to the join for that; a watched program does
+// not, and the whole watch, its ring reader too, waited for its join
+// (the README has what was lost). A watch's threads therefore stay at
+// joinLow or above (the floor of newLevelSteps).
 type joinLevel int
 
 const (
@@ -62,14 +71,15 @@ func (l joinLevel) set() bool {
 // levelSteps moves a loop's thread through the joinLevels: a loop that
 // wakes every joinEvery, on a thread of its own (locked).
 type levelSteps struct {
-	level joinLevel
+	level, floor joinLevel
 	// since is when the level was last set, last the last wake-up.
 	since, last time.Time
 }
 
-// newLevelSteps starts the calling thread at level from.
-func newLevelSteps(now time.Time, from joinLevel) *levelSteps {
-	s := &levelSteps{level: from, since: now, last: now}
+// newLevelSteps starts the calling thread at joinLow; it never goes
+// below floor.
+func newLevelSteps(now time.Time, floor joinLevel) *levelSteps {
+	s := &levelSteps{level: joinLow, floor: floor, since: now, last: now}
 	s.level.set()
 	return s
 }
@@ -78,7 +88,7 @@ func newLevelSteps(now time.Time, from joinLevel) *levelSteps {
 // late, down when calm (from when the loop last had a backlog to work
 // through) is long enough ago.
 func (s *levelSteps) tick(now, calm time.Time) {
-	if l := s.level.next(now.Sub(s.last) > joinBehind, now, calm); l != s.level && l.set() {
+	if l := max(s.floor, s.level.next(now.Sub(s.last) > joinBehind, now, calm)); l != s.level && l.set() {
 		s.level, s.since = l, now
 	}
 	s.last = now
@@ -148,11 +158,9 @@ type joinStage struct {
 // receives every measured round trip, joined or not. The caller must
 // call stop.
 //
-// from is the join thread's first level: joinLow where the stream holds
-// every event until a pilot stretch ends, whose backlog the joins after
-// it work through; joinIdle where nothing is held (a watch), so that the
-// join never starts above the programs it shares CPUs with.
-func startJoin(src EventSource, port uint16, cfg Config, onTrip func(*breakdown.RoundTrip, loadgen.Record), rec *recording, from joinLevel) *joinStage {
+// floor is the join thread's lowest level (joinLevel): joinIdle beside a
+// run's clients, joinLow beside programs of others (a watch).
+func startJoin(src EventSource, port uint16, cfg Config, onTrip func(*breakdown.RoundTrip, loadgen.Record), rec *recording, floor joinLevel) *joinStage {
 	// Events are kept for round trips the run loop has not handed over:
 	// it does so once per check, and most round trips last far less than
 	// that. The keep counts back from the watermark, which already lags
@@ -193,7 +201,7 @@ func startJoin(src EventSource, port uint16, cfg Config, onTrip func(*breakdown.
 			}
 		})
 	}()
-	go j.loop(from)
+	go j.loop(floor)
 	return j
 }
 
@@ -207,26 +215,26 @@ type batchSource interface {
 // loop advances the join until stop, then flushes it. It runs on a
 // thread of its own, scheduled by joinLevel, so the work seldom delays a
 // client thread that shares its CPU.
-func (j *joinStage) loop(from joinLevel) {
+func (j *joinStage) loop(floor joinLevel) {
 	defer close(j.loopDone)
 	// Never unlocked: the thread's scheduling is changed below, and a
 	// thread given back to Go's pool with it would carry it to whatever
 	// runs there next (a client's pinned thread, in a process that runs
 	// again), so the thread exits with the goroutine.
 	runtime.LockOSThread()
-	// From level from (startJoin). A run's, joinLow, holds nice 5 until
-	// joinRetryIdle after the pilot stretch's end: the stream holds every
-	// event until then, and the joins just after it work through the
-	// backlog, which at SCHED_IDLE would grow while the clients run (the
-	// README has the peak heap of each).
-	steps := newLevelSteps(time.Now(), from)
+	// From joinLow, which a run's join holds until joinRetryIdle after
+	// the pilot stretch's end: the stream holds every event until then,
+	// and the joins just after it work through the backlog, which at
+	// SCHED_IDLE would grow while the clients run (the README has the
+	// peak heap of each).
+	steps := newLevelSteps(time.Now(), floor)
 	t := time.NewTimer(joinEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-j.loopStop:
 			// The flush comes after the load: not the clients' CPU. At
-			// SCHED_IDLE it would wait for a watched program's idle time.
+			// SCHED_IDLE it would wait for the CPU's idle time.
 			if steps.level == joinIdle {
 				joinLow.set()
 			}

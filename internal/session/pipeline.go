@@ -45,10 +45,9 @@ type pipeline struct {
 	// moreParts, if set, adds what a run of another kind knows to the
 	// summary's parts before it is built (the watch: its connections).
 	moreParts func(*report.Parts)
-	// holdsNothing: the join is released as it starts (a watch, whose
-	// window's start is known), so it has no held backlog to work
-	// through (startJoin's from).
-	holdsNothing bool
+	// othersCPUs: the join shares its CPUs with programs of others (a
+	// watch), not with this process's clients (startJoin's floor).
+	othersCPUs bool
 }
 
 // Callbacks are where a run reports as it goes. Both may be nil.
@@ -187,11 +186,11 @@ func (p *pipeline) startJoin(src EventSource) error {
 			p.sinks.joined(rt, rec)
 		}
 	}
-	from := joinLow
-	if p.holdsNothing {
-		from = joinIdle
+	floor := joinIdle
+	if p.othersCPUs {
+		floor = joinLow
 	}
-	p.join = startJoin(src, p.server.port, p.cfg, onTrip, p.sinks.rec, from)
+	p.join = startJoin(src, p.server.port, p.cfg, onTrip, p.sinks.rec, floor)
 	p.undo = append(p.undo, func() { p.join.stop() })
 	return nil
 }

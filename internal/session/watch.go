@@ -188,7 +188,7 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 			return nil, err
 		}
 	}
-	p.holdsNothing = true // released below
+	p.othersCPUs = true
 	if err := p.startJoin(src); err != nil {
 		return nil, err
 	}
@@ -317,11 +317,11 @@ func (w *watchLoad) run(ctx context.Context, hooks loadgen.Hooks) (*loadgen.Summ
 	// watchEvery: at nice 0 they held the watched programs' CPUs for that
 	// long, a tenth of a second apart (the slowest watched round trips
 	// named this thread). It runs on its own thread at the join's
-	// levels, from SCHED_IDLE and there while it keeps up, and gets its
-	// scheduling back for what follows the loop.
+	// levels, nice 5 while it keeps up (a watch's floor, joinLevel), and
+	// gets its scheduling back for what follows the loop.
 	runtime.LockOSThread()
 	restore := keepScheduling()
-	steps := newLevelSteps(time.Now(), joinIdle)
+	steps := newLevelSteps(time.Now(), joinLow)
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
 	var err error

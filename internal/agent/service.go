@@ -119,8 +119,60 @@ var fastGzip = sync.OnceValue(func() error { return gzip.SetLevel(stdgzip.BestSp
 type server struct {
 	host     Host
 	token    [sha256.Size]byte
-	protocol int         // ProtocolVersion; tests set another
-	busy     atomic.Bool // an Events session is running
+	protocol int // ProtocolVersion; tests set another
+	// held is the running Events session's hold on the agent, one at a
+	// time (nil: none).
+	mu   sync.Mutex
+	held *sessionHold
+}
+
+// sessionHold is an Events session's hold on the agent.
+type sessionHold struct {
+	// ending: its controller stopped it (and may start its next run
+	// once it has the final account, before this side's handler has
+	// returned and let go), or is gone.
+	ending atomic.Bool
+	done   chan struct{} // closed once it let go
+}
+
+// handover bounds how long a new Events session waits for an ending one
+// to let go, rather than being refused as busy.
+const handover = 10 * time.Second
+
+// hold takes the agent for an Events session: at once if none runs,
+// after the running one lets go if it is ending, nil if another runs.
+func (s *server) hold(ctx context.Context) *sessionHold {
+	timeout := time.NewTimer(handover)
+	defer timeout.Stop()
+	for {
+		s.mu.Lock()
+		cur := s.held
+		if cur == nil {
+			h := &sessionHold{done: make(chan struct{})}
+			s.held = h
+			s.mu.Unlock()
+			return h
+		}
+		s.mu.Unlock()
+		if !cur.ending.Load() {
+			return nil
+		}
+		select {
+		case <-cur.done:
+		case <-timeout.C:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// letGo ends h's hold.
+func (s *server) letGo(h *sessionHold) {
+	s.mu.Lock()
+	s.held = nil
+	s.mu.Unlock()
+	close(h.done)
 }
 
 func (s *server) serve(ctx context.Context, lis net.Listener, cred Credentials) error {
@@ -291,16 +343,17 @@ func (s *server) events(ss grpc.ServerStream) error {
 	if first.Start == nil {
 		return status.Error(codes.InvalidArgument, "the first message of Events must be the start request")
 	}
-	if !s.busy.CompareAndSwap(false, true) {
+	held := s.hold(ctx)
+	if held == nil {
 		s.host.Note("refused an events session from " + peerOf(ctx) + ": one is running")
 		return status.Error(codes.ResourceExhausted, "busy: another controller's run is using this agent (one run at a time)")
 	}
-	defer s.busy.Store(false)
+	defer s.letGo(held)
 	sess, err := s.host.Open(ctx, *first.Start)
 	if err != nil {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	}
-	es := &eventsSession{host: s.host, ss: ss, sess: sess, b: newBatcher(), cpu0: processCPU(), peer: peerOf(ctx)}
+	es := &eventsSession{host: s.host, ss: ss, sess: sess, b: newBatcher(), cpu0: processCPU(), peer: peerOf(ctx), held: held}
 	defer es.close()
 	s.host.Note(fmt.Sprintf("events session for %s: server %s", es.peer, sess.Started().Server.Name))
 	if first.Start.Compress {
@@ -324,6 +377,7 @@ type eventsSession struct {
 	b    *batcher
 	cpu0 int64 // the process's CPU time once the probe was attached
 	peer string
+	held *sessionHold
 
 	cancelRun context.CancelFunc
 	runDone   chan error
@@ -384,6 +438,7 @@ func (es *eventsSession) serve() error {
 		case <-es.b.full:
 		case c := <-ctl:
 			if c.end {
+				es.held.ending.Store(true)
 				return es.stop(c.err)
 			}
 			if c.mark != "" {

@@ -2,6 +2,8 @@ package session
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"os/exec"
 	"runtime"
@@ -36,9 +38,16 @@ func TestWatchBusyCPUs(t *testing.T) {
 	}
 	const span, refresh = 8 * time.Second, time.Second
 	var notes []string
+	load := startOtherLoad()
 	_, err := Watch(context.Background(), WatchConfig{ServerPort: port, ClientPIDs: []int{bench.Process.Pid}, Duration: span, Refresh: refresh},
 		Callbacks{Note: func(s string) { notes = append(notes, s) }})
-	if err != nil { // ErrLostEvents among others
+	load.stop()
+	// Work other than this test's (another make test, whose threads are
+	// at -10 too) may really hold the CPUs: then it is named, and the
+	// watch's falling behind is not held against it.
+	wide, why := load.widen()
+	t.Log(why)
+	if err != nil && !(wide && errors.Is(err, ErrLostEvents)) {
 		t.Fatalf("watch beside a spinning process on each CPU: %v", err)
 	}
 	var summaries int
@@ -48,6 +57,11 @@ func TestWatchBusyCPUs(t *testing.T) {
 		}
 	}
 	if want := int(span / refresh / 4); summaries < want {
-		t.Errorf("%d summary lines in %v at --refresh %v, want at least %d: the watch's loop was held up\n%s", summaries, span, refresh, want, strings.Join(notes, "\n"))
+		msg := fmt.Sprintf("%d summary lines with round trips in %v at --refresh %v, want at least %d: the watch was held up\n%s", summaries, span, refresh, want, strings.Join(notes, "\n"))
+		if wide {
+			t.Logf("%s\n(accepted: %s)", msg, why)
+		} else {
+			t.Error(msg)
+		}
 	}
 }

@@ -145,17 +145,17 @@ func (p *LoadPolicy) String() string {
 type loadHost interface {
 	Host
 	loadPolicy() *LoadPolicy
-	loadBusy() *atomic.Bool
+	loads() *oneAtATime
 }
 
 type withLoad struct {
 	Host
 	policy *LoadPolicy
-	busy   atomic.Bool
+	load   oneAtATime
 }
 
 func (h *withLoad) loadPolicy() *LoadPolicy { return h.policy }
-func (h *withLoad) loadBusy() *atomic.Bool  { return &h.busy }
+func (h *withLoad) loads() *oneAtATime      { return &h.load }
 
 // WithLoad lets the agent serving host run load to the addresses p
 // allows (Load requests); without it an agent refuses every Load.
@@ -295,11 +295,11 @@ func (s *server) load(ss grpc.ServerStream) error {
 	if err := loadgen.CheckCapacity(req.Options); err != nil {
 		return status.Error(codes.InvalidArgument, "this agent's host: "+err.Error())
 	}
-	busy := lh.loadBusy()
-	if !busy.CompareAndSwap(false, true) {
+	held := lh.loads().hold(ctx)
+	if held == nil {
 		return status.Error(codes.ResourceExhausted, "busy: another controller's load is running on this agent (one at a time)")
 	}
-	defer busy.Store(false)
+	defer lh.loads().letGo(held)
 	s.host.Note(fmt.Sprintf("load for %s: %d connection(s) to %s", peerOf(ctx), req.Options.Clients, req.Options.Addr))
 	cpu0 := processCPU()
 
@@ -314,6 +314,7 @@ func (s *server) load(ss grpc.ServerStream) error {
 				stopped.Store(true)
 			}
 			if err != nil || m.Stop {
+				held.ending.Store(true)
 				stop() // told to stop, or the controller is gone
 				return
 			}

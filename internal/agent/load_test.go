@@ -140,6 +140,12 @@ func TestLoadStopsAgents(t *testing.T) {
 	if sum.Measured == 0 || sum.ThroughputRPS <= 0 {
 		t.Errorf("measured %d at %.0f/s", sum.Measured, sum.ThroughputRPS)
 	}
+	// The next load at once (vs, sweep): the agents are not busy with
+	// this one, which they may still be letting go of.
+	opts.Duration, opts.Warmup = 300*time.Millisecond, 100*time.Millisecond
+	if _, err := RunLoad(ctx, agents, opts, loadgen.Hooks{}); err != nil {
+		t.Errorf("a load right after the last: %v", err)
+	}
 }
 
 // An agent refuses an address outside its --load-to, and an agent

@@ -119,14 +119,17 @@ var fastGzip = sync.OnceValue(func() error { return gzip.SetLevel(stdgzip.BestSp
 type server struct {
 	host     Host
 	token    [sha256.Size]byte
-	protocol int // ProtocolVersion; tests set another
-	// held is the running Events session's hold on the agent, one at a
-	// time (nil: none).
-	mu   sync.Mutex
-	held *sessionHold
+	protocol int        // ProtocolVersion; tests set another
+	sessions oneAtATime // Events sessions
 }
 
-// sessionHold is an Events session's hold on the agent.
+// oneAtATime lets one session of a kind hold the agent at a time.
+type oneAtATime struct {
+	mu   sync.Mutex
+	held *sessionHold // nil: none
+}
+
+// sessionHold is a session's hold on the agent.
 type sessionHold struct {
 	// ending: its controller stopped it (and may start its next run
 	// once it has the final account, before this side's handler has
@@ -135,25 +138,25 @@ type sessionHold struct {
 	done   chan struct{} // closed once it let go
 }
 
-// handover bounds how long a new Events session waits for an ending one
-// to let go, rather than being refused as busy.
+// handover bounds how long a new session waits for an ending one to let
+// go, rather than being refused as busy.
 const handover = 10 * time.Second
 
-// hold takes the agent for an Events session: at once if none runs,
-// after the running one lets go if it is ending, nil if another runs.
-func (s *server) hold(ctx context.Context) *sessionHold {
+// hold takes the agent for a session: at once if none holds it, after
+// the one that does lets go if it is ending, nil if another runs.
+func (o *oneAtATime) hold(ctx context.Context) *sessionHold {
 	timeout := time.NewTimer(handover)
 	defer timeout.Stop()
 	for {
-		s.mu.Lock()
-		cur := s.held
+		o.mu.Lock()
+		cur := o.held
 		if cur == nil {
 			h := &sessionHold{done: make(chan struct{})}
-			s.held = h
-			s.mu.Unlock()
+			o.held = h
+			o.mu.Unlock()
 			return h
 		}
-		s.mu.Unlock()
+		o.mu.Unlock()
 		if !cur.ending.Load() {
 			return nil
 		}
@@ -168,10 +171,10 @@ func (s *server) hold(ctx context.Context) *sessionHold {
 }
 
 // letGo ends h's hold.
-func (s *server) letGo(h *sessionHold) {
-	s.mu.Lock()
-	s.held = nil
-	s.mu.Unlock()
+func (o *oneAtATime) letGo(h *sessionHold) {
+	o.mu.Lock()
+	o.held = nil
+	o.mu.Unlock()
 	close(h.done)
 }
 
@@ -343,12 +346,12 @@ func (s *server) events(ss grpc.ServerStream) error {
 	if first.Start == nil {
 		return status.Error(codes.InvalidArgument, "the first message of Events must be the start request")
 	}
-	held := s.hold(ctx)
+	held := s.sessions.hold(ctx)
 	if held == nil {
 		s.host.Note("refused an events session from " + peerOf(ctx) + ": one is running")
 		return status.Error(codes.ResourceExhausted, "busy: another controller's run is using this agent (one run at a time)")
 	}
-	defer s.letGo(held)
+	defer s.sessions.letGo(held)
 	sess, err := s.host.Open(ctx, *first.Start)
 	if err != nil {
 		return status.Error(codes.FailedPrecondition, err.Error())

@@ -63,6 +63,9 @@ admits only scrapers that present the bearer token in --listen-token-file
 (required); a Prometheus scrape config gives it with authorization:
 {credentials_file: FILE}.
 
+--cpus LIST keeps the watch's own threads on those CPUs: put them where
+the watched programs are not, or the watch takes their turns.
+
 Every --refresh it prints a line on the round trips since the last (rate,
 p50, p99, the share split, the largest component). It watches until
 --duration passes, Ctrl-C, or a watched process exits (each a normal end,
@@ -100,11 +103,18 @@ func cmdWatch(ctx context.Context, args []string) error {
 	fs.BoolVar(&wc.Verbose, "verbose", false, "name every probe hook")
 	fs.StringVar(&wc.Agent, "agent", "", "the server is on another host, watched by 'volleyscope agent --watch-port PORT' at HOST:PORT (with --token or --token-file): the split spans both hosts")
 	fs.Float64Var(&wc.TraceShare, "trace-share", session.DefaultTraceShare, fmt.Sprintf("share of the time the probe records, in (0, 1]: below 1 it traces in windows of %v (e.g. 0.25: %v on, %v off) and splits only the round trips wholly inside them, for less CPU", session.TraceOn, session.TraceOn, 3*session.TraceOn))
+	var cpus string
+	fs.StringVar(&cpus, "cpus", "", "CPUs the watch's own threads run on (e.g. 0 or 2-3): keep them off the watched programs' CPUs; default: wherever the scheduler puts them")
 	var cf credFlags
 	cf.register(fs)
 	if help, err := parseArgs(fs, args, 0, "no arguments, only flags"); help || err != nil {
 		return err
 	}
+	set, err := parseCPUs(cpus)
+	if err != nil {
+		return usagef("--cpus: %v", err)
+	}
+	wc.CPUs = set
 	if wc.Agent != "" {
 		c, err := cf.creds(false)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/volleyscope/volleyscope/internal/affinity"
 	"github.com/volleyscope/volleyscope/internal/agent"
 	"github.com/volleyscope/volleyscope/internal/breakdown"
 	"github.com/volleyscope/volleyscope/internal/hostinfo"
@@ -61,6 +62,13 @@ type WatchConfig struct {
 	// in windows (watchsample.go), and only the round trips wholly
 	// inside them are reported.
 	TraceShare float64
+	// CPUs, if set, are the CPUs the watch's own threads run on (the
+	// probe's reader, the join, its loop, the metrics server): kept off
+	// the watched programs' CPUs, the watch does not take their turns,
+	// and a preempted client does not stretch the stretches of its own
+	// that no hook sees (between its clock reads and its syscalls). Nil:
+	// wherever the scheduler puts them.
+	CPUs []int
 }
 
 // Timing of the watch loop: how often it derives round trips and hands
@@ -93,6 +101,13 @@ func Watch(ctx context.Context, wc WatchConfig, cb Callbacks) (*report.Results, 
 	if err != nil {
 		return nil, err
 	}
+	// Before any thread of the watch starts: threads inherit the mask of
+	// the thread that creates them.
+	unconfine, err := affinity.ConfineProcess(wc.CPUs)
+	if err != nil {
+		return nil, flagErr("--cpus", err)
+	}
+	defer func() { _ = unconfine() }()
 	cfg := Config{Probe: true, ProbeMode: wc.ProbeMode, Syscalls: wc.Syscalls, Out: wc.Out, Verbose: wc.Verbose}
 	p := &pipeline{cb: cb, cfg: cfg}
 	if err := p.sinks.open(cfg); err != nil {

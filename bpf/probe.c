@@ -997,7 +997,16 @@ struct cpu_wait {
 	struct hold rec;
 	__u32 epoch;  // trace_epoch when this was last used (cpu_wait_of)
 	__u32 pad;
+	// Time this CPU ran tasks of other processes than self_tgid (the
+	// idle task left out), since load, and the part of it that tracked
+	// threads ran (a run's server): user space reads them to learn
+	// whether other programs keep its CPUs busy (a run's join does).
+	__u64 others_ns;
+	__u64 others_tracked_ns;
 };
+
+// self_tgid is volleyscope's own process, whose threads are not others.
+volatile const __u32 self_tgid = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -1135,6 +1144,16 @@ static __always_inline void on_cpu_switch(__u32 cpu, __u64 ts, __u32 prev, __u32
 		return;
 	__u64 last = w->last;
 	w->last = ts;
+	if (prev && last) {
+		// prev ran since the last switch here. Its process: the current
+		// task's, when the hook cannot tell (prev is current here).
+		__u32 tgid = prev_tgid ? prev_tgid : bpf_get_current_pid_tgid() >> 32;
+		if (tgid != self_tgid) {
+			w->others_ns += ts - last;
+			if (prev_tracked)
+				w->others_tracked_ns += ts - last;
+		}
+	}
 	if (w->waiter && prev == w->waiter) {
 		// It ran here after all (a wake-up of a thread still on its
 		// CPU, or a missed switch in): no wait.

@@ -38,14 +38,16 @@ type ProbeCpuIrq struct {
 }
 
 type ProbeCpuWait struct {
-	_         structs.HostLayout
-	Waiter    uint32
-	HoldsNext uint32
-	Seg       uint64
-	Last      uint64
-	Rec       ProbeHold
-	Epoch     uint32
-	Pad       uint32
+	_               structs.HostLayout
+	Waiter          uint32
+	HoldsNext       uint32
+	Seg             uint64
+	Last            uint64
+	Rec             ProbeHold
+	Epoch           uint32
+	Pad             uint32
+	OthersNs        uint64
+	OthersTrackedNs uint64
 }
 
 type ProbeCursor struct {
@@ -203,6 +205,7 @@ const (
 	ProbeVarRingSlots              = "ring_slots"
 	ProbeVarSampleMask             = "sample_mask"
 	ProbeVarSampleMult             = "sample_mult"
+	ProbeVarSelfTgid               = "self_tgid"
 	ProbeVarSyscalls               = "syscalls"
 	ProbeVarTraceEpoch             = "trace_epoch"
 	ProbeVarUnusedEvent            = "unused_event"
@@ -354,6 +357,7 @@ type ProbeVariableSpecs struct {
 	RingSlots         *ebpf.VariableSpec `ebpf:"ring_slots"`
 	SampleMask        *ebpf.VariableSpec `ebpf:"sample_mask"`
 	SampleMult        *ebpf.VariableSpec `ebpf:"sample_mult"`
+	SelfTgid          *ebpf.VariableSpec `ebpf:"self_tgid"`
 	Syscalls          *ebpf.VariableSpec `ebpf:"syscalls"`
 	TraceEpoch        *ebpf.VariableSpec `ebpf:"trace_epoch"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -425,6 +429,7 @@ type ProbeVariables struct {
 	RingSlots         *ebpf.Variable `ebpf:"ring_slots"`
 	SampleMask        *ebpf.Variable `ebpf:"sample_mask"`
 	SampleMult        *ebpf.Variable `ebpf:"sample_mult"`
+	SelfTgid          *ebpf.Variable `ebpf:"self_tgid"`
 	Syscalls          *ebpf.Variable `ebpf:"syscalls"`
 	TraceEpoch        *ebpf.Variable `ebpf:"trace_epoch"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`

@@ -134,6 +134,7 @@ func (p *Probe) prepareSpec() (*ebpf.CollectionSpec, error) {
 		{s.IrqTimeAccounting, IRQTimeAccounting()},
 		{s.SampleMask, max(cfg.SampleOneIn, 1) - 1},
 		{s.SampleMult, uint32(sampleMult)},
+		{s.SelfTgid, uint32(os.Getpid())},
 	} {
 		if err := v.spec.Set(v.val); err != nil {
 			return nil, fmt.Errorf("set %s: %w", v.spec.Name, err)

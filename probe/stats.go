@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"time"
+
+	"github.com/volleyscope/volleyscope/bpf"
 )
 
 // Lost is the number of records the programs dropped because a ring was
@@ -166,4 +169,21 @@ func (p *Probe) Close() error {
 		errs = append(errs, p.stats.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// OthersTime is how long the CPUs cpus ran tasks of processes other than
+// this one (the idle task left out) since the probe was loaded, and the
+// part of that the followed threads ran (a run's server, say), as the
+// scheduler hook counts it at each switch (bpf/probe.c, cpu_wait). Both
+// stand still while tracing is off (a sampled watch's off stretches).
+func (p *Probe) OthersTime(cpus []int) (others, followed time.Duration, err error) {
+	var w bpf.ProbeCpuWait
+	for _, c := range cpus {
+		if err := p.objs.CpuWaits.Lookup(uint32(c), &w); err != nil {
+			return 0, 0, fmt.Errorf("probe: CPU %d's scheduler counts: %w", c, err)
+		}
+		others += time.Duration(w.OthersNs)
+		followed += time.Duration(w.OthersTrackedNs)
+	}
+	return others, followed, nil
 }

@@ -75,6 +75,11 @@ type ProbeParts struct {
 	// recording.
 	ReaderCPU, JoinCPU time.Duration
 	Wall               time.Duration
+	// OthersPeak is the largest share of one client CPU that processes
+	// other than the run's used over a stretch of OthersWindow or more
+	// (a run's join measures it); 0: not measured.
+	OthersPeak   float64
+	OthersWindow time.Duration
 	// The connection sample: the probe followed the socket events of the
 	// connections whose client port is in one in SampleOneIn (1: all);
 	// with a sample, SampledConns of Conns.
@@ -98,6 +103,12 @@ const (
 	// as the cause: the load, not the observer, should hold those CPUs.
 	observerWarnShare = 0.05
 )
+
+// othersWarnShare: other processes than the run's (its server left
+// out) using this share of one of the client CPUs, or more, over a
+// stretch (ProbeParts.OthersWindow) are warned of: the clients wait for
+// them.
+const othersWarnShare = 0.1
 
 // Build makes the results of one run from its parts: the one place where
 // results.json is assembled.
@@ -265,6 +276,10 @@ func buildProbe(r *Results, p Parts) {
 		}
 	}
 	observerCost(info, pp, p.Load, r.Meta.NCPU)
+	info.OthersCPUShare = pp.OthersPeak
+	if pp.OthersPeak >= othersWarnShare {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("other programs used the client CPUs: up to %.0f%% of one over %s; the clients' round trips waited for them; keep other work off the client CPUs (--client-cpus)", 100*pp.OthersPeak, Dur(float64(pp.OthersWindow))))
+	}
 	r.Probe = info
 	r.LostEvents = pp.Lost
 	if pp.Lost > 0 {

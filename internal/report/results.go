@@ -390,6 +390,11 @@ type ProbeInfo struct {
 	JoinCPUNs        int64   `json:"join_cpu_ns,omitempty"`
 	ObserverCPUShare float64 `json:"observer_cpu_share,omitempty"`
 	ObserverNsPerRTT float64 `json:"observer_ns_per_rtt,omitempty"`
+	// OthersCPUShare is the largest share of one client CPU that
+	// processes other than the run's (volleyscope's and its server's)
+	// used over a stretch of a run (a few tenths of a second; absent:
+	// none, or not measured).
+	OthersCPUShare float64 `json:"others_cpu_share,omitempty"`
 	// Sample, when the probe followed a sample of the connections (many
 	// connections: the observer kept off the clients' CPU): the breakdown
 	// and its check are of the followed connections' round trips; the

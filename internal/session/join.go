@@ -74,6 +74,9 @@ type levelSteps struct {
 	level, floor joinLevel
 	// since is when the level was last set, last the last wake-up.
 	since, last time.Time
+	// aboveIdleUntil keeps the thread off joinIdle until then (other
+	// programs keep its CPUs busy: othersBusy).
+	aboveIdleUntil time.Time
 }
 
 // newLevelSteps starts the calling thread at joinLow; it never goes
@@ -88,7 +91,11 @@ func newLevelSteps(now time.Time, floor joinLevel) *levelSteps {
 // late, down when calm (from when the loop last had a backlog to work
 // through) is long enough ago.
 func (s *levelSteps) tick(now, calm time.Time) {
-	if l := max(s.floor, s.level.next(now.Sub(s.last) > joinBehind, now, calm)); l != s.level && l.set() {
+	l := max(s.floor, s.level.next(now.Sub(s.last) > joinBehind, now, calm))
+	if l == joinIdle && now.Before(s.aboveIdleUntil) {
+		l = joinLow
+	}
+	if l != s.level && l.set() {
 		s.level, s.since = l, now
 	}
 	s.last = now
@@ -144,6 +151,9 @@ type joinStage struct {
 	// over the time from start to stop.
 	joinCPU      time.Duration
 	started, end time.Time
+	// othersPeak is the largest share of one of the join's CPUs that
+	// other processes used over an othersWindow (a run's join only).
+	othersPeak float64
 	// The connection sample (probeSource.sample > 1): the connections
 	// the probe follows, by id, and how many there are in all.
 	sampleMu sync.Mutex
@@ -228,6 +238,10 @@ func (j *joinStage) loop(floor joinLevel) {
 	// SCHED_IDLE would grow while the clients run (the README has the
 	// peak heap of each).
 	steps := newLevelSteps(time.Now(), floor)
+	var others *othersBusy // a run's: othersBusy says why
+	if floor == joinIdle && j.probe != nil {
+		others = newOthersBusy(j.probe.p, time.Now())
+	}
 	t := time.NewTimer(joinEvery)
 	defer t.Stop()
 	for {
@@ -239,10 +253,18 @@ func (j *joinStage) loop(floor joinLevel) {
 				joinLow.set()
 			}
 			j.joinCPU = time.Duration(threadCPU())
+			if others != nil {
+				j.othersPeak = others.peak
+			}
 			j.stream.Flush()
 			return
 		case <-t.C:
 			now := time.Now()
+			if others != nil {
+				if share, ok := others.sample(now); ok && share >= joinOthersShare {
+					steps.aboveIdleUntil = now.Add(joinRetryIdle)
+				}
+			}
 			calm := now // held: never idle
 			if r := j.releasedAt.Load(); r != 0 {
 				calm = latest(steps.since, time.Unix(0, r))
@@ -380,6 +402,7 @@ func (j *joinStage) addParts(parts *report.Parts, sr SourceReport, load *loadgen
 		parts.Probe.Late = j.stream.Late()
 		if j.probe != nil { // a replay's join is no observer of a load
 			parts.Probe.ReaderCPU, parts.Probe.JoinCPU, parts.Probe.Wall = sr.ReaderCPU, j.joinCPU, j.end.Sub(j.started)
+			parts.Probe.OthersPeak, parts.Probe.OthersWindow = j.othersPeak, othersWindow
 		}
 		j.sampleMu.Lock()
 		if j.sampled != nil {

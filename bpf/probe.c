@@ -150,6 +150,8 @@ static __always_inline void set_tracked(__u32 tid, bool on)
 // they are created.
 static __always_inline bool current_tracked(__u32 *tidp, __u32 *tgidp)
 {
+	if (hooks_only)
+		return false;
 	__u64 id = bpf_get_current_pid_tgid();
 	*tidp = (__u32)id;
 	*tgidp = id >> 32;
@@ -592,7 +594,7 @@ static __always_inline void on_sys_enter(long nr)
 
 static __always_inline void on_sys_exit(long ret)
 {
-	if (tracing_off())
+	if (hooks_only || tracing_off())
 		return;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct inflight *f = bpf_map_lookup_elem(&inflight, &tid);
@@ -719,6 +721,8 @@ static __always_inline void kp_enter(struct sock *sk)
 
 static __always_inline void kp_return(__u16 kind, int ret)
 {
+	if (hooks_only)
+		return;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u64 *v = bpf_map_lookup_elem(&kp_sk, &tid);
 	if (!v)
@@ -766,7 +770,7 @@ int BPF_KPROBE(kprobe_tcp_sendmsg_start, struct sock *sk) { on_send_start(sk, fa
 // sender's send syscall, on the sender's CPU. Filtered by socket, not task.
 static __always_inline void on_data_ready(struct sock *sk, bool typed)
 {
-	if (tracing_off())
+	if (hooks_only || tracing_off())
 		return;
 	__u16 lport, rport;
 	if (typed ? !sock_ports_btf(sk, &lport, &rport) : !sock_ports(sk, &lport, &rport))
@@ -1247,7 +1251,7 @@ int tp_sched_wakeup(struct trace_event_raw_sched_wakeup_template *ctx) { on_wake
 static __always_inline void on_switch(__u32 prev, __u32 prev_tgid, const char *prev_comm, __u64 prev_sum,
 				      __u32 next, __u64 next_sum, long prev_state)
 {
-	if (tracing_off())
+	if (hooks_only || tracing_off())
 		return;
 	__u64 ts = bpf_ktime_get_ns();
 	__u32 cpu = bpf_get_smp_processor_id();

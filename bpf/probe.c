@@ -1321,6 +1321,8 @@ static __always_inline void on_fork(__u32 parent_tgid, __u32 parent, __u32 child
 {
 	// Fires for new threads as well as new processes (kernel_clone), in
 	// the parent's context.
+	if (hooks_only)
+		return;
 	if (!tid_bit(parent) && !bpf_map_lookup_elem(&tracked_tgids, &parent_tgid))
 		return;
 	// A new process (fork server child) or a new thread: follow both.
@@ -1357,6 +1359,8 @@ int tp_sched_process_fork(struct trace_event_raw_sched_process_fork *ctx)
 
 static __always_inline void on_exit(void)
 {
+	if (hooks_only)
+		return;
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id, tgid = id >> 32;
 	if (!tid_bit(tid))
@@ -1387,6 +1391,8 @@ int tp_sched_process_exit(void *ctx) { on_exit(); return 0; }
 // one connection on a port from the next.
 static __always_inline void on_set_state(struct sock *sk, int oldstate, int newstate)
 {
+	if (hooks_only)
+		return;
 	__u16 lport, rport;
 	if (!sock_ports(sk, &lport, &rport)) // cold path: probe reads are fine
 		return;

@@ -166,29 +166,42 @@ func TestWatchKnownClient(t *testing.T) {
 		t.Fatalf("server: %v", err)
 	}
 	t.Cleanup(func() { srv.Stop() })
-	// The machine's noise comes in bursts of seconds, and in a burst
-	// more than 1% of a client's stretches outside its syscalls can be
-	// stretched by over 2 µs (a make test run read 97.75% within, where
-	// alone it read 99.18-99.84% in 11 runs). A watch that times wrong
-	// does so in every attempt; a second attempt on a fresh client tells
-	// the two apart, and the first's figure is logged.
-	for attempt := 1; ; attempt++ {
-		short := watchKnownClientOnce(t, srv.Port, watchCPUs)
-		if short == "" || t.Failed() {
-			return
+	// The round trip runs from the client's send syscall to the
+	// return of its receive: --syscalls times exactly that, and is held
+	// to 2 µs of the client's own latency. Without the syscall hooks the
+	// watch times from the TCP send start to the receive's return inside
+	// the kernel, so the syscall's entry and exit path lies in the stretch
+	// between the client's clock reads and what the watch sees, besides
+	// the client's own code: on this VM that stretch took 1.2 µs at the
+	// median, twice the syscall mode's 0.66 µs, and beside another make
+	// test 1.6-2.7% of round trips came out more than 2 µs beyond its
+	// 1st percentile (97.31-98.44%, two attempts). That mode is held to
+	// 5 µs, and says why.
+	//
+	// The machine's noise also comes in bursts of seconds: a watch that
+	// times wrong does so in every attempt, so where one falls short a
+	// second attempt on a fresh client tells the two apart, and the
+	// first's figure is logged.
+	for _, syscalls := range []bool{true, false} {
+		for attempt := 1; ; attempt++ {
+			short := watchKnownClientOnce(t, srv.Port, watchCPUs, syscalls)
+			if short == "" || t.Failed() {
+				break
+			}
+			if attempt == 2 {
+				t.Errorf("syscalls %v: %s", syscalls, short)
+				break
+			}
+			t.Logf("syscalls %v, attempt %d: %s; again, on a fresh client", syscalls, attempt, short)
 		}
-		if attempt == 2 {
-			t.Error(short)
-			return
-		}
-		t.Logf("attempt %d: %s; again, on a fresh client", attempt, short)
 	}
 }
 
 // watchKnownClientOnce is one attempt of TestWatchKnownClient: a bench
-// client on port, watched with the watch on watchCPUs. It fails t on
-// anything but the agreement's share, which it returns (checkAgainstOwn).
-func watchKnownClientOnce(t *testing.T, port int, watchCPUs []int) (short string) {
+// client on port, watched with the watch on watchCPUs, with the syscall
+// hooks or without. It fails t on anything but the agreement's share,
+// which it returns (checkAgainstOwn).
+func watchKnownClientOnce(t *testing.T, port int, watchCPUs []int, syscalls bool) (short string) {
 	dir := t.TempDir()
 	b := startBench(t, port, "--clients", "1", "--duration", "3s", "--warmup", "200ms", "--ci", "0", "--p99-ci", "0", "--out", filepath.Join(dir, "bench"), "-q")
 	bench, benchDone, benchOut := b.cmd, b.done, &b.out
@@ -197,7 +210,7 @@ func watchKnownClientOnce(t *testing.T, port int, watchCPUs []int) (short string
 	defer cancel()
 	before := bpfFDs(os.Getpid())
 	load := startOtherLoad()
-	res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{bench.Process.Pid}, Out: filepath.Join(dir, "watch"), CPUs: watchCPUs}, Callbacks{})
+	res, err := Watch(ctx, WatchConfig{ServerPort: port, ClientPIDs: []int{bench.Process.Pid}, Out: filepath.Join(dir, "watch"), CPUs: watchCPUs, Syscalls: syscalls}, Callbacks{})
 	if res == nil || (err != nil && !errors.Is(err, ErrLostEvents)) {
 		t.Fatalf("watch: %v", err)
 	}
@@ -226,7 +239,11 @@ func watchKnownClientOnce(t *testing.T, port int, watchCPUs []int) (short string
 		t.Errorf("sum within tolerance %.4f, want ≥ 0.99", bc.SumWithinTolerance)
 	}
 
-	return checkAgainstOwn(t, filepath.Join(dir, "bench", "requests.csv"), filepath.Join(dir, "watch", "requests.csv"), res, load, "")
+	wider := ""
+	if !syscalls {
+		wider = "without the syscall hooks, the syscall's kernel entry and exit lie between the client's clock reads and the TCP events the watch times"
+	}
+	return checkAgainstOwn(t, filepath.Join(dir, "bench", "requests.csv"), filepath.Join(dir, "watch", "requests.csv"), res, load, wider)
 }
 
 // checkAgainstOwn sets a watch's round trips (its requests.csv) beside
